@@ -1,0 +1,218 @@
+"""The Flask application: CDS Hooks 2.0 protocol layer.
+
+Request flow, one way: parse + validate -> (auth) -> service handler (data ->
+assessment -> cards) -> JSON. Every error is a FHIR OperationOutcome with CORS headers.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .config import Config, load_config
+from .errors import BadRequest, CDSError, NotFound, operation_outcome
+from .hooks import HookCall, Registry, build_registry
+from .logging_setup import configure_logging, log_event
+from .logic.policy import Policy
+from .schemas import first_error
+
+log = logging.getLogger("cds_service.app")
+
+JSON_TYPES = ("application/json", "application/fhir+json")
+ALLOWED_METHODS = "GET, POST, OPTIONS"
+ALLOWED_HEADERS = "Authorization, Content-Type, Accept"
+
+
+@dataclass
+class AppState:
+    """Everything a request needs, built once per process."""
+
+    config: Config
+    policy: Policy
+    registry: Registry
+    # Filled in by the data, storage and security layers when they are configured.
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status=status, mimetype="application/json")
+
+
+def error_response(status: int, diagnostics: str, expression: list[str] | None = None) -> Response:
+    return json_response(operation_outcome(status, diagnostics, expression=expression), status)
+
+
+def _state() -> AppState:
+    from flask import current_app
+    return current_app.extensions["cds"]
+
+
+def parse_json_body() -> Any:
+    """The request body as JSON, or a 400/413/415 CDSError."""
+    ctype = (request.mimetype or "").lower()
+    if ctype and ctype not in JSON_TYPES:
+        raise CDSError(f"Content-Type must be application/json or application/fhir+json, not {ctype!r}.",
+                       status=415)
+    limit = _state().config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise CDSError(f"Request body exceeds the {limit}-byte limit.", status=413)
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise CDSError(f"Request body exceeds the {limit}-byte limit.", status=413) from None
+    if len(raw) > limit:
+        raise CDSError(f"Request body exceeds the {limit}-byte limit.", status=413)
+    if not raw.strip():
+        raise BadRequest("Request body is empty; a JSON object is required.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Request body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def validate_hook_request(body: Any, service) -> dict:
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    problem = first_error("request", body)
+    if problem:
+        where, message = problem
+        raise BadRequest(f"Invalid hook request at {where}: {message}", expression=[where])
+    if body["hook"] != service.hook:
+        raise BadRequest(f"Service {service.id!r} answers hook {service.hook!r}, not {body['hook']!r}.",
+                         expression=["hook"])
+    problem = first_error(service.context_schema, body["context"], prefix="context")
+    if problem:
+        where, message = problem
+        raise BadRequest(f"Invalid {service.hook} context at {where}: {message}", expression=[where])
+    ctx = body["context"]
+    if "selections" in ctx:
+        draft_ids = {
+            f"{e['resource'].get('resourceType')}/{e['resource'].get('id')}"
+            for e in ctx["draftOrders"].get("entry", []) or []
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        }
+        missing = [s for s in ctx["selections"] if s not in draft_ids]
+        if missing:
+            raise BadRequest(f"context.selections names orders not in context.draftOrders: {missing}",
+                             expression=["context.selections"])
+    return body
+
+
+def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
+    cfg = config if isinstance(config, Config) else load_config(config)
+    configure_logging(cfg.log_level)
+    app = Flask("cds_service")
+    # Werkzeug enforces this while streaming the body, so a huge upload is cut off early.
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    state = AppState(config=cfg, policy=Policy.load(cfg.policy), registry=build_registry())
+    app.extensions["cds"] = state
+    # Layers that attach to the app (security, data, storage) are initialised here.
+
+    @app.before_request
+    def _start() -> Response | None:
+        g.t0 = time.perf_counter()
+        if request.method == "OPTIONS":
+            return Response(status=204)  # preflight: never authenticated (CORS headers added below)
+        return None
+
+    @app.after_request
+    def _cors(resp: Response) -> Response:
+        origins = state.config.cors_origins
+        origin = request.headers.get("Origin")
+        if "*" in origins:
+            resp.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in origins:
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers.add("Vary", "Origin")
+        resp.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+        resp.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+        resp.headers["Access-Control-Max-Age"] = "600"
+        return resp
+
+    @app.errorhandler(CDSError)
+    def _cds_error(exc: CDSError) -> Response:
+        return json_response(exc.outcome(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 404:
+            return error_response(404, f"No such endpoint: {request.path}")
+        if status == 405:
+            resp = error_response(405, f"Method {request.method} is not allowed on {request.path}.")
+            resp.headers["Allow"] = ALLOWED_METHODS
+            return resp
+        if status == 413:
+            return error_response(413, f"Request body exceeds the {state.config.max_body_bytes}-byte limit.")
+        return error_response(status, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        hook_instance = getattr(g, "hook_instance", None)
+        log.error("unhandled error", exc_info=exc,
+                  extra={"fields": {"hookInstance": hook_instance, "path": request.path}})
+        return error_response(500, "Internal error; the event was logged"
+                              + (f" with hookInstance {hook_instance}." if hook_instance else "."))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/cds-services")
+    def discovery() -> Response:
+        return json_response(state.registry.discovery())
+
+    @app.post("/cds-services/<service_id>")
+    def call_service(service_id: str) -> Response:
+        service = state.registry.get(service_id)
+        if service is None:
+            raise NotFound(f"Unknown CDS service {service_id!r}.")
+        body = parse_json_body()
+        if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
+            g.hook_instance = body["hookInstance"][:256]
+        status = 500
+        try:
+            validate_hook_request(body, service)
+            result = service.handler(HookCall(service=service, body=body, state=state))
+            status = 200
+            return json_response(result)
+        except CDSError as exc:
+            status = exc.status
+            raise
+        finally:
+            log_event(log, logging.INFO, "hook call", service=service.id,
+                      hookInstance=getattr(g, "hook_instance", None), status=status,
+                      duration_ms=round((time.perf_counter() - g.t0) * 1000, 2))
+
+    @app.post("/cds-services/<service_id>/feedback")
+    def feedback(service_id: str) -> Response:
+        service = state.registry.get(service_id)
+        if service is None:
+            raise NotFound(f"Unknown CDS service {service_id!r}.")
+        body = parse_json_body()
+        if not isinstance(body, dict):
+            raise BadRequest("Feedback body must be a JSON object.")
+        items = body["feedback"] if isinstance(body.get("feedback"), list) else [body]
+        if "feedback" in body and not isinstance(body["feedback"], list):
+            raise BadRequest("feedback must be an array of Feedback objects.", expression=["feedback"])
+        if not items:
+            raise BadRequest("feedback must hold at least one item.", expression=["feedback"])
+        for index, item in enumerate(items):
+            where = f"feedback[{index}]" if "feedback" in body else "(feedback)"
+            if not isinstance(item, dict):
+                raise BadRequest(f"Feedback item {where} must be an object.", expression=[where])
+            problem = first_error("feedback#/$defs/item", item)
+            if problem:
+                loc, message = problem
+                raise BadRequest(f"Feedback item {where} is invalid at {loc}: {message}", expression=[where])
+        store = state.extensions.get("feedback_store")
+        result = store(service, items) if store else {"received": len(items)}
+        return json_response({"status": "ok", **result})
+
+    return app
+

@@ -1,0 +1,116 @@
+"""All runtime configuration, read from the environment in this one module.
+
+Every setting has a documented default (see the README's configuration table).
+`create_app(config=...)` accepts a dict of the same keys (lower-case, without the
+`CDS_` prefix) so tests can override them without touching the environment.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is present but unusable. Raised at start-up."""
+
+
+def _env(name: str, default: str | None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Config:
+    # Public base URL (scheme://host[:port][/prefix]) the service is reached at, when it
+    # sits behind a proxy. Used to build the JWT `aud` check. Empty: derive from request.
+    public_base_url: str = ""
+    # "off" or "required" (JWT client authentication, see security).
+    auth: str = "off"
+    # Path to the trusted-issuer JSON file (iss -> jwks / jwks_url).
+    trusted_issuers: str = ""
+    # Leave GET /cds-services open even when auth is required (the spec's discovery is
+    # often called without a token, and it carries no patient data).
+    discovery_open: bool = True
+    # Comma-separated FHIR base-URL prefixes the service may call. Default: loopback only.
+    fhir_allowlist: tuple[str, ...] = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+    # Deadline in seconds for the whole FHIR data phase of one hook call.
+    fhir_timeout: float = 3.0
+    # FHIR response cache.
+    fhir_cache_ttl: float = 60.0
+    fhir_cache_size: int = 512
+    # SQLite file for the audit trail and feedback.
+    database: str = "cds_service.sqlite3"
+    # Institution policy override file (JSON or TOML). Empty: packaged defaults.
+    policy: str = ""
+    # Largest accepted request body.
+    max_body_bytes: int = 5 * 1024 * 1024
+    # CORS allowed origins; "*" allows any.
+    cors_origins: tuple[str, ...] = ("*",)
+    # "production" makes the server refuse to start with auth off.
+    env: str = "development"
+    allow_insecure_production: bool = False
+    log_level: str = "INFO"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "Config":
+        try:
+            return cls(
+                public_base_url=(_env("CDS_PUBLIC_BASE_URL", "") or "").rstrip("/"),
+                auth=(_env("CDS_AUTH", "off") or "off").lower(),
+                trusted_issuers=_env("CDS_TRUSTED_ISSUERS", "") or "",
+                discovery_open=(_env("CDS_DISCOVERY_OPEN", "true") or "true").lower() in ("1", "true", "yes"),
+                fhir_allowlist=_split(_env("CDS_FHIR_ALLOWLIST", None)) or cls.fhir_allowlist,
+                fhir_timeout=float(_env("CDS_FHIR_TIMEOUT", "3") or 3),
+                fhir_cache_ttl=float(_env("CDS_FHIR_CACHE_TTL", "60") or 60),
+                fhir_cache_size=int(_env("CDS_FHIR_CACHE_SIZE", "512") or 512),
+                database=_env("CDS_DATABASE", "cds_service.sqlite3") or "cds_service.sqlite3",
+                policy=_env("CDS_POLICY", "") or "",
+                max_body_bytes=int(_env("CDS_MAX_BODY_BYTES", str(5 * 1024 * 1024)) or 0),
+                cors_origins=_split(_env("CDS_CORS_ORIGINS", "*")) or ("*",),
+                env=(_env("CDS_ENV", "development") or "development").lower(),
+                allow_insecure_production=(_env("CDS_ALLOW_INSECURE_PRODUCTION", "false") or "").lower()
+                in ("1", "true", "yes"),
+                log_level=(_env("CDS_LOG_LEVEL", "INFO") or "INFO").upper(),
+            ).validated()
+        except ValueError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"invalid configuration value: {exc}") from None
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> "Config":
+        if not overrides:
+            return self
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
+        values = dict(overrides)
+        for key in ("fhir_allowlist", "cors_origins"):
+            if isinstance(values.get(key), str):
+                values[key] = _split(values[key])
+        return replace(self, **values).validated()
+
+    def validated(self) -> "Config":
+        if self.auth not in ("off", "required"):
+            raise ConfigError(f"CDS_AUTH must be 'off' or 'required', not {self.auth!r}")
+        if self.auth == "required" and not self.trusted_issuers:
+            raise ConfigError("CDS_AUTH=required needs CDS_TRUSTED_ISSUERS (a JSON trust file)")
+        if self.fhir_timeout <= 0:
+            raise ConfigError("CDS_FHIR_TIMEOUT must be > 0 seconds")
+        if self.max_body_bytes <= 0:
+            raise ConfigError("CDS_MAX_BODY_BYTES must be > 0")
+        if "*" in self.fhir_allowlist and self.auth != "off":
+            raise ConfigError("CDS_FHIR_ALLOWLIST='*' is accepted only with CDS_AUTH=off")
+        return self
+
+
+def load_config(overrides: dict[str, Any] | None = None) -> Config:
+    return Config.from_env().with_overrides(overrides)

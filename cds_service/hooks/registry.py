@@ -1,0 +1,78 @@
+"""Service declarations: each service is declared once, and discovery is generated here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..app import AppState
+
+
+@dataclass
+class HookCall:
+    """One validated hook request on its way through data -> assessment -> cards."""
+
+    service: "Service"
+    body: dict[str, Any]
+    state: "AppState"
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return self.body["context"]
+
+    @property
+    def hook_instance(self) -> str:
+        return self.body["hookInstance"]
+
+    @property
+    def patient_id(self) -> str:
+        return self.context["patientId"]
+
+
+Handler = Callable[[HookCall], dict]
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    hook: str
+    title: str
+    description: str
+    handler: Handler
+    prefetch: Mapping[str, str]
+    usage_requirements: str
+    # Prefetch keys that must be had (else 412). Keys not listed only enrich the cards.
+    required_keys: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def context_schema(self) -> str:
+        return f"context-{self.hook}"
+
+    def discovery(self) -> dict[str, Any]:
+        entry = {
+            "hook": self.hook,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "usageRequirements": self.usage_requirements,
+        }
+        if self.prefetch:
+            entry["prefetch"] = dict(self.prefetch)
+        return entry
+
+
+class Registry:
+    def __init__(self, services: list[Service]):
+        ids = [s.id for s in services]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"duplicate service ids: {ids}")
+        self._services = {s.id: s for s in services}
+
+    def get(self, service_id: str) -> Service | None:
+        return self._services.get(service_id)
+
+    def __iter__(self):
+        return iter(self._services.values())
+
+    def discovery(self) -> dict[str, Any]:
+        return {"services": [s.discovery() for s in self]}

@@ -1,0 +1,1 @@
+"""Pure clinical engine: plain inputs in, results out. No Flask, HTTP or FHIR."""

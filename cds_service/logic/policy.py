@@ -1,0 +1,216 @@
+"""The clinical policy: every threshold, window and dose as one keyed object.
+
+Defaults are those of clinical-rules.md §16 (the source of each is given there and in
+the README). An institution overrides any key with a JSON or TOML file (`CDS_POLICY` or
+`--policy`). Keys are dotted (`group.name`); a file may write them flat
+(`{"dosing.bmi_tier1": 32}`) or nested (`{"dosing": {"bmi_tier1": 32}}`).
+An unknown key or an ill-typed value is a PolicyError at load time.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+# Type tags for validation.
+NUM, INT, BOOL, STR, NUM_OR_NULL, INT_OR_NULL, STR_OR_NULL = (
+    "number", "integer", "boolean", "string", "number|null", "integer|null", "string|null")
+RANGE_OR_NULL, STR_LIST = "[low, high]|null", "list[string]"
+
+_MODALITIES = {"IMV", "NIV", "CPAP", "HFNC", "ECMO", "low-flow"}
+
+# key: (default, type, allowed values or None)
+DEFAULTS: dict[str, tuple[Any, str, Any]] = {
+    "numeric.compare_decimals": (6, INT, None),
+    "scope.require_covid_condition": (False, BOOL, None),
+    "codes.extra_file": (None, STR_OR_NULL, None),
+    "cards.not_determinable": ("info_card", STR, {"info_card", "no_card"}),
+    "window.labs_hours": (72, NUM, None),
+    "window.blood_gas_hours": (24, NUM, None),
+    "window.vitals_hours": (24, NUM, None),
+    "window.urine_output_hours": (24, NUM, None),
+    "window.sofa_score_hours": (24, NUM, None),
+    "window.respiratory_support_hours": (24, NUM, None),
+    "window.vasoactive_hours": (24, NUM, None),
+    "window.anti_xa_hours": (72, NUM, None),
+    "window.weight_days": (30, NUM, None),
+    "window.height_days": (None, NUM_OR_NULL, None),
+    "window.pregnancy_status_days": (30, NUM, None),
+    "window.future_tolerance_minutes": (5, NUM, None),
+    "bloodgas.fio2_pairing_minutes": (60, NUM, None),
+    "ibw.extrapolate_below_152_4_cm": (True, BOOL, None),
+    "crcl.weight_basis": ("pharmacy_rule", STR,
+                          {"pharmacy_rule", "actual", "ideal", "adjusted", "lower_of_actual_ideal"}),
+    "crcl.adjbw_factor": (0.4, NUM, None),
+    "crcl.adjbw_trigger_ratio": (1.2, NUM, None),
+    "renal.crcl_cutoff": (30.0, NUM, None),
+    "renal.scr_floor_mg_dl": (None, NUM_OR_NULL, None),
+    "renal.overrides_bmi_rule": (True, BOOL, None),
+    "renal.preferred_agent": ("enoxaparin", STR, {"enoxaparin", "heparin"}),
+    "renal.enoxaparin_mg": (30, NUM, None),
+    "renal.ufh_units": (5000, NUM, None),
+    "renal.ufh_doses_per_day": (2, INT, {2, 3}),
+    "d_dimer.marked_multiple": (6.0, NUM, None),
+    "d_dimer.marked_inclusive": (False, BOOL, None),
+    "d_dimer.default_uln_mg_l_feu": (0.5, NUM, None),
+    "d_dimer.default_uln_mg_l_ddu": (0.25, NUM, None),
+    "d_dimer.ddu_to_feu_factor": (2.0, NUM, None),
+    "d_dimer.use_reference_range": (True, BOOL, None),
+    "sofa.si_native_bands": (True, BOOL, None),
+    "sofa.respiratory_support_modalities": (["IMV", "NIV", "CPAP"], STR_LIST, _MODALITIES),
+    "sofa.value_selection": ("latest", STR, {"latest", "worst_in_window"}),
+    "sofa.vasoactive_min_minutes": (60, NUM, None),
+    "sofa.prefer_recorded_subscores": (False, BOOL, None),
+    "sic.require_plt_inr_gt_2": (True, BOOL, None),
+    "sic.positive_total": (4, INT, None),
+    "dic.d_dimer_moderate_above_multiple": (1.0, NUM, None),
+    "dic.d_dimer_strong_above_multiple": (10.0, NUM, None),
+    "dic.fibrinogen_low_g_l": (1.0, NUM, None),
+    "dic.pt_reference": (["reference_range_high", "normal_control"], STR_LIST,
+                         {"reference_range_high", "normal_control"}),
+    "dic.overt_threshold": (5, INT, None),
+    "dosing.standard_mg": (40, NUM, None),
+    "dosing.bmi_tier1": (30.0, NUM, None),
+    "dosing.bmi_tier1_mg": (60, NUM, None),
+    "dosing.bmi_tier2": (40.0, NUM, None),
+    "dosing.bmi_tier2_mg": (80, NUM, None),
+    "dosing.doses_per_day": (1, INT, None),
+    "dosing.pending_weight_mg": (40, NUM, None),
+    "dosing.round_bmi_before_compare": (False, BOOL, None),
+    "hit.fondaparinux_mg": (2.5, NUM, None),
+    "hit.fondaparinux_min_crcl": (30.0, NUM, None),
+    "safety.platelets_abs_min": (25, NUM, None),
+    "safety.fibrinogen_abs_min_g_l": (0.5, NUM, None),
+    "safety.platelets_caution_min": (50, NUM, None),
+    "safety.hemoglobin_caution_min_g_dl": (8.0, NUM, None),
+    "safety.fibrinogen_caution_min_g_l": (1.0, NUM, None),
+    "safety.recent_bleeding_days": (30, NUM, None),
+    "safety.hit_lookback_days": (None, NUM_OR_NULL, None),
+    "orders.q12h_therapeutic_mg_kg": (0.7, NUM, None),
+    "orders.q12h_intermediate_mg_kg": (0.4, NUM, None),
+    "orders.daily_therapeutic_above_mg_kg": (1.4, NUM, None),
+    "orders.daily_intermediate_mg_kg": (0.7, NUM, None),
+    "orders.daily_therapeutic_renal_mg_kg": (0.7, NUM, None),
+    "orders.ufh_sc_intermediate_units": (7500, NUM, None),
+    "antixa.trigger_bmi": (40.0, NUM, None),
+    "antixa.trigger_weight_high_kg": (120.0, NUM, None),
+    "antixa.trigger_weight_low_kg": (50.0, NUM, None),
+    "antixa.target_prophylactic": ([0.2, 0.5], RANGE_OR_NULL, None),
+    "antixa.target_intermediate": (None, RANGE_OR_NULL, None),
+    "antixa.target_therapeutic_q12h": ([0.5, 1.0], RANGE_OR_NULL, None),
+    "antixa.target_therapeutic_q24h": ([1.0, 2.0], RANGE_OR_NULL, None),
+    "antixa.trough_max": (0.5, NUM, None),
+    "antixa.peak_hours_post_dose": (4, NUM, None),
+    "antixa.steady_state_after_dose": (3, INT, None),
+    "critical.modalities": (["IMV", "NIV", "CPAP", "HFNC", "ECMO"], STR_LIST, _MODALITIES),
+    "critical.vasoactive_counts": (True, BOOL, None),
+    "escalation.enabled": (True, BOOL, None),
+    "escalation.d_dimer_multiple": (1.0, NUM, None),
+    "escalation.require_low_flow": (True, BOOL, None),
+}
+
+
+class PolicyError(ValueError):
+    """The policy file or an override is unusable. Raised at load time."""
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check(key: str, value: Any) -> Any:
+    _, kind, allowed = DEFAULTS[key]
+    nullable = kind.endswith("|null")
+    if value is None:
+        if nullable:
+            return None
+        raise PolicyError(f"policy key {key!r} may not be null (expected {kind})")
+    base = kind.split("|")[0]
+    ok = {
+        "number": _is_num(value),
+        "integer": _is_num(value) and float(value).is_integer(),
+        "boolean": isinstance(value, bool),
+        "string": isinstance(value, str),
+        "list[string]": isinstance(value, list) and all(isinstance(x, str) for x in value),
+        "[low, high]": isinstance(value, list) and len(value) == 2 and all(map(_is_num, value))
+        and value[0] <= value[1],
+    }[base]
+    if not ok:
+        raise PolicyError(f"policy key {key!r} expects {kind}, got {value!r}")
+    if base == "integer":
+        value = int(value)
+    if allowed is not None:
+        items = value if isinstance(value, list) else [value]
+        bad = [x for x in items if x not in allowed]
+        if bad:
+            raise PolicyError(f"policy key {key!r}: {bad!r} not among {sorted(map(str, allowed))}")
+    if base == "number" and key.startswith(("window.", "renal.", "dosing.", "safety.", "antixa.")) \
+            and value < 0:
+        raise PolicyError(f"policy key {key!r} must not be negative, got {value!r}")
+    return value
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and key not in DEFAULTS:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+@dataclass(frozen=True)
+class Policy:
+    values: Mapping[str, Any]
+    source: str = "defaults"
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self.values[key]
+        except KeyError:
+            raise KeyError(f"unknown policy key {key!r}") from None
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> "Policy":
+        flat = _flatten(overrides)
+        unknown = sorted(set(flat) - set(DEFAULTS))
+        if unknown:
+            raise PolicyError(f"unknown policy key(s): {', '.join(unknown)}")
+        values = dict(self.values)
+        for key, value in flat.items():
+            values[key] = _check(key, value)
+        return Policy(values, source)
+
+    @classmethod
+    def default(cls) -> "Policy":
+        return cls({k: (list(v[0]) if isinstance(v[0], list) else v[0]) for k, v in DEFAULTS.items()})
+
+    @classmethod
+    def load(cls, path: str | None) -> "Policy":
+        """Defaults, overridden by the JSON/TOML file at `path` when given."""
+        base = cls.default()
+        if not path:
+            return base
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise PolicyError(f"cannot read policy file {path!r}: {exc.strerror}") from None
+        try:
+            if path.lower().endswith(".toml"):
+                import tomllib
+                data = tomllib.loads(raw.decode("utf-8"))
+            else:
+                data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"policy file {path!r} is not valid JSON/TOML: {exc}") from None
+        if not isinstance(data, dict):
+            raise PolicyError(f"policy file {path!r} must hold an object of keys")
+        return base.with_overrides(data, source=path)
+
+
+def rounded(value: float, policy: Policy) -> float:
+    """The value compared against thresholds (clinical rules §0): rounded to N decimals."""
+    return round(value, policy["numeric.compare_decimals"])

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Bootstrap and run: needs only python3 (with its venv module).
+
+    python3 dev.py serve [serve options]   # create .venv, install, run the service
+    python3 dev.py test  [pytest options]  # create .venv, install with test extras, run all tests
+    python3 dev.py <any cds-service subcommand ...>
+
+The venv is reinstalled only when pyproject.toml changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("CDS_VENV") or ROOT / ".venv")
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def ensure_venv(extras: str) -> None:
+    stamp = VENV / f".installed-{extras or 'base'}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest and PY.exists():
+        return
+    if not PY.exists():
+        print(f"dev.py: creating virtual environment in {VENV}", flush=True)
+        try:
+            venv.EnvBuilder(with_pip=True).create(VENV)
+        except Exception as exc:  # Debian without python3-venv lands here
+            sys.exit(f"dev.py: cannot create a venv ({exc}). On Debian/Ubuntu: apt-get install python3-venv")
+    print("dev.py: installing the service and its dependencies (first run only)", flush=True)
+    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    target = f".[{extras}]" if extras else "."
+    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "-e", target], cwd=ROOT)
+    stamp.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "test":
+        ensure_venv("test")
+        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+    ensure_venv("test" if (VENV / ".installed-test").exists() else "")
+    return subprocess.call([str(PY), "-m", "cds_service", command, *rest], cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
