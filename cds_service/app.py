@@ -14,7 +14,9 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from . import security, storage
 from .config import Config, load_config
+from .fhir import data
 from .errors import BadRequest, CDSError, NotFound, operation_outcome
 from .hooks import HookCall, Registry, build_registry
 from .logging_setup import configure_logging, log_event
@@ -111,7 +113,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     state = AppState(config=cfg, policy=Policy.load(cfg.policy), registry=build_registry())
     app.extensions["cds"] = state
-    # Layers that attach to the app (security, data, storage) are initialised here.
+    # Layers that attach to the app, each in its own module.
+    security.init_app(app, state)
+    data.init_app(app, state)
+    storage.init_app(app, state)
 
     @app.before_request
     def _start() -> Response | None:
