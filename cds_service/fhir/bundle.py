@@ -1,0 +1,38 @@
+"""Reading resources out of FHIR Bundles (searchset, collection, transaction)."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+
+def bundle_resources(bundle: Any, types: Iterable[str] | None = None) -> Iterator[dict]:
+    """Yield entry resources, skipping search.mode 'outcome'/'include' entries, non-objects,
+    and (when `types` is given) resources of other types. Tolerant of any shape: a
+    malformed entry is skipped, never raised on."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return
+    wanted = set(types) if types is not None else None
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") not in (None, "match"):
+            continue
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            continue
+        if wanted is not None and resource["resourceType"] not in wanted:
+            continue
+        yield resource
+
+
+def next_link(bundle: Any) -> str | None:
+    """The `link[relation=next]` URL of a searchset page, if any."""
+    if not isinstance(bundle, dict):
+        return None
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
