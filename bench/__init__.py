@@ -1,0 +1,1 @@
+"""Benchmark and reliability instruments: `python -m bench` (see bench/run.py)."""

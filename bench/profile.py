@@ -1,0 +1,54 @@
+"""`python -m bench.profile [scenario] [n]`: profile hook calls in-process with pyinstrument.
+
+Scenarios: a (patient-view, 150 obs prefetch), b (order-select), d10000 (sweep size), c
+(self-fetch against the FHIR stub, cold cache). Prints pyinstrument's text report.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from . import synth
+from .fhir_stub import FhirStub
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    scenario = argv[0] if argv else "a"
+    n = int(argv[1]) if len(argv) > 1 else 300
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        print("pip install pyinstrument (the 'bench' extra)", file=sys.stderr)
+        return 2
+    from cds_service import create_app
+
+    with tempfile.TemporaryDirectory() as tmp, FhirStub(latency=0.0) as stub:
+        app = create_app({"database": str(Path(tmp) / "p.sqlite3"), "log_level": "INFO",
+                          "max_body_bytes": 64 * 1024 * 1024})
+        client = app.test_client()
+        hook = "order-select" if scenario == "b" else "patient-view"
+        if scenario == "c":
+            template = orjson.dumps(synth.hook_request(hook, "PIDX", with_prefetch=False, fhir_server=stub.url()))
+            bodies = [template.replace(b"PIDX", f"p{i}".encode()) for i in range(n + 5)]
+        else:
+            n_obs = int(scenario[1:]) if scenario.startswith("d") else 150
+            bodies = [orjson.dumps(synth.hook_request(hook, "bench-p", n_obs=n_obs))] * (n + 5)
+        path = synth.SERVICE_PATH[hook]
+        for body in bodies[:5]:  # warm-up: imports, schema compilation
+            resp = client.post(path, data=body, content_type="application/json")
+            assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        for body in bodies[5:]:
+            client.post(path, data=body, content_type="application/json")
+        profiler.stop()
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

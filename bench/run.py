@@ -1,0 +1,333 @@
+"""`python -m bench`: the service against a floor app, both under gunicorn, same session.
+
+Scenarios (see bench/RESULTS.md for the targets):
+  a  patient-view, full prefetch, ~150 Observations           concurrency 1 and 8
+  b  order-select, full prefetch and one draft order          concurrency 1 and 8
+  c  patient-view, self-fetch from a FHIR stub (20 ms/request), cold and warm cache
+  d  patient-view prefetch sweep: 10 / 100 / 1,000 / 10,000 Observations, concurrency 1
+
+Every measurement alternates rounds between the service and the floor, so both see the
+same machine load; figures are reported as service/floor ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from . import loadgen, synth
+from .fhir_stub import FhirStub
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+RESULTS_MD = ROOT / "bench" / "RESULTS.md"
+NOTES_MARKER = "<!-- notes: kept across --record runs -->"
+WORKERS, THREADS = 2, 4
+FHIR_LATENCY_S = 0.020
+SWEEP = (10, 100, 1000, 10000)
+
+TARGETS = {
+    "a_rps_ratio_c8": 0.70,       # service throughput >= 70 % of the floor at concurrency 8
+    "a_p99_ms_c8": 25.0,          # p99 <= 25 ms at concurrency 8
+    "c_warm_fhir_calls": 0,       # warm cache: no FHIR call
+    "c_cold_rtt_budget_ms": 10.0,  # cold p50 <= 2 round trips + 10 ms
+    "d_ms_per_1000": 2.0,         # <= 2 ms extra per 1,000 Observations
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    """One gunicorn master (2 gthread workers) on a free loopback port."""
+
+    def __init__(self, name: str, app: str, env: dict[str, str], log_dir: Path):
+        self.name, self.app, self.env = name, app, env
+        self.port = free_port()
+        self.log = open(log_dir / f"{name}.log", "wb")
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Gunicorn":
+        cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+               "--workers", str(WORKERS), "--threads", str(THREADS), "--worker-class", "gthread",
+               "--log-level", "warning", self.app]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env},
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start; see {self.log.name}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def rss_kb(self) -> int:
+        """Summed VmRSS of the master and its workers."""
+        total = 0
+        pids = [self.proc.pid]
+        try:
+            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        except OSError:
+            pass
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+
+def constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def numbered(template: bytes, placeholder: bytes, prefix: str) -> Callable[[], bytes]:
+    """Bodies with a fresh patient id each call (a cold cache on every request)."""
+    counter = itertools.count()
+    return lambda: template.replace(placeholder, f"{prefix}{next(counter)}".encode())
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model or platform.processor(),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, service: Gunicorn, floor: Gunicorn, stub: FhirStub):
+        self.args, self.service, self.floor, self.stub = args, service, floor, stub
+
+    def alternate(self, path: str, body: Callable[[], bytes], concurrency: int, *,
+                  floor_body: Callable[[], bytes] | None = None, max_requests: int | None = None,
+                  targets: tuple[str, ...] = ("service", "floor")) -> dict:
+        """Rounds alternating service and floor; returns stats per target (+ FHIR calls)."""
+        servers = {"service": self.service, "floor": self.floor}
+        samples = {t: loadgen.Sample() for t in targets}
+        fhir_calls = 0
+        for rnd in range(self.args.rounds + 1):  # round 0 warms up and is discarded
+            for target in targets:
+                srv = servers[target]
+                fn = body if target == "service" else (floor_body or body)
+                before = self.stub.total
+                duration = self.args.duration if rnd else self.args.duration / 3
+                s = loadgen.run("127.0.0.1", srv.port, path, fn, concurrency, duration,
+                                max_requests=max_requests)
+                if rnd:
+                    samples[target].extend(s)
+                    if target == "service":
+                        fhir_calls += self.stub.total - before
+        out = {t: samples[t].stats() for t in targets}
+        if "service" in out and out["service"].get("n"):
+            n = out["service"]["n"] + out["service"].get("errors", 0)
+            out["service"]["fhir_calls_per_hook"] = round(fhir_calls / n, 3)
+        if "floor" in out:
+            out["ratio"] = ratios(out["service"], out["floor"])
+        return out
+
+    def scenario_a(self) -> dict:
+        body = orjson.dumps(synth.hook_request("patient-view", "bench-a", n_obs=150))
+        return {f"c{c}": self.alternate(synth.SERVICE_PATH["patient-view"], constant(body), c)
+                for c in (1, 8)}
+
+    def scenario_b(self) -> dict:
+        body = orjson.dumps(synth.hook_request("order-select", "bench-b", n_obs=150))
+        return {f"c{c}": self.alternate(synth.SERVICE_PATH["order-select"], constant(body), c)
+                for c in (1, 8)}
+
+    def scenario_c(self) -> dict:
+        path = synth.SERVICE_PATH["patient-view"]
+        out: dict = {"fhir_latency_ms": FHIR_LATENCY_S * 1000}
+        marker = b"PIDXCOLDX"
+        cold = orjson.dumps(synth.hook_request("patient-view", marker.decode(), with_prefetch=False,
+                                               fhir_server=self.stub.url()))
+        # The floor gets the same (small) body: it only shows the HTTP+parse share.
+        floor_body = numbered(cold, marker, "floor-")
+        for c in (1, 8):
+            out[f"cold_c{c}"] = self.alternate(path, numbered(cold, marker, f"cold{c}-"), c,
+                                               floor_body=floor_body)
+        warm = cold.replace(marker, b"bench-warm")
+        for c in (1, 8):
+            out[f"warm_c{c}"] = self.alternate(path, constant(warm), c, floor_body=constant(warm))
+        return out
+
+    def scenario_d(self) -> dict:
+        path = synth.SERVICE_PATH["patient-view"]
+        out: dict = {"sizes": {}}
+        for n in SWEEP:
+            body = orjson.dumps(synth.hook_request("patient-view", f"bench-d{n}", n_obs=n))
+            res = self.alternate(path, constant(body), 1)
+            res["body_bytes"] = len(body)
+            out["sizes"][str(n)] = res
+        for target in ("service", "floor"):
+            pts = [(n, out["sizes"][str(n)][target]["p50_ms"]) for n in SWEEP]
+            out[f"{target}_ms_per_1000"] = round(slope(pts) * 1000, 3)
+        out["net_ms_per_1000"] = round(out["service_ms_per_1000"] - out["floor_ms_per_1000"], 3)
+        return out
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+
+
+def ratios(service: dict, floor: dict) -> dict:
+    def r(key: str) -> float | None:
+        return round(service[key] / floor[key], 3) if service.get(key) and floor.get(key) else None
+    return {"rps": r("rps"), "p50": r("p50_ms"), "p95": r("p95_ms"), "p99": r("p99_ms")}
+
+
+def check_targets(res: dict) -> list[tuple[str, str, str, bool]]:
+    """(target, wanted, measured, met) rows."""
+    rows = []
+    sc = res["scenarios"]
+    if "a" in sc:
+        c8 = sc["a"]["c8"]
+        rows.append(("(a) throughput vs floor, c=8", f">= {TARGETS['a_rps_ratio_c8']:.0%}",
+                     f"{c8['ratio']['rps']:.0%}", c8["ratio"]["rps"] >= TARGETS["a_rps_ratio_c8"]))
+        rows.append(("(a) p99 latency, c=8", f"<= {TARGETS['a_p99_ms_c8']:g} ms",
+                     f"{c8['service']['p99_ms']:.1f} ms", c8["service"]["p99_ms"] <= TARGETS["a_p99_ms_c8"]))
+    if "c" in sc:
+        c = sc["c"]
+        warm = c["warm_c1"]["service"]["fhir_calls_per_hook"]
+        rows.append(("(c) warm cache FHIR calls per hook call", "0", f"{warm:g}",
+                     warm <= TARGETS["c_warm_fhir_calls"]))
+        budget = 2 * c["fhir_latency_ms"] + TARGETS["c_cold_rtt_budget_ms"]
+        cold = c["cold_c1"]["service"]
+        rows.append(("(c) cold p50, c=1", f"<= {budget:g} ms (2 x {c['fhir_latency_ms']:g} + 10)",
+                     f"{cold['p50_ms']:.1f} ms, {cold['fhir_calls_per_hook']:g} FHIR calls",
+                     cold["p50_ms"] <= budget))
+    if "d" in sc:
+        d = sc["d"]
+        rows.append(("(d) extra cost per 1,000 Observations", f"<= {TARGETS['d_ms_per_1000']:g} ms",
+                     f"{d['service_ms_per_1000']:.2f} ms (floor {d['floor_ms_per_1000']:.2f}, "
+                     f"net {d['net_ms_per_1000']:.2f})", d["service_ms_per_1000"] <= TARGETS["d_ms_per_1000"]))
+    return rows
+
+
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    lines = [f"Run {res['date']} on {m['nproc']} CPU ({m['cpu']}), Python {m['python']}, "
+             f"load average at start {m['loadavg_at_start']}; gunicorn {WORKERS} workers x {THREADS} "
+             f"threads (gthread) for both service and floor; {res['args']['rounds']} rounds of "
+             f"{res['args']['duration']:g} s each, alternating.", ""]
+    lines += ["| Scenario | Target | n | p50 ms | p95 ms | p99 ms | req/s | FHIR calls/hook | "
+              "floor p50 | floor p99 | floor req/s | ratio req/s | ratio p50 | ratio p99 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def row(label: str, r: dict) -> None:
+        s, f, q = r["service"], r.get("floor", {}), r.get("ratio", {})
+        lines.append(f"| {label} | service | {s['n']} | {s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} | "
+                     f"{s['rps']} | {s.get('fhir_calls_per_hook', '')} | {f.get('p50_ms', '')} | "
+                     f"{f.get('p99_ms', '')} | {f.get('rps', '')} | {q.get('rps', '')} | {q.get('p50', '')} | "
+                     f"{q.get('p99', '')} |")
+        if s.get("errors"):
+            lines.append(f"| {label} | **errors** | {s['errors']} | | | | | | | | | | | |")
+    sc = res["scenarios"]
+    for key, title in (("a", "(a) patient-view, 150 obs"), ("b", "(b) order-select + draft")):
+        for c in ("c1", "c8"):
+            if key in sc:
+                row(f"{title}, {c.replace('c', 'c=')}", sc[key][c])
+    if "c" in sc:
+        for k in ("cold_c1", "cold_c8", "warm_c1", "warm_c8"):
+            cache, c = k.split("_")
+            row(f"(c) self-fetch, {cache}, {c.replace('c', 'c=')}", sc["c"][k])
+    if "d" in sc:
+        for n, r in sc["d"]["sizes"].items():
+            row(f"(d) {int(n):,} obs ({r['body_bytes'] / 1e6:.2f} MB), c=1", r)
+    lines += ["", "| Target | Wanted | Measured | Met |", "|---|---|---|---|"]
+    for name, wanted, got, ok in check_targets(res):
+        lines.append(f"| {name} | {wanted} | {got} | {'yes' if ok else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def record(md: str) -> None:
+    notes = ""
+    if RESULTS_MD.exists():
+        text = RESULTS_MD.read_text()
+        if NOTES_MARKER in text:
+            notes = text.split(NOTES_MARKER, 1)[1]
+    RESULTS_MD.write_text("# Benchmark results\n\nGenerated by `python -m bench --record`; the targets are "
+                          "those of issue 8. Ratios are service/floor from the same session.\n\n"
+                          + md + "\n" + NOTES_MARKER + notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--scenarios", default="abcd", help="subset of 'abcd' (default all)")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds per round and target")
+    p.add_argument("--rounds", type=int, default=3, help="measured rounds per target (plus a warm-up)")
+    p.add_argument("--quick", action="store_true", help="1 s rounds, 2 rounds (a smoke run)")
+    p.add_argument("--record", action="store_true", help="write the tables to bench/RESULTS.md")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds = 1.0, 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    res: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+                 "args": {"duration": args.duration, "rounds": args.rounds}, "scenarios": {}}
+    with tempfile.TemporaryDirectory() as tmp, FhirStub(latency=FHIR_LATENCY_S) as stub:
+        env = {"CDS_DATABASE": str(Path(tmp) / "bench.sqlite3"),
+               # the 10,000-Observation sweep body is ~6 MB, over the 5 MB default
+               "CDS_MAX_BODY_BYTES": str(64 * 1024 * 1024)}
+        with Gunicorn("service", "cds_service.wsgi:app", env, OUT) as service, \
+                Gunicorn("floor", "bench.floor:app", {}, OUT) as floor:
+            bench = Bench(args, service, floor, stub)
+            rss_before = service.rss_kb()
+            for key in args.scenarios:
+                t0 = time.perf_counter()
+                res["scenarios"][key] = getattr(bench, f"scenario_{key}")()
+                print(f"scenario {key}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            res["service_rss_kb"] = {"before": rss_before, "after": service.rss_kb()}
+    md = markdown(res)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    (OUT / f"results-{stamp}.json").write_text(json.dumps(res, indent=2))
+    (OUT / f"results-{stamp}.md").write_text(md)
+    print(md)
+    print(f"JSON: {OUT / f'results-{stamp}.json'}", file=sys.stderr)
+    if args.record:
+        record(md)
+        print(f"recorded in {RESULTS_MD}", file=sys.stderr)
+    return 0
