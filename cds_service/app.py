@@ -85,7 +85,7 @@ def validate_hook_request(body: Any, service) -> dict:
         where, message = problem
         raise BadRequest(f"Invalid hook request at {where}: {message}", expression=[where])
     if body["hook"] != service.hook:
-        raise BadRequest(f"Service {service.id!r} answers hook {service.hook!r}, not {body['hook']!r}.",
+        raise BadRequest(f"Service {service.id!r} answers hook {service.hook!r}, not {body['hook'][:64]!r}.",
                          expression=["hook"])
     problem = first_error(service.context_schema, body["context"], prefix="context")
     if problem:
@@ -100,7 +100,7 @@ def validate_hook_request(body: Any, service) -> dict:
         }
         missing = [s for s in ctx["selections"] if s not in draft_ids]
         if missing:
-            raise BadRequest(f"context.selections names orders not in context.draftOrders: {missing}",
+            raise BadRequest(f"context.selections names orders not in context.draftOrders: {missing[:10]}",
                              expression=["context.selections"])
     return body
 
@@ -156,6 +156,13 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             return error_response(413, f"Request body exceeds the {state.config.max_body_bytes}-byte limit.")
         return error_response(status, exc.description or exc.name)
 
+    @app.errorhandler(RecursionError)
+    def _too_deep(exc: RecursionError) -> Response:
+        # orjson parses up to 1,024 levels, deeper than Python code (jsonschema's error
+        # messages, recursive walks) can go: pathological input, not a fault of ours.
+        log.warning("request nested too deeply", exc_info=exc, extra={"fields": {"path": request.path}})
+        return error_response(400, "Request JSON is nested too deeply.")
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         hook_instance = getattr(g, "hook_instance", None)
@@ -186,8 +193,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             result = service.handler(HookCall(service=service, body=body, state=state))
             status = 200
             return json_response(result)
-        except CDSError as exc:
-            status = exc.status
+        except (CDSError, RecursionError) as exc:  # RecursionError: answered 400 by _too_deep
+            status = getattr(exc, "status", 400)
             raise
         finally:
             log_event(log, logging.INFO, "hook call", service=service.id,
