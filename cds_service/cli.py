@@ -50,8 +50,20 @@ def _add_serve(sub) -> None:
     p.set_defaults(func=_serve)
 
 
+def _add_feedback_report(sub) -> None:
+    p = sub.add_parser("feedback-report", help="accept and override rates per service and card kind")
+    p.add_argument("--database", help="SQLite file (default: CDS_DATABASE)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    def run(args):
+        from .feedback_report import run as report
+        return report(args)
+
+    p.set_defaults(func=run)
+
+
 # (name, function adding the subparser). Later layers append their commands here.
-COMMANDS = [_add_serve]
+COMMANDS = [_add_serve, _add_feedback_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
