@@ -62,8 +62,22 @@ def _add_feedback_report(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_example(sub) -> None:
+    p = sub.add_parser("example", help="print an example hook request dated relative to now")
+    p.add_argument("name", nargs="?", help="example name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the examples")
+    p.add_argument("--now", help="ISO date-time to date the example at (default: now)")
+    p.add_argument("--write-all", metavar="DIR", help="write every example to DIR (reference copies)")
+
+    def run(args):
+        from .examples import run as example
+        return example(args)
+
+    p.set_defaults(func=run)
+
+
 # (name, function adding the subparser). Later layers append their commands here.
-COMMANDS = [_add_serve, _add_feedback_report]
+COMMANDS = [_add_serve, _add_feedback_report, _add_example]
 
 
 def build_parser() -> argparse.ArgumentParser:
