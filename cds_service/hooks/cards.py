@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from ..fhir.codes import Codes
+from ..logic.numeric import display
 from ..storage import IssuedCard
 from . import vocabulary as vocab
 
@@ -61,13 +62,12 @@ def md(value: Any) -> str:
 
 
 def num(value: float | int | None, dp: int = 1) -> str:
-    """Display rounding (clinical rules §0), without trailing zeros: 7.20 -> 7.2, 60.0 -> 60."""
+    """Display rounding (clinical rules §0, half-up) without trailing zeros: 7.20 -> 7.2."""
     if value is None:
         return "unknown"
-    text = f"{value:,.{dp}f}" if dp else f"{round(value):,}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    rounded = display(float(value), dp)
+    text = f"{rounded:,.{dp}f}" if dp else f"{rounded:,.0f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def when(moment: datetime | None, now: datetime) -> str:
@@ -125,17 +125,17 @@ def suggestion(label: str, *actions: dict, recommended: bool | None = None) -> d
     return out
 
 
-def card(kind: str, indicator: str, summary: str, detail: str, *,
+def card(kind: str, indicator: str, summary: str | Sequence[str], detail: str, *,
          suggestions: Sequence[dict] = (), selection: str = "any",
          evidence: Sequence[str] = ()) -> IssuedCard:
-    """One card of `kind` (vocabulary.CARD_KINDS), pruned. `selection` is the
-    selectionBehavior used when there are suggestions: "any" when they are independent,
-    "at-most-one" when they are alternatives."""
+    """One card of `kind` (vocabulary.CARD_KINDS), pruned. `summary`: the text, or candidates
+    longest first (see summary_text). `selection` is the selectionBehavior used when there are
+    suggestions: "any" when they are independent, "at-most-one" when they are alternatives."""
     if indicator not in ("info", "warning", "critical"):
         raise ValueError(f"bad indicator {indicator!r}")
     body = {
         "uuid": new_id(),
-        "summary": summary_text(summary),
+        "summary": summary_text(*([summary] if isinstance(summary, str) else summary)),
         "detail": detail,
         "indicator": indicator,
         "source": {"label": vocab.SOURCE_LABEL, "url": vocab.ORGANISATION_URL, "topic": vocab.topic(kind)},

@@ -24,6 +24,7 @@ CARD_KINDS = {
     "product_switch": "Draft anticoagulant should be a different product",
     "escalation_warning": "Above-prophylactic dose drafted in a critically ill patient",
     "anti_xa": "Anti-Xa monitoring indicated",
+    "duplicate_anticoagulant": "Draft anticoagulant while a therapeutic anticoagulant is active",
 }
 
 OVERRIDE_REASONS = {
@@ -55,6 +56,8 @@ KIND_OVERRIDE_REASONS = {
     "escalation_warning": ("therapeutic-indication", "specialist-advice", "data-inaccurate",
                            "clinical-judgement"),
     "anti_xa": ("already-addressed", "specialist-advice", "clinical-judgement"),
+    "duplicate_anticoagulant": ("already-addressed", "therapeutic-indication", "specialist-advice",
+                                "data-inaccurate", "clinical-judgement"),
 }
 
 # Evidence links: key -> (label, absolute URL). DOIs of the sources in clinical-rules.md §17.
