@@ -309,9 +309,10 @@ class _Value:
     basis: str | None
 
 
-def _values(name: str, candidates: list[_Candidate], ctx: _Context):
-    """Usable values of one input, newest first. Problems met before the first usable value
-    are recorded in ctx.rejected (the newest one), with a note if an older value was used."""
+def _values(name: str, candidates: list[_Candidate], ctx: _Context, *, record: bool = True):
+    """Usable values of one input, in candidate order (newest first). The first problem met
+    before the first usable value is recorded in ctx.rejected (with a note if an older value
+    was then used), unless `record` is False."""
     problem: str | None = None
     for cand in candidates:
         reason = ctx.validator.problem(cand.resource)
@@ -325,11 +326,11 @@ def _values(name: str, candidates: list[_Candidate], ctx: _Context):
             if reason and problem is None:
                 problem = f"{_source(cand.resource) or 'Observation'} ({cand.time.isoformat()}): {reason}"
             continue
-        if problem is not None:
+        if problem is not None and record:
             ctx.reject(name, problem + "; an older value was used")
-            problem = ""
+        problem = ""
         yield value
-    if problem:
+    if problem and record:
         ctx.reject(name, problem)
 
 
@@ -440,33 +441,36 @@ def _observations(cands: dict[str, list[_Candidate]], ctx: _Context) -> dict[str
 
 
 def _blood_gas(cands: dict[str, list[_Candidate]], ctx: _Context) -> dict[str, Any]:
+    """pao2/fio2 (latest, for display) and pf_ratio: recorded, else the latest PaO2 paired with
+    the nearest FiO2 within bloodgas.fio2_pairing_minutes. Lazy: only the FiO2s near a PaO2
+    are validated, so hourly bedside data stay cheap."""
     out: dict[str, Any] = {}
+    fio2_cands = cands.get("fio2", [])
+    latest_fio2 = next(_values("fio2", fio2_cands, ctx), None)
+    if latest_fio2:
+        out["fio2"] = latest_fio2.measurement
     pf = _pick("pf_ratio", cands.get("pf_ratio", []), ctx)
-    pao2s = list(_values("pao2", cands.get("pao2", []), ctx))
-    fio2s = list(_values("fio2", cands.get("fio2", []), ctx))
-    if pao2s:
-        out["pao2"] = pao2s[0].measurement
-    if fio2s:
-        out["fio2"] = fio2s[0].measurement
-    if pf:
-        out["pf_ratio"] = pf.measurement
-        return out
     gap = timedelta(minutes=ctx.policy["bloodgas.fio2_pairing_minutes"])
-    for pao2 in pao2s:
+    for pao2 in _values("pao2", cands.get("pao2", []), ctx):
+        out.setdefault("pao2", pao2.measurement)
+        if pf:
+            break
         if pao2.measurement.comparator:
             continue
-        paired = [f for f in fio2s if abs(f.candidate.time - pao2.candidate.time) <= gap]
-        if not paired:
+        t = pao2.candidate.time
+        # Nearest in time; among equals the newer (candidates are newest first; sort is stable).
+        near = sorted((c for c in fio2_cands if abs(c.time - t) <= gap), key=lambda c: abs(c.time - t))
+        fio2 = next(_values("fio2", near, ctx, record=False), None)
+        if fio2 is None:
             continue
-        # Nearest in time; among equals the newer (fio2s is newest first, min keeps the first).
-        fio2 = min(paired, key=lambda f: abs(f.candidate.time - pao2.candidate.time))
         p, f = pao2.measurement, fio2.measurement
         out["pao2"], out["fio2"] = p, f
-        out["pf_ratio"] = Measurement(value=p.value / f.value, unit="mm[Hg]", time=p.time,
-                                      source=p.source)
+        out["pf_ratio"] = Measurement(value=p.value / f.value, unit="mm[Hg]", time=p.time, source=p.source)
         return out
-    if pao2s and fio2s:
-        ctx.reject("pf_ratio", "no FiO2 within bloodgas.fio2_pairing_minutes of a PaO2")
+    if pf:
+        out["pf_ratio"] = pf.measurement
+    elif "pao2" in out and "fio2" in out:
+        ctx.reject("pf_ratio", "no FiO2 within bloodgas.fio2_pairing_minutes of a usable PaO2")
     return out
 
 
