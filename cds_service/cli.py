@@ -50,6 +50,11 @@ def _add_serve(sub) -> None:
     p.set_defaults(func=_serve)
 
 
+def _add_assess(sub) -> None:
+    from .assess_cli import add_parser
+    add_parser(sub)
+
+
 def _add_feedback_report(sub) -> None:
     p = sub.add_parser("feedback-report", help="accept and override rates per service and card kind")
     p.add_argument("--database", help="SQLite file (default: CDS_DATABASE)")
@@ -77,7 +82,7 @@ def _add_example(sub) -> None:
 
 
 # (name, function adding the subparser). Later layers append their commands here.
-COMMANDS = [_add_serve, _add_feedback_report, _add_example]
+COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 
 
 def build_parser() -> argparse.ArgumentParser:
