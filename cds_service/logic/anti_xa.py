@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .inputs import MedicationOrder
-from .policy import Policy, rounded
+from . import numeric as nm
+from .policy import Policy
 from .safety import CLASS_RANK, LMWH, OrderClass
 
 REASONS = ("bmi_ge_40", "weight_gt_120kg", "weight_lt_50kg", "crcl_lt_30", "pregnancy",
@@ -69,7 +70,7 @@ def _target(lmwh: list[tuple[MedicationOrder, OrderClass | None]], recommends_lm
     if cls == "therapeutic":
         if order.ingredient != "enoxaparin":
             return None
-        twice = order.doses_per_day is not None and rounded(order.doses_per_day, p) >= 2
+        twice = order.doses_per_day is not None and nm.cmp_ge(order.doses_per_day, 2, p)
         return p["antixa.target_therapeutic_q12h" if twice else "antixa.target_therapeutic_q24h"]
     if cls == "intermediate" and not recommends_lmwh:
         return p["antixa.target_intermediate"]
@@ -88,11 +89,11 @@ def assess_anti_xa(*, recommended_drug: str | None, recommended_basis: str | Non
         return AntiXa(False)
     classes = {c for _, c in lmwh}
     hits = {
-        "bmi_ge_40": bmi is not None and rounded(bmi, p) >= p["antixa.trigger_bmi"],
+        "bmi_ge_40": bmi is not None and nm.cmp_ge(bmi, p["antixa.trigger_bmi"], p),
         "weight_gt_120kg": weight_kg is not None
-        and rounded(weight_kg, p) > p["antixa.trigger_weight_high_kg"],
+        and nm.cmp_gt(weight_kg, p["antixa.trigger_weight_high_kg"], p),
         "weight_lt_50kg": weight_kg is not None
-        and rounded(weight_kg, p) < p["antixa.trigger_weight_low_kg"],
+        and nm.cmp_lt(weight_kg, p["antixa.trigger_weight_low_kg"], p),
         "crcl_lt_30": crcl_lt_30 is True,
         "pregnancy": pregnant,
         "escalated_dose": recommends_lmwh and recommended_basis in ("bmi_ge_30", "bmi_ge_40"),

@@ -10,21 +10,22 @@ Evidence note, first row that applies:
 | `critically_ill_prophylactic_only` | critically_ill true [INSPIRATION, JAMA 2021;325:1620;
     ATTACC/ACTIV-4a/REMAP-CAP critically ill, NEJM 2021;385:777] |
 | `therapeutic_option` | critically_ill false, oxygen "low-flow" (when escalation.require_low_flow),
-    D-dimer multiple > escalation.d_dimer_multiple and settled (a comparator bound must settle
+    D-dimer multiple > escalation.d_dimer_multiple and settled (a reported bound must settle
     it), no escalation caution, escalation.enabled [ATTACC/ACTIV-4a/REMAP-CAP non-critically
     ill, NEJM 2021;385:790; NIH 2022; ASH 2022 Rec 2b; HEP-COVID; RAPID] |
 | `escalation_blocked` | critically_ill false and at least one caution |
 | `prophylactic` | critically_ill false, otherwise |
 | `severity_unknown` | critically_ill null |
 For `therapeutic_option`, `therapeutic_hint` says what cards describe: "enoxaparin_1_mg_kg_q12h"
-when CrCl >= renal.crcl_cutoff, else "local_protocol" (CrCl < 30 or unknown; HEP-COVID used
+when crcl_lt_30 is false, else "local_protocol" (CrCl < 30 or unknown; HEP-COVID used
 0.5 mg/kg q12h at CrCl 15-29 and excluded CrCl < 15).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .policy import Policy, rounded
+from . import numeric as nm
+from .policy import Policy
 
 SEED_REASONS = ("sic_positive", "d_dimer_gt_6x_uln")
 NOTES = ("not_applicable", "critically_ill_prophylactic_only", "therapeutic_option",
@@ -48,23 +49,6 @@ def seed_trigger(sic_positive: bool | None, d_dimer_gt_6x_uln: bool | None) -> S
     return SeedTrigger(None if None in hits.values() else False)
 
 
-def exceeds(value: float | None, comparator: str | None, threshold: float,
-            policy: Policy) -> bool | None:
-    """Is the true value > threshold? None when unknown or a bound does not settle it."""
-    if value is None:
-        return None
-    v = rounded(value, policy)
-    if comparator in (None, ""):
-        return v > threshold
-    if comparator == ">":
-        return True if v >= threshold else None
-    if comparator == ">=":
-        return True if v > threshold else None
-    if comparator in ("<", "<="):
-        return False if v <= threshold else None
-    return None
-
-
 @dataclass(frozen=True)
 class EvidenceNote:
     code: str
@@ -80,9 +64,11 @@ class EvidenceNote:
 
 def evidence_note(*, contraindications: tuple[str, ...], already_therapeutic: bool,
                   critically_ill: bool | None, oxygen: str | None,
-                  d_dimer_multiple: float | None, d_dimer_comparator: str | None,
-                  cautions: tuple[str, ...], crcl_ml_min: float | None,
+                  d_dimer_multiple_range: tuple[float, float] | None,
+                  cautions: tuple[str, ...], crcl_lt_30: bool | None,
                   policy: Policy) -> EvidenceNote:
+    """`d_dimer_multiple_range`: (min, max) of the D-dimer multiple of ULN (equal when exact,
+    apart when the value was a bound: `DDimerResult.multiple_range`); None if undeterminable."""
     p = policy
     if contraindications or already_therapeutic:
         return EvidenceNote("not_applicable")
@@ -91,12 +77,12 @@ def evidence_note(*, contraindications: tuple[str, ...], already_therapeutic: bo
     if critically_ill:
         return EvidenceNote("critically_ill_prophylactic_only")
     oxygen_ok = oxygen == "low-flow" or not p["escalation.require_low_flow"]
-    d_dimer_ok = exceeds(d_dimer_multiple, d_dimer_comparator, p["escalation.d_dimer_multiple"],
-                         p) is True
+    threshold = p["escalation.d_dimer_multiple"]
+    d_dimer_ok = d_dimer_multiple_range is not None and nm.exact(nm.settle(
+        lambda m: nm.cmp_gt(m, threshold, p), *d_dimer_multiple_range)) is True
     if p["escalation.enabled"] and oxygen_ok and d_dimer_ok and not cautions:
-        crcl_ok = crcl_ml_min is not None and rounded(crcl_ml_min, p) >= p["renal.crcl_cutoff"]
         return EvidenceNote("therapeutic_option",
-                            therapeutic_hint="enoxaparin_1_mg_kg_q12h" if crcl_ok
+                            therapeutic_hint="enoxaparin_1_mg_kg_q12h" if crcl_lt_30 is False
                             else "local_protocol")
     if cautions:
         return EvidenceNote("escalation_blocked", blocking_cautions=tuple(cautions))

@@ -31,7 +31,8 @@ clinical-rules.md §10-§13; every number a policy key):
      present; therapeutic enoxaparin >= 2 doses/day at CrCl < 30 -> `dose_change` to the same
      mg once daily (reason `renal_frequency`; enoxaparin label).
 4. `already_anticoagulated` when another active order is already therapeutic.
-5. `anti_xa` (§12) for an LMWH draft as it would stand after the proposal (None otherwise).
+5. `anti_xa` (§12) for an LMWH draft as it would stand after the proposal (None otherwise);
+   a draft equal to the recommended regimen gets the regimen's own anti-Xa answer.
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ from typing import Any, Literal
 
 from .anti_xa import AntiXa, assess_anti_xa
 from .inputs import MedicationOrder
+from . import numeric as nm
 from .policy import Policy, rounded
-from .regimen import Regimen, recommend_regimen
+from .regimen import Regimen, crcl_below, recommend_regimen
 from .safety import HEPARINS, LMWH, OrderClass, classify_order
 
 CHECKED = frozenset({"enoxaparin", "dalteparin", "tinzaparin", "heparin", "fondaparinux"})
@@ -65,6 +67,7 @@ class OrderContext:
     bmi: float | None
     crcl_ml_min: float | None
     crcl_lt_30: bool | None
+    crcl_bound: tuple[str, float] | None = None   # Renal.crcl_bound: CrCl known only as a bound
     contraindications: tuple[str, ...] = ()
     cautions: tuple[str, ...] = ()
     critically_ill: bool | None = None
@@ -149,7 +152,8 @@ def _regimen(ctx: OrderContext, p: Policy) -> Regimen:
     # draft may be that very order being re-signed; duplication is a finding of its own.
     return recommend_regimen(contraindications=(), already_therapeutic=False,
                              crcl_ml_min=ctx.crcl_ml_min, crcl_lt_30=ctx.crcl_lt_30,
-                             bmi=ctx.bmi, weight_kg=ctx.weight_kg, policy=p)
+                             bmi=ctx.bmi, weight_kg=ctx.weight_kg, policy=p,
+                             crcl_bound=ctx.crcl_bound)
 
 
 def _fixed_prophylactic(ingredient: str, p: Policy) -> list[Proposed]:
@@ -215,12 +219,17 @@ def _intent(draft: MedicationOrder, cls: OrderClass, regimen: Regimen,
 
 def _lmwh_anti_xa(order: MedicationOrder, ctx: OrderContext, regimen: Regimen,
                   p: Policy) -> AntiXa:
-    cls = classify_order(order, ctx.weight_kg, ctx.crcl_lt_30, p)
     target = _regimen_order(regimen)
-    as_recommended = target is not None and _matches(order, target, p)
+    if target is not None and _matches(order, target, p):
+        # The recommended regimen itself: same answer as the patient-view assessment gives
+        # for it (its mg/kg class is not a "current dose" reason).
+        return assess_anti_xa(
+            recommended_drug=regimen.drug, recommended_basis=regimen.basis, lmwh_orders=(),
+            bmi=ctx.bmi, weight_kg=ctx.weight_kg, crcl_lt_30=ctx.crcl_lt_30,
+            pregnant=ctx.pregnant, policy=p)
+    cls = classify_order(order, ctx.weight_kg, ctx.crcl_lt_30, p)
     return assess_anti_xa(
-        recommended_drug=regimen.drug if as_recommended else None,
-        recommended_basis=regimen.basis if as_recommended else None,
+        recommended_drug=None, recommended_basis=None,
         lmwh_orders=[(order, cls)], bmi=ctx.bmi, weight_kg=ctx.weight_kg,
         crcl_lt_30=ctx.crcl_lt_30, pregnant=ctx.pregnant, policy=p)
 
@@ -228,14 +237,13 @@ def _lmwh_anti_xa(order: MedicationOrder, ctx: OrderContext, regimen: Regimen,
 def _contraindication(draft: MedicationOrder, ctx: OrderContext, p: Policy,
                       notes: set[str]) -> Finding | None:
     name = draft.ingredient
-    crcl = ctx.crcl_ml_min
-    crcl_ok = crcl is not None and rounded(crcl, p) >= p["hit.fondaparinux_min_crcl"]
+    low = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound, p["hit.fondaparinux_min_crcl"], p)
     ci = ctx.contraindications
     if name == "fondaparinux":
         ci = tuple(c for c in ci if c not in HEPARIN_SPECIFIC)
-        if crcl is not None and not crcl_ok:
+        if low is True:
             ci += ("fondaparinux_crcl_lt_30",)
-        elif crcl is None:
+        elif low is None:
             notes.add("confirm_renal_function")
         if ci:
             notes.add("mechanical_prophylaxis")
@@ -244,11 +252,11 @@ def _contraindication(draft: MedicationOrder, ctx: OrderContext, p: Policy,
         return None
     if ci == ("hit_history",) and name in HEPARINS:
         cls = classify_order(draft, ctx.weight_kg, ctx.crcl_lt_30, p)
-        if crcl_ok and cls == "prophylactic":
+        if low is False and cls == "prophylactic":
             return Finding("switch_product", ("hit_history",),
                            Proposed("fondaparinux", p["hit.fondaparinux_mg"], None, 1))
         notes.add("hit_non_heparin_agent")
-        if crcl is None:
+        if low is None:
             notes.add("confirm_renal_function")
     notes.add("mechanical_prophylaxis")
     return Finding("contraindicated", ci)
@@ -282,8 +290,7 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
     regimen = _regimen(ctx, p)
     notes.update(n for n in regimen.notes if n in ("confirm_renal_function", "crcl_lt_15"))
     intent = _intent(draft, cls, regimen, p)
-    severe = ctx.crcl_ml_min is not None and \
-        rounded(ctx.crcl_ml_min, p) < p["renal.severe_crcl_cutoff"]
+    severe = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound, p["renal.severe_crcl_cutoff"], p) is True
     others = [o for o, c in ctx.current_orders if c == "therapeutic"
               and (o.source is None or o.source != draft.source)]
     duplicate = Finding("already_anticoagulated", ("current_therapeutic_dose",)) if others else None
@@ -318,7 +325,7 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
         if ctx.cautions:
             findings.append(Finding("escalation_with_caution", tuple(ctx.cautions)))
         if name == "enoxaparin" and cls == "therapeutic" and ctx.crcl_lt_30 is True \
-                and rounded(draft.doses_per_day, p) >= 2:
+                and nm.cmp_ge(draft.doses_per_day, 2, p):
             target = Proposed("enoxaparin", draft.dose_mg, None, 1, draft.route or "subcutaneous")
             findings.append(Finding("dose_change", ("renal_frequency",), target))
             resulting = replace(draft, doses_per_day=1)
@@ -335,7 +342,8 @@ def context_from_assessment(assessment: Any) -> OrderContext:
     return OrderContext(
         weight_kg=a.anthropometrics.weight_kg, height_cm=a.anthropometrics.height_cm,
         bmi=a.anthropometrics.bmi, crcl_ml_min=a.renal.crcl_ml_min,
-        crcl_lt_30=a.renal.crcl_lt_30, contraindications=a.safety.contraindications,
+        crcl_lt_30=a.renal.crcl_lt_30, crcl_bound=a.renal.crcl_bound,
+        contraindications=a.safety.contraindications,
         cautions=a.safety.escalation_cautions, critically_ill=a.critical_illness.critically_ill,
         critical_criteria=a.critical_illness.criteria, pregnant=a.pregnant,
         current_orders=a.safety.orders)

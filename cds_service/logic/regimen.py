@@ -34,7 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .policy import Policy, rounded
+from . import numeric as nm
+from .policy import Policy
 
 NOTE_ORDER = ("mechanical_prophylaxis", "hit_non_heparin_agent", "confirm_renal_function",
               "crcl_lt_15", "renal_trough_anti_xa", "weight_lt_50kg", "weight_gt_120kg")
@@ -57,7 +58,7 @@ class Regimen:
     def to_json(self) -> dict:
         return {"drug": self.drug, "dose_mg": self.dose_mg, "dose_units": self.dose_units,
                 "doses_per_day": self.doses_per_day, "basis": self.basis,
-                "weight_based_mg": self.weight_based_mg,
+                "weight_based_mg": nm.display(self.weight_based_mg, 1),
                 "weight_based_syringe_mg": self.weight_based_syringe_mg}
 
 
@@ -65,11 +66,23 @@ def nearest_syringe_mg(mg: float) -> int:
     return min(SYRINGE_STRENGTHS_MG, key=lambda s: (abs(s - mg), s))
 
 
+def crcl_below(crcl_ml_min: float | None, crcl_bound: tuple[str, float] | None,
+               threshold: float, policy: Policy) -> bool | None:
+    """Is CrCl < threshold? From the value, or from its bound (`Renal.crcl_bound`, when the
+    creatinine was reported with a comparator) if the bound settles it; else None."""
+    if crcl_ml_min is not None:
+        return nm.cmp_lt(crcl_ml_min, threshold, policy)
+    if crcl_bound is None:
+        return None
+    lo, hi = nm.interval(crcl_bound[1], crcl_bound[0], policy, floor=0.0)
+    return nm.exact(nm.settle(lambda c: nm.cmp_lt(c, threshold, policy), lo, hi))
+
+
 def _row(contraindications: tuple[str, ...], already_therapeutic: bool,
-         crcl_ml_min: float | None, crcl_lt_30: bool | None, bmi: float | None,
+         fondaparinux_ok: bool, crcl_lt_30: bool | None, bmi: float | None,
          p: Policy) -> tuple[str | None, float | None, float | None, int | None, str]:
     if contraindications == ("hit_history",):
-        if crcl_ml_min is not None and rounded(crcl_ml_min, p) >= p["hit.fondaparinux_min_crcl"]:
+        if fondaparinux_ok:
             return "fondaparinux", p["hit.fondaparinux_mg"], None, 1, "hit_history"
         return None, None, None, None, "hit_history"
     if contraindications:
@@ -80,11 +93,10 @@ def _row(contraindications: tuple[str, ...], already_therapeutic: bool,
     per_day = p["dosing.doses_per_day"]
     tier = None
     if bmi is not None:
-        value = round(bmi, 1) if p["dosing.round_bmi_before_compare"] else bmi
-        value = rounded(value, p)
-        if value >= p["dosing.bmi_tier2"]:
+        value = nm.display(bmi, 1) if p["dosing.round_bmi_before_compare"] else bmi
+        if nm.cmp_ge(value, p["dosing.bmi_tier2"], p):
             tier = ("enoxaparin", p["dosing.bmi_tier2_mg"], None, per_day, "bmi_ge_40")
-        elif value >= p["dosing.bmi_tier1"]:
+        elif nm.cmp_ge(value, p["dosing.bmi_tier1"], p):
             tier = ("enoxaparin", p["dosing.bmi_tier1_mg"], None, per_day, "bmi_ge_30")
     if tier and not p["renal.overrides_bmi_rule"]:
         return tier
@@ -99,26 +111,31 @@ def _row(contraindications: tuple[str, ...], already_therapeutic: bool,
 
 def recommend_regimen(*, contraindications: tuple[str, ...], already_therapeutic: bool,
                       crcl_ml_min: float | None, crcl_lt_30: bool | None, bmi: float | None,
-                      weight_kg: float | None, policy: Policy) -> Regimen:
+                      weight_kg: float | None, policy: Policy,
+                      crcl_bound: tuple[str, float] | None = None) -> Regimen:
+    """`crcl_bound`: (comparator, value) when CrCl is only known as a bound (Renal.crcl_bound)."""
     p = policy
+    fondaparinux_ok = crcl_below(crcl_ml_min, crcl_bound, p["hit.fondaparinux_min_crcl"], p) is False
     drug, dose_mg, dose_units, per_day, basis = _row(
-        contraindications, already_therapeutic, crcl_ml_min, crcl_lt_30, bmi, p)
+        contraindications, already_therapeutic, fondaparinux_ok, crcl_lt_30, bmi, p)
     notes = set()
     if drug is None and basis in ("hit_history", "contraindicated"):
         notes.add("mechanical_prophylaxis")
         if basis == "hit_history":
             notes.add("hit_non_heparin_agent")
-    if crcl_ml_min is None and (basis in BMI_BASES or basis == "hit_history"):
+    if (basis in BMI_BASES and crcl_lt_30 is None) or (
+            basis == "hit_history"
+            and crcl_below(crcl_ml_min, crcl_bound, p["hit.fondaparinux_min_crcl"], p) is None):
         notes.add("confirm_renal_function")
     if drug is not None:
-        if crcl_ml_min is not None and rounded(crcl_ml_min, p) < p["renal.severe_crcl_cutoff"]:
+        if crcl_below(crcl_ml_min, crcl_bound, p["renal.severe_crcl_cutoff"], p):
             notes.add("crcl_lt_15")
         if drug == "enoxaparin" and crcl_lt_30 is True:
             notes.add("renal_trough_anti_xa")
         if weight_kg is not None:
-            if rounded(weight_kg, p) < p["antixa.trigger_weight_low_kg"]:
+            if nm.cmp_lt(weight_kg, p["antixa.trigger_weight_low_kg"], p):
                 notes.add("weight_lt_50kg")
-            if rounded(weight_kg, p) > p["antixa.trigger_weight_high_kg"]:
+            if nm.cmp_gt(weight_kg, p["antixa.trigger_weight_high_kg"], p):
                 notes.add("weight_gt_120kg")
     info = info_syringe = None
     if drug == "enoxaparin" and weight_kg is not None:

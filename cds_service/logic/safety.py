@@ -10,7 +10,8 @@ Rubric (every threshold a policy key; values compared after rounding to 6 dp)
   (< safety.hemoglobin_caution_min_g_dl); `fibrinogen_lt_1.0` (< safety.fibrinogen_caution_min_g_l);
   `dual_antiplatelet_therapy` (>= 2 distinct antiplatelet ingredients among active orders);
   `recent_bleeding`; `bleeding_disorder`. Source: NIH COVID-19 Guidelines 2022.
-  A missing lab raises nothing here; the assessment lists it under `missing`.
+  A lab reported as a bound (">20") counts only if the bound settles the comparison. A
+  missing or unsettled lab raises nothing; its codes are listed in `Safety.undetermined`.
 - Order class (§10.3), by dose per kg of ACTUAL body weight [Clin Transl Sci 2023,
   PMC10499427 Table 1; INSPIRATION, JAMA 2021;325:1620]:
   - enoxaparin, >= 2 doses/day: per dose >= 0.7 mg/kg therapeutic, >= 0.4 intermediate, else
@@ -36,8 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-from .inputs import Flag, MedicationOrder
-from .policy import Policy, rounded
+from . import numeric as nm
+from .inputs import Flag, Measurement, MedicationOrder
+from .policy import Policy
 
 OrderClass = Literal["prophylactic", "intermediate", "therapeutic"]
 CLASS_RANK = {"prophylactic": 1, "intermediate": 2, "therapeutic": 3}
@@ -56,13 +58,20 @@ def present(flag: Flag | None) -> bool:
     return flag is not None and flag.present
 
 
-def _below(value: float | None, limit: float, policy: Policy) -> bool:
-    return value is not None and rounded(value, policy) < limit
+def lab_below(m: Measurement | None, limit: float, policy: Policy) -> bool | None:
+    """Is the lab value < limit? None when missing or a bound does not settle it."""
+    if m is None:
+        return None
+    return nm.exact(nm.measurement_range(m, lambda x: nm.cmp_lt(x, limit, policy), policy))
 
 
-def contraindications(*, active_bleeding: bool, platelets: float | None,
-                      fibrinogen_g_l: float | None, hit_history: bool, heparin_allergy: bool,
-                      policy: Policy) -> tuple[str, ...]:
+def _below(m: Measurement | None, limit: float, policy: Policy) -> bool:
+    return lab_below(m, limit, policy) is True
+
+
+def contraindications(*, active_bleeding: bool, platelets: Measurement | None,
+                      fibrinogen_g_l: Measurement | None, hit_history: bool,
+                      heparin_allergy: bool, policy: Policy) -> tuple[str, ...]:
     hits = {
         "active_bleeding": active_bleeding,
         "platelets_lt_25": _below(platelets, policy["safety.platelets_abs_min"], policy),
@@ -78,8 +87,8 @@ def antiplatelet_ingredients(orders: Iterable[MedicationOrder]) -> tuple[str, ..
                          if o.drug_class == "antiplatelet" and o.status == "active"}))
 
 
-def escalation_cautions(*, platelets: float | None, hemoglobin_g_dl: float | None,
-                        fibrinogen_g_l: float | None, orders: Iterable[MedicationOrder],
+def escalation_cautions(*, platelets: Measurement | None, hemoglobin_g_dl: Measurement | None,
+                        fibrinogen_g_l: Measurement | None, orders: Iterable[MedicationOrder],
                         recent_bleeding: bool, bleeding_disorder: bool,
                         policy: Policy) -> tuple[str, ...]:
     hits = {
@@ -100,41 +109,40 @@ def _enoxaparin(order: MedicationOrder, weight_kg: float | None, crcl_lt_30: boo
     dose, per_day = order.dose_mg, order.doses_per_day
     if dose is None or per_day is None:
         return None
-    r = lambda v: rounded(v, p)  # noqa: E731
+    le, ge = (lambda a, b: nm.cmp_le(a, b, p)), (lambda a, b: nm.cmp_ge(a, b, p))
     if weight_kg is None:
-        if r(per_day) <= 1:
+        if le(per_day, 1):
             daily = dose * per_day
-            if r(daily) <= p["orders.no_weight_prophylactic_daily_mg"]:
+            if le(daily, p["orders.no_weight_prophylactic_daily_mg"]):
                 return "prophylactic"
-            if r(daily) <= p["orders.no_weight_intermediate_daily_mg"]:
+            if le(daily, p["orders.no_weight_intermediate_daily_mg"]):
                 return "intermediate"
             return "therapeutic"
-        if r(per_day) <= 2 and r(dose) <= p["orders.no_weight_intermediate_q12h_mg"]:
+        if le(per_day, 2) and le(dose, p["orders.no_weight_intermediate_q12h_mg"]):
             return "intermediate"
         return "therapeutic"
-    if r(per_day) >= 2:
-        per_kg = r(dose / weight_kg)
-        if per_kg >= p["orders.q12h_therapeutic_mg_kg"]:
+    if ge(per_day, 2):
+        per_kg = dose / weight_kg
+        if ge(per_kg, p["orders.q12h_therapeutic_mg_kg"]):
             return "therapeutic"
-        return "intermediate" if per_kg >= p["orders.q12h_intermediate_mg_kg"] else "prophylactic"
-    daily_per_kg = r(dose * per_day / weight_kg)
-    if daily_per_kg > p["orders.daily_therapeutic_above_mg_kg"]:
+        return "intermediate" if ge(per_kg, p["orders.q12h_intermediate_mg_kg"]) else "prophylactic"
+    daily_per_kg = dose * per_day / weight_kg
+    if nm.cmp_gt(daily_per_kg, p["orders.daily_therapeutic_above_mg_kg"], p):
         return "therapeutic"
-    if crcl_lt_30 is True and daily_per_kg >= p["orders.daily_therapeutic_renal_mg_kg"]:
+    if crcl_lt_30 is True and ge(daily_per_kg, p["orders.daily_therapeutic_renal_mg_kg"]):
         return "therapeutic"
-    return "intermediate" if daily_per_kg >= p["orders.daily_intermediate_mg_kg"] else "prophylactic"
+    return "intermediate" if ge(daily_per_kg, p["orders.daily_intermediate_mg_kg"]) else "prophylactic"
 
 
 def _iu_lmwh(order: MedicationOrder, weight_kg: float | None, p: Policy) -> OrderClass | None:
     dose, per_day = order.dose_units, order.doses_per_day
     if dose is None or per_day is None:
         return None
-    daily = rounded(dose * per_day, p)
     if weight_kg is not None and \
-            rounded(dose * per_day / weight_kg, p) >= p["orders.lmwh_iu_therapeutic_iu_kg_day"]:
+            nm.cmp_ge(dose * per_day / weight_kg, p["orders.lmwh_iu_therapeutic_iu_kg_day"], p):
         return "therapeutic"
     prophylactic_iu = p[f"orders.{order.ingredient}_prophylactic_iu"]
-    if rounded(per_day, p) <= 1 and daily <= prophylactic_iu:
+    if nm.cmp_le(per_day, 1, p) and nm.cmp_le(dose * per_day, prophylactic_iu, p):
         return "prophylactic"
     return "intermediate" if weight_kg is not None else None
 
@@ -156,18 +164,19 @@ def classify_order(order: MedicationOrder, weight_kg: float | None, crcl_lt_30: 
             return "therapeutic"
         if order.dose_units is None or order.doses_per_day is None:
             return None
-        return ("intermediate" if rounded(order.dose_units, p) >= p["orders.ufh_sc_intermediate_units"]
+        return ("intermediate" if nm.cmp_ge(order.dose_units, p["orders.ufh_sc_intermediate_units"], p)
                 else "prophylactic")
     if order.dose_mg is None or order.doses_per_day is None:
         return None
-    daily = rounded(order.dose_mg * order.doses_per_day, p)
+    daily = order.dose_mg * order.doses_per_day
     if name == "fondaparinux":
-        if daily >= p["orders.fondaparinux_therapeutic_mg_day"]:
+        if nm.cmp_ge(daily, p["orders.fondaparinux_therapeutic_mg_day"], p):
             return "therapeutic"
-        return ("prophylactic" if daily <= p["orders.fondaparinux_prophylactic_mg_day"]
+        return ("prophylactic" if nm.cmp_le(daily, p["orders.fondaparinux_prophylactic_mg_day"], p)
                 else "intermediate")
     if name in ("rivaroxaban", "apixaban"):
-        return "therapeutic" if daily > p[f"orders.{name}_prophylactic_mg_day"] else "prophylactic"
+        return ("therapeutic" if nm.cmp_gt(daily, p[f"orders.{name}_prophylactic_mg_day"], p)
+                else "prophylactic")
     return None
 
 
@@ -195,6 +204,8 @@ class Safety:
     current_order_class: OrderClass | None
     # Active anticoagulant orders and their classes (anti-Xa targets, card text).
     orders: tuple[tuple[MedicationOrder, OrderClass | None], ...] = ()
+    # Lab-based codes that could not be checked (lab missing, or a bound that does not settle).
+    undetermined: tuple[str, ...] = ()
 
     @property
     def already_therapeutic(self) -> bool:
@@ -208,12 +219,13 @@ class Safety:
             "already_therapeutic": self.already_therapeutic,
             "current_orders": [{"ingredient": o.ingredient, "class": c, "source": o.source}
                                for o, c in self.orders],
+            "undetermined": list(self.undetermined),
         }
 
 
 def assess_safety(*, active_bleeding: bool, recent_bleeding: bool, bleeding_disorder: bool,
-                  hit_history: bool, heparin_allergy: bool, platelets: float | None,
-                  fibrinogen_g_l: float | None, hemoglobin_g_dl: float | None,
+                  hit_history: bool, heparin_allergy: bool, platelets: Measurement | None,
+                  fibrinogen_g_l: Measurement | None, hemoglobin_g_dl: Measurement | None,
                   orders: Iterable[MedicationOrder], weight_kg: float | None,
                   crcl_lt_30: bool | None, policy: Policy) -> Safety:
     orders = tuple(orders)
@@ -228,4 +240,11 @@ def assess_safety(*, active_bleeding: bool, recent_bleeding: bool, bleeding_diso
             policy=policy),
         current_order_class=highest_class(c for _, c in classed),
         orders=classed,
+        undetermined=tuple(code for code, m, key in (
+            ("platelets_lt_25", platelets, "safety.platelets_abs_min"),
+            ("fibrinogen_lt_0.5", fibrinogen_g_l, "safety.fibrinogen_abs_min_g_l"),
+            ("platelets_lt_50", platelets, "safety.platelets_caution_min"),
+            ("hemoglobin_lt_8", hemoglobin_g_dl, "safety.hemoglobin_caution_min_g_dl"),
+            ("fibrinogen_lt_1.0", fibrinogen_g_l, "safety.fibrinogen_caution_min_g_l"),
+        ) if lab_below(m, policy[key], policy) is None),
     )
