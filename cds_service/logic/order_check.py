@@ -30,7 +30,8 @@ clinical-rules.md §10-§13; every number a policy key):
      critically_ill_prophylactic_only); `escalation_with_caution` when a §10.2 caution is
      present; therapeutic enoxaparin >= 2 doses/day at CrCl < 30 -> `dose_change` to the same
      mg once daily (reason `renal_frequency`; enoxaparin label).
-4. `already_anticoagulated` when another active order is already therapeutic.
+4. `already_anticoagulated` when another active order is already therapeutic (for a
+   prophylaxis draft it is then the only finding: §11 adds nothing to therapeutic dosing).
 5. `anti_xa` (§12) for an LMWH draft as it would stand after the proposal (None otherwise);
    a draft equal to the recommended regimen gets the regimen's own anti-Xa answer.
 """
@@ -299,14 +300,16 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
     resulting = draft
     evidence = None
     if intent == "prophylactic":
+        if duplicate:  # §11 row 3: nothing is added on top of therapeutic anticoagulation
+            return result(duplicate, cls=cls, intent=intent)
         if name in LMWH and severe:
-            return result(Finding("switch_product", ("crcl_lt_15",), _ufh(p)), duplicate,
+            return result(Finding("switch_product", ("crcl_lt_15",), _ufh(p)),
                           cls=cls, intent=intent)
         target, reasons = _prophylactic_target(draft, ctx, regimen, p, notes)
         if target is None or (name == "enoxaparin" and regimen.basis == "pending_weight"
                               and not _matches(draft, target, p)):
             return result(Finding("undeterminable", ("bmi_unknown",),
-                                  missing=_missing_for_bmi(ctx)), duplicate, cls=cls, intent=intent)
+                                  missing=_missing_for_bmi(ctx)), cls=cls, intent=intent)
         if not _matches(draft, target, p):
             findings.append(Finding("dose_change", reasons, target))
             resulting = replace(draft, dose_mg=target.dose_mg, dose_units=target.dose_units,

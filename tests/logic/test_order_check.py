@@ -301,6 +301,14 @@ def test_already_anticoagulated():
     warfarin = MedicationOrder("warfarin", "vka", source="MedicationRequest/w1")
     result = check_draft(enox(40, 1), ctx(current_orders=((warfarin, "therapeutic"),)), P)
     assert kinds(result) == ["already_anticoagulated"]
+    # a prophylaxis draft on top of it is not dose-tuned: the duplicate is the message
+    result = check_draft(enox(40, 1), ctx(weight_kg=100.0, bmi=42.0,
+                                          current_orders=((warfarin, "therapeutic"),)), P)
+    assert kinds(result) == ["already_anticoagulated"]
+    # an escalated draft keeps its warnings as well
+    result = check_draft(enox(75, 2), ctx(critically_ill=True,
+                                          current_orders=((warfarin, "therapeutic"),)), P)
+    assert kinds(result) == ["escalation_in_critically_ill", "already_anticoagulated"]
     # the same resource re-signed is not a duplicate of itself
     active = MedicationOrder("enoxaparin", "lmwh", dose_mg=75, doses_per_day=2, source=DRAFT)
     result = check_draft(enox(75, 2), ctx(current_orders=((active, "therapeutic"),)), P)
