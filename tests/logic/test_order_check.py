@@ -335,3 +335,15 @@ def test_to_json_shape():
     assert result["anti_xa"]["reasons"] == ["bmi_ge_40", "escalated_dose"]
     assert (result["source"], result["intent"], result["draft_class"]) == \
         (DRAFT, "prophylactic", "prophylactic")
+
+
+def test_added_policy_keys_are_honoured():
+    p = P.with_overrides({"renal.severe_crcl_cutoff": 10.0, "orders.dalteparin_prophylactic_iu": 2500})
+    result = check_draft(enox(40, 1), ctx(crcl_ml_min=12.0, crcl_lt_30=True), p)
+    assert result.findings[0].kind == "dose_change"          # 12 is no longer "severe"
+    result = check_draft(iu("dalteparin", 2000, 1), ctx(), p)
+    assert result.findings[0].proposed == Proposed("dalteparin", None, 2500, 1)
+    # 5,000 IU is now above the site's prophylactic dose: intermediate, a warning in the ICU
+    result = check_draft(iu("dalteparin", 5000, 1), ctx(critically_ill=True), p)
+    assert (result.draft_class, [f.kind for f in result.findings]) == \
+        ("intermediate", ["escalation_in_critically_ill"])
