@@ -31,7 +31,7 @@ from typing import Any
 
 from . import numeric as nm
 from .d_dimer import DDimerResult
-from .inputs import Measurement, PatientInputs
+from .inputs import PatientInputs
 from .policy import Policy
 
 PLATELET_EDGES = [("<", 100, 1), ("<", 50, 2)]
@@ -74,22 +74,15 @@ def pt_reference(inputs: PatientInputs, policy: Policy) -> tuple[float | None, s
     return None, None
 
 
-def _range(m: Measurement | None, edges: list[tuple[str, float, int]], policy: Policy,
-           offset: float = 0.0) -> tuple[int, int] | None:
-    if m is None:
-        return None
-    lo, hi = nm.interval(m.value - offset, m.comparator, policy)
-    return nm.settle(lambda x: nm.band(x, policy, edges), lo, hi)
-
-
 def compute(inputs: PatientInputs, d_dimer: DDimerResult, policy: Policy) -> Dic:
     ref, ref_kind = pt_reference(inputs, policy)
     pt_m = inputs.pt.seconds if inputs.pt is not None and ref is not None else None
     items: dict[str, tuple[int, int] | None] = {
-        "platelets": _range(inputs.platelets, PLATELET_EDGES, policy),
+        "platelets": nm.band_range(inputs.platelets, PLATELET_EDGES, policy),
         "d_dimer": d_dimer.dic_points_range if d_dimer.determinable else None,
-        "pt": _range(pt_m, PT_EDGES, policy, offset=ref or 0.0),
-        "fibrinogen": _range(inputs.fibrinogen, [("<", policy["dic.fibrinogen_low_g_l"], 1)], policy),
+        "pt": nm.band_range(pt_m, PT_EDGES, policy, value=pt_m.value - ref if pt_m and ref else None),
+        "fibrinogen": nm.band_range(inputs.fibrinogen, [("<", policy["dic.fibrinogen_low_g_l"], 1)],
+                                    policy),
     }
     missing: list[str] = []
     for name, rng in items.items():

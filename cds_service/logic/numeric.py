@@ -96,12 +96,16 @@ def settle(fn: Callable[[float], T], lo: float, hi: float) -> tuple[T, T]:
     return (a, b) if a <= b else (b, a)  # type: ignore[operator]
 
 
-def measurement_range(m: Measurement, fn: Callable[[float], T], policy: Policy,
-                      floor: float = 0.0) -> tuple[T, T]:
-    """(min, max) of a monotone `fn` of a measurement, honouring its comparator.
-    Lab values are never negative, hence the default floor."""
-    lo, hi = interval(m.value, m.comparator, policy, floor=floor)
-    return settle(fn, lo, hi)
+def band_range(m: Measurement | None, edges: Iterable[tuple[str, float, int]], policy: Policy,
+               value: float | None = None, floor: float = -math.inf) -> tuple[int, int] | None:
+    """(min, max) points of a band table for a measurement, honouring its comparator; None
+    when there is no measurement. `value` replaces m.value (e.g. the reported SI value or a
+    PT prolongation) and keeps m's comparator."""
+    if m is None:
+        return None
+    edges = list(edges)
+    lo, hi = interval(m.value if value is None else value, m.comparator, policy, floor=floor)
+    return settle(lambda x: band(x, policy, edges), lo, hi)
 
 
 def exact(rng: tuple[T, T] | None) -> T | None:

@@ -129,9 +129,9 @@ def compute(inputs: PatientInputs, anthro: Anthropometrics, policy: Policy) -> R
             bound = ({"<": ">", "<=": ">=", ">": "<", ">=": "<="}[comparator], crcl_edge)
             lo, hi = nm.interval(crcl_edge, bound[0], policy, floor=0.0)
             lt30 = nm.exact(nm.settle(lambda c: nm.cmp_lt(c, cutoff, policy), lo, hi))
+    computed = crcl is not None or bound is not None
     return Renal(
-        creatinine_mg_dL=creat, crcl_ml_min=crcl, crcl_weight_basis=basis if crcl is not None
-        or lt30 is not None else None, crcl_lt_30=lt30,
-        weight_used_kg=weight if (crcl is not None or lt30 is not None) else None,
+        creatinine_mg_dL=creat, crcl_ml_min=crcl, crcl_weight_basis=basis if computed else None,
+        crcl_lt_30=lt30, weight_used_kg=weight if computed else None,
         creatinine=scr_m, scr_used_mg_dl=scr_used(creat) if creat is not None else None,
         crcl_bound=bound, missing=tuple(missing))

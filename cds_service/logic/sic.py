@@ -70,16 +70,10 @@ class Sic:
         }
 
 
-def _points(m: Measurement | None, edges: list[tuple[str, float, int]], policy: Policy) -> tuple[int, int] | None:
-    if m is None:
-        return None
-    return nm.measurement_range(m, lambda x: nm.band(x, policy, edges), policy)
-
-
 def compute(platelets: Measurement | None, inr: Measurement | None, sofa: Sofa,
             policy: Policy) -> Sic:
-    plt = _points(platelets, PLATELET_EDGES, policy)
-    inr_r = _points(inr, INR_EDGES, policy)
+    plt = nm.band_range(platelets, PLATELET_EDGES, policy)
+    inr_r = nm.band_range(inr, INR_EDGES, policy)
     plt_pts, inr_pts = nm.exact(plt), nm.exact(inr_r)
     missing = [name for name, r in (("platelets", plt), ("inr", inr_r)) if r is None]
     if plt is None or inr_r is None:

@@ -116,14 +116,6 @@ def _merge_max(ranges: list[Range]) -> Range | None:
     return max(r[0] for r in ranges), max(r[1] for r in ranges)
 
 
-def _scored(m: Measurement | None, edges: Edges, policy: Policy, value: float | None = None) -> Range | None:
-    if m is None:
-        return None
-    v = m.value if value is None else value
-    lo, hi = nm.interval(v, m.comparator, policy, floor=0.0)
-    return nm.settle(lambda x: nm.band(x, policy, edges), lo, hi)
-
-
 def _si_or_conventional(m: Measurement | None, mg_edges: Edges, si_edges: Edges,
                         policy: Policy) -> Range | None:
     """Score on the SI bands when the lab reported µmol/L (or mmol/L) and the policy says so."""
@@ -131,8 +123,8 @@ def _si_or_conventional(m: Measurement | None, mg_edges: Edges, si_edges: Edges,
         return None
     unit = (m.reported_unit or "").strip().lower().replace("µ", "u").replace("μ", "u")
     if policy["sofa.si_native_bands"] and unit in SI_FACTORS and m.reported_value is not None:
-        return _scored(m, si_edges, policy, value=m.reported_value * SI_FACTORS[unit])
-    return _scored(m, mg_edges, policy)
+        return nm.band_range(m, si_edges, policy, value=m.reported_value * SI_FACTORS[unit])
+    return nm.band_range(m, mg_edges, policy)
 
 
 def respiratory(inputs: PatientInputs, policy: Policy) -> tuple[Range | None, list[str]]:
@@ -142,8 +134,8 @@ def respiratory(inputs: PatientInputs, policy: Policy) -> tuple[Range | None, li
     resp = inputs.respiratory
     counted = set(policy["sofa.respiratory_support_modalities"])
     present = set(resp.modalities) | ({"ECMO"} if resp.ecmo else set())
-    with_support = _scored(pf, PF_EDGES, policy)
-    without = _scored(pf, PF_EDGES_NO_SUPPORT, policy)
+    with_support = nm.band_range(pf, PF_EDGES, policy)
+    without = nm.band_range(pf, PF_EDGES_NO_SUPPORT, policy)
     assert with_support is not None and without is not None
     if present & counted:
         return with_support, []
@@ -168,7 +160,7 @@ def _vasoactive(v: Vasoactive, policy: Policy) -> Range | None:
 
 def cardiovascular(inputs: PatientInputs, policy: Policy) -> tuple[Range | None, list[str]]:
     parts = [r for r in (_vasoactive(v, policy) for v in inputs.vasoactives) if r is not None]
-    map_range = _scored(inputs.map, MAP_EDGES, policy)
+    map_range = nm.band_range(inputs.map, MAP_EDGES, policy)
     if map_range is not None:
         parts.append(map_range)
     rng = _merge_max(parts)
@@ -180,7 +172,7 @@ def cardiovascular(inputs: PatientInputs, policy: Policy) -> tuple[Range | None,
 def renal(inputs: PatientInputs, policy: Policy) -> tuple[Range | None, list[str]]:
     parts = [r for r in (
         _si_or_conventional(inputs.creatinine, CREAT_MG_DL_EDGES, CREAT_UMOL_L_EDGES, policy),
-        _scored(inputs.urine_output_24h, URINE_EDGES, policy)) if r is not None]
+        nm.band_range(inputs.urine_output_24h, URINE_EDGES, policy)) if r is not None]
     rng = _merge_max(parts)
     return rng, (["creatinine", "urine_output_24h"] if rng is None else [])
 
@@ -203,8 +195,8 @@ def compute(inputs: PatientInputs, policy: Policy) -> Sofa:
         "hepatic": _single("bilirubin", _si_or_conventional(
             inputs.bilirubin, BILI_MG_DL_EDGES, BILI_UMOL_L_EDGES, policy)),
         "renal": renal(inputs, policy),
-        "coagulation": _single("platelets", _scored(inputs.platelets, PLATELET_EDGES, policy)),
-        "cns": _single("gcs", _scored(inputs.gcs, GCS_EDGES, policy)),
+        "coagulation": _single("platelets", nm.band_range(inputs.platelets, PLATELET_EDGES, policy)),
+        "cns": _single("gcs", nm.band_range(inputs.gcs, GCS_EDGES, policy)),
     }
     prefer_recorded = policy["sofa.prefer_recorded_subscores"]
     ranges: dict[str, Range | None] = {}

@@ -51,10 +51,14 @@ def test_interval(comparator, expected):
     assert lo == pytest.approx(expected[0]) and hi == pytest.approx(expected[1])
 
 
-def test_measurement_range_settles_only_when_both_ends_agree():
-    fn = lambda v: nm.band(v, DEFAULT, [("<", 100, 1), ("<", 50, 2)])  # noqa: E731
-    assert nm.measurement_range(m(20, comparator="<"), fn, DEFAULT) == (2, 2)
-    assert nm.measurement_range(m(60, comparator="<"), fn, DEFAULT) == (1, 2)
+def test_band_range_settles_only_when_both_ends_agree():
+    edges = [("<", 100, 1), ("<", 50, 2)]
+    assert nm.band_range(m(20, comparator="<"), edges, DEFAULT) == (2, 2)
+    assert nm.band_range(m(60, comparator="<"), edges, DEFAULT) == (1, 2)
+    assert nm.band_range(m(50, comparator="<"), edges, DEFAULT) == (2, 2)   # 49.999999
+    assert nm.band_range(m(50, comparator="<="), edges, DEFAULT) == (1, 2)
+    assert nm.band_range(m(60), edges, DEFAULT, value=40) == (2, 2)        # value replaces
+    assert nm.band_range(None, edges, DEFAULT) is None
     assert nm.exact((1, 2)) is None and nm.exact((2, 2)) == 2 and nm.exact(None) is None
 
 

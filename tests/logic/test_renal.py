@@ -131,6 +131,7 @@ def test_bounded_creatinine(comparator, value, lt30, bound):
             creatinine=m(value, "mg/dL", comparator))
     assert r.crcl_ml_min is None and r.creatinine_mg_dL is None
     assert r.crcl_lt_30 is lt30
+    assert r.crcl_weight_basis == "actual" and r.weight_used_kg == 72   # no height
     assert r.crcl_bound[0] == bound[0] and r.crcl_bound[1] == pytest.approx(bound[1])
     assert r.to_json()["creatinine_bound"] == {"comparator": comparator, "value": value}
 
