@@ -60,9 +60,8 @@ def present(flag: Flag | None) -> bool:
 
 def lab_below(m: Measurement | None, limit: float, policy: Policy) -> bool | None:
     """Is the lab value < limit? None when missing or a bound does not settle it."""
-    if m is None:
-        return None
-    return nm.exact(nm.measurement_range(m, lambda x: nm.cmp_lt(x, limit, policy), policy))
+    points = nm.exact(nm.band_range(m, [("<", limit, 1)], policy, floor=0.0))
+    return None if points is None else points == 1
 
 
 def _below(m: Measurement | None, limit: float, policy: Policy) -> bool:
