@@ -313,7 +313,7 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
         "onsetDateTime": _iso(now - timedelta(days=days)),
     } for key, alias, status, days in s.conditions]
     procedures = [{
-        "resourceType": "Procedure", "id": f"{pid}-{key.lower()}", "status": "in-progress",
+        "resourceType": "Procedure", "id": f"{pid}-{key.lower().replace('_', '-')}", "status": "in-progress",
         "code": {"coding": [_first(codes, codes.data["procedures"][key])], "text": key},
         "subject": {"reference": f"Patient/{pid}"},
         "performedPeriod": {"start": _iso(now - timedelta(hours=hours))},

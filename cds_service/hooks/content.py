@@ -9,7 +9,7 @@ from typing import Iterable
 
 from ..logic.inputs import Measurement, MedicationOrder
 from ..logic.policy import Policy
-from .cards import FREQUENCY_TEXT, md, num, table, when
+from .cards import FREQUENCY_TEXT, action_create, anti_xa_request, md, num, suggestion, table, when
 from .vocabulary import CITATIONS
 
 # -- names ---------------------------------------------------------------------------------------
@@ -49,6 +49,15 @@ CONTRAINDICATION_TEXT = {
     "hit_history": "history of heparin-induced thrombocytopenia (HIT)",
     "heparin_allergy": "heparin, LMWH or pork-product hypersensitivity",
     "fondaparinux_crcl_lt_30": "CrCl below {fondaparinux_min_crcl} mL/min (fondaparinux)",
+}
+# Short forms for summaries (< 140 characters).
+CONTRAINDICATION_SHORT = {
+    "active_bleeding": "active bleeding",
+    "platelets_lt_25": "platelets < {platelets_abs_min}",
+    "fibrinogen_lt_0.5": "fibrinogen < {fibrinogen_abs_min_g_l} g/L",
+    "hit_history": "HIT history",
+    "heparin_allergy": "heparin allergy",
+    "fondaparinux_crcl_lt_30": "CrCl < {fondaparinux_min_crcl}",
 }
 CAUTION_TEXT = {
     "platelets_lt_50": "platelets below {platelets_caution_min} ×10⁹/L",
@@ -143,7 +152,7 @@ def note_lines(codes: Iterable[str], policy: Policy) -> list[str]:
 
 
 # -- sections ------------------------------------------------------------------------------------
-_UNITS = {"10^9/L": "×10⁹/L", "10*9/L": "×10⁹/L", "mm[Hg]": "mmHg", "{score}": "", "1": ""}
+_UNITS = {"10^9/L": "×10⁹/L", "10*9/L": "×10⁹/L", "mm[Hg]": "mmHg", "{score}": "", "{INR}": "", "1": ""}
 
 
 def _unit(m: Measurement) -> str:
@@ -210,7 +219,7 @@ def scores(a, policy: Policy) -> str:
         verdict = "not determinable"
     else:
         total = f"= **{sic.total}**" if sic.total is not None else \
-            (f"= {sic.total_range[0]}–{sic.total_range[1]}" if sic.total_range else "")
+            (f"= {sic.total_range[0]}–{sic.total_range[1]} (an item is missing)" if sic.total_range else "")
         verdict = f"{total}, {'positive' if sic.positive else 'negative'} " \
                   f"(positive at ≥ {policy['sic.positive_total']} with platelets + INR ≥ 3)"
     lines.append(f"- **SIC** (Iba 2017): {breakdown} {verdict}")
@@ -225,7 +234,8 @@ def scores(a, policy: Policy) -> str:
     if dic.overt is None:
         verdict = "not determinable"
     else:
-        total = f"= **{dic.total}**" if dic.total is not None else ""
+        total = f"= **{dic.total}**" if dic.total is not None else \
+            f"= {dic.total_range[0]}–{dic.total_range[1]} (an item is missing)"
         verdict = f"{total}, {'overt DIC' if dic.overt else 'not overt'} " \
                   f"(overt at ≥ {policy['dic.overt_threshold']})"
     lines.append(f"- **ISTH overt DIC** (Taylor 2001): {breakdown} {verdict}")
@@ -277,12 +287,13 @@ _BASIS_TEXT = {
 }
 
 
-def dose_rationale(a, policy: Policy) -> str:
-    """The recommended regimen and why (BMI, CrCl, weight basis)."""
+def dose_rationale(a, policy: Policy, suggested: bool = True) -> str:
+    """The recommended regimen and why (BMI, CrCl, weight basis); `suggested=False` gives only
+    the body measures and renal function (when a card proposes something else)."""
     reg = a.regimen
     values = {"bmi": num(a.anthropometrics.bmi, 1), "crcl": num(a.renal.crcl_ml_min, 1)}
     lines = []
-    if reg.drug:
+    if reg.drug and suggested:
         lines.append(f"**Suggested:** {dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day, short=False)}.")
         why = _BASIS_TEXT.get(reg.basis)
         if why:
@@ -292,7 +303,7 @@ def dose_rationale(a, policy: Policy) -> str:
         src = " (recorded)" if anthro.bmi_source == "recorded" else ""
         lines.append(f"BMI {num(anthro.bmi, 1)} kg/m²{src}; weight {num(anthro.weight_kg, 2)} kg.")
     lines.append(renal_text(a))
-    if reg.weight_based_mg is not None:
+    if reg.weight_based_mg is not None and suggested:
         lines.append(f"For information: 50 IU/kg would be {num(reg.weight_based_mg, 1)} mg "
                      f"(nearest syringe {num(reg.weight_based_syringe_mg, 0)} mg).")
     return " ".join(lines)
@@ -340,10 +351,8 @@ def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
                 "REMAP-CAP/ACTIV-4a/ATTACC non-critically ill (n = 2,219): probability of superiority "
                 "98.6 %, adjusted OR 1.27; NIH 2022, ASH 2022 (conditional), CHEST 2022, ISTH 2022 (selected "
                 "patients), NICE NG191; HEP-COVID and RAPID. Therapeutic DOACs are not recommended.")
-        weight = a.anthropometrics.weight_kg
         if note.therapeutic_hint == "enoxaparin_1_mg_kg_q12h":
-            dose = f" (= {num(weight, 0)} mg for {num(weight, 1)} kg)" if weight else ""
-            text += f" If chosen: enoxaparin 1 mg/kg SC every 12 h{dose}, to be prescribed separately."
+            text += " If chosen: enoxaparin 1 mg/kg (actual body weight) SC every 12 h, prescribed separately."
         else:
             text += (" CrCl is below 30 mL/min or unknown: follow local protocol (HEP-COVID used 0.5 mg/kg "
                      "every 12 h at CrCl 15-29 and excluded CrCl below 15).")
@@ -385,6 +394,38 @@ def rejected_lines(a, names: Iterable[str]) -> list[str]:
 
 def sources(*keys: str) -> str:
     return "**Sources:** " + "; ".join(CITATIONS[k] for k in keys) + "."
+
+
+def anti_xa_suggestion(ev, anti_xa) -> dict:
+    """A create-ServiceRequest suggestion for an LMWH-calibrated anti-Xa level."""
+    call = ev.call
+    sampling = sampling_text(anti_xa)
+    note = anti_xa_plan(anti_xa, ev.policy).replace("**", "")
+    resource = anti_xa_request(ev.codes, patient_id=call.patient_id, encounter_id=call.encounter_id,
+                               authored_on=ev.now, sampling=sampling[0].upper() + sampling[1:], note=note)
+    return suggestion("Order anti-Xa level (LMWH-calibrated)",
+                      action_create("Draft order: anti-Xa, LMWH-calibrated, " + sampling, resource))
+
+
+def detail(*blocks: str | None) -> str:
+    """Card detail: the non-empty blocks, one paragraph each."""
+    return "\n\n".join(b for b in blocks if b)
+
+
+def contraindication_reason(a, code: str, p) -> str:
+    """One contraindication with its evidence (record and date, or value and date)."""
+    i = a.inputs
+    text = label(CONTRAINDICATION_TEXT, code, p)
+    evidence = {"active_bleeding": i.active_bleeding, "hit_history": i.hit_history,
+                "heparin_allergy": i.heparin_allergy}.get(code)
+    if evidence is not None:
+        source = f" ({md(evidence.source)}" if evidence.source else " ("
+        return text + source + (", " if evidence.source else "") + f"dated {when(evidence.time, a.now)})"
+    measured = {"platelets_lt_25": (i.platelets, 0, "×10⁹/L"), "fibrinogen_lt_0.5": (i.fibrinogen, 2, "g/L")}
+    if code in measured and measured[code][0] is not None:
+        m, dp, unit = measured[code]
+        return f"{text}: {num(m.value, dp)} {unit} ({when(m.time, a.now)})"
+    return text
 
 
 DISCLAIMER = "_Decision support only: check against the patient and local protocol before ordering._"

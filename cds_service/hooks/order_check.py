@@ -31,12 +31,11 @@ from typing import Any
 from ..fhir.bundle import bundle_resources
 from ..fhir.codes import Codes
 from ..fhir.orders import first_dosage, normalise_order
-from ..logic.order_check import CHECKED, check_order
+from ..logic.order_check import CHECKED, Proposed, check_order
 from . import content as c
 from .cards import (action_create, action_delete, action_update, card, dosage, medication_request,
                     product, product_key, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, codes_for, evaluate, respond
-from .patient_view import _anti_xa_suggestion, _detail, _why
 from .registry import HookCall, Service
 
 _CONTEXT_REASONS = {"bmi_ge_40": "bmi", "bmi_ge_30": "bmi", "standard": "bmi",
@@ -117,10 +116,15 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _common_blocks(ev: Evaluation, check) -> list[str | None]:
+def _common_blocks(ev: Evaluation, check, proposed=None) -> list[str | None]:
+    """Dose rationale (the regimen line only when it is what the card proposes), scores,
+    inputs, notes."""
     a, p = ev.assessment, ev.policy
+    reg = a.regimen
+    same = proposed is not None and (reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day) == (
+        proposed.ingredient, proposed.dose_mg, proposed.dose_units, proposed.doses_per_day)
     return [
-        c.dose_rationale(a, p),
+        c.dose_rationale(a, p, suggested=same),
         "**Scores**\n\n" + c.scores(a, p),
         "**Inputs**\n\n" + c.inputs_table(a),
         _check_notes(check, p),
@@ -140,11 +144,16 @@ def _dose_change(ev: Evaluation, resource: dict, order, check, finding):
     a, p = ev.assessment, ev.policy
     current = c.order_text(order)
     proposed = _proposed_text(finding.proposed)
+    short = proposed.removeprefix(c.DRUG_NAMES.get(order.ingredient, order.ingredient) + " ")
     where = _context(ev, finding.reasons)
-    summary = (f"{_capital(current)}{where}: consider {proposed}",
-               f"{_capital(current)}: consider {proposed}")
-    why = ("the enoxaparin label gives the same dose once daily at CrCl below 30 mL/min"
-           if "renal_frequency" in finding.reasons else "the recommended prophylactic dose is different")
+    summary = (f"{_capital(current)}{where}: consider {short}", f"{_capital(current)}: consider {short}")
+    if "renal_frequency" in finding.reasons:
+        why = ("at CrCl below 30 mL/min the enoxaparin label gives a therapeutic dose once daily, "
+               "not every 12 h")
+    elif finding.proposed.ingredient == "enoxaparin":
+        why = "of weight, BMI and renal function (below)"
+    else:
+        why = f"that is the standard prophylactic dose of {c.DRUG_NAMES.get(order.ingredient, order.ingredient)}"
     suggestions = []
     updated = updated_draft(ev.codes, resource, order, finding.proposed)
     if updated is not None:
@@ -152,15 +161,14 @@ def _dose_change(ev: Evaluation, resource: dict, order, check, finding):
                                       action_update(f"Change the draft to {proposed}", updated),
                                       recommended=True))
     if check.anti_xa is not None and check.anti_xa.indicated is True:
-        suggestions.append(_anti_xa_suggestion(ev, check.anti_xa))
-    blocks = [f"The draft order **{c.md(current)}** differs from the dose this service would suggest: "
-              f"consider **{proposed}**, because {why}.",
+        suggestions.append(c.anti_xa_suggestion(ev, check.anti_xa))
+    blocks = [f"The draft order **{c.md(current)}** differs from the suggested dose: consider "
+              f"**{proposed}**, because {why}.",
               c.anti_xa_plan(check.anti_xa, p),
-              c.evidence_text(a, p) if check.intent == "prophylactic" else None,
-              *_common_blocks(ev, check),
+              *_common_blocks(ev, check, finding.proposed),
               c.sources("piagnerelli_2020", "enoxaparin_label", "isth_interim_2020", "anti_xa_lab"),
               c.DISCLAIMER]
-    return card("dose_correction", "warning", summary, _detail(*blocks), suggestions=suggestions,
+    return card("dose_correction", "warning", summary, c.detail(*blocks), suggestions=suggestions,
                 selection="any", evidence=["isth_interim_2020", "isth_2022"])
 
 
@@ -195,10 +203,10 @@ def _switch(ev: Evaluation, resource: dict, order, check, finding):
             recommended=True))
     blocks = [f"The draft order **{c.md(current)}** should be a different product: {why}. "
               f"Consider **{proposed}**.",
-              *_common_blocks(ev, check),
+              *_common_blocks(ev, check, finding.proposed),
               c.sources("enoxaparin_label", "hep_covid_2021", "isth_interim_2020"),
               c.DISCLAIMER]
-    return card("product_switch", "warning", summary, _detail(*blocks), suggestions=suggestions,
+    return card("product_switch", "warning", summary, c.detail(*blocks), suggestions=suggestions,
                 selection="at-most-one", evidence=cite)
 
 
@@ -206,11 +214,11 @@ def _contraindicated(ev: Evaluation, order, check):
     a, p = ev.assessment, ev.policy
     finding = check.finding("contraindicated")
     current = c.order_text(order)
-    short = c.join(c.labels(c.CONTRAINDICATION_TEXT, finding.reasons, p))
+    short = c.join(c.labels(c.CONTRAINDICATION_SHORT, finding.reasons, p))
     summary = (f"{_capital(current)} contraindicated ({short}): consider mechanical prophylaxis",
                f"{_capital(current)} contraindicated ({short})",
                f"{_capital(order.ingredient)} draft contraindicated")
-    reasons = [f"- {_why(a, code, p)}" for code in finding.reasons]
+    reasons = [f"- {c.contraindication_reason(a, code, p)}" for code in finding.reasons]
     blocks = ["**The draft order " + c.md(current) + " is contraindicated:**\n" + "\n".join(reasons),
               "**Alternative:** consider mechanical prophylaxis (intermittent pneumatic compression)."
               + (" " + c.label(c.NOTE_TEXT, "hit_non_heparin_agent", p)
@@ -220,7 +228,7 @@ def _contraindicated(ev: Evaluation, order, check):
               _check_notes(check, p),
               c.sources("isth_interim_2020", "enoxaparin_label", "hep_covid_2021"),
               c.DISCLAIMER]
-    return card("contraindicated", "critical", summary, _detail(*blocks),
+    return card("contraindicated", "critical", summary, c.detail(*blocks),
                 evidence=["isth_interim_2020", "ash_2021"])
 
 
@@ -233,7 +241,7 @@ def _undeterminable(ev: Evaluation, order, check, finding):
     blocks = [f"The dose of **{c.md(current)}** cannot be checked. **Missing:** {missing}.",
               "\n".join(c.rejected_lines(a, finding.missing)) or None,
               *_common_blocks(ev, check)]
-    return card("not_determinable", "info", summary, _detail(*blocks), evidence=["isth_interim_2020"])
+    return card("not_determinable", "info", summary, c.detail(*blocks), evidence=["isth_interim_2020"])
 
 
 def _escalation(ev: Evaluation, resource: dict, order, check, finding):
@@ -256,9 +264,8 @@ def _escalation(ev: Evaluation, resource: dict, order, check, finding):
                 "rule out doses above prophylaxis (trial exclusions, NIH 2022).")
         evidence = None
         cite = ["attacc_noncritical_2021", "isth_2022"]
-    suggestions = []
+    suggestions, target = [], None
     if reg.drug == order.ingredient and reg.drug is not None:
-        from ..logic.order_check import Proposed
         target = Proposed(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
         proposed = _proposed_text(target)
         updated = updated_draft(ev.codes, resource, order, target)
@@ -272,10 +279,10 @@ def _escalation(ev: Evaluation, resource: dict, order, check, finding):
     blocks = [lead, evidence,
               (f"If this dose is intended: at CrCl below 30 mL/min give it once daily "
                f"({_proposed_text(renal.proposed)}).") if renal else None,
-              *_common_blocks(ev, check),
+              *_common_blocks(ev, check, target),
               c.sources("attacc_critical_2021", "inspiration_2021", "ash_2021", "isth_2022", "nih_2022"),
               c.DISCLAIMER]
-    return card("escalation_warning", "warning", summary, _detail(*blocks), suggestions=suggestions,
+    return card("escalation_warning", "warning", summary, c.detail(*blocks), suggestions=suggestions,
                 selection="any", evidence=cite)
 
 
@@ -289,7 +296,7 @@ def _duplicate(ev: Evaluation, order, check):
     blocks = [f"A therapeutic-dose anticoagulant is already active ({c.md(', '.join(active))}). "
               f"Consider whether **{c.md(current)}** is needed; combined anticoagulants raise bleeding risk.",
               "**Inputs**\n\n" + c.inputs_table(a), c.DISCLAIMER]
-    return card("duplicate_anticoagulant", "warning", summary, _detail(*blocks),
+    return card("duplicate_anticoagulant", "warning", summary, c.detail(*blocks),
                 evidence=["dose_classes_2023"])
 
 
@@ -300,9 +307,11 @@ def _anti_xa_only(ev: Evaluation, order, check):
     summary = (f"{_capital(current)}: anti-Xa monitoring indicated ({reasons})",
                f"{_capital(current)}: anti-Xa monitoring indicated")
     blocks = [f"The dose of **{c.md(current)}** matches the suggested dose.", c.anti_xa_plan(check.anti_xa, p),
-              *_common_blocks(ev, check), c.sources("piagnerelli_2020", "anti_xa_lab")]
-    return card("anti_xa", "info", summary, _detail(*blocks),
-                suggestions=[_anti_xa_suggestion(ev, check.anti_xa)], evidence=["isth_2022"])
+              *_common_blocks(ev, check, Proposed(order.ingredient, order.dose_mg, order.dose_units,
+                                                  int(order.doses_per_day or 0))),
+              c.sources("piagnerelli_2020", "anti_xa_lab")]
+    return card("anti_xa", "info", summary, c.detail(*blocks),
+                suggestions=[c.anti_xa_suggestion(ev, check.anti_xa)], evidence=["isth_2022"])
 
 
 # -- the updated draft --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..logic.order_check import check_order
 from ..logic.safety import HEPARINS
 from . import content as c
-from .cards import anti_xa_request, card, medication_request, suggestion, action_create
+from .cards import action_create, card, medication_request, suggestion
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, evaluate, respond
 from .registry import HookCall, Service
 
@@ -88,27 +88,13 @@ def _suggestions(ev: Evaluation, create_drug: bool) -> list[dict]:
             note=f"VTE prophylaxis suggested by the coagulopathy-risk service (basis: {reg.basis}).")
         out.append(suggestion(f"Order {dose}", action_create(f"Draft order: {dose}", resource)))
     if a.anti_xa.indicated is True:
-        out.append(_anti_xa_suggestion(ev, a.anti_xa))
+        out.append(c.anti_xa_suggestion(ev, a.anti_xa))
     return out
 
 
-def _anti_xa_suggestion(ev: Evaluation, anti_xa) -> dict:
-    call = ev.call
-    sampling = c.sampling_text(anti_xa)
-    note = c.anti_xa_plan(anti_xa, ev.policy).replace("**", "")
-    resource = anti_xa_request(ev.codes, patient_id=call.patient_id, encounter_id=call.encounter_id,
-                               authored_on=ev.now, sampling=sampling[0].upper() + sampling[1:], note=note)
-    return suggestion("Order anti-Xa level (LMWH-calibrated)",
-                      action_create("Draft order: anti-Xa, LMWH-calibrated, " + sampling, resource))
-
-
-def _detail(*blocks: str | None) -> str:
-    return "\n\n".join(b for b in blocks if b)
-
-
-def _notes(a, policy, extra: list[str] = ()) -> str | None:
-    lines = c.note_lines(list(a.regimen.notes) + [n for n in a.notes if n not in a.regimen.notes] + list(extra),
-                         policy)
+def _notes(a, policy, skip: tuple[str, ...] = ()) -> str | None:
+    codes = [n for n in dict.fromkeys(list(a.regimen.notes) + list(a.notes)) if n not in skip]
+    lines = c.note_lines(codes, policy)
     return "**Notes:**\n" + "\n".join(lines) if lines else None
 
 
@@ -165,7 +151,7 @@ def _prophylaxis(ev: Evaluation, *, triggered: bool, current: list | None = None
         if triggered else ["isth_interim_2020", "attacc_critical_2021", "attacc_noncritical_2021"]
     if a.anti_xa.indicated is True:
         evidence.append("isth_2022")
-    return card(kind, "warning" if triggered else "info", summary, _detail(*blocks),
+    return card(kind, "warning" if triggered else "info", summary, c.detail(*blocks),
                 suggestions=_suggestions(ev, create_drug=not current), selection="any",
                 evidence=evidence)
 
@@ -178,10 +164,10 @@ def _contraindicated(ev: Evaluation, anticoagulants: list):
     others = [o for o in anticoagulants if o not in concerned]
     if heparin_only and others and not concerned:
         return []   # HIT/allergy already handled with a non-heparin anticoagulant
-    reasons = [_why(a, code, p) for code in ci]
+    reasons = [c.contraindication_reason(a, code, p) for code in ci]
     reg = a.regimen
     what = "Heparins" if heparin_only else "Pharmacological VTE prophylaxis"
-    short = c.join(c.labels(c.CONTRAINDICATION_TEXT, ci, p))
+    short = c.join(c.labels(c.CONTRAINDICATION_SHORT, ci, p))
     if concerned:
         summary = f"{what} contraindicated ({short}) but {c.order_text(concerned[0])} is ordered"
     elif reg.drug:
@@ -207,29 +193,14 @@ def _contraindicated(ev: Evaluation, anticoagulants: list):
         f"Coagulopathy signal present ({signal}); it does not outweigh the contraindication." if signal else None,
         "**Scores**\n\n" + c.scores(a, p),
         "**Inputs**\n\n" + c.inputs_table(a),
-        _notes(a, p),
+        _notes(a, p, skip=("mechanical_prophylaxis", "hit_non_heparin_agent")),  # said above
         c.sources("isth_interim_2020", "enoxaparin_label", "hep_covid_2021", "ash_2021"),
         c.DISCLAIMER,
     ]
     # Fondaparinux for HIT only when nothing is ordered yet (a create would otherwise duplicate).
     suggestions = _suggestions(ev, create_drug=True) if reg.drug == "fondaparinux" and not anticoagulants else []
-    return card("contraindicated", "critical", summary, _detail(*blocks), suggestions=suggestions,
-                selection="any", evidence=["isth_interim_2020", "ash_2021"])
-
-
-def _why(a, code: str, p) -> str:
-    i = a.inputs
-    text = c.label(c.CONTRAINDICATION_TEXT, code, p)
-    evidence = {"active_bleeding": i.active_bleeding, "hit_history": i.hit_history,
-                "heparin_allergy": i.heparin_allergy}.get(code)
-    if evidence is not None:
-        source = f" ({c.md(evidence.source)}" if evidence.source else " ("
-        return text + source + (", " if evidence.source else "") + f"recorded {c.when(evidence.time, a.now)})"
-    measured = {"platelets_lt_25": (i.platelets, 0, "×10⁹/L"), "fibrinogen_lt_0.5": (i.fibrinogen, 2, "g/L")}
-    if code in measured and measured[code][0] is not None:
-        m, dp, unit = measured[code]
-        return f"{text}: {c.num(m.value, dp)} {unit} ({c.when(m.time, a.now)})"
-    return text
+    return [card("contraindicated", "critical", summary, c.detail(*blocks), suggestions=suggestions,
+                 selection="any", evidence=["isth_interim_2020", "ash_2021"])]
 
 
 def _not_determinable(ev: Evaluation):
@@ -247,7 +218,7 @@ def _not_determinable(ev: Evaluation):
         "**Inputs**\n\n" + c.inputs_table(a),
         c.sources("tang_2020", "iba_sic_2017"),
     ]
-    return card("not_determinable", "info", summary, _detail(*blocks), evidence=["tang_2020", "iba_sic_2017"])
+    return card("not_determinable", "info", summary, c.detail(*blocks), evidence=["tang_2020", "iba_sic_2017"])
 
 
 SERVICE = Service(
