@@ -23,11 +23,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.production:
         os.environ["CDS_ENV"] = "production"
     base = f"http://{args.host}:{args.port}"
-    example = EXAMPLES / "patient-view-sic-positive.json"
     print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
-    print("Try a hook call (returns cards):", flush=True)
-    print(f"  curl -s -X POST {base}/cds-services/coagulopathy-risk "
-          f"-H 'Content-Type: application/json' -d @{example}", flush=True)
+    print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)
+    print(f"  {sys.executable} -m cds_service example sic-positive | curl -s -X POST "
+          f"{base}/cds-services/coagulopathy-risk -H 'Content-Type: application/json' -d @-", flush=True)
     if cfg.auth == "off":
         print("WARNING: CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
               "patient data.", file=sys.stderr, flush=True)
