@@ -342,9 +342,12 @@ class DataLayer:
         if missing:
             log_event(log, logging.WARNING, "required FHIR data unobtainable", service=call.service.id,
                       hookInstance=call.body.get("hookInstance"), missing=missing, fhir_calls=fhir_calls)
+            by_reason: dict[str, list[str]] = {}
+            for name, why in missing.items():
+                by_reason.setdefault(why, []).append(name)
             raise PreconditionFailed(
                 "Required FHIR data could not be obtained: "
-                + "; ".join(f"{name} ({why})" for name, why in missing.items()) + ".")
+                + "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items()) + ".")
         had = [k for k in keys if not k.error]  # an optional key that failed is in `problems` only
         by_key = {k.name: _dedup(k.resources) for k in had}
         if meds.resources:

@@ -108,7 +108,7 @@ def test_refused_server_gets_no_request_and_the_log_says_why(server, caplog):
             with pytest.raises(PreconditionFailed) as err:
                 gather(app, request_body(server=server))
         assert len(rsps.calls) == 0
-    assert "allowlist" in err.value.diagnostics and "patient (" in err.value.diagnostics
+    assert "allowlist" in err.value.diagnostics and "patient, labs" in err.value.diagnostics
     refused = [r for r in caplog.records if r.getMessage() == "fhirServer refused, no request sent"]
     assert refused and refused[0].fields["reason"]
     assert TOKEN not in caplog.text and "evil.com/fhir" not in err.value.diagnostics

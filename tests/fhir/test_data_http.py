@@ -40,7 +40,8 @@ def test_unobtainable_data_is_412_incomplete_with_cors_and_no_token(app):
     body = assert_operation_outcome(resp, 412, "incomplete")
     text = resp.get_data(as_text=True)
     assert TOKEN not in text
-    assert "patient (not prefetched; fetching it failed: fhirServer refused access (401))" in text
+    assert ("patient, labs, bedside, body, conditions, medications, administrations, allergies, "
+            "procedures (not prefetched; fetching it failed: fhirServer refused access (401))") in text
     assert body["issue"][0]["diagnostics"].startswith("Required FHIR data could not be obtained")
 
 
