@@ -42,7 +42,7 @@ from ..logic.policy import Policy
 from .codes import CodeSet, Codes, Coding, load_codes
 from .orders import (first_dosage, ingredients_of, is_current_order, medication_codings,
                      normalise_orders)
-from .read import aware, codings, concept_codes, number, parse_date, parse_datetime, reference_target
+from .read import aware, codings, concept_codes, items, number, obj, parse_date, parse_datetime, reference_target
 from .units import RATE_ABSOLUTE, RATE_PER_KG, TABLES, UCUM, UnitError, convert, read_unit
 
 log = logging.getLogger(__name__)
@@ -262,13 +262,13 @@ def _collect(observations: list[tuple[int, dict]], ctx: _Context) -> dict[str, l
     index = ctx.sets.obs_index
     out: dict[str, list[_Candidate]] = {}
     for position, obs in observations:
-        if obs.get("status") not in OBSERVATION_OK:
+        if not isinstance(obs.get("status"), str) or obs["status"] not in OBSERVATION_OK:
             continue
         holders: list[tuple[str, dict, int]] = []
         for coding in codings(obs.get("code")):
             for key in index.get(coding, ()):
                 holders.append((key, obs, 0))
-        for n, component in enumerate(obs.get("component") or (), start=1):
+        for n, component in enumerate(items(obs.get("component")), start=1):
             if isinstance(component, dict):
                 for coding in codings(component.get("code")):
                     for key in index.get(coding, ()):
@@ -364,7 +364,7 @@ def _reference_high(holder: Mapping[str, Any], name: str, value_quantity: Mappin
                     ctx: _Context) -> float | None:
     """referenceRange.high in the canonical unit (data requirements §1.1 step 7)."""
     rr = ctx.sets.rr
-    for entry in holder.get("referenceRange") or ():
+    for entry in items(holder.get("referenceRange")):
         if not isinstance(entry, dict) or not isinstance(entry.get("high"), dict):
             continue
         if "type" in entry and not rr.get("normal", CodeSet(frozenset())).matches_any(
@@ -388,7 +388,7 @@ def _reference_high(holder: Mapping[str, Any], name: str, value_quantity: Mappin
 
 def _applies_to_patient(entry: Mapping[str, Any], ctx: _Context) -> bool:
     rr = ctx.sets.rr
-    for concept in entry.get("appliesTo") or ():
+    for concept in items(entry.get("appliesTo")):
         found = list(codings(concept))
         own = {"male": "applies_male", "female": "applies_female"}.get(ctx.sex or "")
         if not (own and own in rr and rr[own].matches_any(found)):
@@ -397,8 +397,8 @@ def _applies_to_patient(entry: Mapping[str, Any], ctx: _Context) -> bool:
     if isinstance(age, dict):
         if ctx.age is None:
             return False
-        low = number((age.get("low") or {}).get("value"))
-        high = number((age.get("high") or {}).get("value"))
+        low = number(obj(age.get("low")).get("value"))
+        high = number(obj(age.get("high")).get("value"))
         if (low is not None and ctx.age < low) or (high is not None and ctx.age > high):
             return False
     return True
@@ -571,9 +571,9 @@ def _allergies(allergies: list[dict], ctx: _Context, flags: dict[str, Flag]) -> 
         if concept_codes(allergy.get("verificationStatus")) & VERIFICATION_IGNORED:
             continue
         heparin = sets["heparin_allergy"].matches_any(codings(allergy.get("code")))
-        reactions = [r for r in allergy.get("reaction") or () if isinstance(r, dict)]
+        reactions = [r for r in items(allergy.get("reaction")) if isinstance(r, dict)]
         hit = any(sets["hit_reaction"].matches_any(codings(m))
-                  for r in reactions for m in r.get("manifestation") or ())
+                  for r in reactions for m in items(r.get("manifestation")))
         if not (heparin or hit) or ctx.validator.problem(allergy):
             continue
         status = _clinical(allergy)
@@ -624,7 +624,7 @@ def _procedure_modalities(proc: Mapping[str, Any], sets: dict[str, CodeSet]) -> 
         if sets[name].matches_any(found):
             mods.add(name)
     if sets["nasal_cannula"].matches_any(found) and any(
-            sets["HFNC_device"].matches_any(codings(c)) for c in proc.get("usedCode") or ()):
+            sets["HFNC_device"].matches_any(codings(c)) for c in items(proc.get("usedCode"))):
         mods.add("HFNC")
     elif sets["low_flow"].matches_any(found):
         mods.add("low-flow")
@@ -640,7 +640,7 @@ def _respiratory(procedures: list[dict], cands: dict[str, list[_Candidate]], fio
     current, done = [], []
     for proc in procedures:
         status = proc.get("status")
-        if status != PROCEDURE_CURRENT and status not in PROCEDURE_DONE:
+        if status != PROCEDURE_CURRENT and not (isinstance(status, str) and status in PROCEDURE_DONE):
             continue
         mods, ecmo, vaso = _procedure_modalities(proc, sets)
         if not (mods or ecmo or vaso):
