@@ -58,7 +58,7 @@ def _observation(pid: str, key: str, unit: str, value: float, when: datetime, re
     category = "laboratory" if prefetch_group(key) == "labs" else "vital-signs"
     obs: dict[str, Any] = {
         "resourceType": "Observation",
-        "id": f"{pid}-{key}-{seq}",
+        "id": f"{pid}-{key.replace('_', '-')}-{seq}",  # FHIR ids allow no '_'
         "meta": {"lastUpdated": _ts(when + timedelta(minutes=20))},
         "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
@@ -76,16 +76,21 @@ def _observation(pid: str, key: str, unit: str, value: float, when: datetime, re
 
 def observations(pid: str, n: int, now: datetime | None = None) -> list[dict[str, Any]]:
     """`n` Observations, newest first across all series (the `_sort=-date` order)."""
+    return [obs for _, obs in _keyed_observations(pid, n, now)]
+
+
+def _keyed_observations(pid: str, n: int, now: datetime | None) -> list[tuple[str, dict[str, Any]]]:
+    """(codes.json observation key, Observation) pairs, newest first."""
     now = now or datetime.now(timezone.utc)
     streams = []
     for key, unit, v0, step, every_h, ref in SERIES:
         def stream(key=key, unit=unit, v0=v0, step=step, every_h=every_h, ref=ref) -> Iterator:
             for i in itertools.count():
                 when = now - timedelta(hours=every_h * i, minutes=35)
-                yield when, _observation(pid, key, unit, max(v0 + step * i, 0.1), when, ref, i)
+                yield when, (key, _observation(pid, key, unit, max(v0 + step * i, 0.1), when, ref, i))
         streams.append(stream())
     heads = [next(s) for s in streams]
-    out: list[dict[str, Any]] = []
+    out: list[tuple[str, dict[str, Any]]] = []
     while len(out) < n:  # merge the series by time, newest first
         i = max(range(len(heads)), key=lambda k: heads[k][0])
         out.append(heads[i][1])
@@ -124,8 +129,7 @@ def record(pid: str, n_obs: int = 150, now: datetime | None = None) -> dict[str,
     codes = load_codes().data
     by_key: dict[str, list[dict[str, Any]]] = {k: [] for k in prefetch_templates()}
     by_key["patient"] = [patient(pid)]
-    for obs in observations(pid, n_obs, now):
-        key = obs["id"][len(pid) + 1:].rsplit("-", 1)[0]
+    for key, obs in _keyed_observations(pid, n_obs, now):
         by_key[prefetch_group(key)].append(obs)
     by_key["conditions"] = [{
         "resourceType": "Condition", "id": f"{pid}-covid", "subject": {"reference": f"Patient/{pid}"},
@@ -136,7 +140,7 @@ def record(pid: str, n_obs: int = 150, now: datetime | None = None) -> dict[str,
         "code": {"coding": [_coding(codes["conditions"]["covid19"][0])], "text": "COVID-19"},
         "onsetDateTime": _ts(now - timedelta(days=6)),
     }]
-    by_key["medications"] = [medication_request(pid, f"{pid}-enox", "active")]
+    # No anticoagulant ordered yet: patient-view answers with a prophylaxis card (the most work).
     by_key["procedures"] = [{
         "resourceType": "Procedure", "id": f"{pid}-hfnc", "status": "in-progress",
         "subject": {"reference": f"Patient/{pid}"},
@@ -144,6 +148,52 @@ def record(pid: str, n_obs: int = 150, now: datetime | None = None) -> dict[str,
         "performedPeriod": {"start": _ts(now - timedelta(days=2))},
     }]
     return by_key
+
+
+def _ingredient(name: str) -> dict[str, Any]:
+    return {"coding": [_coding(load_codes().data["ingredients"][name]["codes"][0])], "text": name}
+
+
+def rich_extras(pid: str, now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
+    """More resource kinds, for the fuzz tests to mutate: an aspirin order, a heparin order
+    naming a contained Medication, a norepinephrine infusion, a refuted heparin allergy, a
+    refuted bleeding, and a GTS-coded timing. (Not in the benchmark record.)"""
+    now = now or datetime.now(timezone.utc)
+    codes = load_codes().data
+    subject = {"reference": f"Patient/{pid}"}
+    refuted = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                           "code": "refuted"}]}
+    aspirin = medication_request(pid, f"{pid}-asa", "active")
+    aspirin["medicationCodeableConcept"] = _ingredient("aspirin")
+    aspirin["dosageInstruction"][0]["timing"] = {"code": {"coding": [_coding("GTS:QD")]}}
+    heparin = medication_request(pid, f"{pid}-ufh", "active")
+    del heparin["medicationCodeableConcept"]
+    heparin["contained"] = [{"resourceType": "Medication", "id": "m1", "code": _ingredient("heparin")}]
+    heparin["medicationReference"] = {"reference": "#m1"}
+    heparin["dosageInstruction"][0]["doseAndRate"] = [{"doseQuantity": {"value": 5000, "unit": "[iU]",
+                                                                        "system": UCUM, "code": "[iU]"}}]
+    return {
+        "medications": [aspirin, heparin],
+        "administrations": [{
+            "resourceType": "MedicationAdministration", "id": f"{pid}-ne", "status": "in-progress",
+            "subject": subject, "medicationCodeableConcept": _ingredient("norepinephrine"),
+            "effectivePeriod": {"start": _ts(now - timedelta(hours=3))},
+            "dosage": {"rateQuantity": {"value": 0.08, "unit": "ug/kg/min", "system": UCUM,
+                                        "code": "ug/(kg.min)"}},
+        }],
+        "allergies": [{
+            "resourceType": "AllergyIntolerance", "id": f"{pid}-alg", "patient": subject,
+            "verificationStatus": refuted, "code": {"coding": [_coding(codes["allergies"]["heparin_allergy"][0])]},
+            "reaction": [{"manifestation": [{"coding": [_coding(codes["allergies"]["hit_reaction"][0])]}]}],
+        }],
+        "conditions": [{
+            "resourceType": "Condition", "id": f"{pid}-bleed", "subject": subject,
+            "verificationStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "refuted"}]},
+            "code": {"coding": [_coding(codes["conditions"]["bleeding"][0])]},
+            "onsetDateTime": _ts(now - timedelta(days=1)),
+        }],
+    }
 
 
 def searchset(resources: list[dict[str, Any]], base: str = "http://127.0.0.1/fhir",
@@ -174,7 +224,7 @@ def prefetch(rec: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def hook_request(hook: str, pid: str, *, with_prefetch: bool = True, n_obs: int = 150,
                  fhir_server: str | None = None, rec: dict | None = None,
-                 draft_product: str = "enoxaparin_40", draft_dose_mg: float = 40) -> dict[str, Any]:
+                 draft_product: str = "enoxaparin_30", draft_dose_mg: float = 30) -> dict[str, Any]:
     """A complete CDS Hooks request body for patient-view, order-select or order-sign."""
     context: dict[str, Any] = {"userId": "Practitioner/bench-doc", "patientId": pid}
     if hook in ("order-select", "order-sign"):

@@ -39,6 +39,8 @@ ALLOWED_ERRORS = {400, 404, 412, 413, 415}
 NOW = datetime.now(timezone.utc)
 # One small realistic record (30 Observations keeps each example fast); mutated per example.
 _REC = synth.record("fuzz-p", 30, now=NOW)
+for _key, _extra in synth.rich_extras("fuzz-p", NOW).items():
+    _REC[_key] = _REC[_key] + _extra
 BASE = {hook: synth.hook_request(hook, "fuzz-p", rec=_REC) for hook in HOOK_PATHS}
 
 
@@ -238,20 +240,26 @@ def test_draft_order_mutations(client, hook, data):
     post(client, HOOK_PATHS[hook], doc)
 
 
-feedback_items = st.fixed_dictionaries({}, optional={
-    "card": json_values | st.uuids().map(str),
-    "outcome": st.sampled_from(["accepted", "overridden", "ignored", ""]) | json_values,
-    "outcomeTimestamp": st.sampled_from(ODD_DATES + ["2024-05-01T10:05:31Z"]) | json_values,
-    "acceptedSuggestions": st.lists(st.fixed_dictionaries({}, optional={"id": json_values}), max_size=2) | json_values,
-    "overrideReason": json_values,
-})
+FEEDBACK_ITEM = {"card": "7d1e2c3a-0b4b-4c8e-9f5e-2a6b3c4d5e6f", "outcome": "accepted",
+                 "outcomeTimestamp": "2024-05-01T10:05:31Z",
+                 "acceptedSuggestions": [{"id": "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"}],
+                 "overrideReason": {"reason": {"code": "x", "system": "http://example.org"}, "userComment": "c"}}
 
 
 @fuzz_settings(200)
 @given(service=st.sampled_from(["coagulopathy-risk", "anticoagulant-order-check", "nope"]),
-       body=feedback_items | st.fixed_dictionaries({"feedback": st.lists(feedback_items, max_size=3) | json_values}))
-def test_feedback_bodies(client, service, body):
-    post(client, f"/cds-services/{service}/feedback", body)
+       wrapped=st.booleans(), data=st.data())
+def test_feedback_bodies(client, service, wrapped, data):
+    items = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        item = clone(FEEDBACK_ITEM)
+        for _ in range(data.draw(st.integers(0, 3))):
+            try:
+                apply(item, data.draw(st.sampled_from(paths(item)[1:])), data.draw(mutation_values))
+            except (KeyError, IndexError, TypeError):
+                pass
+        items.append(item)
+    post(client, f"/cds-services/{service}/feedback", {"feedback": items} if wrapped else items[0])
 
 
 # -- explicit hostile shapes (regressions) --------------------------------------------------

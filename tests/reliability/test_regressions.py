@@ -1,0 +1,106 @@
+"""Regressions for the 500s the fuzz tests found: FHIR fields of the wrong JSON type.
+
+The readers are meant to treat a field of the wrong shape as absent (fhir/read.py). Each case
+below raised TypeError (iterating a number, hashing a list or dict) or formatted an infinite
+value, and answered 500. Now each is a 200 with schema-valid cards, the bad field ignored.
+(A few cases are shielded today by the R4B validation that runs first; they stay as guards.)
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+
+from bench import synth
+from cds_service.fhir.bundle import next_link
+from conftest import assert_valid_cds_response
+
+NOW = datetime.now(timezone.utc)
+PID = "reg-p"
+
+
+def base(hook: str) -> dict:
+    rec = synth.record(PID, 30, now=NOW)
+    for key, extra in synth.rich_extras(PID, NOW).items():
+        rec[key] = rec[key] + extra
+    return synth.hook_request(hook, PID, rec=rec)
+
+
+def first(doc: dict, key: str, rtype: str) -> dict:
+    return next(e["resource"] for e in doc["prefetch"][key]["entry"] if e["resource"]["resourceType"] == rtype)
+
+
+def call(client, doc: dict) -> dict:
+    resp = client.post(synth.SERVICE_PATH[doc["hook"]], data=orjson.dumps(doc), content_type="application/json")
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:500]
+    body = resp.get_json()
+    assert_valid_cds_response(body)
+    return body
+
+
+# (label, hook, mutation) -- each mutation once answered 500.
+CASES = [
+    ("Observation code.coding is a number", "patient-view",
+     lambda d: first(d, "bedside", "Observation")["code"].__setitem__("coding", -1)),
+    ("Observation status is a list", "patient-view",
+     lambda d: first(d, "labs", "Observation").__setitem__("status", ["final"])),
+    ("Observation component is a number", "patient-view",
+     lambda d: first(d, "bedside", "Observation").__setitem__("component", 5)),
+    ("referenceRange is true", "patient-view",
+     lambda d: first(d, "labs", "Observation").__setitem__("referenceRange", True)),
+    ("referenceRange appliesTo is a number, age.low a list", "patient-view",
+     lambda d: first(d, "labs", "Observation").__setitem__(
+         "referenceRange", [{"high": {"value": 0.5, "unit": "mg/L"}, "appliesTo": 3, "age": {"low": []}}])),
+    ("AllergyIntolerance reaction and manifestation are numbers", "patient-view",
+     lambda d: first(d, "allergies", "AllergyIntolerance").__setitem__("reaction", [{"manifestation": 2}, 1])),
+    ("Procedure usedCode is a number", "patient-view",
+     lambda d: first(d, "procedures", "Procedure").__setitem__("usedCode", 1)),
+    ("Procedure status is a list", "patient-view",
+     lambda d: first(d, "procedures", "Procedure").__setitem__("status", ["in-progress"])),
+    ("MedicationRequest dosageInstruction is a number", "patient-view",
+     lambda d: first(d, "medications", "MedicationRequest").__setitem__("dosageInstruction", 1.5)),
+    ("MedicationRequest doseAndRate is a number", "order-select",
+     lambda d: d["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]
+     .__setitem__("doseAndRate", 7)),
+    ("MedicationRequest intent is an object", "order-sign",
+     lambda d: d["context"]["draftOrders"]["entry"][0]["resource"].__setitem__("intent", {})),
+    ("timing.repeat.periodUnit is a list", "order-select",
+     lambda d: d["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]["timing"]["repeat"]
+     .__setitem__("periodUnit", ["d"])),
+    ("contained is a number", "patient-view",
+     lambda d: d["prefetch"]["medications"]["entry"][1]["resource"].__setitem__("contained", 3)),
+    ("a Medication id is a list (data layer)", "patient-view", lambda d: _medication_with_list_id(d)),
+]
+
+
+def _medication_with_list_id(doc: dict) -> None:
+    order = synth.medication_request(PID, "mr2", "active")
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/m2"}
+    doc["prefetch"]["medications"]["entry"] += [
+        {"resource": order}, {"resource": {"resourceType": "Medication", "id": ["m2"]}}]
+
+
+@pytest.mark.parametrize("label,hook,mutate", CASES, ids=[c[0] for c in CASES])
+def test_wrong_json_type_is_ignored_not_a_500(client, label, hook, mutate):
+    doc = base(hook)
+    mutate(doc)
+    call(client, doc)
+
+
+def test_absurd_frequency_is_not_determinable_not_infinite(client):
+    """frequency 1e308/day gave doses_per_day = inf, and formatting it raised (500). The
+    frequency now reads as unknown, so the dose check says it cannot be done."""
+    doc = base("order-select")
+    repeat = doc["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]["timing"]["repeat"]
+    repeat["frequency"] = 1e308
+    cards = call(client, doc)["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["not_determinable"]
+    assert "frequency" in cards[0]["summary"]
+    assert "inf" not in orjson.dumps(cards).decode().lower().replace("info", "")
+
+
+@pytest.mark.parametrize("link", [5, True, {"relation": "next"}, "next"])
+def test_next_link_of_a_malformed_link_field_is_none(link):
+    assert next_link({"resourceType": "Bundle", "link": link}) is None
