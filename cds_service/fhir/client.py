@@ -2,7 +2,7 @@
 
 Every request runs on a process-wide thread pool and the caller waits at most until the
 call's deadline, so a server that hangs or trickles bytes cannot hold a hook call past
-CDS_FHIR_TIMEOUT. One pooled `requests.Session` per process (recreated after a fork).
+CDS_FHIR_TIMEOUT. Bodies are capped at MAX_RESPONSE_BYTES each and in sum per hook call. One pooled `requests.Session` per process (recreated after a fork).
 Redirects are not followed (the token must only ever go to fhirServer).
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import orjson
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -76,6 +77,9 @@ class FhirClient:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self.calls = 0
+        # Bytes read by all of this call's requests: `max_bytes` caps the sum too, since
+        # the parallel GETs would otherwise hold ten capped bodies at once.
+        self.bytes_read = 0
         self._calls_lock = threading.Lock()
 
     def remaining(self) -> float:
@@ -121,16 +125,27 @@ class FhirClient:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in resp.iter_content(_CHUNK):
+            while True:
+                if self.remaining() <= 0:
+                    raise self._deadline_error()
+                # read1 returns whatever has arrived (iter_content would block until a whole
+                # chunk is in), so a server trickling bytes is cut off at the deadline and
+                # cannot hold a pool thread for hours.
+                chunk = resp.raw.read1(_CHUNK, decode_content=True)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise FetchError(f"answer larger than the {self.max_bytes}-byte limit")
-                if self.remaining() <= 0:
-                    raise self._deadline_error()
+                with self._calls_lock:
+                    self.bytes_read += len(chunk)
+                    total = self.bytes_read
+                if total > self.max_bytes:
+                    raise FetchError(f"answers together larger than the {self.max_bytes}-byte limit")
                 chunks.append(chunk)
-        except requests.Timeout:
+        except (TimeoutError, urllib3.exceptions.TimeoutError):
             raise self._deadline_error() from None
-        except requests.RequestException:
+        except (OSError, urllib3.exceptions.HTTPError):
             raise ConnectionProblem("connection to fhirServer broke while reading") from None
         try:
             return orjson.loads(b"".join(chunks))
