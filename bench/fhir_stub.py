@@ -159,6 +159,7 @@ class FhirStub:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog (5) drops parallel connects: 1 s SYN retries
 
     def handle_error(self, request, client_address) -> None:
         pass  # clients that give up mid-response (the point of most faults) are expected
