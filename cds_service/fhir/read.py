@@ -62,11 +62,18 @@ def parse_datetime(value: Any) -> datetime | None:
     """
     if not isinstance(value, str):
         return None
-    m = _DATETIME.match(value.strip())
+    value = value.strip()
+    m = _DATETIME.match(value)
     if not m:
         return None
     year, month, day, hh, mm, ss, frac, tz = m.groups()
+    if tz and tz != "Z" and (int(tz[4:6]) > 59 or int(tz[1:3]) * 60 + int(tz[4:6]) > 14 * 60):
+        return None  # FHIR offsets lie within -14:00..+14:00 (and +99:00 made timezone() raise)
     try:
+        if ss is not None and (frac is None or len(frac) <= 7):
+            # The common full form: the C parser, same result (<= 6 fraction digits need no rounding).
+            dt = datetime.fromisoformat(value)
+            return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
         dt = datetime(int(year), int(month or 1), int(day or 1), int(hh or 0), int(mm or 0),
                       int(ss or 0), int(round(float(frac) * 1_000_000)) if frac else 0)
     except ValueError:
