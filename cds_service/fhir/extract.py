@@ -29,12 +29,17 @@ Only the resources whose values are used are validated with fhir.resources R4B m
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from importlib import import_module
 from typing import Any, Iterable, Mapping
+
+import orjson
+from cachetools import LRUCache
 
 from ..logic.inputs import (DDimer, Flag, Measurement, MedicationOrder, PatientInputs,
                             ProthrombinTime, RecordedSofa, RespiratorySupport, Vasoactive)
@@ -160,8 +165,15 @@ def _sets(codes: Codes) -> _Sets:
 # --------------------------------------------------------------------------- validation
 
 
+# R4B verdicts by content digest, shared by all calls of the process: pydantic validation
+# is ~0.1 ms per resource, and order-select re-fires on every edit with the same prefetch.
+VERDICT_CACHE_SIZE = 4096
+_verdicts: LRUCache = LRUCache(maxsize=VERDICT_CACHE_SIZE)
+_verdicts_lock = threading.Lock()
+
+
 class _Validator:
-    """R4B validation of used resources only, memoised per resource object."""
+    """R4B validation of used resources only, memoised per resource object (and by content)."""
 
     def __init__(self) -> None:
         self._seen: dict[int, str | None] = {}
@@ -169,8 +181,25 @@ class _Validator:
     def problem(self, resource: Mapping[str, Any]) -> str | None:
         key = id(resource)
         if key not in self._seen:
-            self._seen[key] = self._check(resource)
+            self._seen[key] = reason = self._verdict(resource)
+            if reason is not None:
+                log.warning("dropped %s/%s: %s", resource.get("resourceType"), resource.get("id"), reason)
         return self._seen[key]
+
+    @classmethod
+    def _verdict(cls, resource: Mapping[str, Any]) -> str | None:
+        try:
+            digest = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
+        except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits
+            return cls._check(resource)
+        with _verdicts_lock:
+            cached = _verdicts.get(digest, _verdicts)
+        if cached is not _verdicts:
+            return cached
+        reason = cls._check(resource)
+        with _verdicts_lock:
+            _verdicts[digest] = reason
+        return reason
 
     @staticmethod
     def _check(resource: Mapping[str, Any]) -> str | None:
@@ -189,7 +218,6 @@ class _Validator:
                 reason = "; ".join(parts)
             else:
                 reason = type(exc).__name__
-            log.warning("dropped %s/%s: not valid FHIR R4B (%s)", rtype, resource.get("id"), reason)
             return f"not valid FHIR R4B ({reason})"
         return None
 
@@ -238,14 +266,19 @@ class _Context:
     sex: str | None = None
     age: int | None = None
     rejected: dict[str, str] = field(default_factory=dict)
+    _bounds: dict[str | None, tuple[datetime, datetime | None]] = field(default_factory=dict)
 
     def in_window(self, time: datetime | None, window_key: str | None) -> bool:
         if time is None:
             return False
-        if time > self.now + timedelta(minutes=self.policy["window.future_tolerance_minutes"]):
-            return False
-        span = _window(self.policy, window_key) if window_key else None
-        return span is None or time >= self.now - span
+        # Bounds computed once per window key (this runs for every Observation).
+        bounds = self._bounds.get(window_key)
+        if bounds is None:
+            latest = self.now + timedelta(minutes=self.policy["window.future_tolerance_minutes"])
+            span = _window(self.policy, window_key) if window_key else None
+            bounds = self._bounds[window_key] = (latest, None if span is None else self.now - span)
+        latest, earliest = bounds
+        return time <= latest and (earliest is None or time >= earliest)
 
     def reject(self, name: str, reason: str) -> None:
         self.rejected.setdefault(name, reason)
