@@ -7,13 +7,14 @@ value, and answered 500. Now each is a 200 with schema-valid cards, the bad fiel
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
 
 from bench import synth
 from cds_service.fhir.bundle import next_link
+from cds_service.fhir.read import parse_datetime
 from conftest import assert_valid_cds_response
 
 NOW = datetime.now(timezone.utc)
@@ -43,6 +44,8 @@ def call(client, doc: dict) -> dict:
 CASES = [
     ("Observation code.coding is a number", "patient-view",
      lambda d: first(d, "bedside", "Observation")["code"].__setitem__("coding", -1)),
+    ("Observation effectiveDateTime offset +99:00", "patient-view",
+     lambda d: first(d, "labs", "Observation").__setitem__("effectiveDateTime", "2024-01-01T10:00:00+99:00")),
     ("Observation status is a list", "patient-view",
      lambda d: first(d, "labs", "Observation").__setitem__("status", ["final"])),
     ("Observation component is a number", "patient-view",
@@ -99,6 +102,19 @@ def test_absurd_frequency_is_not_determinable_not_infinite(client):
     assert [c["source"]["topic"]["code"] for c in cards] == ["not_determinable"]
     assert "frequency" in cards[0]["summary"]
     assert "inf" not in orjson.dumps(cards).decode().lower().replace("info", "")
+
+
+@pytest.mark.parametrize("text", ["2024-01-01T10:00:00+99:00", "2024-01-01T10:00:00-24:00",
+                                  "2024-01-01T10:00:00+14:01", "2024-01-01T10:00:00+05:75"])
+def test_offsets_outside_fhir_range_read_as_no_time(text):
+    assert parse_datetime(text) is None
+
+
+def test_fast_path_parses_like_the_general_one():
+    assert parse_datetime("2024-07-03T10:11:12.1234564+05:30") == datetime(
+        2024, 7, 3, 10, 11, 12, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    assert parse_datetime("2024-07-03T10:11:12.5") == datetime(2024, 7, 3, 10, 11, 12, 500000, tzinfo=timezone.utc)
+    assert parse_datetime("2024-07-03T10:11:12-14:00").utcoffset() == timedelta(hours=-14)
 
 
 @pytest.mark.parametrize("link", [5, True, {"relation": "next"}, "next"])
