@@ -309,7 +309,7 @@ def _collect(observations: list[tuple[int, dict]], ctx: _Context) -> dict[str, l
         if not holders:
             continue
         time = observation_time(obs)
-        issued = parse_datetime(obs.get("issued")) or _MIN
+        issued: datetime | None = None  # a tie-breaker only: parsed once a holder is in window
         seen: set[tuple[str, int]] = set()
         for key, holder, n in holders:
             if (key, n) in seen:
@@ -320,6 +320,8 @@ def _collect(observations: list[tuple[int, dict]], ctx: _Context) -> dict[str, l
                 continue
             if key == "urine_period" and not _spans_a_day(obs):
                 continue
+            if issued is None:
+                issued = parse_datetime(obs.get("issued")) or _MIN
             out.setdefault(spec.input, []).append(
                 _Candidate(key, obs, holder, time, (issued, position, n)))  # type: ignore[arg-type]
     for candidates in out.values():
