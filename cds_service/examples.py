@@ -344,6 +344,8 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
     return {
         "hook": s.hook,
         "hookInstance": str(uuid.uuid5(_NAMESPACE, f"{name}|{_iso(now)}")),
+        # Full prefetch: the service reads nothing from this server unless a key is removed.
+        "fhirServer": "http://127.0.0.1:8080/fhir",
         "context": context,
         "prefetch": prefetch,
     }
