@@ -5,8 +5,9 @@ access token to it, so it is checked on the parsed URL, never with a string pref
 
 - scheme and host must equal an entry's (case-insensitive, trailing dot ignored);
   `http://localhost.evil.com` and `http://localhost@evil.com` do not match `http://localhost`;
-- an entry with a port matches only that port; an entry without one matches any port
-  (so the loopback default admits a test server on :8080);
+- an entry with a port matches only that port; an entry without one matches the scheme's
+  default port, or any port when its host is loopback (so the default list admits a
+  local test server on :8080);
 - an entry's path matches on a segment boundary: `/fhir` admits `/fhir` and `/fhir/r4`,
   not `/fhirx`;
 - `*` admits any server (config accepts it only with CDS_AUTH=off);
@@ -67,7 +68,8 @@ def parse_server_url(url: str) -> ServerURL:
 def _entry_admits(entry: ServerURL, server: ServerURL) -> bool:
     if entry.scheme != server.scheme or entry.host != server.host:
         return False
-    if entry.port is not None and entry.effective_port != server.effective_port:
+    if (entry.port is not None or not is_loopback(entry.host)) \
+            and entry.effective_port != server.effective_port:
         return False
     return server.path == entry.path or server.path.startswith(entry.path + "/")
 

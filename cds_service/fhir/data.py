@@ -18,7 +18,7 @@
   followed on fhirServer while there is one, the key has fewer than `max_pages` pages and
   the deadline has not passed. This simplifies fhir-data-requirements §10 (which also stops
   once a page is not full or its oldest entry is outside the key's longest window): it may
-  read a page more than needed, never fewer. Each further page is one more round trip.
+  read more pages than needed, bounded by the cap. Each further page is one more round trip.
   A key stopped by the page cap is listed in `truncated`; a page that cannot be fetched
   makes the key unobtainable (the data would be silently incomplete).
 - **Deadline**: the whole data phase shares CDS_FHIR_TIMEOUT.
@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Iterable
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 from cachetools import TTLCache
@@ -150,7 +150,7 @@ class DataLayer:
         for key in keys:
             if key.refetch_why and key.template_error:
                 key.error = f"{key.refetch_why} and its template cannot be filled: {key.template_error}"
-        meds = _Medications(self)
+        meds = _Medications(self, body.get("fhirServer"))
         needs_server = any(k.refetch_why and not k.error or k.next_url for k in keys) or meds.missing(keys)
 
         client = None
@@ -270,30 +270,33 @@ class DataLayer:
 
     def _apply(self, key: _Key, result: Any, *, page: bool = False) -> None:
         """Record a fetched first page (or, with page=True, a further page) for `key`."""
+        error = self._read_answer(key, result, page)
+        if error:
+            key.error = (f"fetching its next page failed: {error}" if page
+                         else f"{key.refetch_why}; fetching it failed: {error}")
+
+    def _read_answer(self, key: _Key, result: Any, page: bool) -> str | None:
         if isinstance(result, FetchError):
-            key.error = result.reason
-            return
+            return result.reason
         if key.is_read and not page and result.status in (404, 410):
             key.source = "null"  # the server says the resource does not exist
-            return
+            return None
         if not 200 <= result.status < 300:
-            key.error = _status_reason(result.status)
-            return
+            return _status_reason(result.status)
         body = result.body
         if page:
             if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-                key.error = "a next page was not a Bundle"
-                return
+                return "the page was not a Bundle"
             key.resources.extend(bundle_resources(body, (key.rtype,)))
             key.next_url = next_link(body)
             key.pages += 1
-            return
+            return None
         if not isinstance(body, dict) or (body.get("resourceType") != "Bundle" and not key.is_read):
-            key.error = "fhirServer's answer was not a Bundle"
-        elif not self._take(key, body):
-            key.error = f"fhirServer's answer was not a {key.rtype} resource"
-        else:
-            key.source = "fetched"
+            return "the answer was not a Bundle"
+        if not self._take(key, body):
+            return f"the answer was not a {key.rtype} resource"
+        key.source = "fetched"
+        return None
 
     def _follow_up(self, client: FhirClient, keys: list[_Key], meds: "_Medications",
                    spent: int) -> int:
@@ -339,15 +342,19 @@ class DataLayer:
         if missing:
             log_event(log, logging.WARNING, "required FHIR data unobtainable", service=call.service.id,
                       hookInstance=call.body.get("hookInstance"), missing=missing, fhir_calls=fhir_calls)
+            by_reason: dict[str, list[str]] = {}
+            for name, why in missing.items():
+                by_reason.setdefault(why, []).append(name)
             raise PreconditionFailed(
                 "Required FHIR data could not be obtained: "
-                + "; ".join(f"{name} ({why})" for name, why in missing.items()) + ".")
-        by_key = {k.name: _dedup(k.resources) for k in keys}
+                + "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items()) + ".")
+        had = [k for k in keys if not k.error]  # an optional key that failed is in `problems` only
+        by_key = {k.name: _dedup(k.resources) for k in had}
         if meds.resources:
             by_key[MEDICATION_REFS] = _dedup(meds.resources)
         resources = _dedup(res for items in by_key.values() for res in items)
         origin = {k.name: "null" if k.source == "null" else ("empty" if not k.resources else k.source)
-                  for k in keys}
+                  for k in had}
         truncated = [k.name for k in keys if k.truncated]
         if truncated:
             log_event(log, logging.WARNING, "page cap reached; later pages not read",
@@ -360,8 +367,9 @@ class DataLayer:
 class _Medications:
     """Medications that orders reference (`medicationReference`) but the data lacks."""
 
-    def __init__(self, layer: DataLayer):
+    def __init__(self, layer: DataLayer, server: Any):
         self.layer = layer
+        self.base = server.rstrip("/") if isinstance(server, str) else None
         self.client: FhirClient | None = None
         self.tkey = "anon"
         self.resources: list[dict] = []
@@ -389,9 +397,9 @@ class _Medications:
         if not isinstance(value, str) or value.startswith("#"):
             return None
         if "://" in value:
-            if self.client is None or not same_base(value, self.client.base):
+            if self.base is None or not same_base(value, self.base):
                 return None
-            value = value[len(self.client.base) + 1:]
+            value = urlsplit(value).path[len(urlsplit(self.base).path.rstrip("/")) + 1:]
         parts = value.split("/")
         if len(parts) != 2 or parts[0] != "Medication":
             return None
