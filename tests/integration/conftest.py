@@ -114,7 +114,9 @@ def _wait_ready(base: str, proc: subprocess.Popen) -> None:
 def cds_service_url(fhir_server, tmp_path_factory):
     """The Flask app on a free loopback port, allowed to call only the test FHIR server."""
     database = tmp_path_factory.mktemp("cds") / "cds.sqlite3"
-    app = create_app({"fhir_allowlist": fhir_server, "database": str(database)})
+    # The deadline is raised from 3 s: the in-memory server evaluates FHIRPath per resource on
+    # every search, and CI machines are shared. Deadlines are the data layer's own tests' job.
+    app = create_app({"fhir_allowlist": fhir_server, "database": str(database), "fhir_timeout": 20.0})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="cds-service", daemon=True)
     thread.start()
