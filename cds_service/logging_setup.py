@@ -137,4 +137,4 @@ def configure_logging(level: str = "INFO") -> None:
 def log_event(logger: logging.Logger, level: int, msg: str, **fields) -> None:
     # Redacted here too: `extra` is attached after the record factory ran, and handlers
     # installed by others (a log shipper, pytest's caplog) carry no RedactingFilter.
-    logger.log(level, msg, extra={"fields": redact_value(fields)})
+    logger.log(level, msg, extra={"fields": redact_value(fields)}, stacklevel=2)
