@@ -176,7 +176,8 @@ def test_auth_off_still_masks_credentials(tmp_path, mint, capture, capsys, monke
 
     def boom(call):
         from flask import request
-        raise ValueError(f"cannot use {ACCESS} with {request.headers.get('Authorization')}")
+        # Only the credential, without its "Bearer" label: caught because it is this request's.
+        raise ValueError(f"cannot use {ACCESS} with {request.headers['Authorization'].split()[-1]}")
 
     state = app.extensions["cds"]
     real_get = state.registry.get
@@ -230,7 +231,8 @@ def test_log_event_fields_are_redacted_by_name_and_shape(capture):
     from cds_service.logging_setup import log_event
 
     caplog, _ = capture
-    log_event(logging.getLogger("cds_service.test"), logging.INFO, "event", access_token=ACCESS,
+    # A logger outside cds_service: no RedactingFilter of ours on its path, only log_event's.
+    log_event(logging.getLogger("elsewhere.test"), logging.INFO, "event", access_token=ACCESS,
               nested={"Authorization": OPAQUE, "ok": "kept"}, iss=ISS)
     (record,) = [r for r in caplog.records if r.getMessage() == "event"]
     assert record.fields == {"access_token": "[REDACTED]", "nested": {"Authorization": "[REDACTED]", "ok": "kept"},
