@@ -54,8 +54,8 @@ class JwksClient:
             if failed:
                 return None
             keys = self._fetch(url)
-            if keys is None:
-                return None
+            # Just fetched: refetching for an unknown kid would find the same set.
+            return keys.get(kid) if keys else None
         if kid in keys:
             return keys[kid]
         with self._lock:

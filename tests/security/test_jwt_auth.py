@@ -380,3 +380,56 @@ def test_sandbox_trust_file_rejects_tokens_not_signed_by_the_sandbox(make_app):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         assert_401(call(client, token))
         assert len(rsps.calls) == 0  # the sandbox's jku is not fetched: the key is inline
+
+
+def test_unknown_kid_on_a_cold_cache_fetches_once(make_app, mint, jwks):
+    client = make_app({ISS: {"jwks_url": JWKS_URL}}).test_client()
+    with responses.RequestsMock() as rsps:
+        rsps.get(JWKS_URL, json=jwks)
+        assert_401(call(client, mint(kid="not-published")))
+        assert len(rsps.calls) == 1  # the set was just fetched; no second fetch for the same call
+
+
+# --- the replay store contract ----------------------------------------------------------------
+
+def test_a_shared_replay_store_plugs_in_through_extensions(make_app, mint):
+    class RecordingStore:
+        def __init__(self):
+            self.calls = []
+
+        def check_and_add(self, iss, jti, expires_at):
+            self.calls.append((iss, jti, expires_at))
+            return len(self.calls) == 1
+
+    app = make_app()
+    store = RecordingStore()
+    app.extensions["cds"].extensions["replay_store"] = store  # as a storage layer would
+    client = app.test_client()
+    token = mint(jti="jti-1", exp_in=300)
+    assert call(client, token).status_code == 200
+    assert_401(call(client, mint()))
+    (iss, jti, expires_at), _ = store.calls
+    assert (iss, jti) == (ISS, "jti-1")
+    assert abs(expires_at - (time.time() + 300 + 60)) < 5  # kept until exp + leeway
+
+
+def test_full_in_memory_replay_store_fails_closed(make_app, mint, caplog):
+    from cds_service.security.replay import InMemoryReplayStore
+
+    app = make_app()
+    app.extensions["cds"].extensions["replay_store"] = InMemoryReplayStore(maxsize=2)
+    client = app.test_client()
+    assert call(client, mint()).status_code == 200
+    assert call(client, mint()).status_code == 200
+    caplog.set_level(logging.WARNING)
+    assert_401(call(client, mint()))
+    assert any("replay store is full" in r.getMessage() for r in caplog.records)
+
+
+def test_in_memory_replay_store_forgets_expired_jtis():
+    from cds_service.security.replay import InMemoryReplayStore
+
+    store = InMemoryReplayStore(maxsize=1)
+    assert store.check_and_add(ISS, "a", time.time() - 1) is True  # already expired: not kept
+    assert store.check_and_add(ISS, "b", time.time() + 60) is True
+    assert store.check_and_add(ISS, "b", time.time() + 60) is False
