@@ -1,7 +1,10 @@
 """Structured (JSON-line) logging with token redaction.
 
-Every handler the service installs carries RedactingFilter, so a bearer token or a JWT
-that slips into a message, an argument or an exception text is masked before output.
+Every record of every logger is redacted when it is created (record factory), and the
+service's handler filters again, so a bearer token, a JWT or an access_token that slips
+into a message, an argument, an exception text or a structured field is masked before
+output. The current request's own credentials (registered by the security layer with
+`remember_secret`) are masked verbatim as well, whatever their shape.
 """
 from __future__ import annotations
 
