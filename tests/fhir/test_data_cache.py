@@ -1,0 +1,83 @@
+"""The FHIR cache: keyed by server, query and token hash; only successes; isolated copies."""
+from __future__ import annotations
+
+import pytest
+import responses
+
+from cds_service.errors import PreconditionFailed
+from _data_support import (app, rsps,  # noqa: F401 (fixtures)
+                           LABS, MEDICATION, FakeFhir, gather, make_app, queries, request_body,
+                           server_answers, service_of)
+
+
+def answers(app):
+    return server_answers(service_of(app)) | {"Medication/m1": MEDICATION}
+
+
+def test_one_tokens_cache_never_serves_another_token(app, rsps):
+    fake = FakeFhir(rsps, answers(app))
+    first = gather(app, request_body(token="token-of-alice"))
+    other = gather(app, request_body(token="token-of-bob"))
+    assert first.fhir_calls == 2 and other.fhir_calls == 2  # bob's call went to the server
+    assert [h["Authorization"] for h in fake.headers] == ["Bearer token-of-alice"] * 2 + ["Bearer token-of-bob"] * 2
+    anon = gather(app, request_body(token=None))
+    assert anon.fhir_calls == 2 and "Authorization" not in fake.headers[-1]
+    again = gather(app, request_body(token="token-of-alice"))
+    assert again.fhir_calls == 0 and again.resources == first.resources
+
+
+def test_cache_is_per_fhir_server(rsps):
+    app = make_app(fhir_allowlist="http://127.0.0.1,http://localhost")
+    service = service_of(app)
+    FakeFhir(rsps, answers(app))
+    FakeFhir(rsps, server_answers(service) | {"Medication/m1": MEDICATION}, base="http://localhost:9090/fhir")
+    gather(app, request_body())
+    assert gather(app, request_body(server="http://localhost:9090/fhir")).fhir_calls == 2
+
+
+def test_failures_are_not_cached(app, rsps):
+    service = service_of(app)
+    data = answers(app)
+    data[queries(service)["labs"]] = 500
+    FakeFhir(rsps, data)
+    with pytest.raises(PreconditionFailed):
+        gather(app, request_body())
+    rsps.reset()
+    fake = FakeFhir(rsps, answers(app))
+    got = gather(app, request_body())
+    # Successful keys of the failed call were cached; labs was not, so it alone is asked for.
+    assert fake.batches == [[queries(service)["labs"]]]
+    assert got.by_key["labs"] == LABS
+
+
+def test_prefetched_data_is_not_cached(app, rsps):
+    service = service_of(app)
+    fake = FakeFhir(rsps, answers(app))
+    prefetch = {"labs": {"resourceType": "Bundle", "type": "searchset"}}
+    gather(app, request_body(prefetch))
+    assert queries(service)["labs"] not in fake.batches[0]
+    gather(app, request_body())
+    assert fake.batches[-1] == [queries(service)["labs"]]
+
+
+def test_mutating_returned_resources_does_not_touch_the_cache(app, rsps):
+    FakeFhir(rsps, answers(app))
+    first = gather(app, request_body())
+    first.by_key["labs"][0]["status"] = "entered-in-error"
+    first.by_key["labs"].clear()
+    assert gather(app, request_body()).by_key["labs"] == LABS
+
+
+def test_cache_can_be_disabled(rsps):
+    app = make_app(fhir_cache_size=0)
+    FakeFhir(rsps, answers(app))
+    gather(app, request_body())
+    assert gather(app, request_body()).fhir_calls == 2
+
+
+def test_cache_is_bounded(rsps):
+    app = make_app(fhir_cache_size=3)
+    FakeFhir(rsps, answers(app))
+    gather(app, request_body())
+    layer = app.extensions["cds"].extensions["data"]
+    assert len(layer.cache) == 3
