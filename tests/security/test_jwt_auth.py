@@ -60,8 +60,8 @@ def test_expired_within_leeway_is_accepted(client, mint):
     assert call(client, mint(exp_in=-30, iat_in=-330)).status_code == 200
 
 
-def test_typ_may_be_absent(client, mint):
-    assert call(client, mint(header={"typ": None})).status_code == 200
+def test_typ_is_required(client, mint):
+    assert_401(call(client, mint(header={"typ": None})))
 
 
 def test_feedback_needs_a_token_for_its_own_url(client, mint):
