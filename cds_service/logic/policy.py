@@ -93,6 +93,29 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "orders.daily_intermediate_mg_kg": (0.7, NUM, None),
     "orders.daily_therapeutic_renal_mg_kg": (0.7, NUM, None),
     "orders.ufh_sc_intermediate_units": (7500, NUM, None),
+    # Keys below are not in clinical-rules.md §16: they name thresholds that §10.3, §11 and
+    # §13 state as numbers without a key (source beside each; see README "Policy").
+    # §10.3 "Enoxaparin, weight unknown" row: prophylactic <= 40 mg once daily; intermediate
+    # <= 40 mg twice daily or <= 80 mg once daily; otherwise therapeutic.
+    "orders.no_weight_prophylactic_daily_mg": (40, NUM, None),
+    "orders.no_weight_intermediate_daily_mg": (80, NUM, None),
+    "orders.no_weight_intermediate_q12h_mg": (40, NUM, None),
+    # §10.3 dalteparin/tinzaparin row (unverified): therapeutic >= 140 IU/kg/day; prophylactic
+    # <= 5,000 (dalteparin) / 4,500 (tinzaparin) IU once daily; §11 equivalents.
+    "orders.lmwh_iu_therapeutic_iu_kg_day": (140, NUM, None),
+    "orders.dalteparin_prophylactic_iu": (5000, NUM, None),
+    "orders.tinzaparin_prophylactic_iu": (4500, NUM, None),
+    # §10.3 fondaparinux row (unverified): therapeutic >= 5 mg/day, prophylactic <= 2.5 mg/day.
+    "orders.fondaparinux_therapeutic_mg_day": (5.0, NUM, None),
+    "orders.fondaparinux_prophylactic_mg_day": (2.5, NUM, None),
+    # §10.3 DOAC row [ISTH 2022 Table 1]: therapeutic above these daily totals.
+    "orders.rivaroxaban_prophylactic_mg_day": (10, NUM, None),
+    "orders.apixaban_prophylactic_mg_day": (5, NUM, None),
+    # §10.2/§13: HEP-COVID excluded CrCl < 15 and Cleveland Clinic 2020 moves to UFH below 10-15;
+    # below this an LMWH prophylaxis draft is switched to UFH (order check) and cards say so.
+    "renal.severe_crcl_cutoff": (15.0, NUM, None),
+    # §11: Piagnerelli's 50 IU/kg = 0.5 mg/kg enoxaparin, shown as an informational figure only.
+    "dosing.info_mg_per_kg": (0.5, NUM, None),
     "antixa.trigger_bmi": (40.0, NUM, None),
     "antixa.trigger_weight_high_kg": (120.0, NUM, None),
     "antixa.trigger_weight_low_kg": (50.0, NUM, None),

@@ -1,0 +1,349 @@
+"""Check of one draft anticoagulant order (order-select / order-sign)."""
+import pytest
+
+from cds_service.logic.inputs import MedicationOrder
+from cds_service.logic.order_check import OrderContext, Proposed, check_draft
+from cds_service.logic.policy import Policy
+
+P = Policy.default()
+DRAFT = "MedicationRequest/draft-1"
+
+
+def ctx(**kw):
+    base = dict(weight_kg=75.0, height_cm=175.0, bmi=24.5, crcl_ml_min=80.0, crcl_lt_30=False,
+                critically_ill=False)
+    base.update(kw)
+    return OrderContext(**base)
+
+
+def enox(dose, per_day, **kw):
+    return MedicationOrder("enoxaparin", "lmwh", dose_mg=dose, doses_per_day=per_day,
+                           route="subcutaneous", status="draft", source=DRAFT, **kw)
+
+
+def iu(name, dose, per_day, drug_class="lmwh", **kw):
+    kw.setdefault("route", "subcutaneous")
+    return MedicationOrder(name, drug_class, dose_units=dose, doses_per_day=per_day,
+                           status="draft", source=DRAFT, **kw)
+
+
+def fonda(dose, per_day):
+    return MedicationOrder("fondaparinux", "anticoagulant", dose_mg=dose, doses_per_day=per_day,
+                           route="subcutaneous", status="draft", source=DRAFT)
+
+
+def kinds(result):
+    return [f.kind for f in result.findings]
+
+
+# -- prophylactic drafts compared with the regimen ------------------------------------------
+
+@pytest.mark.parametrize("draft, context, proposed, reasons", [
+    # 40 mg at BMI 42 (100 kg, 154 cm) -> 80 mg daily
+    (enox(40, 1), ctx(weight_kg=100.0, height_cm=154.0, bmi=42.17), (80, None, 1), ("bmi_ge_40",)),
+    (enox(40, 1), ctx(bmi=30.0, weight_kg=92.0), (60, None, 1), ("bmi_ge_30",)),
+    (enox(60, 1), ctx(bmi=29.9, weight_kg=91.6), (40, None, 1), ("standard",)),
+    # 40 mg at CrCl 22 -> 30 mg daily; the renal row overrides the BMI tier
+    (enox(40, 1), ctx(crcl_ml_min=22.0, crcl_lt_30=True), (30, None, 1), ("crcl_lt_30",)),
+    (enox(80, 1), ctx(crcl_ml_min=29.9, crcl_lt_30=True, bmi=45.0, weight_kg=130.0),
+     (30, None, 1), ("crcl_lt_30",)),
+    # 80 mg once daily is a fixed prophylactic dose: read as prophylaxis, corrected to the tier
+    # even though 80/75 = 1.07 mg/kg/day classes intermediate
+    (enox(80, 1), ctx(), (40, None, 1), ("standard",)),
+    # 40 mg q12h at 130 kg (0.31 mg/kg, prophylactic class) and BMI 45 -> 80 mg once daily
+    (enox(40, 2), ctx(weight_kg=130.0, bmi=45.0), (80, None, 1), ("bmi_ge_40",)),
+    # UFH: 5,000 U two or three times daily is right; once daily is not
+    (iu("heparin", 5000, 1, "anticoagulant"), ctx(), (None, 5000, 2), ("ufh_prophylactic_dose",)),
+    (iu("heparin", 2500, 3, "anticoagulant"), ctx(), (None, 5000, 3), ("ufh_prophylactic_dose",)),
+    # dalteparin / tinzaparin against their own prophylactic doses, never converted
+    (iu("dalteparin", 2500, 1), ctx(), (None, 5000, 1), ("dalteparin_prophylactic_dose",)),
+    (iu("tinzaparin", 3500, 1), ctx(), (None, 4500, 1), ("tinzaparin_prophylactic_dose",)),
+    (fonda(1.5, 1), ctx(), (2.5, None, 1), ("fondaparinux_prophylactic_dose",)),
+])
+def test_dose_change(draft, context, proposed, reasons):
+    result = check_draft(draft, context, P)
+    assert kinds(result) == ["dose_change"]
+    finding = result.findings[0]
+    assert (finding.proposed.dose_mg, finding.proposed.dose_units,
+            finding.proposed.doses_per_day) == proposed
+    assert finding.proposed.ingredient == draft.ingredient
+    assert finding.reasons == reasons
+    assert result.intent == "prophylactic"
+
+
+@pytest.mark.parametrize("draft, context", [
+    (enox(40, 1), ctx()),
+    (enox(80, 1), ctx(weight_kg=110.0, bmi=40.0)),      # 0.73 mg/kg/day but it IS the regimen
+    (enox(60, 1), ctx(weight_kg=95.0, bmi=31.0)),
+    (enox(30, 1), ctx(crcl_ml_min=29.9, crcl_lt_30=True)),
+    (enox(40, 1), ctx(weight_kg=55.0, bmi=20.0, critically_ill=True)),  # 0.73: no escalation card
+    (iu("heparin", 5000, 2, "anticoagulant"), ctx()),
+    (iu("heparin", 5000, 3, "anticoagulant"), ctx(critically_ill=True)),
+    (iu("dalteparin", 5000, 1), ctx()),
+    (iu("tinzaparin", 4500, 1), ctx()),
+    (fonda(2.5, 1), ctx()),
+])
+def test_right_dose_gives_no_finding(draft, context):
+    result = check_draft(draft, context, P)
+    assert result.findings == ()
+    assert result.intent == "prophylactic"
+
+
+def test_dose_right_and_nothing_else_is_ok():
+    result = check_draft(enox(40, 1), ctx(), P)
+    assert result.ok and result.anti_xa.indicated is False and result.notes == ()
+
+
+def test_policy_preferring_heparin_still_corrects_enoxaparin_within_the_product():
+    p = P.with_overrides({"renal.preferred_agent": "heparin", "renal.ufh_doses_per_day": 3})
+    result = check_draft(enox(40, 1), ctx(crcl_ml_min=22.0, crcl_lt_30=True), p)
+    assert result.findings[0].proposed == Proposed("enoxaparin", 30, None, 1)
+    assert "renal_preferred_heparin" in result.notes
+    # and a 5,000 U once-daily heparin draft is corrected to three times daily
+    result = check_draft(iu("heparin", 5000, 1, "anticoagulant"), ctx(), p)
+    assert result.findings[0].proposed == Proposed("heparin", None, 5000, 3)
+
+
+def test_renal_rule_not_overriding_bmi():
+    p = P.with_overrides({"renal.overrides_bmi_rule": False})
+    result = check_draft(enox(40, 1), ctx(crcl_ml_min=22.0, crcl_lt_30=True, bmi=42.0,
+                                          weight_kg=120.0), p)
+    assert result.findings[0].proposed == Proposed("enoxaparin", 80, None, 1)
+    assert result.findings[0].reasons == ("bmi_ge_40",)
+
+
+def test_dalteparin_in_obesity_keeps_its_dose_and_says_why():
+    result = check_draft(iu("dalteparin", 5000, 1), ctx(weight_kg=130.0, bmi=45.0), P)
+    assert result.findings == ()
+    assert result.notes == ("enoxaparin_rule_not_applied",)
+    assert result.anti_xa.indicated is True
+    assert result.anti_xa.reasons == ("bmi_ge_40", "weight_gt_120kg")
+    assert (result.anti_xa.target_low, result.anti_xa.target_high) == (0.2, 0.5)
+
+
+# -- product switches ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("crcl, switched", [(30.0, True), (29.9, False), (None, False)])
+def test_hit_switches_to_fondaparinux_only_at_crcl_30_or_more(crcl, switched):
+    context = ctx(contraindications=("hit_history",), crcl_ml_min=crcl,
+                  crcl_lt_30=None if crcl is None else crcl < 30)
+    result = check_draft(enox(40, 1), context, P)
+    if switched:
+        assert kinds(result) == ["switch_product"]
+        assert result.findings[0].proposed == Proposed("fondaparinux", 2.5, None, 1)
+        assert result.findings[0].reasons == ("hit_history",)
+        assert result.anti_xa is None
+    else:
+        assert kinds(result) == ["contraindicated"]
+        assert result.findings[0].reasons == ("hit_history",)
+        assert "hit_non_heparin_agent" in result.notes
+        assert ("confirm_renal_function" in result.notes) is (crcl is None)
+
+
+def test_hit_with_a_therapeutic_heparin_draft_is_not_switched_to_prophylaxis():
+    result = check_draft(enox(75, 2), ctx(contraindications=("hit_history",)), P)
+    assert kinds(result) == ["contraindicated"]
+    result = check_draft(iu("heparin", None, None, "anticoagulant", route="intravenous",
+                            continuous=True), ctx(contraindications=("hit_history",)), P)
+    assert kinds(result) == ["contraindicated"]
+
+
+@pytest.mark.parametrize("crcl, expected", [
+    (14.9, ("switch_product", Proposed("heparin", None, 5000, 2))),
+    (15.0, ("dose_change", Proposed("enoxaparin", 30, None, 1))),
+])
+def test_severe_renal_failure_switches_lmwh_to_ufh(crcl, expected):
+    result = check_draft(enox(40, 1), ctx(crcl_ml_min=crcl, crcl_lt_30=True), P)
+    assert (result.findings[0].kind, result.findings[0].proposed) == expected
+
+
+def test_severe_renal_failure_ufh_frequency_from_policy_and_bound():
+    p = P.with_overrides({"renal.ufh_doses_per_day": 3})
+    result = check_draft(iu("dalteparin", 5000, 1), ctx(crcl_ml_min=10.0, crcl_lt_30=True), p)
+    assert result.findings[0].proposed == Proposed("heparin", None, 5000, 3)
+    # CrCl known only as "< 12" (creatinine "> x") is below 15 too
+    result = check_draft(enox(30, 1), ctx(crcl_ml_min=None, crcl_lt_30=True,
+                                          crcl_bound=("<", 12.0)), P)
+    assert kinds(result) == ["switch_product"]
+
+
+# -- contraindications ----------------------------------------------------------------------
+
+def test_contraindicated():
+    context = ctx(contraindications=("active_bleeding", "platelets_lt_25"))
+    for draft in (enox(40, 1), iu("heparin", 5000, 2, "anticoagulant"), fonda(2.5, 1)):
+        result = check_draft(draft, context, P)
+        assert kinds(result) == ["contraindicated"]
+        assert result.findings[0].reasons == ("active_bleeding", "platelets_lt_25")
+        assert result.findings[0].proposed is None
+        assert "mechanical_prophylaxis" in result.notes
+
+
+@pytest.mark.parametrize("contra, crcl, lt30, kind_reasons", [
+    (("hit_history",), 45.0, False, None),                       # fondaparinux is the HIT agent
+    (("heparin_allergy",), 45.0, False, None),
+    (("hit_history", "heparin_allergy"), 45.0, False, None),
+    ((), 29.9, True, ("contraindicated", ("fondaparinux_crcl_lt_30",))),
+    ((), 30.0, False, None),
+    (("hit_history", "active_bleeding"), 45.0, False, ("contraindicated", ("active_bleeding",))),
+])
+def test_fondaparinux_draft(contra, crcl, lt30, kind_reasons):
+    result = check_draft(fonda(2.5, 1), ctx(contraindications=contra, crcl_ml_min=crcl,
+                                            crcl_lt_30=lt30), P)
+    if kind_reasons is None:
+        assert result.findings == () and result.anti_xa is None
+    else:
+        assert (result.findings[0].kind, result.findings[0].reasons) == kind_reasons
+
+
+def test_fondaparinux_draft_with_unknown_crcl_asks_for_renal_function():
+    result = check_draft(fonda(2.5, 1), ctx(crcl_ml_min=None, crcl_lt_30=None), P)
+    assert result.findings == () and "confirm_renal_function" in result.notes
+
+
+# -- escalated drafts: warnings, never a silent correction ---------------------------------
+
+def test_therapeutic_q12h_at_crcl_below_30_goes_once_daily():
+    # 70 mg q12h at 70 kg = 1 mg/kg q12h; CrCl 22
+    context = ctx(weight_kg=70.0, bmi=24.0, crcl_ml_min=22.0, crcl_lt_30=True)
+    result = check_draft(enox(70, 2), context, P)
+    assert result.draft_class == "therapeutic" and result.intent == "escalated"
+    assert kinds(result) == ["dose_change"]
+    assert result.findings[0].proposed == Proposed("enoxaparin", 70, None, 1)
+    assert result.findings[0].reasons == ("renal_frequency",)
+    # anti-Xa for the order as corrected: 1 mg/kg once daily at CrCl < 30 is therapeutic
+    assert result.anti_xa.reasons == ("crcl_lt_30", "current_therapeutic_dose")
+    assert (result.anti_xa.target_low, result.anti_xa.target_high) == (1.0, 2.0)
+    assert result.anti_xa.sampling.trough is True
+
+
+def test_therapeutic_in_critically_ill_is_a_warning_not_a_correction():
+    context = ctx(weight_kg=80.0, critically_ill=True, critical_criteria=("IMV",))
+    result = check_draft(enox(80, 2), context, P)
+    assert kinds(result) == ["escalation_in_critically_ill"]
+    assert result.findings[0].reasons == ("therapeutic",)
+    assert result.findings[0].proposed is None
+    assert result.evidence_note == "critically_ill_prophylactic_only"
+    assert (result.anti_xa.target_low, result.anti_xa.target_high) == (0.5, 1.0)
+
+
+def test_critically_ill_with_renal_failure_gets_both():
+    context = ctx(weight_kg=70.0, crcl_ml_min=20.0, crcl_lt_30=True, critically_ill=True,
+                  cautions=("platelets_lt_50",))
+    result = check_draft(enox(70, 2), context, P)
+    assert kinds(result) == ["dose_change", "escalation_in_critically_ill",
+                             "escalation_with_caution"]
+    assert result.finding("escalation_with_caution").reasons == ("platelets_lt_50",)
+
+
+@pytest.mark.parametrize("draft, cls", [
+    (enox(40, 2), "intermediate"),                                  # 0.53 mg/kg q12h at 75 kg
+    (enox(75, 1), "intermediate"),                                  # 1 mg/kg once daily
+    (enox(120, 1), "therapeutic"),                                  # 1.6 mg/kg once daily
+    (iu("heparin", 7500, 3, "anticoagulant"), "intermediate"),
+    (iu("heparin", None, None, "anticoagulant", route="intravenous", continuous=True), "therapeutic"),
+    (iu("dalteparin", 7500, 1), "intermediate"),
+    (fonda(7.5, 1), "therapeutic"),
+])
+def test_escalated_drafts_in_the_critically_ill(draft, cls):
+    result = check_draft(draft, ctx(critically_ill=True), P)
+    assert result.intent == "escalated" and result.draft_class == cls
+    assert kinds(result) == ["escalation_in_critically_ill"]
+
+
+def test_escalated_draft_on_the_ward():
+    # therapeutic on the ward without caution: an option (or another indication): no card
+    result = check_draft(enox(75, 2), ctx(), P)
+    assert result.findings == ()
+    assert result.anti_xa.indicated is True          # current_therapeutic_dose
+    assert check_draft(enox(75, 2), ctx(cautions=("hemoglobin_lt_8",)), P).findings[0].kind == \
+        "escalation_with_caution"
+    assert "severity_unknown" in check_draft(enox(75, 2), ctx(critically_ill=None), P).notes
+    assert "crcl_lt_15" in check_draft(enox(75, 1), ctx(crcl_ml_min=12.0, crcl_lt_30=True),
+                                       P).notes
+
+
+# -- what cannot be read -------------------------------------------------------------------
+
+@pytest.mark.parametrize("draft, context, missing", [
+    (enox(None, 1), ctx(), ("dose",)),
+    (enox(40, None), ctx(), ("frequency",)),
+    (enox(None, None), ctx(), ("dose", "frequency")),
+    (iu("heparin", None, 2, "anticoagulant"), ctx(), ("dose",)),
+    (iu("dalteparin", 7500, 1), ctx(weight_kg=None, bmi=None), ("weight",)),
+    # BMI unknown: only the pending-weight dose can be judged
+    (enox(60, 1), ctx(height_cm=None, bmi=None), ("height",)),
+    (enox(60, 1), ctx(weight_kg=None, height_cm=None, bmi=None, crcl_ml_min=None,
+                      crcl_lt_30=None), ("weight", "height")),
+])
+def test_undeterminable(draft, context, missing):
+    result = check_draft(draft, context, P)
+    assert kinds(result) == ["undeterminable"]
+    assert result.findings[0].missing == missing
+
+
+def test_pending_weight_dose_is_accepted_with_a_note():
+    result = check_draft(enox(40, 1), ctx(weight_kg=None, height_cm=None, bmi=None,
+                                          crcl_ml_min=None, crcl_lt_30=None), P)
+    assert result.findings == ()
+    assert result.notes == ("confirm_renal_function", "pending_weight")
+    assert result.anti_xa.indicated is None
+
+
+def test_iv_heparin_needs_no_dose():
+    result = check_draft(iu("heparin", None, None, "anticoagulant", route="intravenous"), ctx(), P)
+    assert result.draft_class == "therapeutic" and result.findings == ()
+
+
+# -- duplicates and scope --------------------------------------------------------------------
+
+def test_already_anticoagulated():
+    warfarin = MedicationOrder("warfarin", "vka", source="MedicationRequest/w1")
+    result = check_draft(enox(40, 1), ctx(current_orders=((warfarin, "therapeutic"),)), P)
+    assert kinds(result) == ["already_anticoagulated"]
+    # a prophylaxis draft on top of it is not dose-tuned: the duplicate is the message
+    result = check_draft(enox(40, 1), ctx(weight_kg=100.0, bmi=42.0,
+                                          current_orders=((warfarin, "therapeutic"),)), P)
+    assert kinds(result) == ["already_anticoagulated"]
+    # an escalated draft keeps its warnings as well
+    result = check_draft(enox(75, 2), ctx(critically_ill=True,
+                                          current_orders=((warfarin, "therapeutic"),)), P)
+    assert kinds(result) == ["escalation_in_critically_ill", "already_anticoagulated"]
+    # the same resource re-signed is not a duplicate of itself
+    active = MedicationOrder("enoxaparin", "lmwh", dose_mg=75, doses_per_day=2, source=DRAFT)
+    result = check_draft(enox(75, 2), ctx(current_orders=((active, "therapeutic"),)), P)
+    assert result.findings == ()
+    prophylactic = MedicationOrder("enoxaparin", "lmwh", dose_mg=40, doses_per_day=1,
+                                   source="MedicationRequest/e1")
+    assert check_draft(enox(40, 1), ctx(current_orders=((prophylactic, "prophylactic"),)),
+                       P).findings == ()
+
+
+def test_unchecked_products():
+    apixaban = MedicationOrder("apixaban", "doac", dose_mg=5, doses_per_day=2, status="draft")
+    result = check_draft(apixaban, ctx(contraindications=("active_bleeding",)), P)
+    assert result.checked is False and result.findings == () and result.ok
+
+
+def test_to_json_shape():
+    result = check_draft(enox(40, 1), ctx(weight_kg=100.0, bmi=42.0), P).to_json()
+    assert result["findings"] == [{"kind": "dose_change", "reasons": ["bmi_ge_40"],
+                                   "proposed": {"ingredient": "enoxaparin", "dose_mg": 80,
+                                                "dose_units": None, "doses_per_day": 1,
+                                                "route": "subcutaneous"},
+                                   "missing": []}]
+    assert result["anti_xa"]["reasons"] == ["bmi_ge_40", "escalated_dose"]
+    assert (result["source"], result["intent"], result["draft_class"]) == \
+        (DRAFT, "prophylactic", "prophylactic")
+
+
+def test_added_policy_keys_are_honoured():
+    p = P.with_overrides({"renal.severe_crcl_cutoff": 10.0, "orders.dalteparin_prophylactic_iu": 2500})
+    result = check_draft(enox(40, 1), ctx(crcl_ml_min=12.0, crcl_lt_30=True), p)
+    assert result.findings[0].kind == "dose_change"          # 12 is no longer "severe"
+    result = check_draft(iu("dalteparin", 2000, 1), ctx(), p)
+    assert result.findings[0].proposed == Proposed("dalteparin", None, 2500, 1)
+    # 5,000 IU is now above the site's prophylactic dose: intermediate, a warning in the ICU
+    result = check_draft(iu("dalteparin", 5000, 1), ctx(critically_ill=True), p)
+    assert (result.draft_class, [f.kind for f in result.findings]) == \
+        ("intermediate", ["escalation_in_critically_ill"])
