@@ -160,6 +160,19 @@ def _sets(codes: Codes) -> _Sets:
 # --------------------------------------------------------------------------- validation
 
 
+@lru_cache(maxsize=None)
+def _model(rtype: str) -> Any:
+    module = _MODELS.get(rtype)
+    return getattr(import_module(f"fhir.resources.R4B.{module}"), rtype) if module else None
+
+
+def preload_models() -> None:
+    """Import the R4B models used for validation (about 0.3 s once per process), so the
+    first hook call does not pay for it. Call at app start-up."""
+    for rtype in _MODELS:
+        _model(rtype)
+
+
 class _Validator:
     """R4B validation of used resources only, memoised per resource object."""
 
@@ -175,10 +188,9 @@ class _Validator:
     @staticmethod
     def _check(resource: Mapping[str, Any]) -> str | None:
         rtype = resource.get("resourceType")
-        module = _MODELS.get(rtype)  # type: ignore[arg-type]
-        if module is None:
+        model = _model(rtype)  # type: ignore[arg-type]
+        if model is None:
             return None
-        model = getattr(import_module(f"fhir.resources.R4B.{module}"), rtype)
         try:
             model.model_validate(resource)
         except Exception as exc:  # pydantic.ValidationError, or anything a model raises
