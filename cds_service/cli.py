@@ -52,8 +52,13 @@ def _add_serve(sub) -> None:
     p.set_defaults(func=_serve)
 
 
+def _add_assess(sub) -> None:
+    from .assess_cli import add_parser
+    add_parser(sub)
+
+
 # (name, function adding the subparser). Later layers append their commands here.
-COMMANDS = [_add_serve]
+COMMANDS = [_add_serve, _add_assess]
 
 
 def build_parser() -> argparse.ArgumentParser:

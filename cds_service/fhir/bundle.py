@@ -8,6 +8,13 @@ def bundle_resources(bundle: Any, types: Iterable[str] | None = None) -> Iterato
     """Yield entry resources, skipping search.mode 'outcome'/'include' entries, non-objects,
     and (when `types` is given) resources of other types. Tolerant of any shape: a
     malformed entry is skipped, never raised on."""
+    for _, resource in bundle_entries(bundle, types):
+        yield resource
+
+
+def bundle_entries(bundle: Any, types: Iterable[str] | None = None) -> Iterator[tuple[str | None, dict]]:
+    """(fullUrl, resource) of the entries `bundle_resources` yields; fullUrl None if absent.
+    The fullUrl lets a transaction Bundle's `urn:uuid:` references be resolved."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         return
     wanted = set(types) if types is not None else None
@@ -25,7 +32,8 @@ def bundle_resources(bundle: Any, types: Iterable[str] | None = None) -> Iterato
             continue
         if wanted is not None and resource["resourceType"] not in wanted:
             continue
-        yield resource
+        full_url = entry.get("fullUrl")
+        yield (full_url if isinstance(full_url, str) else None), resource
 
 
 def next_link(bundle: Any) -> str | None:

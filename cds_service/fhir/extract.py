@@ -1,0 +1,160 @@
+"""FHIR resources -> `PatientInputs` (fhir-data-requirements.md, all sections).
+
+The same extraction serves prefetch, self-fetched results and `cds-service assess`.
+What it applies, so that logic/ never sees FHIR:
+
+- Patient scope: a resource whose subject/patient points to another Patient (or to
+  anything that is not a Patient) is ignored; a missing subject is accepted.
+- Status: Observations final/amended/corrected; anything entered-in-error, and
+  Conditions/AllergyIntolerances verified refuted/entered-in-error, are ignored.
+- Time: effectiveDateTime > effectivePeriod.end > .start > effectiveInstant > issued.
+  Values more than window.future_tolerance_minutes after `now`, or older than their
+  window (window.* keys; the edge itself is inside), are skipped.
+- Choice: the most recent valid value per input; ties go to the later `issued`, then to
+  the one listed later. Panel components count as the input they code, with the panel's
+  time and status. A candidate that fails R4B validation, has an unaccepted unit or an
+  absurd value is skipped (the next one is used) and the reason kept in `rejected`.
+- Units (units.py), comparators (kept as bounds), referenceRange (D-dimer ULN, PT upper
+  limit: untyped or normal, no foreign appliesTo, unit inherited from the value).
+- P/F: a recorded 50984-4 in the window, else the latest PaO2 paired with the FiO2
+  nearest in time within bloodgas.fio2_pairing_minutes.
+- Conditions (§6), AllergyIntolerance (§7), Procedures and oxygen Observations (§4),
+  vasoactives (§5), active orders (§8, via orders.py).
+
+Flags (covid19, active_bleeding, ...) are a `Flag(present=True)` with their evidence when
+a record supports them and None when none does; `pregnancy` is `Flag(present=False)` when
+the latest source says not pregnant.
+
+Only the resources whose values are used are validated with fhir.resources R4B models.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from ..logic.inputs import Flag, MedicationOrder, PatientInputs
+from ..logic.policy import Policy
+from .codes import Codes, load_codes
+from .context import OBS_SPECS, Context, Validator, code_sets, preload_models
+from .flags import pregnancy_flag, read_allergies, read_conditions
+from .observations import collect, observation_time, read_observations
+from .orders import is_current_order, normalise_orders
+from .read import aware, parse_date, reference_target
+from .support import read_vasoactives, respiratory_support
+
+__all__ = ["extract_inputs", "preload_models", "observation_time", "OBS_SPECS"]
+
+
+def _age(birth: Any, now: datetime) -> int | None:
+    born = parse_date(birth)
+    if born is None:
+        return None
+    today = now.date()
+    years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    return years if years >= 0 else None
+
+
+class _Scope:
+    """Which resources belong to the patient (data requirements §1 'Patient scope')."""
+
+    def __init__(self, patient_id: str | None, aliases: Mapping[str, str]):
+        self.patient_id = patient_id
+        self.aliases = aliases
+
+    def target(self, reference: Any) -> tuple[str | None, str | None]:
+        if isinstance(reference, dict) and isinstance(reference.get("reference"), str) \
+                and reference["reference"] in self.aliases:
+            reference = {"reference": self.aliases[reference["reference"]]}
+        return reference_target(reference)
+
+    def accepts(self, resource: Mapping[str, Any]) -> bool:
+        ref = resource.get("patient") if resource.get("resourceType") == "AllergyIntolerance" \
+            else resource.get("subject")
+        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+            return True   # missing subject (or identifier only): the Bundle is one patient's
+        rtype, rid = self.target(ref)
+        if rtype != "Patient":
+            return False
+        return self.patient_id is None or rid == self.patient_id
+
+
+def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
+                   codes: Codes | None = None, patient_id: str | None = None,
+                   aliases: Mapping[str, str] | None = None,
+                   medications: Mapping[str, dict] | None = None) -> PatientInputs:
+    """Normalise one patient's FHIR resources (dicts) to `PatientInputs`.
+
+    `patient_id`: the patient (hooks: context.patientId); default the first Patient given.
+    `aliases`: literal references (e.g. a Bundle entry's `urn:uuid:` fullUrl) -> "Type/id".
+    `medications`: extra Medication resources keyed by "Medication/<id>" or fullUrl, for
+    medicationReference targets not among `resources` (e.g. fetched separately).
+    Never raises on data: unusable resources are skipped and the reasons kept in `rejected`.
+    """
+    now = aware(now)
+    codes = codes or load_codes(policy["codes.extra_file"])
+    aliases = dict(aliases or {})
+    by_type: dict[str, list[tuple[int, dict]]] = {}
+    for position, resource in enumerate(resources):
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            by_type.setdefault(resource["resourceType"], []).append((position, resource))
+
+    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Validator())
+
+    patients = [r for _, r in by_type.get("Patient", [])]
+    if patient_id is None and patients and isinstance(patients[0].get("id"), str):
+        patient_id = patients[0]["id"]
+    patient = next((p for p in patients if p.get("id") == patient_id), None)
+    if patient is not None and ctx.validator.problem(patient):
+        ctx.reject("patient", f"Patient/{patient_id}: {ctx.validator.problem(patient)}")
+        patient = None
+    birth = patient.get("birthDate") if patient else None
+    ctx.age = _age(birth, now)
+    gender = patient.get("gender") if patient else None
+    ctx.sex = gender if gender in ("male", "female") else None
+
+    scope = _Scope(patient_id, aliases)
+
+    def mine(rtype: str) -> list[tuple[int, dict]]:
+        kept = []
+        for position, resource in by_type.get(rtype, []):
+            if resource.get("status") == "entered-in-error" or not scope.accepts(resource):
+                continue
+            kept.append((position, resource))
+        return kept
+
+    meds: dict[str, dict] = dict(medications or {})
+    for _, med in by_type.get("Medication", []):
+        if isinstance(med.get("id"), str):
+            meds.setdefault(f"Medication/{med['id']}", med)
+    for literal, target in aliases.items():
+        if target in meds:
+            meds.setdefault(literal, meds[target])
+
+    cands = collect(mine("Observation"), ctx)
+    values = read_observations(cands, ctx)
+
+    flags: dict[str, Flag] = {}
+    pregnant_condition, pregnant_since = read_conditions([r for _, r in mine("Condition")], ctx, flags)
+    read_allergies([r for _, r in mine("AllergyIntolerance")], ctx, flags)
+    pregnancy = pregnancy_flag(cands.get("pregnancy_status", []), pregnant_condition, pregnant_since, ctx)
+
+    respiratory = respiratory_support([r for _, r in mine("Procedure")], cands, values.get("fio2"), ctx)
+
+    requests = [r for _, r in mine("MedicationRequest")]
+    active = [r for r in requests if is_current_order(r)]
+    vasoactives = read_vasoactives([r for _, r in mine("MedicationAdministration")], active, meds,
+                                   values.get("weight"), ctx)
+    orders: list[MedicationOrder] = []
+    for request in active:
+        found = normalise_orders(request, codes, meds)
+        if found and not ctx.validator.problem(request):
+            orders.extend(found)
+
+    return PatientInputs(
+        now=now, patient_id=patient_id, age_years=ctx.age, sex=ctx.sex,  # type: ignore[arg-type]
+        birth_date=birth if isinstance(birth, str) else None,
+        **values, vasoactives=vasoactives, respiratory=respiratory,
+        covid19=flags.get("covid19"), active_bleeding=flags.get("active_bleeding"),
+        recent_bleeding=flags.get("recent_bleeding"), bleeding_disorder=flags.get("bleeding_disorder"),
+        hit_history=flags.get("hit_history"), heparin_allergy=flags.get("heparin_allergy"),
+        pregnancy=pregnancy, orders=tuple(orders), rejected=ctx.rejected)
