@@ -102,7 +102,7 @@ NOTE_TEXT = {
     "hit_non_heparin_agent": "HIT and fondaparinux not possible (CrCl below {fondaparinux_min_crcl} "
                              "mL/min or unknown): a non-heparin agent such as argatroban, with specialist "
                              "(haematology) advice.",
-    "confirm_renal_function": "Renal function unknown: confirm creatinine before relying on this dose.",
+    "confirm_renal_function": "Renal function (CrCl) unknown: confirm it before relying on this dose.",
     "crcl_lt_15": "CrCl below {severe_crcl_cutoff} mL/min: UFH is preferred; HEP-COVID excluded these "
                   "patients.",
     "renal_trough_anti_xa": "CrCl below 30 mL/min: also check a trough anti-Xa before the next dose.",
