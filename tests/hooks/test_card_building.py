@@ -93,3 +93,14 @@ def test_example_cli(capsys):
     assert "sic-positive" in capsys.readouterr().out
     assert cli_main(["example", "nope"]) == 2
     assert cli_main(["example", "crcl-22", "--now", "yesterday"]) == 2
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_each_example_gives_the_card_it_is_meant_to_show(client, name):
+    _, payload = run(client, name)
+    expected = SCENARIOS[name].expect
+    if expected is None:
+        assert payload == {"cards": []}
+    else:
+        card_ = only_card(payload)
+        assert (card_["indicator"], kind(card_)) == expected
