@@ -273,6 +273,9 @@ def renal_text(a) -> str:
     return f"CrCl {num(r.crcl_ml_min, 1)} mL/min (Cockcroft–Gault{weight})."
 
 
+BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI 30 or more",
+               "bmi_ge_40": "BMI-adjusted dose, BMI 40 or more", "crcl_lt_30": "renal dose, CrCl below 30",
+               "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux"}
 _BASIS_TEXT = {
     "standard": "BMI {bmi} is below {bmi_tier1}: standard prophylactic dose.",
     "bmi_ge_30": "BMI {bmi} is at least {bmi_tier1}: BMI-adjusted dose (Piagnerelli 2020).",

@@ -163,3 +163,20 @@ def test_require_covid_condition_gates_cards(tmp_path, with_covid, expected):
 
     _, payload = run(client, "sic-positive", mutate=covid)
     assert len(payload["cards"]) == expected
+
+
+def test_renal_policy_preferring_heparin_suggests_ufh_in_units(tmp_path):
+    client = _policy_app(tmp_path, **{"renal.preferred_agent": "heparin"})
+
+    def as_patient_view(body):   # the CrCl 22.4 patient, chart opened, nothing ordered
+        body["hook"] = "patient-view"
+        del body["context"]["selections"], body["context"]["draftOrders"]
+
+    _, payload = run(client, "crcl-22", mutate=as_patient_view)
+    card = only_card(payload)
+    assert kind(card) == "standard_prophylaxis"
+    assert card["summary"] == ("No anticoagulant ordered: consider VTE prophylaxis with "
+                               "heparin (UFH) 5,000 units SC every 12 h")
+    (suggestion,) = card["suggestions"]   # no LMWH in play: no anti-Xa
+    mr = suggestion["actions"][0]["resource"]
+    assert medication(mr) == ("2121591", 5000, "[iU]", (1, 12, "h"))
