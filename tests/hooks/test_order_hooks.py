@@ -152,3 +152,39 @@ def test_undeterminable_draft_names_the_missing_weight(client):
     # 60 mg once daily with no weight or height: BMI unknown, so the BMI tier cannot be checked.
     assert kind(card) == "not_determinable" and card["indicator"] == "info"
     assert "body weight" in card["summary"] and "height" in card["summary"]
+
+
+def _draft(body):
+    return body["context"]["draftOrders"]["entry"][0]["resource"]
+
+
+def test_right_dose_with_anti_xa_indicated_gives_an_info_card_with_the_lab_order(client):
+    def already_80(body):
+        _draft(body)["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 80
+
+    _, payload = run(client, "bmi-42", mutate=already_80)
+    card = only_card(payload)
+    # 80 mg once daily is the BMI >= 40 dose; anti-Xa is indicated at BMI 42.2.
+    assert card["indicator"] == "info" and kind(card) == "anti_xa"
+    assert card["summary"].startswith("Enoxaparin 80 mg SC daily: anti-Xa monitoring indicated (BMI ≥ 40")
+    (suggestion,) = card["suggestions"]
+    assert [a["resource"]["resourceType"] for a in suggestion["actions"]] == ["ServiceRequest"]
+
+
+def test_draft_on_top_of_an_active_therapeutic_order_warns_of_duplication(client):
+    def active_treatment(body):
+        active = copy.deepcopy(_draft(body))
+        active.update(id="active-treatment", status="active")
+        # 120 mg q12h at 115 kg = 1.04 mg/kg per dose: therapeutic.
+        active["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 120
+        active["dosageInstruction"][0]["timing"]["repeat"] = {"frequency": 1, "period": 12, "periodUnit": "h"}
+        del active["medicationCodeableConcept"]["coding"]
+        active["medicationCodeableConcept"]["coding"] = [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                           "code": "67108"}]
+        body["prefetch"]["medications"]["entry"] = [{"resource": active, "search": {"mode": "match"}}]
+
+    _, payload = run(client, "bmi-42", mutate=active_treatment)
+    card = only_card(payload)
+    assert kind(card) == "duplicate_anticoagulant" and card["indicator"] == "warning"
+    assert "suggestions" not in card
+    assert "enoxaparin 120 mg SC every 12 h" in card["summary"]
