@@ -25,11 +25,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
     base = f"http://{args.host}:{args.port}"
-    example = EXAMPLES / "patient-view-sic-positive.json"
     print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
-    print("Try a hook call (returns cards):", flush=True)
-    print(f"  curl -s -X POST {base}/cds-services/coagulopathy-risk "
-          f"-H 'Content-Type: application/json' -d @{example}", flush=True)
+    print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)
+    print(f"  {sys.executable} -m cds_service example sic-positive | curl -s -X POST "
+          f"{base}/cds-services/coagulopathy-risk -H 'Content-Type: application/json' -d @-", flush=True)
     if cfg.auth == "off":
         print("WARNING: CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
               "patient data.", file=sys.stderr, flush=True)
@@ -57,8 +56,34 @@ def _add_assess(sub) -> None:
     add_parser(sub)
 
 
+def _add_feedback_report(sub) -> None:
+    p = sub.add_parser("feedback-report", help="accept and override rates per service and card kind")
+    p.add_argument("--database", help="SQLite file (default: CDS_DATABASE)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    def run(args):
+        from .feedback_report import run as report
+        return report(args)
+
+    p.set_defaults(func=run)
+
+
+def _add_example(sub) -> None:
+    p = sub.add_parser("example", help="print an example hook request dated relative to now")
+    p.add_argument("name", nargs="?", help="example name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the examples")
+    p.add_argument("--now", help="ISO date-time to date the example at (default: now)")
+    p.add_argument("--write-all", metavar="DIR", help="write every example to DIR (reference copies)")
+
+    def run(args):
+        from .examples import run as example
+        return example(args)
+
+    p.set_defaults(func=run)
+
+
 # (name, function adding the subparser). Later layers append their commands here.
-COMMANDS = [_add_serve, _add_assess]
+COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 
 
 def build_parser() -> argparse.ArgumentParser:

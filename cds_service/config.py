@@ -51,6 +51,9 @@ class Config:
     fhir_cache_size: int = 512
     # SQLite file for the audit trail and feedback.
     database: str = "cds_service.sqlite3"
+    # Secret key for the patient-id hash in the audit trail (HMAC-SHA256). Empty: a random
+    # key is generated and kept in the database itself (see storage.py).
+    audit_pepper: str = field(default="", repr=False)
     # Institution policy override file (JSON or TOML). Empty: packaged defaults.
     policy: str = ""
     # Largest accepted request body.
@@ -78,6 +81,7 @@ class Config:
                 fhir_cache_ttl=float(_env("CDS_FHIR_CACHE_TTL", "60") or 60),
                 fhir_cache_size=int(_env("CDS_FHIR_CACHE_SIZE", "512") or 512),
                 database=_env("CDS_DATABASE", "cds_service.sqlite3") or "cds_service.sqlite3",
+                audit_pepper=_env("CDS_AUDIT_PEPPER", "") or "",
                 policy=_env("CDS_POLICY", "") or "",
                 max_body_bytes=int(_env("CDS_MAX_BODY_BYTES", str(5 * 1024 * 1024)) or 0),
                 cors_origins=_split(_env("CDS_CORS_ORIGINS", "*")) or ("*",),

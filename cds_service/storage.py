@@ -1,5 +1,313 @@
-"""Audit trail and feedback persistence (SQLite). Placeholder until the hooks issue lands."""
+"""Audit trail and card feedback, persisted in SQLite (stdlib `sqlite3`).
+
+What is stored (CDS Hooks notes §7 "Storage", §8):
+- `hook_call`: one row per answered hook call: hookInstance, service id, hook, a keyed hash
+  of the patient id, the evaluation time, where the data came from, and the assessment JSON
+  the cards were built from.
+- `card` / `suggestion`: every card and suggestion uuid issued, with the card kind (the
+  stable code of `hooks/vocabulary.py`), indicator and summary, joinable to the call.
+- `feedback`: every unique (card, outcome, outcomeTimestamp) once, with the accepted
+  suggestion ids, override reason and comment, the receipt time, and whether the card uuid
+  was one this service issued (`matched`).
+
+Never stored: tokens (JWT, access_token), the raw patient id, resource bodies. The
+patient id is replaced by HMAC-SHA256(pepper, patient id). The pepper is CDS_AUDIT_PEPPER
+when set (keep it outside the database: ids such as MRNs are guessable, so a hash whose key
+sits next to it can be brute-forced); otherwise a random pepper is generated once and kept
+in the database's `meta` table, which still keeps ids out of logs, exports and joins
+across databases. Changing the pepper breaks joins with older rows.
+
+Concurrency: one connection per thread (and per process, re-opened after a fork), WAL
+journal, `busy_timeout`, writes in short IMMEDIATE transactions; safe under gunicorn
+workers and threads. `synchronous=FULL`: a committed row survives a crash or power loss.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+import orjson
+
+from .errors import BadRequest, CDSError
+
+log = logging.getLogger("cds_service.storage")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hook_call (
+    id             INTEGER PRIMARY KEY,
+    hook_instance  TEXT NOT NULL,
+    service_id     TEXT NOT NULL,
+    hook           TEXT NOT NULL,
+    patient_hash   TEXT NOT NULL,
+    evaluated_at   TEXT NOT NULL,           -- "now" of the assessment (request time, UTC)
+    recorded_at    TEXT NOT NULL,
+    data_origin    TEXT,                    -- JSON: prefetch key -> prefetch/fetched/null
+    assessment     TEXT                     -- JSON; null when no assessment was made
+);
+CREATE INDEX IF NOT EXISTS hook_call_instance ON hook_call (hook_instance);
+CREATE INDEX IF NOT EXISTS hook_call_patient ON hook_call (patient_hash);
+CREATE TABLE IF NOT EXISTS card (
+    uuid       TEXT PRIMARY KEY,
+    call_id    INTEGER NOT NULL REFERENCES hook_call (id),
+    kind       TEXT NOT NULL,
+    indicator  TEXT NOT NULL,
+    summary    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS card_call ON card (call_id);
+CREATE TABLE IF NOT EXISTS suggestion (
+    uuid       TEXT PRIMARY KEY,
+    card_uuid  TEXT NOT NULL REFERENCES card (uuid),
+    label      TEXT NOT NULL,
+    actions    TEXT NOT NULL                -- e.g. "create:MedicationRequest,delete"
+);
+CREATE INDEX IF NOT EXISTS suggestion_card ON suggestion (card_uuid);
+CREATE TABLE IF NOT EXISTS feedback (
+    id                   INTEGER PRIMARY KEY,
+    service_id           TEXT NOT NULL,
+    card_uuid            TEXT NOT NULL,
+    outcome              TEXT NOT NULL,
+    outcome_timestamp    TEXT NOT NULL,     -- normalised to UTC
+    accepted_suggestions TEXT,              -- JSON array of suggestion uuids
+    override_code        TEXT,
+    override_system      TEXT,
+    override_display     TEXT,
+    override_comment     TEXT,
+    matched              INTEGER NOT NULL,  -- 1: the card uuid was issued by this service
+    received_at          TEXT NOT NULL,
+    UNIQUE (card_uuid, outcome, outcome_timestamp)
+);
+CREATE INDEX IF NOT EXISTS feedback_card ON feedback (card_uuid);
+"""
+
+
+class StorageError(RuntimeError):
+    """The database cannot be opened or written."""
+
+
+def utc_iso(moment: datetime) -> str:
+    """RFC 3339 UTC with a Z, microseconds only when present."""
+    moment = moment.astimezone(timezone.utc)
+    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _now() -> str:
+    return utc_iso(datetime.now(timezone.utc))
+
+
+def _scrub(value: Any, patient_id: str, marker: str) -> Any:
+    """The JSON value with the raw patient id (alone, or as a Patient/<id> reference) replaced.
+    Only whole ids are replaced, so a short id never mangles numbers or other text."""
+    reference = re.compile(r"Patient/" + re.escape(patient_id) + r"(?![A-Za-z0-9\-.])")
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return marker if v == patient_id else reference.sub(f"Patient/{marker}", v)
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    """A card as the audit trail keeps it: its kind code and the card JSON (uuids, text)."""
+
+    kind: str
+    card: dict[str, Any]
+
+
+class Storage:
+    def __init__(self, path: str, pepper: str = ""):
+        if path == ":memory:":
+            # One shared in-memory database for all threads of this instance (tests, tools).
+            self._target, self._uri = f"file:cds-{secrets.token_hex(8)}?mode=memory&cache=shared", True
+        else:
+            self._target, self._uri = path, False
+        self.path = path
+        self._local = threading.local()
+        self._anchor: sqlite3.Connection | None = None
+        try:
+            conn = self._connect()
+            if self._uri:
+                self._anchor = conn  # keeps the memory database alive
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+                if not pepper:
+                    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('patient_hash_pepper', ?)",
+                                 (secrets.token_hex(32),))
+                    pepper = conn.execute(
+                        "SELECT value FROM meta WHERE key = 'patient_hash_pepper'").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the audit database {path!r}: {exc}") from None
+        self._pepper = pepper.encode("utf-8")
+
+    # -- connections ---------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._target, uri=self._uri, timeout=10.0, isolation_level=None,
+                               check_same_thread=True)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if not self._uri:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (a new one after a fork)."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = self._connect()
+            local.conn, local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        if self._anchor is not None:
+            self._anchor.close()
+            self._anchor = None
+
+    def _write(self, fn):
+        """Run fn(conn) in one IMMEDIATE transaction."""
+        conn = self.connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            raise StorageError(f"audit database write failed: {exc}") from None
+
+    # -- audit -------------------------------------------------------------------------
+    def patient_hash(self, patient_id: str) -> str:
+        return hmac.new(self._pepper, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def record_call(self, *, service_id: str, hook: str, hook_instance: str, patient_id: str,
+                    evaluated_at: datetime, cards: Sequence[IssuedCard],
+                    assessment: dict[str, Any] | None = None,
+                    data_origin: dict[str, Any] | None = None) -> int:
+        """Store one answered hook call with its cards; returns the row id."""
+        hashed = self.patient_hash(patient_id)
+        marker = f"[patient:{hashed[:16]}]"
+        assessment_json = (orjson.dumps(_scrub(assessment, patient_id, marker)).decode()
+                           if assessment is not None else None)
+        origin_json = orjson.dumps(data_origin).decode() if data_origin else None
+
+        def write(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO hook_call (hook_instance, service_id, hook, patient_hash, evaluated_at,"
+                " recorded_at, data_origin, assessment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (hook_instance, service_id, hook, hashed, utc_iso(evaluated_at), _now(), origin_json,
+                 assessment_json))
+            call_id = cur.lastrowid
+            for issued in cards:
+                card = issued.card
+                conn.execute("INSERT INTO card (uuid, call_id, kind, indicator, summary) VALUES (?, ?, ?, ?, ?)",
+                             (card["uuid"], call_id, issued.kind, card["indicator"], card["summary"]))
+                for suggestion in card.get("suggestions", ()):
+                    actions = ",".join(
+                        a["type"] + (f":{a['resource']['resourceType']}" if "resource" in a else "")
+                        for a in suggestion.get("actions", ()))
+                    conn.execute("INSERT INTO suggestion (uuid, card_uuid, label, actions) VALUES (?, ?, ?, ?)",
+                                 (suggestion["uuid"], card["uuid"], suggestion["label"], actions))
+            return call_id
+
+        return self._write(write)
+
+    # -- feedback ------------------------------------------------------------------------
+    def store_feedback(self, service_id: str, items: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Store schema-valid Feedback items (app.py validated their shape). Exact repeats of
+        (card, outcome, outcomeTimestamp) are stored once. Returns counts."""
+        rows = [_feedback_row(index, item) for index, item in enumerate(items)]
+        received = _now()
+
+        def write(conn: sqlite3.Connection) -> dict[str, int]:
+            stored = duplicates = unmatched = 0
+            for row in rows:
+                matched = conn.execute(
+                    "SELECT 1 FROM card JOIN hook_call ON hook_call.id = card.call_id"
+                    " WHERE card.uuid = ? AND hook_call.service_id = ?",
+                    (row["card_uuid"], service_id)).fetchone() is not None
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO feedback (service_id, card_uuid, outcome, outcome_timestamp,"
+                    " accepted_suggestions, override_code, override_system, override_display,"
+                    " override_comment, matched, received_at)"
+                    " VALUES (:service_id, :card_uuid, :outcome, :outcome_timestamp, :accepted,"
+                    " :code, :system, :display, :comment, :matched, :received_at)",
+                    {**row, "service_id": service_id, "matched": int(matched), "received_at": received})
+                if cur.rowcount == 0:
+                    duplicates += 1
+                    continue
+                stored += 1
+                unmatched += not matched
+            return {"stored": stored, "duplicates": duplicates, "unmatched": unmatched}
+
+        return self._write(write)
+
+
+def _feedback_row(index: int, item: dict[str, Any]) -> dict[str, Any]:
+    try:
+        stamp = datetime.fromisoformat(item["outcomeTimestamp"])
+    except ValueError:
+        raise BadRequest(f"Feedback item {index} (card {item['card']!r}): outcomeTimestamp "
+                         f"{item['outcomeTimestamp']!r} is not a valid date-time.",
+                         expression=[f"feedback[{index}].outcomeTimestamp"]) from None
+    if stamp.tzinfo is None:  # the schema requires an offset; keep this total anyway
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    override = item.get("overrideReason") or {}
+    reason = override.get("reason") or {}
+    accepted = [s["id"] for s in item.get("acceptedSuggestions") or []]
+    return {
+        "card_uuid": item["card"],
+        "outcome": item["outcome"],
+        "outcome_timestamp": utc_iso(stamp),
+        "accepted": orjson.dumps(accepted).decode() if accepted else None,
+        "code": reason.get("code") or None,
+        "system": reason.get("system") or None,
+        "display": reason.get("display") or None,
+        "comment": override.get("userComment") or None,
+    }
 
 
 def init_app(app, state) -> None:
-    """Attach storage to the app. No-op until implemented."""
+    """Open (and create) the database at CDS_DATABASE and hang the stores on the app."""
+    storage = Storage(state.config.database, pepper=state.config.audit_pepper)
+    state.extensions["storage"] = storage
+
+    def feedback_store(service, items):
+        try:
+            return storage.store_feedback(service.id, items)
+        except StorageError as exc:
+            # Nothing was stored (one transaction): tell the client to retry, never "ok".
+            log.error("feedback not stored", extra={"fields": {"service": service.id, "error": str(exc)}})
+            raise CDSError("Feedback could not be stored; retry later.", status=503) from None
+
+    state.extensions["feedback_store"] = feedback_store

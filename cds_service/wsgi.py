@@ -3,6 +3,7 @@ import sys
 
 from . import create_app
 from .config import ConfigError
+from .fhir.extract import preload_models
 
 try:
     app = create_app()
@@ -11,3 +12,4 @@ except ConfigError as exc:
     # than respawning a worker that can never start.
     print(f"cds-service: {exc}", file=sys.stderr, flush=True)
     raise
+preload_models()  # import the R4B validation models now, not on a worker's first hook call

@@ -53,7 +53,7 @@ def test_healthz(client):
 
 @pytest.mark.parametrize("path,example", [
     (PV, "patient-view-sic-positive.json"),
-    (OS, "order-select-enoxaparin.json"),
+    (OS, "order-select-bmi-42.json"),
 ])
 def test_valid_request_returns_schema_valid_cards(client, path, example):
     resp = post(client, path, load_example(example))
@@ -64,7 +64,7 @@ def test_valid_request_returns_schema_valid_cards(client, path, example):
 
 
 def test_order_sign_accepts_draft_orders_without_selections(client):
-    body = load_example("order-select-enoxaparin.json")
+    body = load_example("order-select-bmi-42.json")
     body["hook"] = "order-sign"
     del body["context"]["selections"]
     resp = post(client, SIGN, body)
@@ -119,7 +119,7 @@ def _without(body, *path):
 
 
 PV_BODY = load_example("patient-view-sic-positive.json")
-OS_BODY = load_example("order-select-enoxaparin.json")
+OS_BODY = load_example("order-select-bmi-42.json")
 
 
 @pytest.mark.parametrize("path,body,where", [

@@ -1,7 +1,22 @@
-"""What the three services share: prefetch keys and the data they need."""
+"""What the three services share: prefetch keys, the data they need, and the pipeline
+request -> data -> assessment -> cards -> audit."""
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Sequence
+
+from ..fhir.codes import Codes, load_codes
+from ..fhir.extract import extract_inputs
 from ..fhir.templates import prefetch_templates
+from ..logic.assessment import assess
+from ..logic.inputs import PatientInputs
+from ..logic.policy import Policy
+from ..storage import IssuedCard, StorageError
+from .registry import HookCall
+
+log = logging.getLogger("cds_service.hooks")
 
 PREFETCH = prefetch_templates()
 
@@ -15,3 +30,64 @@ USAGE = ("Needs FHIR R4 read access to Patient, Observation, Condition, Medicati
 # (`state.extensions["data"].gather(call)`, fhir/data.py) answers 412 when a required key
 # cannot be had; a key left out of REQUIRED_KEYS would only be reported in `problems`.
 REQUIRED_KEYS = frozenset(PREFETCH)
+
+
+# -- the pipeline shared by the three services: request -> data -> assessment -> cards -> audit --
+@dataclass
+class Evaluation:
+    """One hook call's data and assessment. Cards and the audit row both come from it."""
+
+    call: HookCall
+    data: Any                      # fhir.data.GatheredData
+    inputs: PatientInputs
+    assessment: Any                # logic.assessment.Assessment
+    codes: Codes
+    extra_audit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def policy(self) -> Policy:
+        return self.call.state.policy
+
+    @property
+    def now(self) -> datetime:
+        return self.call.received_at
+
+    def in_scope(self) -> bool:
+        """scope.require_covid_condition: no cards without an active COVID-19 diagnosis."""
+        if not self.policy["scope.require_covid_condition"]:
+            return True
+        return self.inputs.covid19 is not None and self.inputs.covid19.present
+
+    def audit_json(self) -> dict[str, Any]:
+        return {**self.assessment.to_json(), **self.extra_audit, "policy_source": self.policy.source}
+
+
+def codes_for(call: HookCall) -> Codes:
+    return load_codes(call.state.policy["codes.extra_file"])
+
+
+def evaluate(call: HookCall) -> Evaluation:
+    """Gather the FHIR data (412 if it cannot be had), extract the inputs at the request time,
+    and assess."""
+    data = call.state.extensions["data"].gather(call)
+    codes = codes_for(call)
+    inputs = extract_inputs(data.resources, now=call.received_at, policy=call.state.policy,
+                            codes=codes, patient_id=call.patient_id)
+    return Evaluation(call, data, inputs, assess(inputs, call.state.policy), codes)
+
+
+def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation | None = None) -> dict:
+    """The response body, after writing the audit row (same cards, same assessment). A failed
+    audit write is logged and does not withhold the advice."""
+    storage = call.state.extensions.get("storage")
+    if storage is not None:
+        try:
+            storage.record_call(
+                service_id=call.service.id, hook=call.service.hook, hook_instance=call.hook_instance,
+                patient_id=call.patient_id, evaluated_at=call.received_at, cards=cards,
+                assessment=evaluation.audit_json() if evaluation else None,
+                data_origin=evaluation.data.origin if evaluation else None)
+        except StorageError as exc:
+            log.error("audit row not written", extra={"fields": {
+                "service": call.service.id, "hookInstance": call.hook_instance, "error": str(exc)}})
+    return {"cards": [issued.card for issued in cards]}

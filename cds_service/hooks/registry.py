@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -15,6 +16,8 @@ class HookCall:
     service: "Service"
     body: dict[str, Any]
     state: "AppState"
+    # The request time: "now" of the assessment (every lookback window counts back from it).
+    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def context(self) -> dict[str, Any]:
@@ -27,6 +30,10 @@ class HookCall:
     @property
     def patient_id(self) -> str:
         return self.context["patientId"]
+
+    @property
+    def encounter_id(self) -> str | None:
+        return self.context.get("encounterId") or None
 
 
 Handler = Callable[[HookCall], dict]

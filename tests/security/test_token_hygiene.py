@@ -66,7 +66,7 @@ def assert_nothing_leaked(secrets, responses_, caplog, stream, capsys):
 
 def test_every_error_path_with_auth_required(make_app, mint, capture, capsys, monkeypatch):
     caplog, stream = capture
-    app = make_app(max_body_bytes=4096)
+    app = make_app(max_body_bytes=65536)
     client = app.test_client()
     minted: list[str] = []
 
@@ -131,7 +131,7 @@ def test_every_error_path_with_auth_required(make_app, mint, capture, capsys, mo
         # 405, 413, 415
         (405, lambda: client.get(PV, headers=auth(tok()))),
         (405, lambda: client.put(PV, json=with_fhir_auth(hook_body()), headers=auth(tok()))),
-        (413, lambda: client.post(PV, json={**with_fhir_auth(hook_body()), "pad": "x" * 5000},
+        (413, lambda: client.post(PV, json={**with_fhir_auth(hook_body()), "pad": "x" * 70000},
                                   headers=auth(tok()))),
         (415, lambda: client.post(PV, data=json.dumps(with_fhir_auth(hook_body())), content_type="text/plain",
                                   headers=auth(tok()))),
@@ -170,7 +170,7 @@ def test_auth_off_still_masks_credentials(tmp_path, mint, capture, capsys, monke
     from cds_service import create_app
 
     caplog, stream = capture
-    app = create_app({"database": str(tmp_path / "db"), "log_level": "DEBUG", "max_body_bytes": 4096})
+    app = create_app({"database": str(tmp_path / "db"), "log_level": "DEBUG", "max_body_bytes": 65536})
     client = app.test_client()
     token = mint()
 

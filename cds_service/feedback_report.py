@@ -1,0 +1,140 @@
+"""`cds-service feedback-report`: accept and override rates per service and per card kind.
+
+Each issued card counts once, with the outcome of its latest feedback (by outcomeTimestamp;
+a card accepted and later overridden counts as overridden). Rates are over cards issued:
+clients send no feedback for ignored cards, so `no_feedback` covers ignored and superseded
+cards (order-select fires again on every edit). `response_accept_rate` is accepted over
+cards that got any feedback. Feedback naming a card this service never issued is counted
+apart as `unmatched_feedback`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+from typing import Any
+from urllib.parse import quote
+
+_LATEST = """
+WITH ranked AS (
+    SELECT card_uuid, service_id, outcome, override_code,
+           ROW_NUMBER() OVER (PARTITION BY card_uuid, service_id
+                              ORDER BY outcome_timestamp DESC, id DESC) AS rn
+    FROM feedback
+)
+SELECT h.service_id, c.kind, r.outcome, r.override_code
+FROM card c
+JOIN hook_call h ON h.id = c.call_id
+LEFT JOIN ranked r ON r.card_uuid = c.uuid AND r.service_id = h.service_id AND r.rn = 1
+"""
+
+_UNMATCHED = """
+SELECT COUNT(*) FROM feedback f
+WHERE NOT EXISTS (SELECT 1 FROM card c JOIN hook_call h ON h.id = c.call_id
+                  WHERE c.uuid = f.card_uuid AND h.service_id = f.service_id)
+"""
+
+
+def _rates(counts: dict[str, Any]) -> dict[str, Any]:
+    issued, acc, ovr = counts["cards"], counts["accepted"], counts["overridden"]
+    counts["no_feedback"] = issued - acc - ovr
+    counts["accept_rate"] = round(acc / issued, 4) if issued else None
+    counts["override_rate"] = round(ovr / issued, 4) if issued else None
+    counts["response_accept_rate"] = round(acc / (acc + ovr), 4) if acc + ovr else None
+    counts["override_reasons"] = dict(sorted(counts["override_reasons"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return counts
+
+
+def build_report(conn: sqlite3.Connection) -> dict[str, Any]:
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for service, kind, outcome, reason in conn.execute(_LATEST):
+        keys = [("service", service), ("kind", kind), ("service_kind", f"{service}\t{kind}")]
+        for key in keys:
+            g = groups.setdefault(key, {"cards": 0, "accepted": 0, "overridden": 0, "override_reasons": {}})
+            g["cards"] += 1
+            if outcome in ("accepted", "overridden"):
+                g[outcome] += 1
+            if outcome == "overridden":
+                code = reason or "(no reason given)"
+                g["override_reasons"][code] = g["override_reasons"].get(code, 0) + 1
+
+    def section(name: str) -> list[dict[str, Any]]:
+        rows = []
+        for (level, value), counts in sorted(groups.items()):
+            if level != name:
+                continue
+            ident = dict(zip(("service", "kind"), value.split("\t"))) if name == "service_kind" \
+                else {name: value}
+            rows.append({**ident, **_rates(dict(counts))})
+        return rows
+
+    totals = {
+        "hook_calls": conn.execute("SELECT COUNT(*) FROM hook_call").fetchone()[0],
+        "cards": conn.execute("SELECT COUNT(*) FROM card").fetchone()[0],
+        "feedback_items": conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0],
+        "unmatched_feedback": conn.execute(_UNMATCHED).fetchone()[0],
+    }
+    return {"totals": totals, "by_service": section("service"), "by_kind": section("kind"),
+            "by_service_and_kind": section("service_kind")}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def format_report(report: dict[str, Any], path: str) -> str:
+    t = report["totals"]
+    lines = [f"Feedback report for {path}",
+             f"hook calls {t['hook_calls']}, cards {t['cards']}, feedback items {t['feedback_items']}, "
+             f"unmatched feedback {t['unmatched_feedback']}", ""]
+    head = f"{'cards':>6} {'accepted':>9} {'overridden':>11} {'no feedback':>12} {'accept':>8} {'override':>9}"
+
+    def row(label: str, width: int, r: dict[str, Any]) -> str:
+        return (f"{label:<{width}} {r['cards']:>6} {r['accepted']:>9} {r['overridden']:>11} "
+                f"{r['no_feedback']:>12} {_pct(r['accept_rate']):>8} {_pct(r['override_rate']):>9}")
+
+    for title, rows, label in (
+        ("By service", report["by_service"], lambda r: r["service"]),
+        ("By card kind", report["by_kind"], lambda r: r["kind"]),
+        ("By service and card kind", report["by_service_and_kind"], lambda r: f"{r['service']} / {r['kind']}"),
+    ):
+        width = max([len(title)] + [len(label(r)) for r in rows])
+        lines += [f"{title:<{width}} {head}"]
+        lines += [row(label(r), width, r) for r in rows] or ["(no cards issued)"]
+        lines.append("")
+    reasons = [(r["kind"], code, n) for r in report["by_kind"] for code, n in r["override_reasons"].items()]
+    if reasons:
+        lines.append("Override reasons (card kind: reason code x count)")
+        lines += [f"  {kind}: {code} x {n}" for kind, code, n in reasons]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+
+    path = args.database
+    if not path:
+        try:
+            path = load_config().database
+        except ConfigError as exc:
+            print(f"cds-service feedback-report: {exc}", file=sys.stderr)
+            return 2
+    if not os.path.isfile(path):
+        print(f"cds-service feedback-report: no database at {path!r}", file=sys.stderr)
+        return 2
+    try:
+        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            report = build_report(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        print(f"cds-service feedback-report: cannot read {path!r}: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        sys.stdout.write(format_report(report, path))
+    return 0
