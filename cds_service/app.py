@@ -178,6 +178,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         if service is None:
             raise NotFound(f"Unknown CDS service {service_id!r}.")
         body = parse_json_body()
+        security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
         if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
             g.hook_instance = body["hookInstance"][:256]
         status = 500

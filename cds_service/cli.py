@@ -14,14 +14,16 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def _serve(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
+    from .security import check_startup
 
+    if args.production:
+        os.environ["CDS_ENV"] = "production"  # gunicorn's workers re-check it (wsgi.py)
     try:
         cfg = load_config()
+        check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
     except ConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
-    if args.production:
-        os.environ["CDS_ENV"] = "production"
     base = f"http://{args.host}:{args.port}"
     print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
     print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)

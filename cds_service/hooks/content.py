@@ -102,7 +102,7 @@ NOTE_TEXT = {
     "hit_non_heparin_agent": "HIT and fondaparinux not possible (CrCl below {fondaparinux_min_crcl} "
                              "mL/min or unknown): a non-heparin agent such as argatroban, with specialist "
                              "(haematology) advice.",
-    "confirm_renal_function": "Renal function unknown: confirm creatinine before relying on this dose.",
+    "confirm_renal_function": "Renal function (CrCl) unknown: confirm it before relying on this dose.",
     "crcl_lt_15": "CrCl below {severe_crcl_cutoff} mL/min: UFH is preferred; HEP-COVID excluded these "
                   "patients.",
     "renal_trough_anti_xa": "CrCl below 30 mL/min: also check a trough anti-Xa before the next dose.",
@@ -163,6 +163,15 @@ def _value(m: Measurement, dp: int) -> str:
     return f"{md(m.comparator) + ' ' if m.comparator else ''}{num(m.value, dp)}"
 
 
+# (label, PatientInputs field, display decimals), in table order after the D-dimer.
+_TABLE_ROWS = (("Platelets", "platelets", 0), ("INR", "inr", 2), ("Prothrombin time", "pt", 1),
+               ("Fibrinogen", "fibrinogen", 2), ("Haemoglobin", "hemoglobin", 1),
+               ("Creatinine", "creatinine", 3), ("Bilirubin", "bilirubin", 2), ("Weight", "weight", 2),
+               ("Height", "height", 2), ("BMI (recorded)", "recorded_bmi", 1), ("PaO2/FiO2", "pf_ratio", 0),
+               ("Mean arterial pressure", "map", 0), ("Glasgow Coma Scale", "gcs", 0),
+               ("Urine output (24 h)", "urine_output_24h", 0), ("Anti-Xa", "anti_xa", 2))
+
+
 def inputs_table(a) -> str:
     """Value, unit and date of every input the card relies on."""
     i, now = a.inputs, a.now
@@ -180,24 +189,14 @@ def inputs_table(a) -> str:
             source = "lab reference range" if dd.uln_source == "reference_range" else "default ULN"
             extra = f" (ULN {num(dd.uln_mg_l, 3)} mg/L{basis}, {source})"
         add("D-dimer", i.d_dimer.value, 3, extra)
-    add("Platelets", i.platelets, 0)
-    add("INR", i.inr, 2)
-    if i.pt is not None:
-        ref = f" (upper limit {num(i.pt.reference_high_s, 1)} s)" if i.pt.reference_high_s else ""
-        add("Prothrombin time", i.pt.seconds, 1, ref)
-    add("Fibrinogen", i.fibrinogen, 2)
-    add("Haemoglobin", i.hemoglobin, 1)
-    add("Creatinine", i.creatinine, 3)
-    add("Bilirubin", i.bilirubin, 2)
-    add("Weight", i.weight, 2)
-    add("Height", i.height, 2)
-    if i.weight is None or i.height is None:
-        add("BMI (recorded)", i.recorded_bmi, 1)
-    add("PaO2/FiO2", i.pf_ratio, 0)
-    add("Mean arterial pressure", i.map, 0)
-    add("Glasgow Coma Scale", i.gcs, 0)
-    add("Urine output (24 h)", i.urine_output_24h, 0)
-    add("Anti-Xa", i.anti_xa, 2)
+    for name, attr, dp in _TABLE_ROWS:
+        if attr == "pt" and i.pt is not None:
+            ref = f" (upper limit {num(i.pt.reference_high_s, 1)} s)" if i.pt.reference_high_s else ""
+            add(name, i.pt.seconds, dp, ref)
+        elif attr == "recorded_bmi" and i.weight is not None and i.height is not None:
+            continue   # used only when BMI cannot be computed
+        elif attr != "pt":
+            add(name, getattr(i, attr), dp)
     if not rows:
         return "No laboratory or body measurements were available in their windows."
     age = f"Age {a.inputs.age_years} y, " if a.inputs.age_years is not None else ""
@@ -274,6 +273,9 @@ def renal_text(a) -> str:
     return f"CrCl {num(r.crcl_ml_min, 1)} mL/min (Cockcroft–Gault{weight})."
 
 
+BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI 30 or more",
+               "bmi_ge_40": "BMI-adjusted dose, BMI 40 or more", "crcl_lt_30": "renal dose, CrCl below 30",
+               "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux"}
 _BASIS_TEXT = {
     "standard": "BMI {bmi} is below {bmi_tier1}: standard prophylactic dose.",
     "bmi_ge_30": "BMI {bmi} is at least {bmi_tier1}: BMI-adjusted dose (Piagnerelli 2020).",

@@ -206,7 +206,10 @@ def _switch(ev: Evaluation, resource: dict, order, check, finding):
               *_common_blocks(ev, check, finding.proposed),
               c.sources("enoxaparin_label", "hep_covid_2021", "isth_interim_2020"),
               c.DISCLAIMER]
-    return card("product_switch", "warning", summary, c.detail(*blocks), suggestions=suggestions,
+    # A heparin drafted for a patient with HIT is a contraindicated order: critical, like the
+    # contraindication card; a renal product switch is a dosing matter: warning.
+    indicator = "critical" if "hit_history" in finding.reasons else "warning"
+    return card("product_switch", indicator, summary, c.detail(*blocks), suggestions=suggestions,
                 selection="at-most-one", evidence=cite)
 
 

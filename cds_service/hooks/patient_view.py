@@ -85,7 +85,7 @@ def _suggestions(ev: Evaluation, create_drug: bool) -> list[dict]:
             ev.codes, drug=reg.drug, dose_mg=reg.dose_mg, dose_units=reg.dose_units,
             doses_per_day=reg.doses_per_day, patient_id=call.patient_id,
             encounter_id=call.encounter_id, authored_on=ev.now,
-            note=f"VTE prophylaxis suggested by the coagulopathy-risk service (basis: {reg.basis}).")
+            note=f"VTE prophylaxis suggested by the coagulopathy-risk service ({c.BASIS_WORDS.get(reg.basis, reg.basis)}).")
         out.append(suggestion(f"Order {dose}", action_create(f"Draft order: {dose}", resource)))
     if a.anti_xa.indicated is True:
         out.append(c.anti_xa_suggestion(ev, a.anti_xa))
