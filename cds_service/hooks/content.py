@@ -9,7 +9,8 @@ from typing import Iterable
 
 from ..logic.inputs import Measurement, MedicationOrder
 from ..logic.policy import Policy
-from .cards import FREQUENCY_TEXT, action_create, anti_xa_request, md, num, suggestion, table, when
+from .cards import (FREQUENCY_TEXT, action_create, anti_xa_request, md, num, num_edge, suggestion, table,
+                    when)
 from .vocabulary import CITATIONS
 
 # -- names ---------------------------------------------------------------------------------------
@@ -238,39 +239,54 @@ def scores(a, policy: Policy) -> str:
         verdict = f"{total}, {'overt DIC' if dic.overt else 'not overt'} " \
                   f"(overt at ≥ {policy['dic.overt_threshold']})"
     lines.append(f"- **ISTH overt DIC** (Taylor 2001): {breakdown} {verdict}")
-    lines.append(f"- **D-dimer**: {d_dimer_multiple(a)} (more than {num(policy['d_dimer.marked_multiple'], 1)}× "
+    lines.append(f"- **D-dimer**: {d_dimer_multiple(a, policy)} (more than {num(policy['d_dimer.marked_multiple'], 1)}× "
                  f"ULN is the Tang 2020 signal)")
     return "\n".join(lines)
 
 
-def d_dimer_multiple(a) -> str:
+# Decision edges near which a displayed number gets more decimals (cards.num_edge).
+_EDGES = {"bmi": ("dosing.bmi_tier1", "dosing.bmi_tier2", "antixa.trigger_bmi"),
+          "crcl": ("renal.crcl_cutoff", "hit.fondaparinux_min_crcl", "renal.severe_crcl_cutoff"),
+          "d_dimer": ("d_dimer.marked_multiple", "escalation.d_dimer_multiple",
+                      "dic.d_dimer_moderate_above_multiple", "dic.d_dimer_strong_above_multiple")}
+
+
+def shown(kind: str, value: float | None, dp: int, policy: Policy | None) -> str:
+    """A BMI, CrCl or D-dimer multiple for card text (§0 display decimals), never rounded onto
+    a decision edge it is not on."""
+    if policy is None:
+        return num(value, dp)
+    return num_edge(value, dp, [policy[k] for k in _EDGES[kind]], policy["numeric.compare_decimals"])
+
+
+def d_dimer_multiple(a, policy: Policy | None = None) -> str:
     dd = a.d_dimer
     if dd.multiple_of_uln is not None:
-        return f"{num(dd.multiple_of_uln, 1)}× ULN"
+        return f"{shown('d_dimer', dd.multiple_of_uln, 3, policy)}× ULN"
     if dd.comparator and dd.value_mg_l is not None and dd.uln_mg_l:
-        return f"{md(dd.comparator)} {num(dd.value_mg_l / dd.uln_mg_l, 1)}× ULN"
+        return f"{md(dd.comparator)} {num(dd.value_mg_l / dd.uln_mg_l, 3)}× ULN"
     return "multiple of ULN not determinable"
 
 
-def signal_text(a) -> str:
+def signal_text(a, policy: Policy | None = None) -> str:
     """"SIC 5 and D-dimer 7.2× ULN" (the seed trigger reasons, for summaries)."""
     parts = []
     if "sic_positive" in a.seed_trigger.reasons:
         total = a.sic.total
         parts.append(f"SIC {total}" if total is not None else "SIC positive")
     if "d_dimer_gt_6x_uln" in a.seed_trigger.reasons:
-        parts.append(f"D-dimer {d_dimer_multiple(a)}")
+        parts.append(f"D-dimer {d_dimer_multiple(a, policy)}")
     return " and ".join(parts)
 
 
-def renal_text(a) -> str:
+def renal_text(a, policy: Policy | None = None) -> str:
     r = a.renal
     if r.crcl_ml_min is None:
         missing = join([INPUT_LABELS.get(n, n) for n in r.missing]) or "inputs"
         return f"CrCl not determinable (missing: {missing})."
     basis = {"actual": "actual", "ideal": "ideal", "adjusted": "adjusted"}.get(r.crcl_weight_basis or "", "")
     weight = f", {basis} body weight {num(r.weight_used_kg, 1)} kg" if r.weight_used_kg else ""
-    return f"CrCl {num(r.crcl_ml_min, 1)} mL/min (Cockcroft–Gault{weight})."
+    return f"CrCl {shown('crcl', r.crcl_ml_min, 1, policy)} mL/min (Cockcroft–Gault{weight})."
 
 
 BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI 30 or more",
@@ -293,7 +309,8 @@ def dose_rationale(a, policy: Policy, suggested: bool = True) -> str:
     """The recommended regimen and why (BMI, CrCl, weight basis); `suggested=False` gives only
     the body measures and renal function (when a card proposes something else)."""
     reg = a.regimen
-    values = {"bmi": num(a.anthropometrics.bmi, 1), "crcl": num(a.renal.crcl_ml_min, 1)}
+    values = {"bmi": shown("bmi", a.anthropometrics.bmi, 1, policy),
+              "crcl": shown("crcl", a.renal.crcl_ml_min, 1, policy)}
     lines = []
     if reg.drug and suggested:
         lines.append(f"**Suggested:** {dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day, short=False)}.")
@@ -303,8 +320,8 @@ def dose_rationale(a, policy: Policy, suggested: bool = True) -> str:
     anthro = a.anthropometrics
     if anthro.bmi is not None:
         src = " (recorded)" if anthro.bmi_source == "recorded" else ""
-        lines.append(f"BMI {num(anthro.bmi, 1)} kg/m²{src}; weight {num(anthro.weight_kg, 2)} kg.")
-    lines.append(renal_text(a))
+        lines.append(f"BMI {values['bmi']} kg/m²{src}; weight {num(anthro.weight_kg, 2)} kg.")
+    lines.append(renal_text(a, policy))
     if reg.weight_based_mg is not None and suggested:
         lines.append(f"For information: 50 IU/kg would be {num(reg.weight_based_mg, 1)} mg "
                      f"(nearest syringe {num(reg.weight_based_syringe_mg, 0)} mg).")

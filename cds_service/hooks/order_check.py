@@ -106,9 +106,9 @@ def _context(ev: Evaluation, reasons) -> str:
     a = ev.assessment
     kinds = {_CONTEXT_REASONS.get(r) for r in reasons}
     if "crcl" in kinds and a.renal.crcl_ml_min is not None:
-        return f" at CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min"
+        return f" at CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, ev.policy)} mL/min"
     if "bmi" in kinds and a.anthropometrics.bmi is not None:
-        return f" at BMI {c.num(a.anthropometrics.bmi, 1)}"
+        return f" at BMI {c.shown('bmi', a.anthropometrics.bmi, 1, ev.policy)}"
     return ""
 
 
@@ -180,9 +180,9 @@ def _switch(ev: Evaluation, resource: dict, order, check, finding):
         why, short = "a history of heparin-induced thrombocytopenia contraindicates heparins", "HIT history"
         cite = ["isth_interim_2020", "ash_2021"]
     else:
-        why = (f"CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min is below {c.num(p['renal.severe_crcl_cutoff'], 0)}: "
+        why = (f"CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, p)} mL/min is below {c.num(p['renal.severe_crcl_cutoff'], 0)}: "
                "UFH is preferred (HEP-COVID excluded these patients)")
-        short = f"CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min"
+        short = f"CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, p)} mL/min"
         cite = ["hep_covid_2021", "isth_interim_2020"]
     summary = (f"{short}: replace {current} with {proposed}", f"{short}: consider {proposed} instead")
     suggestions = []
