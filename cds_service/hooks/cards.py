@@ -63,9 +63,9 @@ def md(value: Any) -> str:
 
 def num(value: float | int | None, dp: int = 1) -> str:
     """Display rounding (clinical rules §0, half-up) without trailing zeros: 7.20 -> 7.2."""
-    if value is None:
+    rounded = None if value is None else display(float(value), dp)
+    if rounded is None:  # absent, or not finite
         return "unknown"
-    rounded = display(float(value), dp)
     text = f"{rounded:,.{dp}f}" if dp else f"{rounded:,.0f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 

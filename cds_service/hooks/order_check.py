@@ -30,6 +30,7 @@ from typing import Any
 
 from ..fhir.bundle import bundle_resources
 from ..fhir.codes import Codes
+from ..fhir.context import Validator
 from ..fhir.orders import first_dosage, normalise_order
 from ..logic.order_check import CHECKED, Proposed, check_order
 from . import content as c
@@ -321,7 +322,7 @@ def _anti_xa_only(ev: Evaluation, order, check):
 def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
     """The WHOLE draft with only dose and timing changed (and the product coding when the
     syringe strength changes): same id, status draft, same subject/encounter. None when the
-    draft has no id to target."""
+    draft has no id to target or the result is not valid R4B."""
     if not isinstance(resource.get("id"), str) or not resource["id"]:
         return None
     updated = copy.deepcopy(resource)
@@ -344,7 +345,9 @@ def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
         updated.pop("medicationReference", None)
         updated["medicationCodeableConcept"] = product(
             codes, product_key(proposed.ingredient, proposed.dose_mg, proposed.dose_units, codes))
-    return updated
+    # A draft with malformed fields (e.g. intent as an object) stays malformed once updated:
+    # never suggest a resource that is not valid FHIR; the card still says what to change.
+    return None if Validator().problem(updated) else updated
 
 
 def _scd_amount(codes: Codes, resource: dict) -> float | None:
