@@ -340,7 +340,10 @@ def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
         timing["repeat"] = new["timing"]["repeat"]
         target["timing"] = timing
         target["doseAndRate"] = new["doseAndRate"]
-        target.setdefault("route", new["route"])
+        if order.route != proposed.route:   # e.g. an IV infusion turned into SC prophylaxis
+            target["route"] = new["route"]
+        else:
+            target.setdefault("route", new["route"])
     if _strength_changes(codes, resource, order, proposed) or not _codeable_ok(codes, updated):
         updated.pop("medicationReference", None)
         updated["medicationCodeableConcept"] = product(
