@@ -380,6 +380,11 @@ def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
         cautions = join(labels(CAUTION_TEXT, note.blocking_cautions or a.safety.escalation_cautions, policy))
         return (f"**Evidence:** not critically ill, but {cautions} rule out doses above prophylaxis "
                 "(trial exclusions, NIH 2022): prophylactic dose.")
+    if code == "prophylactic" and note.unchecked_cautions:
+        unchecked = join(labels(CAUTION_TEXT, note.unchecked_cautions, policy))
+        return (f"**Evidence:** not critically ill, on low-flow oxygen with D-dimer above ULN, but "
+                f"{unchecked} cannot be ruled out (no recent value): therapeutic heparin needs no "
+                "bleeding caution (NIH 2022), so prophylactic dose until they are checked.")
     if code == "prophylactic":
         return ("**Evidence:** not critically ill; the criteria for therapeutic heparin (low-flow oxygen and "
                 "D-dimer above ULN, no bleeding caution) are not all met: prophylactic dose (ISTH 2020, "
