@@ -382,7 +382,7 @@ def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
                 "(trial exclusions, NIH 2022): prophylactic dose.")
     if code == "prophylactic" and note.unchecked_cautions:
         unchecked = join(labels(CAUTION_TEXT, note.unchecked_cautions, policy))
-        return (f"**Evidence:** not critically ill, on low-flow oxygen with D-dimer above ULN, but "
+        return (f"**Evidence:** not critically ill with D-dimer above ULN, but "
                 f"{unchecked} cannot be ruled out (no recent value): therapeutic heparin needs no "
                 "bleeding caution (NIH 2022), so prophylactic dose until they are checked.")
     if code == "prophylactic":
