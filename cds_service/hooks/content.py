@@ -72,7 +72,7 @@ ANTI_XA_REASON_TEXT = {
     "bmi_ge_40": "BMI ≥ {trigger_bmi}",
     "weight_gt_120kg": "weight > {trigger_weight_high_kg} kg",
     "weight_lt_50kg": "weight < {trigger_weight_low_kg} kg",
-    "crcl_lt_30": "CrCl < 30 mL/min",
+    "crcl_lt_30": "CrCl < {crcl_cutoff} mL/min",
     "pregnancy": "pregnancy",
     "escalated_dose": "BMI-escalated dose",
     "current_intermediate_dose": "intermediate-dose LMWH",
@@ -106,7 +106,7 @@ NOTE_TEXT = {
     "confirm_renal_function": "Renal function (CrCl) unknown: confirm it before relying on this dose.",
     "crcl_lt_15": "CrCl below {severe_crcl_cutoff} mL/min: UFH is preferred; HEP-COVID excluded these "
                   "patients.",
-    "renal_trough_anti_xa": "CrCl below 30 mL/min: also check a trough anti-Xa before the next dose.",
+    "renal_trough_anti_xa": "CrCl below {crcl_cutoff} mL/min: also check a trough anti-Xa before the next dose.",
     "weight_lt_50kg": "Weight below {trigger_weight_low_kg} kg: the fixed dose is kept; exposure is higher "
                       "at low weight, so monitor anti-Xa (enoxaparin label).",
     "weight_gt_120kg": "Weight above {trigger_weight_high_kg} kg: the BMI tier applies; monitor anti-Xa.",
@@ -115,9 +115,9 @@ NOTE_TEXT = {
                               "unknown.",
     "enoxaparin_rule_not_applied": "The BMI and renal dose rules are enoxaparin rules; the product's "
                                    "standard prophylactic dose is used.",
-    "renal_preferred_heparin": "Local policy prefers UFH at CrCl below 30 mL/min; the enoxaparin renal "
+    "renal_preferred_heparin": "Local policy prefers UFH at CrCl below {crcl_cutoff} mL/min; the enoxaparin renal "
                                "dose is shown for this enoxaparin order.",
-    "pending_weight": "Weight or height unknown: 40 mg pending a recorded weight.",
+    "pending_weight": "Weight or height unknown: {pending_weight_mg} mg pending a recorded weight.",
     "ecmo": "On ECMO: anticoagulation is usually protocol-driven; check the local ECMO protocol.",
     "severity_unknown": "Severity unknown (no oxygen or organ-support record in the last 24 h).",
 }

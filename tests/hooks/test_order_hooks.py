@@ -219,3 +219,16 @@ def test_iv_heparin_changed_to_prophylaxis_gets_the_subcutaneous_route(tmp_path)
     dose = _update(card)["dosageInstruction"][0]
     assert dose["route"]["coding"][0] == {"system": SNOMED, "code": "34206005"}   # subcutaneous
     assert medication(_update(card))[1:] == (5000, "[iU]", (1, 12, "h"))
+
+
+
+def test_dose_and_cutoff_in_notes_follow_the_policy():
+    """Note text names dosing.pending_weight_mg and renal.crcl_cutoff, never a fixed 40 mg / 30."""
+    from cds_service.hooks import content as c
+    from cds_service.logic.policy import Policy
+
+    policy = Policy.default().with_overrides({"dosing.pending_weight_mg": 30, "renal.crcl_cutoff": 35.0})
+    lines = c.note_lines(["pending_weight", "renal_trough_anti_xa"], policy)
+    assert lines == ["- Weight or height unknown: 30 mg pending a recorded weight.",
+                     "- CrCl below 35 mL/min: also check a trough anti-Xa before the next dose."]
+    assert c.label(c.ANTI_XA_REASON_TEXT, "crcl_lt_30", policy) == "CrCl < 35 mL/min"
