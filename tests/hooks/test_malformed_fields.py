@@ -58,3 +58,13 @@ def test_huge_draft_numbers_do_not_break_the_card(client, path, value):
 def test_malformed_prefetch_resource_is_skipped(client, key, field, value):
     _, payload = run(client, "sic-positive", mutate=lambda b: _put(b, _first_entry(key) + field, value))
     assert kind(only_card(payload)) in ("prophylaxis_suggestion", "standard_prophylaxis")
+
+
+@pytest.mark.parametrize("value", [1e308, 10 ** 40, 200000])
+def test_absurd_draft_dose_is_unreadable_not_proposed_back(client, value):
+    # q12h-renal: a therapeutic q12h enoxaparin draft at CrCl < 30 is proposed once daily at
+    # the SAME mg; an absurd mg (> 10 g) must read as "dose unknown", never be echoed in an update.
+    path = DOSAGE + ("doseAndRate", 0, "doseQuantity", "value")
+    _, payload = run(client, "q12h-renal", mutate=lambda b: _put(b, path, value))
+    card = only_card(payload)
+    assert kind(card) == "not_determinable" and "suggestions" not in card
