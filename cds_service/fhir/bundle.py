@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
+from .read import items
+
 
 def bundle_resources(bundle: Any, types: Iterable[str] | None = None) -> Iterator[dict]:
     """Yield entry resources, skipping search.mode 'outcome'/'include' entries, non-objects,
@@ -40,7 +42,7 @@ def next_link(bundle: Any) -> str | None:
     """The `link[relation=next]` URL of a searchset page, if any."""
     if not isinstance(bundle, dict):
         return None
-    for link in bundle.get("link") or []:
+    for link in items(bundle.get("link")):
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None

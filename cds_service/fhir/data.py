@@ -377,9 +377,9 @@ class _Medications:
         self.attempted: set[str] = set()
 
     def missing(self, keys: list[_Key]) -> list[str]:
-        have = {res.get("id") for k in keys for res in k.resources
-                if res.get("resourceType") == "Medication"}
-        have.update(res.get("id") for res in self.resources)
+        have = {res["id"] for k in keys for res in k.resources
+                if res.get("resourceType") == "Medication" and isinstance(res.get("id"), str)}
+        have.update(res["id"] for res in self.resources if isinstance(res.get("id"), str))
         wanted: list[str] = []
         for key in keys:
             for res in key.resources:

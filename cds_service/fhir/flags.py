@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from ..logic.inputs import Flag
 from .context import (ACTIVE_CLINICAL, MIN_TIME, VERIFICATION_IGNORED, Candidate, Context, first_time,
                       source_of)
-from .read import codings, concept_codes, parse_datetime
+from .read import codings, concept_codes, items, parse_datetime
 
 def _clinical(resource: Mapping[str, Any]) -> set[str]:
     return concept_codes(resource.get("clinicalStatus"))
@@ -88,9 +88,9 @@ def read_allergies(allergies: list[dict], ctx: Context, flags: dict[str, Flag]) 
         if concept_codes(allergy.get("verificationStatus")) & VERIFICATION_IGNORED:
             continue
         heparin = sets["heparin_allergy"].matches_any(codings(allergy.get("code")))
-        reactions = [r for r in allergy.get("reaction") or () if isinstance(r, dict)]
+        reactions = [r for r in items(allergy.get("reaction")) if isinstance(r, dict)]
         hit = any(sets["hit_reaction"].matches_any(codings(m))
-                  for r in reactions for m in r.get("manifestation") or ())
+                  for r in reactions for m in items(r.get("manifestation")))
         if not (heparin or hit) or ctx.validator.problem(allergy):
             continue
         status = _clinical(allergy)

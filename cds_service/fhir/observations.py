@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from ..logic.inputs import DDimer, Measurement, ProthrombinTime, RecordedSofa
 from .codes import CodeSet
 from .context import MIN_TIME, OBS_SPECS, OBSERVATION_OK, Candidate, Context, source_of
-from .read import codings, number, parse_datetime
+from .read import codings, items, number, parse_datetime
 from .units import TABLES, UnitError, convert
 
 # A bound is meaningless for these (a weight of "> 80 kg" cannot be dosed on).
@@ -40,13 +40,13 @@ def collect(observations: list[tuple[int, dict]], ctx: Context) -> dict[str, lis
     index = ctx.sets.obs_index
     out: dict[str, list[Candidate]] = {}
     for position, obs in observations:
-        if obs.get("status") not in OBSERVATION_OK:
+        if not isinstance(obs.get("status"), str) or obs["status"] not in OBSERVATION_OK:
             continue
         holders: list[tuple[str, dict, int]] = []
         for coding in codings(obs.get("code")):
             for key in index.get(coding, ()):
                 holders.append((key, obs, 0))
-        for n, component in enumerate(obs.get("component") or (), start=1):
+        for n, component in enumerate(items(obs.get("component")), start=1):
             if isinstance(component, dict):
                 for coding in codings(component.get("code")):
                     for key in index.get(coding, ()):
@@ -142,7 +142,7 @@ def _reference_high(holder: Mapping[str, Any], name: str, value_quantity: Mappin
                     ctx: Context) -> float | None:
     """referenceRange.high in the canonical unit (data requirements §1.1 step 7)."""
     rr = ctx.sets.rr
-    for entry in holder.get("referenceRange") or ():
+    for entry in items(holder.get("referenceRange")):
         if not isinstance(entry, dict) or not isinstance(entry.get("high"), dict):
             continue
         if "type" in entry and not rr.get("normal", CodeSet(frozenset())).matches_any(
@@ -166,7 +166,7 @@ def _reference_high(holder: Mapping[str, Any], name: str, value_quantity: Mappin
 
 def _applies_to_patient(entry: Mapping[str, Any], ctx: Context) -> bool:
     rr = ctx.sets.rr
-    for concept in entry.get("appliesTo") or ():
+    for concept in items(entry.get("appliesTo")):
         found = list(codings(concept))
         own = {"male": "applies_male", "female": "applies_female"}.get(ctx.sex or "")
         if not (own and own in rr and rr[own].matches_any(found)):

@@ -17,13 +17,14 @@ for draft orders in the order hooks (§9), so nothing here filters on `status`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
 from ..logic.inputs import MedicationOrder
 from .codes import CodeSet, Codes, Coding
-from .read import codings, number
+from .read import codings, items, number
 from .units import DOSE_COUNT, DOSE_MASS, DOSE_UNITS, DOSE_VOLUME, UnitError, convert
 
 ORDER_CLASSES = frozenset({"anticoagulant", "lmwh", "vka", "doac", "dti", "antiplatelet"})
@@ -68,7 +69,7 @@ def find_medication(resource: Mapping[str, Any], medications: Mapping[str, dict]
     if not isinstance(literal, str) or not literal:
         return None
     if literal.startswith("#"):
-        for contained in resource.get("contained") or ():
+        for contained in items(resource.get("contained")):
             if isinstance(contained, dict) and contained.get("resourceType") == "Medication" \
                     and contained.get("id") == literal[1:]:
                 return contained
@@ -88,7 +89,7 @@ def medication_codings(resource: Mapping[str, Any], medications: Mapping[str, di
     if medication is None:
         return []
     found = list(codings(medication.get("code")))
-    for ingredient in medication.get("ingredient") or ():
+    for ingredient in items(medication.get("ingredient")):
         if isinstance(ingredient, dict):
             found.extend(codings(ingredient.get("itemCodeableConcept")))
     return found
@@ -117,7 +118,7 @@ def ingredients_of(found: list[Coding], codes: Codes) -> list[tuple[str, str]]:
 
 def first_dosage(resource: Mapping[str, Any], key: str = "dosageInstruction") -> dict | None:
     """The dosage with the lowest `sequence` (list order breaks ties and fills gaps)."""
-    dosages = [d for d in resource.get(key) or () if isinstance(d, dict)]
+    dosages = [d for d in items(resource.get(key)) if isinstance(d, dict)]
     if not dosages:
         return None
     ranked = sorted(enumerate(dosages), key=lambda p: (
@@ -127,7 +128,7 @@ def first_dosage(resource: Mapping[str, Any], key: str = "dosageInstruction") ->
 
 
 def _first_dose_and_rate(dosage: Mapping[str, Any]) -> dict:
-    for item in dosage.get("doseAndRate") or ():
+    for item in items(dosage.get("doseAndRate")):
         if isinstance(item, dict):
             return item
     return {}
@@ -138,17 +139,18 @@ def doses_per_day(timing: Any, codes: Codes) -> float | None:
         return None
     repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
     period, unit = number(repeat.get("period")), repeat.get("periodUnit")
-    if period is not None and period > 0 and unit in PERIOD_HOURS:
+    if period is not None and period > 0 and isinstance(unit, str) and unit in PERIOD_HOURS:
         frequency = repeat.get("frequency", 1)
         frequency = number(frequency)
         if frequency is None or frequency <= 0 or not frequency.is_integer():
             return None
-        return frequency * 24.0 / (period * PERIOD_HOURS[unit])
+        per_day = frequency * 24.0 / (period * PERIOD_HOURS[unit])
+        return per_day if math.isfinite(per_day) else None  # 1e308 times a day is not a schedule
     timing_codes = _order_codes(codes).timing
     for coding in codings(timing.get("code")):
         if coding in timing_codes:
             return timing_codes[coding]
-    times = [t for t in repeat.get("timeOfDay") or () if isinstance(t, str)]
+    times = [t for t in items(repeat.get("timeOfDay")) if isinstance(t, str)]
     if times:
         return float(len(set(times)))
     return None
@@ -200,7 +202,7 @@ def normalise_orders(resource: Mapping[str, Any], codes: Codes,
     give several); [] when the request is not one, is ignored, or its drug is unmapped."""
     if not isinstance(resource, Mapping) or resource.get("resourceType") != "MedicationRequest":
         return []
-    if resource.get("doNotPerform") is True or resource.get("intent") in IGNORED_INTENTS:
+    if resource.get("doNotPerform") is True or str(resource.get("intent")) in IGNORED_INTENTS:
         return []
     dosage = first_dosage(resource) or {}
     if dosage.get("asNeededBoolean") is True or isinstance(dosage.get("asNeededCodeableConcept"), dict):
@@ -218,7 +220,7 @@ def normalise_orders(resource: Mapping[str, Any], codes: Codes,
     route = next((name for name, cs in routes.items() if cs.matches_any(route_codes)), None)
     has_rate = any(isinstance(item, dict) and any(
         isinstance(item.get(k), dict) for k in ("rateQuantity", "rateRatio", "rateRange"))
-        for item in dosage.get("doseAndRate") or ())
+        for item in items(dosage.get("doseAndRate")))
     per_day = doses_per_day(dosage.get("timing"), codes)
     rid = resource.get("id")
     source = f"MedicationRequest/{rid}" if isinstance(rid, str) else None

@@ -17,11 +17,21 @@ _DATETIME = re.compile(
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
 
 
+def items(value: Any) -> list:
+    """A JSON array's items; any other shape (a number, an object, true) reads as none."""
+    return value if isinstance(value, list) else []
+
+
+def obj(value: Any) -> dict:
+    """A JSON object; any other shape reads as an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def codings(concept: Any) -> Iterator[Coding]:
     """(system, code) pairs of a CodeableConcept; `text` and `display` are never read."""
     if not isinstance(concept, dict):
         return
-    for coding in concept.get("coding") or ():
+    for coding in items(concept.get("coding")):
         if isinstance(coding, dict):
             system, code = coding.get("system"), coding.get("code")
             if isinstance(system, str) and isinstance(code, str):
@@ -33,7 +43,7 @@ def concept_codes(concept: Any) -> set[str]:
     (clinicalStatus, verificationStatus) whose binding is required."""
     if not isinstance(concept, dict):
         return set()
-    return {c["code"] for c in concept.get("coding") or ()
+    return {c["code"] for c in items(concept.get("coding"))
             if isinstance(c, dict) and isinstance(c.get("code"), str)}
 
 

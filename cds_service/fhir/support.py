@@ -8,7 +8,7 @@ from ..logic.inputs import Measurement, RespiratorySupport, Vasoactive
 from .codes import CodeSet
 from .context import Candidate, Context, first_time, source_of
 from .orders import first_dosage, ingredients_of, medication_codings
-from .read import codings, number
+from .read import codings, items, number
 from .units import RATE_ABSOLUTE, RATE_PER_KG, UCUM, UnitError, convert, read_unit
 
 PROCEDURE_CURRENT, PROCEDURE_DONE = "in-progress", frozenset({"completed", "stopped"})
@@ -22,7 +22,7 @@ def _procedure_modalities(proc: Mapping[str, Any], sets: dict[str, CodeSet]) -> 
         if sets[name].matches_any(found):
             mods.add(name)
     if sets["nasal_cannula"].matches_any(found) and any(
-            sets["HFNC_device"].matches_any(codings(c)) for c in proc.get("usedCode") or ()):
+            sets["HFNC_device"].matches_any(codings(c)) for c in items(proc.get("usedCode"))):
         mods.add("HFNC")
     elif sets["low_flow"].matches_any(found):
         mods.add("low-flow")
@@ -37,7 +37,7 @@ def respiratory_support(procedures: list[dict], cands: dict[str, list[Candidate]
     sets = ctx.sets.procedures
     current, done = [], []
     for proc in procedures:
-        status = proc.get("status")
+        status = proc.get("status") if isinstance(proc.get("status"), str) else None
         if status != PROCEDURE_CURRENT and status not in PROCEDURE_DONE:
             continue
         mods, ecmo, vaso = _procedure_modalities(proc, sets)
@@ -163,8 +163,8 @@ def read_vasoactives(admins: list[dict], requests: list[dict], medications: Mapp
         name = ingredient(request)
         if name is None:
             continue
-        rated = [dr for d in request.get("dosageInstruction") or () if isinstance(d, dict)
-                 for dr in d.get("doseAndRate") or ()
+        rated = [dr for d in items(request.get("dosageInstruction")) if isinstance(d, dict)
+                 for dr in items(d.get("doseAndRate"))
                  if isinstance(dr, dict) and (isinstance(dr.get("rateQuantity"), dict)
                                               or isinstance(dr.get("rateRatio"), dict))]
         if not rated or ctx.validator.problem(request):

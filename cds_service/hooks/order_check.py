@@ -30,6 +30,7 @@ from typing import Any
 
 from ..fhir.bundle import bundle_resources
 from ..fhir.codes import Codes
+from ..fhir.context import Validator
 from ..fhir.orders import first_dosage, normalise_order
 from ..logic.order_check import CHECKED, Proposed, check_order
 from . import content as c
@@ -106,9 +107,9 @@ def _context(ev: Evaluation, reasons) -> str:
     a = ev.assessment
     kinds = {_CONTEXT_REASONS.get(r) for r in reasons}
     if "crcl" in kinds and a.renal.crcl_ml_min is not None:
-        return f" at CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min"
+        return f" at CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, ev.policy)} mL/min"
     if "bmi" in kinds and a.anthropometrics.bmi is not None:
-        return f" at BMI {c.num(a.anthropometrics.bmi, 1)}"
+        return f" at BMI {c.shown('bmi', a.anthropometrics.bmi, 1, ev.policy)}"
     return ""
 
 
@@ -180,9 +181,9 @@ def _switch(ev: Evaluation, resource: dict, order, check, finding):
         why, short = "a history of heparin-induced thrombocytopenia contraindicates heparins", "HIT history"
         cite = ["isth_interim_2020", "ash_2021"]
     else:
-        why = (f"CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min is below {c.num(p['renal.severe_crcl_cutoff'], 0)}: "
+        why = (f"CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, p)} mL/min is below {c.num(p['renal.severe_crcl_cutoff'], 0)}: "
                "UFH is preferred (HEP-COVID excluded these patients)")
-        short = f"CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min"
+        short = f"CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, p)} mL/min"
         cite = ["hep_covid_2021", "isth_interim_2020"]
     summary = (f"{short}: replace {current} with {proposed}", f"{short}: consider {proposed} instead")
     suggestions = []
@@ -321,7 +322,7 @@ def _anti_xa_only(ev: Evaluation, order, check):
 def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
     """The WHOLE draft with only dose and timing changed (and the product coding when the
     syringe strength changes): same id, status draft, same subject/encounter. None when the
-    draft has no id to target."""
+    draft has no id to target or the result is not valid R4B."""
     if not isinstance(resource.get("id"), str) or not resource["id"]:
         return None
     updated = copy.deepcopy(resource)
@@ -339,12 +340,17 @@ def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
         timing["repeat"] = new["timing"]["repeat"]
         target["timing"] = timing
         target["doseAndRate"] = new["doseAndRate"]
-        target.setdefault("route", new["route"])
+        if order.route != proposed.route:   # e.g. an IV infusion turned into SC prophylaxis
+            target["route"] = new["route"]
+        else:
+            target.setdefault("route", new["route"])
     if _strength_changes(codes, resource, order, proposed) or not _codeable_ok(codes, updated):
         updated.pop("medicationReference", None)
         updated["medicationCodeableConcept"] = product(
             codes, product_key(proposed.ingredient, proposed.dose_mg, proposed.dose_units, codes))
-    return updated
+    # A draft with malformed fields (e.g. intent as an object) stays malformed once updated:
+    # never suggest a resource that is not valid FHIR; the card still says what to change.
+    return None if Validator().problem(updated) else updated
 
 
 def _scd_amount(codes: Codes, resource: dict) -> float | None:

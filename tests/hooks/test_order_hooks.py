@@ -188,3 +188,47 @@ def test_draft_on_top_of_an_active_therapeutic_order_warns_of_duplication(client
     assert kind(card) == "duplicate_anticoagulant" and card["indicator"] == "warning"
     assert "suggestions" not in card
     assert "enoxaparin 120 mg SC every 12 h" in card["summary"]
+
+
+def test_iv_heparin_changed_to_prophylaxis_gets_the_subcutaneous_route(tmp_path):
+    """An update that turns an IV infusion into 5,000 U every 12 h must not keep the IV route."""
+    import json
+
+    from cds_service import create_app
+    from hook_helpers import SNOMED
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"renal.preferred_agent": "heparin"}))
+    client = create_app({"database": str(tmp_path / "p.sqlite3"), "policy": str(policy)}).test_client()
+
+    def mutate(body):
+        # Creatinine 4.0: (140 - 63) x IBW 73.2 / (72 x 4.0) = 19.6 mL/min -> regimen UFH 5,000 U q12h.
+        for e in body["prefetch"]["labs"]["entry"]:
+            if "creatinine" in e["resource"]["id"]:
+                e["resource"]["valueQuantity"]["value"] = 4.0
+        draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+        draft["medicationCodeableConcept"] = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                          "code": "5224"}], "text": "heparin infusion"}
+        draft["dosageInstruction"] = [{
+            "route": {"coding": [{"system": SNOMED, "code": "47625008"}]},   # intravenous
+            "doseAndRate": [{"rateQuantity": {"value": 18, "unit": "[iU]/kg/h", "system": "http://unitsofmeasure.org",
+                                              "code": "[iU]/kg/h"}}]}]
+    _, payload = run(client, "escalation-icu", mutate=mutate)
+    card = only_card(payload)
+    assert kind(card) == "escalation_warning"
+    dose = _update(card)["dosageInstruction"][0]
+    assert dose["route"]["coding"][0] == {"system": SNOMED, "code": "34206005"}   # subcutaneous
+    assert medication(_update(card))[1:] == (5000, "[iU]", (1, 12, "h"))
+
+
+
+def test_dose_and_cutoff_in_notes_follow_the_policy():
+    """Note text names dosing.pending_weight_mg and renal.crcl_cutoff, never a fixed 40 mg / 30."""
+    from cds_service.hooks import content as c
+    from cds_service.logic.policy import Policy
+
+    policy = Policy.default().with_overrides({"dosing.pending_weight_mg": 30, "renal.crcl_cutoff": 35.0})
+    lines = c.note_lines(["pending_weight", "renal_trough_anti_xa"], policy)
+    assert lines == ["- Weight or height unknown: 30 mg pending a recorded weight.",
+                     "- CrCl below 35 mL/min: also check a trough anti-Xa before the next dose."]
+    assert c.label(c.ANTI_XA_REASON_TEXT, "crcl_lt_30", policy) == "CrCl < 35 mL/min"

@@ -180,3 +180,16 @@ def test_renal_policy_preferring_heparin_suggests_ufh_in_units(tmp_path):
     (suggestion,) = card["suggestions"]   # no LMWH in play: no anti-Xa
     mr = suggestion["actions"][0]["resource"]
     assert medication(mr) == ("2121591", 5000, "[iU]", (1, 12, "h"))
+
+
+def test_ward_patient_without_platelets_or_hb_is_not_offered_therapeutic_heparin(client):
+    # d-dimer-ward (low-flow O2, D-dimer 8.4x ULN) meets the §13 therapeutic-option criteria
+    # only with no bleeding caution; without a platelet count or Hb that cannot be known.
+    def mutate(body):
+        labs = body["prefetch"]["labs"]
+        labs["entry"] = [e for e in labs["entry"]
+                         if not any(k in e["resource"]["id"] for k in ("platelets", "hemoglobin"))]
+    _, payload = run(client, "d-dimer-ward", mutate=mutate)
+    detail = only_card(payload)["detail"]
+    assert "therapeutic-dose heparin is an option" not in detail and "1 mg/kg" not in detail
+    assert "platelets below 50 ×10⁹/L and haemoglobin below 8 g/dL cannot be ruled out" in detail
