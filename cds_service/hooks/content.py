@@ -290,7 +290,7 @@ def renal_text(a, policy: Policy | None = None) -> str:
 
 
 BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI 30 or more",
-               "bmi_ge_40": "BMI-adjusted dose, BMI 40 or more", "crcl_lt_30": "renal dose, CrCl below 30",
+               "bmi_ge_40": "BMI-adjusted dose, BMI 40 or more", "crcl_lt_30": "renal dose, CrCl below the renal cut-off",
                "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux"}
 _BASIS_TEXT = {
     "standard": "BMI {bmi} is below {bmi_tier1}: standard prophylactic dose.",
@@ -373,7 +373,8 @@ def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
         if note.therapeutic_hint == "enoxaparin_1_mg_kg_q12h":
             text += " If chosen: enoxaparin 1 mg/kg (actual body weight) SC every 12 h, prescribed separately."
         else:
-            text += (" CrCl is below 30 mL/min or unknown: follow local protocol (HEP-COVID used 0.5 mg/kg "
+            text += (f" CrCl is below {num(policy['renal.crcl_cutoff'], 0)} mL/min or unknown: follow local "
+                     "protocol (HEP-COVID used 0.5 mg/kg "
                      "every 12 h at CrCl 15-29 and excluded CrCl below 15).")
         return text
     if code == "escalation_blocked":

@@ -149,8 +149,8 @@ def _dose_change(ev: Evaluation, resource: dict, order, check, finding):
     where = _context(ev, finding.reasons)
     summary = (f"{_capital(current)}{where}: consider {short}", f"{_capital(current)}: consider {short}")
     if "renal_frequency" in finding.reasons:
-        why = ("at CrCl below 30 mL/min the enoxaparin label gives a therapeutic dose once daily, "
-               "not every 12 h")
+        why = (f"at CrCl below {c.num(ev.policy['renal.crcl_cutoff'], 0)} mL/min the enoxaparin label "
+               "gives a therapeutic dose once daily, not every 12 h")
     elif finding.proposed.ingredient == "enoxaparin":
         why = "of weight, BMI and renal function (below)"
     else:
@@ -281,7 +281,8 @@ def _escalation(ev: Evaluation, resource: dict, order, check, finding):
         lead += " Unless there is another indication (e.g. VTE), consider a prophylactic dose."
     renal = check.finding("dose_change")
     blocks = [lead, evidence,
-              (f"If this dose is intended: at CrCl below 30 mL/min give it once daily "
+              (f"If this dose is intended: at CrCl below {c.num(ev.policy['renal.crcl_cutoff'], 0)} "
+               f"mL/min give it once daily "
                f"({_proposed_text(renal.proposed)}).") if renal else None,
               *_common_blocks(ev, check, target),
               c.sources("attacc_critical_2021", "inspiration_2021", "ash_2021", "isth_2022", "nih_2022"),
