@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from . import security, storage
 from .config import Config, load_config
 from .fhir import data
+from .fhir.codes import load_codes
 from .errors import BadRequest, CDSError, NotFound, operation_outcome
 from .hooks import HookCall, Registry, build_registry
 from .logging_setup import configure_logging, log_event
@@ -112,6 +113,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     # Werkzeug enforces this while streaming the body, so a huge upload is cut off early.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     state = AppState(config=cfg, policy=Policy.load(cfg.policy), registry=build_registry())
+    load_codes(state.policy["codes.extra_file"])  # a bad extra code file fails at start, not per call
     app.extensions["cds"] = state
     # Layers that attach to the app, each in its own module.
     security.init_app(app, state)

@@ -14,6 +14,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def _serve(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
+    from .fhir.codes import CodeDataError, load_codes
+    from .logic.policy import Policy, PolicyError
     from .security import check_startup
 
     if args.production:
@@ -21,7 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         cfg = load_config()
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
-    except ConfigError as exc:
+        policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
+        load_codes(policy["codes.extra_file"])
+    except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
     base = f"http://{args.host}:{args.port}"

@@ -3,11 +3,13 @@ import sys
 
 from . import create_app
 from .config import ConfigError
+from .fhir.codes import CodeDataError
 from .fhir.extract import preload_models
+from .logic.policy import PolicyError
 
 try:
     app = create_app()
-except ConfigError as exc:
+except (ConfigError, PolicyError, CodeDataError) as exc:
     # One clear line, then the exception: gunicorn stops ("Worker failed to boot") rather
     # than respawning a worker that can never start.
     print(f"cds-service: {exc}", file=sys.stderr, flush=True)
