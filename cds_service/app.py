@@ -106,6 +106,13 @@ def validate_hook_request(body: Any, service) -> dict:
     return body
 
 
+def _service_or_404(state: AppState, service_id: str):
+    service = state.registry.get(service_id)
+    if service is None:
+        raise NotFound(f"Unknown CDS service {service_id!r}.")
+    return service
+
+
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     cfg = config if isinstance(config, Config) else load_config(config)
     configure_logging(cfg.log_level)
@@ -176,9 +183,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
-        service = state.registry.get(service_id)
-        if service is None:
-            raise NotFound(f"Unknown CDS service {service_id!r}.")
+        service = _service_or_404(state, service_id)
         body = parse_json_body()
         security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
         if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
@@ -199,9 +204,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
-        service = state.registry.get(service_id)
-        if service is None:
-            raise NotFound(f"Unknown CDS service {service_id!r}.")
+        service = _service_or_404(state, service_id)
         body = parse_json_body()
         if not isinstance(body, dict):
             raise BadRequest("Feedback body must be a JSON object.")
