@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from . import security, storage
 from .config import Config, load_config
 from .fhir import data
+from .fhir.codes import load_codes
 from .errors import BadRequest, CDSError, NotFound, operation_outcome
 from .hooks import HookCall, Registry, build_registry
 from .logging_setup import configure_logging, log_event
@@ -105,6 +106,13 @@ def validate_hook_request(body: Any, service) -> dict:
     return body
 
 
+def _service_or_404(state: AppState, service_id: str):
+    service = state.registry.get(service_id)
+    if service is None:
+        raise NotFound(f"Unknown CDS service {service_id!r}.")
+    return service
+
+
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     cfg = config if isinstance(config, Config) else load_config(config)
     configure_logging(cfg.log_level)
@@ -112,6 +120,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     # Werkzeug enforces this while streaming the body, so a huge upload is cut off early.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     state = AppState(config=cfg, policy=Policy.load(cfg.policy), registry=build_registry())
+    load_codes(state.policy["codes.extra_file"])  # a bad extra code file fails at start, not per call
     app.extensions["cds"] = state
     # Layers that attach to the app, each in its own module.
     security.init_app(app, state)
@@ -181,10 +190,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
-        service = state.registry.get(service_id)
-        if service is None:
-            raise NotFound(f"Unknown CDS service {service_id!r}.")
+        service = _service_or_404(state, service_id)
         body = parse_json_body()
+        security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
         if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
             g.hook_instance = body["hookInstance"][:256]
         status = 500
@@ -203,9 +211,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
-        service = state.registry.get(service_id)
-        if service is None:
-            raise NotFound(f"Unknown CDS service {service_id!r}.")
+        service = _service_or_404(state, service_id)
         body = parse_json_body()
         if not isinstance(body, dict):
             raise BadRequest("Feedback body must be a JSON object.")

@@ -14,14 +14,20 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def _serve(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
+    from .fhir.codes import CodeDataError, load_codes
+    from .logic.policy import Policy, PolicyError
+    from .security import check_startup
 
+    if args.production:
+        os.environ["CDS_ENV"] = "production"  # gunicorn's workers re-check it (wsgi.py)
     try:
         cfg = load_config()
-    except ConfigError as exc:
+        check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
+        policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
+        load_codes(policy["codes.extra_file"])
+    except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
-    if args.production:
-        os.environ["CDS_ENV"] = "production"
     base = f"http://{args.host}:{args.port}"
     print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
     print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)
@@ -80,8 +86,40 @@ def _add_example(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_load_fixtures(sub) -> None:
+    p = sub.add_parser("load-fixtures", help="load the synthetic patients into a FHIR R4 server")
+    p.add_argument("--fhir-server", required=True, help="FHIR base URL, e.g. http://localhost:8080/fhir")
+    p.add_argument("--token", help="bearer token for the FHIR server")
+    p.add_argument("--dir", help="directory of transaction Bundle templates (default: conformance/patients)")
+    p.set_defaults(func=lambda args: _lazy("fixtures", args))
+
+
+def _add_fire(sub) -> None:
+    p = sub.add_parser("fire", help="act as a CDS client: call a hook for a patient on a FHIR server")
+    p.add_argument("hook", choices=["patient-view", "order-select", "order-sign"])
+    p.add_argument("--patient", required=True, help="Patient id on the FHIR server")
+    p.add_argument("--fhir-server", required=True, help="FHIR base URL sent as fhirServer")
+    p.add_argument("--service-url", default="http://127.0.0.1:8000", help="base URL of the CDS service")
+    p.add_argument("--service", help="service id, when several answer the hook")
+    p.add_argument("--no-prefetch", action="store_true", help="send no prefetch: the service fetches it all")
+    p.add_argument("--draft-order", action="append", metavar="FILE",
+                   help="MedicationRequest JSON for order-select/order-sign (repeatable)")
+    p.add_argument("--token", help="FHIR access token: sent as fhirAuthorization and used for prefetch")
+    p.add_argument("--user", default="Practitioner/cds-fire", help="context.userId")
+    p.add_argument("--encounter", help="context.encounterId")
+    p.add_argument("--json", action="store_true", help="print the raw response")
+    p.set_defaults(func=lambda args: _lazy("fire", args))
+
+
+def _lazy(module: str, args: argparse.Namespace) -> int:
+    from importlib import import_module
+
+    return import_module(f".integration.{module}", __package__).run(args)
+
+
 # (name, function adding the subparser). Later layers append their commands here.
 COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
+COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
 
 
 def build_parser() -> argparse.ArgumentParser:

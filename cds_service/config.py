@@ -38,6 +38,10 @@ class Config:
     # Leave GET /cds-services open even when auth is required (the spec's discovery is
     # often called without a token, and it carries no patient data).
     discovery_open: bool = True
+    # JWT signature algorithms accepted (asymmetric only; see security/trust.py).
+    jwt_algorithms: tuple[str, ...] = ("ES384", "RS384")
+    # Longest accepted token lifetime (exp - now), seconds; bounds the jti replay store.
+    jwt_max_lifetime: int = 3600
     # Comma-separated FHIR base-URL prefixes the service may call. Default: loopback only.
     fhir_allowlist: tuple[str, ...] = ("http://127.0.0.1", "http://localhost", "http://[::1]")
     # Deadline in seconds for the whole FHIR data phase of one hook call.
@@ -70,6 +74,8 @@ class Config:
                 auth=(_env("CDS_AUTH", "off") or "off").lower(),
                 trusted_issuers=_env("CDS_TRUSTED_ISSUERS", "") or "",
                 discovery_open=(_env("CDS_DISCOVERY_OPEN", "true") or "true").lower() in ("1", "true", "yes"),
+                jwt_algorithms=_split(_env("CDS_JWT_ALGORITHMS", None)) or cls.jwt_algorithms,
+                jwt_max_lifetime=int(_env("CDS_JWT_MAX_LIFETIME", "3600") or 3600),
                 fhir_allowlist=_split(_env("CDS_FHIR_ALLOWLIST", None)) or cls.fhir_allowlist,
                 fhir_timeout=float(_env("CDS_FHIR_TIMEOUT", "3") or 3),
                 fhir_cache_ttl=float(_env("CDS_FHIR_CACHE_TTL", "60") or 60),
@@ -97,7 +103,7 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
         values = dict(overrides)
-        for key in ("fhir_allowlist", "cors_origins"):
+        for key in ("fhir_allowlist", "cors_origins", "jwt_algorithms"):
             if isinstance(values.get(key), str):
                 values[key] = _split(values[key])
         return replace(self, **values).validated()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .logging_setup import redact
+
 # status -> OperationOutcome issue.code
 ISSUE_CODES = {
     400: "invalid",
@@ -19,13 +21,15 @@ ISSUE_CODES = {
 
 def operation_outcome(status: int, diagnostics: str, *, severity: str = "error",
                       expression: list[str] | None = None) -> dict[str, Any]:
+    # Last line of defence: a diagnostic that echoes input (a path, a JSON Schema message)
+    # must never carry a credential back out.
     issue: dict[str, Any] = {
         "severity": severity,
         "code": ISSUE_CODES.get(status, "processing"),
-        "diagnostics": diagnostics,
+        "diagnostics": redact(diagnostics),
     }
     if expression:
-        issue["expression"] = expression
+        issue["expression"] = [redact(e) for e in expression]
     return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ class Scenario:
     name: str
     hook: str
     title: str
-    expect: str                   # what the service answers, for the README table
+    expect: tuple[str, str] | None   # (indicator, card kind) of the one card expected; None: no cards
     patient_id: str
     gender: str
     age: int
@@ -95,10 +95,20 @@ def _labs(hours: float, **values: float) -> tuple[Obs, ...]:
 _COVID = (("covid19", "ICD10CM", "active", 4),)
 _LOW_FLOW = (("nasal_cannula", 30),)
 
+_BMI_42 = Scenario(
+    "bmi-42", "order-select", "Draft enoxaparin 40 mg daily at BMI 42.2",
+    ("warning", "dose_correction"),
+    "example-obese", "female", 55,
+    (Obs("d_dimer_feu", 1.6, 10, ref_high=0.5),)
+    + _labs(10, platelets=260, inr=1.0, fibrinogen=4.0, creatinine_mass=0.8, hemoglobin_mass=12.8)
+    + _labs(24, weight=115) + _labs(300, height=165),
+    conditions=_COVID, procedures=_LOW_FLOW, encounter_id="enc-obese",
+    drafts=(Draft("draft-enox-obese", "enoxaparin_40", dose_mg=40),))
+
 _ALL = [
     Scenario(
         "sic-positive", "patient-view", "ICU patient on high-flow oxygen, SIC 5, D-dimer 7.2x ULN, BMI 30.4",
-        "warning: prophylactic enoxaparin 60 mg daily + anti-Xa order",
+        ("warning", "prophylaxis_suggestion"),
         "example-sic", "male", 66,
         (Obs("d_dimer_feu", 3.6, 6, ref_high=0.5), Obs("pt_seconds", 15.1, 6, ref_high=13.5))
         + _labs(6, platelets=95, inr=1.3, fibrinogen=3.2, creatinine_mass=1.1, bilirubin_mass=1.0,
@@ -107,7 +117,7 @@ _ALL = [
         conditions=_COVID, procedures=(("HFNC", 20),), encounter_id="enc-sic"),
     Scenario(
         "d-dimer-ward", "patient-view", "Ward patient on low-flow oxygen, D-dimer 8.4x ULN, SIC negative",
-        "warning: prophylactic enoxaparin 40 mg daily; therapeutic-dose option described",
+        ("warning", "prophylaxis_suggestion"),
         "example-ward", "female", 58,
         (Obs("d_dimer_feu", 4.2, 8, ref_high=0.5), Obs("pt_seconds", 12.9, 8, ref_high=13.5))
         + _labs(8, platelets=210, inr=1.1, fibrinogen=4.1, creatinine_mass=0.8, bilirubin_mass=0.6,
@@ -116,7 +126,7 @@ _ALL = [
         conditions=_COVID, procedures=_LOW_FLOW, encounter_id="enc-ward"),
     Scenario(
         "contraindicated", "patient-view", "SIC positive with active GI bleeding",
-        "critical: prophylaxis contraindicated (active bleeding); mechanical prophylaxis",
+        ("critical", "contraindicated"),
         "example-bleed", "male", 71,
         (Obs("d_dimer_feu", 5.0, 5, ref_high=0.5),)
         + _labs(5, platelets=88, inr=1.6, fibrinogen=2.1, creatinine_mass=1.0, bilirubin_mass=0.9,
@@ -125,7 +135,7 @@ _ALL = [
         conditions=_COVID + (("bleeding", "ICD10CM", "active", 1),), procedures=_LOW_FLOW),
     Scenario(
         "hit", "patient-view", "D-dimer 6.8x ULN with a history of heparin-induced thrombocytopenia",
-        "critical: heparins contraindicated (HIT); fondaparinux 2.5 mg daily suggested",
+        ("critical", "contraindicated"),
         "example-hit", "female", 49,
         (Obs("d_dimer_feu", 3.4, 10, ref_high=0.5),)
         + _labs(10, platelets=160, inr=1.2, fibrinogen=3.8, creatinine_mass=0.7, bilirubin_mass=0.5,
@@ -134,7 +144,7 @@ _ALL = [
         conditions=_COVID + (("hit", "ICD10CM", "resolved", 1100),), procedures=_LOW_FLOW),
     Scenario(
         "not-determinable", "patient-view", "On prophylaxis; no D-dimer, platelet count or INR in 72 h",
-        "info: coagulopathy signal not determinable, names the missing inputs",
+        ("info", "not_determinable"),
         "example-stale", "male", 60,
         (Obs("d_dimer_feu", 1.9, 120, ref_high=0.5),)
         + _labs(120, platelets=190, inr=1.1, creatinine_mass=0.9)
@@ -142,7 +152,7 @@ _ALL = [
         conditions=_COVID, active_orders=(Draft("active-enox-stale", "enoxaparin_40", dose_mg=40),)),
     Scenario(
         "standard-prophylaxis", "patient-view", "No coagulopathy signal and no anticoagulant ordered",
-        "info: standard prophylaxis enoxaparin 40 mg daily",
+        ("info", "standard_prophylaxis"),
         "example-standard", "female", 45,
         (Obs("d_dimer_feu", 0.9, 12, ref_high=0.5),)
         + _labs(12, platelets=240, inr=1.0, fibrinogen=3.5, creatinine_mass=0.7, bilirubin_mass=0.4,
@@ -151,25 +161,17 @@ _ALL = [
         conditions=_COVID, procedures=_LOW_FLOW),
     Scenario(
         "nothing-to-say", "patient-view", "No coagulopathy signal, prophylaxis already ordered",
-        "no cards",
+        None,
         "example-quiet", "male", 52,
         (Obs("d_dimer_feu", 1.2, 12, ref_high=0.5),)
         + _labs(12, platelets=230, inr=1.0, fibrinogen=3.1, creatinine_mass=0.9, bilirubin_mass=0.5,
                 hemoglobin_mass=14.0)
         + _labs(6, pf_ratio=400, map=90, gcs=15) + _labs(12, weight=78) + _labs(200, height=176),
         conditions=_COVID, active_orders=(Draft("active-enox-quiet", "enoxaparin_40", dose_mg=40),)),
-    Scenario(
-        "bmi-42", "order-select", "Draft enoxaparin 40 mg daily at BMI 42.2",
-        "warning: update the draft to 80 mg daily + anti-Xa order",
-        "example-obese", "female", 55,
-        (Obs("d_dimer_feu", 1.6, 10, ref_high=0.5),)
-        + _labs(10, platelets=260, inr=1.0, fibrinogen=4.0, creatinine_mass=0.8, hemoglobin_mass=12.8)
-        + _labs(24, weight=115) + _labs(300, height=165),
-        conditions=_COVID, procedures=_LOW_FLOW, encounter_id="enc-obese",
-        drafts=(Draft("draft-enox-obese", "enoxaparin_40", dose_mg=40),)),
+    _BMI_42,
     Scenario(
         "crcl-22", "order-select", "Draft enoxaparin 40 mg daily at CrCl 22 mL/min",
-        "warning: update the draft to 30 mg daily + anti-Xa order",
+        ("warning", "dose_correction"),
         "example-renal", "male", 78,
         (Obs("d_dimer_feu", 1.4, 10, ref_high=0.5),)
         + _labs(10, platelets=180, inr=1.1, fibrinogen=3.6, creatinine_mass=2.6, hemoglobin_mass=11.5)
@@ -178,7 +180,7 @@ _ALL = [
         drafts=(Draft("draft-enox-renal", "enoxaparin_40", dose_mg=40),)),
     Scenario(
         "q12h-renal", "order-select", "Ward patient, draft enoxaparin 1 mg/kg every 12 h at CrCl 28.5 mL/min",
-        "warning: update the draft to every 24 h",
+        ("warning", "dose_correction"),
         "example-renal-tx", "male", 70,
         (Obs("d_dimer_feu", 2.2, 10, ref_high=0.5),)
         + _labs(10, platelets=210, inr=1.1, fibrinogen=3.9, creatinine_mass=2.4, hemoglobin_mass=12.0)
@@ -187,7 +189,7 @@ _ALL = [
         drafts=(Draft("draft-enox-q12h", "enoxaparin_80", dose_mg=80, doses_per_day=2),)),
     Scenario(
         "hit-switch", "order-select", "Draft enoxaparin 40 mg daily with a history of HIT",
-        "warning: replace with fondaparinux 2.5 mg daily (create, then delete the draft)",
+        ("critical", "product_switch"),
         "example-hit-order", "female", 49,
         (Obs("d_dimer_feu", 1.5, 10, ref_high=0.5),)
         + _labs(10, platelets=160, inr=1.2, fibrinogen=3.8, creatinine_mass=0.7, hemoglobin_mass=12.1)
@@ -196,7 +198,7 @@ _ALL = [
         drafts=(Draft("draft-enox-hit", "enoxaparin_40", dose_mg=40),)),
     Scenario(
         "escalation-icu", "order-select", "Ventilated patient, draft enoxaparin 80 mg every 12 h",
-        "warning: therapeutic dose in a critically ill patient; prophylactic dose suggested",
+        ("warning", "escalation_warning"),
         "example-icu", "male", 63,
         (Obs("d_dimer_feu", 2.8, 6, ref_high=0.5),)
         + _labs(6, platelets=170, inr=1.2, fibrinogen=4.4, creatinine_mass=1.0, bilirubin_mass=0.8,
@@ -206,7 +208,7 @@ _ALL = [
         drafts=(Draft("draft-enox-icu", "enoxaparin_80", dose_mg=80, doses_per_day=2),)),
     Scenario(
         "dose-ok", "order-select", "Draft enoxaparin 40 mg daily at BMI 25.2, CrCl normal",
-        "no cards",
+        None,
         "example-dose-ok", "male", 52,
         (Obs("d_dimer_feu", 1.2, 12, ref_high=0.5),)
         + _labs(12, platelets=230, inr=1.0, fibrinogen=3.1, creatinine_mass=0.9, hemoglobin_mass=14.0)
@@ -215,22 +217,15 @@ _ALL = [
         drafts=(Draft("draft-enox-ok", "enoxaparin_40", dose_mg=40),)),
     Scenario(
         "no-medication", "order-select", "Draft order before a drug is picked",
-        "no cards",
+        None,
         "example-no-med", "male", 52,
         _labs(12, platelets=230, inr=1.0) + _labs(12, weight=78) + _labs(200, height=176),
         conditions=_COVID, drafts=(Draft("request-123", None),)),
-    Scenario(
-        "sign-bmi-42", "order-sign", "Signing a draft enoxaparin 40 mg daily at BMI 42.2 (and a paracetamol draft)",
-        "warning: update the draft to 80 mg daily + anti-Xa order",
-        "example-obese", "female", 55,
-        (Obs("d_dimer_feu", 1.6, 10, ref_high=0.5),)
-        + _labs(10, platelets=260, inr=1.0, fibrinogen=4.0, creatinine_mass=0.8, hemoglobin_mass=12.8)
-        + _labs(24, weight=115) + _labs(300, height=165),
-        conditions=_COVID, procedures=_LOW_FLOW, encounter_id="enc-obese",
-        drafts=(Draft("draft-enox-obese", "enoxaparin_40", dose_mg=40, selected=False),),
-        extra_drafts=({"resourceType": "MedicationRequest", "id": "draft-paracetamol", "status": "draft",
-                       "intent": "order",
-                       "medicationCodeableConcept": {"text": "paracetamol 1 g tablet"}},)),
+    replace(_BMI_42, name="sign-bmi-42", hook="order-sign",
+            title="Signing a draft enoxaparin 40 mg daily at BMI 42.2 (and a paracetamol draft)",
+            drafts=(replace(_BMI_42.drafts[0], selected=False),),
+            extra_drafts=({"resourceType": "MedicationRequest", "id": "draft-paracetamol", "status": "draft",
+                           "intent": "order", "medicationCodeableConcept": {"text": "paracetamol 1 g tablet"}},)),
 ]
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in _ALL}
 
@@ -344,6 +339,8 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
     return {
         "hook": s.hook,
         "hookInstance": str(uuid.uuid5(_NAMESPACE, f"{name}|{_iso(now)}")),
+        # Full prefetch: the service reads nothing from this server unless a key is removed.
+        "fhirServer": "http://127.0.0.1:8080/fhir",
         "context": context,
         "prefetch": prefetch,
     }

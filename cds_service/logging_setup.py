@@ -1,7 +1,10 @@
 """Structured (JSON-line) logging with token redaction.
 
-Every handler the service installs carries RedactingFilter, so a bearer token or a JWT
-that slips into a message, an argument or an exception text is masked before output.
+Every record of every logger is redacted when it is created (record factory), and the
+service's handler filters again, so a bearer token, a JWT or an access_token that slips
+into a message, an argument, an exception text or a structured field is masked before
+output. The current request's own credentials (registered by the security layer with
+`remember_secret`) are masked verbatim as well, whatever their shape.
 """
 from __future__ import annotations
 
@@ -10,21 +13,63 @@ import logging
 import re
 import sys
 import time
+from contextvars import ContextVar
+from typing import Any
 
-# "Bearer <anything>" and anything shaped like a JWS/JWT (three base64url parts, the
-# first starting with eyJ = '{"'). Also access_token values in JSON or query strings.
+# Credential shapes masked wherever they appear (message, arguments, traceback, fields,
+# access-log lines): "Bearer <token>" (also URL-encoded), anything shaped like a JWS/JWT
+# (base64url parts, the first starting "ey" = '{'), the value of credential-named keys in
+# JSON, Python reprs, query strings and form bodies, and Authorization header values.
+_SECRET_KEYS = r"(?:access_token|refresh_token|id_token|client_secret|password)"
 _PATTERNS = [
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1[REDACTED]"),
-    (re.compile(r"eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*"), "[REDACTED-JWT]"),
-    (re.compile(r"(?i)(\"?access_token\"?\s*[:=]\s*\"?)[^\s\"&,}]+"), r"\1[REDACTED]"),
-    (re.compile(r"(?i)(authorization\"?\s*[:=]\s*\"?)[^\"\n,}]+"), r"\1[REDACTED]"),
+    (re.compile(r"(?i)(bearer(?:\s+|%20|\+))[A-Za-z0-9\-._~+/%]+=*"), r"\1[REDACTED]"),
+    (re.compile(r"(?<![A-Za-z0-9_\-])ey[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*){0,2}"),
+     "[REDACTED-JWT]"),
+    (re.compile(r"(?i)([\"']?" + _SECRET_KEYS + r"[\"']?\s*(?:[:=]|%3D)\s*[\"']?)[^\s\"'&,;}\]]+"),
+     r"\1[REDACTED]"),
+    (re.compile(r"(?i)((?<![a-z])authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\n,}]+"), r"\1[REDACTED]"),
 ]
+# Field names whose values are credentials whatever their shape (opaque tokens included).
+_SECRET_FIELD = re.compile(r"(?i)^(?:authorization|token|jwt|bearer|.*(?:_token|_secret|password))$")
+_MIN_SECRET_CHARS = 8
+
+# Credentials seen in the current request (the bearer credential, fhirAuthorization's
+# access_token). Masked verbatim, so even an opaque token echoed by a library is caught.
+# Set per request by the security layer and cleared at teardown.
+_request_secrets: ContextVar[tuple[str, ...]] = ContextVar("cds_request_secrets", default=())
+
+
+def remember_secret(value: Any) -> None:
+    """Mask `value` verbatim in every log line and error body until `forget_secrets()`."""
+    if isinstance(value, str) and len(value) >= _MIN_SECRET_CHARS:
+        known = _request_secrets.get()
+        if value not in known:
+            _request_secrets.set(known + (value,))
+
+
+def forget_secrets() -> None:
+    _request_secrets.set(())
 
 
 def redact(text: str) -> str:
+    for secret in _request_secrets.get():
+        text = text.replace(secret, "[REDACTED]")
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return text
+
+
+def redact_value(value: Any, key: str = "") -> Any:
+    """`value` with credentials masked; dicts and lists recursively, by key name and by shape."""
+    if key and _SECRET_FIELD.match(key) and value is not None:
+        return "[REDACTED]"
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v) for v in value]
+    return value
 
 
 class RedactingFilter(logging.Filter):
@@ -39,8 +84,10 @@ class RedactingFilter(logging.Filter):
             # Render the traceback now, redacted, so no formatter prints the raw one.
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         if isinstance(getattr(record, "fields", None), dict):
-            record.fields = {k: redact(v) if isinstance(v, str) else v for k, v in record.fields.items()}
+            record.fields = redact_value(record.fields)
         return True
 
 
@@ -91,4 +138,6 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def log_event(logger: logging.Logger, level: int, msg: str, **fields) -> None:
-    logger.log(level, msg, extra={"fields": fields})
+    # Redacted here too: `extra` is attached after the record factory ran, and handlers
+    # installed by others (a log shipper, pytest's caplog) carry no RedactingFilter.
+    logger.log(level, msg, extra={"fields": redact_value(fields)}, stacklevel=2)

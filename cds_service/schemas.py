@@ -58,6 +58,9 @@ def first_error(name: str, instance: Any, prefix: str = "") -> tuple[str, str] |
     where = _path(err)
     location = f"{prefix}.{where}".strip(".") if prefix and where else (prefix or where or "(root)")
     message = err.message
+    if err.absolute_path and err.absolute_path[0] == "fhirAuthorization":
+        # Never echo a credential: name the rule broken, not the value.
+        message = f"does not satisfy {err.validator!r}: {err.validator_value!r}"
     if len(message) > 300:  # never echo a huge value back
         message = message[:300] + "…"
     return location, message

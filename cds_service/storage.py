@@ -31,6 +31,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
@@ -92,6 +93,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     UNIQUE (card_uuid, outcome, outcome_timestamp)
 );
 CREATE INDEX IF NOT EXISTS feedback_card ON feedback (card_uuid);
+CREATE TABLE IF NOT EXISTS jwt_jti (            -- replay protection shared by all workers
+    iss        TEXT NOT NULL,
+    jti        TEXT NOT NULL,
+    expires_at REAL NOT NULL,                   -- epoch seconds (token exp + leeway)
+    PRIMARY KEY (iss, jti)
+);
+CREATE INDEX IF NOT EXISTS jwt_jti_expiry ON jwt_jti (expires_at);
 """
 
 
@@ -273,6 +281,33 @@ class Storage:
         return self._write(write)
 
 
+class SqliteReplayStore:
+    """JWT jti replay store in the audit database, so every gunicorn worker (and every
+    process on the same file) sees the same jtis (CDS Hooks notes §11 step 8).
+    Replicas on different hosts still need a network store (see README, Security)."""
+
+    shared = True
+
+    def __init__(self, storage: "Storage"):
+        self._storage = storage
+
+    def check_and_add(self, iss: str, jti: str, expires_at: float) -> bool:
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM jwt_jti WHERE expires_at < ?", (now,))
+            cur = conn.execute("INSERT OR IGNORE INTO jwt_jti (iss, jti, expires_at) VALUES (?, ?, ?)",
+                               (iss, jti, expires_at))
+            return cur.rowcount == 1
+
+        try:
+            return self._storage._write(write)
+        except StorageError as exc:
+            # Fail closed: a token whose jti cannot be recorded could be replayed.
+            from .security.replay import ReplayStoreFull
+            raise ReplayStoreFull(f"jti store unavailable: {exc}") from None
+
+
 def _feedback_row(index: int, item: dict[str, Any]) -> dict[str, Any]:
     try:
         stamp = datetime.fromisoformat(item["outcomeTimestamp"])
@@ -301,6 +336,8 @@ def init_app(app, state) -> None:
     """Open (and create) the database at CDS_DATABASE and hang the stores on the app."""
     storage = Storage(state.config.database, pepper=state.config.audit_pepper)
     state.extensions["storage"] = storage
+    # Replaces the security layer's per-process default (it looks the store up per request).
+    state.extensions["replay_store"] = SqliteReplayStore(storage)
 
     def feedback_store(service, items):
         try:

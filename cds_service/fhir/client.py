@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import contextvars
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable
 
@@ -183,7 +184,9 @@ class FhirClient:
         if not tasks:
             return []
         _, executor = _shared()
-        futures = [executor.submit(_capture, task) for task in tasks]
+        # Each task runs in a copy of this request's context, so the per-request secret
+        # masking of logging_setup also covers log lines written from the pool threads.
+        futures = [executor.submit(contextvars.copy_context().run, _capture, task) for task in tasks]
         done, _ = wait(futures, timeout=max(0.0, self.remaining()))
         results = []
         for future in futures:

@@ -150,7 +150,7 @@ def doses_per_day(timing: Any, codes: Codes) -> float | None:
     for coding in codings(timing.get("code")):
         if coding in timing_codes:
             return timing_codes[coding]
-    times = [t for t in repeat.get("timeOfDay") or () if isinstance(t, str)]
+    times = [t for t in items(repeat.get("timeOfDay")) if isinstance(t, str)]
     if times:
         return float(len(set(times)))
     return None

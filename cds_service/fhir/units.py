@@ -118,11 +118,13 @@ RATE_ABSOLUTE = Table("ug/min", {"ug/min": 1.0, "mg/h": 1000 / 60},
                       low=0, low_inclusive=False, high=10000)
 
 # Order doses (data requirements §8): mass, heparin units, and volume/count (SCD map only).
-DOSE_MASS = Table("mg", {"mg": 1.0, "g": 1000.0}, low=0, low_inclusive=False)
+# The ceilings only refuse absurd entries (no drug in scope comes near 10 g or 10^6 units per
+# administration): such a dose reads as unknown instead of being classed or proposed back.
+DOSE_MASS = Table("mg", {"mg": 1.0, "g": 1000.0}, low=0, low_inclusive=False, high=10_000)
 DOSE_UNITS = Table("[IU]", {"[iU]": 1.0, "[IU]": 1.0, "U": 1.0},
-                   text={"units": 1.0, "IU": 1.0}, low=0, low_inclusive=False)
-DOSE_VOLUME = Table("mL", {"mL": 1.0}, low=0, low_inclusive=False)
-DOSE_COUNT = Table("{each}", {"{syringe}": 1.0, "{each}": 1.0}, low=0, low_inclusive=False)
+                   text={"units": 1.0, "IU": 1.0}, low=0, low_inclusive=False, high=1_000_000)
+DOSE_VOLUME = Table("mL", {"mL": 1.0}, low=0, low_inclusive=False, high=100)
+DOSE_COUNT = Table("{each}", {"{syringe}": 1.0, "{each}": 1.0}, low=0, low_inclusive=False, high=100)
 
 
 @dataclass(frozen=True)

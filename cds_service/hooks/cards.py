@@ -70,6 +70,18 @@ def num(value: float | int | None, dp: int = 1) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def num_edge(value: float | None, dp: int, edges: Iterable[float], compare_dp: int = 6) -> str:
+    """`num`, with more decimals when `dp` would put the value on a decision edge it is not on
+    (BMI 29.997 shown as "30" next to "below 30"). Decisions use `compare_dp` decimals (§0)."""
+    if value is None:
+        return num(value, dp)
+    exact = round(float(value), compare_dp)
+    for places in range(dp, compare_dp + 1):
+        if not any(display(float(value), places) == e != exact for e in edges):
+            return num(value, places)
+    return num(value, compare_dp)
+
+
 def when(moment: datetime | None, now: datetime) -> str:
     """"2025-01-15 08:00 UTC (4 h ago)"."""
     if moment is None:

@@ -52,8 +52,19 @@ class Evaluation:
     def now(self) -> datetime:
         return self.call.received_at
 
+    def patient_found(self) -> bool:
+        """The context's Patient resource was had (prefetch or read). A null prefetch value or
+        a 404 means the EHR or server has no such patient: nothing we say would be about them."""
+        pid = self.call.patient_id
+        return any(r.get("resourceType") == "Patient" and r.get("id") == pid for r in self.data.resources)
+
     def in_scope(self) -> bool:
-        """scope.require_covid_condition: no cards without an active COVID-19 diagnosis."""
+        """No cards when the patient record is missing, nor (scope.require_covid_condition)
+        without an active COVID-19 diagnosis."""
+        if not self.patient_found():
+            log.info("no cards: patient record not found", extra={"fields": {
+                "service": self.call.service.id, "hookInstance": self.call.hook_instance}})
+            return False
         if not self.policy["scope.require_covid_condition"]:
             return True
         return self.inputs.covid19 is not None and self.inputs.covid19.present

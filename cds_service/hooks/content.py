@@ -9,7 +9,8 @@ from typing import Iterable
 
 from ..logic.inputs import Measurement, MedicationOrder
 from ..logic.policy import Policy
-from .cards import FREQUENCY_TEXT, action_create, anti_xa_request, md, num, suggestion, table, when
+from .cards import (FREQUENCY_TEXT, action_create, anti_xa_request, md, num, num_edge, suggestion, table,
+                    when)
 from .vocabulary import CITATIONS
 
 # -- names ---------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ ANTI_XA_REASON_TEXT = {
     "bmi_ge_40": "BMI ≥ {trigger_bmi}",
     "weight_gt_120kg": "weight > {trigger_weight_high_kg} kg",
     "weight_lt_50kg": "weight < {trigger_weight_low_kg} kg",
-    "crcl_lt_30": "CrCl < 30 mL/min",
+    "crcl_lt_30": "CrCl < {crcl_cutoff} mL/min",
     "pregnancy": "pregnancy",
     "escalated_dose": "BMI-escalated dose",
     "current_intermediate_dose": "intermediate-dose LMWH",
@@ -102,10 +103,10 @@ NOTE_TEXT = {
     "hit_non_heparin_agent": "HIT and fondaparinux not possible (CrCl below {fondaparinux_min_crcl} "
                              "mL/min or unknown): a non-heparin agent such as argatroban, with specialist "
                              "(haematology) advice.",
-    "confirm_renal_function": "Renal function unknown: confirm creatinine before relying on this dose.",
+    "confirm_renal_function": "Renal function (CrCl) unknown: confirm it before relying on this dose.",
     "crcl_lt_15": "CrCl below {severe_crcl_cutoff} mL/min: UFH is preferred; HEP-COVID excluded these "
                   "patients.",
-    "renal_trough_anti_xa": "CrCl below 30 mL/min: also check a trough anti-Xa before the next dose.",
+    "renal_trough_anti_xa": "CrCl below {crcl_cutoff} mL/min: also check a trough anti-Xa before the next dose.",
     "weight_lt_50kg": "Weight below {trigger_weight_low_kg} kg: the fixed dose is kept; exposure is higher "
                       "at low weight, so monitor anti-Xa (enoxaparin label).",
     "weight_gt_120kg": "Weight above {trigger_weight_high_kg} kg: the BMI tier applies; monitor anti-Xa.",
@@ -114,9 +115,9 @@ NOTE_TEXT = {
                               "unknown.",
     "enoxaparin_rule_not_applied": "The BMI and renal dose rules are enoxaparin rules; the product's "
                                    "standard prophylactic dose is used.",
-    "renal_preferred_heparin": "Local policy prefers UFH at CrCl below 30 mL/min; the enoxaparin renal "
+    "renal_preferred_heparin": "Local policy prefers UFH at CrCl below {crcl_cutoff} mL/min; the enoxaparin renal "
                                "dose is shown for this enoxaparin order.",
-    "pending_weight": "Weight or height unknown: 40 mg pending a recorded weight.",
+    "pending_weight": "Weight or height unknown: {pending_weight_mg} mg pending a recorded weight.",
     "ecmo": "On ECMO: anticoagulation is usually protocol-driven; check the local ECMO protocol.",
     "severity_unknown": "Severity unknown (no oxygen or organ-support record in the last 24 h).",
 }
@@ -163,6 +164,15 @@ def _value(m: Measurement, dp: int) -> str:
     return f"{md(m.comparator) + ' ' if m.comparator else ''}{num(m.value, dp)}"
 
 
+# (label, PatientInputs field, display decimals), in table order after the D-dimer.
+_TABLE_ROWS = (("Platelets", "platelets", 0), ("INR", "inr", 2), ("Prothrombin time", "pt", 1),
+               ("Fibrinogen", "fibrinogen", 2), ("Haemoglobin", "hemoglobin", 1),
+               ("Creatinine", "creatinine", 3), ("Bilirubin", "bilirubin", 2), ("Weight", "weight", 2),
+               ("Height", "height", 2), ("BMI (recorded)", "recorded_bmi", 1), ("PaO2/FiO2", "pf_ratio", 0),
+               ("Mean arterial pressure", "map", 0), ("Glasgow Coma Scale", "gcs", 0),
+               ("Urine output (24 h)", "urine_output_24h", 0), ("Anti-Xa", "anti_xa", 2))
+
+
 def inputs_table(a) -> str:
     """Value, unit and date of every input the card relies on."""
     i, now = a.inputs, a.now
@@ -180,24 +190,14 @@ def inputs_table(a) -> str:
             source = "lab reference range" if dd.uln_source == "reference_range" else "default ULN"
             extra = f" (ULN {num(dd.uln_mg_l, 3)} mg/L{basis}, {source})"
         add("D-dimer", i.d_dimer.value, 3, extra)
-    add("Platelets", i.platelets, 0)
-    add("INR", i.inr, 2)
-    if i.pt is not None:
-        ref = f" (upper limit {num(i.pt.reference_high_s, 1)} s)" if i.pt.reference_high_s else ""
-        add("Prothrombin time", i.pt.seconds, 1, ref)
-    add("Fibrinogen", i.fibrinogen, 2)
-    add("Haemoglobin", i.hemoglobin, 1)
-    add("Creatinine", i.creatinine, 3)
-    add("Bilirubin", i.bilirubin, 2)
-    add("Weight", i.weight, 2)
-    add("Height", i.height, 2)
-    if i.weight is None or i.height is None:
-        add("BMI (recorded)", i.recorded_bmi, 1)
-    add("PaO2/FiO2", i.pf_ratio, 0)
-    add("Mean arterial pressure", i.map, 0)
-    add("Glasgow Coma Scale", i.gcs, 0)
-    add("Urine output (24 h)", i.urine_output_24h, 0)
-    add("Anti-Xa", i.anti_xa, 2)
+    for name, attr, dp in _TABLE_ROWS:
+        if attr == "pt" and i.pt is not None:
+            ref = f" (upper limit {num(i.pt.reference_high_s, 1)} s)" if i.pt.reference_high_s else ""
+            add(name, i.pt.seconds, dp, ref)
+        elif attr == "recorded_bmi" and i.weight is not None and i.height is not None:
+            continue   # used only when BMI cannot be computed
+        elif attr != "pt":
+            add(name, getattr(i, attr), dp)
     if not rows:
         return "No laboratory or body measurements were available in their windows."
     age = f"Age {a.inputs.age_years} y, " if a.inputs.age_years is not None else ""
@@ -239,41 +239,59 @@ def scores(a, policy: Policy) -> str:
         verdict = f"{total}, {'overt DIC' if dic.overt else 'not overt'} " \
                   f"(overt at ≥ {policy['dic.overt_threshold']})"
     lines.append(f"- **ISTH overt DIC** (Taylor 2001): {breakdown} {verdict}")
-    lines.append(f"- **D-dimer**: {d_dimer_multiple(a)} (more than {num(policy['d_dimer.marked_multiple'], 1)}× "
+    lines.append(f"- **D-dimer**: {d_dimer_multiple(a, policy)} (more than {num(policy['d_dimer.marked_multiple'], 1)}× "
                  f"ULN is the Tang 2020 signal)")
     return "\n".join(lines)
 
 
-def d_dimer_multiple(a) -> str:
+# Decision edges near which a displayed number gets more decimals (cards.num_edge).
+_EDGES = {"bmi": ("dosing.bmi_tier1", "dosing.bmi_tier2", "antixa.trigger_bmi"),
+          "crcl": ("renal.crcl_cutoff", "hit.fondaparinux_min_crcl", "renal.severe_crcl_cutoff"),
+          "d_dimer": ("d_dimer.marked_multiple", "escalation.d_dimer_multiple",
+                      "dic.d_dimer_moderate_above_multiple", "dic.d_dimer_strong_above_multiple")}
+
+
+def shown(kind: str, value: float | None, dp: int, policy: Policy | None) -> str:
+    """A BMI, CrCl or D-dimer multiple for card text (§0 display decimals), never rounded onto
+    a decision edge it is not on."""
+    if policy is None:
+        return num(value, dp)
+    return num_edge(value, dp, [policy[k] for k in _EDGES[kind]], policy["numeric.compare_decimals"])
+
+
+def d_dimer_multiple(a, policy: Policy | None = None) -> str:
     dd = a.d_dimer
     if dd.multiple_of_uln is not None:
-        return f"{num(dd.multiple_of_uln, 1)}× ULN"
+        return f"{shown('d_dimer', dd.multiple_of_uln, 3, policy)}× ULN"
     if dd.comparator and dd.value_mg_l is not None and dd.uln_mg_l:
-        return f"{md(dd.comparator)} {num(dd.value_mg_l / dd.uln_mg_l, 1)}× ULN"
+        return f"{md(dd.comparator)} {num(dd.value_mg_l / dd.uln_mg_l, 3)}× ULN"
     return "multiple of ULN not determinable"
 
 
-def signal_text(a) -> str:
+def signal_text(a, policy: Policy | None = None) -> str:
     """"SIC 5 and D-dimer 7.2× ULN" (the seed trigger reasons, for summaries)."""
     parts = []
     if "sic_positive" in a.seed_trigger.reasons:
         total = a.sic.total
         parts.append(f"SIC {total}" if total is not None else "SIC positive")
     if "d_dimer_gt_6x_uln" in a.seed_trigger.reasons:
-        parts.append(f"D-dimer {d_dimer_multiple(a)}")
+        parts.append(f"D-dimer {d_dimer_multiple(a, policy)}")
     return " and ".join(parts)
 
 
-def renal_text(a) -> str:
+def renal_text(a, policy: Policy | None = None) -> str:
     r = a.renal
     if r.crcl_ml_min is None:
         missing = join([INPUT_LABELS.get(n, n) for n in r.missing]) or "inputs"
         return f"CrCl not determinable (missing: {missing})."
     basis = {"actual": "actual", "ideal": "ideal", "adjusted": "adjusted"}.get(r.crcl_weight_basis or "", "")
     weight = f", {basis} body weight {num(r.weight_used_kg, 1)} kg" if r.weight_used_kg else ""
-    return f"CrCl {num(r.crcl_ml_min, 1)} mL/min (Cockcroft–Gault{weight})."
+    return f"CrCl {shown('crcl', r.crcl_ml_min, 1, policy)} mL/min (Cockcroft–Gault{weight})."
 
 
+BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI 30 or more",
+               "bmi_ge_40": "BMI-adjusted dose, BMI 40 or more", "crcl_lt_30": "renal dose, CrCl below the renal cut-off",
+               "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux"}
 _BASIS_TEXT = {
     "standard": "BMI {bmi} is below {bmi_tier1}: standard prophylactic dose.",
     "bmi_ge_30": "BMI {bmi} is at least {bmi_tier1}: BMI-adjusted dose (Piagnerelli 2020).",
@@ -291,7 +309,8 @@ def dose_rationale(a, policy: Policy, suggested: bool = True) -> str:
     """The recommended regimen and why (BMI, CrCl, weight basis); `suggested=False` gives only
     the body measures and renal function (when a card proposes something else)."""
     reg = a.regimen
-    values = {"bmi": num(a.anthropometrics.bmi, 1), "crcl": num(a.renal.crcl_ml_min, 1)}
+    values = {"bmi": shown("bmi", a.anthropometrics.bmi, 1, policy),
+              "crcl": shown("crcl", a.renal.crcl_ml_min, 1, policy)}
     lines = []
     if reg.drug and suggested:
         lines.append(f"**Suggested:** {dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day, short=False)}.")
@@ -301,8 +320,8 @@ def dose_rationale(a, policy: Policy, suggested: bool = True) -> str:
     anthro = a.anthropometrics
     if anthro.bmi is not None:
         src = " (recorded)" if anthro.bmi_source == "recorded" else ""
-        lines.append(f"BMI {num(anthro.bmi, 1)} kg/m²{src}; weight {num(anthro.weight_kg, 2)} kg.")
-    lines.append(renal_text(a))
+        lines.append(f"BMI {values['bmi']} kg/m²{src}; weight {num(anthro.weight_kg, 2)} kg.")
+    lines.append(renal_text(a, policy))
     if reg.weight_based_mg is not None and suggested:
         lines.append(f"For information: 50 IU/kg would be {num(reg.weight_based_mg, 1)} mg "
                      f"(nearest syringe {num(reg.weight_based_syringe_mg, 0)} mg).")
@@ -354,13 +373,19 @@ def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
         if note.therapeutic_hint == "enoxaparin_1_mg_kg_q12h":
             text += " If chosen: enoxaparin 1 mg/kg (actual body weight) SC every 12 h, prescribed separately."
         else:
-            text += (" CrCl is below 30 mL/min or unknown: follow local protocol (HEP-COVID used 0.5 mg/kg "
+            text += (f" CrCl is below {num(policy['renal.crcl_cutoff'], 0)} mL/min or unknown: follow local "
+                     "protocol (HEP-COVID used 0.5 mg/kg "
                      "every 12 h at CrCl 15-29 and excluded CrCl below 15).")
         return text
     if code == "escalation_blocked":
         cautions = join(labels(CAUTION_TEXT, note.blocking_cautions or a.safety.escalation_cautions, policy))
         return (f"**Evidence:** not critically ill, but {cautions} rule out doses above prophylaxis "
                 "(trial exclusions, NIH 2022): prophylactic dose.")
+    if code == "prophylactic" and note.unchecked_cautions:
+        unchecked = join(labels(CAUTION_TEXT, note.unchecked_cautions, policy))
+        return (f"**Evidence:** not critically ill with D-dimer above ULN, but "
+                f"{unchecked} cannot be ruled out (no recent value): therapeutic heparin needs no "
+                "bleeding caution (NIH 2022), so prophylactic dose until they are checked.")
     if code == "prophylactic":
         return ("**Evidence:** not critically ill; the criteria for therapeutic heparin (low-flow oxygen and "
                 "D-dimer above ULN, no bleeding caution) are not all met: prophylactic dose (ISTH 2020, "

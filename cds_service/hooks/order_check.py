@@ -30,6 +30,7 @@ from typing import Any
 
 from ..fhir.bundle import bundle_resources
 from ..fhir.codes import Codes
+from ..fhir.context import Validator
 from ..fhir.orders import first_dosage, normalise_order
 from ..logic.order_check import CHECKED, Proposed, check_order
 from . import content as c
@@ -106,9 +107,9 @@ def _context(ev: Evaluation, reasons) -> str:
     a = ev.assessment
     kinds = {_CONTEXT_REASONS.get(r) for r in reasons}
     if "crcl" in kinds and a.renal.crcl_ml_min is not None:
-        return f" at CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min"
+        return f" at CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, ev.policy)} mL/min"
     if "bmi" in kinds and a.anthropometrics.bmi is not None:
-        return f" at BMI {c.num(a.anthropometrics.bmi, 1)}"
+        return f" at BMI {c.shown('bmi', a.anthropometrics.bmi, 1, ev.policy)}"
     return ""
 
 
@@ -148,8 +149,8 @@ def _dose_change(ev: Evaluation, resource: dict, order, check, finding):
     where = _context(ev, finding.reasons)
     summary = (f"{_capital(current)}{where}: consider {short}", f"{_capital(current)}: consider {short}")
     if "renal_frequency" in finding.reasons:
-        why = ("at CrCl below 30 mL/min the enoxaparin label gives a therapeutic dose once daily, "
-               "not every 12 h")
+        why = (f"at CrCl below {c.num(ev.policy['renal.crcl_cutoff'], 0)} mL/min the enoxaparin label "
+               "gives a therapeutic dose once daily, not every 12 h")
     elif finding.proposed.ingredient == "enoxaparin":
         why = "of weight, BMI and renal function (below)"
     else:
@@ -180,9 +181,9 @@ def _switch(ev: Evaluation, resource: dict, order, check, finding):
         why, short = "a history of heparin-induced thrombocytopenia contraindicates heparins", "HIT history"
         cite = ["isth_interim_2020", "ash_2021"]
     else:
-        why = (f"CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min is below {c.num(p['renal.severe_crcl_cutoff'], 0)}: "
+        why = (f"CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, p)} mL/min is below {c.num(p['renal.severe_crcl_cutoff'], 0)}: "
                "UFH is preferred (HEP-COVID excluded these patients)")
-        short = f"CrCl {c.num(a.renal.crcl_ml_min, 1)} mL/min"
+        short = f"CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, p)} mL/min"
         cite = ["hep_covid_2021", "isth_interim_2020"]
     summary = (f"{short}: replace {current} with {proposed}", f"{short}: consider {proposed} instead")
     suggestions = []
@@ -206,7 +207,10 @@ def _switch(ev: Evaluation, resource: dict, order, check, finding):
               *_common_blocks(ev, check, finding.proposed),
               c.sources("enoxaparin_label", "hep_covid_2021", "isth_interim_2020"),
               c.DISCLAIMER]
-    return card("product_switch", "warning", summary, c.detail(*blocks), suggestions=suggestions,
+    # A heparin drafted for a patient with HIT is a contraindicated order: critical, like the
+    # contraindication card; a renal product switch is a dosing matter: warning.
+    indicator = "critical" if "hit_history" in finding.reasons else "warning"
+    return card("product_switch", indicator, summary, c.detail(*blocks), suggestions=suggestions,
                 selection="at-most-one", evidence=cite)
 
 
@@ -277,7 +281,8 @@ def _escalation(ev: Evaluation, resource: dict, order, check, finding):
         lead += " Unless there is another indication (e.g. VTE), consider a prophylactic dose."
     renal = check.finding("dose_change")
     blocks = [lead, evidence,
-              (f"If this dose is intended: at CrCl below 30 mL/min give it once daily "
+              (f"If this dose is intended: at CrCl below {c.num(ev.policy['renal.crcl_cutoff'], 0)} "
+               f"mL/min give it once daily "
                f"({_proposed_text(renal.proposed)}).") if renal else None,
               *_common_blocks(ev, check, target),
               c.sources("attacc_critical_2021", "inspiration_2021", "ash_2021", "isth_2022", "nih_2022"),
@@ -318,7 +323,7 @@ def _anti_xa_only(ev: Evaluation, order, check):
 def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
     """The WHOLE draft with only dose and timing changed (and the product coding when the
     syringe strength changes): same id, status draft, same subject/encounter. None when the
-    draft has no id to target."""
+    draft has no id to target or the result is not valid R4B."""
     if not isinstance(resource.get("id"), str) or not resource["id"]:
         return None
     updated = copy.deepcopy(resource)
@@ -336,12 +341,17 @@ def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
         timing["repeat"] = new["timing"]["repeat"]
         target["timing"] = timing
         target["doseAndRate"] = new["doseAndRate"]
-        target.setdefault("route", new["route"])
+        if order.route != proposed.route:   # e.g. an IV infusion turned into SC prophylaxis
+            target["route"] = new["route"]
+        else:
+            target.setdefault("route", new["route"])
     if _strength_changes(codes, resource, order, proposed) or not _codeable_ok(codes, updated):
         updated.pop("medicationReference", None)
         updated["medicationCodeableConcept"] = product(
             codes, product_key(proposed.ingredient, proposed.dose_mg, proposed.dose_units, codes))
-    return updated
+    # A draft with malformed fields (e.g. intent as an object) stays malformed once updated:
+    # never suggest a resource that is not valid FHIR; the card still says what to change.
+    return None if Validator().problem(updated) else updated
 
 
 def _scd_amount(codes: Codes, resource: dict) -> float | None:

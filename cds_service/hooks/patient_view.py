@@ -85,7 +85,7 @@ def _suggestions(ev: Evaluation, create_drug: bool) -> list[dict]:
             ev.codes, drug=reg.drug, dose_mg=reg.dose_mg, dose_units=reg.dose_units,
             doses_per_day=reg.doses_per_day, patient_id=call.patient_id,
             encounter_id=call.encounter_id, authored_on=ev.now,
-            note=f"VTE prophylaxis suggested by the coagulopathy-risk service (basis: {reg.basis}).")
+            note=f"VTE prophylaxis suggested by the coagulopathy-risk service ({c.BASIS_WORDS.get(reg.basis, reg.basis)}).")
         out.append(suggestion(f"Order {dose}", action_create(f"Draft order: {dose}", resource)))
     if a.anti_xa.indicated is True:
         out.append(c.anti_xa_suggestion(ev, a.anti_xa))
@@ -110,7 +110,7 @@ def _prophylaxis(ev: Evaluation, *, triggered: bool, current: list | None = None
     a, p = ev.assessment, ev.policy
     reg = a.regimen
     dose = c.dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
-    signal = c.signal_text(a)
+    signal = c.signal_text(a, p)
     if current:
         order, finding = current[0]
         target = finding.proposed
@@ -181,12 +181,12 @@ def _contraindicated(ev: Evaluation, anticoagulants: list):
                      + ", ".join(c.md(c.order_text(o)) for o in concerned) + ".")
     alternative = ["**Alternative:** consider mechanical prophylaxis (intermittent pneumatic compression)."]
     if reg.drug == "fondaparinux":
-        alternative.append(f"For HIT with {c.renal_text(a)[:-1]}: consider "
+        alternative.append(f"For HIT with {c.renal_text(a, p)[:-1]}: consider "
                            f"**{c.dose_text(reg.drug, reg.dose_mg, None, reg.doses_per_day)}** "
                            f"(at CrCl at least {c.num(p['hit.fondaparinux_min_crcl'], 0)} mL/min).")
     elif "hit_history" in ci and heparin_only:
         alternative.append(c.label(c.NOTE_TEXT, "hit_non_heparin_agent", p))
-    signal = c.signal_text(a)
+    signal = c.signal_text(a, p)
     blocks = [
         "\n".join(lines),
         " ".join(alternative),

@@ -32,7 +32,7 @@ from .inputs import Flag, Measurement, PatientInputs
 from .policy import Policy
 from .regimen import Regimen, recommend_regimen
 from .renal import Renal
-from .safety import Safety, assess_safety, present
+from .safety import CAUTIONS, Safety, assess_safety, present
 from .sic import Sic
 from .sofa import Sofa
 
@@ -216,7 +216,8 @@ def assess(inputs: PatientInputs, policy: Policy) -> Assessment:
         contraindications=safety.contraindications, already_therapeutic=safety.already_therapeutic,
         critically_ill=crit.critically_ill, oxygen=crit.oxygen,
         d_dimer_multiple_range=dd.multiple_range if dd.determinable else None,
-        cautions=safety.escalation_cautions, crcl_lt_30=renal.crcl_lt_30, policy=p)
+        cautions=safety.escalation_cautions, crcl_lt_30=renal.crcl_lt_30, policy=p,
+        unchecked_cautions=tuple(c for c in safety.undetermined if c in CAUTIONS))
     notes = list(regimen.notes)
     if pregnant and inputs.d_dimer is not None:
         notes.append("d_dimer_pregnancy_caveat")  # §4.7: D-dimer rises in normal pregnancy

@@ -14,7 +14,9 @@ Evidence note, first row that applies:
     it), no escalation caution, escalation.enabled [ATTACC/ACTIV-4a/REMAP-CAP non-critically
     ill, NEJM 2021;385:790; NIH 2022; ASH 2022 Rec 2b; HEP-COVID; RAPID] |
 | `escalation_blocked` | critically_ill false and at least one caution |
-| `prophylactic` | critically_ill false, otherwise |
+| `prophylactic` | critically_ill false, otherwise. When only unchecked cautions (a §10.2 lab
+    missing from its window) stand between the patient and `therapeutic_option`, they are
+    listed in `unchecked_cautions`: "no caution" must be known, never assumed (§0) |
 | `severity_unknown` | critically_ill null |
 For `therapeutic_option`, `therapeutic_hint` says what cards describe: "enoxaparin_1_mg_kg_q12h"
 when crcl_lt_30 is false, else "local_protocol" (CrCl < 30 or unknown; HEP-COVID used
@@ -56,19 +58,23 @@ class EvidenceNote:
     # would be (therapeutic_option); empty/None otherwise.
     blocking_cautions: tuple[str, ...] = ()
     therapeutic_hint: str | None = None
+    # prophylactic only: the cautions that could not be checked and withheld the option.
+    unchecked_cautions: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {"code": self.code, "blocking_cautions": list(self.blocking_cautions),
-                "therapeutic_hint": self.therapeutic_hint}
+                "therapeutic_hint": self.therapeutic_hint,
+                "unchecked_cautions": list(self.unchecked_cautions)}
 
 
 def evidence_note(*, contraindications: tuple[str, ...], already_therapeutic: bool,
                   critically_ill: bool | None, oxygen: str | None,
                   d_dimer_multiple_range: tuple[float, float] | None,
                   cautions: tuple[str, ...], crcl_lt_30: bool | None,
-                  policy: Policy) -> EvidenceNote:
+                  policy: Policy, unchecked_cautions: tuple[str, ...] = ()) -> EvidenceNote:
     """`d_dimer_multiple_range`: (min, max) of the D-dimer multiple of ULN (equal when exact,
-    apart when the value was a bound: `DDimerResult.multiple_range`); None if undeterminable."""
+    apart when the value was a bound: `DDimerResult.multiple_range`); None if undeterminable.
+    `unchecked_cautions`: §10.2 caution codes whose lab could not be checked (Safety.undetermined)."""
     p = policy
     if contraindications or already_therapeutic:
         return EvidenceNote("not_applicable")
@@ -80,7 +86,10 @@ def evidence_note(*, contraindications: tuple[str, ...], already_therapeutic: bo
     threshold = p["escalation.d_dimer_multiple"]
     d_dimer_ok = d_dimer_multiple_range is not None and nm.exact(nm.settle(
         lambda m: nm.cmp_gt(m, threshold, p), *d_dimer_multiple_range)) is True
-    if p["escalation.enabled"] and oxygen_ok and d_dimer_ok and not cautions:
+    eligible = p["escalation.enabled"] and oxygen_ok and d_dimer_ok and not cautions
+    if eligible and unchecked_cautions:
+        return EvidenceNote("prophylactic", unchecked_cautions=tuple(unchecked_cautions))
+    if eligible:
         return EvidenceNote("therapeutic_option",
                             therapeutic_hint="enoxaparin_1_mg_kg_q12h" if crcl_lt_30 is False
                             else "local_protocol")

@@ -16,13 +16,14 @@ AdjBW, CrCl 1 dp; creatinine 3 dp; D-dimer multiple 3 dp. Half-up on the decimal
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Callable, Iterable, TypeVar
 
 from .inputs import Measurement
 from .policy import Policy, rounded
 
 T = TypeVar("T")
+_WIDE = Context(prec=400)
 
 # Output field -> decimals shown (clinical rules §0 "Rounding for output").
 DISPLAY_DECIMALS: dict[str, int] = {
@@ -121,7 +122,9 @@ def display(value: float | None, decimals: int) -> float | None:
     """Half-up rounding for output only (binary-float `round` would give 2.675 -> 2.67)."""
     if value is None or not math.isfinite(value):
         return None
-    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP))
+    # Enough digits for any finite float (the default 28 fails on e.g. a 1e40 mg draft dose).
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), ROUND_HALF_UP,
+                                               context=_WIDE))
 
 
 def display_field(name: str, value: float | None) -> float | None:

@@ -237,3 +237,78 @@ class Policy:
 def rounded(value: float, policy: Policy) -> float:
     """The value compared against thresholds (clinical rules §0): rounded to N decimals."""
     return round(value, policy["numeric.compare_decimals"])
+
+
+# Where each key's default comes from (README "Policy file"). Looked up by the longest
+# matching prefix; clinical-rules.md section numbers, then the primary source it cites.
+SOURCES: dict[str, str] = {
+    "numeric.": "§0 threshold comparison (round to 6 dp, then compare)",
+    "scope.": "§16; product scope (hooks fire only for hospitalised COVID-19 patients by EHR configuration)",
+    "codes.": "fhir-data-requirements §1 (code data file, merged by union)",
+    "cards.": "product decision (issue 5): info card or no card when advice is not determinable",
+    "window.": "fhir-data-requirements §1.2 lookback windows; clinical-rules §16",
+    "window.future_tolerance_minutes": "fhir-data-requirements §1.1 (clock skew for future-dated data)",
+    "bloodgas.": "fhir-data-requirements §3 (PaO2/FiO2 pairing)",
+    "ibw.": "§2 Devine 1974 (unverified)",
+    "crcl.": "§3 Cockcroft & Gault 1976; pharmacy weight rule (AdjBW factor 0.4, trigger 1.2 × IBW)",
+    "renal.crcl_cutoff": "§3, §11 enoxaparin label (CrCl < 30 mL/min)",
+    "renal.scr_floor_mg_dl": "§3 (no SCr floor by default)",
+    "renal.overrides_bmi_rule": "§11 row 4 (renal row wins over BMI tiers)",
+    "renal.preferred_agent": "§11 row 4: enoxaparin label; UFH per ACC (Bikdeli 2020, unverified)",
+    "renal.enoxaparin_mg": "§11 row 4: enoxaparin label, 30 mg once daily at CrCl < 30",
+    "renal.ufh_": "§11 row 4: UFH 5,000 U SC q8-12 h (Bikdeli 2020, unverified)",
+    "renal.severe_crcl_cutoff": "§10.2/§13: HEP-COVID excluded CrCl < 15; Cleveland Clinic 2020 uses UFH at low CrCl (added key)",
+    "d_dimer.marked_": "§4 Tang 2020 (D-dimer > 6× ULN)",
+    "d_dimer.default_uln": "§4 Tang 2020 (Tongji ULN 0.5 µg/mL FEU); DDU ≈ FEU/2",
+    "d_dimer.ddu_to_feu_factor": "§4 Favaloro & Thachil 2020 (1.7-2.0)",
+    "d_dimer.use_reference_range": "§4 Zhang & Zhang 2022 (ratio to the lab's own ULN)",
+    "sofa.": "§5 Vincent 1996; Singer 2016 (Sepsis-3 reprint)",
+    "sic.": "§6 Iba 2017 (BMJ Open), Iba 2019 (ISTH)",
+    "dic.": "§7 Taylor 2001 (ISTH overt DIC); Exeter COVID DIC guidance for the D-dimer bands",
+    "dosing.": "§11 Piagnerelli 2020 (BMI tiers); enoxaparin label, Bikdeli 2020, Schulman 2022 (40 mg standard)",
+    "dosing.info_mg_per_kg": "§11 Piagnerelli 2020: 50 IU/kg = 0.5 mg/kg, information only (added key)",
+    "hit.": "§11 row 1: fondaparinux 2.5 mg daily, not below CrCl 30 (label, unverified)",
+    "safety.platelets_abs_min": "§10.1 ISTH interim 2020; ASH 2020 FAQ; HEP-COVID exclusion",
+    "safety.fibrinogen_abs_min_g_l": "§10.1 ASH 2020 COVID FAQ (as tabulated)",
+    "safety.platelets_caution_min": "§10.2 NIH 2022 (trial exclusions)",
+    "safety.hemoglobin_caution_min_g_dl": "§10.2 NIH 2022",
+    "safety.fibrinogen_caution_min_g_l": "§10.2 ASH 2020 COVID FAQ (as tabulated)",
+    "safety.recent_bleeding_days": "§10.2 NIH 2022 (bleeding within 30 days)",
+    "safety.hit_lookback_days": "§10.1 enoxaparin label (HIT ever; HEP-COVID used 100 days)",
+    "orders.": "§10.3 trial-pooled mg/kg cut-offs (Clin Transl Sci 2023, PMC10499427); INSPIRATION 2021",
+    "orders.no_weight_": "§10.3 'Enoxaparin, weight unknown' row (added key)",
+    "orders.lmwh_iu_": "§10.3 dalteparin/tinzaparin row (unverified; added key)",
+    "orders.dalteparin_": "§10.3, §11 equivalents: dalteparin 5,000 IU daily (added key)",
+    "orders.tinzaparin_": "§10.3, §11 equivalents: tinzaparin 4,500 IU daily (added key)",
+    "orders.fondaparinux_": "§10.3 fondaparinux row (unverified; added key)",
+    "orders.rivaroxaban_": "§10.3 DOAC row, ISTH 2022 Table 1 (added key)",
+    "orders.apixaban_": "§10.3 DOAC row, ISTH 2022 Table 1 (added key)",
+    "antixa.trigger_": "§12 Piagnerelli 2020; Quest Diagnostics FAQ; UW Medicine anticoagulation services",
+    "antixa.target_prophylactic": "§12 prophylactic peak 0.2-0.5 IU/mL (institutional guidance)",
+    "antixa.target_intermediate": "§12 no validated range (unverified)",
+    "antixa.target_therapeutic": "§12 Garcia 2012 (CHEST) (unverified)",
+    "antixa.trough_max": "§12 Piagnerelli 2020 (trough in renal failure)",
+    "antixa.peak_hours_post_dose": "§12 peak 4 h after an SC dose (range 3-5 h)",
+    "antixa.steady_state_after_dose": "§12 steady state after the 3rd dose",
+    "critical.": "§9 ATTACC/ACTIV-4a/REMAP-CAP, N Engl J Med 2021;385:777 (organ support)",
+    "escalation.": "§13 ATTACC/ACTIV-4a/REMAP-CAP non-critically ill, N Engl J Med 2021;385:790; NIH 2022",
+}
+
+
+def source_of(key: str) -> str:
+    matches = [p for p in SOURCES if key == p or key.startswith(p)]
+    if not matches:
+        raise KeyError(f"policy key {key!r} has no documented source")
+    return SOURCES[max(matches, key=len)]
+
+
+def markdown_table() -> str:
+    """The README's policy table: every key, its default and its source."""
+    rows = ["| Key | Default | Source |", "|---|---|---|"]
+    for key, (default, _kind, _allowed) in DEFAULTS.items():
+        rows.append(f"| `{key}` | `{json.dumps(default)}` | {source_of(key)} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # python -m cds_service.logic.policy > table (README "Policy file")
+    print(markdown_table())

@@ -739,3 +739,48 @@ def test_pf_not_computable_is_recorded():
     inputs = run(gas("2703-7", 70, "mm[Hg]", "2024-03-10T11:00:00Z"), gas("3150-0", 50, "%", "2024-03-10T06:30:00Z"))
     assert inputs.pf_ratio is None and "fio2_pairing_minutes" in inputs.rejected["pf_ratio"]
     assert inputs.pao2.value == 70 and inputs.fio2.value == 0.5
+
+
+# ------------------------------------------------------------------ more inputs
+
+
+def test_urine_output_period_must_span_24_hours():
+    day = obs("9187-6", qty(1.2, "L"), at=None,
+              effectivePeriod={"start": "2024-03-09T08:00:00Z", "end": "2024-03-10T08:00:00Z"})
+    short = obs("9187-6", qty(300, "mL"), at=None,
+                effectivePeriod={"start": "2024-03-09T20:00:00Z", "end": "2024-03-10T10:00:00Z"})
+    inputs = run(day, short)
+    assert inputs.urine_output_24h.value == 1200 and inputs.urine_output_24h.time.hour == 8
+    assert run(obs("9192-6", qty(450, "mL/(24.h)"))).urine_output_24h.value == 450
+
+
+def test_worst_in_window_for_sofa_only_inputs():
+    maps = [obs("8478-0", qty(v, "mm[Hg]"), at=f"2024-03-10T{h:02d}:00:00Z") for v, h in ((62, 2), (80, 9))]
+    plts = [plt(80, at="2024-03-09T08:00:00Z"), plt(120)]
+    worst = run(*maps, *plts, pol=policy(**{"sofa.value_selection": "worst_in_window"}))
+    assert worst.map.value == 62 and worst.platelets.value == 120    # platelets also feed SIC/DIC: latest
+    assert run(*maps, *plts).map.value == 80
+
+
+def test_recorded_bmi_and_anti_xa_windows():
+    inputs = run(obs("39156-5", qty(41.2, "kg/m2"), at="2024-02-20T00:00:00Z"),
+                 obs("32684-3", qty(0.35, "[IU]/mL"), at="2024-03-07T12:00:00Z"))
+    assert inputs.recorded_bmi.value == 41.2 and inputs.anti_xa.value == 0.35
+    assert run(obs("3274-8", qty(0.35, "U/mL"), at="2024-03-07T11:00:00Z")).anti_xa is None
+
+
+def test_recorded_sofa_subscore_out_of_range_is_rejected():
+    inputs = run(obs("96823-0", qty(5, "{score}")))
+    assert inputs.recorded_sofa.respiratory is None and "recorded_sofa.respiratory" in inputs.rejected
+
+
+def test_gcs_and_hemoglobin_si():
+    inputs = run(obs("9269-2", {"value": 13}), obs("59260-0", qty(5, "mmol/L")))
+    assert inputs.gcs.value == 13 and inputs.hemoglobin.value == pytest.approx(8.055)
+
+
+def test_preload_models_is_idempotent():
+    from cds_service.fhir.extract import preload_models
+    preload_models()
+    preload_models()
+    assert run(plt(100)).platelets.value == 100

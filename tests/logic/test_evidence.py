@@ -73,3 +73,14 @@ def test_escalation_policy_keys():
     higher = P.with_overrides({"escalation.d_dimer_multiple": 2.0})
     assert note(higher, d_dimer_multiple_range=(2.0, 2.0)).code == "prophylactic"
     assert note(higher, d_dimer_multiple_range=(2.1, 2.1)).code == "therapeutic_option"
+
+
+def test_unchecked_bleeding_caution_withholds_the_therapeutic_option():
+    # No platelet count or Hb in the window: "no caution" is not known, so the therapeutic
+    # option (which needs no caution, §13 / NIH 2022) is not offered; a known caution still wins.
+    unchecked = ("platelets_lt_50", "hemoglobin_lt_8")
+    result = note(unchecked_cautions=unchecked)
+    assert (result.code, result.unchecked_cautions) == ("prophylactic", unchecked)
+    assert note(unchecked_cautions=unchecked, cautions=("dual_antiplatelet_therapy",)).code == "escalation_blocked"
+    assert note(unchecked_cautions=unchecked, critically_ill=True).code == "critically_ill_prophylactic_only"
+    assert note(unchecked_cautions=unchecked, oxygen="none").unchecked_cautions == ()

@@ -1,0 +1,29 @@
+# The CDS service under gunicorn. Build: docker build -t cds-service .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY cds_service ./cds_service
+RUN pip install .
+
+# Schemas are read from disk (not package data); the patients and examples serve the loader and curl.
+COPY conformance ./conformance
+COPY examples ./examples
+ENV CDS_SCHEMA_DIR=/app/conformance/schemas \
+    CDS_DATABASE=/data/cds_service.sqlite3
+
+RUN useradd --system --uid 10001 --home-dir /app cds && mkdir /data && chown cds /data
+USER cds
+VOLUME ["/data"]
+EXPOSE 8000
+
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \
+     "--access-logfile", "-", "cds_service.wsgi:app"]

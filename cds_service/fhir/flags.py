@@ -1,0 +1,130 @@
+"""Conditions (§6), AllergyIntolerance (§7) and pregnancy -> safety flags.
+
+A flag is `Flag(present=True)` with its most recent evidence when a record supports it, and
+None when none does; `pregnancy` is `Flag(present=False)` when the later source says not
+pregnant.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from ..logic.inputs import Flag
+from .context import (ACTIVE_CLINICAL, MIN_TIME, VERIFICATION_IGNORED, Candidate, Context, first_time,
+                      source_of)
+from .read import codings, concept_codes, items, parse_datetime
+
+def _clinical(resource: Mapping[str, Any]) -> set[str]:
+    return concept_codes(resource.get("clinicalStatus"))
+
+
+def _period_time(resource: Mapping[str, Any], prefix: str) -> tuple[bool, datetime | None]:
+    """(present, time) of onset[x]/abatement[x]: the DateTime, else the Period's end or start."""
+    present = any(k.startswith(prefix) for k in resource)
+    period = resource.get(f"{prefix}Period") if isinstance(resource.get(f"{prefix}Period"), dict) else {}
+    return present, first_time(resource.get(f"{prefix}DateTime"), period.get("end"), period.get("start"))
+
+
+def _flag_update(flags: dict[str, Flag], name: str, source: str | None, time: datetime | None) -> None:
+    """Keep the most recent evidence for a flag (undated evidence loses to dated)."""
+    current = flags.get(name)
+    if current is None or (time is not None and (current.time is None or time > current.time)):
+        flags[name] = Flag(present=True, source=source, time=time)
+
+
+def _hit_in_lookback(time: datetime | None, ctx: Context) -> bool:
+    days = ctx.policy["safety.hit_lookback_days"]
+    # Unknown onset counts: HIT history is a safety stop.
+    return days is None or time is None or time >= ctx.now - timedelta(days=days)
+
+
+def read_conditions(conditions: list[dict], ctx: Context,
+                flags: dict[str, Flag]) -> tuple[Flag | None, datetime | None]:
+    """Condition flags (§6). Returns the latest active pregnancy Condition as a Flag and its
+    time (MIN_TIME when undated), for the tie-break with the 82810-3 Observation."""
+    sets = ctx.sets.conditions
+    recent_days = timedelta(days=ctx.policy["safety.recent_bleeding_days"])
+    pregnancy: Flag | None = None
+    pregnancy_time: datetime | None = None
+    for cond in conditions:
+        if concept_codes(cond.get("verificationStatus")) & VERIFICATION_IGNORED:
+            continue
+        found = list(codings(cond.get("code")))
+        matched = [name for name, cs in sets.items() if cs.matches_any(found)]
+        if not matched or ctx.validator.problem(cond):
+            continue
+        status = _clinical(cond)
+        active = bool(status & ACTIVE_CLINICAL)
+        _, onset = _period_time(cond, "onset")
+        abated, abatement = _period_time(cond, "abatement")
+        recorded = parse_datetime(cond.get("recordedDate"))
+        when = onset or recorded
+        src = source_of(cond)
+        if "covid19" in matched and active:
+            _flag_update(flags, "covid19", src, when)
+        if "bleeding" in matched:
+            past_abatement = abated and (abatement is None or abatement <= ctx.now)
+            if active and not past_abatement:
+                _flag_update(flags, "active_bleeding", src, when)
+            else:
+                ref = abatement or onset or recorded
+                if ref is not None and ref >= ctx.now - recent_days:
+                    _flag_update(flags, "recent_bleeding", src, ref)
+        if "bleeding_disorder" in matched and (active or not status):
+            _flag_update(flags, "bleeding_disorder", src, when)
+        if "hit" in matched and _hit_in_lookback(when, ctx):
+            _flag_update(flags, "hit_history", src, when)
+        if "pregnancy" in matched and active:
+            t = recorded or onset or MIN_TIME
+            if pregnancy_time is None or t > pregnancy_time:
+                pregnancy_time = t
+                pregnancy = Flag(True, src, recorded or onset)
+    return pregnancy, pregnancy_time
+
+
+def read_allergies(allergies: list[dict], ctx: Context, flags: dict[str, Flag]) -> None:
+    sets = ctx.sets.allergies
+    for allergy in allergies:
+        if concept_codes(allergy.get("verificationStatus")) & VERIFICATION_IGNORED:
+            continue
+        heparin = sets["heparin_allergy"].matches_any(codings(allergy.get("code")))
+        reactions = [r for r in items(allergy.get("reaction")) if isinstance(r, dict)]
+        hit = any(sets["hit_reaction"].matches_any(codings(m))
+                  for r in reactions for m in items(r.get("manifestation")))
+        if not (heparin or hit) or ctx.validator.problem(allergy):
+            continue
+        status = _clinical(allergy)
+        src = source_of(allergy)
+        when = first_time(allergy.get("onsetDateTime"), allergy.get("recordedDate"))
+        if heparin and (not status or "active" in status):
+            _flag_update(flags, "heparin_allergy", src, when)
+        if hit:
+            onset = first_time(*(r.get("onset") for r in reactions)) or when
+            if _hit_in_lookback(onset, ctx):
+                _flag_update(flags, "hit_history", src, onset)
+
+
+def _pregnancy_observation(cands: list[Candidate], ctx: Context) -> tuple[bool, Candidate] | None:
+    values = ctx.sets.obs_values
+    for cand in cands:   # newest first
+        found = list(codings(cand.holder.get("valueCodeableConcept")))
+        if values["pregnant"].matches_any(found):
+            answer = True
+        elif values["not_pregnant"].matches_any(found):
+            answer = False
+        else:
+            continue    # unknown / unmapped answers say nothing
+        if ctx.validator.problem(cand.resource):
+            continue
+        return answer, cand
+    return None
+
+
+def pregnancy_flag(cands: list[Candidate], condition: Flag | None, condition_time: datetime | None,
+               ctx: Context) -> Flag | None:
+    """The later of the active pregnancy Condition and the latest 82810-3 answer wins (§6)."""
+    observed = _pregnancy_observation(cands, ctx)
+    if observed and (condition_time is None or observed[1].time >= condition_time):
+        answer, cand = observed
+        return Flag(present=answer, source=source_of(cand.resource), time=cand.time)
+    return condition

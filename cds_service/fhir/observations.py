@@ -1,0 +1,254 @@
+"""Observations -> measurements (data requirements §1.1, §3): candidates, choice, units,
+referenceRange, P/F pairing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from ..logic.inputs import DDimer, Measurement, ProthrombinTime, RecordedSofa
+from .codes import CodeSet
+from .context import MIN_TIME, OBS_SPECS, OBSERVATION_OK, Candidate, Context, source_of
+from .read import codings, items, number, parse_datetime
+from .units import TABLES, UnitError, convert
+
+# A bound is meaningless for these (a weight of "> 80 kg" cannot be dosed on).
+NO_COMPARATOR = frozenset({"weight", "height", "recorded_bmi", "gcs", "fio2", "map",
+                           "urine_output_24h"}) | {f"recorded_sofa.{k}" for k in
+                                                   ("total", "respiratory", "coagulation", "hepatic",
+                                                    "cardiovascular", "cns", "renal")}
+# With sofa.value_selection = "worst_in_window": inputs used by SOFA alone take the worst
+# value (platelets and creatinine also feed SIC/DIC/dosing and stay the latest).
+WORST_LOW = frozenset({"pf_ratio", "map", "gcs", "urine_output_24h"})
+WORST_HIGH = frozenset({"bilirubin"} | {f"recorded_sofa.{k}" for k in
+                                        ("respiratory", "hepatic", "cardiovascular", "cns", "renal",
+                                         "coagulation", "total")})
+
+
+def observation_time(obs: Mapping[str, Any]) -> datetime | None:
+    """Data requirements §1.1 step 2, first present wins."""
+    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
+    for raw in (obs.get("effectiveDateTime"), period.get("end"), period.get("start"),
+                obs.get("effectiveInstant"), obs.get("issued")):
+        if raw is not None:
+            return parse_datetime(raw)
+    return None
+
+
+def collect(observations: list[tuple[int, dict]], ctx: Context) -> dict[str, list[Candidate]]:
+    """Candidates per input, newest first, after status/code/time filters (cheap, no pydantic)."""
+    index = ctx.sets.obs_index
+    out: dict[str, list[Candidate]] = {}
+    for position, obs in observations:
+        if not isinstance(obs.get("status"), str) or obs["status"] not in OBSERVATION_OK:
+            continue
+        holders: list[tuple[str, dict, int]] = []
+        for coding in codings(obs.get("code")):
+            for key in index.get(coding, ()):
+                holders.append((key, obs, 0))
+        for n, component in enumerate(items(obs.get("component")), start=1):
+            if isinstance(component, dict):
+                for coding in codings(component.get("code")):
+                    for key in index.get(coding, ()):
+                        holders.append((key, component, n))
+        if not holders:
+            continue
+        time = observation_time(obs)
+        issued: datetime | None = None  # a tie-breaker only: parsed once a holder is in window
+        seen: set[tuple[str, int]] = set()
+        for key, holder, n in holders:
+            if (key, n) in seen:
+                continue
+            seen.add((key, n))
+            spec = OBS_SPECS[key]
+            if not ctx.in_window(time, spec.window):
+                continue
+            if key == "urine_period" and not _spans_a_day(obs):
+                continue
+            if issued is None:
+                issued = parse_datetime(obs.get("issued")) or MIN_TIME
+            out.setdefault(spec.input, []).append(
+                Candidate(key, obs, holder, time, (issued, position, n)))  # type: ignore[arg-type]
+    for candidates in out.values():
+        candidates.sort(key=lambda c: (c.time, c.order), reverse=True)
+    return out
+
+
+def _spans_a_day(obs: Mapping[str, Any]) -> bool:
+    period = obs.get("effectivePeriod")
+    if not isinstance(period, dict):
+        return False
+    start, end = parse_datetime(period.get("start")), parse_datetime(period.get("end"))
+    return bool(start and end and end - start >= timedelta(hours=24))
+
+
+@dataclass(frozen=True)
+class _Value:
+    candidate: Candidate
+    measurement: Measurement
+    basis: str | None
+
+
+def usable_values(name: str, candidates: list[Candidate], ctx: Context, *, record: bool = True):
+    """Usable values of one input, in candidate order (newest first). The first problem met
+    before the first usable value is recorded in ctx.rejected (with a note if an older value
+    was then used), unless `record` is False."""
+    problem: str | None = None
+    for cand in candidates:
+        reason = ctx.validator.problem(cand.resource)
+        value = None
+        if reason is None:
+            try:
+                value = _measure(name, cand)
+            except UnitError as exc:
+                reason = str(exc)
+        if value is None:
+            if reason and problem is None:
+                problem = f"{source_of(cand.resource) or 'Observation'} ({cand.time.isoformat()}): {reason}"
+            continue
+        if problem is not None and record:
+            ctx.reject(name, problem + "; an older value was used")
+        problem = ""
+        yield value
+    if problem and record:
+        ctx.reject(name, problem)
+
+
+def _measure(name: str, cand: Candidate) -> _Value | None:
+    holder = cand.holder
+    if "valueQuantity" not in holder:
+        return None  # dataAbsentReason, valueString, valueCodeableConcept: not a value
+    spec = OBS_SPECS[cand.key]
+    conv = convert(name, holder["valueQuantity"], table=TABLES[spec.table])  # type: ignore[index]
+    if conv.comparator and name in NO_COMPARATOR:
+        raise UnitError(f"{name}: a bound ({conv.comparator}) cannot be used")
+    m = Measurement(value=conv.value, unit=conv.unit, time=cand.time, comparator=conv.comparator,
+                    reported_value=conv.reported_value, reported_unit=conv.reported_unit,
+                    source=source_of(cand.resource))
+    return _Value(cand, m, conv.basis)
+
+
+def pick(name: str, candidates: list[Candidate], ctx: Context) -> _Value | None:
+    worst = ctx.policy["sofa.value_selection"] == "worst_in_window" and name in WORST_LOW | WORST_HIGH
+    if not worst:
+        return next(usable_values(name, candidates, ctx), None)
+    values = list(usable_values(name, candidates, ctx))
+    if not values:
+        return None
+    sign = -1 if name in WORST_LOW else 1
+    # Newest first already; max() keeps the first (newest) among equals.
+    return max(values, key=lambda v: sign * v.measurement.value)
+
+
+def _reference_high(holder: Mapping[str, Any], name: str, value_quantity: Mapping[str, Any],
+                    ctx: Context) -> float | None:
+    """referenceRange.high in the canonical unit (data requirements §1.1 step 7)."""
+    rr = ctx.sets.rr
+    for entry in items(holder.get("referenceRange")):
+        if not isinstance(entry, dict) or not isinstance(entry.get("high"), dict):
+            continue
+        if "type" in entry and not rr.get("normal", CodeSet(frozenset())).matches_any(
+                codings(entry.get("type"))):
+            continue
+        if not _applies_to_patient(entry, ctx):
+            continue
+        high = dict(entry["high"])
+        if not any(isinstance(high.get(k), str) and high.get(k).strip() for k in ("unit", "code")):
+            for k in ("unit", "system", "code"):   # a range without a unit takes the value's
+                if k in value_quantity:
+                    high[k] = value_quantity[k]
+        try:
+            value = convert(name, high).value
+        except UnitError:
+            continue
+        if value > 0:
+            return value
+    return None
+
+
+def _applies_to_patient(entry: Mapping[str, Any], ctx: Context) -> bool:
+    rr = ctx.sets.rr
+    for concept in items(entry.get("appliesTo")):
+        found = list(codings(concept))
+        own = {"male": "applies_male", "female": "applies_female"}.get(ctx.sex or "")
+        if not (own and own in rr and rr[own].matches_any(found)):
+            return False
+    age = entry.get("age")
+    if isinstance(age, dict):
+        if ctx.age is None:
+            return False
+        low = number((age.get("low") or {}).get("value"))
+        high = number((age.get("high") or {}).get("value"))
+        if (low is not None and ctx.age < low) or (high is not None and ctx.age > high):
+            return False
+    return True
+
+
+def read_observations(cands: dict[str, list[Candidate]], ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    simple = ("platelets", "inr", "fibrinogen", "creatinine", "bilirubin", "hemoglobin", "anti_xa",
+              "map", "gcs", "urine_output_24h", "weight", "height", "recorded_bmi")
+    for name in simple:
+        picked = pick(name, cands.get(name, []), ctx)
+        if picked:
+            out[name] = picked.measurement
+
+    picked = pick("d_dimer", cands.get("d_dimer", []), ctx)
+    if picked:
+        cand = picked.candidate
+        out["d_dimer"] = DDimer(
+            value=picked.measurement, basis_from_code=ctx.sets.basis.get(cand.key),
+            basis_from_unit=picked.basis,  # type: ignore[arg-type]
+            reference_high_mg_l=_reference_high(cand.holder, "d_dimer", cand.holder["valueQuantity"], ctx))
+
+    picked = pick("pt", cands.get("pt", []), ctx)
+    if picked:
+        control = pick("pt_normal_control", cands.get("pt_normal_control", []), ctx)
+        out["pt"] = ProthrombinTime(
+            seconds=picked.measurement,
+            reference_high_s=_reference_high(picked.candidate.holder, "pt",
+                                             picked.candidate.holder["valueQuantity"], ctx),
+            normal_control_s=control.measurement.value if control else None)
+
+    out.update(blood_gas(cands, ctx))
+    sofa = {}
+    for organ in ("respiratory", "cardiovascular", "hepatic", "renal", "coagulation", "cns", "total"):
+        picked = pick(f"recorded_sofa.{organ}", cands.get(f"recorded_sofa.{organ}", []), ctx)
+        if picked:
+            sofa[organ] = picked.measurement
+    out["recorded_sofa"] = RecordedSofa(**sofa)
+    return out
+
+
+def blood_gas(cands: dict[str, list[Candidate]], ctx: Context) -> dict[str, Any]:
+    """pao2/fio2 (latest, for display) and pf_ratio: recorded, else the latest PaO2 paired with
+    the nearest FiO2 within bloodgas.fio2_pairing_minutes. Lazy: only the FiO2s near a PaO2
+    are validated, so hourly bedside data stay cheap."""
+    out: dict[str, Any] = {}
+    fio2_cands = cands.get("fio2", [])
+    latest_fio2 = next(usable_values("fio2", fio2_cands, ctx), None)
+    if latest_fio2:
+        out["fio2"] = latest_fio2.measurement
+    pf = pick("pf_ratio", cands.get("pf_ratio", []), ctx)
+    gap = timedelta(minutes=ctx.policy["bloodgas.fio2_pairing_minutes"])
+    for pao2 in usable_values("pao2", cands.get("pao2", []), ctx):
+        out.setdefault("pao2", pao2.measurement)
+        if pf:
+            break
+        if pao2.measurement.comparator:
+            continue
+        t = pao2.candidate.time
+        # Nearest in time; among equals the newer (candidates are newest first; sort is stable).
+        near = sorted((c for c in fio2_cands if abs(c.time - t) <= gap), key=lambda c: abs(c.time - t))
+        fio2 = next(usable_values("fio2", near, ctx, record=False), None)
+        if fio2 is None:
+            continue
+        p, f = pao2.measurement, fio2.measurement
+        out["pao2"], out["fio2"] = p, f
+        out["pf_ratio"] = Measurement(value=p.value / f.value, unit="mm[Hg]", time=p.time, source=p.source)
+        return out
+    if pf:
+        out["pf_ratio"] = pf.measurement
+    elif "pao2" in out and "fio2" in out:
+        ctx.reject("pf_ratio", "no FiO2 within bloodgas.fio2_pairing_minutes of a usable PaO2")
+    return out

@@ -1,0 +1,57 @@
+"""Card text next to a decision edge: the number shown must not contradict the decision.
+
+Clinical rules §0 display BMI/CrCl to 1 dp and the D-dimer multiple to 3 dp, but decide on
+the 6-dp value. A value that display-rounds onto the edge (BMI 29.997 -> "30.0") would read
+"BMI 30 is below 30"; the card shows as many decimals as it takes to stay on the right side.
+"""
+from __future__ import annotations
+
+from hook_helpers import only_card, run
+
+
+def _obs(body, key):
+    return [e["resource"] for k in ("labs", "bedside", "body")
+            for e in body["prefetch"][k].get("entry", []) if key in e["resource"]["id"]]
+
+
+def _set(body, key, value):
+    for r in _obs(body, key):
+        r["valueQuantity"]["value"] = value
+
+
+def _drop(body, key):
+    for k in ("labs", "bedside", "body"):
+        bundle = body["prefetch"][k]
+        bundle["entry"] = [e for e in bundle.get("entry", []) if key not in e["resource"]["id"]]
+
+
+def test_bmi_just_below_30_is_not_shown_as_30(client):
+    # 86.69 kg / 1.70 m^2 = 29.99654 -> below tier 1 (40 mg); 1 dp would show 30.0.
+    _, payload = run(client, "sic-positive", mutate=lambda b: _set(b, "weight", 86.69))
+    detail = only_card(payload)["detail"]
+    assert "enoxaparin 40 mg SC once daily" in detail
+    assert "BMI 29.997 is below 30" in detail and "BMI 29.997 kg/m²" in detail
+    assert "BMI 30 " not in detail
+
+
+def test_crcl_just_below_30_is_not_shown_as_30(client):
+    # Male, 80 y, no height (actual weight), 72 kg, SCr 2.001: (140-80) x 72 / (72 x 2.001)
+    # = 29.985 mL/min -> crcl_lt_30, 30 mg; 1 dp would show 30.0.
+    def mutate(b):
+        b["prefetch"]["patient"]["birthDate"] = f"{int(b['prefetch']['patient']['birthDate'][:4]) - 14}-01-01"
+        _drop(b, "height")
+        _set(b, "weight", 72)
+        _set(b, "creatinine", 2.001)
+    _, payload = run(client, "sic-positive", mutate=mutate)
+    detail = only_card(payload)["detail"]
+    assert "enoxaparin 30 mg SC once daily" in detail
+    assert "CrCl 29.99 mL/min is below 30" in detail
+    assert "CrCl 30 mL/min" not in detail
+
+
+def test_d_dimer_just_above_6x_is_shown_with_3_decimals(client):
+    # 3.001 / ULN 0.5 = 6.002x > 6 -> trigger. §0: the multiple is displayed to 3 dp.
+    _, payload = run(client, "d-dimer-ward", mutate=lambda b: _set(b, "d-dimer", 3.001))
+    card = only_card(payload)
+    assert card["summary"].startswith("D-dimer 6.002× ULN: consider")
+    assert "D-dimer**: 6.002× ULN" in card["detail"]

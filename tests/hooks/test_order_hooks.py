@@ -1,0 +1,234 @@
+"""anticoagulant-order-check (order-select) and anticoagulant-order-sign (order-sign): each
+dose correction, the product switch, contraindication, escalation, and the silent cases.
+Update/delete targets are checked against draftOrders in hook_helpers.check_response."""
+from __future__ import annotations
+
+import copy
+
+from hook_helpers import LOINC, draft_entries, kind, medication, only_card, run
+
+
+def _without(resource: dict, *keys: str) -> dict:
+    out = copy.deepcopy(resource)
+    for key in keys:
+        out.pop(key, None)
+    return out
+
+
+def _update(card: dict) -> dict:
+    (action,) = card["suggestions"][0]["actions"]
+    assert action["type"] == "update"
+    return action["resource"]
+
+
+def _assert_only_dose_changed(body: dict, updated: dict, medication_changed: bool) -> dict:
+    draft = draft_entries(body)[f"MedicationRequest/{updated['id']}"]
+    assert updated["status"] == "draft"
+    ignore = ("dosageInstruction", "medicationCodeableConcept") if medication_changed else ("dosageInstruction",)
+    assert _without(updated, *ignore) == _without(draft, *ignore)
+    return draft
+
+
+def test_bmi_42_40mg_becomes_80mg_with_anti_xa(client):
+    body, payload = run(client, "bmi-42")
+    card = only_card(payload)
+    # BMI 115 / 1.65^2 = 42.2 >= 40 -> 80 mg once daily; anti-Xa for BMI >= 40 (and escalated dose).
+    assert card["summary"] == "Enoxaparin 40 mg SC daily at BMI 42.2: consider 80 mg SC daily"
+    assert card["indicator"] == "warning" and kind(card) == "dose_correction"
+    assert card["selectionBehavior"] == "any"
+    updated = _update(card)
+    assert updated["id"] == "draft-enox-obese"
+    _assert_only_dose_changed(body, updated, medication_changed=True)
+    # The 40 mg syringe no longer fits: the product coding follows the new strength (SCD 80 mg).
+    assert medication(updated) == ("854241", 80, "mg", (1, 1, "d"))
+    assert updated["medicationCodeableConcept"]["text"] == "enoxaparin 80 mg/0.8 mL prefilled syringe"
+    lab = card["suggestions"][1]["actions"][0]["resource"]
+    assert lab["resourceType"] == "ServiceRequest" and lab["code"]["coding"][0]["code"] == "32684-3"
+    assert lab["code"]["coding"][0]["system"] == LOINC
+
+
+def test_crcl_22_40mg_becomes_30mg(client):
+    body, payload = run(client, "crcl-22")
+    card = only_card(payload)
+    # IBW 50 + 0.9055 x 19.6 = 67.75; TBW 70 within 1.2 x IBW -> IBW;
+    # (140 - 78) x 67.75 / (72 x 2.6) = 22.4 mL/min < 30 -> 30 mg once daily (renal row).
+    assert card["summary"] == "Enoxaparin 40 mg SC daily at CrCl 22.4 mL/min: consider 30 mg SC daily"
+    updated = _update(card)
+    _assert_only_dose_changed(body, updated, medication_changed=True)
+    assert medication(updated) == ("854228", 30, "mg", (1, 1, "d"))
+    # Renal impairment: anti-Xa with a trough as well.
+    assert "trough" in card["suggestions"][1]["actions"][0]["resource"]["note"][0]["text"]
+
+
+def test_1mg_per_kg_q12h_at_crcl_below_30_becomes_q24h(client):
+    body, payload = run(client, "q12h-renal")
+    card = only_card(payload)
+    # IBW 50 + 0.9055 x 22.6 = 70.46; TBW 80 <= 84.6 -> IBW; (140 - 70) x 70.46 / (72 x 2.4) = 28.5.
+    # 80 mg q12h = 1 mg/kg per dose (therapeutic, ward patient): same mg once daily (label).
+    assert card["summary"] == "Enoxaparin 80 mg SC every 12 h at CrCl 28.5 mL/min: consider 80 mg SC daily"
+    updated = _update(card)
+    draft = _assert_only_dose_changed(body, updated, medication_changed=False)
+    assert updated["medicationCodeableConcept"] == draft["medicationCodeableConcept"]   # same syringe
+    assert medication(updated) == ("854241", 80, "mg", (1, 1, "d"))
+    assert medication(draft)[3] == (1, 12, "h")
+
+
+def test_hit_switch_is_create_then_delete_of_the_draft(client):
+    body, payload = run(client, "hit-switch")
+    card = only_card(payload)
+    assert card["indicator"] == "critical" and kind(card) == "product_switch"
+    assert card["summary"] == "HIT history: replace enoxaparin 40 mg SC daily with fondaparinux 2.5 mg SC daily"
+    (suggestion,) = card["suggestions"]
+    create, delete = suggestion["actions"]
+    assert create["type"] == "create" and delete["type"] == "delete"   # create first (sandbox)
+    assert delete == {"type": "delete", "description": delete["description"],
+                      "resourceId": "MedicationRequest/draft-enox-hit"}
+    new = create["resource"]
+    assert new["id"] != "draft-enox-hit"
+    assert medication(new) == ("321208", 2.5, "mg", (1, 1, "d"))
+    assert new["subject"] == draft_entries(body)["MedicationRequest/draft-enox-hit"]["subject"]
+
+
+def test_contraindicated_draft_is_critical_without_suggestions(client):
+    def bleeding(body):
+        body["prefetch"]["conditions"]["entry"].append({"resource": {
+            "resourceType": "Condition", "id": "gi-bleed", "subject": {"reference": "Patient/example-obese"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "K92.2"}]}},
+            "search": {"mode": "match"}})
+
+    _, payload = run(client, "bmi-42", mutate=bleeding)
+    card = only_card(payload)
+    assert card["indicator"] == "critical" and kind(card) == "contraindicated"
+    assert card["summary"] == ("Enoxaparin 40 mg SC daily contraindicated (active bleeding): "
+                               "consider mechanical prophylaxis")
+    assert "suggestions" not in card and card["overrideReasons"]
+
+
+def test_therapeutic_draft_in_critically_ill_warns_with_evidence(client):
+    body, payload = run(client, "escalation-icu")
+    card = only_card(payload)
+    # 80 mg q12h at 82 kg = 0.98 mg/kg per dose (>= 0.7: therapeutic); IMV -> critically ill.
+    assert kind(card) == "escalation_warning" and card["indicator"] == "warning"
+    assert card["summary"] == ("Therapeutic-dose enoxaparin in a critically ill patient: evidence supports "
+                               "prophylactic dose only")
+    assert "futility" in card["detail"] and "INSPIRATION" in card["detail"]
+    # BMI 82 / 1.78^2 = 25.9 -> the prophylactic regimen is 40 mg once daily.
+    updated = _update(card)
+    _assert_only_dose_changed(body, updated, medication_changed=True)
+    assert medication(updated) == ("854235", 40, "mg", (1, 1, "d"))
+
+
+def test_right_dose_no_medication_and_unselected_drafts_give_no_cards(client):
+    assert run(client, "dose-ok")[1] == {"cards": []}
+    assert run(client, "no-medication")[1] == {"cards": []}
+
+    def select_other(body):   # the 40 mg draft is there but not selected
+        body["context"]["draftOrders"]["entry"].append({"resource": {
+            "resourceType": "MedicationRequest", "id": "other", "status": "draft", "intent": "order",
+            "subject": {"reference": "Patient/example-obese"}}})
+        body["context"]["selections"] = ["MedicationRequest/other"]
+
+    assert run(client, "bmi-42", mutate=select_other)[1] == {"cards": []}
+
+
+def test_order_sign_checks_every_draft_and_ignores_non_anticoagulants(client):
+    body, payload = run(client, "sign-bmi-42")
+    assert "selections" not in body["context"]
+    card = only_card(payload)   # the paracetamol draft gives nothing
+    assert kind(card) == "dose_correction"
+    assert _update(card)["id"] == "draft-enox-obese"
+
+
+def test_undeterminable_draft_names_the_missing_weight(client):
+    def no_body(body):
+        body["prefetch"]["body"] = {"resourceType": "Bundle", "type": "searchset"}
+        draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+        draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 60
+
+    _, payload = run(client, "bmi-42", mutate=no_body)
+    card = only_card(payload)
+    # 60 mg once daily with no weight or height: BMI unknown, so the BMI tier cannot be checked.
+    assert kind(card) == "not_determinable" and card["indicator"] == "info"
+    assert "body weight" in card["summary"] and "height" in card["summary"]
+
+
+def _draft(body):
+    return body["context"]["draftOrders"]["entry"][0]["resource"]
+
+
+def test_right_dose_with_anti_xa_indicated_gives_an_info_card_with_the_lab_order(client):
+    def already_80(body):
+        _draft(body)["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 80
+
+    _, payload = run(client, "bmi-42", mutate=already_80)
+    card = only_card(payload)
+    # 80 mg once daily is the BMI >= 40 dose; anti-Xa is indicated at BMI 42.2.
+    assert card["indicator"] == "info" and kind(card) == "anti_xa"
+    assert card["summary"].startswith("Enoxaparin 80 mg SC daily: anti-Xa monitoring indicated (BMI ≥ 40")
+    (suggestion,) = card["suggestions"]
+    assert [a["resource"]["resourceType"] for a in suggestion["actions"]] == ["ServiceRequest"]
+
+
+def test_draft_on_top_of_an_active_therapeutic_order_warns_of_duplication(client):
+    def active_treatment(body):
+        active = copy.deepcopy(_draft(body))
+        active.update(id="active-treatment", status="active")
+        # 120 mg q12h at 115 kg = 1.04 mg/kg per dose: therapeutic.
+        active["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 120
+        active["dosageInstruction"][0]["timing"]["repeat"] = {"frequency": 1, "period": 12, "periodUnit": "h"}
+        del active["medicationCodeableConcept"]["coding"]
+        active["medicationCodeableConcept"]["coding"] = [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                           "code": "67108"}]
+        body["prefetch"]["medications"]["entry"] = [{"resource": active, "search": {"mode": "match"}}]
+
+    _, payload = run(client, "bmi-42", mutate=active_treatment)
+    card = only_card(payload)
+    assert kind(card) == "duplicate_anticoagulant" and card["indicator"] == "warning"
+    assert "suggestions" not in card
+    assert "enoxaparin 120 mg SC every 12 h" in card["summary"]
+
+
+def test_iv_heparin_changed_to_prophylaxis_gets_the_subcutaneous_route(tmp_path):
+    """An update that turns an IV infusion into 5,000 U every 12 h must not keep the IV route."""
+    import json
+
+    from cds_service import create_app
+    from hook_helpers import SNOMED
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"renal.preferred_agent": "heparin"}))
+    client = create_app({"database": str(tmp_path / "p.sqlite3"), "policy": str(policy)}).test_client()
+
+    def mutate(body):
+        # Creatinine 4.0: (140 - 63) x IBW 73.2 / (72 x 4.0) = 19.6 mL/min -> regimen UFH 5,000 U q12h.
+        for e in body["prefetch"]["labs"]["entry"]:
+            if "creatinine" in e["resource"]["id"]:
+                e["resource"]["valueQuantity"]["value"] = 4.0
+        draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+        draft["medicationCodeableConcept"] = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                          "code": "5224"}], "text": "heparin infusion"}
+        draft["dosageInstruction"] = [{
+            "route": {"coding": [{"system": SNOMED, "code": "47625008"}]},   # intravenous
+            "doseAndRate": [{"rateQuantity": {"value": 18, "unit": "[iU]/kg/h", "system": "http://unitsofmeasure.org",
+                                              "code": "[iU]/kg/h"}}]}]
+    _, payload = run(client, "escalation-icu", mutate=mutate)
+    card = only_card(payload)
+    assert kind(card) == "escalation_warning"
+    dose = _update(card)["dosageInstruction"][0]
+    assert dose["route"]["coding"][0] == {"system": SNOMED, "code": "34206005"}   # subcutaneous
+    assert medication(_update(card))[1:] == (5000, "[iU]", (1, 12, "h"))
+
+
+
+def test_dose_and_cutoff_in_notes_follow_the_policy():
+    """Note text names dosing.pending_weight_mg and renal.crcl_cutoff, never a fixed 40 mg / 30."""
+    from cds_service.hooks import content as c
+    from cds_service.logic.policy import Policy
+
+    policy = Policy.default().with_overrides({"dosing.pending_weight_mg": 30, "renal.crcl_cutoff": 35.0})
+    lines = c.note_lines(["pending_weight", "renal_trough_anti_xa"], policy)
+    assert lines == ["- Weight or height unknown: 30 mg pending a recorded weight.",
+                     "- CrCl below 35 mL/min: also check a trough anti-Xa before the next dose."]
+    assert c.label(c.ANTI_XA_REASON_TEXT, "crcl_lt_30", policy) == "CrCl < 35 mL/min"

@@ -1,0 +1,88 @@
+"""docker-compose.yml and the Dockerfile, checked by parsing (docker cannot run in CI)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[str]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_three_services(compose):
+    assert set(compose["services"]) == {"hapi", "cds-service", "loader"}
+
+
+def test_hapi_is_pinned_r4_on_8080_with_a_healthcheck(compose):
+    hapi = compose["services"]["hapi"]
+    image, _, tag = hapi["image"].partition(":")
+    assert image == "hapiproject/hapi"
+    assert re.fullmatch(r"v\d+\.\d+\.\d+(-\d+)?", tag), "pin an exact release, never latest"
+    assert hapi["environment"]["hapi.fhir.fhir_version"] == "R4"
+    assert "127.0.0.1:8080:8080" in hapi["ports"]
+    check = hapi["healthcheck"]
+    assert check["test"][0] == "CMD" and "/fhir/metadata" in check["test"][-1]
+    # The image is distroless: the check must use the JVM on a file we mount, not curl or a shell.
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in hapi["volumes"]}
+    script = next(arg for arg in check["test"] if arg.endswith(".java"))
+    assert (ROOT / mounted[script]).is_file()
+    assert not any(tool in " ".join(check["test"]) for tool in ("curl", "wget", "sh -c"))
+    assert check["retries"] * _seconds(check["interval"]) + _seconds(check["start_period"]) >= 300
+
+
+def _seconds(value: str) -> int:
+    return int(value.rstrip("s"))
+
+
+def test_service_is_built_here_healthchecked_and_allowlisted_to_hapi(compose):
+    svc = compose["services"]["cds-service"]
+    assert svc["build"] == "."
+    env = svc["environment"]
+    # It shares HAPI's network namespace, so HAPI is a loopback URL and the https rule holds.
+    assert svc["network_mode"] == "service:hapi"
+    assert "127.0.0.1:8000:8000" in compose["services"]["hapi"]["ports"]
+    allowlist = env["CDS_FHIR_ALLOWLIST"].split(",")
+    assert "http://localhost:8080/fhir" in allowlist and "*" not in allowlist
+    assert all(re.match(r"^http://(localhost|127\.0\.0\.1)[:/]", url) for url in allowlist)
+    assert env["CDS_AUTH"] == "off" and env["CDS_SCHEMA_DIR"] == "/app/conformance/schemas"
+    assert "/healthz" in " ".join(svc["healthcheck"]["test"])
+    assert svc["depends_on"]["hapi"]["condition"] == "service_healthy"
+
+
+def test_loader_runs_once_after_hapi_is_healthy(compose):
+    loader = compose["services"]["loader"]
+    assert loader["depends_on"]["hapi"]["condition"] == "service_healthy"
+    assert loader["command"][:4] == ["cds-service", "load-fixtures", "--fhir-server", "http://hapi:8080/fhir"]
+    assert loader["command"][loader["command"].index("--dir") + 1] == "/app/conformance/patients"
+    assert loader["restart"] == "no"
+    assert loader["image"] == compose["services"]["cds-service"]["image"]
+
+
+def test_dockerfile_essentials(dockerfile):
+    assert dockerfile[0] == "FROM python:3.11-slim"
+    assert any(re.fullmatch(r"RUN pip install \.", line) for line in dockerfile)
+    assert "COPY conformance ./conformance" in dockerfile
+    env = " ".join(line for line in dockerfile if line.startswith("ENV"))
+    assert "CDS_SCHEMA_DIR=/app/conformance/schemas" in env
+    assert any(line.startswith("HEALTHCHECK") and "/healthz" in line for line in dockerfile)
+    cmd = next(line for line in dockerfile if line.startswith("CMD"))
+    assert '"gunicorn"' in cmd and '"cds_service.wsgi:app"' in cmd and '"0.0.0.0:8000"' in cmd
+    assert any(line.startswith("USER ") and line != "USER root" for line in dockerfile)
+    assert "EXPOSE 8000" in dockerfile
+
+
+def test_dockerignore_keeps_the_image_small():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "tests"} <= set(ignored)
