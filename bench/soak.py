@@ -43,7 +43,7 @@ def rss_kb() -> int:
 
 def cache_bounds(app) -> dict[str, tuple[int, int]]:
     """name -> (current size, bound) for every bounded cache the service keeps in process."""
-    from cds_service.fhir import extract
+    from cds_service.fhir import context
     state = app.extensions["cds"]
     out: dict[str, tuple[int, int]] = {}
     for name, ext in state.extensions.items():
@@ -51,7 +51,7 @@ def cache_bounds(app) -> dict[str, tuple[int, int]]:
             cache = getattr(ext, attr, None)
             if cache is not None and hasattr(cache, "maxsize") and hasattr(cache, "currsize"):
                 out[f"{name}.{attr}"] = (int(cache.currsize), int(cache.maxsize))
-    out["extract.verdicts"] = (int(extract._verdicts.currsize), int(extract._verdicts.maxsize))
+    out["extract.verdicts"] = (int(context._verdicts.currsize), int(context._verdicts.maxsize))
     return out
 
 
