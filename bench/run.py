@@ -361,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, FhirStub(latency=FHIR_LATENCY_S) as stub:
         env = {"CDS_DATABASE": str(Path(tmp) / "bench.sqlite3"),
                # the 10,000-Observation sweep body is ~6 MB, over the 5 MB default
-               "CDS_MAX_BODY_BYTES": str(64 * 1024 * 1024)}
+               "CDS_MAX_BODY_BYTES": str(64 * 1024 * 1024),
+               "MALLOC_ARENA_MAX": "2"}  # as `cds-service serve` and the Dockerfile set it
         with Gunicorn("service", "cds_service.wsgi:app", env, OUT) as service, \
                 Gunicorn("floor", "bench.floor:app", {}, OUT) as floor:
             bench = Bench(args, service, floor, stub)
