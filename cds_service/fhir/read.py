@@ -73,16 +73,20 @@ def parse_datetime(value: Any) -> datetime | None:
         if ss is not None and (frac is None or len(frac) <= 7):
             # The common full form: the C parser, same result (<= 6 fraction digits need no rounding).
             dt = datetime.fromisoformat(value)
-            return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-        dt = datetime(int(year), int(month or 1), int(day or 1), int(hh or 0), int(mm or 0),
-                      int(ss or 0), int(round(float(frac) * 1_000_000)) if frac else 0)
-    except ValueError:
+            dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+        else:
+            dt = datetime(int(year), int(month or 1), int(day or 1), int(hh or 0), int(mm or 0),
+                          int(ss or 0), int(round(float(frac) * 1_000_000)) if frac else 0)
+            if tz and tz != "Z":
+                sign = 1 if tz[0] == "+" else -1
+                dt = dt.replace(tzinfo=timezone(timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])) * sign))
+            else:
+                dt = dt.replace(tzinfo=timezone.utc)
+        if dt.year in (1, 9999):
+            dt.astimezone(timezone.utc)  # 0001-01-01T00:00+14:00 has no UTC form: cards would raise
+    except (ValueError, OverflowError):
         return None
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])) * sign
-        return dt.replace(tzinfo=timezone(offset))
-    return dt.replace(tzinfo=timezone.utc)
+    return dt
 
 
 def parse_date(value: Any) -> date | None:
