@@ -325,19 +325,20 @@ class SqliteReplayStore:
 def _feedback_row(index: int, item: dict[str, Any]) -> dict[str, Any]:
     try:
         stamp = datetime.fromisoformat(item["outcomeTimestamp"])
-    except ValueError:
+        if stamp.tzinfo is None:  # the schema requires an offset; keep this total anyway
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        outcome_timestamp = utc_iso(stamp)
+    except (ValueError, OverflowError):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
         raise BadRequest(f"Feedback item {index} (card {item['card']!r}): outcomeTimestamp "
                          f"{item['outcomeTimestamp']!r} is not a valid date-time.",
                          expression=[f"feedback[{index}].outcomeTimestamp"]) from None
-    if stamp.tzinfo is None:  # the schema requires an offset; keep this total anyway
-        stamp = stamp.replace(tzinfo=timezone.utc)
     override = item.get("overrideReason") or {}
     reason = override.get("reason") or {}
     accepted = [s["id"] for s in item.get("acceptedSuggestions") or []]
     return {
         "card_uuid": item["card"],
         "outcome": item["outcome"],
-        "outcome_timestamp": utc_iso(stamp),
+        "outcome_timestamp": outcome_timestamp,
         "accepted": orjson.dumps(accepted).decode() if accepted else None,
         "code": reason.get("code") or None,
         "system": reason.get("system") or None,
