@@ -74,7 +74,17 @@ CASES = [
     ("contained is a number", "patient-view",
      lambda d: d["prefetch"]["medications"]["entry"][1]["resource"].__setitem__("contained", 3)),
     ("a Medication id is a list (data layer)", "patient-view", lambda d: _medication_with_list_id(d)),
+    ("a HIT Condition dated 0001-01-01T00:00:00+14:00 (no UTC form)", "patient-view",
+     lambda d: d["prefetch"]["conditions"]["entry"].append({"resource": _hit_condition("0001-01-01T00:00:00+14:00")})),
 ]
+
+
+def _hit_condition(when: str) -> dict:
+    from cds_service.fhir.codes import load_codes
+    codes = load_codes()
+    system, code = codes.resolve(codes.data["conditions"]["hit"][0])
+    return {"resourceType": "Condition", "id": "hit-1", "subject": {"reference": f"Patient/{PID}"},
+            "code": {"coding": [{"system": system, "code": code}]}, "onsetDateTime": when, "recordedDate": when}
 
 
 def _medication_with_list_id(doc: dict) -> None:
@@ -105,7 +115,8 @@ def test_absurd_frequency_is_not_determinable_not_infinite(client):
 
 
 @pytest.mark.parametrize("text", ["2024-01-01T10:00:00+99:00", "2024-01-01T10:00:00-24:00",
-                                  "2024-01-01T10:00:00+14:01", "2024-01-01T10:00:00+05:75"])
+                                  "2024-01-01T10:00:00+14:01", "2024-01-01T10:00:00+05:75",
+                                  "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
 def test_offsets_outside_fhir_range_read_as_no_time(text):
     assert parse_datetime(text) is None
 
@@ -120,3 +131,13 @@ def test_fast_path_parses_like_the_general_one():
 @pytest.mark.parametrize("link", [5, True, {"relation": "next"}, "next"])
 def test_next_link_of_a_malformed_link_field_is_none(link):
     assert next_link({"resourceType": "Bundle", "link": link}) is None
+
+
+def test_feedback_timestamp_without_a_utc_form_is_a_400(client):
+    """Found by the deep fuzz profile: 0001-01-01T00:00:00+14:00 made utc_iso raise OverflowError (500)."""
+    item = {"card": "7d1e2c3a-0b4b-4c8e-9f5e-2a6b3c4d5e6f", "outcome": "overridden",
+            "outcomeTimestamp": "0001-01-01T00:00:00+14:00"}
+    resp = client.post("/cds-services/coagulopathy-risk/feedback", data=orjson.dumps(item),
+                       content_type="application/json")
+    assert resp.status_code == 400
+    assert "outcomeTimestamp" in resp.get_json()["issue"][0]["diagnostics"]
