@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             bodies = [template.replace(b"PIDX", f"p{i}".encode()) for i in range(n + 5)]
         else:
             n_obs = int(scenario[1:]) if scenario.startswith("d") else 150
-            bodies = [orjson.dumps(synth.hook_request(hook, "bench-p", n_obs=n_obs))] * (n + 5)
+            template = orjson.dumps(synth.hook_request(hook, "PIDX", n_obs=n_obs))
+            bodies = [template.replace(b"PIDX", f"p{i}".encode()) for i in range(n + 5)]  # new patient each call
         path = synth.SERVICE_PATH[hook]
         for body in bodies[:5]:  # warm-up: imports, schema compilation
             resp = client.post(path, data=body, content_type="application/json")
