@@ -19,7 +19,9 @@ across databases. Changing the pepper breaks joins with older rows.
 
 Concurrency: one connection per thread (and per process, re-opened after a fork), WAL
 journal, `busy_timeout`, writes in short IMMEDIATE transactions; safe under gunicorn
-workers and threads. `synchronous=FULL`: a committed row survives a crash or power loss.
+workers and threads. Durability is `CDS_DATABASE_SYNC`: `normal` (default; in WAL mode a
+committed row survives a process crash or restart, and only the last transactions before an
+OS crash or power loss can be lost; no fsync per call) or `full` (an fsync per commit).
 """
 from __future__ import annotations
 
@@ -144,13 +146,16 @@ class IssuedCard:
 
 
 class Storage:
-    def __init__(self, path: str, pepper: str = ""):
+    def __init__(self, path: str, pepper: str = "", sync: str = "normal"):
         if path == ":memory:":
             # One shared in-memory database for all threads of this instance (tests, tools).
             self._target, self._uri = f"file:cds-{secrets.token_hex(8)}?mode=memory&cache=shared", True
         else:
             self._target, self._uri = path, False
         self.path = path
+        if sync not in ("normal", "full"):
+            raise StorageError(f"CDS_DATABASE_SYNC must be 'normal' or 'full', not {sync!r}")
+        self._sync = sync.upper()
         self._local = threading.local()
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
         self._anchor: sqlite3.Connection | None = None
@@ -178,7 +183,7 @@ class Storage:
         conn.execute("PRAGMA busy_timeout = 10000")
         if not self._uri:
             conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA synchronous = {self._sync}")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
 
@@ -349,7 +354,8 @@ def _feedback_row(index: int, item: dict[str, Any]) -> dict[str, Any]:
 
 def init_app(app, state) -> None:
     """Open (and create) the database at CDS_DATABASE and hang the stores on the app."""
-    storage = Storage(state.config.database, pepper=state.config.audit_pepper)
+    storage = Storage(state.config.database, pepper=state.config.audit_pepper,
+                      sync=state.config.database_sync)
     state.extensions["storage"] = storage
     # Replaces the security layer's per-process default (it looks the store up per request).
     state.extensions["replay_store"] = SqliteReplayStore(storage)
