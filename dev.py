@@ -28,15 +28,16 @@ def ensure_venv(extras: str) -> None:
     if stamp.exists() and stamp.read_text() == digest and PY.exists():
         return
     if not PY.exists():
-        print(f"dev.py: creating virtual environment in {VENV}", flush=True)
+        print(f"dev.py: creating virtual environment in {VENV}", file=sys.stderr, flush=True)
         try:
             venv.EnvBuilder(with_pip=True).create(VENV)
         except Exception as exc:  # Debian without python3-venv lands here
             sys.exit(f"dev.py: cannot create a venv ({exc}). On Debian/Ubuntu: apt-get install python3-venv")
-    print("dev.py: installing the service and its dependencies (first run only)", flush=True)
-    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    print("dev.py: installing the service and its dependencies (first run only)", file=sys.stderr, flush=True)
+    # pip output goes to stderr so `dev.py example NAME | curl ... -d @-` stays clean JSON.
+    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"], stdout=sys.stderr)
     target = f".[{extras}]" if extras else "."
-    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "-e", target], cwd=ROOT)
+    subprocess.check_call([str(PY), "-m", "pip", "install", "-q", "-e", target], cwd=ROOT, stdout=sys.stderr)
     stamp.write_text(digest)
 
 
