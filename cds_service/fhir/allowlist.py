@@ -59,10 +59,17 @@ def parse_server_url(url: str) -> ServerURL:
     if not host:
         raise ValueError("no host")
     port = parts.port  # raises ValueError on a bad port
-    segments = parts.path.split("/")
-    if any(unquote(s) in (".", "..") for s in segments):
-        raise ValueError("'.' or '..' path segments are not allowed")
+    if _bad_path(parts.path):
+        raise ValueError("'.' or '..' path segments (plain or encoded) are not allowed")
     return ServerURL(scheme, host, port, parts.path.rstrip("/"))
+
+
+def _bad_path(path: str) -> bool:
+    """Dot segments, or an encoded slash/backslash that a server may decode into one."""
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "\\" in path:
+        return True
+    return any(unquote(s) in (".", "..") for s in path.split("/"))
 
 
 def _entry_admits(entry: ServerURL, server: ServerURL) -> bool:
@@ -111,7 +118,7 @@ def same_base(url: str, base: str) -> bool:
     t = ServerURL(b.scheme, host, port, target.path.rstrip("/"))
     if t.effective_port != b.effective_port:
         return False
-    if any(unquote(s) in (".", "..") for s in target.path.split("/")):
+    if _bad_path(target.path):
         return False
     return t.path == b.path or target.path.startswith(b.path + "/") or target.path == b.path + "/"
 
