@@ -151,7 +151,7 @@ class DataLayer:
             if key.refetch_why and key.template_error:
                 key.error = f"{key.refetch_why} and its template cannot be filled: {key.template_error}"
         meds = _Medications(self, body.get("fhirServer"))
-        needs_server = any(k.refetch_why and not k.error or k.next_url for k in keys) or meds.missing(keys)
+        needs_server = any(k.refetch_why and not k.error or k.next_url for k in keys) or meds.missing(keys, limit=1)
 
         client = None
         server_problem = self._server_problem(body, call) if needs_server else None
@@ -376,20 +376,23 @@ class _Medications:
         self.problems: dict[str, str] = {}
         self.attempted: set[str] = set()
 
-    def missing(self, keys: list[_Key]) -> list[str]:
+    def missing(self, keys: list[_Key], limit: int | None = None) -> list[str]:
+        """Medication reads still needed, in order, unique; at most `limit` (a prefetch may
+        hold tens of thousands of orders: stop scanning once enough are found)."""
         have = {res["id"] for k in keys for res in k.resources
                 if res.get("resourceType") == "Medication" and isinstance(res.get("id"), str)}
         have.update(res["id"] for res in self.resources if isinstance(res.get("id"), str))
-        wanted: list[str] = []
+        wanted: dict[str, None] = {}  # ordered set: membership in O(1)
         for key in keys:
             for res in key.resources:
+                if limit is not None and len(wanted) >= limit:
+                    return list(wanted)
                 if res.get("resourceType") not in _ORDER_TYPES:
                     continue
                 query = self._query(res.get("medicationReference"))
-                if query and query.split("/")[1] not in have and query not in self.attempted \
-                        and query not in wanted:
-                    wanted.append(query)
-        return wanted
+                if query and query.split("/")[1] not in have and query not in self.attempted:
+                    wanted[query] = None
+        return list(wanted)
 
     def _query(self, ref: Any) -> str | None:
         """`Medication/<id>` for a resolvable reference; contained (#x) ones are not fetched."""
@@ -411,7 +414,8 @@ class _Medications:
     def wanted(self, keys: list[_Key]) -> list[str]:
         """Queries still to send (cache hits are taken here, at no HTTP cost)."""
         out = []
-        for query in self.missing(keys)[:MAX_MEDICATION_READS - len(self.attempted)]:
+        room = max(0, MAX_MEDICATION_READS - len(self.attempted))
+        for query in self.missing(keys, limit=room):
             self.attempted.add(query)
             cached = self.layer._cache_get((self.client.base, query, self.tkey))
             if cached is not None:
@@ -434,10 +438,13 @@ class _Medications:
                 self.problems[query] = "fhirServer's answer was not a Medication"
 
     def skip(self, keys: list[_Key], why: str) -> None:
-        for query in self.missing(keys):
+        queries = self.missing(keys, limit=MAX_MEDICATION_READS)
+        for query in queries:
             self.attempted.add(query)
             self.problems[query] = f"not read: {why}"
-            log_event(log, logging.INFO, "referenced Medication not read", reference=query, why=why)
+        if queries:  # one line, not one per reference
+            log_event(log, logging.INFO, "referenced Medications not read", count=len(queries),
+                      first=queries[0], why=why)
 
 
 def _batch_entries(body: Any, count: int) -> list[Any] | None:
