@@ -119,8 +119,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app = Flask("cds_service")
     # Werkzeug enforces this while streaming the body, so a huge upload is cut off early.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
-    state = AppState(config=cfg, policy=Policy.load(cfg.policy), registry=build_registry())
-    load_codes(state.policy["codes.extra_file"])  # a bad extra code file fails at start, not per call
+    policy = Policy.load(cfg.policy)
+    codes = load_codes(policy["codes.extra_file"])  # a bad extra code file fails at start, not per call
+    state = AppState(config=cfg, policy=policy, registry=build_registry(codes))
     app.extensions["cds"] = state
     # Layers that attach to the app, each in its own module.
     security.init_app(app, state)
