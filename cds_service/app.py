@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from . import security, storage
 from .config import Config, load_config
 from .fhir import data
+from .fhir.bundle import bundle_resources
 from .fhir.codes import load_codes
 from .errors import BadRequest, CDSError, NotFound, operation_outcome
 from .hooks import HookCall, Registry, build_registry
@@ -94,11 +95,8 @@ def validate_hook_request(body: Any, service) -> dict:
         raise BadRequest(f"Invalid {service.hook} context at {where}: {message}", expression=[where])
     ctx = body["context"]
     if "selections" in ctx:
-        draft_ids = {
-            f"{e['resource'].get('resourceType')}/{e['resource'].get('id')}"
-            for e in ctx["draftOrders"].get("entry", []) or []
-            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-        }
+        # The same reader the order check uses, so a selection that passes here is checked there.
+        draft_ids = {f"{r['resourceType']}/{r.get('id')}" for r in bundle_resources(ctx["draftOrders"])}
         missing = [s for s in ctx["selections"] if s not in draft_ids]
         if missing:
             raise BadRequest(f"context.selections names orders not in context.draftOrders: {missing[:10]}",

@@ -253,3 +253,12 @@ def test_malformed_feedback_is_400_naming_the_item(client, item, where):
 
 def test_feedback_for_unknown_service_is_404(client):
     assert_operation_outcome(post(client, "/cds-services/nope/feedback", ITEM), 404)
+
+
+def test_selection_of_a_draft_the_order_check_would_not_read_is_400(client):
+    # An entry marked search.mode=include is skipped by the Bundle reader; a selection naming
+    # it must not pass validation and then go unchecked.
+    body = copy.deepcopy(OS_BODY)
+    body["context"]["draftOrders"]["entry"][0]["search"] = {"mode": "include"}
+    out = assert_operation_outcome(post(client, OS, body), 400, "invalid")
+    assert "selections" in out["issue"][0]["diagnostics"]
