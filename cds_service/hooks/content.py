@@ -119,19 +119,33 @@ NOTE_TEXT = {
                                "dose is shown for this enoxaparin order.",
     "pending_weight": "Weight or height unknown: {pending_weight_mg} mg pending a recorded weight.",
     "ecmo": "On ECMO: anticoagulation is usually protocol-driven; check the local ECMO protocol.",
-    "severity_unknown": "Severity unknown (no oxygen or organ-support record in the last 24 h).",
+    "severity_unknown": "Severity unknown (no oxygen or organ-support record in the last "
+                        "{respiratory_support_hours} h).",
 }
 
 
-def _fill(template: str, policy: Policy) -> str:
-    """Put policy values into a label: {platelets_abs_min} -> safety.platelets_abs_min."""
+_FILL_VALUES: dict[int, tuple[Policy, dict[str, object]]] = {}
+
+
+def _policy_values(policy: Policy) -> dict[str, object]:
+    """Display values of every policy key by its short name, built once per Policy (the
+    formatting is not free, and labels are filled several times per card)."""
+    hit = _FILL_VALUES.get(id(policy))
+    if hit is None or hit[0] is not policy:
+        values: dict[str, object] = {}
+        for key, value in policy.values.items():
+            values.setdefault(key.split(".", 1)[1], num(value, 2) if isinstance(value, (int, float))
+                              and not isinstance(value, bool) else value)
+        hit = _FILL_VALUES[id(policy)] = (policy, values)
+    return hit[1]
+
+
+def _fill(template: str, policy: Policy, **extra: object) -> str:
+    """Put policy values (and `extra` values) into a label: {platelets_abs_min} ->
+    safety.platelets_abs_min."""
     if "{" not in template:
         return template
-    values = {}
-    for key, value in policy.values.items():
-        values.setdefault(key.split(".", 1)[1], num(value, 2) if isinstance(value, (int, float))
-                          and not isinstance(value, bool) else value)
-    return template.format(**values)
+    return template.format(**{**_policy_values(policy), **extra})
 
 
 def label(kind: dict[str, str], code: str, policy: Policy) -> str:
@@ -220,8 +234,9 @@ def scores(a, policy: Policy) -> str:
     else:
         total = f"= **{sic.total}**" if sic.total is not None else \
             (f"= {sic.total_range[0]}–{sic.total_range[1]} (an item is missing)" if sic.total_range else "")
+        plt_inr = " with platelets + INR ≥ 3" if policy["sic.require_plt_inr_gt_2"] else ""
         verdict = f"{total}, {'positive' if sic.positive else 'negative'} " \
-                  f"(positive at ≥ {policy['sic.positive_total']} with platelets + INR ≥ 3)"
+                  f"(positive at ≥ {policy['sic.positive_total']}{plt_inr})"
     lines.append(f"- **SIC** (Iba 2017): {breakdown} {verdict}")
     sofa = a.sofa
     organs = [("respiratory", sofa.respiratory), ("cardiovascular", sofa.cardiovascular),
@@ -289,8 +304,9 @@ def renal_text(a, policy: Policy | None = None) -> str:
     return f"CrCl {shown('crcl', r.crcl_ml_min, 1, policy)} mL/min (Cockcroft–Gault{weight})."
 
 
-BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI 30 or more",
-               "bmi_ge_40": "BMI-adjusted dose, BMI 40 or more", "crcl_lt_30": "renal dose, CrCl below the renal cut-off",
+BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI {bmi_tier1} or more",
+               "bmi_ge_40": "BMI-adjusted dose, BMI {bmi_tier2} or more",
+               "crcl_lt_30": "renal dose, CrCl below {crcl_cutoff} mL/min",
                "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux"}
 _BASIS_TEXT = {
     "standard": "BMI {bmi} is below {bmi_tier1}: standard prophylactic dose.",
@@ -316,14 +332,15 @@ def dose_rationale(a, policy: Policy, suggested: bool = True) -> str:
         lines.append(f"**Suggested:** {dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day, short=False)}.")
         why = _BASIS_TEXT.get(reg.basis)
         if why:
-            lines.append(_fill(why.replace("{bmi}", values["bmi"]).replace("{crcl}", values["crcl"]), policy))
+            lines.append(_fill(why, policy, **values))
     anthro = a.anthropometrics
     if anthro.bmi is not None:
         src = " (recorded)" if anthro.bmi_source == "recorded" else ""
         lines.append(f"BMI {values['bmi']} kg/m²{src}; weight {num(anthro.weight_kg, 2)} kg.")
     lines.append(renal_text(a, policy))
     if reg.weight_based_mg is not None and suggested:
-        lines.append(f"For information: 50 IU/kg would be {num(reg.weight_based_mg, 1)} mg "
+        iu_per_kg = num(policy["dosing.info_mg_per_kg"] * 100, 0)  # 1 mg enoxaparin = 100 IU (§14)
+        lines.append(f"For information: {iu_per_kg} IU/kg would be {num(reg.weight_based_mg, 1)} mg "
                      f"(nearest syringe {num(reg.weight_based_syringe_mg, 0)} mg).")
     return " ".join(lines)
 
@@ -341,14 +358,20 @@ def anti_xa_plan(anti_xa, policy: Policy) -> str | None:
 
 
 def sampling_text(anti_xa) -> str:
-    s = anti_xa.sampling
-    hours = num(s.peak_hours_post_dose, 1) if s else "4"
-    after = s.after_dose if s else 3
+    s = anti_xa.sampling  # set whenever anti-Xa is indicated (logic/anti_xa.py, from the policy)
+    hours, after = num(s.peak_hours_post_dose, 1), s.after_dose
     return f"peak level {hours} h after a subcutaneous dose, from the {_ordinal(after)} dose on (steady state)"
 
 
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _escalation_criteria(policy: Policy) -> str:
+    """The therapeutic-option criteria as this policy applies them (§13, escalation.*)."""
+    multiple = policy["escalation.d_dimer_multiple"]
+    d_dimer = "D-dimer above ULN" if multiple == 1 else f"D-dimer above {num(multiple, 1)}× ULN"
+    return f"on low-flow oxygen with {d_dimer}" if policy["escalation.require_low_flow"] else f"with {d_dimer}"
 
 
 def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
@@ -365,7 +388,7 @@ def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
                 "futility, median organ-support-free days 1 vs 4. ASH 2021-2022, CHEST 2022, ISTH 2022 and "
                 "NIH 2022 agree.")
     if code == "therapeutic_option":
-        text = ("**Evidence (not critically ill, low-flow oxygen, D-dimer above ULN, no bleeding caution):** "
+        text = (f"**Evidence (not critically ill, {_escalation_criteria(policy)}, no bleeding caution):** "
                 "therapeutic-dose heparin is an option (LMWH preferred; 14 days or until discharge). "
                 "REMAP-CAP/ACTIV-4a/ATTACC non-critically ill (n = 2,219): probability of superiority "
                 "98.6 %, adjusted OR 1.27; NIH 2022, ASH 2022 (conditional), CHEST 2022, ISTH 2022 (selected "
@@ -383,16 +406,17 @@ def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
                 "(trial exclusions, NIH 2022): prophylactic dose.")
     if code == "prophylactic" and note.unchecked_cautions:
         unchecked = join(labels(CAUTION_TEXT, note.unchecked_cautions, policy))
-        return (f"**Evidence:** not critically ill with D-dimer above ULN, but "
+        return (f"**Evidence:** not critically ill {_escalation_criteria(policy)}, but "
                 f"{unchecked} cannot be ruled out (no recent value): therapeutic heparin needs no "
                 "bleeding caution (NIH 2022), so prophylactic dose until they are checked.")
     if code == "prophylactic":
-        return ("**Evidence:** not critically ill; the criteria for therapeutic heparin (low-flow oxygen and "
-                "D-dimer above ULN, no bleeding caution) are not all met: prophylactic dose (ISTH 2020, "
-                "ACC 2020, CHEST 2020).")
+        return ("**Evidence:** not critically ill; the criteria for therapeutic heparin ("
+                f"{_escalation_criteria(policy)}, no bleeding caution) are not all met: prophylactic dose "
+                "(ISTH 2020, ACC 2020, CHEST 2020).")
     if code == "severity_unknown":
-        return ("**Evidence:** severity unknown (no oxygen or organ-support record in the last 24 h). If "
-                "critically ill, prophylactic dose only; if on low-flow oxygen with D-dimer above ULN and no "
+        hours = num(policy["window.respiratory_support_hours"], 0)
+        return (f"**Evidence:** severity unknown (no oxygen or organ-support record in the last {hours} h). If "
+                f"critically ill, prophylactic dose only; if {_escalation_criteria(policy)} and no "
                 "bleeding caution, therapeutic heparin may be an option.")
     return None
 

@@ -85,7 +85,7 @@ def _suggestions(ev: Evaluation, create_drug: bool) -> list[dict]:
             ev.codes, drug=reg.drug, dose_mg=reg.dose_mg, dose_units=reg.dose_units,
             doses_per_day=reg.doses_per_day, patient_id=call.patient_id,
             encounter_id=call.encounter_id, authored_on=ev.now,
-            note=f"VTE prophylaxis suggested by the coagulopathy-risk service ({c.BASIS_WORDS.get(reg.basis, reg.basis)}).")
+            note=f"VTE prophylaxis suggested by the coagulopathy-risk service ({c.label(c.BASIS_WORDS, reg.basis, ev.policy)}).")
         out.append(suggestion(f"Order {dose}", action_create(f"Draft order: {dose}", resource)))
     if a.anti_xa.indicated is True:
         out.append(c.anti_xa_suggestion(ev, a.anti_xa))
@@ -210,7 +210,8 @@ def _not_determinable(ev: Evaluation):
     summary = (f"Coagulopathy risk not determinable: no usable {c.join([c.INPUT_LABELS.get(n, n) for n in names])}",
                "Coagulopathy risk not determinable: key inputs missing or out of date")
     blocks = [
-        "The coagulopathy signal (SIC, or D-dimer above 6× ULN) cannot be evaluated.",
+        f"The coagulopathy signal (SIC, or D-dimer above {c.num(p['d_dimer.marked_multiple'], 1)}× ULN) "
+        "cannot be evaluated.",
         f"**Missing or out of date:** {missing}.",
         "\n".join(c.rejected_lines(a, names)) or None,
         "Consider checking D-dimer, platelet count and INR (and creatinine, weight) if clinically indicated.",

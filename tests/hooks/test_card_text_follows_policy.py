@@ -1,0 +1,31 @@
+"""Card text states the service's own thresholds from the policy, so a site that changes a key
+never reads a rule the service is not applying."""
+from __future__ import annotations
+
+import json
+
+from cds_service import create_app
+from cds_service.examples import build
+
+
+def _card(tmp_path, keys, name="sic-positive"):
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(keys))
+    client = create_app({"database": str(tmp_path / "db"), "policy": str(path)}).test_client()
+    resp = client.post("/cds-services/coagulopathy-risk", json=build(name))
+    return resp.get_json()["cards"][0]
+
+
+def test_sic_clause_drops_the_platelet_inr_condition_when_the_policy_does(tmp_path):
+    default = _card(tmp_path, {})
+    assert "with platelets + INR ≥ 3" in default["detail"]
+    loose = _card(tmp_path, {"sic.require_plt_inr_gt_2": False})
+    assert "with platelets + INR ≥ 3" not in loose["detail"]
+
+
+def test_bmi_tier_and_iu_per_kg_come_from_the_policy(tmp_path):
+    # BMI 88 / 1.70^2 = 30.45: with tier 1 at 30.2 still 60 mg; info dose 0.6 mg/kg = 60 IU/kg.
+    card = _card(tmp_path, {"dosing.bmi_tier1": 30.2, "dosing.info_mg_per_kg": 0.6})
+    create = card["suggestions"][0]["actions"][0]["resource"]
+    assert "BMI 30.2 or more" in create["note"][0]["text"]
+    assert "60 IU/kg" in card["detail"] and "50 IU/kg" not in card["detail"]
