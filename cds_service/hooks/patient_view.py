@@ -15,14 +15,13 @@ At most one card per call, chosen from the assessment (first row that applies):
 """
 from __future__ import annotations
 
-from ..logic.order_check import check_order
+from ..logic.order_check import HEPARIN_SPECIFIC, check_order
 from ..logic.safety import HEPARINS
 from . import content as c
 from .cards import action_create, card, medication_request, suggestion
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, evaluate, respond
 from .registry import HookCall, Service
 
-HEPARIN_SPECIFIC = {"hit_history", "heparin_allergy"}
 SIGNAL_INPUTS = ("sic", "d_dimer")   # missing_by_output entries the seed trigger depends on
 
 

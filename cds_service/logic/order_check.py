@@ -49,7 +49,7 @@ from .safety import HEPARINS, LMWH, OrderClass, classify_order
 
 CHECKED = frozenset({"enoxaparin", "dalteparin", "tinzaparin", "heparin", "fondaparinux"})
 IU_DOSED = frozenset({"heparin", "dalteparin", "tinzaparin"})
-HEPARIN_SPECIFIC = ("hit_history", "heparin_allergy")
+HEPARIN_SPECIFIC = frozenset({"hit_history", "heparin_allergy"})
 # §11: "UFH 5,000 U SC two or three times daily" (the values renal.ufh_doses_per_day allows).
 UFH_PROPHYLACTIC_DOSES_PER_DAY = (2, 3)
 FINDING_KINDS = ("contraindicated", "switch_product", "undeterminable", "dose_change",

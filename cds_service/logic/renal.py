@@ -84,7 +84,7 @@ def choose_weight(anthro: Anthropometrics, policy: Policy) -> tuple[float | None
         return ibw, "ideal"
     # pharmacy_rule
     if nm.cmp_gt(tbw, policy["crcl.adjbw_trigger_ratio"] * ibw, policy):
-        return ibw + policy["crcl.adjbw_factor"] * (tbw - ibw), "adjusted"
+        return anthro.adjbw_kg, "adjusted"  # TBW > 1.2 × IBW > IBW, so AdjBW is set (§2)
     return ibw, "ideal"
 
 
