@@ -15,8 +15,9 @@ from typing import Any, Iterator
 
 from cds_service.fhir.codes import load_codes
 from cds_service.fhir.templates import prefetch_templates
+from cds_service.fhir.units import UCUM
 
-UCUM = "http://unitsofmeasure.org"
+
 
 # (codes.json observation key, UCUM unit, value at t=0, change per sample back in time, hours
 # between samples, reference range high or None). Values sit near the SIC/DIC band edges.

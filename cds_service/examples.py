@@ -23,6 +23,7 @@ from typing import Any
 
 from .fhir.codes import Codes, load_codes
 from .fhir.templates import prefetch_templates
+from .fhir.units import UCUM
 
 STATIC_NOW = datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc)
 _NAMESPACE = uuid.UUID("6f1c8a4e-3b7d-4c1a-9e2f-5d8b7a6c4e30")
@@ -244,7 +245,7 @@ def _first(codes: Codes, entries: list[str], alias: str | None = None) -> dict:
 
 def _observation(codes: Codes, pid: str, index: int, obs: Obs, now: datetime) -> dict:
     ucum, unit = _UNITS[obs.key]
-    quantity = {"value": obs.value, "unit": unit, "system": "http://unitsofmeasure.org", "code": ucum}
+    quantity = {"value": obs.value, "unit": unit, "system": UCUM, "code": ucum}
     at = _iso(now - timedelta(hours=obs.hours_ago))
     resource = {
         "resourceType": "Observation",

@@ -17,12 +17,14 @@ same way. Comparisons on the plausibility edges use 6-dp rounding, as thresholds
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-UCUM = "http://unitsofmeasure.org"
+from .codes import load_codes
+from .read import number
+
+UCUM = load_codes().systems["UCUM"]
 
 # Only two D-dimer annotations carry meaning here; the basis they name (clinical rules §4).
 _BASIS_ANNOTATION = re.compile(r"\{\s*(FEU|DDU)\s*\}", re.IGNORECASE)
@@ -137,13 +139,6 @@ class Converted:
     basis: str | None = None      # D-dimer {FEU}/{DDU} annotation or unit-text word
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def read_unit(quantity: Mapping[str, Any]) -> tuple[str, bool]:
     """(unit key, is_ucum) of a Quantity, per the rules in the module docstring."""
     code = quantity.get("code")
@@ -213,7 +208,7 @@ def convert(name: str, quantity: Any, *, table: Table | None = None) -> Converte
     table = table or TABLES[name]
     if not isinstance(quantity, Mapping):
         raise UnitError(f"{name}: no valueQuantity")
-    value = _number(quantity.get("value"))
+    value = number(quantity.get("value"))
     if value is None:
         raise UnitError(f"{name}: valueQuantity.value is missing or not a number")
     comparator = quantity.get("comparator")

@@ -19,12 +19,12 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from ..fhir.codes import Codes
+from ..fhir.units import UCUM
 from ..logic.numeric import display
 from ..storage import IssuedCard
 from . import vocabulary as vocab
 
 SUMMARY_MAX = 139
-UCUM = "http://unitsofmeasure.org"
 
 
 # -- JSON hygiene -------------------------------------------------------------------------
