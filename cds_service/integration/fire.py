@@ -19,6 +19,9 @@ from typing import Any
 
 import requests
 
+from ..fhir.templates import TemplateError
+from ..fhir.templates import fill_template as _fill
+
 from .fixtures import FHIR_JSON, outcome_text
 
 TIMEOUT_S = 30
@@ -27,9 +30,6 @@ ORDER_HOOKS = ("order-select", "order-sign")
 READ_SCOPES = " ".join(f"user/{t}.read" for t in (
     "Patient", "Observation", "Condition", "MedicationRequest", "MedicationAdministration",
     "AllergyIntolerance", "Procedure"))
-_TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
-_USER_TOKENS = {"userPractitionerId": "Practitioner", "userPractitionerRoleId": "PractitionerRole",
-                "userPatientId": "Patient", "userRelatedPersonId": "RelatedPerson"}
 
 
 class FireError(Exception):
@@ -73,26 +73,12 @@ def pick_service(services: list[dict], hook: str, service_id: str | None = None)
 
 
 def fill_template(template: str, context: dict[str, Any]) -> str | None:
-    """Substitute the CDS Hooks 2.0 prefetch tokens; None when a token cannot be filled."""
-    user = str(context.get("userId", ""))
-    missing = False
-
-    def value(match: re.Match) -> str:
-        nonlocal missing
-        name = match.group(1)
-        if name.startswith("context."):
-            found = context.get(name[len("context."):])
-            if isinstance(found, (str, int, float)) and not isinstance(found, bool):
-                return str(found)
-        elif name in _USER_TOKENS:
-            prefix = _USER_TOKENS[name] + "/"
-            if user.startswith(prefix):
-                return user[len(prefix):]
-        missing = True
-        return ""
-
-    filled = _TOKEN.sub(value, template)
-    return None if missing else filled
+    """The service's own token substitution (fhir.templates); None when a token cannot be
+    filled, so the key is omitted as the sandbox does."""
+    try:
+        return _fill(template, context)
+    except TemplateError:
+        return None
 
 
 def fhir_get(session: requests.Session, fhir_server: str, query: str, token: str | None) -> tuple[Any, str | None]:
