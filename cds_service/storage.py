@@ -307,20 +307,32 @@ class SqliteReplayStore:
 
     shared = True
 
+    PURGE_EVERY_S = 60.0  # expired rows are harmless until purged; no DELETE on every call
+
     def __init__(self, storage: "Storage"):
         self._storage = storage
+        self._last_purge = 0.0
 
     def check_and_add(self, iss: str, jti: str, expires_at: float) -> bool:
         now = time.time()
+        purge = now - self._last_purge >= self.PURGE_EVERY_S
 
         def write(conn: sqlite3.Connection) -> bool:
-            conn.execute("DELETE FROM jwt_jti WHERE expires_at < ?", (now,))
-            cur = conn.execute("INSERT OR IGNORE INTO jwt_jti (iss, jti, expires_at) VALUES (?, ?, ?)",
-                               (iss, jti, expires_at))
+            if purge:
+                conn.execute("DELETE FROM jwt_jti WHERE expires_at < ?", (now,))
+            # Insert, or take over a row whose token has expired but is not yet purged;
+            # a live row is a replay (rowcount 0).
+            cur = conn.execute(
+                "INSERT INTO jwt_jti (iss, jti, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (iss, jti) DO UPDATE SET expires_at = excluded.expires_at "
+                "WHERE jwt_jti.expires_at < ?", (iss, jti, expires_at, now))
             return cur.rowcount == 1
 
         try:
-            return self._storage._write(write)
+            fresh = self._storage._write(write)
+            if purge:
+                self._last_purge = now
+            return fresh
         except StorageError as exc:
             # Fail closed: a token whose jti cannot be recorded could be replayed.
             from .security.replay import ReplayStoreFull
