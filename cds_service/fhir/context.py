@@ -142,6 +142,11 @@ _verdicts: LRUCache = LRUCache(maxsize=VERDICT_CACHE_SIZE)
 _verdicts_lock = threading.Lock()
 
 
+def _log_dropped(resource: Mapping[str, Any], reason: str | None) -> None:
+    if reason is not None:
+        log.warning("dropped %s/%s: %s", resource.get("resourceType"), resource.get("id"), reason)
+
+
 class Validator:
     """R4B validation of used resources only, memoised per resource object (and by content)."""
 
@@ -151,9 +156,7 @@ class Validator:
     def problem(self, resource: Mapping[str, Any]) -> str | None:
         key = id(resource)
         if key not in self._seen:
-            self._seen[key] = reason = self._verdict(resource)
-            if reason is not None:
-                log.warning("dropped %s/%s: %s", resource.get("resourceType"), resource.get("id"), reason)
+            self._seen[key] = self._verdict(resource)
         return self._seen[key]
 
     @classmethod
@@ -161,12 +164,15 @@ class Validator:
         try:
             digest = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
         except (orjson.JSONEncodeError, TypeError):  # e.g. an integer beyond 64 bits
-            return cls._check(resource)
+            reason = cls._check(resource)
+            _log_dropped(resource, reason)
+            return reason
         with _verdicts_lock:
             cached = _verdicts.get(digest, _verdicts)
         if cached is not _verdicts:
             return cached
         reason = cls._check(resource)
+        _log_dropped(resource, reason)  # once per content; a re-fired hook does not repeat it
         with _verdicts_lock:
             _verdicts[digest] = reason
         return reason
