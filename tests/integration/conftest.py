@@ -10,6 +10,7 @@ allowlisted to call that FHIR server.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -47,16 +48,23 @@ def _install(npm: str) -> None:
         pytest.fail(f"npm {command} in {SERVER_DIR} failed ({proc.returncode}): {proc.stderr[-2000:]}")
 
 
+def _unavailable(reason: str):
+    # CI sets CDS_REQUIRE_INTEGRATION=1: there a missing server is a failure, never a quiet skip.
+    if os.environ.get("CDS_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def fhir_server(tmp_path_factory):
     """Base URL of a running in-memory FHIR R4 server (Medplum router)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
-        pytest.skip("integration tests need node and npm on PATH for the in-memory FHIR server "
+        _unavailable("integration tests need node and npm on PATH for the in-memory FHIR server "
                     "(tests/fhir_server); .ci/run installs them")
     major = _node_major(node)
     if major < 20:
-        pytest.skip(f"the in-memory FHIR server needs Node >= 20 (found {major or 'unknown'})")
+        _unavailable(f"the in-memory FHIR server needs Node >= 20 (found {major or 'unknown'})")
     _install(npm)
     # @medplum/core references the global WebSocket, which Node 20-21 keep behind a flag.
     argv = [node, *(["--experimental-websocket"] if major < 22 else []), "server.mjs", "0"]
