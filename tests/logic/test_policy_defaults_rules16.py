@@ -1,0 +1,130 @@
+"""The policy defaults are those of clinical-rules.md §16 (the table is copied here by hand, so a
+changed default in policy.py fails this test instead of agreeing with itself)."""
+from __future__ import annotations
+
+import pytest
+
+from cds_service.logic.policy import DEFAULTS, Policy
+
+RULES_16 = {
+    'numeric.compare_decimals': 6,
+    'scope.require_covid_condition': False,
+    'codes.extra_file': None,
+    'window.labs_hours': 72,
+    'window.blood_gas_hours': 24,
+    'window.vitals_hours': 24,
+    'window.urine_output_hours': 24,
+    'window.sofa_score_hours': 24,
+    'window.respiratory_support_hours': 24,
+    'window.vasoactive_hours': 24,
+    'window.anti_xa_hours': 72,
+    'window.weight_days': 30,
+    'window.height_days': None,
+    'window.pregnancy_status_days': 30,
+    'window.future_tolerance_minutes': 5,
+    'bloodgas.fio2_pairing_minutes': 60,
+    'ibw.extrapolate_below_152_4_cm': True,
+    'crcl.weight_basis': 'pharmacy_rule',
+    'crcl.adjbw_factor': 0.4,
+    'crcl.adjbw_trigger_ratio': 1.2,
+    'renal.crcl_cutoff': 30.0,
+    'renal.scr_floor_mg_dl': None,
+    'renal.overrides_bmi_rule': True,
+    'renal.preferred_agent': 'enoxaparin',
+    'renal.enoxaparin_mg': 30,
+    'renal.ufh_units': 5000,
+    'renal.ufh_doses_per_day': 2,
+    'd_dimer.marked_multiple': 6.0,
+    'd_dimer.marked_inclusive': False,
+    'd_dimer.default_uln_mg_l_feu': 0.5,
+    'd_dimer.default_uln_mg_l_ddu': 0.25,
+    'd_dimer.ddu_to_feu_factor': 2.0,
+    'd_dimer.use_reference_range': True,
+    'sofa.si_native_bands': True,
+    'sofa.respiratory_support_modalities': ['IMV', 'NIV', 'CPAP'],
+    'sofa.value_selection': 'latest',
+    'sofa.vasoactive_min_minutes': 60,
+    'sofa.prefer_recorded_subscores': False,
+    'sic.require_plt_inr_gt_2': True,
+    'sic.positive_total': 4,
+    'dic.d_dimer_moderate_above_multiple': 1.0,
+    'dic.d_dimer_strong_above_multiple': 10.0,
+    'dic.fibrinogen_low_g_l': 1.0,
+    'dic.pt_reference': ['reference_range_high', 'normal_control'],
+    'dic.overt_threshold': 5,
+    'dosing.standard_mg': 40,
+    'dosing.bmi_tier1': 30.0,
+    'dosing.bmi_tier1_mg': 60,
+    'dosing.bmi_tier2': 40.0,
+    'dosing.bmi_tier2_mg': 80,
+    'dosing.doses_per_day': 1,
+    'dosing.pending_weight_mg': 40,
+    'dosing.round_bmi_before_compare': False,
+    'hit.fondaparinux_mg': 2.5,
+    'hit.fondaparinux_min_crcl': 30.0,
+    'safety.platelets_abs_min': 25,
+    'safety.fibrinogen_abs_min_g_l': 0.5,
+    'safety.platelets_caution_min': 50,
+    'safety.hemoglobin_caution_min_g_dl': 8.0,
+    'safety.fibrinogen_caution_min_g_l': 1.0,
+    'safety.recent_bleeding_days': 30,
+    'safety.hit_lookback_days': None,
+    'orders.q12h_therapeutic_mg_kg': 0.7,
+    'orders.q12h_intermediate_mg_kg': 0.4,
+    'orders.daily_therapeutic_above_mg_kg': 1.4,
+    'orders.daily_intermediate_mg_kg': 0.7,
+    'orders.daily_therapeutic_renal_mg_kg': 0.7,
+    'orders.ufh_sc_intermediate_units': 7500,
+    'antixa.trigger_bmi': 40.0,
+    'antixa.trigger_weight_high_kg': 120.0,
+    'antixa.trigger_weight_low_kg': 50.0,
+    'antixa.target_prophylactic': [0.2, 0.5],
+    'antixa.target_intermediate': None,
+    'antixa.target_therapeutic_q12h': [0.5, 1.0],
+    'antixa.target_therapeutic_q24h': [1.0, 2.0],
+    'antixa.trough_max': 0.5,
+    'antixa.peak_hours_post_dose': 4,
+    'antixa.steady_state_after_dose': 3,
+    'critical.modalities': ['IMV', 'NIV', 'CPAP', 'HFNC', 'ECMO'],
+    'critical.vasoactive_counts': True,
+    'escalation.enabled': True,
+    'escalation.d_dimer_multiple': 1.0,
+    'escalation.require_low_flow': True,
+}
+
+
+@pytest.mark.parametrize("key", sorted(RULES_16))
+def test_default_matches_clinical_rules_16(key):
+    assert key in DEFAULTS, f"§16 key {key} is missing from the policy"
+    assert Policy.default()[key] == RULES_16[key]
+
+
+def test_every_policy_key_is_from_16_or_documented_as_added():
+    added = set(DEFAULTS) - set(RULES_16)
+    # Keys the product added (README "Policy file" marks them): card choice and §10.3/§11 numbers.
+    assert added == {
+        "cards.not_determinable", "renal.severe_crcl_cutoff", "dosing.info_mg_per_kg",
+        "orders.no_weight_prophylactic_daily_mg", "orders.no_weight_intermediate_daily_mg",
+        "orders.no_weight_intermediate_q12h_mg", "orders.lmwh_iu_therapeutic_iu_kg_day",
+        "orders.dalteparin_prophylactic_iu", "orders.tinzaparin_prophylactic_iu",
+        "orders.fondaparinux_therapeutic_mg_day", "orders.fondaparinux_prophylactic_mg_day",
+        "orders.rivaroxaban_prophylactic_mg_day", "orders.apixaban_prophylactic_mg_day",
+    }
+
+
+# The added keys name numbers the rules state without a key (§10.3 rows, §11 equivalents,
+# §11 Piagnerelli 50 IU/kg, §10.2/§13 HEP-COVID CrCl 15).
+ADDED_FROM_RULES = {
+    "orders.no_weight_prophylactic_daily_mg": 40, "orders.no_weight_intermediate_daily_mg": 80,
+    "orders.no_weight_intermediate_q12h_mg": 40, "orders.lmwh_iu_therapeutic_iu_kg_day": 140,
+    "orders.dalteparin_prophylactic_iu": 5000, "orders.tinzaparin_prophylactic_iu": 4500,
+    "orders.fondaparinux_therapeutic_mg_day": 5, "orders.fondaparinux_prophylactic_mg_day": 2.5,
+    "orders.rivaroxaban_prophylactic_mg_day": 10, "orders.apixaban_prophylactic_mg_day": 5,
+    "renal.severe_crcl_cutoff": 15, "dosing.info_mg_per_kg": 0.5,
+    "cards.not_determinable": "info_card",
+}
+
+
+@pytest.mark.parametrize("key", sorted(ADDED_FROM_RULES))
+def test_added_key_default_is_the_number_the_rules_state(key):
+    assert Policy.default()[key] == ADDED_FROM_RULES[key]
