@@ -145,6 +145,8 @@ def card(kind: str, indicator: str, summary: str | Sequence[str], detail: str, *
     suggestions: "any" when they are independent, "at-most-one" when they are alternatives."""
     if indicator not in ("info", "warning", "critical"):
         raise ValueError(f"bad indicator {indicator!r}")
+    if selection == "at-most-one" and sum(bool(s.get("isRecommended")) for s in suggestions) > 1:
+        raise ValueError("at most one suggestion may be recommended under at-most-one (CDS Hooks §7)")
     body = {
         "uuid": new_id(),
         "summary": summary_text(*([summary] if isinstance(summary, str) else summary)),
