@@ -107,6 +107,11 @@ def _status_reason(status: int) -> str:
     return f"fhirServer answered {status}"
 
 
+# Largest answer kept in the cache. With CDS_FHIR_CACHE_SIZE entries this bounds the cache's
+# memory (512 × 256 KB = 128 MB per worker at the defaults); a full 200-Observation page is ~150 KB.
+MAX_CACHED_ENTRY_BYTES = 256 * 1024
+
+
 class DataLayer:
     def __init__(self, config, *, max_response_bytes: int = MAX_RESPONSE_BYTES,
                  max_pages: int = MAX_PAGES):
@@ -130,6 +135,8 @@ class DataLayer:
     def _cache_put(self, ckey: tuple, resources: list[dict]) -> None:
         if self.cache is not None:
             raw = orjson.dumps(resources)
+            if len(raw) > MAX_CACHED_ENTRY_BYTES:
+                return  # an outsize answer is refetched, never held: memory <= entries × this
             with self._cache_lock:
                 self.cache[ckey] = raw
 

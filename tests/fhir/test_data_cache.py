@@ -81,3 +81,14 @@ def test_cache_is_bounded(rsps):
     gather(app, request_body())
     layer = app.extensions["cds"].extensions["data"]
     assert len(layer.cache) == 3
+
+
+def test_outsize_answers_are_not_cached():
+    from cds_service.fhir.data import MAX_CACHED_ENTRY_BYTES
+    layer = make_app().extensions["cds"].extensions["data"]
+    big = [{"resourceType": "Observation", "id": "x", "note": [{"text": "y" * MAX_CACHED_ENTRY_BYTES}]}]
+    layer._cache_put(("http://127.0.0.1/fhir", "Observation?x", "anon"), big)
+    assert layer._cache_get(("http://127.0.0.1/fhir", "Observation?x", "anon")) is None
+    small = [{"resourceType": "Observation", "id": "x"}]
+    layer._cache_put(("http://127.0.0.1/fhir", "Observation?y", "anon"), small)
+    assert layer._cache_get(("http://127.0.0.1/fhir", "Observation?y", "anon")) == small
