@@ -101,7 +101,16 @@ class MedicationOrder:
     route: Literal["subcutaneous", "intravenous"] | None = None
     continuous: bool = False             # rate given, or IV UFH
     status: str = "active"
-    source: str | None = None            # "MedicationRequest/id"
+    source: str | None = None            # "MedicationRequest/id" or "MedicationStatement/id"
+    # v2 (data requirements §8; clinical rules §10.4, §13.1)
+    authored_on: datetime | None = None  # MedicationRequest.authoredOn (statements: effective start)
+    encounter_id: str | None = None      # id of MedicationRequest.encounter, when a literal reference
+    # A code in an anticoagulant class that codes.json cannot map to an ingredient (ATC B01A*, or
+    # an RxNorm product of an anticoagulant the file does not know): ingredient "unmapped",
+    # drug_class UNMAPPED_ANTICOAGULANT. It is exposure (§10.4) and is never classified.
+
+
+UNMAPPED_ANTICOAGULANT = "unmapped_anticoagulant"
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,53 @@ class Flag:
     present: bool
     source: str | None = None
     time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EncounterInfo:
+    """One of the patient's Encounters (data requirements §2a), as read; logic/scope judges it.
+
+    `class_code` is the v3-ActCode code of `Encounter.class` (or a code the data file maps to
+    one); None when the class is absent or in another system.
+    """
+
+    id: str | None
+    status: str | None
+    class_code: str | None
+    period_start: datetime | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class CovidCondition:
+    """An active (or recurrence/relapse) COVID-19 Condition (§6). `time` is the onset, else the
+    recordedDate. logic/scope decides whether it is current (linked to the Encounter, or recent)."""
+
+    encounter_id: str | None = None
+    time: datetime | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class HitRecord:
+    """A HIT Condition or AllergyIntolerance reaction (§6, §7). `onset` only from a *dated* onset
+    (onsetDateTime, onsetPeriod.start, reaction onset): a recordedDate never sets it."""
+
+    onset: datetime | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Administration:
+    """An anticoagulant MedicationAdministration (completed or in-progress), for the heparin
+    start of `hit_suspected` and the assessment view's dose markers."""
+
+    ingredient: str
+    drug_class: str
+    time: datetime | None = None
+    dose_mg: float | None = None
+    dose_units: float | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,8 +225,33 @@ class PatientInputs:
     heparin_allergy: Flag | None = None
     pregnancy: Flag | None = None
 
-    # Current (active) orders; drafts are never current (data requirements §9)
+    # Current (active) orders; drafts are never current (data requirements §9). Heparin
+    # flushes/locks and circuit heparin are never here (§8).
     orders: tuple[MedicationOrder, ...] = ()
+
+    # ---- v2 (clinical rules v2; data requirements v2) ----
+    # The hook context's encounterId (or `assess --encounter`); None when not given.
+    encounter_id: str | None = None
+    encounters: tuple[EncounterInfo, ...] = ()                # §2a, not entered-in-error
+    covid_conditions: tuple[CovidCondition, ...] = ()         # §6, active/recurrence/relapse
+    # Positive SARS-CoV-2 tests (§3.2) inside scope.covid_test_days, as Measurement-free events.
+    covid_positive_tests: tuple[Flag, ...] = ()
+    hit_records: tuple[HitRecord, ...] = ()                   # every HIT record (hit_history kept too)
+    other_anticoagulation_indication: Flag | None = None     # VTE, AF/flutter, valve, thrombus
+    recent_intracranial_haemorrhage: Flag | None = None      # onset within safety.recent_ich_days
+    # Dialysis/CRRT Procedure in progress or within 72 h, or active ESKD: Flag(present=True);
+    # Flag(present=False) when none is found.
+    renal_replacement: Flag | None = None
+    # Active MedicationStatements (home/reported medicines): exposure only, never classified.
+    statements: tuple[MedicationOrder, ...] = ()
+    administrations: tuple[Administration, ...] = ()          # anticoagulants, oldest first
+    # Platelet counts in window.platelet_trend_days (platelet_trend + labs keys), oldest first.
+    platelet_trend: tuple[Measurement, ...] = ()
+    # Creatinine results in window.labs_hours, oldest first (mg/dL; reported_* as for creatinine).
+    creatinine_series: tuple[Measurement, ...] = ()
+    # Earliest heparin (UFH or LMWH, any dose, no flushes) exposure: first administration, else
+    # the earliest authoredOn of an active heparin order. None when unknown or none.
+    heparin_started: datetime | None = None
 
     # Why inputs were dropped (unknown unit, absurd value, ...): input name -> reason.
     rejected: dict[str, str] = field(default_factory=dict)
