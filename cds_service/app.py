@@ -125,6 +125,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     security.init_app(app, state)
     data.init_app(app, state)
     storage.init_app(app, state)
+    from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
+    app.register_blueprint(docs_blueprint)
 
     @app.before_request
     def _start() -> Response | None:

@@ -18,6 +18,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
+from flask import current_app, has_request_context, request
+
 from ..fhir.codes import Codes
 from ..fhir.units import UCUM
 from ..logic.numeric import display
@@ -117,6 +119,20 @@ def summary_text(*candidates: str) -> str:
     return text[: SUMMARY_MAX - 1].rsplit(" ", 1)[0] + "…"
 
 
+# -- where the card's rule page lives ------------------------------------------------------------
+FALLBACK_BASE_URL = "http://127.0.0.1:8000"
+
+
+def public_base_url() -> str:
+    """The service's public base URL: CDS_PUBLIC_BASE_URL when set (behind a proxy), else the
+    request's own host URL; outside a request (builder unit tests) the local default."""
+    if not has_request_context():
+        return FALLBACK_BASE_URL
+    state = current_app.extensions.get("cds")
+    configured = getattr(getattr(state, "config", None), "public_base_url", "") if state else ""
+    return (configured or request.host_url).rstrip("/")
+
+
 # -- card shapes ------------------------------------------------------------------------------
 def action_create(description: str, resource: dict) -> dict:
     return {"type": "create", "description": description, "resource": resource}
@@ -139,7 +155,7 @@ def suggestion(label: str, *actions: dict, recommended: bool | None = None) -> d
 
 def card(kind: str, indicator: str, summary: str | Sequence[str], detail: str, *,
          suggestions: Sequence[dict] = (), selection: str = "any",
-         evidence: Sequence[str] = ()) -> IssuedCard:
+         evidence: Sequence[str] = (), base_url: str | None = None) -> IssuedCard:
     """One card of `kind` (vocabulary.CARD_KINDS), pruned. `summary`: the text, or candidates
     longest first (see summary_text). `selection` is the selectionBehavior used when there are
     suggestions: "any" when they are independent, "at-most-one" when they are alternatives."""
@@ -152,7 +168,9 @@ def card(kind: str, indicator: str, summary: str | Sequence[str], detail: str, *
         "summary": summary_text(*([summary] if isinstance(summary, str) else summary)),
         "detail": detail,
         "indicator": indicator,
-        "source": {"label": vocab.SOURCE_LABEL, "url": vocab.ORGANISATION_URL, "topic": vocab.topic(kind)},
+        "source": {"label": vocab.SOURCE_LABEL,
+                   "url": vocab.source_url(kind, base_url or public_base_url()),
+                   "topic": vocab.topic(kind)},
         "suggestions": list(suggestions),
         "overrideReasons": vocab.override_reasons(kind),
         "links": vocab.links(*evidence),

@@ -82,7 +82,7 @@ def check_response(body: dict, payload: dict) -> None:
         assert 0 < len(card["summary"]) < 140
         assert card["detail"].strip()
         source = card["source"]
-        assert source["label"] and source["url"] == vocab.ORGANISATION_URL
+        assert source["label"] and source["url"] == f"http://localhost{vocab.DOCS_PATH}#{source['topic']['code']}"
         assert source["topic"]["system"] == vocab.CARD_KIND_SYSTEM
         assert source["topic"]["code"] in vocab.CARD_KINDS and source["topic"]["display"]
         reasons = card["overrideReasons"]
