@@ -121,7 +121,7 @@ class Evidence:
         return f"**Evidence:** {self.text}"
 
 
-NEURAXIAL = "**Check:** neuraxial catheter or puncture: follow the timing rules (boxed warning)."
+NEURAXIAL = "Neuraxial catheter or puncture: follow the timing rules (boxed warning)."
 NO_ANTIPLATELET = "Do not add an antiplatelet for COVID-19 [ISTH 2023]."
 
 
