@@ -310,11 +310,11 @@ class _DraftCards:
         if hit:
             label = "HIT history" if "heparin_allergy" not in f.reasons else "Heparin allergy"
             summary = f"{label}: replace {self.current} with {proposed}"
-            why = f"**Why:** {label.lower()} recorded; fondaparinux allowed ({self.weight()}, {self.crcl()})."
+            why = f"**Why:** {label} recorded; fondaparinux allowed ({self.weight()}, {self.crcl()})."
             evidence = self.t.evidence_for("heparin_specific")
         else:
             summary = f"{self.crcl()}: replace {self.current} with {proposed}"
-            why = f"**Why:** {self.crcl()} (creatinine {t.reported(a.inputs.creatinine, 2)}) or renal replacement: UFH."
+            why = f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}, or renal replacement: UFH."
             evidence = self.t.evidence_for("product_switch_renal")
         suggestions = []
         if self.draft_ref is not None:
@@ -388,11 +388,11 @@ class _DraftCards:
         context = self.context(f.reasons)
         summary = f"{self.capital(self.current)}{context}: consider {short}"
         if "renal_frequency" in f.reasons:
-            why = (f"**Why:** {self.crcl()} (creatinine {t.reported(a.inputs.creatinine, 2)}): the label gives a "
+            why = (f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}: the label gives a "
                    "therapeutic dose once daily below 30 mL/min.")
         else:
             parts = [f"BMI {num(a.anthropometrics.bmi, 1)}" if a.anthropometrics.bmi is not None else None,
-                     self.weight(), f"{self.crcl()} (creatinine {t.reported(a.inputs.creatinine, 2)})"]
+                     self.weight(), f"{self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}"]
             why = "**Why:** " + "; ".join(x for x in parts if x) + "."
         basis = self.t.basis.get(a.regimen.basis, "") if target.ingredient == a.regimen.drug else ""
         action = f"**Dose:** {proposed}" + (f" ({basis})." if basis else ".")
@@ -403,7 +403,8 @@ class _DraftCards:
                                           recommended=True))
         if self.check.anti_xa is not None and self.check.anti_xa.indicated is True:
             suggestions.append(anti_xa_suggestion(self.ev, self.check.anti_xa))
-        evidence = self.t.evidence_for("dose_review")
+        renal = any(r in ("crcl_lt_30", "renal_frequency", "crcl_lt_15") for r in f.reasons)
+        evidence = self.t.evidence_for("renal_dose" if renal else "dose_review")
         return self.finish("dose_correction", getattr(f, "urgency", None) or "warning", summary, why, action, evidence,
                            suggestions=suggestions, gives_heparin=target.ingredient in HEPARINS and bool(suggestions),
                            recommendation=("order", "dose", target.ingredient, target.dose_mg or target.dose_units,

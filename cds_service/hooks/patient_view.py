@@ -173,9 +173,9 @@ class _Builder:
         dd, i = self.a.d_dimer, self.a.inputs
         if i.d_dimer is None:
             return "D-dimer not available"
-        multiple = f"; {num(dd.multiple_of_uln, 1)}× ULN" if dd.multiple_of_uln is not None else ""
-        uln = f" (ULN {num(dd.uln_mg_l, 2)} mg/L{multiple})" if dd.uln_mg_l else ""
-        return f"D-dimer {t.reported(i.d_dimer.value, 2)}{uln}"
+        multiple = f"{num(dd.multiple_of_uln, 1)}× " if dd.multiple_of_uln is not None else "above "
+        uln = f", {multiple}ULN {num(dd.uln_mg_l, 2)} mg/L" if dd.uln_mg_l else ""
+        return f"D-dimer {t.reported(i.d_dimer.value, 2, dated=False)}{uln} ({t.when(i.d_dimer.value.time)})"
 
     def body_dose(self, reg=None) -> str:
         """"BMI 30.4 (88 kg), CrCl 78.1 mL/min: 60 mg daily (BMI 30 or more)"."""
@@ -187,7 +187,7 @@ class _Builder:
         if a.inputs.weight is not None:
             parts.append(f"weight {t.reported(a.inputs.weight, 1, dated=False)}")
         if a.renal.crcl_ml_min is not None:
-            parts.append(f"CrCl {num(a.renal.crcl_ml_min, 1)} mL/min (creatinine {t.reported(a.inputs.creatinine, 2)})")
+            parts.append(f"CrCl {num(a.renal.crcl_ml_min, 1)} mL/min, creatinine {t.reported(a.inputs.creatinine, 2)}")
         basis = self.t.basis.get(reg.basis, "")
         lead = "; ".join(parts) or "no weight or renal function recorded"
         return f"**Dose:** {lead}: {self.regimen_dose(reg)}" + (f", {basis}." if basis else ".")
@@ -507,8 +507,8 @@ class _Builder:
         a = self.a
         parts = []
         if "sic_positive" in a.seed_trigger.reasons:
-            parts.append(f"SIC {a.sic.total if a.sic.total is not None else 'positive'} (platelets "
-                         f"{t.reported(a.inputs.platelets, 0, dated=False)}, INR {t.reported(a.inputs.inr, 1)})")
+            parts.append(f"SIC {a.sic.total if a.sic.total is not None else 'positive'}: platelets "
+                         f"{t.reported(a.inputs.platelets, 0, dated=False)}, INR {t.reported(a.inputs.inr, 1)}")
         if "d_dimer_gt_6x_uln" in a.seed_trigger.reasons:
             parts.append(self.d_dimer_why())
         return "; ".join(parts)
