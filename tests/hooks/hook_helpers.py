@@ -71,6 +71,14 @@ def draft_entries(body: dict) -> dict[str, dict]:
             for e in bundle.get("entry", [])}
 
 
+def active_orders(body: dict) -> set[str]:
+    """"MedicationRequest/<id>" of the active orders in the request's prefetch."""
+    bundle = (body.get("prefetch") or {}).get("medications") or {}
+    return {f"MedicationRequest/{e['resource']['id']}" for e in bundle.get("entry", ())
+            if e.get("resource", {}).get("resourceType") == "MedicationRequest"
+            and e["resource"].get("status") in ("active", "on-hold")}
+
+
 def check_response(body: dict, payload: dict) -> None:
     """CDS Hooks notes §7/§12/§13 on every response, plus our card rules."""
     assert_valid_cds_response(payload)
@@ -91,15 +99,20 @@ def check_response(body: dict, payload: dict) -> None:
         assert card["links"] and all(link["type"] == "absolute" and link["url"].startswith("https://")
                                      and "appContext" not in link for link in card["links"])
         assert ("selectionBehavior" in card) == ("suggestions" in card)
+        active = active_orders(body)
         for s in card.get("suggestions", ()):
             uuids.append(s["uuid"])
             seen_types: list[str] = []
             for action in s["actions"]:
                 if action["type"] == "delete":
                     assert "resource" not in action
-                    assert action["resourceId"] in drafts, "delete target must be a draftOrders entry"
-                    rtype = action["resourceId"].split("/")[0]
-                    assert rtype in seen_types, "a delete follows a create of the same type"
+                    if body["hook"] == "patient-view":
+                        # §18.1: deletes name an active order by its id
+                        assert action["resourceId"] in active, "delete target must be an active order"
+                    else:
+                        # CDS Hooks notes §12: in order hooks only draftOrders entries; a create of
+                        # the same type comes first when there is one (§18.4 HIT: a delete alone)
+                        assert action["resourceId"] in drafts, "delete target must be a draftOrders entry"
                     continue
                 resource = action["resource"]
                 get_fhir_model_class(resource["resourceType"]).model_validate(resource)  # R4B valid
