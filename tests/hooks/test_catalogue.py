@@ -180,8 +180,8 @@ def test_pregnant_patient_gets_the_obstetric_protocol_and_no_order(client):
 
 
 def test_active_standard_dose_at_bmi_42_is_a_dose_review_warning_without_suggestions(client):
-    def edit(body):
-        as_patient_view(body)
+    def edit(body):   # no oxygen record: severity unknown, so the prophylaxis pathway (not a candidate)
+        drop(body, "procedures", "nasal")
         add_order(body, "enox-40-bmi", "enoxaparin", dose=40)
     _, payload = pv(client, "bmi-42", edit)
     card = only_card(payload)
@@ -203,3 +203,29 @@ def test_at_most_one_card_and_no_v1_leftovers(client, name):
     for leftover in ("For information", "IU/kg would be", "**Scores**", "**Inputs**", "Decision support only",
                      "dose unknown", "cds.example.org/\""):
         assert leftover not in text
+
+
+def test_two_therapeutic_anticoagulants_are_a_critical_duplicate(client):
+    def two(body):
+        add_order(body, "enox-ther-2", "enoxaparin", dose=70, per_day=2)
+        add_order(body, "apix-ther-2", "apixaban", dose=5, per_day=2, route=None)
+    _, payload = pv(client, "d-dimer-ward", two)
+    card = only_card(payload)
+    assert (card["indicator"], kind(card)) == ("critical", "duplicate_anticoagulant")
+    assert card["summary"] == "Two anticoagulants active: enoxaparin 70 mg SC q12h and apixaban 5 mg q12h"
+
+
+def test_no_create_while_a_non_heparin_anticoagulant_runs(client):
+    def edit(body):   # HIT history, a heparin and argatroban active: stop the heparin, never add fondaparinux
+        add_order(body, "enox-hit-2", "enoxaparin", dose=40)
+        add_order(body, "arga-1", "argatroban", dose=None, route=None)
+    _, payload = pv(client, "hit", edit)
+    card = only_card(payload)
+    assert kind(card) == "contraindicated"
+    assert [a["type"] for a in actions(card)] == ["delete"]
+    assert deletes(card) == ["MedicationRequest/enox-hit-2"]      # never the argatroban
+
+
+def test_hit_history_with_argatroban_running_and_no_heparin_gives_no_card(client):
+    _, payload = pv(client, "hit", lambda b: add_order(b, "arga-2", "argatroban", dose=None, route=None))
+    assert payload == {"cards": []}
