@@ -172,7 +172,7 @@ class _DraftCards:
 
     def crcl(self) -> str:
         r = self.a.renal
-        return f"CrCl {shown("crcl", r.crcl_ml_min, 1, self.p)} mL/min" if r.crcl_ml_min is not None else "CrCl unknown"
+        return f"CrCl {shown('crcl', r.crcl_ml_min, 1, self.p)} mL/min" if r.crcl_ml_min is not None else "CrCl unknown"
 
     def weight(self) -> str:
         w = self.a.inputs.weight
@@ -391,7 +391,7 @@ class _DraftCards:
             why = (f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}: the label gives a "
                    "therapeutic dose once daily below 30 mL/min.")
         else:
-            parts = [f"BMI {shown("bmi", a.anthropometrics.bmi, 1, self.p)}" if a.anthropometrics.bmi is not None else None,
+            parts = [f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}" if a.anthropometrics.bmi is not None else None,
                      self.weight(), f"{self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}"]
             why = "**Why:** " + "; ".join(x for x in parts if x) + "."
         basis = self.t.basis.get(a.regimen.basis, "") if target.ingredient == a.regimen.drug else ""
@@ -416,9 +416,9 @@ class _DraftCards:
                  "renal_frequency": "crcl", "crcl_lt_15": "crcl"}
         found = {kinds.get(r) for r in reasons}
         if "crcl" in found and a.renal.crcl_ml_min is not None:
-            return f" at CrCl {shown("crcl", a.renal.crcl_ml_min, 1, self.p)} mL/min"
+            return f" at CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
         if "bmi" in found and a.anthropometrics.bmi is not None:
-            return f" at BMI {shown("bmi", a.anthropometrics.bmi, 1, self.p)}"
+            return f" at BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
         return ""
 
     def anti_xa_only(self):

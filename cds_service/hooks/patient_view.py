@@ -173,7 +173,7 @@ class _Builder:
         dd, i = self.a.d_dimer, self.a.inputs
         if i.d_dimer is None:
             return "D-dimer not available"
-        multiple = f"{shown("d_dimer", dd.multiple_of_uln, 3, self.p)}× " if dd.multiple_of_uln is not None else "above "
+        multiple = f"{shown('d_dimer', dd.multiple_of_uln, 3, self.p)}× " if dd.multiple_of_uln is not None else "above "
         uln = f", {multiple}ULN {num(dd.uln_mg_l, 2)} mg/L" if dd.uln_mg_l else ""
         return f"D-dimer {t.reported(i.d_dimer.value, 2, dated=False)}{uln} ({t.when(i.d_dimer.value.time)})"
 
@@ -183,11 +183,11 @@ class _Builder:
         reg = reg or a.regimen
         parts = []
         if a.anthropometrics.bmi is not None:
-            parts.append(f"BMI {shown("bmi", a.anthropometrics.bmi, 1, self.p)}")
+            parts.append(f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}")
         if a.inputs.weight is not None:
             parts.append(f"weight {t.reported(a.inputs.weight, 1, dated=False)}")
         if a.renal.crcl_ml_min is not None:
-            parts.append(f"CrCl {shown("crcl", a.renal.crcl_ml_min, 1, self.p)} mL/min, creatinine {t.reported(a.inputs.creatinine, 2)}")
+            parts.append(f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min, creatinine {t.reported(a.inputs.creatinine, 2)}")
         basis = self.t.basis.get(reg.basis, "")
         lead = "; ".join(parts) or "no weight or renal function recorded"
         return f"**Dose:** {lead}: {self.regimen_dose(reg)}" + (f", {basis}." if basis else ".")
@@ -311,7 +311,7 @@ class _Builder:
 
     def body_facts(self) -> str:
         a = self.a
-        crcl = f"CrCl {shown("crcl", a.renal.crcl_ml_min, 1, self.p)} mL/min" if a.renal.crcl_ml_min is not None else "CrCl unknown"
+        crcl = f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min" if a.renal.crcl_ml_min is not None else "CrCl unknown"
         weight = f"weight {t.reported(a.inputs.weight, 1, dated=False)}" if a.inputs.weight else "weight unknown"
         return f"{crcl}, {weight}"
 
@@ -392,7 +392,7 @@ class _Builder:
 
     def multiple(self) -> str:
         m = self.a.d_dimer.multiple_of_uln
-        return shown("d_dimer", m, 3, self.p) if m is not None else "> 1"
+        return shown('d_dimer', m, 3, self.p) if m is not None else "> 1"
 
     def therapeutic_actions(self) -> tuple[list[dict], str | None]:
         rec = self.a.recommendation
@@ -427,7 +427,7 @@ class _Builder:
             summary = self.t.summary["candidate_none"].format(multiple=self.multiple(), dose=text)
             suggestions.append(suggestion(f"Order therapeutic {text}", *actions, recommended=False))
             dose = (f"**Dose:** 1 mg/kg actual weight ({t.reported(a.inputs.weight, 1, dated=False)}), CrCl "
-                    f"{shown("crcl", a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}, 14 days or until discharge; or prophylactic "
+                    f"{shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}, 14 days or until discharge; or prophylactic "
                     f"{self.regimen_dose()}.")
         else:
             summary = self.t.summary["candidate_protocol"].format(multiple=self.multiple())
@@ -453,7 +453,7 @@ class _Builder:
         if text:
             actions = actions[:1] + self.deletes([exposure]) + actions[1:]
             suggestions = [suggestion(f"Switch to therapeutic {text}", *actions)]
-            dose = f"**Dose:** 1 mg/kg actual weight, CrCl {shown("crcl", self.a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}."
+            dose = f"**Dose:** 1 mg/kg actual weight, CrCl {shown('crcl', self.a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}."
         else:
             dose = "**Dose:** therapeutic dose by the local protocol (UFH infusion)."
         therapeutic = rec.therapeutic
@@ -541,9 +541,9 @@ class _Builder:
     def review_context(self, reasons) -> str:
         a = self.a
         if any(r.startswith("crcl") or r == "renal_frequency" for r in reasons) and a.renal.crcl_ml_min is not None:
-            return f"CrCl {shown("crcl", a.renal.crcl_ml_min, 1, self.p)} mL/min"
+            return f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
         if a.anthropometrics.bmi is not None:
-            return f"BMI {shown("bmi", a.anthropometrics.bmi, 1, self.p)}"
+            return f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
         return "weight and renal function"
 
 
