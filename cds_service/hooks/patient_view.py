@@ -288,7 +288,7 @@ class _Builder:
         why = f"**Why:** {self.specific_why(specific)}"
         actions = []
         if reg.drug == "fondaparinux":
-            actions.append(self.create_regimen(reg, "heparin-specific contraindication"))
+            actions.append(self.create_regimen(reg, "HIT or allergy"))
             dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
         else:
             dose = "**Action:** stop the heparin; a non-heparin agent with haematology advice."
@@ -337,7 +337,7 @@ class _Builder:
             summary = self.t.summary["avoidance"].format(hit=hit, dose=self.regimen_dose())
             dose = f"**Dose:** {self.body_facts()}: {self.regimen_dose()} (label floors: 50 kg, CrCl 30 mL/min)."
             suggestions = [suggestion(f"Order {self.regimen_dose()}",
-                                      self.create_regimen(reg, "heparin-specific contraindication"))]
+                                      self.create_regimen(reg, "HIT or allergy"))]
         elif "hit_needs_platelets" in reg.notes:
             summary = self.t.summary["avoidance_platelets"].format(hit=hit)
             dose = "**Action:** obtain a platelet count and haematology advice before any anticoagulant."
