@@ -11,8 +11,9 @@
   `delete` a draft or an active order (MedicationRequest or MedicationStatement, status active or
   on-hold) of the request or the data read.
 
-Ids that cannot be told from clinical text are not searched: ids under 3 characters, and ids of
-at most 4 digits (they read as values: "platelets 42"). Test data should use longer ids.
+Ids that cannot be told from clinical text are not searched: ids under 3 characters, ids of at
+most 4 digits (they read as values: "platelets 42") and ids of fewer than 8 letters only (they
+read as words or units: "min", "daily"). Real ids (uuids, "example-sic", "12345") are searched.
 
 tests/conftest.py applies it to every card of every hook response any test receives (test
 client or a served app), so no test can return a card that breaks the limits.
@@ -57,7 +58,8 @@ def request_ids(body: dict, resources: Iterable[dict] | None = None) -> set[str]
         rid = resource.get("id")
         if isinstance(rid, str) and rid:
             ids.add(rid)
-    return {i for i in ids if len(i) >= 3 and not re.fullmatch(r"\d{1,4}", i)}
+    return {i for i in ids if len(i) >= 3 and not re.fullmatch(r"\d{1,4}", i)
+            and not re.fullmatch(r"[A-Za-z]{1,7}", i)}
 
 
 def _refs(resources: Iterable[dict], types: tuple[str, ...], statuses: tuple[str, ...] | None) -> set[str]:
