@@ -224,7 +224,7 @@ def test_fire_cli_renders_cards(loaded, cds_service_url, capsys):
                  "--service-url", cds_service_url])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith("coagulopathy-risk (patient-view) for Patient/cov-bmi-40, 9 prefetch keys")
+    assert out.startswith("coagulopathy-risk (patient-view) for Patient/cov-bmi-40, 13 prefetch keys")
     assert re.search(r"^\[\d\] WARNING: ", out, re.M)
     assert "80 mg" in out
 
