@@ -99,29 +99,39 @@ def _texts(*values: Any) -> list[str]:
     return [v for v in values if isinstance(v, str)]
 
 
+FLUSH_ONLY_MAX_UNITS_PER_ML = 10.0   # never an anticoagulant dose, even run as an infusion (line flush bags)
+
+
 def is_heparin_flush(resource: Mapping[str, Any], found: list[Coding], dosage: Mapping[str, Any] | None,
                      codes: Codes, medications: Mapping[str, dict] | None = None) -> bool:
-    """A heparin lock/flush (data requirements §8, v2): a flush product code, a product of
-    <= 100 U/mL (strength map or the Medication's ingredient strength), or a route or dosage
-    text that says flush or lock."""
+    """A heparin lock/flush (data requirements §8, v2): a flush product code; a route or dosage
+    text that says flush or lock; or a product of <= 100 U/mL (strength map or the Medication's
+    ingredient strength). The concentration rule is narrowed: a 25,000 U/250 mL (100 U/mL) or
+    25,000 U/500 mL (50 U/mL) premixed bag given with a rate is a therapeutic infusion, so above
+    10 U/mL the concentration only marks a flush when the dosage has no rate."""
     oc = _order_codes(codes)
     if any(c in oc.flush_products for c in found):
         return True
-    for coding in found:
-        spec = oc.scd.get(coding)
-        if spec and spec.get("ingredient") == "heparin" and spec.get("unit") == "U" \
-                and spec.get("volume_ml") and float(spec["amount"]) / float(spec["volume_ml"]) <= FLUSH_MAX_UNITS_PER_ML:
-            return True
-    medication = find_medication(resource, medications or {}) if "medicationReference" in resource else None
-    for ingredient in items((medication or {}).get("ingredient")):
-        strength = ingredient.get("strength") if isinstance(ingredient, dict) else None
-        per_ml = _units_per_ml(strength)
-        if per_ml is not None and per_ml <= FLUSH_MAX_UNITS_PER_ML:
-            return True
     dosage = dosage or {}
     route = dosage.get("route") if isinstance(dosage.get("route"), dict) else {}
     texts = _texts(dosage.get("text"), dosage.get("patientInstruction"), route.get("text"))
-    return any(_FLUSH_WORDS.search(t) for t in texts)
+    if any(_FLUSH_WORDS.search(t) for t in texts):
+        return True
+    rated = any(isinstance(dosage.get(k), dict) for k in ("rateQuantity", "rateRatio")) or any(
+        isinstance(item, dict) and any(isinstance(item.get(k), dict) for k in ("rateQuantity", "rateRatio", "rateRange"))
+        for item in items(dosage.get("doseAndRate")))
+    limit = FLUSH_ONLY_MAX_UNITS_PER_ML if rated else FLUSH_MAX_UNITS_PER_ML
+    concentrations: list[float] = []
+    for coding in found:
+        spec = oc.scd.get(coding)
+        if spec and spec.get("ingredient") == "heparin" and spec.get("unit") == "U" and spec.get("volume_ml"):
+            concentrations.append(float(spec["amount"]) / float(spec["volume_ml"]))
+    medication = find_medication(resource, medications or {}) if "medicationReference" in resource else None
+    for ingredient in items((medication or {}).get("ingredient")):
+        per_ml = _units_per_ml(ingredient.get("strength") if isinstance(ingredient, dict) else None)
+        if per_ml is not None:
+            concentrations.append(per_ml)
+    return any(c <= limit for c in concentrations)
 
 
 def _units_per_ml(ratio: Any) -> float | None:
@@ -268,7 +278,8 @@ def order_dose(quantity: Any, ingredient: str, scd: dict | None) -> tuple[float 
         pass
     if scd is None:
         return None, None
-    tables = [(DOSE_COUNT, float(scd["amount"]))]   # count units: count x strength (v2)
+    # count units: count x strength of a single-dose product (v2); never for a multi-dose vial
+    tables = [(DOSE_COUNT, float(scd["amount"]))] if scd.get("single_dose", True) else []
     if scd.get("volume_ml"):
         tables.insert(0, (DOSE_VOLUME, float(scd["amount"]) / float(scd["volume_ml"])))
     for table, per_item in tables:

@@ -456,3 +456,43 @@ def test_reference_range_age_band_must_hold_the_patient(low, high, used):
     entry = {"high": qty(0.5, "mg/L"), "age": {"low": {"value": low, "unit": "a"}, "high": {"value": high, "unit": "a"}}}
     d = obs("48065-7", qty(2.0, "mg/L"), referenceRange=[entry])
     assert (run(patient(), d).d_dimer.reference_high_mg_l is not None) is used
+
+
+# ------------------------------------------------------------------ product codes checked against VSAC
+
+
+@pytest.mark.parametrize("code,dose,mg,units", [
+    ("854245", qty(0.8, "mL"), 120.0, None),      # 0.8 mL of 150 mg/mL (the v2 table had it as 100 mg/1 mL)
+    ("854248", qty(1, "mL"), 100.0, None),        # 1 mL of 100 mg/mL
+    ("854248", qty(1, "{syringe}"), 100.0, None),
+    ("854255", qty(0.4, "mL"), 40.0, None),       # multi-dose vial, 100 mg/mL
+    ("854255", qty(1, "{each}"), None, None),     # a count of a multi-dose vial is no dose
+    ("861360", qty(1, "{pill}"), 2.5, None),      # fondaparinux 2.5 mg/0.5 mL
+    ("978733", qty(1, "{syringe}"), None, 5000.0),  # dalteparin 5000 IU/0.2 mL
+    ("1798389", qty(1, "{syringe}"), None, 5000.0),  # heparin 5000 U/1 mL
+])
+def test_strength_map_of_single_dose_injectables(code, dose, mg, units):
+    [order] = run(med_request(code, dose=dose, timing=every(1, "d"))).orders
+    assert (order.dose_mg, order.dose_units) == (pytest.approx(mg) if mg else None, pytest.approx(units) if units else None)
+
+
+def test_desirudin_is_an_anticoagulant_product_without_an_ingredient_in_the_table():
+    [order] = run(med_request("402248")).orders
+    assert order.drug_class == UNMAPPED_ANTICOAGULANT
+
+
+def test_dabigatran_etexilate_ingredient_code_maps():
+    assert [o.ingredient for o in run(med_request("1037042")).orders] == ["dabigatran"]
+
+
+def test_lock_flush_product_code_is_never_an_anticoagulant():
+    assert run(med_request("1442414", dose=qty(3, "mL"))).orders == ()
+
+
+@pytest.mark.parametrize("strength,order", [(100, True), (50, True), (10, False), (2, False)])
+def test_premixed_heparin_infusion_with_a_rate_is_not_a_flush(strength, order):
+    """A 25,000 U/250 mL (100 U/mL) or /500 mL (50 U/mL) bag run at a rate is therapeutic heparin;
+    a 2-10 U/mL bag is a line flush even with a rate."""
+    r = heparin_with_strength(strength)
+    r["dosageInstruction"][0]["doseAndRate"] = [{"rateQuantity": qty(18, "[iU]/(kg.h)")}]
+    assert bool(run(r).orders) is order
