@@ -147,3 +147,20 @@ def test_assess_encounter_option_plays_the_context_encounter(tmp_path, capsys, m
     assert main(["assess", str(bundle), "--now", "2024-01-02T12:00:00Z"]) == 0
     assert seen["encounter_id"] is None
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("key,broken", [
+    ("encounters", dict(ENCOUNTER, status=["in-progress"], period="yesterday")),
+    ("encounters", {"resourceType": "Encounter", "id": "e-bare"}),
+    ("statements", dict(STATEMENT, effectivePeriod={"start": 7}, dosage="twice")),
+    ("covid_tests", dict(COVID_TEST, interpretation={"coding": "POS"}, status=None)),
+    ("covid_tests", dict(COVID_TEST, component=[{"code": "94533-7"}])),
+    ("platelet_trend", dict(OLD_PLATELETS, valueQuantity={"value": "many"})),
+])
+def test_malformed_v2_resources_never_give_a_500(app, key, broken):
+    data = v2_data()
+    data["medications"] = searchset()
+    data[key] = searchset(broken)
+    resp = app.test_client().post("/cds-services/coagulopathy-risk", data=json.dumps(request_body(data)),
+                                  content_type="application/json")
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
