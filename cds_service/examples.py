@@ -285,6 +285,16 @@ def _searchset(resources: list[dict]) -> dict:
     return bundle
 
 
+def _key_of(codes: Codes, observation: dict) -> str:
+    """The codes.json observation key of an example Observation (its first coding)."""
+    coding = observation["code"]["coding"][0]
+    for key in codes.observation_keys():
+        if any(codes.resolve(e) == (coding["system"], coding["code"])
+               for e in codes.data["observations"][key]["codes"]):
+            return key
+    return ""
+
+
 def build(name: str, now: datetime | None = None, codes: Codes | None = None) -> dict:
     """The request body of scenario `name`, dated relative to `now` (default: the clock)."""
     if name not in SCENARIOS:
@@ -324,6 +334,12 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
         "administrations": _searchset([]),
         "allergies": _searchset([]),
         "procedures": _searchset(procedures),
+        # v2 keys (fhir-data-requirements §10): the platelet counts also answer platelet_trend.
+        "encounters": _searchset([]),
+        "statements": _searchset([]),
+        "covid_tests": _searchset([]),
+        "platelet_trend": _searchset([o for o in groups["labs"] if "platelet_trend" in codes.data[
+            "observations"][_key_of(codes, o)].get("also_prefetch", ())]),
     }
     missing = set(prefetch_templates(codes)) ^ set(prefetch)
     assert not missing, f"examples out of step with the prefetch templates: {missing}"

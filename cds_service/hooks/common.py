@@ -21,7 +21,7 @@ log = logging.getLogger("cds_service.hooks")
 PREFETCH = prefetch_templates()
 
 USAGE = ("Needs FHIR R4 read access to Patient, Observation, Condition, MedicationRequest, "
-         "MedicationAdministration, AllergyIntolerance and Procedure "
+         "MedicationAdministration, MedicationStatement, AllergyIntolerance, Procedure and Encounter "
          "(SMART v1 user/*.read or v2 user/*.rs scopes).")
 
 # [P] Every declared key is required (CDS Hooks notes §6): a safety flag such as HIT or
@@ -83,7 +83,7 @@ def evaluate(call: HookCall) -> Evaluation:
     data = call.state.extensions["data"].gather(call)
     codes = codes_for(call)
     inputs = extract_inputs(data.resources, now=call.received_at, policy=call.state.policy,
-                            codes=codes, patient_id=call.patient_id)
+                            codes=codes, patient_id=call.patient_id, encounter_id=call.encounter_id)
     return Evaluation(call, data, inputs, assess(inputs, call.state.policy), codes)
 
 

@@ -157,7 +157,7 @@ def inputs_json(inputs: PatientInputs) -> dict[str, Any]:
           "meets_min_duration": v.meets_min_duration, "source": v.source}
          for v in inputs.vasoactives),
         key=lambda d: (d["ingredient"], d["source"] or "", d["rate_ug_kg_min"] or -1.0))
-    out["orders"] = sorted((asdict(o) for o in inputs.orders),
+    out["orders"] = sorted(({**asdict(o), "authored_on": _iso(o.authored_on)} for o in inputs.orders),
                            key=lambda d: json.dumps(d, sort_keys=True))
     return out
 

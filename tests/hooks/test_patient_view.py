@@ -186,9 +186,10 @@ def test_ward_patient_without_platelets_or_hb_is_not_offered_therapeutic_heparin
     # d-dimer-ward (low-flow O2, D-dimer 8.4x ULN) meets the §13 therapeutic-option criteria
     # only with no bleeding caution; without a platelet count or Hb that cannot be known.
     def mutate(body):
-        labs = body["prefetch"]["labs"]
-        labs["entry"] = [e for e in labs["entry"]
-                         if not any(k in e["resource"]["id"] for k in ("platelets", "hemoglobin"))]
+        for key in ("labs", "platelet_trend"):   # v2: platelet counts also come under platelet_trend
+            labs = body["prefetch"][key]
+            labs["entry"] = [e for e in labs.get("entry", [])
+                             if not any(k in e["resource"]["id"] for k in ("platelets", "hemoglobin"))]
     _, payload = run(client, "d-dimer-ward", mutate=mutate)
     detail = only_card(payload)["detail"]
     assert "therapeutic-dose heparin is an option" not in detail and "1 mg/kg" not in detail

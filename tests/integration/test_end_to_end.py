@@ -130,6 +130,13 @@ def test_prefetch_templates_run_on_a_real_fhir_server(loaded, cds_service_url):
     assert {e["resource"]["id"] for e in prefetch["body"]["entry"]} == {"cov-sic-imv-weight", "cov-sic-imv-height"}
     assert [e["resource"]["id"] for e in prefetch["procedures"]["entry"]] == ["cov-sic-imv-imv"]
     assert prefetch["medications"].get("entry", []) == []
+    # v2 keys (§10): the platelet counts come again under platelet_trend; the others are searchsets
+    # the real server answers (encounters, statements and covid_tests hold what the patient has).
+    trend = [e["resource"] for e in prefetch["platelet_trend"]["entry"]]
+    assert {r["id"] for r in trend} == {"cov-sic-imv-plt-prev", "cov-sic-imv-plt"}
+    assert [r["effectiveDateTime"] for r in trend] == sorted((r["effectiveDateTime"] for r in trend), reverse=True)
+    for key in ("encounters", "statements", "covid_tests"):
+        assert prefetch[key]["resourceType"] == "Bundle" and prefetch[key]["type"] == "searchset", key
     on_therapy = fire("patient-view", "cov-on-therapeutic", loaded, service_url=cds_service_url)
     assert [e["resource"]["id"] for e in on_therapy.request["prefetch"]["medications"]["entry"]] == \
         ["cov-on-therapeutic-enox-therapeutic"]
@@ -224,7 +231,7 @@ def test_fire_cli_renders_cards(loaded, cds_service_url, capsys):
                  "--service-url", cds_service_url])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith("coagulopathy-risk (patient-view) for Patient/cov-bmi-40, 9 prefetch keys")
+    assert out.startswith("coagulopathy-risk (patient-view) for Patient/cov-bmi-40, 13 prefetch keys")
     assert re.search(r"^\[\d\] WARNING: ", out, re.M)
     assert "80 mg" in out
 
