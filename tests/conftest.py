@@ -65,3 +65,24 @@ def app(app_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+# TODO(v2 merge): TEMPORARY. Scope (clinical rules §1a) needs an in-progress inpatient Encounter
+# and COVID-19 evidence, which fhir/extract.py fills only on the v2 fhir branch; on this branch
+# the scope inputs are always empty, so every hook test would get {"cards": []}. Until the merge,
+# tests outside tests/logic and the assess CLI run with scope.require_covid and
+# scope.require_inpatient defaulting to false (patient_not_found and age still apply). After the
+# merge: delete this fixture; the test patients (tests/hooks/hook_helpers.py, examples) carry an
+# IMP Encounter and a COVID-19 Condition.
+_REAL_SCOPE = ("tests/logic/", "test_assess_cli.py", "test_scope_hooks.py")
+
+
+@pytest.fixture(autouse=True)
+def _v2_scope_relaxed_until_merge(request, monkeypatch):
+    path = str(request.node.fspath).replace("\\", "/")
+    if any(part in path for part in _REAL_SCOPE):
+        return
+    from cds_service.logic import policy as policy_mod
+    for key in ("scope.require_covid", "scope.require_inpatient"):
+        _default, kind, allowed = policy_mod.DEFAULTS[key]
+        monkeypatch.setitem(policy_mod.DEFAULTS, key, (False, kind, allowed))
