@@ -17,8 +17,8 @@
 | `prophylaxis` | otherwise (the §11 regimen) |
 
 `not_therapeutic_because` (prophylaxis only; [] otherwise): every failing candidate condition, in
-this order: critically_ill (true), severity_unknown (null), no_low_flow_oxygen (oxygen is not
-"low-flow" while escalation.require_low_flow), d_dimer_not_above_uln (multiple <=
+this order: critically_ill (true), severity_unknown (null), no_low_flow_oxygen (oxygen known and
+not "low-flow" while escalation.require_low_flow; an unknown oxygen is severity_unknown), d_dimer_not_above_uln (multiple <=
 escalation.d_dimer_multiple, settled), d_dimer_unknown, escalation_caution, cautions_unchecked (no
 platelet count or haemoglobin in the labs window), pregnancy, heparin_specific_contraindication
 (also a running non-heparin therapeutic anticoagulant), renal_replacement, disabled
@@ -145,7 +145,9 @@ def recommend(*, safety: Safety, critically_ill: bool | None, oxygen: str | None
     failing = {
         "critically_ill": critically_ill is True,
         "severity_unknown": critically_ill is None,
-        "no_low_flow_oxygen": p["escalation.require_low_flow"] and oxygen != "low-flow",
+        # oxygen unknown is already "severity_unknown": not asserted as "not on low-flow"
+        "no_low_flow_oxygen": p["escalation.require_low_flow"] and oxygen is not None
+        and oxygen != "low-flow",
         "d_dimer_not_above_uln": d_dimer_above is False,
         "d_dimer_unknown": d_dimer_above is None,
         "escalation_caution": bool(safety.escalation_cautions),
