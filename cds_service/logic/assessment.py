@@ -167,7 +167,8 @@ def inputs_json(inputs: PatientInputs) -> dict[str, Any]:
           "meets_min_duration": v.meets_min_duration, "source": v.source}
          for v in inputs.vasoactives),
         key=lambda d: (d["ingredient"], d["source"] or "", d["rate_ug_kg_min"] or -1.0))
-    out["orders"] = sorted((asdict(o) for o in inputs.orders),
+    out["orders"] = sorted(({k: _iso(v) if isinstance(v, datetime) else v
+                             for k, v in asdict(o).items()} for o in inputs.orders),
                            key=lambda d: json.dumps(d, sort_keys=True))
     return out
 
