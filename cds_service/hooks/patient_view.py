@@ -4,7 +4,7 @@ At most one card per call, chosen from the assessment (first row that applies):
 
 | Situation | Card |
 |---|---|
-| `scope.require_covid_condition` and no active COVID-19 diagnosis | none |
+| out of scope (clinical rules §1a: assessment.scope) | none |
 | a contraindication (§10.1) | `critical` contraindicated: why, the alternative (mechanical prophylaxis; fondaparinux for HIT at CrCl >= 30, as a create suggestion when no anticoagulant is ordered), any active order it concerns. None when HIT is the only one and a non-heparin anticoagulant is already ordered |
 | already therapeutic (§10.3) | none (the indication, e.g. VTE, is not visible to us) |
 | seed trigger met, no anticoagulant ordered | `warning` prophylaxis suggestion: create MedicationRequest (+ anti-Xa ServiceRequest when indicated) |
