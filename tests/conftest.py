@@ -77,12 +77,26 @@ def client(app):
 _REAL_SCOPE = ("tests/logic/", "test_assess_cli.py", "test_scope_hooks.py")
 
 
+_RELAXED = ("scope.require_covid", "scope.require_inpatient")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _v2_scope_relaxed_until_merge():
+    # session scope, so apps built by session/module fixtures (integration) are relaxed too
+    from cds_service.logic import policy as policy_mod
+    with pytest.MonkeyPatch.context() as mp:
+        for key in _RELAXED:
+            _default, kind, allowed = policy_mod.DEFAULTS[key]
+            mp.setitem(policy_mod.DEFAULTS, key, (False, kind, allowed))
+        yield
+
+
 @pytest.fixture(autouse=True)
-def _v2_scope_relaxed_until_merge(request, monkeypatch):
+def _v2_real_scope_where_tested(request, monkeypatch):
     path = str(request.node.fspath).replace("\\", "/")
-    if any(part in path for part in _REAL_SCOPE):
+    if not any(part in path for part in _REAL_SCOPE):
         return
     from cds_service.logic import policy as policy_mod
-    for key in ("scope.require_covid", "scope.require_inpatient"):
+    for key in _RELAXED:
         _default, kind, allowed = policy_mod.DEFAULTS[key]
-        monkeypatch.setitem(policy_mod.DEFAULTS, key, (False, kind, allowed))
+        monkeypatch.setitem(policy_mod.DEFAULTS, key, (True, kind, allowed))

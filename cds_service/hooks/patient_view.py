@@ -183,8 +183,10 @@ def _contraindicated(ev: Evaluation, anticoagulants: list):
         alternative.append(f"For HIT with {c.renal_text(a, p)[:-1]}: consider "
                            f"**{c.dose_text(reg.drug, reg.dose_mg, None, reg.doses_per_day)}** "
                            f"(at CrCl at least {c.num(p['hit.fondaparinux_min_crcl'], 0)} mL/min).")
-    elif "hit_history" in ci and heparin_only:
-        alternative.append(c.label(c.NOTE_TEXT, "hit_non_heparin_agent", p))
+    elif heparin_only and reg.drug is None:
+        # v2: name the renal reason only when the regimen says CrCl is why (not weight)
+        alternative.append(c.label(c.NOTE_TEXT, "hit_non_heparin_agent"
+                                   if "hit_non_heparin_agent" in reg.notes else "hit_avoid_heparin", p))
     signal = c.signal_text(a, p)
     blocks = [
         "\n".join(lines),
