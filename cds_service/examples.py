@@ -190,7 +190,7 @@ _ALL = [
         drafts=(Draft("draft-enox-q12h", "enoxaparin_80", dose_mg=80, doses_per_day=2),)),
     Scenario(
         "hit-switch", "order-select", "Draft enoxaparin 40 mg daily with a history of HIT",
-        ("critical", "product_switch"),
+        ("warning", "product_switch"),   # v2 §18.4: HIT history + heparin draft is a warning
         "example-hit-order", "female", 49,
         (Obs("d_dimer_feu", 1.5, 10, ref_high=0.5),)
         + _labs(10, platelets=160, inr=1.2, fibrinogen=3.8, creatinine_mass=0.7, hemoglobin_mass=12.1)

@@ -202,8 +202,9 @@ def test_order_select_updates_the_draft_dose(loaded, cds_service_url, pid, draft
 def test_order_select_hit_switches_to_fondaparinux(loaded, cds_service_url):
     cards = _fire_ok("order-select", "cov-hit-history", loaded, service_url=cds_service_url,
                      draft_paths=[DRAFT_40_DAILY])
-    # A heparin drafted for a patient with HIT is contraindicated: critical, with the switch offered.
-    assert max(RANK[c["indicator"]] for c in cards) == RANK["critical"]
+    # v2 §18.4: HIT history (undated or > 100 days) + heparin draft is a WARNING, with the switch
+    # offered when §11 row 1 gives fondaparinux (acute/recent HIT would be critical, no switch).
+    assert max(RANK[c["indicator"]] for c in cards) == RANK["warning"]
     switches = [s for c in cards for s in c.get("suggestions") or []
                 if [a["type"] for a in s.get("actions") or []][:2] == ["create", "delete"]]
     assert switches, "HIT: create fondaparinux, then delete the enoxaparin draft"
