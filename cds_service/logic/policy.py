@@ -17,6 +17,7 @@ from typing import Any, Mapping
 NUM, INT, BOOL, STR, NUM_OR_NULL, INT_OR_NULL, STR_OR_NULL = (
     "number", "integer", "boolean", "string", "number|null", "integer|null", "string|null")
 RANGE_OR_NULL, STR_LIST = "[low, high]|null", "list[string]"
+INDICATOR_HOURS = "{info, warning, critical: hours}"
 
 _MODALITIES = {"IMV", "NIV", "CPAP", "HFNC", "ECMO", "low-flow"}
 
@@ -131,6 +132,10 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "escalation.enabled": (True, BOOL, None),
     "escalation.d_dimer_multiple": (1.0, NUM, None),
     "escalation.require_low_flow": (True, BOOL, None),
+    # -- card lifecycle (clinical-rules §16, §18.3; hooks/lifecycle.py) --
+    "cards.info_repeat_hours": (24, NUM, None),
+    "cards.override_snooze_hours": ({"info": 72, "warning": 24, "critical": 4}, INDICATOR_HOURS, None),
+    # -- end card lifecycle --
 }
 
 
@@ -158,6 +163,8 @@ def _check(key: str, value: Any) -> Any:
         "list[string]": isinstance(value, list) and all(isinstance(x, str) for x in value),
         "[low, high]": isinstance(value, list) and len(value) == 2 and all(map(_is_num, value))
         and value[0] <= value[1],
+        INDICATOR_HOURS: isinstance(value, Mapping) and set(value) == {"info", "warning", "critical"}
+        and all(_is_num(v) and v >= 0 for v in value.values()),
     }[base]
     if not ok:
         raise PolicyError(f"policy key {key!r} expects {kind}, got {value!r}")
@@ -168,7 +175,9 @@ def _check(key: str, value: Any) -> Any:
         bad = [x for x in items if x not in allowed]
         if bad:
             raise PolicyError(f"policy key {key!r}: {bad!r} not among {sorted(map(str, allowed))}")
-    if base == "number" and key.startswith(("window.", "renal.", "dosing.", "safety.", "antixa.")) \
+    if base == INDICATOR_HOURS:
+        value = dict(value)
+    if base == "number" and key.startswith(("window.", "renal.", "dosing.", "safety.", "antixa.", "cards.")) \
             and value < 0:
         raise PolicyError(f"policy key {key!r} must not be negative, got {value!r}")
     return value
@@ -246,6 +255,8 @@ SOURCES: dict[str, str] = {
     "scope.": "§16; product scope (hooks fire only for hospitalised COVID-19 patients by EHR configuration)",
     "codes.": "fhir-data-requirements §1 (code data file, merged by union)",
     "cards.": "product decision (issue 5): info card or no card when advice is not determinable",
+    "cards.info_repeat_hours": "§16, §18.3 (card lifecycle: an info card at most once per user, patient, encounter)",
+    "cards.override_snooze_hours": "§16, §18.3 (card lifecycle: snooze after a patient-view override, by indicator)",
     "window.": "fhir-data-requirements §1.2 lookback windows; clinical-rules §16",
     "window.future_tolerance_minutes": "fhir-data-requirements §1.1 (clock skew for future-dated data)",
     "bloodgas.": "fhir-data-requirements §3 (PaO2/FiO2 pairing)",
