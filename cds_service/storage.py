@@ -333,12 +333,14 @@ class Storage:
         """Keyed hash of a user or encounter id, separated by domain from the patient hash."""
         return hmac.new(self._pepper, f"{domain}\x00{value}".encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def lifecycle_decide(self, key: dict[str, str], fingerprints: Sequence[str], decide):
+    def lifecycle_decide(self, key: dict[str, str], fingerprints: Sequence[str], decide,
+                         hook_instance: str | None = None):
         """In one IMMEDIATE transaction (so two workers cannot both show a once-only card):
         read each fingerprint's history for `key` (user_hash, patient_hash, encounter_hash),
         call `decide(history)` -> rows to record, insert them, return them.
 
-        history[fingerprint] = {"shown": [at_epoch, ...] newest first, "overrides": [dict]}:
+        history[fingerprint] = {"shown": [at_epoch] of the latest card shown by another call than
+        `hook_instance` (a retried call is answered again), "overrides": [dict]}:
         each override is a patient-view card of that fingerprint reported `overridden`, with
         the card's indicator and situation digest and the feedback's times and reason."""
 
@@ -348,8 +350,8 @@ class Storage:
                 args = (key["patient_hash"], key["user_hash"], key["encounter_hash"], fp)
                 shown = [r[0] for r in conn.execute(
                     "SELECT at_epoch FROM card_lifecycle WHERE patient_hash = ? AND user_hash = ?"
-                    " AND encounter_hash = ? AND fingerprint = ? AND status = 'shown'"
-                    " ORDER BY at_epoch DESC LIMIT 1", args)]
+                    " AND encounter_hash = ? AND fingerprint = ? AND status = 'shown' AND hook_instance IS NOT ?"
+                    " ORDER BY at_epoch DESC LIMIT 1", (*args, hook_instance))]
                 overrides = [
                     {"indicator": r[0], "situation": r[1], "outcome_timestamp": r[2], "received_at": r[3],
                      "reason_given": bool(r[4] or r[5] or r[6]), "reason_code": r[4]}

@@ -32,7 +32,8 @@ only non-HTTP callers) counts as one anonymous user; a call without an encounter
 than its receipt (a client clock ahead cannot lengthen it); when the overridden card and the
 current card differ in indicator the more urgent one rules (shorter snooze; a reason is needed
 if either is critical); the info repeat does not look at the situation digest (§18.3 ties it to
-the fingerprint only).
+the fingerprint only); a retried call (the same `hookInstance`) is answered again, not counted
+as a repeat.
 """
 from __future__ import annotations
 
@@ -245,7 +246,7 @@ def apply(call, cards: Sequence[IssuedCard], evaluation: Any = None) -> tuple[li
             "situation": situation, "at_epoch": now.timestamp()} for issued in cards]
         rows = storage.lifecycle_decide(
             key, [c["fingerprint"] for c in candidates],
-            lambda history: decide(candidates, history, now, call.state.policy))
+            lambda history: decide(candidates, history, now, call.state.policy), hook_instance=call.hook_instance)
     except (StorageError, KeyError, TypeError, ValueError) as exc:
         log.error("card lifecycle not applied; every card shown", extra={"fields": {
             "service": call.service.id, "hookInstance": call.hook_instance, "error": str(exc)}})

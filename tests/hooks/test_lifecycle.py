@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -45,6 +46,7 @@ def at(app, moment: datetime):
 def call(app, name: str, moment: datetime, *, user: str = USER, encounter: str | None = None, mutate=None):
     """Post example `name` (data dated at the real now) with the lifecycle clock at `moment`."""
     body = body_for(name)
+    body["hookInstance"] = str(uuid.uuid4())   # each chart open is a new hook call
     body["context"]["userId"] = user
     if encounter:
         body["context"]["encounterId"] = encounter
@@ -114,6 +116,15 @@ def test_info_card_is_shown_once_per_24_h_across_workers_and_restarts(workers, d
     assert audit["shown"] == [] and audit["user"] == "context.userId"
     assert [(s["kind"], s["indicator"], s["reason"], s["fingerprint"]) for s in audit["suppressed"]] == \
         [(kind(shown), "info", "info_repeat", rows[0][4])]
+
+
+def test_a_retried_call_is_answered_again(workers):
+    first, second = workers
+    body = body_for("standard-prophylaxis")
+    shown = one(post(at(first, T0).test_client(), body)["cards"], "info")
+    retried = one(post(at(second, T0 + H / 60).test_client(), body)["cards"], "info")  # same hookInstance
+    assert retried["summary"] == shown["summary"]
+    assert call(second, "standard-prophylaxis", T0 + H) == []                        # a new chart open
 
 
 def test_info_repeat_is_per_user_patient_and_encounter(workers):
@@ -334,3 +345,21 @@ def test_a_builder_stated_recommendation_is_the_fingerprint():
     assert lifecycle.recommendation_of(stated) == ("apixaban", "enoxaparin")
     assert lifecycle.fingerprint("duplicate_anticoagulant", lifecycle.recommendation_of(stated)) == \
         lifecycle.fingerprint("duplicate_anticoagulant", lifecycle.recommendation_of(same))
+
+
+# -- the policy keys -----------------------------------------------------------------------------------
+def test_snooze_hours_follow_the_policy_and_bad_values_are_refused(tmp_path):
+    from cds_service.logic.policy import Policy, PolicyError
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"cards": {"info_repeat_hours": 2,
+                                            "override_snooze_hours": {"info": 1, "warning": 1, "critical": 1}}}))
+    app = create_app({"database": str(tmp_path / "p.sqlite3"), "policy": str(policy)})
+    one(call(app, "standard-prophylaxis", T0), "info")
+    assert call(app, "standard-prophylaxis", T0 + 2 * H - timedelta(seconds=1)) == []
+    one(call(app, "standard-prophylaxis", T0 + 2 * H), "info")
+    for bad in ({"info": 72}, {"info": 72, "warning": -1, "critical": 4}, [72, 24, 4],
+                {"info": 72, "warning": 24, "critical": True}):
+        with pytest.raises(PolicyError, match="cards.override_snooze_hours"):
+            Policy.default().with_overrides({"cards.override_snooze_hours": bad})
+    with pytest.raises(PolicyError, match="cards.info_repeat_hours"):
+        Policy.default().with_overrides({"cards.info_repeat_hours": -1})
