@@ -102,6 +102,29 @@ CREATE TABLE IF NOT EXISTS jwt_jti (            -- replay protection shared by a
     PRIMARY KEY (iss, jti)
 );
 CREATE INDEX IF NOT EXISTS jwt_jti_expiry ON jwt_jti (expires_at);
+""" + """
+-- Card lifecycle (clinical-rules §18.3; hooks/lifecycle.py): every patient-view card the
+-- service built, shown or suppressed, with its fingerprint and the keys of the repeat and
+-- snooze rules. Ids are pseudonyms (keyed hashes), never the raw user, patient or encounter id.
+CREATE TABLE IF NOT EXISTS card_lifecycle (
+    id             INTEGER PRIMARY KEY,
+    card_uuid      TEXT NOT NULL UNIQUE,     -- joins card.uuid when shown; feedback.card_uuid
+    hook_instance  TEXT NOT NULL,
+    service_id     TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    indicator      TEXT NOT NULL,
+    fingerprint    TEXT NOT NULL,            -- kind + recommendation (hash)
+    user_hash      TEXT NOT NULL,            -- keyed hash of context.userId, or 'anonymous'
+    patient_hash   TEXT NOT NULL,
+    encounter_hash TEXT NOT NULL,            -- keyed hash of context.encounterId, or ''
+    situation      TEXT NOT NULL,            -- digest: orders, drafts, platelets, contraindications
+    at_epoch       REAL NOT NULL,            -- lifecycle time of the call (epoch seconds)
+    status         TEXT NOT NULL,            -- 'shown' | 'suppressed'
+    reason         TEXT                      -- null | 'info_repeat' | 'override_snooze'
+);
+CREATE INDEX IF NOT EXISTS card_lifecycle_key
+    ON card_lifecycle (patient_hash, user_hash, encounter_hash, fingerprint, at_epoch);
+CREATE INDEX IF NOT EXISTS card_lifecycle_status ON card_lifecycle (status, kind);
 """
 
 
@@ -139,10 +162,16 @@ def _scrub(value: Any, patient_id: str, marker: str) -> Any:
 
 @dataclass(frozen=True)
 class IssuedCard:
-    """A card as the audit trail keeps it: its kind code and the card JSON (uuids, text)."""
+    """A card as the audit trail keeps it: its kind code and the card JSON (uuids, text).
+
+    `recommendation` (optional) is what the card recommends, as a builder states it (drug,
+    dose, doses per day; contraindication codes; a duplicate's ingredients): with the kind it
+    makes the card's lifecycle fingerprint (§18.3). None: derived from the card JSON
+    (hooks/lifecycle.py)."""
 
     kind: str
     card: dict[str, Any]
+    recommendation: tuple | None = None
 
 
 class Storage:
@@ -296,6 +325,53 @@ class Storage:
                 stored += 1
                 unmatched += not matched
             return {"stored": stored, "duplicates": duplicates, "unmatched": unmatched}
+
+        return self._write(write)
+
+    # -- card lifecycle (§18.3; policy and fingerprints in hooks/lifecycle.py) -----------------
+    def pseudonym(self, domain: str, value: str) -> str:
+        """Keyed hash of a user or encounter id, separated by domain from the patient hash."""
+        return hmac.new(self._pepper, f"{domain}\x00{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def lifecycle_decide(self, key: dict[str, str], fingerprints: Sequence[str], decide,
+                         hook_instance: str | None = None):
+        """In one IMMEDIATE transaction (so two workers cannot both show a once-only card):
+        read each fingerprint's history for `key` (user_hash, patient_hash, encounter_hash),
+        call `decide(history)` -> rows to record, insert them, return them.
+
+        history[fingerprint] = {"shown": [at_epoch] of the latest card shown by another call than
+        `hook_instance` (a retried call is answered again), "overrides": [dict]}:
+        each override is a patient-view card of that fingerprint reported `overridden`, with
+        the card's indicator and situation digest and the feedback's times and reason."""
+
+        def write(conn: sqlite3.Connection):
+            history: dict[str, dict[str, list]] = {}
+            for fp in dict.fromkeys(fingerprints):
+                args = (key["patient_hash"], key["user_hash"], key["encounter_hash"], fp)
+                shown = [r[0] for r in conn.execute(
+                    "SELECT at_epoch FROM card_lifecycle WHERE patient_hash = ? AND user_hash = ?"
+                    " AND encounter_hash = ? AND fingerprint = ? AND status = 'shown' AND hook_instance IS NOT ?"
+                    " ORDER BY at_epoch DESC LIMIT 1", (*args, hook_instance))]
+                overrides = [
+                    {"indicator": r[0], "situation": r[1], "outcome_timestamp": r[2], "received_at": r[3],
+                     "reason_given": bool(r[4] or r[5] or r[6]), "reason_code": r[4]}
+                    for r in conn.execute(
+                        "SELECT l.indicator, l.situation, f.outcome_timestamp, f.received_at,"
+                        " f.override_code, f.override_display, f.override_comment"
+                        " FROM card_lifecycle l JOIN feedback f"
+                        "   ON f.card_uuid = l.card_uuid AND f.service_id = l.service_id"
+                        " WHERE l.patient_hash = ? AND l.user_hash = ? AND l.encounter_hash = ?"
+                        "   AND l.fingerprint = ? AND l.status = 'shown' AND f.outcome = 'overridden'"
+                        " ORDER BY f.id DESC LIMIT 50", args)]
+                history[fp] = {"shown": shown, "overrides": overrides}
+            rows = decide(history)
+            conn.executemany(
+                "INSERT OR IGNORE INTO card_lifecycle (card_uuid, hook_instance, service_id, kind, indicator,"
+                " fingerprint, user_hash, patient_hash, encounter_hash, situation, at_epoch, status, reason)"
+                " VALUES (:card_uuid, :hook_instance, :service_id, :kind, :indicator, :fingerprint,"
+                " :user_hash, :patient_hash, :encounter_hash, :situation, :at_epoch, :status, :reason)",
+                [{**key, **row} for row in rows])
+            return rows
 
         return self._write(write)
 
