@@ -172,6 +172,9 @@ class TokenValidator:
         exp, iat, jti = claims["exp"], claims["iat"], claims["jti"]
         if not (_number(exp) and _number(iat)) or not (math.isfinite(exp) and math.isfinite(iat)):
             raise AuthError("exp or iat is not a number", iss=iss)
+        nbf = claims.get("nbf")
+        if nbf is not None and not (_number(nbf) and math.isfinite(nbf)):
+            raise AuthError("nbf is not a number", iss=iss)  # PyJWT takes true as 1
         now = self.clock()
         if exp > now + self.max_lifetime + LEEWAY:
             # The replay store keeps a jti only for the maximum lifetime.
