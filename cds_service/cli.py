@@ -44,6 +44,10 @@ def _serve(args: argparse.Namespace) -> int:
     # stays fragmented there: RSS crept from 150 to 190 MB over 10,000 soak requests; with
     # two arenas it stays flat (bench/RESULTS.md). Read at process start, hence before exec.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    # issue 14 part B: with several workers, /metrics must add up every worker's counters
+    # (prometheus_client multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py).
+    from . import metrics
+    metrics.prepare_multiprocess(args.workers)
     os.execv(sys.executable, argv)
     return 0  # pragma: no cover
 
