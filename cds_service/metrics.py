@@ -36,6 +36,11 @@ from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry,
                                generate_latest)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client picks its value store when imported (just above): files in the directory
+# when the variable was set then, memory otherwise. The exposition must read the same store,
+# whatever happens to the variable later in this process (the serve command sets it for the
+# workers it starts, not for itself).
+MULTIPROCESS = bool(os.environ.get(MULTIPROC_ENV))
 
 HOOK_CALLS = Counter("cds_hook_calls", "Hook calls answered, by service and HTTP status.",
                      ["service", "status"])
@@ -179,7 +184,7 @@ def prepare_multiprocess(workers: int) -> str | None:
 def exposition() -> tuple[bytes, str]:
     """(body, content type) in the Prometheus text format, all workers aggregated when in
     multiprocess mode."""
-    if os.environ.get(MULTIPROC_ENV):
+    if MULTIPROCESS:
         from prometheus_client import multiprocess
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
