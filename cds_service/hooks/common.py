@@ -13,6 +13,7 @@ from ..fhir.templates import prefetch_templates
 from ..logic.assessment import assess
 from ..logic.inputs import PatientInputs
 from ..logic.policy import Policy
+from .. import metrics
 from ..storage import IssuedCard, StorageError
 from . import lifecycle
 from .registry import HookCall
@@ -110,4 +111,6 @@ def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation 
         except StorageError as exc:
             log.error("audit row not written", extra={"fields": {
                 "service": call.service.id, "hookInstance": call.hook_instance, "error": str(exc)}})
+    for issued in cards:
+        metrics.card_issued(call.service.id, issued.kind, issued.card.get("indicator"))
     return {"cards": [issued.card for issued in cards]}
