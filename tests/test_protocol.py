@@ -35,7 +35,8 @@ def test_discovery_lists_three_services_with_templates(client):
     for service in by_id.values():
         prefetch = service["prefetch"]
         assert set(prefetch) == {"patient", "labs", "bedside", "body", "conditions", "medications",
-                                 "administrations", "allergies", "procedures"}
+                                 "administrations", "allergies", "procedures",
+                                 "encounters", "statements", "covid_tests", "platelet_trend"}   # v2 §10
         for template in prefetch.values():
             assert "today()" not in template and "{{%" not in template
             tokens = [t.split("}}")[0] for t in template.split("{{")[1:]]
@@ -47,8 +48,10 @@ def test_discovery_lists_three_services_with_templates(client):
 
 
 def test_healthz(client):
+    from cds_service.version import full_version
     resp = client.get("/healthz")
-    assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
+    # Issue 14: the body also names the version (package version + git describe).
+    assert resp.status_code == 200 and resp.get_json() == {"status": "ok", "version": full_version()}
 
 
 @pytest.mark.parametrize("path,example", [

@@ -130,6 +130,13 @@ def test_prefetch_templates_run_on_a_real_fhir_server(loaded, cds_service_url):
     assert {e["resource"]["id"] for e in prefetch["body"]["entry"]} == {"cov-sic-imv-weight", "cov-sic-imv-height"}
     assert [e["resource"]["id"] for e in prefetch["procedures"]["entry"]] == ["cov-sic-imv-imv"]
     assert prefetch["medications"].get("entry", []) == []
+    # v2 keys (§10): the platelet counts come again under platelet_trend; the others are searchsets
+    # the real server answers (encounters, statements and covid_tests hold what the patient has).
+    trend = [e["resource"] for e in prefetch["platelet_trend"]["entry"]]
+    assert {r["id"] for r in trend} == {"cov-sic-imv-plt-prev", "cov-sic-imv-plt"}
+    assert [r["effectiveDateTime"] for r in trend] == sorted((r["effectiveDateTime"] for r in trend), reverse=True)
+    for key in ("encounters", "statements", "covid_tests"):
+        assert prefetch[key]["resourceType"] == "Bundle" and prefetch[key]["type"] == "searchset", key
     on_therapy = fire("patient-view", "cov-on-therapeutic", loaded, service_url=cds_service_url)
     assert [e["resource"]["id"] for e in on_therapy.request["prefetch"]["medications"]["entry"]] == \
         ["cov-on-therapeutic-enox-therapeutic"]
@@ -139,8 +146,11 @@ def test_prefetch_templates_run_on_a_real_fhir_server(loaded, cds_service_url):
 
 @pytest.mark.parametrize("pid", sorted(PATIENT_VIEW))
 def test_patient_view_same_cards_with_prefetch_and_self_fetch(loaded, cds_service_url, pid):
-    with_prefetch = _fire_ok("patient-view", pid, loaded, service_url=cds_service_url)
-    self_fetched = _fire_ok("patient-view", pid, loaded, service_url=cds_service_url, prefetch=False)
+    # One user per call: the same info card is shown to one user at most once in 24 h (§18.3).
+    with_prefetch = _fire_ok("patient-view", pid, loaded, service_url=cds_service_url,
+                             user_id="Practitioner/e2e-prefetch")
+    self_fetched = _fire_ok("patient-view", pid, loaded, service_url=cds_service_url, prefetch=False,
+                            user_id="Practitioner/e2e-self-fetch")
     assert_same_cards(with_prefetch, self_fetched)
 
     indicator, dose_mg, anti_xa = PATIENT_VIEW[pid]
@@ -195,8 +205,9 @@ def test_order_select_updates_the_draft_dose(loaded, cds_service_url, pid, draft
 def test_order_select_hit_switches_to_fondaparinux(loaded, cds_service_url):
     cards = _fire_ok("order-select", "cov-hit-history", loaded, service_url=cds_service_url,
                      draft_paths=[DRAFT_40_DAILY])
-    # A heparin drafted for a patient with HIT is contraindicated: critical, with the switch offered.
-    assert max(RANK[c["indicator"]] for c in cards) == RANK["critical"]
+    # v2 §18.4: HIT history (undated or > 100 days) + heparin draft is a WARNING, with the switch
+    # offered when §11 row 1 gives fondaparinux (acute/recent HIT would be critical, no switch).
+    assert max(RANK[c["indicator"]] for c in cards) == RANK["warning"]
     switches = [s for c in cards for s in c.get("suggestions") or []
                 if [a["type"] for a in s.get("actions") or []][:2] == ["create", "delete"]]
     assert switches, "HIT: create fondaparinux, then delete the enoxaparin draft"
@@ -224,7 +235,7 @@ def test_fire_cli_renders_cards(loaded, cds_service_url, capsys):
                  "--service-url", cds_service_url])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith("coagulopathy-risk (patient-view) for Patient/cov-bmi-40, 9 prefetch keys")
+    assert out.startswith("coagulopathy-risk (patient-view) for Patient/cov-bmi-40, 13 prefetch keys")
     assert re.search(r"^\[\d\] WARNING: ", out, re.M)
     assert "80 mg" in out
 
