@@ -121,11 +121,7 @@ def test_signal_with_an_active_prophylaxis_at_another_dose_is_a_dose_review_with
     assert "suggestions" not in card     # patient-view has no draft to update; a create would duplicate
 
 
-# TODO(v2 merge): v2 scope (§1a) counts a COVID-19 Condition only when linked to the current
-# Encounter or recent (CovidCondition inputs, filled by the v2 fhir branch); on this branch the
-# inputs stay empty, so "with COVID" cannot be in scope yet. Re-enable after the merge.
-@pytest.mark.parametrize("with_covid,expected", [(False, 0), pytest.param(True, 1, marks=pytest.mark.xfail(
-    reason="TODO(v2 merge): covid_conditions are extracted on the v2 fhir branch", strict=True))])
+@pytest.mark.parametrize("with_covid,expected", [(False, 0), (True, 1)])
 def test_require_covid_condition_gates_cards(tmp_path, with_covid, expected):
     client = _policy_app(tmp_path, **{"scope.require_covid_condition": True})
 
