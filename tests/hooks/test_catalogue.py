@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hook_helpers import actions, body_for, kind, medication, only_card, post
-from v2_bodies import add_condition, add_order, as_patient_view, drop, set_lab
+from v2_bodies import (add_condition, add_encounter, add_hit, add_order, as_patient_view, drop, platelet_history,
+                       set_lab)
 
 ANTIPLATELET_LINE = "Do not add an antiplatelet for COVID-19 [ISTH 2023]."
 NEURAXIAL_LINE = "Neuraxial catheter or puncture: follow the timing rules (boxed warning)."
@@ -229,3 +230,63 @@ def test_no_create_while_a_non_heparin_anticoagulant_runs(client):
 def test_hit_history_with_argatroban_running_and_no_heparin_gives_no_card(client):
     _, payload = pv(client, "hit", lambda b: add_order(b, "arga-2", "argatroban", dose=None, route=None))
     assert payload == {"cards": []}
+
+
+# -- rows that need the v2 data (Encounters, HIT onset, platelet trend, other indication) ----------------
+def test_acute_hit_with_heparin_active_is_critical_and_deletes_every_heparin(client):
+    def edit(body):
+        add_hit(body, days_ago=20)
+        set_lab(body, "platelets", 120)
+        add_order(body, "ufh-acute-1", "heparin", dose=5000, unit="units", per_day=2)
+    _, payload = pv(client, "standard-prophylaxis", edit)
+    card = only_card(payload)
+    assert (card["indicator"], kind(card)) == ("critical", "hit_acute")
+    assert card["summary"].startswith("Acute HIT (onset ")
+    assert card["summary"].endswith("platelets 120 ×10³/µL): stop all heparin; therapeutic non-heparin agent")
+    assert deletes(card) == ["MedicationRequest/ufh-acute-1"] and not creates(card)
+
+
+def test_platelet_fall_on_heparin_is_a_hit_suspected_warning(client):
+    def edit(body):
+        add_order(body, "enox-long-1", "enoxaparin", dose=40, hours_ago=8 * 24)
+        set_lab(body, "platelets", 110)
+        platelet_history(body, [(260, 6)])
+    _, payload = pv(client, "nothing-to-say", lambda b: drop(b, "medications", "active-enox"), edit)
+    card = only_card(payload)
+    # 260 -> 110: a 58 % fall since heparin started (>= 50 %)
+    assert (card["indicator"], kind(card)) == ("warning", "hit_suspected")
+    assert card["summary"] == "Platelets fell 58 % on heparin: assess for HIT (4Ts)"
+    assert "suggestions" not in card
+
+
+def test_critically_ill_on_therapeutic_heparin_started_this_admission_is_deescalated(client):
+    def edit(body):
+        add_encounter(body)
+        add_order(body, "enox-icu-1", "enoxaparin", dose=90, per_day=2, hours_ago=24)
+    _, payload = pv(client, "sic-positive", edit)
+    card = only_card(payload)
+    assert (card["indicator"], kind(card)) == ("warning", "deescalate")
+    assert card["summary"] == "Critically ill on therapeutic enoxaparin: consider prophylactic dose unless VTE"
+    (s,) = card["suggestions"]
+    assert [a["type"] for a in s["actions"]] == ["create", "delete"]
+    assert medication(s["actions"][0]["resource"])[1:] == (60, "mg", (1, 1, "d"))    # BMI 30.4 regimen
+    assert deletes(card) == ["MedicationRequest/enox-icu-1"]
+
+
+def test_contraindicated_with_another_indication_has_no_suggestion_and_says_review(client):
+    def edit(body):
+        add_order(body, "apix-af-1", "apixaban", dose=5, per_day=2, route=None)
+        add_condition(body, "af-1", "49436004", system="http://snomed.info/sct", days_ago=400, text="AF")
+    _, payload = pv(client, "contraindicated", edit)
+    card = only_card(payload)
+    assert (card["indicator"], kind(card)) == ("critical", "contraindicated")
+    assert "suggestions" not in card
+    assert "review with the treating team" in card["detail"]
+
+
+def test_home_medicine_counts_as_an_anticoagulant(client):
+    def edit(body):
+        drop(body, "procedures", "nasal")
+        add_order(body, "apix-home-2", "apixaban", dose=5, per_day=2, route=None, kind="MedicationStatement")
+    _, payload = pv(client, "standard-prophylaxis", edit)
+    assert payload == {"cards": []}        # no "no VTE prophylaxis ordered" reminder: apixaban is present

@@ -2,6 +2,7 @@
 order, a condition, a lab value or an oxygen record added or removed, as an EHR would send them."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -86,3 +87,35 @@ def as_patient_view(body: dict) -> dict:
     body["context"].pop("selections", None)
     body["context"].pop("draftOrders", None)
     return body
+
+
+def add_encounter(body: dict, *, days_ago: float = 3) -> dict:
+    """The context's Encounter: in progress, inpatient (IMP)."""
+    pid, eid = body["context"]["patientId"], body["context"]["encounterId"]
+    resource = {"resourceType": "Encounter", "id": eid, "status": "in-progress",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                "subject": {"reference": f"Patient/{pid}"},
+                "period": {"start": iso(datetime.now(timezone.utc) - timedelta(days=days_ago))}}
+    entries = _entries(body, "encounters")
+    entries[:] = [e for e in entries if e["resource"].get("id") != eid]
+    entries.append({"resource": resource, "search": {"mode": "match"}})
+    return resource
+
+
+def add_hit(body: dict, *, days_ago: float, status: str = "active") -> dict:
+    return add_condition(body, f"{body['context']['patientId']}-hit-new", "73397007", system="http://snomed.info/sct",
+                         days_ago=days_ago, status=status, text="heparin-induced thrombocytopenia")
+
+
+def platelet_history(body: dict, values_days_ago: list[tuple[float, float]]) -> None:
+    """Earlier platelet counts (value, days ago) in the platelet_trend key, with the latest one."""
+    latest = next(e["resource"] for e in body["prefetch"]["labs"]["entry"] if "platelets" in e["resource"]["id"])
+    entries = _entries(body, "platelet_trend")
+    entries.append({"resource": latest, "search": {"mode": "match"}})
+    for n, (value, days) in enumerate(values_days_ago):
+        old = json.loads(json.dumps(latest))
+        old["id"] = f"{latest['id']}-old-{n}"
+        stamp = iso(datetime.now(timezone.utc) - timedelta(days=days))
+        old["effectiveDateTime"] = old["issued"] = stamp
+        old["valueQuantity"]["value"] = value
+        entries.append({"resource": old, "search": {"mode": "match"}})
