@@ -5,7 +5,7 @@ import json
 
 from cds_service import create_app
 from hook_helpers import actions, body_for, kind, medication, only_card, post
-from v2_bodies import RXNORM, UCUM, add_order, drop, set_lab
+from v2_bodies import RXNORM, UCUM, add_hit, add_order, drop, platelet_history, set_lab
 
 
 def draft_body(name: str, *edits):
@@ -176,3 +176,62 @@ def test_a_draft_without_a_dose_never_reads_dose_unknown_daily(client):
     for card in cards_for(client, body):
         assert "unknown daily" not in card["summary"] + card["detail"]
         assert "dose unknown" not in card["summary"]
+
+
+# -- HIT acute / recent / suspected with a heparin draft: critical, delete the draft -----------------------
+def test_acute_hit_and_a_heparin_draft_is_critical_with_the_draft_deleted(client):
+    def edit(body):
+        add_hit(body, days_ago=20)
+        set_lab(body, "platelets", 120)
+    card = only_card(post(client, draft_body("dose-ok", edit)))
+    assert (card["indicator"], kind(card)) == ("critical", "hit_acute")
+    assert [a["type"] for a in actions(card)] == ["delete"]
+    assert actions(card)[0]["resourceId"] == "MedicationRequest/draft-enox-ok"
+    assert "therapeutic-intensity non-heparin" in card["detail"]
+    assert "fondaparinux 2.5" not in json.dumps(card)          # no prophylaxis create
+
+
+def test_recent_hit_without_a_platelet_count_asks_for_one(client):
+    def edit(body):
+        add_hit(body, days_ago=50)
+        drop(body, "labs", "platelets")
+        drop(body, "platelet_trend", "platelets")
+    card = only_card(post(client, draft_body("dose-ok", edit)))
+    assert card["indicator"] == "critical" and kind(card) == "contraindicated"
+    assert "platelet count and haematology" in card["detail"]
+    assert [a["type"] for a in actions(card)] == ["delete"]
+
+
+def test_platelet_fall_on_heparin_and_a_heparin_draft_asks_for_4ts(client):
+    def edit(body):
+        add_order(body, "enox-long-2", "enoxaparin", dose=40, hours_ago=8 * 24)
+        set_lab(body, "platelets", 110)
+        platelet_history(body, [(260, 6)])
+    card = only_card(post(client, draft_body("dose-ok", edit)))
+    assert (card["indicator"], kind(card)) == ("critical", "hit_suspected")
+    assert "4Ts" in card["detail"]
+
+
+# -- home medicines, flushes, count units ----------------------------------------------------------------------
+def test_home_medicine_makes_a_draft_a_duplicate(client):
+    body = draft_body("dose-ok", lambda b: add_order(b, "apix-home-3", "apixaban", dose=5, per_day=2, route=None,
+                                                     kind="MedicationStatement"))
+    card = only_card(post(client, body))
+    assert kind(card) == "duplicate_anticoagulant"
+    assert "apixaban (home medicine)" in card["summary"]
+
+
+def test_heparin_flush_is_not_an_anticoagulant(client):
+    def edit(body):
+        draft = set_draft(body, rxnorm="1658690", dose=None, text="heparin lock flush 100 units/mL")
+        draft["dosageInstruction"][0]["text"] = "flush line"
+        add_order(body, "enox-active-4", "enoxaparin", dose=40)
+    assert cards_for(client, draft_body("dose-ok", edit)) == []
+
+
+def test_count_unit_pill_reads_as_the_product_strength(client):
+    # the public sandbox sends {pill}: 1 {pill} of the 40 mg syringe (RxNorm 854235) is 40 mg
+    body = draft_body("bmi-42", lambda b: set_draft(b, dose=1, unit="pill", code="{pill}"))
+    card = only_card(post(client, body))
+    assert (card["indicator"], kind(card)) == ("warning", "dose_correction")
+    assert card["summary"] == "Enoxaparin 40 mg SC daily at BMI 42.2: consider 80 mg SC daily"
