@@ -242,8 +242,7 @@ class _Builder:
     def hit_acute(self):
         i = self.a.inputs
         rec = self.hit_record()
-        onset = t.when(rec.onset).split(" ")[0:2] if rec else None
-        onset_text = " ".join(onset) if onset else "recent"
+        onset_text = t.when(rec.onset, time=False) if rec else "recent"
         platelets = t.reported(i.platelets, 0, dated=False) if i.platelets else "unknown"
         summary = self.t.summary["hit_acute"].format(onset=onset_text, platelets=platelets)
         why = (f"**Why:** HIT with onset {t.when(rec.onset) if rec else 'recent'} and platelets "
@@ -273,10 +272,11 @@ class _Builder:
                             recommendation=("hit_suspected",))
 
     def hit_label(self, specific) -> str:
-        if "hit_recent" in specific or "hit_history" in specific:
+        """"HIT (onset 14 Nov)" for recent HIT, "HIT history" for older or undated HIT."""
+        if "hit_recent" in specific:
             rec = self.hit_record()
-            if rec is not None:
-                return f"HIT (onset {t.when(rec.onset).rsplit(' ', 1)[0]})"
+            return f"HIT (onset {t.when(rec.onset, time=False)})" if rec is not None else "Recent HIT"
+        if "hit_history" in specific:
             return "HIT history"
         return "Heparin allergy"
 
@@ -304,10 +304,13 @@ class _Builder:
         if "heparin_allergy" in specific and not any(c.startswith("hit") for c in specific):
             return "heparin, LMWH or pork-product hypersensitivity recorded."
         rec = self.hit_record()
-        onset = f"onset {t.when(rec.onset)}" if rec else "undated"
+        days = num(self.p["safety.hit_acute_days"], 0)
         if "hit_recent" in specific:
-            return f"HIT {onset}, within {num(self.p['safety.hit_acute_days'], 0)} days; platelets {t.reported(i.platelets, 0)}."
-        return f"HIT recorded ({onset}, more than {num(self.p['safety.hit_acute_days'], 0)} days ago or undated)."
+            onset = f"onset {t.when(rec.onset)}" if rec else "recent onset"
+            return f"HIT {onset}, within {days} days; platelets {t.reported(i.platelets, 0)}."
+        if rec is not None:
+            return f"HIT recorded, onset {t.when(rec.onset, time=False)} (more than {days} days ago)."
+        return "HIT recorded, undated (treated as history)."
 
     def body_facts(self) -> str:
         a = self.a
