@@ -2,8 +2,8 @@
 suggestions carry, and safe Markdown.
 
 Rules held here (CDS Hooks notes §1, §7, §12):
-- every card and suggestion gets a uuid4; `source` carries label, organisation url and the
-  card kind as topic; `overrideReasons` come from our one code system; links are absolute;
+- every card and suggestion gets a uuid4; `source` carries the label, the URL of the card
+  kind's rule on this service (GET /docs/rules#<kind>, absolute) and the card kind as topic; `overrideReasons` come from our one code system; links are absolute;
 - `selectionBehavior` exactly when there are suggestions;
 - `prune` drops every null/""/[]/{} before a card leaves, so none is ever emitted;
 - `summary` is plain text under 140 characters; `detail` is GitHub Markdown in which every
@@ -173,6 +173,8 @@ def card(kind: str, indicator: str, summary: str | Sequence[str], detail: str, *
                    "topic": vocab.topic(kind)},
         "suggestions": list(suggestions),
         "overrideReasons": vocab.override_reasons(kind),
+        # The evidence line's citations. The assessment view's `smart` link (issue 13) is appended
+        # per call where the hookInstance is known (hooks/common.respond): one call, kept there.
         "links": vocab.links(*evidence),
     }
     body = prune(body)

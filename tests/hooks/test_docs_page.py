@@ -24,6 +24,12 @@ def test_rule_page_has_every_card_kind_with_its_keys_and_citations(client):
     assert "example.org" not in page and "example.com" not in page
 
 
+def test_every_policy_key_the_rule_page_names_exists():
+    from cds_service.logic.policy import Policy
+    values = Policy.default().values
+    assert [k for r in rulebook.RULES for k in r.policy_keys if k not in values] == []
+
+
 def test_rule_page_shows_this_sites_policy_values(tmp_path):
     policy = tmp_path / "policy.json"
     policy.write_text('{"dosing.bmi_tier1": 35, "renal.enoxaparin_mg": 20}')
