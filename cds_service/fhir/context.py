@@ -245,15 +245,6 @@ class Context:
         latest, earliest = bounds
         return time <= latest and (earliest is None or time >= earliest)
 
-    def setting(self, key: str, default: Any) -> Any:
-        """A policy value, or `default` while the key is not yet in logic/policy.py (v2 keys
-        the logic layer adds: scope.covid_test_days, safety.recent_ich_days,
-        window.platelet_trend_days)."""
-        try:
-            return self.policy[key]
-        except KeyError:
-            return default
-
     def reject(self, name: str, reason: str) -> None:
         self.rejected.setdefault(name, reason)
 
