@@ -107,7 +107,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             by_type.setdefault(resource["resourceType"], []).append((position, resource))
 
-    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Validator())
+    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Validator(),
+                  aliases=aliases)
 
     patients = [r for _, r in by_type.get("Patient", [])]
     if patient_id is None and patients and isinstance(patients[0].get("id"), str):
