@@ -13,7 +13,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.examples import SCENARIOS, build
 from cds_service.hooks import vocabulary as vocab
-from conftest import assert_valid_cds_response
+from conftest import assert_valid_cds_response, in_scope
 
 # The data-layer tests' fake FHIR server (batch + GET on `responses`), reused as is.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fhir"))
@@ -32,8 +32,9 @@ UCUM = "http://unitsofmeasure.org"
 
 def body_for(name: str, now: datetime | None = None) -> dict:
     """Example `name` dated relative to `now` (default: the clock, as the service evaluates
-    at the request time)."""
-    return build(name, now or datetime.now(timezone.utc))
+    at the request time), in v2 scope (conftest.in_scope: an IMP Encounter named in the
+    context and the COVID-19 Condition linked to it)."""
+    return in_scope(build(name, now or datetime.now(timezone.utc)))
 
 
 def post(client, body: dict):
