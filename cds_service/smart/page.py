@@ -162,10 +162,10 @@ def ago(moment: datetime | None, now: datetime) -> str:
     if hours < 0:
         return "future-dated"
     if hours < 1:
-        return f"{int(hours * 60)} min"
+        return f"{int(hours * 60)} min ago"
     if hours < 48:
-        return f"{int(hours)} h"
-    return f"{int(hours // 24)} d"
+        return f"{int(hours)} h ago"
+    return f"{int(hours // 24)} d ago"
 
 
 def stamp(moment: datetime | None) -> str:
@@ -267,16 +267,16 @@ def _recommendation(a, p) -> dict[str, Any]:
         anti_xa = f"Anti-Xa monitoring indicated ({', '.join(r.replace('_', ' ') for r in a.anti_xa.reasons)}): {target}."
     rec = getattr(a, "recommendation", None)
     if rec is not None:
-        pathway = getattr(rec, "pathway", None)
-        title, condition, action = PATHWAYS.get(pathway, (str(pathway), "", ""))
-        because = [NOT_THERAPEUTIC.get(c, c.replace("_", " ")) for c in getattr(rec, "not_therapeutic_because", ()) or ()]
-        ther = getattr(rec, "therapeutic", None)
-        therapeutic = _dose_text(ther.drug, ther.dose_mg, None, ther.doses_per_day) if ther is not None \
-            and getattr(ther, "drug", None) else None
+        pathway = _get(rec, "pathway")
+        title, condition, action = PATHWAYS.get(pathway, (str(pathway).replace("_", " "), "", ""))
+        because = [NOT_THERAPEUTIC.get(c, str(c).replace("_", " ")) for c in _get(rec, "not_therapeutic_because") or ()]
+        ther = _get(rec, "therapeutic")
+        therapeutic = _dose_text(_get(ther, "drug"), _get(ther, "dose_mg"), _get(ther, "dose_units"),
+                                 _get(ther, "doses_per_day")) if ther and _get(ther, "drug") else None
         return {"v2": True, "pathway": pathway, "title": title, "condition": condition, "action": action,
                 "because": because, "therapeutic": therapeutic, "regimen": regimen, "basis": basis,
                 "anti_xa": anti_xa, "state": "alarm" if pathway in ("contraindicated", "hit_acute") else "ok"}
-    code = a.evidence_note.code
+    code = _get(getattr(a, "evidence_note", None), "code") or "prophylactic"
     if a.safety.contraindications:
         code = "contraindicated"
     elif a.safety.already_therapeutic:
@@ -285,6 +285,15 @@ def _recommendation(a, p) -> dict[str, Any]:
     return {"v2": False, "pathway": code, "title": title, "condition": rule, "action": "", "because": [],
             "therapeutic": None, "regimen": regimen, "basis": basis, "anti_xa": anti_xa,
             "state": "alarm" if a.safety.contraindications else "ok"}
+
+
+def _get(obj, name: str):
+    """An attribute of a v2 object or a key of its JSON form; None when absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def _signal(a, p) -> str:
@@ -311,7 +320,7 @@ def _scores(a, p) -> list[Score]:
     out = []
     sic = a.sic
     verdict = "not determinable" if sic.positive is None else (
-        f"{sic.total if sic.total is not None else '%d–%d' % sic.total_range} — "
+        f"total {sic.total if sic.total is not None else '%d–%d' % sic.total_range}, "
         + ("positive" if sic.positive else "negative"))
     out.append(Score("SIC (Iba 2017)", verdict, [
         ("Platelets", _mtext(i.platelets), points_text(sic.platelet_points)),
@@ -325,7 +334,7 @@ def _scores(a, p) -> list[Score]:
         "unknown" if sic.positive is None else ("positive" if sic.positive else "negative")))
     dic = a.isth_dic
     verdict = "not determinable" if dic.overt is None else (
-        f"{dic.total if dic.total is not None else '%d–%d' % dic.total_range} — "
+        f"total {dic.total if dic.total is not None else '%d–%d' % dic.total_range}, "
         + ("overt DIC" if dic.overt else "not overt DIC"))
     pt = i.pt.seconds if i.pt is not None else None
     out.append(Score("ISTH overt DIC (Taylor 2001)", verdict, [
@@ -341,14 +350,14 @@ def _scores(a, p) -> list[Score]:
               ("Renal", "renal"), ("Coagulation", "coagulation"), ("Central nervous system", "cns")]
     items = []
     for label, key in organs:
-        src = {"computed": "computed from the inputs", "recorded": "recorded SOFA score"}.get(
-            (sofa.sources or {}).get(key) or "", "not determinable")
-        items.append((label, src + (" — missing: " + missing_names(sofa.missing_by_organ.get(key))
-                                            if sofa.missing_by_organ.get(key) else ""),
-                      points_text(getattr(sofa, key))))
+        gone = (sofa.missing_by_organ or {}).get(key)
+        src = "missing: " + missing_names(gone) if gone and getattr(sofa, key) is None else \
+            {"computed": "computed", "recorded": "recorded SOFA score"}.get((sofa.sources or {}).get(key) or "",
+                                                                          "not determinable")
+        items.append((label, src, points_text(getattr(sofa, key))))
     out.append(Score("SOFA (parts)", f"SOFA-4 {fmt(sofa.sofa4, 0) if sofa.sofa4 is not None else 'incomplete'}",
-                     items, missing_names(sofa.missing), "SOFA-4 (respiratory, cardiovascular, liver, renal) "
-                     "feeds SIC (capped at 2 points)."))
+                     items, "", "SOFA-4 (respiratory, cardiovascular, liver, renal) feeds SIC (capped at 2 "
+                     "points). Each organ missing an input is named in its row."))
     dd = a.d_dimer
     uln_src = {"reference_range": "the lab's reference range", "default_FEU": "the default FEU ULN",
                "default_DDU": "the default DDU ULN"}.get(dd.uln_source or "", "unknown")
@@ -440,8 +449,12 @@ def _safety(a, p) -> dict[str, list]:
                 state, word = "absent", "not present"
             out.append((fill(text, p), state, word))
         return out
-    return {"contraindications": rows(CONTRAINDICATIONS, set(s.contraindications)),
-            "cautions": rows(CAUTIONS, set(s.escalation_cautions))}
+    # Codes the rules add later (v2: hit_acute, recent intracranial haemorrhage, ...) are shown too.
+    extra_ci = {c: c.replace("_", " ").capitalize() for c in s.contraindications if c not in CONTRAINDICATIONS}
+    extra_ca = {c: c.replace("_", " ").capitalize() for c in (*s.escalation_cautions, *undetermined)
+                if c not in CAUTIONS and c not in CONTRAINDICATIONS and c not in extra_ci}
+    return {"contraindications": rows({**CONTRAINDICATIONS, **extra_ci}, set(s.contraindications)),
+            "cautions": rows({**CAUTIONS, **extra_ca}, set(s.escalation_cautions))}
 
 
 def _inputs(a, now) -> list[dict]:
@@ -562,9 +575,8 @@ PAGE = _ENV.from_string("""<!doctype html>
 </section>
 
 <section id="inputs"><h2>Inputs</h2>
-<div class="scroll"><table class="inputs"><thead><tr><th>Input</th><th>Value as reported</th><th>Date</th><th>Age</th><th>Source</th></tr></thead><tbody>
-{% for r in v.inputs %}<tr><td>{{ r.name }}</td><td>{{ r.value }}{% if r.canonical %} <span class="small">({{ r.canonical }})</span>{% endif %}</td><td>{{ r.date }}</td><td class="num">{{ r.age }}</td><td>{{ r.source }}</td></tr>{% endfor %}
-{% for r in v.flags %}<tr><td>{{ r.name }}</td><td>{{ r.value }}</td><td>{{ r.date }}</td><td class="num">{{ r.age }}</td><td>{{ r.source }}</td></tr>{% endfor %}
+<div class="scroll"><table class="inputs"><thead><tr><th>Input</th><th>Value as reported</th><th>Date (age)</th><th>Source</th></tr></thead><tbody>
+{% for r in v.inputs + v.flags %}<tr><td>{{ r.name }}</td><td>{{ r.value }}{% if r.canonical %} <span class="small">({{ r.canonical }})</span>{% endif %}</td><td>{{ r.date }}{% if r.age != "—" %} <span class="age">({{ r.age }})</span>{% endif %}</td><td>{{ r.source }}</td></tr>{% endfor %}
 </tbody></table></div>
 {% if v.rejected %}<h3>Values that could not be used</h3><ul>{% for name, why in v.rejected %}<li>{{ name }}: {{ why }}</li>{% endfor %}</ul>{% endif %}
 {% if v.problems %}<h3>Data that could not be read</h3><ul>{% for key, why in v.problems %}<li>{{ key }}: {{ why }}</li>{% endfor %}</ul>{% endif %}
@@ -615,7 +627,7 @@ main{padding:0 20px 24px;max-width:1280px}
 .verdict{font-weight:700}.missing{color:var(--warn);font-size:13px;margin:6px 0 0}
 table{border-collapse:collapse;width:100%;font-size:13.5px}th,td{text-align:left;padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:var(--soft);font-weight:600}.num{text-align:right;white-space:nowrap}
-.scroll{overflow-x:auto}.inputs td:nth-child(3){white-space:nowrap}
+.scroll{overflow-x:auto}.age{color:var(--muted);white-space:nowrap}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:10px 16px}
 .trend{margin:0;border:1px solid var(--line);border-radius:4px;padding:6px 8px}
 .trend figcaption{font-size:14px;margin-bottom:2px}
@@ -640,7 +652,6 @@ details{margin:4px 0;font-size:13px}summary{cursor:pointer;color:var(--accent)}
 .message{max-width:640px;margin:40px auto;padding:0 20px}
 @media (max-width:760px){body{font-size:14px}.banner,main,.toc{padding-left:10px;padding-right:10px}
 .two{grid-template-columns:1fr}.charts{grid-template-columns:1fr}.scores{grid-template-columns:1fr}
-.inputs th:nth-child(4),.inputs td:nth-child(4){display:none}
 .chart text{font-size:16px}.chart .lastlab{font-size:17px}.chart .unit{font-size:15px}}
 """
 

@@ -263,3 +263,62 @@ def test_chart_draws_points_lines_and_doses():
     assert ys[0] < ys[1] < ys[2]            # falling counts are drawn lower
     empty = charts.chart("INR", "ratio", [], now - timedelta(days=14), now)
     assert "No results in this period" in empty and 'data-points="0"' in empty
+
+
+def _assessment(scenario: str = "sic-positive"):
+    from cds_service.fhir.bundle import bundle_resources
+    from cds_service.fhir.extract import extract_inputs
+    from cds_service.logic.assessment import assess
+    from cds_service.logic.policy import Policy
+    body = example(scenario)
+    policy = Policy.load("")
+    resources = []
+    for value in body["prefetch"].values():
+        if isinstance(value, dict):
+            resources += list(bundle_resources(value)) if value.get("resourceType") == "Bundle" else [value]
+    inputs = extract_inputs(resources, now=datetime.now(timezone.utc), policy=policy,
+                            patient_id=body["context"]["patientId"])
+    return assess(inputs, policy), policy
+
+
+class _V2:
+    """The v1 assessment with a v2 `recommendation` (clinical rules v2 §13.1) on top."""
+
+    def __init__(self, assessment, recommendation):
+        self._a, self.recommendation = assessment, recommendation
+
+    def __getattr__(self, name):
+        return getattr(self._a, name)
+
+
+def test_v2_recommendation_is_rendered_with_its_pathway_and_rule():
+    from types import SimpleNamespace
+
+    from cds_service.smart import page
+    a, policy = _assessment()
+    rec = SimpleNamespace(pathway="therapeutic_candidate", not_therapeutic_because=(),
+                          therapeutic=SimpleNamespace(drug="enoxaparin", dose_mg=90, doses_per_day=2))
+    out = page._recommendation(_V2(a, rec), policy)
+    assert out["v2"] and out["title"] == "Therapeutic-dose heparin is an option"
+    assert out["therapeutic"] == "enoxaparin 90 mg subcutaneous every 12 hours"
+    assert "low-flow oxygen" in out["condition"] and "14 days" in out["action"]
+    # the JSON form (a dict) works as well, and every failed condition is named
+    out = page._recommendation(_V2(a, {"pathway": "prophylaxis", "therapeutic": None,
+                                       "not_therapeutic_because": ["critically_ill", "no_low_flow_oxygen"]}), policy)
+    assert out["because"] == ["critically ill (organ support)", "not on low-flow oxygen"]
+    assert out["regimen"].startswith("enoxaparin")
+
+
+def test_safety_rows_name_unchecked_and_unknown_codes():
+    from dataclasses import replace
+
+    from cds_service.smart import page
+    a, policy = _assessment()
+    safety = replace(a.safety, contraindications=("hit_acute",), undetermined=("hemoglobin_lt_8",))
+    view = type("A", (), {"inputs": a.inputs, "safety": safety, "renal": a.renal})()
+    rows = page._safety(view, policy)
+    ci = {text: (state, word) for text, state, word in rows["contraindications"]}
+    assert ci["Hit acute"] == ("present", "present")
+    cautions = {text: (state, word) for text, state, word in rows["cautions"]}
+    assert cautions["Haemoglobin below 8 g/dL"][0] == "unknown"
+    assert "could not be checked" in cautions["Haemoglobin below 8 g/dL"][1]
