@@ -7,6 +7,7 @@ Every setting has a documented default (see the README's configuration table).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -144,6 +145,10 @@ class Config:
             raise ConfigError("CDS_FHIR_ALLOWLIST='*' is accepted only with CDS_AUTH=off")
         if self.smart_open_servers not in ("auto", "on", "off"):
             raise ConfigError("CDS_SMART_OPEN_SERVERS must be 'auto', 'on' or 'off'")
+        for origin in self.smart_frame_ancestors:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:*]+", origin):
+                raise ConfigError(f"CDS_SMART_FRAME_ANCESTORS entries must be origins (https://host[:port]), "
+                                  f"not {origin[:80]!r}")
         if self.smart_session_ttl <= 0:
             raise ConfigError("CDS_SMART_SESSION_TTL must be > 0 seconds")
         return self

@@ -26,7 +26,7 @@ from flask import Blueprint, Response, current_app, redirect, request
 
 from ..errors import CDSError
 from ..fhir.allowlist import is_loopback, loggable_url, refusal_reason
-from ..logging_setup import log_event
+from ..logging_setup import log_event, remember_secret
 from . import oauth
 from .data import administrations, evaluate_for_view, trend_series, trend_start
 from .page import CSS, ICON, build, render_message, render_page
@@ -38,6 +38,7 @@ COOKIE = "cds_smart_session"
 PENDING_TTL = 600          # seconds between the launch and the callback
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ERROR_CODE = re.compile(r"[a-z_]{1,40}")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:*]+")
 
 bp = Blueprint("smart", __name__, url_prefix="/smart")
 
@@ -197,6 +198,8 @@ def callback() -> Response:
                      "The answer from the EHR does not belong to this browser's launch (state mismatch).",
                      "Open the assessment again from the EHR.")
     code = args.get("code")
+    remember_secret(code)                  # masked verbatim in any log line of this request
+    remember_secret(record.get("verifier"))
     if not code or len(code) > 4096:
         store.delete(sid)
         return _page(400, "Launch incomplete", "The EHR's answer has no authorization code.")
@@ -208,6 +211,7 @@ def callback() -> Response:
         store.delete(sid)
         log_event(log, logging.WARNING, "assessment view: code exchange failed", why=str(exc))
         return _page(502, "Authorization failed", str(exc), "Open the assessment again from the EHR.")
+    remember_secret(token["access_token"])
     store.delete(sid)   # one use; a fresh session id after login (no fixation)
     patient = _fhir_id(token.get("patient"))
     if patient is None:
@@ -234,6 +238,7 @@ def view() -> Response:
     if record is None or record.get("mode") not in ("smart", "open"):
         return _expired()
     state = _state()
+    remember_secret(record.get("token"))
     try:
         ev = evaluate_for_view(state, iss=record["iss"], patient_id=record["patient"],
                                encounter_id=record.get("encounter"), access_token=record.get("token"),
@@ -261,7 +266,8 @@ def _failure(exc: Exception) -> Response:
 @bp.after_request
 def _headers(resp: Response) -> Response:
     cfg = _state().config
-    ancestors = ["'self'", *(o for o in cfg.cors_origins if o != "*"), *cfg.smart_frame_ancestors]
+    ehr = [o for o in cfg.cors_origins if _ORIGIN.fullmatch(o)]     # the configured EHR origins
+    ancestors = ["'self'", *ehr, *cfg.smart_frame_ancestors]
     resp.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; base-uri 'none'; "
         "frame-ancestors " + " ".join(dict.fromkeys(ancestors)))

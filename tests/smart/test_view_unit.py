@@ -322,3 +322,19 @@ def test_safety_rows_name_unchecked_and_unknown_codes():
     cautions = {text: (state, word) for text, state, word in rows["cautions"]}
     assert cautions["Haemoglobin below 8 g/dL"][0] == "unknown"
     assert "could not be checked" in cautions["Haemoglobin below 8 g/dL"][1]
+
+
+def test_frame_ancestors_config_is_checked():
+    from cds_service.config import ConfigError, load_config
+    cfg = load_config({"smart_frame_ancestors": "https://ehr.example.org,https://*.ehr.example.net:8443"})
+    assert cfg.smart_frame_ancestors == ("https://ehr.example.org", "https://*.ehr.example.net:8443")
+    with pytest.raises(ConfigError, match="CDS_SMART_FRAME_ANCESTORS"):
+        load_config({"smart_frame_ancestors": "https://ehr.example.org; script-src *"})
+    with pytest.raises(ConfigError, match="CDS_SMART_OPEN_SERVERS"):
+        load_config({"smart_open_servers": "yes"})
+
+
+def test_cors_origins_join_frame_ancestors(tmp_path):
+    app = create_app({"database": str(tmp_path / "db"), "cors_origins": "https://sandbox.cds-hooks.org"})
+    resp = app.test_client().get("/smart/view")
+    assert resp.headers["Content-Security-Policy"].endswith("frame-ancestors 'self' https://sandbox.cds-hooks.org")
