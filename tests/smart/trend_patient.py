@@ -2,8 +2,8 @@
 
 `cov-trend-ward`: 61-year-old man on low-flow oxygen, admitted 9 days ago; daily D-dimer (FEU,
 ng/mL, lab reference range 500), platelets falling from 260 to 88 ×10³/µL, INR, fibrinogen,
-creatinine in µmol/L rising from 80 to 135, three weights, and enoxaparin 40 mg given once a day
-(MedicationAdministration) with an active order. Times are relative to `now`, as in
+creatinine in µmol/L rising from 80 to 135, three weights, the bedside values of a SOFA-4 and the
+last PT, and enoxaparin 40 mg given once a day (MedicationAdministration) with an active order. Times are relative to `now`, as in
 conformance/patients.
 """
 from __future__ import annotations
@@ -76,6 +76,17 @@ def bundle(now: datetime | None = None) -> dict:
             _obs(f"{PID}-cr-{n}", "14682-9", "Creatinine", t, creatinine[n], "umol/L"),
             _obs(f"{PID}-hb-{n}", "718-7", "Haemoglobin", t, 13.0 - 0.2 * n, "g/dL"),
         ]
+        if n == DAYS - 1:   # the bedside values and the last PT and bilirubin: a complete SOFA-4 and DIC score
+            near = now - timedelta(hours=1)
+            entries += [
+                _obs(f"{PID}-pt", "5902-2", "Prothrombin time", t, 14.6, "s",
+                     referenceRange=[{"high": {"value": 13.5, "unit": "s", "system": UCUM, "code": "s"}}]),
+                _obs(f"{PID}-bili", "1975-2", "Bilirubin", t, 0.9, "mg/dL"),
+                _obs(f"{PID}-map", "8478-0", "Mean blood pressure", near, 82, "mm[Hg]"),
+                _obs(f"{PID}-gcs", "9269-2", "Glasgow Coma Scale", near, 15, "{score}"),
+                _obs(f"{PID}-pao2", "2703-7", "PaO2", near, 68, "mm[Hg]"),
+                _obs(f"{PID}-fio2", "3150-0", "Inhaled oxygen concentration", near, 32, "%"),
+            ]
         if n % 4 == 0 or n == DAYS - 1:
             entries.append(_obs(f"{PID}-wt-{n}", "29463-7", "Body weight", t, 92 - 0.5 * n, "kg"))
         if n >= 1:
