@@ -496,12 +496,27 @@ def _order(o, cls) -> dict[str, str]:
     return {"text": text, "class": cls or "class unknown", "source": source_type(o.source)}
 
 
-def _sources() -> list[tuple[str, str | None]]:
+# Citations the card vocabulary has no verified link for: a search that finds them (never a
+# guessed DOI). `None`: no public document to link to.
+SEARCH_LINKS = {
+    "enoxaparin_label": "https://dailymed.nlm.nih.gov/dailymed/search.cfm?query=enoxaparin",
+    "anti_xa_lab": None,
+}
+
+
+def _sources() -> list[tuple[str, str | None, str]]:
+    """(label, url, kind): kind "" for a verified link, "search" for a search link, "none"."""
+    from urllib.parse import quote_plus
+
     from ..hooks import vocabulary
     evidence = getattr(vocabulary, "EVIDENCE", {})
     citations = getattr(vocabulary, "CITATIONS", {})
-    out = [(label, url) for label, url in evidence.values()]
-    out += [(text, None) for key, text in citations.items() if key not in evidence]
+    out = [(label, url, "") for label, url in evidence.values()]
+    for key, text in citations.items():
+        if key in evidence:
+            continue
+        url = SEARCH_LINKS.get(key, "https://pubmed.ncbi.nlm.nih.gov/?term=" + quote_plus(text.split(" (")[0]))
+        out.append((text, url, "search" if url else "none"))
     return out
 
 
@@ -522,7 +537,6 @@ PAGE = _ENV.from_string("""<!doctype html>
   <p class="meta">Evaluated {{ v.now }} from the EHR's FHIR data, with the same rules as the cards.
   {% if v.opened_from %}Opened from the <strong>{{ v.opened_from }}</strong> card.{% endif %}</p>
   {% if v.open_server %}<p class="warn">Read from an open FHIR server without authorization (test set-up).</p>{% endif %}
-  {% if not v.patient.found %}<p class="warn">The patient record was not found on the FHIR server.</p>{% endif %}
 </header>
 <nav class="toc"><a href="#recommendation">Recommendation</a> <a href="#scores">Scores</a> <a href="#trends">Trends</a> <a href="#safety">Safety checks</a> <a href="#inputs">Inputs</a> <a href="#sources">Sources</a></nav>
 <main>
@@ -583,7 +597,7 @@ PAGE = _ENV.from_string("""<!doctype html>
 </section>
 
 <section id="sources"><h2>Sources</h2><ol class="sources">
-{% for label, url in v.sources %}<li>{% if url %}<a href="{{ url }}" rel="noopener noreferrer" target="_blank">{{ label }}</a>{% else %}{{ label }}{% endif %}</li>{% endfor %}
+{% for label, url, kind in v.sources %}<li>{% if url %}<a href="{{ url }}" rel="noopener noreferrer" target="_blank">{{ label }}</a>{% if kind == "search" %} <span class="small">(search link)</span>{% endif %}{% else %}{{ label }} <span class="small">(no public link)</span>{% endif %}</li>{% endfor %}
 </ol></section>
 <p class="disclaimer">Decision support only: check against the patient and local protocol before ordering.</p>
 </main></body></html>

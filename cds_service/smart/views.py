@@ -248,6 +248,10 @@ def view() -> Response:
         return _page(502, "EHR data not available",
                      "The patient's data could not be read from the EHR's FHIR server: " + exc.diagnostics,
                      "If the session is old, open the assessment again from the EHR.")
+    if not ev.patient_found():
+        return _page(404, "Patient not found", "The EHR's FHIR server has no record of the patient this "
+                     "assessment was opened for, so there is nothing to assess.",
+                     "Open the assessment again from the patient's chart.")
     series = trend_series(ev.data.resources, ev.assessment, ev.policy, ev.codes)
     doses = administrations(ev.data.resources, ev.assessment, ev.codes)
     model = build(ev, series=series, doses=doses, start=trend_start(ev.assessment, ev.assessment.now),

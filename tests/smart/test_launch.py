@@ -178,3 +178,8 @@ def test_trends_are_drawn_from_nine_days_of_results(view_service, loaded_fhir):
     # D-dimer as a multiple of the lab's ULN (3,800 / 500 = 7.6), reported units kept
     assert "3,800 ng/mL FEU" in html and "7.6" in html
     assert "135 µmol/L" in html                          # creatinine as the lab reported it
+
+
+def test_unknown_patient_is_a_clear_page(view_service, loaded_fhir):
+    page = requests.get(_launch_url(view_service, loaded_fhir, patient="no-such-patient"), timeout=60)
+    assert page.status_code == 404 and "Patient not found" in page.text and "Scores" not in page.text

@@ -338,3 +338,25 @@ def test_cors_origins_join_frame_ancestors(tmp_path):
     app = create_app({"database": str(tmp_path / "db"), "cors_origins": "https://sandbox.cds-hooks.org"})
     resp = app.test_client().get("/smart/view")
     assert resp.headers["Content-Security-Policy"].endswith("frame-ancestors 'self' https://sandbox.cds-hooks.org")
+
+
+def test_every_source_is_listed_with_a_link():
+    from cds_service.hooks.vocabulary import CITATIONS, EVIDENCE
+    from cds_service.smart import page
+    sources = page._sources()
+    assert len(sources) == len(EVIDENCE) + len([k for k in CITATIONS if k not in EVIDENCE])
+    for label, url, kind in sources:
+        assert (url or "").startswith("https://") or kind == "none", label
+    assert ("https://doi.org/10.1111/jth.14817" in [u for _, u, _ in sources])   # Tang 2020
+
+
+def test_access_log_lines_lose_the_launch_query():
+    from cds_service.smart import LaunchQueryFilter
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1,
+                               '%s "%s" %s', ("127.0.0.1", "GET /smart/launch?iss=http://x&patient=p-77 HTTP/1.1",
+                                              303), None)
+    assert LaunchQueryFilter().filter(record)
+    assert record.getMessage() == '127.0.0.1 "GET /smart/launch?[query removed] HTTP/1.1" 303'
+    other = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, "GET /cds-services?x=1", (), None)
+    LaunchQueryFilter().filter(other)
+    assert other.getMessage() == "GET /cds-services?x=1"
