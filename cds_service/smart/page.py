@@ -201,13 +201,16 @@ class Score:
 
 
 def build(ev, *, series: dict, doses: list, start: datetime, app_context: dict | None,
-          open_server: bool) -> dict[str, Any]:
+          open_server: bool, banner: bool = True) -> dict[str, Any]:
+    """The page's view model. `banner` False (the EHR's need_patient_banner) leaves the patient's
+    name out: the EHR shows it around the app."""
     a, p = ev.assessment, ev.policy
     i = a.inputs
     now = a.now
     return {
         "now": stamp(now),
         "patient": _patient(ev),
+        "banner": banner,
         "opened_from": _opened_from(app_context),
         "open_server": open_server,
         "recommendation": _recommendation(a, p),
@@ -533,7 +536,7 @@ PAGE = _ENV.from_string("""<!doctype html>
 </head><body>
 <header class="banner">
   <h1>Coagulopathy assessment</h1>
-  <p class="who"><strong>{{ v.patient.name }}</strong> · {{ v.patient.age }} · {{ v.patient.sex }}{% if v.patient.birth %} · born {{ v.patient.birth }}{% endif %}</p>
+  <p class="who">{% if v.banner %}<strong>{{ v.patient.name }}</strong> · {% endif %}{{ v.patient.age }} · {{ v.patient.sex }}{% if v.patient.birth %} · born {{ v.patient.birth }}{% endif %}</p>
   <p class="meta">Evaluated {{ v.now }} from the EHR's FHIR data, with the same rules as the cards.
   {% if v.opened_from %}Opened from the <strong>{{ v.opened_from }}</strong> card.{% endif %}</p>
   {% if v.open_server %}<p class="warn">Read from an open FHIR server without authorization (test set-up).</p>{% endif %}

@@ -122,7 +122,8 @@ def icon() -> Response:
 def launch() -> Response:
     cfg = _state().config
     args = request.args
-    iss = (args.get("iss") or args.get("fhirServiceUrl") or "").strip().rstrip("/")
+    given = (args.get("iss") or args.get("fhirServiceUrl") or "").strip()
+    iss = given.rstrip("/")
     if not iss:
         return _page(400, "Launch incomplete", "The launch URL has no iss (the EHR's FHIR server).",
                      "Open the assessment from the EHR, which adds iss and launch to the URL.")
@@ -150,7 +151,7 @@ def launch() -> Response:
     _store().put(sid, {"mode": "pending", "iss": iss, "token_endpoint": server.token, "state": state_value,
                        "verifier": verifier, "redirect_uri": redirect_uri}, time.time() + PENDING_TTL)
     url = oauth.authorize_url(server, client_id=cfg.smart_client_id, redirect_uri=redirect_uri,
-                              launch=launch_id, scope=cfg.smart_scopes, state=state_value, aud=iss,
+                              launch=launch_id, scope=cfg.smart_scopes, state=state_value, aud=given,
                               challenge=challenge)
     log_event(log, logging.INFO, "assessment view: authorizing", iss=loggable_url(iss), via=server.source)
     return _set_cookie(redirect(url, 302), sid, PENDING_TTL)
@@ -226,7 +227,8 @@ def callback() -> Response:
     store.put(new_sid, {"mode": "smart", "iss": record["iss"], "token": token["access_token"],
                         "scope": token.get("scope") if isinstance(token.get("scope"), str) else "",
                         "patient": patient, "encounter": _fhir_id(token.get("encounter")),
-                        "app_context": _app_context(token.get("appContext"))}, time.time() + life)
+                        "app_context": _app_context(token.get("appContext")),
+                        "banner": token.get("need_patient_banner") is not False}, time.time() + life)
     log_event(log, logging.INFO, "assessment view: session started", iss=loggable_url(record["iss"]),
               expires_in=life)
     return _set_cookie(redirect(request.script_root + "/smart/view", 303), new_sid, life)
@@ -255,7 +257,8 @@ def view() -> Response:
     series = trend_series(ev.data.resources, ev.assessment, ev.policy, ev.codes)
     doses = administrations(ev.data.resources, ev.assessment, ev.codes)
     model = build(ev, series=series, doses=doses, start=trend_start(ev.assessment, ev.assessment.now),
-                  app_context=record.get("app_context"), open_server=record["mode"] == "open")
+                  app_context=record.get("app_context"), open_server=record["mode"] == "open",
+                  banner=record.get("banner", True))
     return Response(render_page(model, _css_url()), mimetype="text/html")
 
 

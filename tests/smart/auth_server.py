@@ -53,6 +53,7 @@ class AuthServer:
         self.codes: dict[str, dict] = {}
         self.tokens: dict[str, str] = {}      # token -> patient
         self.expires_in = 3600
+        self.need_banner = True
         self.seen = Seen()
         self._server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.base = f"http://127.0.0.1:{self._server.server_port}"
@@ -70,6 +71,7 @@ class AuthServer:
     def reset(self, mode: str = "smart-configuration") -> None:
         self.mode = mode
         self.expires_in = 3600
+        self.need_banner = True
         self.seen = Seen()
 
     def new_launch(self, patient: str, app_context: str | None = None) -> str:
@@ -162,7 +164,7 @@ class AuthServer:
         launch: Launch = grant["launch"]
         self.tokens[token] = launch.patient
         body = {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in,
-                "scope": grant["scope"], "patient": launch.patient, "need_patient_banner": False,
+                "scope": grant["scope"], "patient": launch.patient, "need_patient_banner": self.need_banner,
                 "issued_at": int(time.time())}
         if launch.app_context:
             body["appContext"] = launch.app_context

@@ -183,3 +183,10 @@ def test_trends_are_drawn_from_nine_days_of_results(view_service, loaded_fhir):
 def test_unknown_patient_is_a_clear_page(view_service, loaded_fhir):
     page = requests.get(_launch_url(view_service, loaded_fhir, patient="no-such-patient"), timeout=60)
     assert page.status_code == 404 and "Patient not found" in page.text and "Scores" not in page.text
+
+
+def test_no_patient_banner_when_the_ehr_shows_its_own(view_service, auth):
+    auth.need_banner = False
+    browser, location, _ = _to_authorize(view_service, auth)
+    page = browser.get(location, timeout=60)
+    assert page.status_code == 200 and "Beatriz Almeida" not in page.text and "54 y" in page.text
