@@ -89,8 +89,15 @@ def check_response(body: dict, payload: dict) -> None:
         reasons = card["overrideReasons"]
         assert reasons and all(r["system"] == vocab.OVERRIDE_REASON_SYSTEM and r["code"] in vocab.OVERRIDE_REASONS
                                and r["display"] == vocab.OVERRIDE_REASONS[r["code"]] for r in reasons)
-        assert card["links"] and all(link["type"] == "absolute" and link["url"].startswith("https://")
-                                     and "appContext" not in link for link in card["links"])
+        evidence = [link for link in card["links"] if link["type"] == "absolute"]
+        assert evidence and all(link["url"].startswith("https://") and "appContext" not in link
+                                for link in evidence)
+        # Issue 13: exactly one smart link, to the assessment view, naming the card and hookInstance.
+        [view] = [link for link in card["links"] if link["type"] != "absolute"]
+        assert view["type"] == "smart" and view["label"] == "Open coagulopathy assessment"
+        assert view["url"].endswith("/smart/launch")
+        assert json.loads(view["appContext"]) == {"kind": source["topic"]["code"],
+                                                   "hookInstance": body["hookInstance"]}
         assert ("selectionBehavior" in card) == ("suggestions" in card)
         for s in card.get("suggestions", ()):
             uuids.append(s["uuid"])
