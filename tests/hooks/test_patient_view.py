@@ -121,6 +121,7 @@ def test_signal_with_an_active_prophylaxis_at_another_dose_is_a_dose_review_with
     assert "suggestions" not in card     # patient-view has no draft to update; a create would duplicate
 
 
+# v2 scope (§1a): with the IMP Encounter, a COVID-19 Condition (linked or recent) is needed.
 @pytest.mark.parametrize("with_covid,expected", [(False, 0), (True, 1)])
 def test_require_covid_condition_gates_cards(tmp_path, with_covid, expected):
     client = _policy_app(tmp_path, **{"scope.require_covid_condition": True})
