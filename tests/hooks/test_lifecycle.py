@@ -19,6 +19,8 @@ from cds_service.cli import main as cli_main
 from cds_service.feedback_report import build_report
 from cds_service.hooks import lifecycle
 from cds_service.storage import IssuedCard, StorageError
+from cds_service.examples import build
+from conftest import in_scope
 from hook_helpers import LOINC, body_for, kind, medication, post
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
@@ -76,12 +78,13 @@ def _v2_variant(name: str, body: dict) -> None:
 
 def call(app, name: str, moment: datetime, *, user: str = USER, encounter: str | None = None, mutate=None):
     """Post example `name` (data dated at the real now) with the lifecycle clock at `moment`."""
-    body = body_for(name, DATA_NOW)
+    body = build(name, DATA_NOW)
+    if encounter:   # before in_scope, so that the in-progress inpatient Encounter carries this id
+        body["context"]["encounterId"] = encounter
+    in_scope(body)
     _v2_variant(name, body)
     body["hookInstance"] = str(uuid.uuid4())   # each chart open is a new hook call
     body["context"]["userId"] = user
-    if encounter:
-        body["context"]["encounterId"] = encounter
     if mutate:
         mutate(body)
     return post(at(app, moment).test_client(), body)["cards"]
