@@ -144,10 +144,13 @@ _LOCK = threading.Lock()
 def _remember_gather(original):
     def gather(self, call):
         data = original(self, call)
-        with _LOCK:
-            if len(_SEEN) > 2000:
-                _SEEN.clear()
-            _SEEN[call.hook_instance] = (call.body, list(data.resources))
+        body = getattr(call, "body", None)
+        key = body.get("hookInstance") if isinstance(body, dict) else None
+        if key is not None:   # hook calls only (the assessment view gathers without one)
+            with _LOCK:
+                if len(_SEEN) > 2000:
+                    _SEEN.clear()
+                _SEEN[key] = (body, list(data.resources))
         return data
     return gather
 

@@ -58,7 +58,7 @@ def render(policy) -> str:
             parts.append("</table>")
         parts.append("<h3>Evidence</h3><ul>")
         for key in r.evidence:
-            label, url, citation, _verified = vocab.EVIDENCE[key]
+            label, url, citation = *vocab.EVIDENCE[key], vocab.CITATIONS[key]
             parts.append(f"<li>{escape(citation)}: <a href='{escape(url)}' rel='noopener'>{escape(label)}</a></li>")
         parts.append("</ul></section>")
     parts.append("</body></html>")

@@ -84,11 +84,12 @@ KIND_OVERRIDE_REASONS = {
     "anti_xa": ("already-addressed", "specialist-advice", "clinical-judgement"),
 }
 
-# Evidence: key -> (label, absolute URL, short citation, verified).
+# Sources: key -> (label, absolute URL, short citation, verified). EVIDENCE (label, URL) and
+# CITATIONS (short citation) below are derived from it; other modules read those two.
 # `verified`: the identifier (DOI or page) was checked against a copy of the publisher's or
 # PubMed's record; False: written from the rules or from memory, not yet checked. Where a DOI
 # could not be checked but the publisher's page could, the page is linked instead.
-EVIDENCE = {
+SOURCES = {
     "tang_2020": ("Tang 2020: heparin and mortality in COVID-19 coagulopathy (J Thromb Haemost)",
                   "https://doi.org/10.1111/jth.14817", "Tang N et al. J Thromb Haemost 2020;18:1094-1099", False),
     "iba_sic_2017": ("Iba 2017: sepsis-induced coagulopathy score (BMJ Open)",
@@ -146,8 +147,12 @@ EVIDENCE = {
                           "Clin Transl Sci 2023, PMC10499427, Table 1", False),
 }
 
-# Short citations for text that names a source without a link (v1 detail blocks).
-CITATIONS = {k: v[2] for k, v in EVIDENCE.items()}
+# Evidence links: key -> (label, absolute URL).
+EVIDENCE = {k: (v[0], v[1]) for k, v in SOURCES.items()}
+# Short citations: key -> text (the rule page; the assessment view's reference list).
+CITATIONS = {k: v[2] for k, v in SOURCES.items()}
+# Whether each identifier was checked against the publisher's or PubMed's record.
+VERIFIED = {k: v[3] for k, v in SOURCES.items()}
 CITATIONS.update({
     "isth_dic_2001": "Taylor FB Jr et al. Thromb Haemost 2001;86:1327-1330 (ISTH overt DIC)",
     "nih_2022": "NIH COVID-19 Treatment Guidelines, antithrombotic therapy (2022)",

@@ -50,7 +50,7 @@ def test_rule_page_needs_no_token_even_when_auth_is_required(tmp_path):
 
 
 def test_evidence_links_are_real_https_pages():
-    for label, url, citation, _verified in vocab.EVIDENCE.values():
+    for label, url, citation, _verified in vocab.SOURCES.values():
         assert label and citation
         assert re.match(r"https://(doi\.org/10\.|pubmed\.ncbi\.nlm\.nih\.gov/|pmc\.ncbi\.nlm\.nih\.gov/|"
                         r"www\.ncbi\.nlm\.nih\.gov/books/|ashpublications\.org/|dailymed\.nlm\.nih\.gov/)", url), url
