@@ -60,7 +60,8 @@ def _fhir_data(rsps, scenario: str = "sic-positive") -> str:
 
     rsps.add(responses.POST, EHR, status=400)   # no batch: parallel GETs
     rsps.add_callback(responses.GET, re.compile(re.escape(EHR) + r"/(Patient|Observation|Condition|Medication"
-                                                r"Request|MedicationAdministration|AllergyIntolerance|Procedure).*"),
+                                                r"Request|MedicationAdministration|MedicationStatement|AllergyIntolerance|Procedure"
+                                                r"|Encounter).*"),
                       callback=answer)
     return context["patientId"]
 
