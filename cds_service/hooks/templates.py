@@ -133,7 +133,7 @@ class Templates:
     """The v2 text for one policy: thresholds are filled in once, here."""
 
     def __init__(self, policy: Policy):
-        p = self.policy = policy
+        self.policy = policy
         v = getattr(policy, "values", {})
 
         def val(key: str, dp: int = 1, default: Any = None) -> str:
