@@ -196,6 +196,9 @@ def _add_fire(sub) -> None:
     p.add_argument("--user", default="Practitioner/cds-fire", help="context.userId")
     p.add_argument("--encounter", help="context.encounterId")
     p.add_argument("--json", action="store_true", help="print the raw response")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="deadline for the prefetch reads, run in parallel, as the service's FHIR "
+                        "phase (default: CDS_FHIR_TIMEOUT, else 3); the service's answer gets 10 s more")
     p.set_defaults(func=lambda args: _lazy("fire", args))
 
 
@@ -220,7 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+    except BrokenPipeError:
+        # Output piped to `head` (or a pager quit early): stop quietly. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again; 141 = 128 +
+        # SIGPIPE, what a shell reports for a command the closed pipe stopped.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
