@@ -92,6 +92,33 @@ def _url(name: str) -> str:
     return value.rstrip("/")
 
 
+def _allowlist(name: str) -> tuple[str, ...]:
+    """FHIR base-URL prefixes; a malformed entry would silently admit nothing, so it stops here."""
+    from .fhir.allowlist import parse_server_url
+
+    entries = _split(_env(name, None))
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            parse_server_url(entry)
+        except ValueError as exc:
+            raise ConfigError(f"{name} entry {entry!r} is not valid: {exc}; give absolute http(s) "
+                              "base URLs separated by commas, or *") from None
+    return entries
+
+
+def _origins(name: str) -> tuple[str, ...]:
+    """Browser origins (scheme://host[:port], no path) or *: 'https://x.org/' would never match."""
+    entries = _split(_env(name, None))
+    for entry in entries:
+        scheme, sep, rest = entry.partition("://")
+        if entry != "*" and not (sep and scheme in ("http", "https") and rest and "/" not in rest):
+            raise ConfigError(f"{name} entry {entry!r} is not valid: an origin is scheme://host[:port] "
+                              "with no path or trailing slash, e.g. https://sandbox.cds-hooks.org; or *")
+    return entries
+
+
 @dataclass(frozen=True)
 class Config:
     # Public base URL (scheme://host[:port][/prefix]) the service is reached at, when it
@@ -146,7 +173,7 @@ class Config:
             discovery_open=_bool("CDS_DISCOVERY_OPEN", True),
             jwt_algorithms=_split(_env("CDS_JWT_ALGORITHMS", None)) or cls.jwt_algorithms,
             jwt_max_lifetime=_int("CDS_JWT_MAX_LIFETIME", 3600, 60, 86400),
-            fhir_allowlist=_split(_env("CDS_FHIR_ALLOWLIST", None)) or cls.fhir_allowlist,
+            fhir_allowlist=_allowlist("CDS_FHIR_ALLOWLIST") or cls.fhir_allowlist,
             fhir_timeout=_number("CDS_FHIR_TIMEOUT", 3.0, low=0.0, low_open=True, high=600.0),
             fhir_cache_ttl=_number("CDS_FHIR_CACHE_TTL", 60.0, low=0.0, high=86400.0),
             fhir_cache_size=_int("CDS_FHIR_CACHE_SIZE", 512, 0, 1_000_000),
@@ -155,7 +182,7 @@ class Config:
             audit_pepper=_env("CDS_AUDIT_PEPPER", "") or "",
             policy=_env("CDS_POLICY", "") or "",
             max_body_bytes=_int("CDS_MAX_BODY_BYTES", 5 * 1024 * 1024, 1, 1 << 31),
-            cors_origins=_split(_env("CDS_CORS_ORIGINS", "*")) or ("*",),
+            cors_origins=_origins("CDS_CORS_ORIGINS") or ("*",),
             env=_choice("CDS_ENV", "development", ("development", "test", "staging", "production")),
             allow_insecure_production=_bool("CDS_ALLOW_INSECURE_PRODUCTION", False),
             log_level=_choice("CDS_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),

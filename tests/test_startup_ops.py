@@ -175,3 +175,14 @@ def test_dev_py_serve_passes_signals_to_the_server(tmp_path, sig):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("CDS_FHIR_ALLOWLIST", "fhir.example.org", "CDS_FHIR_ALLOWLIST entry 'fhir.example.org' is not valid: scheme must be http or https"),
+    ("CDS_FHIR_ALLOWLIST", "https://fhir.example.org,ftp://x", "CDS_FHIR_ALLOWLIST entry 'ftp://x' is not valid"),
+    ("CDS_CORS_ORIGINS", "https://sandbox.cds-hooks.org/", "CDS_CORS_ORIGINS entry 'https://sandbox.cds-hooks.org/' is not valid"),
+])
+def test_list_entries_that_would_silently_match_nothing_stop_serve(tmp_path, name, value, message):
+    done = serve({"CDS_DATABASE": str(tmp_path / "db.sqlite3"), name: value})
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith(f"cds-service: {message}"), done.stderr
