@@ -89,6 +89,9 @@ def test_serve_prints_the_production_warnings_and_unknown_variables(tmp_path, mo
     for key in [k for k in os.environ if k.startswith("CDS_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("CDS_DATABASE", str(tmp_path / "db"))
+    monkeypatch.setenv("CDS_ENV", "development")  # serve --production writes it: restored after
+    for key in ("CDS_BODY_TIMEOUT", "CDS_THREADS", "CDS_ACCESS_LOG"):  # written for the workers
+        monkeypatch.setenv(key, "1" if key != "CDS_ACCESS_LOG" else "true")
     monkeypatch.setenv("CDS_ALLOW_INSECURE_PRODUCTION", "true")
     monkeypatch.setenv("CDS_FHIR_TIMOUT", "5")  # a typo
     monkeypatch.setattr(cli.os, "execv", lambda path, argv: None)
