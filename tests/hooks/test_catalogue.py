@@ -290,3 +290,19 @@ def test_home_medicine_counts_as_an_anticoagulant(client):
         add_order(body, "apix-home-2", "apixaban", dose=5, per_day=2, route=None, kind="MedicationStatement")
     _, payload = pv(client, "standard-prophylaxis", edit)
     assert payload == {"cards": []}        # no "no VTE prophylaxis ordered" reminder: apixaban is present
+
+
+def test_values_are_shown_as_the_lab_reported_them(client):
+    # §18.2: creatinine 190 µmol/L stays "190 µmol/L" (v1 showed "2.149 mg/dL"); no FHIR ids
+    def umol(body):
+        drop(body, "procedures", "nasal")
+        for e in body["prefetch"]["labs"]["entry"]:
+            r = e["resource"]
+            if "creatinine" in r["id"]:
+                r["code"] = {"coding": [{"system": "http://loinc.org", "code": "14682-9"}], "text": "creatinine"}
+                r["valueQuantity"] = {"value": 190, "unit": "umol/L", "system": "http://unitsofmeasure.org",
+                                      "code": "umol/L"}
+    _, payload = pv(client, "standard-prophylaxis", umol)
+    card = only_card(payload)
+    assert "creatinine 190 µmol/L" in card["detail"]
+    assert "mg/dL" not in card["detail"] and "2.149" not in card["detail"]
