@@ -37,7 +37,7 @@ from ..fhir.codes import Codes
 from ..fhir.context import Validator
 from ..fhir.orders import first_dosage, normalise_order
 from ..logic import safety as safety_mod
-from ..logic.order_check import CHECKED, Proposed, check_order
+from ..logic.order_check import CHECKED, Finding, Proposed, check_order
 from ..logic.safety import HEPARINS
 from . import templates as t
 from .cards import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
@@ -65,9 +65,7 @@ def handle(call: HookCall) -> dict:
         check = check_order(order, ev.assessment, ev.policy) if order.ingredient in CHECKED else None
         if check is not None:
             checks.append(check.to_json())
-        built = draft_card(ev, resource, order, check, [o for r, o in others if r is not resource])
-        if built is not None:
-            cards.append(built)
+        cards.extend(draft_cards(ev, resource, order, check, [o for r, o in others if r is not resource]))
     ev.extra_audit["order_checks"] = checks
     return respond(call, cards, ev)
 
@@ -111,9 +109,20 @@ def all_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
 
 
 # -- one card per draft -------------------------------------------------------------------------------
-def draft_card(ev: Evaluation, resource: dict, order, check, other_drafts: list):
+def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list) -> list:
+    """The draft's card, first finding that applies; a contraindication card is followed by the
+    duplicate card when another anticoagulant is active or drafted too (the prescriber must know
+    both: the draft is contraindicated, and the other agent needs review)."""
     b = _DraftCards(ev, resource, order, check, other_drafts)
-    return b.choose()
+    first = b.choose()
+    if first is None:
+        return []
+    out = [first]
+    if first.kind != "duplicate_anticoagulant" and check is not None and check.finding("contraindicated"):
+        duplicate = b.duplicate()
+        if duplicate is not None:
+            out.append(duplicate)
+    return out
 
 
 class _DraftCards:
@@ -217,6 +226,7 @@ class _DraftCards:
             action = f"**Action:** do not sign {md(self.current)}; never stop {md(running)} for it."
             return self.finish("duplicate_anticoagulant", "critical", summary, why, action,
                                self.t.evidence_for("heparin_specific"),
+                               suggestions=self.delete_draft(f"Remove the draft {self.current}"),
                                recommendation=("order", "non_heparin_running", self.order.ingredient))
         stops = [c for c in reasons if c in STOPS]
         if stops:
@@ -232,8 +242,14 @@ class _DraftCards:
             action = "**Action:** consider not signing; a non-heparin alternative with haematology advice."
             return self.finish("contraindicated", urgency, summary, why, action,
                                self.t.evidence_for("fondaparinux_label"), recommendation=("order", *floors))
-        # hit_history / heparin_allergy, fondaparinux not possible (§18.4): warning, delete the draft
+        # hit_history / heparin_allergy (§18.4): warning; the switch to fondaparinux when §11 row 1
+        # gives it (whatever the drafted dose), else delete the draft with the specialist text
         specific = [c for c in reasons if c in ("hit_history", "heparin_allergy", "hit_recent")]
+        reg = self.a.regimen
+        if reg.drug == "fondaparinux" and self.order.ingredient in HEPARINS:
+            return self.switch(Finding("switch_product", tuple(specific),
+                                       Proposed("fondaparinux", reg.dose_mg, None, reg.doses_per_day or 1),
+                                       urgency="warning"))
         label = "HIT history" if "hit_history" in specific else "Heparin allergy"
         summary = f"{label}: avoid {self.name}; non-heparin agent with specialist advice"
         rec = self.hit_record()
@@ -329,6 +345,10 @@ class _DraftCards:
                                           action_delete(f"Remove the draft {self.current}", self.draft_ref),
                                           recommended=True))
         action = f"**Action:** {proposed} instead of the draft."
+        draft_class = safety_mod.classify_order(self.order, self.a.anthropometrics.weight_kg,
+                                                self.a.renal.crcl_lt_30, self.p)
+        if draft_class in ("intermediate", "therapeutic"):
+            action += " If a treatment dose is intended: a non-heparin agent with haematology advice."
         return self.finish("product_switch", getattr(f, "urgency", None) or "warning", summary, why, action, evidence,
                            suggestions=suggestions, selection="at-most-one",
                            gives_heparin=target.ingredient in HEPARINS,

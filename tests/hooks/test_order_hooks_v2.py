@@ -76,6 +76,7 @@ def test_heparin_draft_while_argatroban_runs_is_critical(client):
     card = only_card(post(client, body))
     assert card["indicator"] == "critical"
     assert card["summary"] == "Enoxaparin drafted while argatroban runs: no heparin"
+    assert [(a["type"], a["resourceId"]) for a in actions(card)] == [("delete", "MedicationRequest/draft-enox-ok")]
 
 
 # -- HIT history (§18.4: warning) -----------------------------------------------------------------------------
@@ -87,6 +88,14 @@ def test_hit_history_heparin_draft_is_a_warning_switch_to_fondaparinux(client):
     assert medication(s["actions"][0]["resource"]) == ("321208", 2.5, "mg", (1, 1, "d"))
     assert s["actions"][1]["resourceId"] == "MedicationRequest/draft-enox-hit"
     assert "CrCl" not in card["summary"]                       # v1 blamed CrCl: wrong
+
+
+def test_hit_history_with_a_therapeutic_heparin_draft_still_switches_to_fondaparinux(client):
+    # §18.4: the switch whenever §11 row 1 gives fondaparinux (whatever the drafted dose)
+    card = only_card(post(client, draft_body("hit-switch", lambda b: set_draft(b, dose=60, per_day=2))))
+    assert (card["indicator"], kind(card)) == ("warning", "product_switch")
+    assert [a["type"] for a in actions(card)] == ["create", "delete"]
+    assert "If a treatment dose is intended" in card["detail"]
 
 
 def test_hit_history_without_fondaparinux_deletes_the_draft_with_specialist_text(client):
@@ -207,9 +216,11 @@ def test_platelet_fall_on_heparin_and_a_heparin_draft_asks_for_4ts(client):
         add_order(body, "enox-long-2", "enoxaparin", dose=40, hours_ago=8 * 24)
         set_lab(body, "platelets", 110)
         platelet_history(body, [(260, 6)])
-    card = only_card(post(client, draft_body("dose-ok", edit)))
+    card, duplicate = post(client, draft_body("dose-ok", edit))["cards"]
     assert (card["indicator"], kind(card)) == ("critical", "hit_suspected")
     assert "4Ts" in card["detail"]
+    # the enoxaparin already active is also named: the draft would duplicate it (§10.4)
+    assert kind(duplicate) == "duplicate_anticoagulant"
 
 
 # -- home medicines, flushes, count units ----------------------------------------------------------------------
