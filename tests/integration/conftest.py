@@ -6,7 +6,8 @@ loopback port and stops it at the end. Without node/npm the tests skip with the 
 .ci/run installs both so CI runs them.
 
 `cds_service_url` runs the Flask app in a thread (werkzeug `make_server`) on a free port,
-allowlisted to call that FHIR server.
+allowlisted to call that FHIR server; `cds_database` is its audit database (each hook call's
+assessment and card kinds, read by the end-to-end tests).
 """
 from __future__ import annotations
 
@@ -119,9 +120,15 @@ def _wait_ready(base: str, proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def cds_service_url(fhir_server, tmp_path_factory):
+def cds_database(tmp_path_factory) -> Path:
+    """The audit database of `cds_service_url`: tests read each call's assessment from it."""
+    return tmp_path_factory.mktemp("cds") / "cds.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def cds_service_url(fhir_server, cds_database):
     """The Flask app on a free loopback port, allowed to call only the test FHIR server."""
-    database = tmp_path_factory.mktemp("cds") / "cds.sqlite3"
+    database = cds_database
     # The deadline is raised from 3 s: the in-memory server evaluates FHIRPath per resource on
     # every search, and CI machines are shared. Deadlines are the data layer's own tests' job.
     app = create_app({"fhir_allowlist": fhir_server, "database": str(database), "fhir_timeout": 20.0})
