@@ -38,8 +38,8 @@ def _p(in_scope=True, reasons=(), pathway="prophylaxis", ntb=(), regimen=("enoxa
        card=None):
     """One patient's expectations.
 
-    regimen: (drug, dose_mg, dose_units, doses_per_day, basis); notes: regimen.notes that must be
-    present (None: not checked); therapeutic: (drug, dose_mg, doses_per_day) or None;
+    regimen: (drug, dose_mg, dose_units, doses_per_day, basis); notes: note codes that must be
+    present in regimen.notes (or recommendation.notes) (None: not checked); therapeutic: (drug, dose_mg, doses_per_day) or None;
     numbers: {"bmi", "crcl", "ddimer_x"} to 0.05; extra: {"section.key": value}; card: (kind,
     indicator) of the patient-view card per §18.1, None for no card.
     """
@@ -239,8 +239,11 @@ def mismatches(pid: str, assessment: dict) -> dict[str, tuple]:
     # 0.06: figures are written to 1 dp (clinical rules §0 display rounding), the JSON may hold more.
     wrong = {k: (_get(assessment, k), v) for k, v in want.items() if not _same(_get(assessment, k), v, 0.06)}
     if e["notes"] is not None:
-        notes = _get(assessment, "regimen.notes")
-        if not isinstance(notes, list) or not set(e["notes"]) <= set(notes):
+        # The rules name the notes (§11, §13.1) but not where `therapeutic_needs_protocol` lives:
+        # it is accepted in regimen.notes or in recommendation.notes.
+        notes = [n for key in ("regimen.notes", "recommendation.notes")
+                 if isinstance(_get(assessment, key), list) for n in _get(assessment, key)]
+        if not isinstance(_get(assessment, "regimen.notes"), list) or not set(e["notes"]) <= set(notes):
             wrong["regimen.notes ⊇"] = (notes, e["notes"])
     paths = {"bmi": "anthropometrics.bmi", "crcl": "renal.crcl_ml_min", "ddimer_x": "d_dimer.multiple_of_uln"}
     for key, value in e["numbers"].items():
