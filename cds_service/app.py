@@ -23,6 +23,7 @@ from .errors import BadRequest, CDSError, NotFound, operation_outcome
 from .hooks import HookCall, Registry, build_registry
 from .logging_setup import configure_logging, log_event
 from .logic.policy import Policy
+from .logic.scope import loosened_keys
 from .schemas import first_error
 
 log = logging.getLogger("cds_service.app")
@@ -118,6 +119,11 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     # Werkzeug enforces this while streaming the body, so a huge upload is cut off early.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     policy = Policy.load(cfg.policy)
+    # Clinical rules §1a: a scope key that differs from its default is never silent.
+    for key, value in loosened_keys(policy).items():
+        log.warning("policy scope key differs from its default", extra={"fields": {
+            "key": key, "value": value, "default": Policy.default()[key],
+            "policy_source": policy.source}})
     codes = load_codes(policy["codes.extra_file"])  # a bad extra code file fails at start, not per call
     state = AppState(config=cfg, policy=policy, registry=build_registry(codes))
     app.extensions["cds"] = state

@@ -1,4 +1,4 @@
-"""`cds-service assess BUNDLE.json [--now ISO-DATETIME] [--policy FILE]`.
+"""`cds-service assess BUNDLE.json [--now ISO-DATETIME] [--policy FILE] [--encounter ID]`.
 
 Reads one patient's FHIR R4 Bundle (collection, searchset or transaction), extracts the
 inputs exactly as the hooks do (fhir/extract.py), runs the assessment and prints its JSON
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from .logic.assessment import assess
 
     inputs = extract_inputs(resources, now=now, policy=policy, codes=codes, patient_id=patient_id,
-                            aliases=aliases)
+                            aliases=aliases, encounter_id=getattr(args, "encounter", None) or None)
     print(json.dumps(assess(inputs, policy).to_json(), indent=2, ensure_ascii=False, default=str))
     return 0
 
@@ -107,4 +107,6 @@ def add_parser(sub) -> None:
     p.add_argument("--now", metavar="ISO-DATETIME", help="evaluation time for the lookback windows "
                    "(default: the current time)")
     p.add_argument("--policy", metavar="FILE", help="policy overrides (JSON or TOML); default CDS_POLICY")
+    p.add_argument("--encounter", metavar="ID", help="plays the hook context's encounterId "
+                   "(only that Encounter is judged for scope)")
     p.set_defaults(func=run)

@@ -212,7 +212,7 @@ _ALL = [
         drafts=(Draft("draft-enox-q12h", "enoxaparin_80", dose_mg=80, doses_per_day=2),)),
     Scenario(
         "hit-switch", "order-select", "Draft enoxaparin 40 mg daily with a history of HIT",
-        ("critical", "product_switch"),
+        ("warning", "product_switch"),   # v2 §18.4: HIT history + heparin draft is a warning
         "example-hit-order", "female", 49,
         (Obs("d_dimer_feu", 1.5, 10, ref_high=0.5),)
         + _labs(10, platelets=160, inr=1.2, fibrinogen=3.8, creatinine_mass=0.7, hemoglobin_mass=12.1)
@@ -329,6 +329,16 @@ def _searchset(resources: list[dict]) -> dict:
     return bundle
 
 
+def _key_of(codes: Codes, observation: dict) -> str:
+    """The codes.json observation key of an example Observation (its first coding)."""
+    coding = observation["code"]["coding"][0]
+    for key in codes.observation_keys():
+        if any(codes.resolve(e) == (coding["system"], coding["code"])
+               for e in codes.data["observations"][key]["codes"]):
+            return key
+    return ""
+
+
 def build(name: str, now: datetime | None = None, codes: Codes | None = None) -> dict:
     """The request body of scenario `name`, dated relative to `now` (default: the clock)."""
     if name not in SCENARIOS:
@@ -376,11 +386,6 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
         "performedPeriod": {"start": _iso(now - timedelta(hours=hours))},
     } for key, hours in s.procedures]
     orders = [_medication_request(codes, pid, encounter_id, o, "active", now) for o in s.active_orders]
-    platelet_codes = {(c["system"], c["code"]) for c in
-                      (_first(codes, [e]) for e in codes.data["observations"]["platelets"]["codes"]
-                       if not e.endswith("*"))}
-    platelets = [r for r in groups["labs"] if (r["code"]["coding"][0]["system"],
-                                                r["code"]["coding"][0]["code"]) in platelet_codes]
     available = {
         "patient": {"resourceType": "Patient", "id": pid, "gender": s.gender,
                     "birthDate": f"{now.year - s.age}-01-01"},
@@ -390,11 +395,12 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
         "administrations": _searchset([]),
         "allergies": _searchset([]),
         "procedures": _searchset(procedures),
-        # v2 keys (data requirements §10)
+        # v2 keys (fhir-data-requirements §10): the platelet counts also answer platelet_trend.
         "encounters": _searchset(encounters),
         "statements": _searchset([]),
         "covid_tests": _searchset(covid_tests),
-        "platelet_trend": _searchset(platelets),
+        "platelet_trend": _searchset([o for o in groups["labs"] if "platelet_trend" in codes.data[
+            "observations"][_key_of(codes, o)].get("also_prefetch", ())]),
     }
     templates = prefetch_templates(codes)
     missing = set(templates) - set(available)

@@ -65,3 +65,38 @@ def app(app_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+# TODO(v2 merge): TEMPORARY. Scope (clinical rules §1a) needs an in-progress inpatient Encounter
+# and COVID-19 evidence, which fhir/extract.py fills only on the v2 fhir branch; on this branch
+# the scope inputs are always empty, so every hook test would get {"cards": []}. Until the merge,
+# tests outside tests/logic and the assess CLI run with scope.require_covid and
+# scope.require_inpatient defaulting to false (patient_not_found and age still apply). After the
+# merge: delete this fixture; the test patients (tests/hooks/hook_helpers.py, examples) carry an
+# IMP Encounter and a COVID-19 Condition.
+_REAL_SCOPE = ("tests/logic/", "test_assess_cli.py", "test_scope_hooks.py")
+
+
+_RELAXED = ("scope.require_covid", "scope.require_inpatient")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _v2_scope_relaxed_until_merge():
+    # session scope, so apps built by session/module fixtures (integration) are relaxed too
+    from cds_service.logic import policy as policy_mod
+    with pytest.MonkeyPatch.context() as mp:
+        for key in _RELAXED:
+            _default, kind, allowed = policy_mod.DEFAULTS[key]
+            mp.setitem(policy_mod.DEFAULTS, key, (False, kind, allowed))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _v2_real_scope_where_tested(request, monkeypatch):
+    path = str(request.node.fspath).replace("\\", "/")
+    if not any(part in path for part in _REAL_SCOPE):
+        return
+    from cds_service.logic import policy as policy_mod
+    for key in _RELAXED:
+        _default, kind, allowed = policy_mod.DEFAULTS[key]
+        monkeypatch.setitem(policy_mod.DEFAULTS, key, (True, kind, allowed))

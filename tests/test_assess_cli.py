@@ -60,15 +60,19 @@ def test_every_contract_key_is_present(capsys):
     result = assess_json(capsys, CASES[0], "--now", "2024-03-10T12:00:00Z")
     contract = {
         "anthropometrics": ["weight_kg", "height_cm", "bmi", "ibw_kg", "adjbw_kg"],
-        "renal": ["creatinine_mg_dL", "crcl_ml_min", "crcl_weight_basis", "crcl_lt_30"],
+        "scope": ["in_scope", "reasons"],
+        "renal": ["creatinine_mg_dL", "crcl_ml_min", "crcl_weight_basis", "crcl_lt_30",
+                  "crcl_actual_weight_ml_min", "creatinine_unstable", "renal_replacement"],
         "d_dimer": ["determinable", "basis", "multiple_of_uln", "gt_6x_uln", "dic_points"],
         "sofa": ["respiratory", "cardiovascular", "hepatic", "renal", "coagulation", "cns", "sofa4", "sofa4_complete"],
         "sic": ["platelet_points", "inr_points", "sofa_points", "total", "determinable", "positive"],
         "isth_dic": ["platelet_points", "d_dimer_points", "pt_points", "fibrinogen_points", "total", "determinable",
                      "overt"],
         "seed_trigger": ["triggered", "reasons"],
-        "safety": ["contraindications", "escalation_cautions", "current_order_class", "already_therapeutic"],
-        "regimen": ["drug", "dose_mg", "dose_units", "doses_per_day", "basis"],
+        "safety": ["contraindications", "escalation_cautions", "current_order_class", "already_therapeutic",
+                   "other_anticoagulation_indication"],
+        "regimen": ["drug", "dose_mg", "dose_units", "doses_per_day", "basis", "notes"],
+        "recommendation": ["pathway", "not_therapeutic_because", "therapeutic"],
         "anti_xa": ["indicated", "reasons", "target_low", "target_high"],
         "critical_illness": ["critically_ill", "oxygen"],
     }

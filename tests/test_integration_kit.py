@@ -21,6 +21,17 @@ from cds_service.schemas import errors as schema_errors
 from integration.expected_patients import EXPECTED, ORDER_SELECT, cards_v2_merged, mismatches
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clinical_scope_defaults(monkeypatch):
+    """The §1a scope defaults (require COVID-19 evidence and an inpatient Encounter), which
+    tests/conftest.py relaxes for other hook tests until their patients carry both: the
+    synthetic patients and the examples do, and their scope is what these tests check."""
+    from cds_service.logic import policy as policy_mod
+    for key in ("scope.require_covid", "scope.require_inpatient"):
+        _default, kind, allowed = policy_mod.DEFAULTS[key]
+        monkeypatch.setitem(policy_mod.DEFAULTS, key, (True, kind, allowed))
 DRAFTS = DEFAULT_DIR / "draft-orders"
 FHIR = "http://fhir.test/fhir"
 SERVICE = "http://cds.test"
@@ -70,7 +81,7 @@ def test_render_leaves_other_strings_and_the_template_untouched():
 # ---------------------------------------------------------------- the synthetic patients
 
 def test_one_patient_per_scenario_each_with_expectations():
-    assert [p.stem for p in template_paths(DEFAULT_DIR)] == PATIENT_IDS
+    assert sorted(p.stem for p in template_paths(DEFAULT_DIR)) == PATIENT_IDS
     assert len(PATIENT_IDS) == 25
     assert {pid for pid, _, _ in ORDER_SELECT} <= set(PATIENT_IDS)
     assert {draft for _, draft, _ in ORDER_SELECT} <= {p.name for p in DRAFTS.glob("*.json")}

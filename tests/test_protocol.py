@@ -35,7 +35,8 @@ def test_discovery_lists_three_services_with_templates(client):
     for service in by_id.values():
         prefetch = service["prefetch"]
         assert set(prefetch) == {"patient", "labs", "bedside", "body", "conditions", "medications",
-                                 "administrations", "allergies", "procedures"}
+                                 "administrations", "allergies", "procedures",
+                                 "encounters", "statements", "covid_tests", "platelet_trend"}   # v2 §10
         for template in prefetch.values():
             assert "today()" not in template and "{{%" not in template
             tokens = [t.split("}}")[0] for t in template.split("{{")[1:]]

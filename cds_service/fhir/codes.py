@@ -73,13 +73,16 @@ class Codes:
         return self.codeset(self.data["observations"][key]["codes"])
 
     def observation_keys(self) -> list[str]:
-        return list(self.data["observations"])
+        return [k for k in self.data["observations"] if not k.startswith("_")]
 
     def prefetch_codes(self, group: str) -> list[str]:
-        """`system|code` tokens for one Observation prefetch key, in file order, unique."""
+        """`system|code` tokens for one Observation prefetch key, in file order, unique. A key
+        is in a group through its `prefetch` or its `also_prefetch` list (platelets are in
+        `labs` and `platelet_trend`)."""
         out: list[str] = []
         for spec in self.data["observations"].values():
-            if spec.get("prefetch") != group:
+            if not isinstance(spec, dict) or (spec.get("prefetch") != group
+                                              and group not in spec.get("also_prefetch", ())):
                 continue
             for entry in spec["codes"]:
                 system, code = self.resolve(entry)
@@ -111,6 +114,9 @@ def load_codes(extra_file: str | None = None) -> Codes:
         data = _merge(data, extra)
     codes = Codes(data)
     # Fail at load time, not mid-request, on a bad alias.
-    for spec in codes.data["observations"].values():
-        codes.codeset(spec["codes"])
+    for key in codes.observation_keys():
+        codes.codeset(codes.data["observations"][key]["codes"])
+    for key, ingredient in codes.data.get("products", {}).items():
+        if not key.startswith("_"):
+            codes.resolve(key)
     return codes

@@ -82,7 +82,7 @@ _MODELS = {
     "Observation": "observation", "Patient": "patient", "Condition": "condition",
     "AllergyIntolerance": "allergyintolerance", "Procedure": "procedure",
     "MedicationRequest": "medicationrequest", "MedicationAdministration": "medicationadministration",
-    "Medication": "medication",
+    "Medication": "medication", "Encounter": "encounter", "MedicationStatement": "medicationstatement",
 }
 
 
@@ -244,6 +244,15 @@ class Context:
             bounds = self._bounds[window_key] = (latest, None if span is None else self.now - span)
         latest, earliest = bounds
         return time <= latest and (earliest is None or time >= earliest)
+
+    def setting(self, key: str, default: Any) -> Any:
+        """A policy value, or `default` while the key is not yet in logic/policy.py (v2 keys
+        the logic layer adds: scope.covid_test_days, safety.recent_ich_days,
+        window.platelet_trend_days)."""
+        try:
+            return self.policy[key]
+        except KeyError:
+            return default
 
     def reject(self, name: str, reason: str) -> None:
         self.rejected.setdefault(name, reason)

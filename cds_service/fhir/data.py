@@ -55,7 +55,7 @@ MAX_PAGES = 5  # per key, the first page included
 MAX_MEDICATION_READS = 50
 # Medications read because an order points at them: by_key entry and `problems` prefix.
 MEDICATION_REFS = "medication_refs"
-_ORDER_TYPES = ("MedicationRequest", "MedicationAdministration")
+_ORDER_TYPES = ("MedicationRequest", "MedicationAdministration", "MedicationStatement")
 
 
 @dataclass

@@ -20,6 +20,10 @@ What it applies, so that logic/ never sees FHIR:
   nearest in time within bloodgas.fio2_pairing_minutes.
 - Conditions (§6), AllergyIntolerance (§7), Procedures and oxygen Observations (§4),
   vasoactives (§5), active orders (§8, via orders.py).
+- v2: Encounters and SARS-CoV-2 tests (scope.py), COVID-19 Conditions, HIT records (dated
+  onset only), other indications, recent ICH, renal replacement, MedicationStatements,
+  administrations and the heparin start, flushes and circuit heparin (exposure.py),
+  platelet_trend and creatinine_series (observations.series).
 
 Flags (covid19, active_bleeding, ...) are a `Flag(present=True)` with their evidence when
 a record supports them and None when none does; `pregnancy` is `Flag(present=False)` when
@@ -29,16 +33,20 @@ Only the resources whose values are used are validated with fhir.resources R4B m
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from ..logic.inputs import Flag, MedicationOrder, PatientInputs
 from ..logic.policy import Policy
 from .codes import Codes, load_codes
 from .context import OBS_SPECS, Context, Validator, code_sets, preload_models
-from .flags import pregnancy_flag, read_allergies, read_conditions
-from .observations import collect, observation_time, read_observations
-from .orders import is_current_order, normalise_orders
+from .context import window_span
+from .exposure import (_Problems, heparin_started, in_progress_circuit, read_administrations, read_orders,
+                       read_statements, renal_replacement)
+from .flags import ConditionFindings, pregnancy_flag, read_allergies, read_conditions
+from .observations import collect, observation_time, read_observations, series
+from .orders import is_current_order
+from .scope import read_covid_tests, read_encounters
 from .read import aware, parse_date, reference_target
 from .support import read_vasoactives, respiratory_support
 
@@ -81,7 +89,8 @@ class _Scope:
 def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
                    codes: Codes | None = None, patient_id: str | None = None,
                    aliases: Mapping[str, str] | None = None,
-                   medications: Mapping[str, dict] | None = None) -> PatientInputs:
+                   medications: Mapping[str, dict] | None = None,
+                   encounter_id: str | None = None) -> PatientInputs:
     """Normalise one patient's FHIR resources (dicts) to `PatientInputs`.
 
     `patient_id`: the patient (hooks: context.patientId); default the first Patient given.
@@ -134,21 +143,32 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     values = read_observations(cands, ctx)
 
     flags: dict[str, Flag] = {}
-    pregnant_condition, pregnant_since = read_conditions([r for _, r in mine("Condition")], ctx, flags)
-    read_allergies([r for _, r in mine("AllergyIntolerance")], ctx, flags)
+    found_v2 = ConditionFindings()
+    pregnant_condition, pregnant_since = read_conditions([r for _, r in mine("Condition")], ctx, flags, found_v2)
+    read_allergies([r for _, r in mine("AllergyIntolerance")], ctx, flags, found_v2)
     pregnancy = pregnancy_flag(cands.get("pregnancy_status", []), pregnant_condition, pregnant_since, ctx)
 
-    respiratory = respiratory_support([r for _, r in mine("Procedure")], cands, values.get("fio2"), ctx)
+    procedures = [r for _, r in mine("Procedure")]
+    respiratory = respiratory_support(procedures, cands, values.get("fio2"), ctx)
 
     requests = [r for _, r in mine("MedicationRequest")]
     active = [r for r in requests if is_current_order(r)]
-    vasoactives = read_vasoactives([r for _, r in mine("MedicationAdministration")], active, meds,
-                                   values.get("weight"), ctx)
-    orders: list[MedicationOrder] = []
-    for request in active:
-        found = normalise_orders(request, codes, meds)
-        if found and not ctx.validator.problem(request):
-            orders.extend(found)
+    admins = [r for _, r in mine("MedicationAdministration")]
+    vasoactives = read_vasoactives(admins, active, meds, values.get("weight"), ctx)
+    # v2 (§8): flushes, circuit heparin, unmapped anticoagulants, statements, administrations.
+    circuit = in_progress_circuit(procedures, ctx)
+    problems = _Problems(ctx)
+    orders: list[MedicationOrder] = read_orders(active, meds, circuit, ctx, problems)
+    statements = read_statements([r for _, r in mine("MedicationStatement")], meds, circuit, ctx, problems)
+    problems.flush()
+    administrations = read_administrations(admins, meds, circuit, ctx)
+
+    observations = mine("Observation")
+    trend_span = timedelta(days=ctx.setting("window.platelet_trend_days", 14))
+    platelet_trend = series(observations, ctx, "platelets", ("platelets",), trend_span)
+    labs_span = window_span(policy, "window.labs_hours") or timedelta(days=36500)
+    creatinine_series = series(observations, ctx, "creatinine", ("creatinine_mass", "creatinine_moles"),
+                               labs_span)
 
     return PatientInputs(
         now=now, patient_id=patient_id, age_years=ctx.age, sex=ctx.sex,  # type: ignore[arg-type]
@@ -157,4 +177,16 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         covid19=flags.get("covid19"), active_bleeding=flags.get("active_bleeding"),
         recent_bleeding=flags.get("recent_bleeding"), bleeding_disorder=flags.get("bleeding_disorder"),
         hit_history=flags.get("hit_history"), heparin_allergy=flags.get("heparin_allergy"),
-        pregnancy=pregnancy, orders=tuple(orders), rejected=ctx.rejected)
+        pregnancy=pregnancy, orders=tuple(orders),
+        encounter_id=encounter_id,
+        encounters=read_encounters([r for _, r in mine("Encounter")], ctx),
+        covid_conditions=tuple(found_v2.covid_conditions),
+        covid_positive_tests=read_covid_tests([r for _, r in observations], ctx),
+        hit_records=tuple(found_v2.hit_records),
+        other_anticoagulation_indication=flags.get("other_anticoagulation_indication"),
+        recent_intracranial_haemorrhage=flags.get("recent_intracranial_haemorrhage"),
+        renal_replacement=renal_replacement(procedures, flags.get("eskd"), ctx),
+        statements=tuple(statements), administrations=tuple(administrations),
+        platelet_trend=platelet_trend, creatinine_series=creatinine_series,
+        heparin_started=heparin_started(administrations, orders),
+        rejected=ctx.rejected)

@@ -6,13 +6,33 @@ pregnant.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from ..logic.inputs import Flag
+from ..logic.inputs import CovidCondition, Flag, HitRecord
 from .context import (ACTIVE_CLINICAL, MIN_TIME, VERIFICATION_IGNORED, Candidate, Context, first_time,
                       source_of)
-from .read import codings, concept_codes, items, parse_datetime
+from .read import codings, concept_codes, items, parse_datetime, reference_target
+
+OTHER_INDICATION_SETS = ("vte", "af_flutter", "mechanical_valve", "intracardiac_thrombus")
+RECENT_ICH_DAYS_DEFAULT = 90   # safety.recent_ich_days (clinical rules v2 §10.2)
+
+
+def dated_onset(resource: Mapping[str, Any]) -> datetime | None:
+    """A *dated* onset only: onsetDateTime, else onsetPeriod.start (§6 v2: HIT recency).
+    recordedDate, onsetAge and onsetString never date an onset."""
+    period = resource.get("onsetPeriod") if isinstance(resource.get("onsetPeriod"), dict) else {}
+    return first_time(resource.get("onsetDateTime"), period.get("start"))
+
+
+@dataclass
+class ConditionFindings:
+    """The v2 Condition readings that are not a simple Flag (§6)."""
+
+    covid_conditions: list[CovidCondition] = field(default_factory=list)
+    hit_records: list[HitRecord] = field(default_factory=list)
+    eskd: Flag | None = None
 
 def _clinical(resource: Mapping[str, Any]) -> set[str]:
     return concept_codes(resource.get("clinicalStatus"))
@@ -38,12 +58,20 @@ def _hit_in_lookback(time: datetime | None, ctx: Context) -> bool:
     return days is None or time is None or time >= ctx.now - timedelta(days=days)
 
 
-def read_conditions(conditions: list[dict], ctx: Context,
-                flags: dict[str, Flag]) -> tuple[Flag | None, datetime | None]:
+def read_conditions(conditions: list[dict], ctx: Context, flags: dict[str, Flag],
+                    found_v2: ConditionFindings | None = None) -> tuple[Flag | None, datetime | None]:
     """Condition flags (§6). Returns the latest active pregnancy Condition as a Flag and its
-    time (MIN_TIME when undated), for the tie-break with the 82810-3 Observation."""
+    time (MIN_TIME when undated), for the tie-break with the 82810-3 Observation.
+
+    v2 (into `found_v2` and `flags`): COVID-19 Conditions (active/recurrence/relapse, with their
+    Encounter and onset else recordedDate), HIT records (dated onset only; any clinicalStatus),
+    other indication for anticoagulation (active/recurrence/relapse or no clinicalStatus),
+    recent intracranial haemorrhage (onset, else recordedDate, within safety.recent_ich_days;
+    any clinicalStatus; undated: not recent), end-stage kidney disease (active)."""
+    found_v2 = found_v2 if found_v2 is not None else ConditionFindings()
     sets = ctx.sets.conditions
     recent_days = timedelta(days=ctx.policy["safety.recent_bleeding_days"])
+    ich_days = timedelta(days=ctx.setting("safety.recent_ich_days", RECENT_ICH_DAYS_DEFAULT))
     pregnancy: Flag | None = None
     pregnancy_time: datetime | None = None
     for cond in conditions:
@@ -62,6 +90,16 @@ def read_conditions(conditions: list[dict], ctx: Context,
         src = source_of(cond)
         if "covid19" in matched and active:
             _flag_update(flags, "covid19", src, when)
+            enc_type, enc_id = reference_target(cond.get("encounter"))
+            found_v2.covid_conditions.append(CovidCondition(
+                encounter_id=enc_id if enc_type == "Encounter" else None, time=when, source=src))
+        if any(name in matched for name in OTHER_INDICATION_SETS) and (active or not status):
+            _flag_update(flags, "other_anticoagulation_indication", src, when)
+        if "intracranial_haemorrhage" in matched and when is not None \
+                and ctx.now - ich_days <= when <= ctx.now + timedelta(minutes=ctx.policy["window.future_tolerance_minutes"]):
+            _flag_update(flags, "recent_intracranial_haemorrhage", src, when)
+        if "eskd" in matched and active:
+            _flag_update(flags, "eskd", src, when)
         if "bleeding" in matched:
             past_abatement = abated and (abatement is None or abatement <= ctx.now)
             if active and not past_abatement:
@@ -74,6 +112,10 @@ def read_conditions(conditions: list[dict], ctx: Context,
             _flag_update(flags, "bleeding_disorder", src, when)
         if "hit" in matched and _hit_in_lookback(when, ctx):
             _flag_update(flags, "hit_history", src, when)
+        if "hit" in matched:
+            dated = dated_onset(cond)
+            if dated is None or _hit_in_lookback(dated, ctx):
+                found_v2.hit_records.append(HitRecord(onset=dated, source=src))
         if "pregnancy" in matched and active:
             t = recorded or onset or MIN_TIME
             if pregnancy_time is None or t > pregnancy_time:
@@ -82,7 +124,11 @@ def read_conditions(conditions: list[dict], ctx: Context,
     return pregnancy, pregnancy_time
 
 
-def read_allergies(allergies: list[dict], ctx: Context, flags: dict[str, Flag]) -> None:
+def read_allergies(allergies: list[dict], ctx: Context, flags: dict[str, Flag],
+                   found_v2: ConditionFindings | None = None) -> None:
+    """heparin_allergy and HIT (§7). v2: a HIT reaction is a HitRecord dated by the reaction's
+    onset, else the AllergyIntolerance's dated onset (never its recordedDate)."""
+    found_v2 = found_v2 if found_v2 is not None else ConditionFindings()
     sets = ctx.sets.allergies
     for allergy in allergies:
         if concept_codes(allergy.get("verificationStatus")) & VERIFICATION_IGNORED:
@@ -102,6 +148,11 @@ def read_allergies(allergies: list[dict], ctx: Context, flags: dict[str, Flag]) 
             onset = first_time(*(r.get("onset") for r in reactions)) or when
             if _hit_in_lookback(onset, ctx):
                 _flag_update(flags, "hit_history", src, onset)
+            hit_reactions = [r for r in reactions if any(
+                sets["hit_reaction"].matches_any(codings(m)) for m in items(r.get("manifestation")))]
+            dated = first_time(*(r.get("onset") for r in hit_reactions)) or dated_onset(allergy)
+            if dated is None or _hit_in_lookback(dated, ctx):
+                found_v2.hit_records.append(HitRecord(onset=dated, source=src))
 
 
 def _pregnancy_observation(cands: list[Candidate], ctx: Context) -> tuple[bool, Candidate] | None:

@@ -252,3 +252,37 @@ def blood_gas(cands: dict[str, list[Candidate]], ctx: Context) -> dict[str, Any]
     elif "pao2" in out and "fio2" in out:
         ctx.reject("pf_ratio", "no FiO2 within bloodgas.fio2_pairing_minutes of a usable PaO2")
     return out
+
+
+def series(observations: list[tuple[int, dict]], ctx: Context, name: str, keys: tuple[str, ...],
+           span: timedelta) -> tuple[Measurement, ...]:
+    """Every usable value of input `name` (codes.json observation `keys`) measured within
+    `span` of now, oldest first, in canonical units, de-duplicated (the same Observation
+    from two prefetch keys, or the same value at the same time). v2: platelet_trend
+    (window.platelet_trend_days) and creatinine_series (window.labs_hours)."""
+    wanted = {key: ctx.codes.observation(key) for key in keys}
+    latest = ctx.now + timedelta(minutes=ctx.policy["window.future_tolerance_minutes"])
+    earliest = ctx.now - span
+    found: dict[tuple, Measurement] = {}
+    for position, obs in observations:
+        if not isinstance(obs.get("status"), str) or obs["status"] not in OBSERVATION_OK:
+            continue
+        holders = [(k, obs, 0) for k, cs in wanted.items() if cs.matches_any(codings(obs.get("code")))]
+        for n, comp in enumerate(items(obs.get("component")), start=1):
+            if isinstance(comp, dict):
+                holders.extend((k, comp, n) for k, cs in wanted.items() if cs.matches_any(codings(comp.get("code"))))
+        if not holders:
+            continue
+        time = observation_time(obs)
+        if time is None or not earliest <= time <= latest or ctx.validator.problem(obs):
+            continue
+        for key, holder, n in holders[:1]:
+            try:
+                value = _measure(name, Candidate(key, obs, holder, time, (MIN_TIME, position, n)))
+            except UnitError:
+                continue
+            if value is None:
+                continue
+            m = value.measurement
+            found.setdefault((time, round(m.value, 6), m.comparator), m)
+    return tuple(sorted(found.values(), key=lambda m: m.time))  # type: ignore[arg-type, return-value]

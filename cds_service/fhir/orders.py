@@ -10,7 +10,11 @@ for draft orders in the order hooks (§9), so nothing here filters on `status`.
 - Ignored: `doNotPerform`, intent `proposal`/`plan`, an as-needed first dosage.
 - Dose per administration, from the first dosageInstruction (lowest `sequence`) and its
   first doseAndRate: `doseQuantity`, else `doseRange.high`. mg (g x1000); IU/U for heparins
-  (enoxaparin IU / 100 -> mg); mL or {syringe}/{each} only through the SCD strength map.
+  (enoxaparin IU / 100 -> mg); mL or a count unit ({syringe}, {each}, {pill}, {dose},
+  {unit}, 1) only through the SCD strength map (count x strength of a single-dose product).
+- v2: product codes (SCD/SBD -> ingredient); heparin flushes/locks are never anticoagulants;
+  an anticoagulant-class code the file cannot map is exposure ("unmapped"); the same reader
+  serves MedicationStatement (home and reported medicines).
   Anything else leaves the dose None, so the order is not classified.
 - Doses per day: timing.repeat (frequency x 24 h / period), else timing.code (GTS), else the
   number of timeOfDay entries, else None.
@@ -18,13 +22,14 @@ for draft orders in the order hooks (§9), so nothing here filters on `status`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
-from ..logic.inputs import MedicationOrder
+from ..logic.inputs import UNMAPPED_ANTICOAGULANT, MedicationOrder
 from .codes import CodeSet, Codes, Coding
-from .read import codings, items, number
+from .read import codings, items, number, parse_datetime, reference_target
 from .units import DOSE_COUNT, DOSE_MASS, DOSE_UNITS, DOSE_VOLUME, UnitError, convert
 
 ORDER_CLASSES = frozenset({"anticoagulant", "lmwh", "vka", "doac", "dti", "antiplatelet"})
@@ -41,6 +46,11 @@ class _OrderCodes:
     scd: dict[Coding, dict]
     timing: dict[Coding, float]
     routes: dict[str, CodeSet]
+    products: dict[Coding, str]                         # SCD/SBD -> ingredient (v2)
+    anticoagulant_products: frozenset[Coding]           # anticoagulant products, no ingredient
+    flush_products: frozenset[Coding]                   # heparin lock/flush products
+    atc: str
+    rxnorm: str
 
 
 @lru_cache(maxsize=8)
@@ -53,7 +63,89 @@ def _order_codes(codes: Codes) -> _OrderCodes:
         timing={codes.resolve(k): float(v) for k, v in data.get("timing_codes", {}).items()
                 if not k.startswith("_")},
         routes=codes.section("routes"),
+        products={codes.resolve(k): v for k, v in data.get("products", {}).items()
+                  if not k.startswith("_") and isinstance(v, str)},
+        anticoagulant_products=frozenset(codes.resolve(k) for k in
+                                         data.get("anticoagulant_products_without_ingredient", [])),
+        flush_products=frozenset(codes.resolve(k) for k in data.get("heparin_flush_products", [])),
+        atc=codes.systems["ATC"],
+        rxnorm=codes.systems["RXNORM"],
     )
+
+
+ANTICOAGULANT_ATC_PREFIX = "B01A"   # ATC antithrombotic agents (data requirements §8 step 3)
+FLUSH_MAX_UNITS_PER_ML = 100.0      # heparin lock/flush products (data requirements §8, v2)
+_FLUSH_WORDS = re.compile(r"(?<![a-z])(flush|flushes|flushing|lock|locks)(?![a-z])", re.IGNORECASE)
+
+
+def unmapped_anticoagulant(found: list[Coding], codes: Codes) -> Coding | None:
+    """The first coding naming an anticoagulant class the data file cannot map to an
+    ingredient (ATC B01A*, or an RxNorm code listed as an anticoagulant product), or None."""
+    oc = _order_codes(codes)
+    for coding in found:
+        if coding[0] == oc.atc and coding[1].upper().startswith(ANTICOAGULANT_ATC_PREFIX):
+            return coding
+        if coding in oc.anticoagulant_products:
+            return coding
+    return None
+
+
+def rxnorm_codes(found: list[Coding], codes: Codes) -> list[str]:
+    rx = _order_codes(codes).rxnorm
+    return [code for system, code in found if system == rx]
+
+
+def _texts(*values: Any) -> list[str]:
+    return [v for v in values if isinstance(v, str)]
+
+
+FLUSH_ONLY_MAX_UNITS_PER_ML = 10.0   # never an anticoagulant dose, even run as an infusion (line flush bags)
+
+
+def is_heparin_flush(resource: Mapping[str, Any], found: list[Coding], dosage: Mapping[str, Any] | None,
+                     codes: Codes, medications: Mapping[str, dict] | None = None) -> bool:
+    """A heparin lock/flush (data requirements §8, v2): a flush product code; a route or dosage
+    text that says flush or lock; or a product of <= 100 U/mL (strength map or the Medication's
+    ingredient strength). The concentration rule is narrowed: a 25,000 U/250 mL (100 U/mL) or
+    25,000 U/500 mL (50 U/mL) premixed bag given with a rate is a therapeutic infusion, so above
+    10 U/mL the concentration only marks a flush when the dosage has no rate."""
+    oc = _order_codes(codes)
+    if any(c in oc.flush_products for c in found):
+        return True
+    dosage = dosage or {}
+    route = dosage.get("route") if isinstance(dosage.get("route"), dict) else {}
+    texts = _texts(dosage.get("text"), dosage.get("patientInstruction"), route.get("text"))
+    if any(_FLUSH_WORDS.search(t) for t in texts):
+        return True
+    rated = any(isinstance(dosage.get(k), dict) for k in ("rateQuantity", "rateRatio")) or any(
+        isinstance(item, dict) and any(isinstance(item.get(k), dict) for k in ("rateQuantity", "rateRatio", "rateRange"))
+        for item in items(dosage.get("doseAndRate")))
+    limit = FLUSH_ONLY_MAX_UNITS_PER_ML if rated else FLUSH_MAX_UNITS_PER_ML
+    concentrations: list[float] = []
+    for coding in found:
+        spec = oc.scd.get(coding)
+        if spec and spec.get("ingredient") == "heparin" and spec.get("unit") == "U" and spec.get("volume_ml"):
+            concentrations.append(float(spec["amount"]) / float(spec["volume_ml"]))
+    medication = find_medication(resource, medications or {}) if "medicationReference" in resource else None
+    for ingredient in items((medication or {}).get("ingredient")):
+        per_ml = _units_per_ml(ingredient.get("strength") if isinstance(ingredient, dict) else None)
+        if per_ml is not None:
+            concentrations.append(per_ml)
+    return any(c <= limit for c in concentrations)
+
+
+def _units_per_ml(ratio: Any) -> float | None:
+    if not isinstance(ratio, dict):
+        return None
+    num, den = ratio.get("numerator"), ratio.get("denominator")
+    if not isinstance(num, dict) or not isinstance(den, dict):
+        return None
+    try:
+        units = convert("dose", num, table=DOSE_UNITS).value
+        ml = convert("dose", den, table=DOSE_VOLUME).value
+    except UnitError:
+        return None
+    return units / ml if ml > 0 else None
 
 
 def is_current_order(resource: Mapping[str, Any]) -> bool:
@@ -110,6 +202,8 @@ def ingredients_of(found: list[Coding], codes: Codes) -> list[tuple[str, str]]:
             add(name)
         if coding in oc.scd:
             add(oc.scd[coding]["ingredient"])
+        if coding in oc.products:
+            add(oc.products[coding])
         for name, _, cs in oc.ingredients:
             if cs.matches(*coding):
                 add(name)
@@ -184,8 +278,11 @@ def order_dose(quantity: Any, ingredient: str, scd: dict | None) -> tuple[float 
         pass
     if scd is None:
         return None, None
-    for table, per_item in ((DOSE_VOLUME, float(scd["amount"]) / float(scd["volume_ml"])),
-                            (DOSE_COUNT, float(scd["amount"]))):
+    # count units: count x strength of a single-dose product (v2); never for a multi-dose vial
+    tables = [(DOSE_COUNT, float(scd["amount"]))] if scd.get("single_dose", True) else []
+    if scd.get("volume_ml"):
+        tables.insert(0, (DOSE_VOLUME, float(scd["amount"]) / float(scd["volume_ml"])))
+    for table, per_item in tables:
         try:
             amount = convert("dose", quantity, table=table).value * per_item
         except UnitError:
@@ -196,21 +293,64 @@ def order_dose(quantity: Any, ingredient: str, scd: dict | None) -> tuple[float 
     return None, None
 
 
-def normalise_orders(resource: Mapping[str, Any], codes: Codes,
-                     medications: Mapping[str, dict] | None = None) -> list[MedicationOrder]:
-    """One MedicationOrder per anticoagulant/antiplatelet ingredient (combination products
-    give several); [] when the request is not one, is ignored, or its drug is unmapped."""
-    if not isinstance(resource, Mapping) or resource.get("resourceType") != "MedicationRequest":
-        return []
+@dataclass(frozen=True)
+class Normalised:
+    """What `read_medication` found in one MedicationRequest/MedicationStatement."""
+
+    orders: list[MedicationOrder]
+    flush: bool = False                  # a heparin lock/flush: never an anticoagulant
+    unmapped: Coding | None = None       # anticoagulant-class code the file cannot map
+    unknown_rxnorm: tuple[str, ...] = () # RxNorm codes that map to nothing at all
+
+
+def _encounter_id(reference: Any) -> str | None:
+    rtype, rid = reference_target(reference)
+    return rid if rtype == "Encounter" else None
+
+
+def read_medication(resource: Mapping[str, Any], codes: Codes,
+                    medications: Mapping[str, dict] | None = None, *,
+                    allow_unmapped: bool = False) -> Normalised:
+    """One MedicationOrder per anticoagulant/antiplatelet ingredient of a MedicationRequest
+    (or, v2, a MedicationStatement: its `dosage`, `context` and effective start).
+
+    Ignored: doNotPerform, intent proposal/plan, as-needed (asNeededBoolean true or any
+    asNeededCodeableConcept), heparin flushes/locks (`flush` set). With `allow_unmapped`, an
+    anticoagulant-class code the file cannot map gives one MedicationOrder with ingredient
+    "unmapped" and drug_class UNMAPPED_ANTICOAGULANT (exposure, never classified)."""
+    rtype = resource.get("resourceType") if isinstance(resource, Mapping) else None
+    if rtype not in ("MedicationRequest", "MedicationStatement"):
+        return Normalised([])
     if resource.get("doNotPerform") is True or str(resource.get("intent")) in IGNORED_INTENTS:
-        return []
-    dosage = first_dosage(resource) or {}
+        return Normalised([])
+    statement = rtype == "MedicationStatement"
+    dosage = first_dosage(resource, "dosage" if statement else "dosageInstruction") or {}
     if dosage.get("asNeededBoolean") is True or isinstance(dosage.get("asNeededCodeableConcept"), dict):
-        return []
+        return Normalised([])
     found = medication_codings(resource, medications or {})
     named = [(n, c) for n, c in ingredients_of(found, codes) if c in ORDER_CLASSES]
+    rid = resource.get("id")
+    source = f"{rtype}/{rid}" if isinstance(rid, str) else None
+    if statement:
+        period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
+        authored = parse_datetime(period.get("start")) or parse_datetime(resource.get("effectiveDateTime"))
+        encounter = _encounter_id(resource.get("context"))
+    else:
+        authored = parse_datetime(resource.get("authoredOn"))
+        encounter = _encounter_id(resource.get("encounter"))
+    status = str(resource.get("status") or "unknown")
     if not named:
-        return []
+        all_named = ingredients_of(found, codes)
+        if allow_unmapped and not all_named:
+            unmapped = unmapped_anticoagulant(found, codes)
+            if unmapped is not None:
+                return Normalised([MedicationOrder(
+                    ingredient="unmapped", drug_class=UNMAPPED_ANTICOAGULANT, status=status, source=source,
+                    authored_on=authored, encounter_id=encounter)], unmapped=unmapped)
+            return Normalised([], unknown_rxnorm=tuple(rxnorm_codes(found, codes)))
+        return Normalised([])
+    if any(n == "heparin" for n, _ in named) and is_heparin_flush(resource, found, dosage, codes, medications):
+        return Normalised([], flush=True)
     dose_and_rate = _first_dose_and_rate(dosage)
     quantity = dose_and_rate.get("doseQuantity")
     if not isinstance(quantity, dict) and isinstance(dose_and_rate.get("doseRange"), dict):
@@ -222,8 +362,6 @@ def normalise_orders(resource: Mapping[str, Any], codes: Codes,
         isinstance(item.get(k), dict) for k in ("rateQuantity", "rateRatio", "rateRange"))
         for item in items(dosage.get("doseAndRate")))
     per_day = doses_per_day(dosage.get("timing"), codes)
-    rid = resource.get("id")
-    source = f"MedicationRequest/{rid}" if isinstance(rid, str) else None
     orders = []
     for ingredient, cls in named:
         dose_mg, dose_units = order_dose(quantity, ingredient, _scd_for(found, ingredient, codes))
@@ -231,8 +369,18 @@ def normalise_orders(resource: Mapping[str, Any], codes: Codes,
             ingredient=ingredient, drug_class=cls, dose_mg=dose_mg, dose_units=dose_units,
             doses_per_day=per_day, route=route,
             continuous=has_rate or (ingredient == "heparin" and route == "intravenous"),
-            status=str(resource.get("status") or "unknown"), source=source))
-    return orders
+            status=status, source=source, authored_on=authored, encounter_id=encounter))
+    return Normalised(orders)
+
+
+def normalise_orders(resource: Mapping[str, Any], codes: Codes,
+                     medications: Mapping[str, dict] | None = None) -> list[MedicationOrder]:
+    """One MedicationOrder per anticoagulant/antiplatelet ingredient (combination products
+    give several); [] when the request is not one, is ignored (as needed, a heparin flush, ...)
+    or its drug is unmapped. Used for drafts (§9), which are never unmapped exposure."""
+    if not isinstance(resource, Mapping) or resource.get("resourceType") != "MedicationRequest":
+        return []
+    return read_medication(resource, codes, medications).orders
 
 
 def normalise_order(resource: Mapping[str, Any], codes: Codes,

@@ -12,6 +12,9 @@ from .codes import Codes, load_codes
 # Observation keys with their page sizes: three keys so hourly bedside values do not
 # push 72-h labs and 30-day weights off the first page.
 OBSERVATION_KEYS = {"labs": 100, "bedside": 200, "body": 20}
+# v2 (§10): a 14-day-old SARS-CoV-2 test and 14 days of platelet counts would fall off the
+# labs page, so they have their own keys.
+V2_OBSERVATION_KEYS = {"covid_tests": 10, "platelet_trend": 60}
 
 
 def prefetch_templates(codes: Codes | None = None) -> dict[str, str]:
@@ -27,7 +30,12 @@ def prefetch_templates(codes: Codes | None = None) -> dict[str, str]:
         "administrations": f"MedicationAdministration?patient={pid}&_sort=-effective-time&_count=100",
         "allergies": f"AllergyIntolerance?patient={pid}&_count=100",
         "procedures": f"Procedure?patient={pid}&_sort=-date&_count=50",
+        "encounters": f"Encounter?patient={pid}&_sort=-date&_count=10",
+        "statements": f"MedicationStatement?patient={pid}&status=active&_count=100",
     })
+    for key, count in V2_OBSERVATION_KEYS.items():
+        code_list = ",".join(codes.prefetch_codes(key))
+        templates[key] = f"Observation?patient={pid}&code={code_list}&_sort=-date&_count={count}"
     return templates
 
 

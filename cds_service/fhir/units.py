@@ -12,7 +12,7 @@ Table-driven (fhir-data-requirements.md §1.1 step 6 and §3; conversions of cli
 
 A unit that is not in the input's table is never assumed: `UnitError` says why, and
 extraction records the reason in `PatientInputs.rejected`. Physiologically absurd values
-(negative, platelets > 2000, FiO2 outside 0.21-1.0, GCS outside 3-15, ...) are refused the
+(negative, platelets > 2000, FiO2 outside 0.20-1.0, GCS outside 3-15, ...) are refused the
 same way. Comparisons on the plausibility edges use 6-dp rounding, as thresholds do.
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ TABLES: dict[str, Table] = {
     "pao2": Table("mm[Hg]", _PRESSURE, low=0, low_inclusive=False, high=800),
     "pf_ratio": Table("mm[Hg]", _PRESSURE, low=0, low_inclusive=False, high=1000),
     "fio2": Table("1", {"%": 0.01, "1": 1.0, "{fraction}": 1.0, "": 1.0},
-                  low=0.21, high=1.0, percent_above_one=True),
+                  low=0.20, high=1.0, percent_above_one=True),   # v2: room air 20.9 % is 0.209
     "map": Table("mm[Hg]", {"mm[Hg]": 1.0}, low=0, low_inclusive=False, high=300),
     "gcs": Table("{score}", _SCORE, low=3, high=15, integer=True),
     "urine_output_24h": Table("mL", {"mL": 1.0, "mL/(24.h)": 1.0, "mL/d": 1.0, "L": 1000.0},
@@ -126,7 +126,9 @@ DOSE_MASS = Table("mg", {"mg": 1.0, "g": 1000.0}, low=0, low_inclusive=False, hi
 DOSE_UNITS = Table("[IU]", {"[iU]": 1.0, "[IU]": 1.0, "U": 1.0},
                    text={"units": 1.0, "IU": 1.0}, low=0, low_inclusive=False, high=1_000_000)
 DOSE_VOLUME = Table("mL", {"mL": 1.0}, low=0, low_inclusive=False, high=100)
-DOSE_COUNT = Table("{each}", {"{syringe}": 1.0, "{each}": 1.0}, low=0, low_inclusive=False, high=100)
+# Count units (v2): the CDS Hooks Sandbox sends {pill} for every drug.
+DOSE_COUNT = Table("{each}", {"{syringe}": 1.0, "{each}": 1.0, "{pill}": 1.0, "{dose}": 1.0,
+                              "{unit}": 1.0, "1": 1.0}, low=0, low_inclusive=False, high=100)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ log = logging.getLogger("cds_service.hooks")
 PREFETCH = prefetch_templates()
 
 USAGE = ("Needs FHIR R4 read access to Patient, Observation, Condition, MedicationRequest, "
-         "MedicationAdministration, AllergyIntolerance and Procedure "
+         "MedicationAdministration, MedicationStatement, AllergyIntolerance, Procedure and Encounter "
          "(SMART v1 user/*.read or v2 user/*.rs scopes).")
 
 # [P] Every declared key is required (CDS Hooks notes §6): a safety flag such as HIT or
@@ -59,15 +59,14 @@ class Evaluation:
         return any(r.get("resourceType") == "Patient" and r.get("id") == pid for r in self.data.resources)
 
     def in_scope(self) -> bool:
-        """No cards when the patient record is missing, nor (scope.require_covid_condition)
-        without an active COVID-19 diagnosis."""
-        if not self.patient_found():
-            log.info("no cards: patient record not found", extra={"fields": {
-                "service": self.call.service.id, "hookInstance": self.call.hook_instance}})
-            return False
-        if not self.policy["scope.require_covid_condition"]:
-            return True
-        return self.inputs.covid19 is not None and self.inputs.covid19.present
+        """Cards only for adult inpatients with COVID-19 (clinical rules §1a): the assessment's
+        `scope`. Out of scope the assessment is still audited, with its scope reasons."""
+        scope = self.assessment.scope
+        if not scope.in_scope:
+            log.info("no cards: out of scope", extra={"fields": {
+                "service": self.call.service.id, "hookInstance": self.call.hook_instance,
+                "reasons": list(scope.reasons)}})
+        return scope.in_scope
 
     def audit_json(self) -> dict[str, Any]:
         return {**self.assessment.to_json(), **self.extra_audit, "policy_source": self.policy.source}
@@ -83,8 +82,11 @@ def evaluate(call: HookCall) -> Evaluation:
     data = call.state.extensions["data"].gather(call)
     codes = codes_for(call)
     inputs = extract_inputs(data.resources, now=call.received_at, policy=call.state.policy,
-                            codes=codes, patient_id=call.patient_id)
-    return Evaluation(call, data, inputs, assess(inputs, call.state.policy), codes)
+                            codes=codes, patient_id=call.patient_id, encounter_id=call.encounter_id)
+    pid = call.patient_id
+    found = any(r.get("resourceType") == "Patient" and r.get("id") == pid for r in data.resources)
+    assessment = assess(inputs, call.state.policy, hook=call.service.hook, patient_found=found)
+    return Evaluation(call, data, inputs, assessment, codes)
 
 
 def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation | None = None) -> dict:

@@ -47,18 +47,28 @@ CONTRAINDICATION_TEXT = {
     "active_bleeding": "active bleeding",
     "platelets_lt_25": "platelets below {platelets_abs_min} ×10⁹/L",
     "fibrinogen_lt_0.5": "fibrinogen below {fibrinogen_abs_min_g_l} g/L",
+    "hit_acute": "acute heparin-induced thrombocytopenia (HIT, recent onset, platelets not recovered)",
+    "hit_recent": "heparin-induced thrombocytopenia (HIT) within the last 100 days",
+    "hit_suspected": "platelet fall on heparin: possible HIT (assess 4Ts)",
     "hit_history": "history of heparin-induced thrombocytopenia (HIT)",
     "heparin_allergy": "heparin, LMWH or pork-product hypersensitivity",
     "fondaparinux_crcl_lt_30": "CrCl below {fondaparinux_min_crcl} mL/min (fondaparinux)",
+    "fondaparinux_weight_lt_50": "weight below 50 kg (fondaparinux label)",
+    "non_heparin_anticoagulant_running": "a non-heparin therapeutic anticoagulant is running",
 }
 # Short forms for summaries (< 140 characters).
 CONTRAINDICATION_SHORT = {
     "active_bleeding": "active bleeding",
     "platelets_lt_25": "platelets < {platelets_abs_min}",
     "fibrinogen_lt_0.5": "fibrinogen < {fibrinogen_abs_min_g_l} g/L",
+    "hit_acute": "acute HIT",
+    "hit_recent": "recent HIT",
+    "hit_suspected": "possible HIT",
     "hit_history": "HIT history",
     "heparin_allergy": "heparin allergy",
     "fondaparinux_crcl_lt_30": "CrCl < {fondaparinux_min_crcl}",
+    "fondaparinux_weight_lt_50": "weight < 50 kg",
+    "non_heparin_anticoagulant_running": "non-heparin anticoagulant running",
 }
 CAUTION_TEXT = {
     "platelets_lt_50": "platelets below {platelets_caution_min} ×10⁹/L",
@@ -67,6 +77,8 @@ CAUTION_TEXT = {
     "dual_antiplatelet_therapy": "dual antiplatelet therapy",
     "recent_bleeding": "bleeding within {recent_bleeding_days} days",
     "bleeding_disorder": "known bleeding disorder",
+    "recent_intracranial_haemorrhage": "recent intracranial haemorrhage",
+    "severe_liver_disease": "severe liver disease (INR and bilirubin raised)",
 }
 ANTI_XA_REASON_TEXT = {
     "bmi_ge_40": "BMI ≥ {trigger_bmi}",
@@ -103,6 +115,15 @@ NOTE_TEXT = {
     "hit_non_heparin_agent": "HIT and fondaparinux not possible (CrCl below {fondaparinux_min_crcl} "
                              "mL/min or unknown): a non-heparin agent such as argatroban, with specialist "
                              "(haematology) advice.",
+    "hit_avoid_heparin": "HIT: avoid heparins; a non-heparin agent with specialist (haematology) advice.",
+    "hit_needs_platelets": "Recent HIT and no platelet count: obtain one and haematology advice.",
+    "fondaparinux_needs_weight": "Fondaparinux needs a recorded weight (not below 50 kg).",
+    "fondaparinux_low_weight": "Weight below 50 kg: fondaparinux is contraindicated (label).",
+    "fondaparinux_moderate_renal": "CrCl 30-50 mL/min: fondaparinux with caution (EU SmPC 1.5 mg daily).",
+    "renal_obesity": "Renal impairment with obesity: see CrCl on actual weight; consider anti-Xa-guided dosing.",
+    "crcl_unreliable": "Creatinine changed by 0.3 mg/dL or more within 48 h: CrCl is unreliable.",
+    "therapeutic_needs_protocol": "Therapeutic dose: follow the local protocol (e.g. UFH infusion).",
+    "other_anticoagulation_indication": "Another indication for anticoagulation is recorded.",
     "confirm_renal_function": "Renal function (CrCl) unknown: confirm it before relying on this dose.",
     "crcl_lt_15": "CrCl below {severe_crcl_cutoff} mL/min: UFH is preferred; HEP-COVID excluded these "
                   "patients.",
@@ -307,7 +328,9 @@ def renal_text(a, policy: Policy | None = None) -> str:
 BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI {bmi_tier1} or more",
                "bmi_ge_40": "BMI-adjusted dose, BMI {bmi_tier2} or more",
                "crcl_lt_30": "renal dose, CrCl below {crcl_cutoff} mL/min",
-               "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux"}
+               "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux",
+               "crcl_lt_15": "UFH, CrCl below {severe_crcl_cutoff} mL/min or renal replacement",
+               "heparin_allergy": "heparin allergy: fondaparinux"}
 _BASIS_TEXT = {
     "standard": "BMI {bmi} is below {bmi_tier1}: standard prophylactic dose.",
     "bmi_ge_30": "BMI {bmi} is at least {bmi_tier1}: BMI-adjusted dose (Piagnerelli 2020).",
@@ -318,6 +341,10 @@ _BASIS_TEXT = {
                       "weight is recorded.",
     "hit_history": "History of HIT: heparins are contraindicated; fondaparinux at CrCl {crcl} mL/min "
                    "(at least {fondaparinux_min_crcl}).",
+    "heparin_allergy": "Heparin allergy: heparins are contraindicated; fondaparinux at CrCl {crcl} mL/min "
+                       "(at least {fondaparinux_min_crcl}).",
+    "crcl_lt_15": "CrCl {crcl} mL/min is below {severe_crcl_cutoff}, or renal replacement is running: UFH "
+                  "(HEP-COVID excluded CrCl < 15).",
 }
 
 

@@ -169,7 +169,7 @@ def _dose_change(ev: Evaluation, resource: dict, order, check, finding):
               *_common_blocks(ev, check, finding.proposed),
               c.sources("piagnerelli_2020", "enoxaparin_label", "isth_interim_2020", "anti_xa_lab"),
               c.DISCLAIMER]
-    return card("dose_correction", "warning", summary, c.detail(*blocks), suggestions=suggestions,
+    return card("dose_correction", finding.urgency or "warning", summary, c.detail(*blocks), suggestions=suggestions,
                 selection="any", evidence=["isth_interim_2020", "isth_2022"])
 
 
@@ -209,7 +209,8 @@ def _switch(ev: Evaluation, resource: dict, order, check, finding):
               c.DISCLAIMER]
     # A heparin drafted for a patient with HIT is a contraindicated order: critical, like the
     # contraindication card; a renal product switch is a dosing matter: warning.
-    indicator = "critical" if "hit_history" in finding.reasons else "warning"
+    # v2 (§18.4): the order check's urgency (HIT history or allergy: warning; CrCl < 15: warning)
+    indicator = finding.urgency or ("critical" if "hit_history" in finding.reasons else "warning")
     return card("product_switch", indicator, summary, c.detail(*blocks), suggestions=suggestions,
                 selection="at-most-one", evidence=cite)
 
@@ -225,14 +226,15 @@ def _contraindicated(ev: Evaluation, order, check):
     reasons = [f"- {c.contraindication_reason(a, code, p)}" for code in finding.reasons]
     blocks = ["**The draft order " + c.md(current) + " is contraindicated:**\n" + "\n".join(reasons),
               "**Alternative:** consider mechanical prophylaxis (intermittent pneumatic compression)."
-              + (" " + c.label(c.NOTE_TEXT, "hit_non_heparin_agent", p)
-                 if "hit_non_heparin_agent" in check.notes else ""),
+              + "".join(" " + c.label(c.NOTE_TEXT, n, p) for n in (
+                  "hit_non_heparin_agent", "hit_avoid_heparin", "hit_needs_platelets")
+                  if n in check.notes),
               "Consider not signing this order.",
               "**Inputs**\n\n" + c.inputs_table(a),
               _check_notes(check, p),
               c.sources("isth_interim_2020", "enoxaparin_label", "hep_covid_2021"),
               c.DISCLAIMER]
-    return card("contraindicated", "critical", summary, c.detail(*blocks),
+    return card("contraindicated", finding.urgency or "critical", summary, c.detail(*blocks),
                 evidence=["isth_interim_2020", "ash_2021"])
 
 

@@ -4,7 +4,7 @@ At most one card per call, chosen from the assessment (first row that applies):
 
 | Situation | Card |
 |---|---|
-| `scope.require_covid_condition` and no active COVID-19 diagnosis | none |
+| out of scope (clinical rules §1a: assessment.scope) | none |
 | a contraindication (§10.1) | `critical` contraindicated: why, the alternative (mechanical prophylaxis; fondaparinux for HIT at CrCl >= 30, as a create suggestion when no anticoagulant is ordered), any active order it concerns. None when HIT is the only one and a non-heparin anticoagulant is already ordered |
 | already therapeutic (§10.3) | none (the indication, e.g. VTE, is not visible to us) |
 | seed trigger met, no anticoagulant ordered | `warning` prophylaxis suggestion: create MedicationRequest (+ anti-Xa ServiceRequest when indicated) |
@@ -183,8 +183,10 @@ def _contraindicated(ev: Evaluation, anticoagulants: list):
         alternative.append(f"For HIT with {c.renal_text(a, p)[:-1]}: consider "
                            f"**{c.dose_text(reg.drug, reg.dose_mg, None, reg.doses_per_day)}** "
                            f"(at CrCl at least {c.num(p['hit.fondaparinux_min_crcl'], 0)} mL/min).")
-    elif "hit_history" in ci and heparin_only:
-        alternative.append(c.label(c.NOTE_TEXT, "hit_non_heparin_agent", p))
+    elif heparin_only and reg.drug is None:
+        # v2: name the renal reason only when the regimen says CrCl is why (not weight)
+        alternative.append(c.label(c.NOTE_TEXT, "hit_non_heparin_agent"
+                                   if "hit_non_heparin_agent" in reg.notes else "hit_avoid_heparin", p))
     signal = c.signal_text(a, p)
     blocks = [
         "\n".join(lines),

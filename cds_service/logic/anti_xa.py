@@ -4,7 +4,8 @@ Rubric
 - `indicated` = LMWH in play (the regimen recommends enoxaparin, or an LMWH order is active or
   being drafted) AND at least one reason. Reasons, in §15 order:
   `bmi_ge_40` (BMI >= antixa.trigger_bmi), `weight_gt_120kg` (> antixa.trigger_weight_high_kg),
-  `weight_lt_50kg` (< antixa.trigger_weight_low_kg), `crcl_lt_30`, `pregnancy`,
+  `weight_lt_50kg` (< antixa.trigger_weight_low_kg), `crcl_lt_30`, `pregnancy` (only with
+  antixa.pregnancy_trigger, default false in v2: ASH 2018 advises against routine monitoring),
   `escalated_dose` (recommended basis bmi_ge_30/bmi_ge_40), `current_intermediate_dose` /
   `current_therapeutic_dose` (an LMWH order of that class).
   No LMWH in play: false. LMWH in play, no reason, but a trigger cannot be evaluated (BMI,
@@ -95,7 +96,7 @@ def assess_anti_xa(*, recommended_drug: str | None, recommended_basis: str | Non
         "weight_lt_50kg": weight_kg is not None
         and nm.cmp_lt(weight_kg, p["antixa.trigger_weight_low_kg"], p),
         "crcl_lt_30": crcl_lt_30 is True,
-        "pregnancy": pregnant,
+        "pregnancy": pregnant and p["antixa.pregnancy_trigger"],   # v2: off by default
         "escalated_dose": recommends_lmwh and recommended_basis in ("bmi_ge_30", "bmi_ge_40"),
         "current_intermediate_dose": "intermediate" in classes,
         "current_therapeutic_dose": "therapeutic" in classes,

@@ -3,8 +3,12 @@
 `assess(inputs, policy)` follows the evaluation order of clinical-rules.md §1:
 1. inputs arrive collected and normalised (fhir/);
 2. anthropometrics (§2), renal (§3), D-dimer (§4), SOFA (§5), SIC (§6), ISTH DIC (§7);
-3. seed trigger (§8), critical illness (§9), safety (§10), regimen (§11), anti-Xa (§12)
-   and the evidence note (§13).
+3. seed trigger (§8), critical illness (§9), safety (§10), regimen (§11), anti-Xa (§12),
+   the recommendation pathway (§13.1, `recommendation.py`) and the v1 evidence note (§13; kept
+   until the card redesign retires it);
+4. scope (§1a, `scope.py`): decides only whether cards are shown; the assessment is the same
+   in and out of scope. `assess(..., hook=, patient_found=)` gives it the hook (order hooks also
+   admit EMER Encounters) and whether the context's Patient was found.
 Cards and audit records are both built from this object; `to_json()` is the assessment JSON
 of the interface contract (the `assess` CLI prints it). It is deterministic: fixed key
 order, lists in rule order, no timestamps other than those of the inputs.
@@ -30,9 +34,11 @@ from .dic import Dic
 from .evidence import EvidenceNote, SeedTrigger, evidence_note, seed_trigger
 from .inputs import Flag, Measurement, PatientInputs
 from .policy import Policy
+from .recommendation import Recommendation, recommend
 from .regimen import Regimen, recommend_regimen
+from .scope import Scope, assess_scope
 from .renal import Renal
-from .safety import CAUTIONS, Safety, assess_safety, present
+from .safety import CAUTIONS, Safety, assess_safety, hit_status, hit_suspected, present
 from .sic import Sic
 from .sofa import Sofa
 
@@ -69,6 +75,8 @@ class Assessment:
     anti_xa: AntiXa
     evidence_note: EvidenceNote
     pregnant: bool
+    scope: Scope
+    recommendation: Recommendation
     notes: tuple[str, ...]
     # Output -> input names that left it undetermined (only outputs with something missing).
     missing_by_output: dict[str, tuple[str, ...]]
@@ -82,6 +90,7 @@ class Assessment:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "scope": self.scope.to_json(),
             "anthropometrics": self.anthropometrics.to_json(),
             "renal": self.renal.to_json(),
             "d_dimer": self.d_dimer.to_json(),
@@ -92,6 +101,7 @@ class Assessment:
             "safety": self.safety.to_json(),
             "regimen": self.regimen.to_json(),
             "anti_xa": self.anti_xa.to_json(),
+            "recommendation": self.recommendation.to_json(),
             "critical_illness": self.critical_illness.to_json(),
             "evidence_note": self.evidence_note.to_json(),
             "notes": list(self.notes),
@@ -157,7 +167,8 @@ def inputs_json(inputs: PatientInputs) -> dict[str, Any]:
           "meets_min_duration": v.meets_min_duration, "source": v.source}
          for v in inputs.vasoactives),
         key=lambda d: (d["ingredient"], d["source"] or "", d["rate_ug_kg_min"] or -1.0))
-    out["orders"] = sorted((asdict(o) for o in inputs.orders),
+    out["orders"] = sorted(({k: _iso(v) if isinstance(v, datetime) else v
+                             for k, v in asdict(o).items()} for o in inputs.orders),
                            key=lambda d: json.dumps(d, sort_keys=True))
     return out
 
@@ -184,7 +195,13 @@ def _missing_by_output(inputs: PatientInputs, anthro: Anthropometrics, renal: Re
     return {k: v for k, v in out.items() if v}
 
 
-def assess(inputs: PatientInputs, policy: Policy) -> Assessment:
+def _recent(flag: Flag | None, days: float, now: datetime) -> bool:
+    """Present, and (when dated) within `days` of now (fhir/ applies the window too)."""
+    return present(flag) and (flag.time is None or (now - flag.time).total_seconds() <= days * 86400)
+
+
+def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
+           patient_found: bool = True) -> Assessment:
     p = policy
     anthro = anthro_mod.compute(inputs, p)
     renal = renal_mod.compute(inputs, anthro, p)
@@ -195,6 +212,11 @@ def assess(inputs: PatientInputs, policy: Policy) -> Assessment:
 
     seed = seed_trigger(sic.positive, dd.gt_6x_uln)
     crit = critical_illness(inputs.respiratory, inputs.vasoactives, p)
+    hit = hit_status(hit_records=inputs.hit_records, hit_history=present(inputs.hit_history),
+                     platelets=inputs.platelets, now=inputs.now, policy=p)
+    suspected = hit is None and hit_suspected(
+        heparin_started=inputs.heparin_started, platelet_trend=inputs.platelet_trend,
+        now=inputs.now, policy=p)
     safety = assess_safety(
         active_bleeding=present(inputs.active_bleeding),
         recent_bleeding=present(inputs.recent_bleeding),
@@ -202,12 +224,20 @@ def assess(inputs: PatientInputs, policy: Policy) -> Assessment:
         hit_history=present(inputs.hit_history), heparin_allergy=present(inputs.heparin_allergy),
         platelets=inputs.platelets, fibrinogen_g_l=inputs.fibrinogen,
         hemoglobin_g_dl=inputs.hemoglobin, orders=inputs.orders, weight_kg=anthro.weight_kg,
-        crcl_lt_30=renal.crcl_lt_30, policy=p)
+        crcl_lt_30=renal.crcl_lt_30, policy=p, hit=hit, suspected=suspected,
+        statements=inputs.statements,
+        recent_ich=_recent(inputs.recent_intracranial_haemorrhage, p["safety.recent_ich_days"],
+                           inputs.now),
+        inr=inputs.inr, bilirubin_mg_dl=inputs.bilirubin,
+        other_indication=present(inputs.other_anticoagulation_indication))
     regimen = recommend_regimen(
         contraindications=safety.contraindications, already_therapeutic=safety.already_therapeutic,
         crcl_ml_min=renal.crcl_ml_min, crcl_lt_30=renal.crcl_lt_30, bmi=anthro.bmi,
-        weight_kg=anthro.weight_kg, policy=p, crcl_bound=renal.crcl_bound)
+        weight_kg=anthro.weight_kg, policy=p, crcl_bound=renal.crcl_bound,
+        renal_replacement=renal.renal_replacement, creatinine_unstable=renal.creatinine_unstable,
+        platelets_known=inputs.platelets is not None)
     pregnant = present(inputs.pregnancy)
+    scope = assess_scope(inputs, p, hook=hook, patient_found=patient_found)
     anti_xa = assess_anti_xa(
         recommended_drug=regimen.drug, recommended_basis=regimen.basis, lmwh_orders=safety.orders,
         bmi=anthro.bmi, weight_kg=anthro.weight_kg, crcl_lt_30=renal.crcl_lt_30,
@@ -218,7 +248,15 @@ def assess(inputs: PatientInputs, policy: Policy) -> Assessment:
         d_dimer_multiple_range=dd.multiple_range if dd.determinable else None,
         cautions=safety.escalation_cautions, crcl_lt_30=renal.crcl_lt_30, policy=p,
         unchecked_cautions=tuple(c for c in safety.undetermined if c in CAUTIONS))
-    notes = list(regimen.notes)
+    rec = recommend(
+        safety=safety, critically_ill=crit.critically_ill, oxygen=crit.oxygen,
+        ecmo=inputs.respiratory.ecmo,
+        d_dimer_multiple_range=dd.multiple_range if dd.determinable else None,
+        pregnant=pregnant, renal_replacement=renal.renal_replacement,
+        creatinine_rising=renal.creatinine_rising, weight_kg=anthro.weight_kg, bmi=anthro.bmi,
+        crcl_ml_min=renal.crcl_ml_min, crcl_bound=renal.crcl_bound, encounter=scope.encounter,
+        policy=p)
+    notes = list(regimen.notes) + list(rec.notes)
     if pregnant and inputs.d_dimer is not None:
         notes.append("d_dimer_pregnancy_caveat")  # §4.7: D-dimer rises in normal pregnancy
     if dd.basis_conflict:
@@ -227,5 +265,5 @@ def assess(inputs: PatientInputs, policy: Policy) -> Assessment:
         now=inputs.now, inputs=inputs, anthropometrics=anthro, renal=renal, d_dimer=dd,
         sofa=sofa, sic=sic, isth_dic=dic, seed_trigger=seed, critical_illness=crit,
         safety=safety, regimen=regimen, anti_xa=anti_xa, evidence_note=note, pregnant=pregnant,
-        notes=tuple(notes),
+        scope=scope, recommendation=rec, notes=tuple(notes),
         missing_by_output=_missing_by_output(inputs, anthro, renal, dd, sic, dic, crit, safety))

@@ -45,11 +45,13 @@ from .inputs import MedicationOrder
 from . import numeric as nm
 from .policy import Policy, rounded
 from .regimen import Regimen, crcl_below, recommend_regimen
-from .safety import HEPARINS, LMWH, OrderClass, classify_order
+from .safety import HEPARIN_SPECIFIC as _HEPARIN_SPECIFIC, HEPARINS, LMWH, OrderClass, classify_order
 
 CHECKED = frozenset({"enoxaparin", "dalteparin", "tinzaparin", "heparin", "fondaparinux"})
 IU_DOSED = frozenset({"heparin", "dalteparin", "tinzaparin"})
-HEPARIN_SPECIFIC = frozenset({"hit_history", "heparin_allergy"})
+HEPARIN_SPECIFIC = frozenset(_HEPARIN_SPECIFIC)
+# v2 §18.4: these with a heparin draft are critical; hit_history / heparin_allergy a warning.
+HIT_CRITICAL = ("hit_acute", "hit_recent", "hit_suspected")
 # §11: "UFH 5,000 U SC two or three times daily" (the values renal.ufh_doses_per_day allows).
 UFH_PROPHYLACTIC_DOSES_PER_DAY = (2, 3)
 FINDING_KINDS = ("contraindicated", "switch_product", "undeterminable", "dose_change",
@@ -75,6 +77,13 @@ class OrderContext:
     critical_criteria: tuple[str, ...] = ()
     pregnant: bool = False
     current_orders: tuple[tuple[MedicationOrder, OrderClass | None], ...] = ()
+    # v2
+    renal_replacement: bool | None = None
+    ecmo: bool = False
+    other_indication: bool = False
+    pathway: str | None = None
+    non_heparin_running: tuple[str, ...] = ()
+    platelets_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,11 +108,14 @@ class Finding:
     reasons: tuple[str, ...] = ()
     proposed: Proposed | None = None
     missing: tuple[str, ...] = ()
+    # v2: the card indicator the rules give this finding ("info" | "warning" | "critical");
+    # None leaves it to the card builder.
+    urgency: str | None = None
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "reasons": list(self.reasons),
                 "proposed": self.proposed.to_json() if self.proposed else None,
-                "missing": list(self.missing)}
+                "missing": list(self.missing), "urgency": self.urgency}
 
 
 @dataclass(frozen=True)
@@ -154,7 +166,33 @@ def _regimen(ctx: OrderContext, p: Policy) -> Regimen:
     return recommend_regimen(contraindications=(), already_therapeutic=False,
                              crcl_ml_min=ctx.crcl_ml_min, crcl_lt_30=ctx.crcl_lt_30,
                              bmi=ctx.bmi, weight_kg=ctx.weight_kg, policy=p,
-                             crcl_bound=ctx.crcl_bound)
+                             crcl_bound=ctx.crcl_bound, renal_replacement=ctx.renal_replacement)
+
+
+def _row1(ctx: OrderContext, codes: tuple[str, ...], p: Policy) -> Regimen:
+    """§11 row 1 for these heparin-specific codes: fondaparinux, or null with its notes."""
+    return recommend_regimen(contraindications=codes, already_therapeutic=False,
+                             crcl_ml_min=ctx.crcl_ml_min, crcl_lt_30=ctx.crcl_lt_30,
+                             bmi=ctx.bmi, weight_kg=ctx.weight_kg, policy=p,
+                             crcl_bound=ctx.crcl_bound, renal_replacement=ctx.renal_replacement,
+                             platelets_known=ctx.platelets_known)
+
+
+def _weight_low(ctx: OrderContext, p: Policy) -> bool:
+    return ctx.weight_kg is not None and nm.cmp_lt(ctx.weight_kg, p["antixa.trigger_weight_low_kg"], p)
+
+
+def _accepted_equivalent(draft: MedicationOrder, ctx: OrderContext, regimen: Regimen,
+                         p: Policy) -> bool:
+    """§11 v2: an obesity equivalent at BMI >= 40, or a low-weight dose under 50 kg."""
+    if draft.ingredient != "enoxaparin":
+        return False
+    if regimen.basis == "bmi_ge_40" and any(
+            _matches(draft, Proposed("enoxaparin", mg, None, int(n)), p)
+            for mg, n in p["orders.bmi_tier2_equivalents"]):
+        return True
+    return _weight_low(ctx, p) and _same(draft.doses_per_day, 1, p) and any(
+        _same(draft.dose_mg, mg, p) for mg in p["orders.low_weight_accepted_mg"])
 
 
 def _fixed_prophylactic(ingredient: str, p: Policy) -> list[Proposed]:
@@ -208,10 +246,12 @@ def _prophylactic_target(draft: MedicationOrder, ctx: OrderContext, regimen: Reg
     return _fixed_prophylactic(name, p)[0], (f"{name}_prophylactic_dose",)
 
 
-def _intent(draft: MedicationOrder, cls: OrderClass, regimen: Regimen,
-            p: Policy) -> Literal["prophylactic", "escalated"]:
+def _intent(draft: MedicationOrder, cls: OrderClass, regimen: Regimen, p: Policy,
+            ctx: OrderContext) -> Literal["prophylactic", "escalated"]:
     target = _regimen_order(regimen)
     if cls == "prophylactic" or (target is not None and _matches(draft, target, p)):
+        return "prophylactic"
+    if _accepted_equivalent(draft, ctx, regimen, p):
         return "prophylactic"
     if any(_matches(draft, fixed, p) for fixed in _fixed_prophylactic(draft.ingredient, p)):
         return "prophylactic"
@@ -241,26 +281,52 @@ def _contraindication(draft: MedicationOrder, ctx: OrderContext, p: Policy,
     low = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound, p["hit.fondaparinux_min_crcl"], p)
     ci = ctx.contraindications
     if name == "fondaparinux":
-        ci = tuple(c for c in ci if c not in HEPARIN_SPECIFIC)
+        cls = classify_order(draft, ctx.weight_kg, ctx.crcl_lt_30, p)
+        # heparin-specific codes do not stop fondaparinux; acute HIT stops a prophylaxis-only plan
+        ci = tuple(c for c in ci if c not in HEPARIN_SPECIFIC
+                   and not (c == "hit_acute" and cls == "therapeutic"))
+        label = ()
         if low is True:
-            ci += ("fondaparinux_crcl_lt_30",)
+            label += ("fondaparinux_crcl_lt_30",)
         elif low is None:
             notes.add("confirm_renal_function")
-        if ci:
+        if ctx.weight_kg is not None and \
+                nm.cmp_lt(ctx.weight_kg, p["hit.fondaparinux_min_weight_kg"], p):
+            label += ("fondaparinux_weight_lt_50",)
+        if ci or label:
             notes.add("mechanical_prophylaxis")
-        return Finding("contraindicated", ci) if ci else None
+            # label floors alone: warning (§18.4); with a §10.1 stop: critical
+            return Finding("contraindicated", ci + label, urgency="critical" if ci else "warning")
+        return None
+    if name in HEPARINS and ctx.non_heparin_running:
+        # §10.1: argatroban, bivalirudin or therapeutic fondaparinux running: no heparin
+        return Finding("contraindicated", tuple(ci) + ("non_heparin_anticoagulant_running",),
+                       urgency="critical")
     if not ci:
         return None
-    if ci == ("hit_history",) and name in HEPARINS:
+    if any(c not in HEPARIN_SPECIFIC for c in ci) or any(c in HIT_CRITICAL for c in ci):
+        notes.add("mechanical_prophylaxis")
+        if "hit_recent" in ci and not ctx.platelets_known:
+            notes.add("hit_needs_platelets")
+        return Finding("contraindicated", ci, urgency="critical")
+    # only hit_history and/or heparin_allergy: warning; switch when §11 row 1 gives fondaparinux
+    row1 = _row1(ctx, ci, p)
+    notes.update(n for n in row1.notes if n in (
+        "fondaparinux_needs_weight", "fondaparinux_low_weight", "fondaparinux_moderate_renal",
+        "confirm_renal_function"))
+    if row1.drug == "fondaparinux":
+        regimen = _regimen(ctx, p)
         cls = classify_order(draft, ctx.weight_kg, ctx.crcl_lt_30, p)
-        if low is False and cls == "prophylactic":
-            return Finding("switch_product", ("hit_history",),
-                           Proposed("fondaparinux", p["hit.fondaparinux_mg"], None, 1))
+        if cls is not None and _intent(draft, cls, regimen, p, ctx) == "prophylactic":
+            return Finding("switch_product", ci,
+                           Proposed("fondaparinux", row1.dose_mg, None, 1), urgency="warning")
+        notes.add("hit_avoid_heparin")
+    elif low is False:
+        notes.add("hit_avoid_heparin")     # CrCl is fine: the reason is weight (or unknown weight)
+    else:
         notes.add("hit_non_heparin_agent")
-        if low is None:
-            notes.add("confirm_renal_function")
     notes.add("mechanical_prophylaxis")
-    return Finding("contraindicated", ci)
+    return Finding("contraindicated", ci, urgency="warning")
 
 
 def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> OrderCheck:
@@ -290,8 +356,9 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
 
     regimen = _regimen(ctx, p)
     notes.update(n for n in regimen.notes if n in ("confirm_renal_function", "crcl_lt_15"))
-    intent = _intent(draft, cls, regimen, p)
-    severe = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound, p["renal.severe_crcl_cutoff"], p) is True
+    intent = _intent(draft, cls, regimen, p, ctx)
+    severe = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound, p["renal.severe_crcl_cutoff"], p) is True \
+        or ctx.renal_replacement is True
     others = [o for o, c in ctx.current_orders if c == "therapeutic"
               and (o.source is None or o.source != draft.source)]
     duplicate = Finding("already_anticoagulated", ("current_therapeutic_dose",)) if others else None
@@ -303,30 +370,42 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
         if duplicate:  # §11 row 3: nothing is added on top of therapeutic anticoagulation
             return result(duplicate, cls=cls, intent=intent)
         if name in LMWH and severe:
-            return result(Finding("switch_product", ("crcl_lt_15",), _ufh(p)),
+            return result(Finding("switch_product", ("crcl_lt_15",), _ufh(p), urgency="warning"),
                           cls=cls, intent=intent)
         target, reasons = _prophylactic_target(draft, ctx, regimen, p, notes)
         if target is None or (name == "enoxaparin" and regimen.basis == "pending_weight"
                               and not _matches(draft, target, p)):
             return result(Finding("undeterminable", ("bmi_unknown",),
                                   missing=_missing_for_bmi(ctx)), cls=cls, intent=intent)
-        if not _matches(draft, target, p):
-            findings.append(Finding("dose_change", reasons, target))
+        accepted = _accepted_equivalent(draft, ctx, regimen, p)
+        # never suggest a higher dose under 50 kg (§11 v2)
+        increase = _weight_low(ctx, p) and target.ingredient == name and \
+            (_dose(draft) or 0) < ((target.dose_units if name in IU_DOSED else target.dose_mg) or 0)
+        if not accepted and not increase and not _matches(draft, target, p):
+            urgency = {"bmi_ge_30": p["cards.bmi_tier1_indicator"],
+                       "bmi_ge_40": p["cards.bmi_tier2_indicator"]}.get(reasons[0], "warning") \
+                if reasons else "warning"
+            findings.append(Finding("dose_change", reasons, target, urgency=urgency))
             resulting = replace(draft, dose_mg=target.dose_mg, dose_units=target.dose_units,
                                 doses_per_day=target.doses_per_day, route=target.route,
                                 continuous=False)
         if name == "enoxaparin" and regimen.basis == "pending_weight":
             notes.add("pending_weight")
     else:
-        if ctx.critically_ill is True:
-            evidence = "critically_ill_prophylactic_only"
-            findings.append(Finding("escalation_in_critically_ill", (cls,)))
-            if "ECMO" in ctx.critical_criteria:
-                notes.add("ecmo")
-        elif ctx.critically_ill is None:
-            notes.add("severity_unknown")
-        if ctx.cautions:
-            findings.append(Finding("escalation_with_caution", tuple(ctx.cautions)))
+        if ctx.ecmo or ctx.other_indication or (
+                ctx.pathway == "therapeutic_candidate" and cls == "therapeutic"):
+            # §13.1/§18.4: no escalation warning on ECMO (its own protocol), with another
+            # indication for anticoagulation, or for a therapeutic draft that is the recommendation
+            notes.add("ecmo" if ctx.ecmo else "other_anticoagulation_indication"
+                      if ctx.other_indication else "therapeutic_candidate")
+        else:
+            if ctx.critically_ill is True:
+                evidence = "critically_ill_prophylactic_only"
+                findings.append(Finding("escalation_in_critically_ill", (cls,)))
+            elif ctx.critically_ill is None:
+                notes.add("severity_unknown")
+            if ctx.cautions:
+                findings.append(Finding("escalation_with_caution", tuple(ctx.cautions)))
         if name == "enoxaparin" and cls == "therapeutic" and ctx.crcl_lt_30 is True \
                 and nm.cmp_ge(draft.doses_per_day, 2, p):
             target = Proposed("enoxaparin", draft.dose_mg, None, 1, draft.route or "subcutaneous")
@@ -349,7 +428,11 @@ def context_from_assessment(assessment: Any) -> OrderContext:
         contraindications=a.safety.contraindications,
         cautions=a.safety.escalation_cautions, critically_ill=a.critical_illness.critically_ill,
         critical_criteria=a.critical_illness.criteria, pregnant=a.pregnant,
-        current_orders=a.safety.orders)
+        current_orders=a.safety.orders, renal_replacement=a.renal.renal_replacement,
+        ecmo=a.inputs.respiratory.ecmo,
+        other_indication=a.safety.other_anticoagulation_indication,
+        pathway=a.recommendation.pathway, non_heparin_running=a.safety.non_heparin_running,
+        platelets_known=a.inputs.platelets is not None)
 
 
 def check_order(draft: MedicationOrder, assessment: Any, policy: Policy) -> OrderCheck:

@@ -17,15 +17,29 @@ from typing import Any, Mapping
 NUM, INT, BOOL, STR, NUM_OR_NULL, INT_OR_NULL, STR_OR_NULL = (
     "number", "integer", "boolean", "string", "number|null", "integer|null", "string|null")
 RANGE_OR_NULL, STR_LIST = "[low, high]|null", "list[string]"
+NUM_LIST, DOSE_PAIRS = "list[number]", "list[[mg, doses/day]]"
+
+# v1 key names still accepted in a policy file, and the key each one now sets (§16).
+ALIASES = {"scope.require_covid_condition": "scope.require_covid"}
 
 _MODALITIES = {"IMV", "NIV", "CPAP", "HFNC", "ECMO", "low-flow"}
 
 # key: (default, type, allowed values or None)
 DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "numeric.compare_decimals": (6, INT, None),
-    "scope.require_covid_condition": (False, BOOL, None),
+    # §1a scope (v2)
+    "scope.require_covid": (True, BOOL, None),
+    "scope.covid_test_days": (14, NUM, None),
+    "scope.covid_condition_days": (21, NUM, None),
+    "scope.order_hook_extra_classes": (["EMER"], STR_LIST, None),
+    "scope.min_age_years": (18, NUM, None),
+    "scope.require_inpatient": (True, BOOL, None),
+    "scope.encounter_statuses": (["in-progress", "onleave"], STR_LIST, None),
+    "scope.inpatient_classes": (["IMP", "ACUTE", "NONAC", "OBSENC", "SS"], STR_LIST, None),
     "codes.extra_file": (None, STR_OR_NULL, None),
     "cards.not_determinable": ("info_card", STR, {"info_card", "no_card"}),
+    "cards.bmi_tier1_indicator": ("info", STR, {"info", "warning", "critical"}),
+    "cards.bmi_tier2_indicator": ("warning", STR, {"info", "warning", "critical"}),
     "window.labs_hours": (72, NUM, None),
     "window.blood_gas_hours": (24, NUM, None),
     "window.vitals_hours": (24, NUM, None),
@@ -38,6 +52,7 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "window.height_days": (None, NUM_OR_NULL, None),
     "window.pregnancy_status_days": (30, NUM, None),
     "window.future_tolerance_minutes": (5, NUM, None),
+    "window.platelet_trend_days": (14, NUM, None),
     "bloodgas.fio2_pairing_minutes": (60, NUM, None),
     "ibw.extrapolate_below_152_4_cm": (True, BOOL, None),
     "crcl.weight_basis": ("pharmacy_rule", STR,
@@ -80,6 +95,9 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "dosing.round_bmi_before_compare": (False, BOOL, None),
     "hit.fondaparinux_mg": (2.5, NUM, None),
     "hit.fondaparinux_min_crcl": (30.0, NUM, None),
+    "hit.fondaparinux_min_weight_kg": (50.0, NUM, None),
+    "hit.fondaparinux_moderate_crcl_below": (50.0, NUM, None),
+    "hit.fondaparinux_moderate_mg": (2.5, NUM, None),
     "safety.platelets_abs_min": (25, NUM, None),
     "safety.fibrinogen_abs_min_g_l": (0.5, NUM, None),
     "safety.platelets_caution_min": (50, NUM, None),
@@ -87,6 +105,19 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "safety.fibrinogen_caution_min_g_l": (1.0, NUM, None),
     "safety.recent_bleeding_days": (30, NUM, None),
     "safety.hit_lookback_days": (None, NUM_OR_NULL, None),
+    "safety.hit_acute_days": (100, NUM, None),
+    "safety.recent_ich_days": (90, NUM, None),
+    # Keys below are not in §16: numbers §10.1/§10.2 state without a key (added keys).
+    "safety.hit_recovered_platelets": (150, NUM, None),
+    "safety.hit_suspected_heparin_days": (5, NUM, None),
+    "safety.hit_suspected_fall_fraction": (0.5, NUM, None),
+    "safety.hit_suspected_low_platelets": (100, NUM, None),
+    "safety.hit_suspected_from_platelets": (150, NUM, None),
+    "safety.severe_liver_inr": (1.5, NUM, None),
+    "safety.bridge_inr_below": (2.0, NUM, None),
+    "safety.severe_liver_bilirubin_mg_dl": (2.0, NUM, None),
+    "orders.low_weight_accepted_mg": ([30, 40], NUM_LIST, None),
+    "orders.bmi_tier2_equivalents": ([[80, 1], [40, 2]], DOSE_PAIRS, None),
     "orders.q12h_therapeutic_mg_kg": (0.7, NUM, None),
     "orders.q12h_intermediate_mg_kg": (0.4, NUM, None),
     "orders.daily_therapeutic_above_mg_kg": (1.4, NUM, None),
@@ -114,9 +145,17 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     # §10.2/§13: HEP-COVID excluded CrCl < 15 and Cleveland Clinic 2020 moves to UFH below 10-15;
     # below this an LMWH prophylaxis draft is switched to UFH (order check) and cards say so.
     "renal.severe_crcl_cutoff": (15.0, NUM, None),
+    # §11 "creatinine not at steady state": KDIGO AKI rise of >= 0.3 mg/dL in 48 h (added keys).
+    "renal.creatinine_change_mg_dl": (0.3, NUM, None),
+    "renal.creatinine_change_hours": (48, NUM, None),
+    # §13.1 therapeutic dose (the per-kg dose is a §16 key; rounding step and ceiling added keys).
+    "therapeutic.enoxaparin_mg_per_kg": (1.0, NUM, None),
+    "therapeutic.round_to_mg": (10, NUM, None),
+    "therapeutic.max_dose_mg": (150, NUM, None),
     # §11: Piagnerelli's 50 IU/kg = 0.5 mg/kg enoxaparin, shown as an informational figure only.
     "dosing.info_mg_per_kg": (0.5, NUM, None),
     "antixa.trigger_bmi": (40.0, NUM, None),
+    "antixa.pregnancy_trigger": (False, BOOL, None),
     "antixa.trigger_weight_high_kg": (120.0, NUM, None),
     "antixa.trigger_weight_low_kg": (50.0, NUM, None),
     "antixa.target_prophylactic": ([0.2, 0.5], RANGE_OR_NULL, None),
@@ -158,6 +197,10 @@ def _check(key: str, value: Any) -> Any:
         "list[string]": isinstance(value, list) and all(isinstance(x, str) for x in value),
         "[low, high]": isinstance(value, list) and len(value) == 2 and all(map(_is_num, value))
         and value[0] <= value[1],
+        "list[number]": isinstance(value, list) and all(map(_is_num, value)),
+        "list[[mg, doses/day]]": isinstance(value, list) and all(
+            isinstance(x, list) and len(x) == 2 and all(map(_is_num, x)) and x[0] > 0 and x[1] > 0
+            for x in value),
     }[base]
     if not ok:
         raise PolicyError(f"policy key {key!r} expects {kind}, got {value!r}")
@@ -168,7 +211,8 @@ def _check(key: str, value: Any) -> Any:
         bad = [x for x in items if x not in allowed]
         if bad:
             raise PolicyError(f"policy key {key!r}: {bad!r} not among {sorted(map(str, allowed))}")
-    if base == "number" and key.startswith(("window.", "renal.", "dosing.", "safety.", "antixa.")) \
+    if base == "number" and key.startswith(("window.", "renal.", "dosing.", "safety.", "antixa.",
+                                            "scope.", "hit.", "therapeutic.")) \
             and value < 0:
         raise PolicyError(f"policy key {key!r} must not be negative, got {value!r}")
     return value
@@ -178,7 +222,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
         key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and key not in DEFAULTS:
+        if isinstance(v, Mapping) and key not in DEFAULTS and key not in ALIASES:
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
@@ -198,6 +242,12 @@ class Policy:
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> "Policy":
         flat = _flatten(overrides)
+        for old, new in ALIASES.items():
+            if old in flat:
+                value = flat.pop(old)
+                if new in flat and flat[new] != value:
+                    raise PolicyError(f"policy keys {old!r} (alias) and {new!r} disagree")
+                flat[new] = value
         unknown = sorted(set(flat) - set(DEFAULTS))
         if unknown:
             raise PolicyError(f"unknown policy key(s): {', '.join(unknown)}")
@@ -243,11 +293,17 @@ def rounded(value: float, policy: Policy) -> float:
 # matching prefix; clinical-rules.md section numbers, then the primary source it cites.
 SOURCES: dict[str, str] = {
     "numeric.": "§0 threshold comparison (round to 6 dp, then compare)",
-    "scope.": "§16; product scope (hooks fire only for hospitalised COVID-19 patients by EHR configuration)",
+    "scope.": "§1a NIH 2024 (final); ISTH 2023 update: evidence is for hospitalised adults with COVID-19",
+    "scope.order_hook_extra_classes": "§1a admission orders written in the emergency department (HIT and duplicate checks)",
+    "scope.encounter_statuses": "§1a; fhir-data-requirements §2a (current Encounter)",
+    "scope.inpatient_classes": "§1a; HL7 v3-ActCode Encounter classes (fhir-data-requirements §2a)",
+    "scope.min_age_years": "§1a Cockcroft-Gault and every dose here are for adults",
     "codes.": "fhir-data-requirements §1 (code data file, merged by union)",
     "cards.": "product decision (issue 5): info card or no card when advice is not determinable",
+    "cards.bmi_tier": "§11 v2 urgency of a BMI-tier difference (a standard dose at BMI 30-<40 is not wrong by any guideline)",
     "window.": "fhir-data-requirements §1.2 lookback windows; clinical-rules §16",
     "window.future_tolerance_minutes": "fhir-data-requirements §1.1 (clock skew for future-dated data)",
+    "window.platelet_trend_days": "§10.1 hit_suspected; ASH 2018 HIT (Cuker 2018, platelet monitoring on heparin)",
     "bloodgas.": "fhir-data-requirements §3 (PaO2/FiO2 pairing)",
     "ibw.": "§2 Devine 1974 (unverified)",
     "crcl.": "§3 Cockcroft & Gault 1976; pharmacy weight rule (AdjBW factor 0.4, trigger 1.2 × IBW)",
@@ -257,6 +313,7 @@ SOURCES: dict[str, str] = {
     "renal.preferred_agent": "§11 row 4: enoxaparin label; UFH per ACC (Bikdeli 2020, unverified)",
     "renal.enoxaparin_mg": "§11 row 4: enoxaparin label, 30 mg once daily at CrCl < 30",
     "renal.ufh_": "§11 row 4: UFH 5,000 U SC q8-12 h (Bikdeli 2020, unverified)",
+    "renal.creatinine_change_": "§11 v2 creatinine not at steady state: KDIGO AKI rise >= 0.3 mg/dL in 48 h (added key)",
     "renal.severe_crcl_cutoff": "§10.2/§13: HEP-COVID excluded CrCl < 15; Cleveland Clinic 2020 uses UFH at low CrCl (added key)",
     "d_dimer.marked_": "§4 Tang 2020 (D-dimer > 6× ULN)",
     "d_dimer.default_uln": "§4 Tang 2020 (Tongji ULN 0.5 µg/mL FEU); DDU ≈ FEU/2",
@@ -268,6 +325,11 @@ SOURCES: dict[str, str] = {
     "dosing.": "§11 Piagnerelli 2020 (BMI tiers); enoxaparin label, Bikdeli 2020, Schulman 2022 (40 mg standard)",
     "dosing.info_mg_per_kg": "§11 Piagnerelli 2020: 50 IU/kg = 0.5 mg/kg, information only (added key)",
     "hit.": "§11 row 1: fondaparinux 2.5 mg daily, not below CrCl 30 (label, unverified)",
+    "hit.fondaparinux_min_weight_kg": "§11 v2 fondaparinux (Arixtra) label: prophylaxis contraindicated below 50 kg",
+    "hit.fondaparinux_moderate_": "§11 v2 fondaparinux EU SmPC: 1.5 mg daily at CrCl 20-50 (site choice)",
+    "therapeutic.": "§13.1 v2 enoxaparin label treatment dosing 1 mg/kg q12h (once daily at CrCl 15-<30); ATTACC/ACTIV-4a/REMAP-CAP 2021",
+    "therapeutic.round_to_mg": "§13.1 v2 60-150 mg syringes graduated in 10 mg steps (added key)",
+    "therapeutic.max_dose_mg": "§13.1 v2 largest syringe 150 mg; above it the local protocol (added key)",
     "safety.platelets_abs_min": "§10.1 ISTH interim 2020; ASH 2020 FAQ; HEP-COVID exclusion",
     "safety.fibrinogen_abs_min_g_l": "§10.1 ASH 2020 COVID FAQ (as tabulated)",
     "safety.platelets_caution_min": "§10.2 NIH 2022 (trial exclusions)",
@@ -275,18 +337,27 @@ SOURCES: dict[str, str] = {
     "safety.fibrinogen_caution_min_g_l": "§10.2 ASH 2020 COVID FAQ (as tabulated)",
     "safety.recent_bleeding_days": "§10.2 NIH 2022 (bleeding within 30 days)",
     "safety.hit_lookback_days": "§10.1 enoxaparin label (HIT ever; HEP-COVID used 100 days)",
+    "safety.hit_acute_days": "§10.1 v2 Warkentin & Kelton, N Engl J Med 2001;344:1286 (100 days); enoxaparin label",
+    "safety.hit_recovered_platelets": "§10.1 v2 Cuker 2018 ASH HIT (acute until platelet recovery, 150) (added key)",
+    "safety.hit_suspected_": "§10.1 v2 Cuker 2018 ASH HIT (fall >= 50 % or to < 100 from >= 150 after >= 5 days of heparin; 4Ts) (added key)",
+    "safety.bridge_inr_below": "§10.4 v2 duplicate urgency info: a VKA with a parenteral agent while INR < 2 (bridge) (added key)",
+    "safety.recent_ich_days": "§10.2 v2 HEP-COVID and multiplatform trials excluded recent intracranial haemorrhage",
+    "safety.severe_liver_": "§10.2 v2 HEP-COVID exclusion (hepatic dysfunction with INR > 1.5; bilirubin >= 2.0 mg/dL) (added key)",
     "orders.": "§10.3 trial-pooled mg/kg cut-offs (Clin Transl Sci 2023, PMC10499427); INSPIRATION 2021",
     "orders.no_weight_": "§10.3 'Enoxaparin, weight unknown' row (added key)",
     "orders.lmwh_iu_": "§10.3 dalteparin/tinzaparin row (unverified; added key)",
     "orders.dalteparin_": "§10.3, §11 equivalents: dalteparin 5,000 IU daily (added key)",
     "orders.tinzaparin_": "§10.3, §11 equivalents: tinzaparin 4,500 IU daily (added key)",
     "orders.fondaparinux_": "§10.3 fondaparinux row (unverified; added key)",
+    "orders.low_weight_accepted_mg": "§11 v2 weight < 50 kg: 30 or 40 mg once daily accepted (enoxaparin label)",
+    "orders.bmi_tier2_equivalents": "§11 v2 obesity equivalents: 40 mg twice daily = 80 mg once daily at BMI >= 40",
     "orders.rivaroxaban_": "§10.3 DOAC row, ISTH 2022 Table 1 (added key)",
     "orders.apixaban_": "§10.3 DOAC row, ISTH 2022 Table 1 (added key)",
     "antixa.trigger_": "§12 Piagnerelli 2020; Quest Diagnostics FAQ; UW Medicine anticoagulation services",
     "antixa.target_prophylactic": "§12 prophylactic peak 0.2-0.5 IU/mL (institutional guidance)",
     "antixa.target_intermediate": "§12 no validated range (unverified)",
     "antixa.target_therapeutic": "§12 Garcia 2012 (CHEST) (unverified)",
+    "antixa.pregnancy_trigger": "§12 v2 ASH 2018 VTE in pregnancy: no routine anti-Xa monitoring",
     "antixa.trough_max": "§12 Piagnerelli 2020 (trough in renal failure)",
     "antixa.peak_hours_post_dose": "§12 peak 4 h after an SC dose (range 3-5 h)",
     "antixa.steady_state_after_dose": "§12 steady state after the 3rd dose",

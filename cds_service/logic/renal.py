@@ -20,6 +20,17 @@ Only the default rule names a fallback for an unknown IBW, so the explicit optio
 CrCl null rather than silently switch weight.
 
 `crcl_lt_30` = CrCl < `renal.crcl_cutoff` (30.0), strictly: exactly 30.0 is false.
+
+v2 (§11):
+- `crcl_actual_weight_ml_min`: Cockcroft–Gault on actual weight, whenever it can be computed
+  (shown beside CrCl in renal impairment with obesity, note `renal_obesity`).
+- `creatinine_unstable`: two creatinine results (labs window) within
+  renal.creatinine_change_hours (48) that differ by >= renal.creatinine_change_mg_dl (0.3;
+  KDIGO AKI) -> true; false when two or more results exist and no such pair; null with fewer
+  than two. `creatinine_rising`: such a pair where the later is the higher (nulls the
+  therapeutic dose, §13.1). Results reported as a bound are not used.
+- `renal_replacement`: dialysis/CRRT in progress or within 72 h, or active ESKD (fhir/ reads
+  it); null when no such data could be read.
 A creatinine with a comparator (">10 mg/dL") gives no CrCl value, but `crcl_lt_30` is set
 when the bound settles it (CrCl falls as SCr rises).
 """
@@ -48,6 +59,10 @@ class Renal:
     scr_used_mg_dl: float | None = None         # after the optional floor
     crcl_bound: tuple[str, float] | None = None  # ("<", 12.3) when SCr was a bound
     missing: tuple[str, ...] = ()
+    crcl_actual_weight_ml_min: float | None = None
+    creatinine_unstable: bool | None = None
+    creatinine_rising: bool = False
+    renal_replacement: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +70,10 @@ class Renal:
             "crcl_ml_min": nm.display_field("crcl_ml_min", self.crcl_ml_min),
             "crcl_weight_basis": self.crcl_weight_basis,
             "crcl_lt_30": self.crcl_lt_30,
+            "crcl_actual_weight_ml_min": nm.display_field("crcl_ml_min",
+                                                          self.crcl_actual_weight_ml_min),
+            "creatinine_unstable": self.creatinine_unstable,
+            "renal_replacement": self.renal_replacement,
             "weight_used_kg": nm.display_field("weight_used_kg", self.weight_used_kg),
             "creatinine_bound": nm.bound_json(self.creatinine.comparator, self.creatinine.value)
             if self.creatinine else None,
@@ -91,6 +110,26 @@ def choose_weight(anthro: Anthropometrics, policy: Policy) -> tuple[float | None
 def cockcroft_gault(age: int, sex: str, weight_kg: float, scr_mg_dl: float) -> float:
     crcl = (140 - age) * weight_kg / (72 * scr_mg_dl)
     return crcl * FEMALE_FACTOR if sex == "female" else crcl
+
+
+def creatinine_change(series: tuple[Measurement, ...],
+                      policy: Policy) -> tuple[bool | None, bool]:
+    """(creatinine_unstable, creatinine_rising) from results oldest first (§11)."""
+    exact = sorted((m for m in series if m.comparator is None and m.time is not None),
+                   key=lambda m: m.time)
+    if len(exact) < 2:
+        return None, False
+    window = policy["renal.creatinine_change_hours"] * 3600
+    step = policy["renal.creatinine_change_mg_dl"]
+    unstable = rising = False
+    for i, a in enumerate(exact):
+        for b in exact[i + 1:]:
+            if (b.time - a.time).total_seconds() > window:
+                break
+            if nm.cmp_ge(abs(b.value - a.value), step, policy):
+                unstable = True
+                rising = rising or b.value > a.value
+    return unstable, rising
 
 
 def compute(inputs: PatientInputs, anthro: Anthropometrics, policy: Policy) -> Renal:
@@ -130,8 +169,14 @@ def compute(inputs: PatientInputs, anthro: Anthropometrics, policy: Policy) -> R
             lo, hi = nm.interval(crcl_edge, bound[0], policy, floor=0.0)
             lt30 = nm.exact(nm.settle(lambda c: nm.cmp_lt(c, cutoff, policy), lo, hi))
     computed = crcl is not None or bound is not None
+    actual = None
+    if not missing and creat is not None and anthro.weight_kg is not None:
+        actual = cockcroft_gault(age, sex, anthro.weight_kg, scr_used(creat))  # type: ignore[arg-type]
+    unstable, rising = creatinine_change(inputs.creatinine_series, policy)
+    rrt = inputs.renal_replacement.present if inputs.renal_replacement is not None else None
     return Renal(
         creatinine_mg_dL=creat, crcl_ml_min=crcl, crcl_weight_basis=basis if computed else None,
         crcl_lt_30=lt30, weight_used_kg=weight if computed else None,
         creatinine=scr_m, scr_used_mg_dl=scr_used(creat) if creat is not None else None,
-        crcl_bound=bound, missing=tuple(missing))
+        crcl_bound=bound, missing=tuple(missing), crcl_actual_weight_ml_min=actual,
+        creatinine_unstable=unstable, creatinine_rising=rising, renal_replacement=rrt)

@@ -29,25 +29,56 @@ Rubric (every threshold a policy key; values compared after rounding to 6 dp)
   - rivaroxaban > 10 mg/day, apixaban > 5 mg/day therapeutic, else prophylactic; dabigatran,
     edoxaban, VKA, argatroban, bivalirudin: therapeutic for any active order;
   - an order whose dose or frequency is needed and unknown has no class; antiplatelets have none.
+- v2 HIT (§10.1), at most one of `hit_acute`, `hit_recent`, `hit_history` (first that applies):
+  a HIT record with a DATED onset within safety.hit_acute_days (100) of `now` is `hit_acute` when
+  the latest platelet count is < safety.hit_recovered_platelets (150), `hit_recent` when it is
+  >= 150 or there is none (a bound that does not settle counts as none); every other HIT record
+  (older, or undated: a recordedDate never makes HIT recent) is `hit_history`.
+  [Cuker 2018 ASH HIT; Warkentin & Kelton, N Engl J Med 2001;344:1286; enoxaparin label]
+- `hit_suspected` (v2): no HIT recorded; heparin started >= safety.hit_suspected_heparin_days (5)
+  days before `now`; in the platelet trend (window.platelet_trend_days) since heparin started,
+  the latest count fell by >= safety.hit_suspected_fall_fraction (50 %) from the highest
+  earlier count, or to < safety.hit_suspected_low_platelets (100) from >= 150. [ASH 2018; 4Ts]
+- Heparin-specific (stop heparins only): hit_recent, hit_suspected, hit_history, heparin_allergy.
+- A running non-heparin therapeutic anticoagulant (argatroban, bivalirudin, fondaparinux
+  >= orders.fondaparinux_therapeutic_mg_day) blocks every heparin suggestion:
+  `non_heparin_anticoagulant_running`.
+- v2 cautions: `recent_intracranial_haemorrhage` (onset within safety.recent_ich_days);
+  `severe_liver_disease` (INR > safety.severe_liver_inr with no VKA or DOAC active, and
+  bilirubin >= safety.severe_liver_bilirubin_mg_dl) [HEP-COVID exclusion];
+  `dual_antiplatelet_therapy` counts active MedicationStatements too.
+- §10.4 exposure: `anticoagulants_active` = anticoagulant ingredients of active orders and
+  active statements (unmapped anticoagulant codes included; flushes never reach here).
+  `duplicate` when there are >= 2 (the same ingredient twice counts), with urgency: `info` for
+  a VKA with only parenteral anticoagulants while the latest INR < 2 (the deliberate bridge),
+  else `critical` when two orders are therapeutic-class, else `warning`.
 - `current_order_class` = the highest class over active anticoagulant orders (null if none);
   `already_therapeutic` = that class is "therapeutic".
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Iterable, Literal
 
 from . import numeric as nm
-from .inputs import Flag, Measurement, MedicationOrder
+from .inputs import Flag, HitRecord, Measurement, MedicationOrder
 from .policy import Policy
 
 OrderClass = Literal["prophylactic", "intermediate", "therapeutic"]
 CLASS_RANK = {"prophylactic": 1, "intermediate": 2, "therapeutic": 3}
 
-CONTRAINDICATIONS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5", "hit_history",
-                     "heparin_allergy")
+CONTRAINDICATIONS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5", "hit_acute",
+                     "hit_recent", "hit_suspected", "hit_history", "heparin_allergy")
 CAUTIONS = ("platelets_lt_50", "hemoglobin_lt_8", "fibrinogen_lt_1.0", "dual_antiplatelet_therapy",
-            "recent_bleeding", "bleeding_disorder")
+            "recent_bleeding", "bleeding_disorder", "recent_intracranial_haemorrhage",
+            "severe_liver_disease")
+HIT_CODES = ("hit_acute", "hit_recent", "hit_suspected", "hit_history")
+HEPARIN_SPECIFIC = ("hit_recent", "hit_suspected", "hit_history", "heparin_allergy")
+ALL_ANTICOAGULANT_STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
+NON_HEPARIN_THERAPEUTIC = frozenset({"argatroban", "bivalirudin", "fondaparinux"})
+PARENTERAL = frozenset({"enoxaparin", "dalteparin", "tinzaparin", "heparin", "fondaparinux",
+                        "argatroban", "bivalirudin"})
 LMWH = frozenset({"enoxaparin", "dalteparin", "tinzaparin"})
 HEPARINS = LMWH | {"heparin"}
 ALWAYS_THERAPEUTIC = frozenset({"dabigatran", "edoxaban", "warfarin", "phenprocoumon",
@@ -64,18 +95,78 @@ def lab_below(m: Measurement | None, limit: float, policy: Policy) -> bool | Non
     return None if points is None else points == 1
 
 
+def lab_above(m: Measurement | None, limit: float, policy: Policy) -> bool:
+    """Is the lab value > limit, settled (a bound counts only when it settles it)?"""
+    if m is None:
+        return False
+    if m.comparator is None:
+        return nm.cmp_gt(m.value, limit, policy)
+    if m.comparator == ">":
+        return nm.cmp_ge(m.value, limit, policy)
+    if m.comparator == ">=":
+        return nm.cmp_gt(m.value, limit, policy)
+    return False
+
+
 def _below(m: Measurement | None, limit: float, policy: Policy) -> bool:
     return lab_below(m, limit, policy) is True
 
 
+def hit_status(*, hit_records: Iterable[HitRecord], hit_history: bool,
+               platelets: Measurement | None, now: datetime, policy: Policy) -> str | None:
+    """`hit_acute`, `hit_recent`, `hit_history` or None (§10.1 v2; at most one)."""
+    records = tuple(hit_records)
+    lookback = policy["safety.hit_lookback_days"]
+    if lookback is not None:
+        records = tuple(r for r in records
+                        if r.onset is None or r.onset >= now - timedelta(days=lookback))
+    recent_limit = now - timedelta(days=policy["safety.hit_acute_days"])
+    if any(r.onset is not None and r.onset >= recent_limit for r in records):
+        low = lab_below(platelets, policy["safety.hit_recovered_platelets"], policy)
+        return "hit_acute" if low is True else "hit_recent"
+    if records or hit_history:
+        return "hit_history"
+    return None
+
+
+def hit_suspected(*, heparin_started: datetime | None, platelet_trend: Iterable[Measurement],
+                  now: datetime, policy: Policy) -> bool:
+    """A platelet fall on heparin (§10.1 v2): see the module rubric."""
+    p = policy
+    if heparin_started is None or \
+            now - heparin_started < timedelta(days=p["safety.hit_suspected_heparin_days"]):
+        return False
+    since = max(heparin_started, now - timedelta(days=p["window.platelet_trend_days"]))
+    counts = sorted((m for m in platelet_trend
+                     if m.comparator is None and m.time is not None and m.time >= since),
+                    key=lambda m: m.time)
+    if len(counts) < 2:
+        return False
+    latest = counts[-1].value
+    highest = max(m.value for m in counts[:-1])
+    if highest <= 0:
+        return False
+    fall = nm.cmp_ge((highest - latest) / highest, p["safety.hit_suspected_fall_fraction"], p)
+    to_low = nm.cmp_lt(latest, p["safety.hit_suspected_low_platelets"], p) and \
+        nm.cmp_ge(highest, p["safety.hit_suspected_from_platelets"], p)
+    return fall or to_low
+
+
 def contraindications(*, active_bleeding: bool, platelets: Measurement | None,
                       fibrinogen_g_l: Measurement | None, hit_history: bool,
-                      heparin_allergy: bool, policy: Policy) -> tuple[str, ...]:
+                      heparin_allergy: bool, policy: Policy, hit: str | None = None,
+                      suspected: bool = False) -> tuple[str, ...]:
+    """`hit`: the §10.1 HIT code (hit_status); when None, `hit_history` (v1 flag) decides."""
+    if hit is None and hit_history:
+        hit = "hit_history"
     hits = {
         "active_bleeding": active_bleeding,
         "platelets_lt_25": _below(platelets, policy["safety.platelets_abs_min"], policy),
         "fibrinogen_lt_0.5": _below(fibrinogen_g_l, policy["safety.fibrinogen_abs_min_g_l"], policy),
-        "hit_history": hit_history,
+        "hit_acute": hit == "hit_acute",
+        "hit_recent": hit == "hit_recent",
+        "hit_suspected": hit is None and suspected,
+        "hit_history": hit == "hit_history",
         "heparin_allergy": heparin_allergy,
     }
     return tuple(code for code in CONTRAINDICATIONS if hits[code])
@@ -89,7 +180,8 @@ def antiplatelet_ingredients(orders: Iterable[MedicationOrder]) -> tuple[str, ..
 def escalation_cautions(*, platelets: Measurement | None, hemoglobin_g_dl: Measurement | None,
                         fibrinogen_g_l: Measurement | None, orders: Iterable[MedicationOrder],
                         recent_bleeding: bool, bleeding_disorder: bool,
-                        policy: Policy) -> tuple[str, ...]:
+                        policy: Policy, recent_ich: bool = False,
+                        severe_liver: bool = False) -> tuple[str, ...]:
     hits = {
         "platelets_lt_50": _below(platelets, policy["safety.platelets_caution_min"], policy),
         "hemoglobin_lt_8": _below(hemoglobin_g_dl, policy["safety.hemoglobin_caution_min_g_dl"],
@@ -99,8 +191,20 @@ def escalation_cautions(*, platelets: Measurement | None, hemoglobin_g_dl: Measu
         "dual_antiplatelet_therapy": len(antiplatelet_ingredients(orders)) >= 2,
         "recent_bleeding": recent_bleeding,
         "bleeding_disorder": bleeding_disorder,
+        "recent_intracranial_haemorrhage": recent_ich,
+        "severe_liver_disease": severe_liver,
     }
     return tuple(code for code in CAUTIONS if hits[code])
+
+
+def severe_liver_disease(*, inr: Measurement | None, bilirubin_mg_dl: Measurement | None,
+                         anticoagulants: Iterable[MedicationOrder], policy: Policy) -> bool:
+    """INR > safety.severe_liver_inr with no VKA or DOAC active, and bilirubin >= the limit."""
+    if any(o.drug_class in ("vka", "doac") for o in anticoagulants):
+        return False
+    inr_gt = lab_above(inr, policy["safety.severe_liver_inr"], policy)
+    bili_low = lab_below(bilirubin_mg_dl, policy["safety.severe_liver_bilirubin_mg_dl"], policy)
+    return inr_gt and bili_low is False
 
 
 def _enoxaparin(order: MedicationOrder, weight_kg: float | None, crcl_lt_30: bool | None,
@@ -196,6 +300,58 @@ def classified_orders(orders: Iterable[MedicationOrder], weight_kg: float | None
                  if o.status == "active" and is_anticoagulant(o))
 
 
+def running_non_heparin_therapeutic(orders: Iterable[MedicationOrder],
+                                    policy: Policy) -> tuple[str, ...]:
+    """Ingredients of active argatroban, bivalirudin or therapeutic fondaparinux orders (§10.1)."""
+    out = []
+    for o in orders:
+        if o.status != "active" or o.ingredient not in NON_HEPARIN_THERAPEUTIC:
+            continue
+        if o.ingredient == "fondaparinux" and classify_order(o, None, None, policy) != "therapeutic":
+            continue
+        out.append(o.ingredient)
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One active anticoagulant (§10.4): an order (with its §10.3 class) or a statement."""
+
+    ingredient: str
+    drug_class: str
+    kind: Literal["order", "statement"]
+    order_class: OrderClass | None = None
+    source: str | None = None
+
+    def to_json(self) -> dict:
+        return {"ingredient": self.ingredient, "drug_class": self.drug_class, "kind": self.kind,
+                "class": self.order_class, "source": self.source}
+
+
+def anticoagulant_exposure(classed: Iterable[tuple[MedicationOrder, OrderClass | None]],
+                           statements: Iterable[MedicationOrder]) -> tuple[Exposure, ...]:
+    out = [Exposure(o.ingredient, o.drug_class, "order", c, o.source) for o, c in classed]
+    out += [Exposure(s.ingredient, s.drug_class, "statement", None, s.source)
+            for s in statements if s.status == "active" and is_anticoagulant(s)]
+    return tuple(out)
+
+
+def duplicate_urgency(exposure: Iterable[Exposure], inr: Measurement | None,
+                      policy: Policy) -> str | None:
+    """§10.4 urgency of duplicate anticoagulation: None when fewer than two are active."""
+    items = tuple(exposure)
+    if len(items) < 2:
+        return None
+    vka = [e for e in items if e.drug_class == "vka"]
+    rest = [e for e in items if e.drug_class != "vka"]
+    if vka and rest and all(e.ingredient in PARENTERAL for e in rest) and len(vka) == 1 \
+            and lab_below(inr, policy["safety.bridge_inr_below"], policy) is True:
+        return "info"   # the deliberate bridge: a VKA with a parenteral agent while INR < 2
+    if sum(1 for e in items if e.kind == "order" and e.order_class == "therapeutic") >= 2:
+        return "critical"
+    return "warning"
+
+
 @dataclass(frozen=True)
 class Safety:
     contraindications: tuple[str, ...]
@@ -205,6 +361,18 @@ class Safety:
     orders: tuple[tuple[MedicationOrder, OrderClass | None], ...] = ()
     # Lab-based codes that could not be checked (lab missing, or a bound that does not settle).
     undetermined: tuple[str, ...] = ()
+    other_anticoagulation_indication: bool = False
+    non_heparin_running: tuple[str, ...] = ()
+    anticoagulants_active: tuple[Exposure, ...] = ()
+    duplicate: str | None = None                  # §10.4 urgency, None when no duplicate
+
+    @property
+    def heparin_specific(self) -> tuple[str, ...]:
+        return tuple(c for c in self.contraindications if c in HEPARIN_SPECIFIC)
+
+    @property
+    def hit(self) -> str | None:
+        return next((c for c in self.contraindications if c in HIT_CODES), None)
 
     @property
     def already_therapeutic(self) -> bool:
@@ -219,6 +387,10 @@ class Safety:
             "current_orders": [{"ingredient": o.ingredient, "class": c, "source": o.source}
                                for o, c in self.orders],
             "undetermined": list(self.undetermined),
+            "other_anticoagulation_indication": self.other_anticoagulation_indication,
+            "non_heparin_anticoagulant_running": list(self.non_heparin_running),
+            "anticoagulants_active": [e.to_json() for e in self.anticoagulants_active],
+            "duplicate_anticoagulant": ({"urgency": self.duplicate} if self.duplicate else None),
         }
 
 
@@ -226,17 +398,32 @@ def assess_safety(*, active_bleeding: bool, recent_bleeding: bool, bleeding_diso
                   hit_history: bool, heparin_allergy: bool, platelets: Measurement | None,
                   fibrinogen_g_l: Measurement | None, hemoglobin_g_dl: Measurement | None,
                   orders: Iterable[MedicationOrder], weight_kg: float | None,
-                  crcl_lt_30: bool | None, policy: Policy) -> Safety:
-    orders = tuple(orders)
+                  crcl_lt_30: bool | None, policy: Policy, hit: str | None = None,
+                  suspected: bool = False, statements: Iterable[MedicationOrder] = (),
+                  recent_ich: bool = False, inr: Measurement | None = None,
+                  bilirubin_mg_dl: Measurement | None = None,
+                  other_indication: bool = False) -> Safety:
+    orders, statements = tuple(orders), tuple(statements)
     classed = classified_orders(orders, weight_kg, crcl_lt_30, policy)
+    exposure = anticoagulant_exposure(classed, statements)
+    active_anticoagulants = [o for o in orders + statements
+                             if o.status == "active" and is_anticoagulant(o)]
     return Safety(
         contraindications=contraindications(
             active_bleeding=active_bleeding, platelets=platelets, fibrinogen_g_l=fibrinogen_g_l,
-            hit_history=hit_history, heparin_allergy=heparin_allergy, policy=policy),
+            hit_history=hit_history, heparin_allergy=heparin_allergy, policy=policy, hit=hit,
+            suspected=suspected),
         escalation_cautions=escalation_cautions(
             platelets=platelets, hemoglobin_g_dl=hemoglobin_g_dl, fibrinogen_g_l=fibrinogen_g_l,
-            orders=orders, recent_bleeding=recent_bleeding, bleeding_disorder=bleeding_disorder,
-            policy=policy),
+            orders=orders + statements, recent_bleeding=recent_bleeding,
+            bleeding_disorder=bleeding_disorder, policy=policy, recent_ich=recent_ich,
+            severe_liver=severe_liver_disease(inr=inr, bilirubin_mg_dl=bilirubin_mg_dl,
+                                              anticoagulants=active_anticoagulants,
+                                              policy=policy)),
+        other_anticoagulation_indication=other_indication,
+        non_heparin_running=running_non_heparin_therapeutic(orders, policy),
+        anticoagulants_active=exposure,
+        duplicate=duplicate_urgency(exposure, inr, policy),
         current_order_class=highest_class(c for _, c in classed),
         orders=classed,
         undetermined=tuple(code for code, m, key in (

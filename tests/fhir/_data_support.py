@@ -63,6 +63,10 @@ def patient_data() -> dict:
         "administrations": searchset(),
         "allergies": searchset(),
         "procedures": searchset(),
+        "encounters": searchset(),
+        "statements": searchset(),
+        "covid_tests": searchset(),
+        "platelet_trend": searchset(),
     }
 
 

@@ -96,7 +96,7 @@ def test_rejected_batch_falls_back_to_parallel_gets(app, rsps, rejection):
                      body=json.dumps(searchset()) if rejection == "not-batch-response" else b"<html>")
     got = gather(app, request_body())
     assert sorted(fake.gets) == sorted(queries(service).values())
-    assert got.round_trips == 2 and got.fhir_calls == 1 + 9
+    assert got.round_trips == 2 and got.fhir_calls == 1 + 13   # 13 keys (v2)
     assert got.by_key["labs"] == LABS and got.by_key["patient"] == [PATIENT]
 
 

@@ -41,7 +41,7 @@ def test_unobtainable_data_is_412_incomplete_with_cors_and_no_token(app):
     text = resp.get_data(as_text=True)
     assert TOKEN not in text
     assert ("patient, labs, bedside, body, conditions, medications, administrations, allergies, "
-            "procedures (not prefetched; fetching it failed: fhirServer refused access (401))") in text
+            "procedures, encounters, statements, covid_tests, platelet_trend (not prefetched; fetching it failed: fhirServer refused access (401))") in text
     assert body["issue"][0]["diagnostics"].startswith("Required FHIR data could not be obtained")
 
 

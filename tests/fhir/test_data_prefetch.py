@@ -21,7 +21,9 @@ def test_complete_prefetch_makes_no_request(app, rsps):
     assert got.fhir_calls == 0 and got.round_trips == 0
     assert got.origin == {"patient": "prefetch", "labs": "prefetch", "bedside": "empty",
                           "body": "prefetch", "conditions": "prefetch", "medications": "prefetch",
-                          "administrations": "empty", "allergies": "empty", "procedures": "empty"}
+                          "administrations": "empty", "allergies": "empty", "procedures": "empty",
+                          "encounters": "empty", "statements": "empty", "covid_tests": "empty",
+                          "platelet_trend": "empty"}
     assert got.by_key["patient"] == [PATIENT]
     assert got.by_key["labs"] == LABS
     assert [r["id"] for r in got.resources] == ["pat-1", "plt-1", "ddimer-1", "wt-1", "c1", "mr1"]

@@ -83,6 +83,9 @@ VARIANTS = [
     ("fio2", ucum(60, "1"), 0.6),
     ("fio2", ucum(1, "1"), 1.0),
     ("fio2", ucum(21, "%"), 0.21),
+    ("fio2", ucum(20.9, "%"), 0.209),                   # v2: room air charted as 20.9 %
+    ("fio2", ucum(20, "%"), 0.20),                      # v2: the 0.20 floor is inside
+    ("fio2", ucum(0.2, "1"), 0.20),
     # GCS, scores
     ("gcs", ucum(14, "{score}"), 14),
     ("gcs", ucum(14, "1"), 14),
@@ -192,8 +195,8 @@ def test_unknown_unit_is_refused_with_reason(name, quantity):
     ("platelets", ucum(-1, "10*9/L"), "not plausible"),
     ("platelets", ucum(2001, "10*9/L"), "not plausible"),
     ("platelets", ucum(2001000, "/uL"), "not plausible"),
-    ("fio2", ucum(20, "%"), "not plausible"),
-    ("fio2", ucum(0.2, "1"), "not plausible"),
+    ("fio2", ucum(19.9, "%"), "not plausible"),       # v2: the floor is 0.20 (room air 20.9 %)
+    ("fio2", ucum(0.199, "1"), "not plausible"),
     ("fio2", ucum(101, "%"), "not plausible"),
     ("fio2", ucum(0.5, "%"), "not plausible"),           # 0.005 as a fraction
     ("gcs", ucum(2, "{score}"), "not plausible"),

@@ -76,7 +76,7 @@ def test_1mg_per_kg_q12h_at_crcl_below_30_becomes_q24h(client):
 def test_hit_switch_is_create_then_delete_of_the_draft(client):
     body, payload = run(client, "hit-switch")
     card = only_card(payload)
-    assert card["indicator"] == "critical" and kind(card) == "product_switch"
+    assert card["indicator"] == "warning" and kind(card) == "product_switch"  # v2 §18.4: HIT history (undated or > 100 d) + heparin draft is a warning
     assert card["summary"] == "HIT history: replace enoxaparin 40 mg SC daily with fondaparinux 2.5 mg SC daily"
     (suggestion,) = card["suggestions"]
     create, delete = suggestion["actions"]

@@ -153,6 +153,8 @@ def test_trigger_with_an_ordered_prophylaxis_at_the_wrong_dose_names_it_without_
     assert [a["resource"]["resourceType"] for a in actions(card)] == ["ServiceRequest"]
 
 
+# v2 scope (§1a) counts a COVID-19 Condition only when linked to the current Encounter or recent;
+# the example's Condition is linked to its Encounter (examples.py), so "with COVID" is in scope.
 @pytest.mark.parametrize("with_covid,expected", [(False, 0), (True, 1)])
 def test_require_covid_condition_gates_cards(tmp_path, with_covid, expected):
     client = _policy_app(tmp_path, **{"scope.require_covid_condition": True})
@@ -186,9 +188,10 @@ def test_ward_patient_without_platelets_or_hb_is_not_offered_therapeutic_heparin
     # d-dimer-ward (low-flow O2, D-dimer 8.4x ULN) meets the §13 therapeutic-option criteria
     # only with no bleeding caution; without a platelet count or Hb that cannot be known.
     def mutate(body):
-        labs = body["prefetch"]["labs"]
-        labs["entry"] = [e for e in labs["entry"]
-                         if not any(k in e["resource"]["id"] for k in ("platelets", "hemoglobin"))]
+        for key in ("labs", "platelet_trend"):   # v2: platelet counts also come under platelet_trend
+            labs = body["prefetch"][key]
+            labs["entry"] = [e for e in labs.get("entry", [])
+                             if not any(k in e["resource"]["id"] for k in ("platelets", "hemoglobin"))]
     _, payload = run(client, "d-dimer-ward", mutate=mutate)
     detail = only_card(payload)["detail"]
     assert "therapeutic-dose heparin is an option" not in detail and "1 mg/kg" not in detail

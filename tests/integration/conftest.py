@@ -11,6 +11,7 @@ assessment and card kinds, read by the end-to-end tests).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -129,9 +130,16 @@ def cds_database(tmp_path_factory) -> Path:
 def cds_service_url(fhir_server, cds_database):
     """The Flask app on a free loopback port, allowed to call only the test FHIR server."""
     database = cds_database
+    # The clinical-rules §1a scope defaults, stated explicitly: tests/conftest.py relaxes
+    # scope.require_covid and scope.require_inpatient session-wide until every hook-test patient
+    # carries an Encounter and COVID-19 evidence; the synthetic patients do, and their scope is
+    # part of what these tests check.
+    policy = database.parent / "scope-policy.json"
+    policy.write_text(json.dumps({"scope.require_covid": True, "scope.require_inpatient": True}))
     # The deadline is raised from 3 s: the in-memory server evaluates FHIRPath per resource on
     # every search, and CI machines are shared. Deadlines are the data layer's own tests' job.
-    app = create_app({"fhir_allowlist": fhir_server, "database": str(database), "fhir_timeout": 20.0})
+    app = create_app({"fhir_allowlist": fhir_server, "database": str(database), "fhir_timeout": 20.0,
+                      "policy": str(policy)})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="cds-service", daemon=True)
     thread.start()

@@ -199,6 +199,13 @@ def test_prefetch_templates_run_on_a_real_fhir_server(loaded, cds_service_url):
     assert {e["resource"]["id"] for e in prefetch["body"]["entry"]} == {"cov-sic-imv-weight", "cov-sic-imv-height"}
     assert [e["resource"]["id"] for e in prefetch["procedures"]["entry"]] == ["cov-sic-imv-imv"]
     assert prefetch["medications"].get("entry", []) == []
+    # v2 keys (§10): the platelet counts come again under platelet_trend; the others are searchsets
+    # the real server answers (encounters, statements and covid_tests hold what the patient has).
+    trend = [e["resource"] for e in prefetch["platelet_trend"]["entry"]]
+    assert {r["id"] for r in trend} == {"cov-sic-imv-plt-prev", "cov-sic-imv-plt"}
+    assert [r["effectiveDateTime"] for r in trend] == sorted((r["effectiveDateTime"] for r in trend), reverse=True)
+    for key in ("encounters", "statements", "covid_tests"):
+        assert prefetch[key]["resourceType"] == "Bundle" and prefetch[key]["type"] == "searchset", key
     on_therapy = fire("patient-view", "cov-on-therapeutic", loaded, service_url=cds_service_url)
     assert [e["resource"]["id"] for e in on_therapy.request["prefetch"]["medications"]["entry"]] == \
         ["cov-on-therapeutic-enox-therapeutic"]
@@ -337,8 +344,9 @@ def test_order_select(loaded, cds_service_url, cds_database, pid, draft, spec):
 def test_order_select_hit_switches_to_fondaparinux(loaded, cds_service_url):
     cards = _fire_ok("order-select", "cov-hit-history", loaded, service_url=cds_service_url,
                      draft_paths=[DRAFT_40_DAILY])
-    # A heparin drafted for a patient with HIT is contraindicated: critical, with the switch offered.
-    assert max(RANK[c["indicator"]] for c in cards) == RANK["critical"]
+    # v2 §18.4: HIT history (undated or > 100 days) + heparin draft is a WARNING, with the switch
+    # offered when §11 row 1 gives fondaparinux (acute/recent HIT would be critical, no switch).
+    assert max(RANK[c["indicator"]] for c in cards) == RANK["warning"]
     switches = [s for c in cards for s in c.get("suggestions") or []
                 if [a["type"] for a in s.get("actions") or []][:2] == ["create", "delete"]]
     assert switches, "HIT: create fondaparinux, then delete the enoxaparin draft"

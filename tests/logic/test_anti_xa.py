@@ -30,14 +30,20 @@ def enox(dose, per_day):
     (dict(weight_kg=50.0), ()),
     (dict(weight_kg=49.9), ("weight_lt_50kg",)),
     (dict(crcl_lt_30=True, recommended_basis="crcl_lt_30"), ("crcl_lt_30",)),
-    (dict(pregnant=True), ("pregnancy",)),
+    # v2 (§12): pregnancy is a reason only with antixa.pregnancy_trigger (default false)
+    (dict(pregnant=True), ()),
+    (dict(pregnant=True, policy=P.with_overrides({"antixa.pregnancy_trigger": True})),
+     ("pregnancy",)),
     (dict(recommended_drug=None, recommended_basis="already_therapeutic",
           lmwh_orders=[(enox(60, 2), "intermediate")]), ("current_intermediate_dose",)),
     (dict(recommended_drug=None, recommended_basis="already_therapeutic",
           lmwh_orders=[(enox(80, 2), "therapeutic"), (enox(40, 1), "prophylactic")]),
      ("current_therapeutic_dose",)),
-    (dict(bmi=45.0, weight_kg=130.0, recommended_basis="bmi_ge_40", pregnant=True),
+    (dict(bmi=45.0, weight_kg=130.0, recommended_basis="bmi_ge_40", pregnant=True,
+          policy=P.with_overrides({"antixa.pregnancy_trigger": True})),
      ("bmi_ge_40", "weight_gt_120kg", "pregnancy", "escalated_dose")),
+    (dict(bmi=45.0, weight_kg=130.0, recommended_basis="bmi_ge_40", pregnant=True),
+     ("bmi_ge_40", "weight_gt_120kg", "escalated_dose")),
 ])
 def test_reasons(kw, reasons):
     result = axa(**kw)

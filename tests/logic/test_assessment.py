@@ -170,7 +170,7 @@ def test_pregnancy_and_bounded_d_dimer():
         d_dimer=DDimer(m(20.0, "mg/L", "dd", comparator=">"), basis_from_code="FEU"))
     out = assess(inputs, P).to_json()
     assert out["d_dimer"]["multiple_of_uln"] is None and out["d_dimer"]["gt_6x_uln"] is True
-    assert "pregnancy" in out["anti_xa"]["reasons"]
+    assert "pregnancy" not in out["anti_xa"]["reasons"]   # v2 §12: antixa.pregnancy_trigger false
     assert "d_dimer_pregnancy_caveat" in out["notes"]
     # "> 40x ULN" settles "> 1x" for the evidence note
     assert out["evidence_note"]["code"] == "therapeutic_option"

@@ -50,8 +50,8 @@ def kinds(result):
     # 80 mg once daily is a fixed prophylactic dose: read as prophylaxis, corrected to the tier
     # even though 80/75 = 1.07 mg/kg/day classes intermediate
     (enox(80, 1), ctx(), (40, None, 1), ("standard",)),
-    # 40 mg q12h at 130 kg (0.31 mg/kg, prophylactic class) and BMI 45 -> 80 mg once daily
-    (enox(40, 2), ctx(weight_kg=130.0, bmi=45.0), (80, None, 1), ("bmi_ge_40",)),
+    # (v1 changed 40 mg q12h at BMI 45 to 80 mg daily; v2 §11 accepts it as the obesity
+    # equivalent: see test_order_check_v2.py)
     # UFH: 5,000 U two or three times daily is right; once daily is not
     (iu("heparin", 5000, 1, "anticoagulant"), ctx(), (None, 5000, 2), ("ufh_prophylactic_dose",)),
     (iu("heparin", 2500, 3, "anticoagulant"), ctx(), (None, 5000, 3), ("ufh_prophylactic_dose",)),
@@ -331,7 +331,7 @@ def test_to_json_shape():
                                    "proposed": {"ingredient": "enoxaparin", "dose_mg": 80,
                                                 "dose_units": None, "doses_per_day": 1,
                                                 "route": "subcutaneous"},
-                                   "missing": []}]
+                                   "missing": [], "urgency": "warning"}]
     assert result["anti_xa"]["reasons"] == ["bmi_ge_40", "escalated_dose"]
     assert (result["source"], result["intent"], result["draft_class"]) == \
         (DRAFT, "prophylactic", "prophylactic")

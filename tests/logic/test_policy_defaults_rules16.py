@@ -8,7 +8,14 @@ from cds_service.logic.policy import DEFAULTS, Policy
 
 RULES_16 = {
     'numeric.compare_decimals': 6,
-    'scope.require_covid_condition': False,
+    'scope.require_covid': True,
+    'scope.covid_test_days': 14,
+    'scope.covid_condition_days': 21,
+    'scope.order_hook_extra_classes': ['EMER'],
+    'scope.min_age_years': 18,
+    'scope.require_inpatient': True,
+    'scope.encounter_statuses': ['in-progress', 'onleave'],
+    'scope.inpatient_classes': ['IMP', 'ACUTE', 'NONAC', 'OBSENC', 'SS'],
     'codes.extra_file': None,
     'window.labs_hours': 72,
     'window.blood_gas_hours': 24,
@@ -62,6 +69,19 @@ RULES_16 = {
     'dosing.round_bmi_before_compare': False,
     'hit.fondaparinux_mg': 2.5,
     'hit.fondaparinux_min_crcl': 30.0,
+    'hit.fondaparinux_min_weight_kg': 50.0,
+    'hit.fondaparinux_moderate_crcl_below': 50.0,
+    'hit.fondaparinux_moderate_mg': 2.5,
+    'safety.hit_acute_days': 100,
+    'safety.recent_ich_days': 90,
+    'window.platelet_trend_days': 14,
+    'antixa.pregnancy_trigger': False,
+    'renal.severe_crcl_cutoff': 15.0,
+    'therapeutic.enoxaparin_mg_per_kg': 1.0,
+    'orders.low_weight_accepted_mg': [30, 40],
+    'orders.bmi_tier2_equivalents': [[80, 1], [40, 2]],
+    'cards.bmi_tier1_indicator': 'info',
+    'cards.bmi_tier2_indicator': 'warning',
     'safety.platelets_abs_min': 25,
     'safety.fibrinogen_abs_min_g_l': 0.5,
     'safety.platelets_caution_min': 50,
@@ -103,12 +123,19 @@ def test_every_policy_key_is_from_16_or_documented_as_added():
     added = set(DEFAULTS) - set(RULES_16)
     # Keys the product added (README "Policy file" marks them): card choice and §10.3/§11 numbers.
     assert added == {
-        "cards.not_determinable", "renal.severe_crcl_cutoff", "dosing.info_mg_per_kg",
+        "cards.not_determinable", "dosing.info_mg_per_kg",
         "orders.no_weight_prophylactic_daily_mg", "orders.no_weight_intermediate_daily_mg",
         "orders.no_weight_intermediate_q12h_mg", "orders.lmwh_iu_therapeutic_iu_kg_day",
         "orders.dalteparin_prophylactic_iu", "orders.tinzaparin_prophylactic_iu",
         "orders.fondaparinux_therapeutic_mg_day", "orders.fondaparinux_prophylactic_mg_day",
         "orders.rivaroxaban_prophylactic_mg_day", "orders.apixaban_prophylactic_mg_day",
+        # v2: numbers §10.1, §10.2, §10.4, §11 and §13.1 state without a key
+        "safety.hit_recovered_platelets", "safety.hit_suspected_heparin_days",
+        "safety.hit_suspected_fall_fraction", "safety.hit_suspected_low_platelets",
+        "safety.hit_suspected_from_platelets", "safety.severe_liver_inr",
+        "safety.severe_liver_bilirubin_mg_dl", "safety.bridge_inr_below",
+        "renal.creatinine_change_mg_dl", "renal.creatinine_change_hours",
+        "therapeutic.round_to_mg", "therapeutic.max_dose_mg",
     }
 
 
@@ -122,9 +149,28 @@ ADDED_FROM_RULES = {
     "orders.rivaroxaban_prophylactic_mg_day": 10, "orders.apixaban_prophylactic_mg_day": 5,
     "renal.severe_crcl_cutoff": 15, "dosing.info_mg_per_kg": 0.5,
     "cards.not_determinable": "info_card",
+    # v2 (§10.1 ASH 2018 HIT: recovery 150, >= 5 days, fall >= 50 %, < 100 from >= 150;
+    # §10.2 HEP-COVID INR > 1.5, bilirubin >= 2.0 mg/dL; §10.4 bridge INR < 2; §11 KDIGO 0.3 mg/dL
+    # in 48 h; §13.1 nearest 10 mg, at most 150 mg)
+    "safety.hit_recovered_platelets": 150, "safety.hit_suspected_heparin_days": 5,
+    "safety.hit_suspected_fall_fraction": 0.5, "safety.hit_suspected_low_platelets": 100,
+    "safety.hit_suspected_from_platelets": 150, "safety.severe_liver_inr": 1.5,
+    "safety.severe_liver_bilirubin_mg_dl": 2.0, "safety.bridge_inr_below": 2,
+    "renal.creatinine_change_mg_dl": 0.3, "renal.creatinine_change_hours": 48,
+    "therapeutic.round_to_mg": 10, "therapeutic.max_dose_mg": 150,
 }
 
 
 @pytest.mark.parametrize("key", sorted(ADDED_FROM_RULES))
 def test_added_key_default_is_the_number_the_rules_state(key):
     assert Policy.default()[key] == ADDED_FROM_RULES[key]
+
+
+def test_v1_scope_key_is_an_alias_of_require_covid():
+    assert Policy.default().with_overrides({"scope.require_covid_condition": False})[
+        "scope.require_covid"] is False
+    assert Policy.default().with_overrides({"scope": {"require_covid_condition": False}})[
+        "scope.require_covid"] is False
+    with pytest.raises(Exception):
+        Policy.default().with_overrides({"scope.require_covid_condition": False,
+                                         "scope.require_covid": True})

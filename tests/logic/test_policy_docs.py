@@ -19,5 +19,6 @@ def test_every_key_is_in_the_readme_with_its_default_and_source(key):
 
 def test_assessment_contract_sections_are_documented():
     for section in ("anthropometrics:", "renal:", "d_dimer:", "sofa:", "sic:", "isth_dic:",
-                    "seed_trigger:", "safety:", "regimen:", "anti_xa:", "critical_illness:"):
+                    "seed_trigger:", "safety:", "regimen:", "anti_xa:", "critical_illness:",
+                    "scope:", "recommendation:"):
         assert section in README

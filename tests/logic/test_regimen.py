@@ -92,11 +92,14 @@ def test_dose_policy_overrides():
      ("mechanical_prophylaxis", "hit_non_heparin_agent")),
     (dict(contraindications=("hit_history",), crcl_ml_min=None, crcl_lt_30=None),
      ("mechanical_prophylaxis", "hit_non_heparin_agent", "confirm_renal_function")),
-    (dict(contraindications=("hit_history",), crcl_ml_min=45.0), ()),
+    # v2: fondaparinux at CrCl 30-<50 carries the moderate-renal caution note
+    (dict(contraindications=("hit_history",), crcl_ml_min=45.0), ("fondaparinux_moderate_renal",)),
+    (dict(contraindications=("hit_history",), crcl_ml_min=50.0), ()),
     (dict(already_therapeutic=True, crcl_ml_min=None, crcl_lt_30=None), ()),
     (dict(crcl_ml_min=None, crcl_lt_30=None), ("confirm_renal_function",)),
     (dict(crcl_ml_min=None, crcl_lt_30=None, bmi=None), ("confirm_renal_function",)),
-    (dict(crcl_ml_min=14.9, crcl_lt_30=True), ("crcl_lt_15", "renal_trough_anti_xa")),
+    # v2 row 3a: CrCl < 15 gives UFH, so no LMWH trough note
+    (dict(crcl_ml_min=14.9, crcl_lt_30=True), ("crcl_lt_15",)),
     (dict(crcl_ml_min=15.0, crcl_lt_30=True), ("renal_trough_anti_xa",)),
     (dict(weight_kg=49.9, bmi=19.0), ("weight_lt_50kg",)),
     (dict(weight_kg=50.0, bmi=19.0), ()),
@@ -117,7 +120,7 @@ def test_crcl_bound_settles_fondaparinux_and_severe_note():
     assert r.drug == "fondaparinux" and "confirm_renal_function" not in r.notes
     # CrCl "< 12": below 30 and below 15
     r = reg(crcl_ml_min=None, crcl_lt_30=True, crcl_bound=("<", 12.0))
-    assert r.basis == "crcl_lt_30" and "crcl_lt_15" in r.notes
+    assert r.basis == "crcl_lt_15" and r.drug == "heparin" and "crcl_lt_15" in r.notes  # v2 row 3a
     # CrCl "< 40" settles nothing
     assert crcl_below(None, ("<", 40.0), 30.0, P) is None
     assert crcl_below(None, None, 30.0, P) is None

@@ -59,7 +59,7 @@ def test_healthy_stub_gives_cards_by_self_fetch(client, stub):
     body = resp.get_json()
     assert_valid_cds_response(body)
     assert [c["indicator"] for c in body["cards"]] == ["warning"]
-    assert stub.counts["ok"] == 1 and stub.batch_entries == 9  # one batch round trip
+    assert stub.counts["ok"] == 1 and stub.batch_entries == 13  # one batch round trip (13 keys, v2)
 
 
 FAULTS = [
@@ -104,7 +104,7 @@ def test_looping_next_links_stop_at_the_page_cap(client, stub, mode):
         assert_valid_cds_response(resp.get_json())
     # one batch (not a batch-response here), then per key a first page and at most
     # MAX_PAGES - 1 further ones
-    assert stub.counts[mode] <= 1 + 9 * MAX_PAGES
+    assert stub.counts[mode] <= 1 + 13 * MAX_PAGES   # 13 keys (v2)
 
 
 def test_huge_body_memory_is_bounded(client, stub):
