@@ -67,6 +67,12 @@ class Config:
     env: str = "development"
     allow_insecure_production: bool = False
     log_level: str = "INFO"
+    # --- issue 14 part B: /metrics access (see cds_service/metrics.py, README "Metrics") ---
+    # GET /metrics: "true" (default) serves it; "false" answers 404.
+    metrics_enabled: bool = True
+    # Bearer secret for /metrics. Empty: only loopback callers without proxy headers; set:
+    # every caller must send "Authorization: Bearer <secret>".
+    metrics_token: str = field(default="", repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -93,6 +99,9 @@ class Config:
                 allow_insecure_production=(_env("CDS_ALLOW_INSECURE_PRODUCTION", "false") or "").lower()
                 in ("1", "true", "yes"),
                 log_level=(_env("CDS_LOG_LEVEL", "INFO") or "INFO").upper(),
+                # issue 14 part B
+                metrics_enabled=(_env("CDS_METRICS_ENABLED", "true") or "true").lower() in ("1", "true", "yes"),
+                metrics_token=_env("CDS_METRICS_TOKEN", "") or "",
             ).validated()
         except ValueError as exc:
             if isinstance(exc, ConfigError):
@@ -125,6 +134,10 @@ class Config:
             raise ConfigError("CDS_MAX_BODY_BYTES must be > 0")
         if "*" in self.fhir_allowlist and self.auth != "off":
             raise ConfigError("CDS_FHIR_ALLOWLIST='*' is accepted only with CDS_AUTH=off")
+        if self.fhir_cache_ttl < 0:
+            raise ConfigError("CDS_FHIR_CACHE_TTL must be >= 0 seconds (0 turns the FHIR cache off)")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ConfigError("CDS_METRICS_TOKEN must be at least 16 characters")
         return self
 
 

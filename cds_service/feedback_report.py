@@ -6,6 +6,11 @@ clients send no feedback for ignored cards, so `no_feedback` covers ignored and 
 cards (order-select fires again on every edit). `response_accept_rate` is accepted over
 cards that got any feedback. Feedback naming a card this service never issued is counted
 apart as `unmatched_feedback`.
+
+Card lifecycle (clinical-rules §18.3): `shown` is the cards issued (`cards`); `suppressed`
+counts patient-view cards the service built but withheld (an info card repeated within
+`cards.info_repeat_hours`, or a card snoozed after an override), with `suppressed_reasons`.
+Suppressed cards are not in the rates: nobody saw them.
 """
 from __future__ import annotations
 
@@ -37,6 +42,20 @@ WHERE NOT EXISTS (SELECT 1 FROM card c JOIN hook_call h ON h.id = c.call_id
 """
 
 
+_SUPPRESSED = """
+SELECT service_id, kind, reason FROM card_lifecycle WHERE status = 'suppressed'
+"""
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _new_group() -> dict[str, Any]:
+    return {"cards": 0, "accepted": 0, "overridden": 0, "override_reasons": {}, "suppressed": 0,
+            "suppressed_reasons": {}}
+
+
 def _rates(counts: dict[str, Any]) -> dict[str, Any]:
     issued, acc, ovr = counts["cards"], counts["accepted"], counts["overridden"]
     counts["no_feedback"] = issued - acc - ovr
@@ -44,6 +63,8 @@ def _rates(counts: dict[str, Any]) -> dict[str, Any]:
     counts["override_rate"] = round(ovr / issued, 4) if issued else None
     counts["response_accept_rate"] = round(acc / (acc + ovr), 4) if acc + ovr else None
     counts["override_reasons"] = dict(sorted(counts["override_reasons"].items(), key=lambda kv: (-kv[1], kv[0])))
+    counts["shown"] = issued
+    counts["suppressed_reasons"] = dict(sorted(counts["suppressed_reasons"].items()))
     return counts
 
 
@@ -52,13 +73,22 @@ def build_report(conn: sqlite3.Connection) -> dict[str, Any]:
     for service, kind, outcome, reason in conn.execute(_LATEST):
         keys = [("service", service), ("kind", kind), ("service_kind", f"{service}\t{kind}")]
         for key in keys:
-            g = groups.setdefault(key, {"cards": 0, "accepted": 0, "overridden": 0, "override_reasons": {}})
+            g = groups.setdefault(key, _new_group())
             g["cards"] += 1
             if outcome in ("accepted", "overridden"):
                 g[outcome] += 1
             if outcome == "overridden":
                 code = reason or "(no reason given)"
                 g["override_reasons"][code] = g["override_reasons"].get(code, 0) + 1
+    suppressed_total, suppressed_by_reason = 0, {}
+    if _has_table(conn, "card_lifecycle"):  # databases from before the card lifecycle have none
+        for service, kind, reason in conn.execute(_SUPPRESSED):
+            suppressed_total += 1
+            suppressed_by_reason[reason] = suppressed_by_reason.get(reason, 0) + 1
+            for key in [("service", service), ("kind", kind), ("service_kind", f"{service}\t{kind}")]:
+                g = groups.setdefault(key, _new_group())
+                g["suppressed"] += 1
+                g["suppressed_reasons"][reason] = g["suppressed_reasons"].get(reason, 0) + 1
 
     def section(name: str) -> list[dict[str, Any]]:
         rows = []
@@ -77,7 +107,9 @@ def build_report(conn: sqlite3.Connection) -> dict[str, Any]:
         "unmatched_feedback": conn.execute(_UNMATCHED).fetchone()[0],
     }
     return {"totals": totals, "by_service": section("service"), "by_kind": section("kind"),
-            "by_service_and_kind": section("service_kind")}
+            "by_service_and_kind": section("service_kind"),
+            "lifecycle": {"suppressed": suppressed_total,
+                          "suppressed_reasons": dict(sorted(suppressed_by_reason.items()))}}
 
 
 def _pct(value: float | None) -> str:
@@ -89,10 +121,15 @@ def format_report(report: dict[str, Any], path: str) -> str:
     lines = [f"Feedback report for {path}",
              f"hook calls {t['hook_calls']}, cards {t['cards']}, feedback items {t['feedback_items']}, "
              f"unmatched feedback {t['unmatched_feedback']}", ""]
-    head = f"{'cards':>6} {'accepted':>9} {'overridden':>11} {'no feedback':>12} {'accept':>8} {'override':>9}"
+    life = report.get("lifecycle") or {}
+    if life.get("suppressed"):
+        lines[1] += f", suppressed cards {life['suppressed']} (" + ", ".join(
+            f"{reason} {n}" for reason, n in life["suppressed_reasons"].items()) + ")"
+    head = (f"{'shown':>6} {'suppressed':>11} {'accepted':>9} {'overridden':>11} {'no feedback':>12} "
+            f"{'accept':>8} {'override':>9}")
 
     def row(label: str, width: int, r: dict[str, Any]) -> str:
-        return (f"{label:<{width}} {r['cards']:>6} {r['accepted']:>9} {r['overridden']:>11} "
+        return (f"{label:<{width}} {r['cards']:>6} {r['suppressed']:>11} {r['accepted']:>9} {r['overridden']:>11} "
                 f"{r['no_feedback']:>12} {_pct(r['accept_rate']):>8} {_pct(r['override_rate']):>9}")
 
     for title, rows, label in (
@@ -108,6 +145,10 @@ def format_report(report: dict[str, Any], path: str) -> str:
     if reasons:
         lines.append("Override reasons (card kind: reason code x count)")
         lines += [f"  {kind}: {code} x {n}" for kind, code, n in reasons]
+    withheld = [(r["kind"], reason, n) for r in report["by_kind"] for reason, n in r["suppressed_reasons"].items()]
+    if withheld:
+        lines.append("Suppressed cards (card kind: why x count)")
+        lines += [f"  {kind}: {reason} x {n}" for kind, reason, n in withheld]
     return "\n".join(lines).rstrip() + "\n"
 
 

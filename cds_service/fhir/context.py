@@ -143,8 +143,11 @@ _verdicts_lock = threading.Lock()
 
 
 def _log_dropped(resource: Mapping[str, Any], reason: str | None) -> None:
+    # Never the resource id: ids are, or embed, the patient id (Patient/<mrn>,
+    # Observation/<mrn>-plt), and no raw patient id may reach a log line (issue 14).
     if reason is not None:
-        log.warning("dropped %s/%s: %s", resource.get("resourceType"), resource.get("id"), reason)
+        rtype = resource.get("resourceType")
+        log.warning("dropped a %s resource: %s", rtype if isinstance(rtype, str) else "(no type)", reason)
 
 
 class Validator:

@@ -13,7 +13,9 @@ from ..fhir.templates import prefetch_templates
 from ..logic.assessment import assess
 from ..logic.inputs import PatientInputs
 from ..logic.policy import Policy
+from .. import metrics
 from ..storage import IssuedCard, StorageError
+from . import lifecycle
 from .registry import HookCall
 
 log = logging.getLogger("cds_service.hooks")
@@ -91,16 +93,24 @@ def evaluate(call: HookCall) -> Evaluation:
 
 def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation | None = None) -> dict:
     """The response body, after writing the audit row (same cards, same assessment). A failed
-    audit write is logged and does not withhold the advice."""
+    audit write is logged and does not withhold the advice. Patient-view cards first pass the
+    card lifecycle (hooks/lifecycle.py, §18.3): repeats and snoozed cards are withheld and
+    listed in the audit row under `card_lifecycle`."""
+    cards, lifecycle_audit = lifecycle.apply(call, cards, evaluation)
     storage = call.state.extensions.get("storage")
     if storage is not None:
         try:
+            audit = evaluation.audit_json() if evaluation else None
+            if audit is not None and lifecycle_audit is not None:
+                audit["card_lifecycle"] = lifecycle_audit
             storage.record_call(
                 service_id=call.service.id, hook=call.service.hook, hook_instance=call.hook_instance,
                 patient_id=call.patient_id, evaluated_at=call.received_at, cards=cards,
-                assessment=evaluation.audit_json() if evaluation else None,
+                assessment=audit,
                 data_origin=evaluation.data.origin if evaluation else None)
         except StorageError as exc:
             log.error("audit row not written", extra={"fields": {
                 "service": call.service.id, "hookInstance": call.hook_instance, "error": str(exc)}})
+    for issued in cards:
+        metrics.card_issued(call.service.id, issued.kind, issued.card.get("indicator"))
     return {"cards": [issued.card for issued in cards]}

@@ -21,6 +21,7 @@ NUM_LIST, DOSE_PAIRS = "list[number]", "list[[mg, doses/day]]"
 
 # v1 key names still accepted in a policy file, and the key each one now sets (§16).
 ALIASES = {"scope.require_covid_condition": "scope.require_covid"}
+INDICATOR_HOURS = "{info, warning, critical: hours}"
 
 _MODALITIES = {"IMV", "NIV", "CPAP", "HFNC", "ECMO", "low-flow"}
 
@@ -170,6 +171,10 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "escalation.enabled": (True, BOOL, None),
     "escalation.d_dimer_multiple": (1.0, NUM, None),
     "escalation.require_low_flow": (True, BOOL, None),
+    # -- card lifecycle (clinical-rules §16, §18.3; hooks/lifecycle.py) --
+    "cards.info_repeat_hours": (24, NUM, None),
+    "cards.override_snooze_hours": ({"info": 72, "warning": 24, "critical": 4}, INDICATOR_HOURS, None),
+    # -- end card lifecycle --
 }
 
 
@@ -201,6 +206,8 @@ def _check(key: str, value: Any) -> Any:
         "list[[mg, doses/day]]": isinstance(value, list) and all(
             isinstance(x, list) and len(x) == 2 and all(map(_is_num, x)) and x[0] > 0 and x[1] > 0
             for x in value),
+        INDICATOR_HOURS: isinstance(value, Mapping) and set(value) == {"info", "warning", "critical"}
+        and all(_is_num(v) and v >= 0 for v in value.values()),
     }[base]
     if not ok:
         raise PolicyError(f"policy key {key!r} expects {kind}, got {value!r}")
@@ -211,8 +218,10 @@ def _check(key: str, value: Any) -> Any:
         bad = [x for x in items if x not in allowed]
         if bad:
             raise PolicyError(f"policy key {key!r}: {bad!r} not among {sorted(map(str, allowed))}")
+    if base == INDICATOR_HOURS:
+        value = dict(value)
     if base == "number" and key.startswith(("window.", "renal.", "dosing.", "safety.", "antixa.",
-                                            "scope.", "hit.", "therapeutic.")) \
+                                            "scope.", "hit.", "therapeutic.", "cards.")) \
             and value < 0:
         raise PolicyError(f"policy key {key!r} must not be negative, got {value!r}")
     return value
@@ -301,6 +310,8 @@ SOURCES: dict[str, str] = {
     "codes.": "fhir-data-requirements §1 (code data file, merged by union)",
     "cards.": "product decision (issue 5): info card or no card when advice is not determinable",
     "cards.bmi_tier": "§11 v2 urgency of a BMI-tier difference (a standard dose at BMI 30-<40 is not wrong by any guideline)",
+    "cards.info_repeat_hours": "§16, §18.3 (card lifecycle: an info card at most once per user, patient, encounter)",
+    "cards.override_snooze_hours": "§16, §18.3 (card lifecycle: snooze after a patient-view override, by indicator)",
     "window.": "fhir-data-requirements §1.2 lookback windows; clinical-rules §16",
     "window.future_tolerance_minutes": "fhir-data-requirements §1.1 (clock skew for future-dated data)",
     "window.platelet_trend_days": "§10.1 hit_suspected; ASH 2018 HIT (Cuker 2018, platelet monitoring on heparin)",

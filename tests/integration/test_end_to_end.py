@@ -256,8 +256,11 @@ def test_encounter_id_decides_scope(loaded, cds_service_url, cds_database):
 @V1_CARDS_ONLY
 @pytest.mark.parametrize("pid", sorted(PATIENT_VIEW))
 def test_patient_view_same_cards_with_prefetch_and_self_fetch(loaded, cds_service_url, pid):
-    with_prefetch = _fire_ok("patient-view", pid, loaded, service_url=cds_service_url)
-    self_fetched = _fire_ok("patient-view", pid, loaded, service_url=cds_service_url, prefetch=False)
+    # One user per call: the same info card is shown to one user at most once in 24 h (§18.3).
+    with_prefetch = _fire_ok("patient-view", pid, loaded, service_url=cds_service_url,
+                             user_id="Practitioner/e2e-prefetch")
+    self_fetched = _fire_ok("patient-view", pid, loaded, service_url=cds_service_url, prefetch=False,
+                            user_id="Practitioner/e2e-self-fetch")
     assert_same_cards(with_prefetch, self_fetched)
 
     indicator, dose_mg, anti_xa = PATIENT_VIEW[pid]

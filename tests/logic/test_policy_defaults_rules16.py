@@ -110,6 +110,9 @@ RULES_16 = {
     'escalation.enabled': True,
     'escalation.d_dimer_multiple': 1.0,
     'escalation.require_low_flow': True,
+    # card lifecycle (§16 v2 rows, §18.3)
+    'cards.info_repeat_hours': 24,
+    'cards.override_snooze_hours': {'info': 72, 'warning': 24, 'critical': 4},
 }
 
 
