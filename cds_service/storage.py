@@ -408,7 +408,7 @@ class Storage:
     # -- card lifecycle (§18.3; policy and fingerprints in hooks/lifecycle.py) -----------------
     def pseudonym(self, domain: str, value: str) -> str:
         """Keyed hash of a user or encounter id, separated by domain from the patient hash."""
-        return hmac.new(self._pepper, f"{domain}\x00{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(self._key(), f"{domain}\x00{value}".encode("utf-8"), hashlib.sha256).hexdigest()
 
     def lifecycle_decide(self, key: dict[str, str], fingerprints: Sequence[str], decide,
                          hook_instance: str | None = None):

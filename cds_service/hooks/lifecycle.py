@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 import orjson
 
+from .. import metrics
 from ..storage import IssuedCard, StorageError
 
 log = logging.getLogger("cds_service.hooks.lifecycle")
@@ -218,9 +219,8 @@ def _snoozes(override: dict, cand: dict, at: float, policy) -> bool:
 
 # -- the hook point (hooks/common.respond) ----------------------------------------------------------
 def metrics_card_suppressed(service_id: str, kind: str, indicator: str, reason: str) -> None:
-    """The one call point for metrics on suppressed cards. A no-op until cds_service/metrics.py
-    exists; the lead wires it here."""
-    return None
+    """The one call point for metrics on suppressed cards (cds_service/metrics.py)."""
+    metrics.card_suppressed(kind, reason)
 
 
 def apply(call, cards: Sequence[IssuedCard], evaluation: Any = None) -> tuple[list[IssuedCard], dict | None]:
