@@ -136,8 +136,10 @@ def _patient_view_both_ways(fhir_server: str, service_url: str, database: Path, 
     if pid not in _PATIENT_VIEW_CALLS:
         calls = {}
         for mode, prefetch in (("prefetch", True), ("self-fetch", False)):
+            # One user per call: an info card is shown once per user, patient and encounter per
+            # cards.info_repeat_hours (§18.3), so a second call by the same user would hide it.
             fired = _fired_ok("patient-view", pid, fhir_server, service_url=service_url, prefetch=prefetch,
-                              encounter_id=f"{pid}-enc")
+                              encounter_id=f"{pid}-enc", user_id=f"Practitioner/e2e-v2-{mode}")
             if prefetch:
                 assert fired.prefetch_omitted == {}, fired.prefetch_omitted
             assessment, cards = _audit(database, fired.request["hookInstance"])
