@@ -14,7 +14,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import metrics, schemas, security, storage
+from . import metrics, schemas, security, smart, storage
 from .config import Config, load_config
 from .fhir import data
 from .fhir.bundle import bundle_resources
@@ -134,6 +134,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     data.init_app(app, state)
     storage.init_app(app, state)
     _log_startup(state)
+    smart.init_app(app, state)  # the assessment view (SMART app, /smart/...)
 
     @app.before_request
     def _start() -> Response | None:

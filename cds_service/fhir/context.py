@@ -19,7 +19,7 @@ from cachetools import LRUCache
 
 from ..logic.policy import Policy
 from .codes import CodeSet, Codes, Coding
-from .read import parse_datetime
+from .read import parse_datetime, reference_target
 
 log = logging.getLogger("cds_service.fhir.extract")
 
@@ -234,6 +234,8 @@ class Context:
     sex: str | None = None
     age: int | None = None
     rejected: dict[str, str] = field(default_factory=dict)
+    # literal references (a Bundle entry's `urn:uuid:` fullUrl) -> "Type/id" (assess CLI)
+    aliases: Mapping[str, str] = field(default_factory=dict)
     _bounds: dict[str | None, tuple[datetime, datetime | None]] = field(default_factory=dict)
 
     def in_window(self, time: datetime | None, window_key: str | None) -> bool:
@@ -248,14 +250,12 @@ class Context:
         latest, earliest = bounds
         return time <= latest and (earliest is None or time >= earliest)
 
-    def setting(self, key: str, default: Any) -> Any:
-        """A policy value, or `default` while the key is not yet in logic/policy.py (v2 keys
-        the logic layer adds: scope.covid_test_days, safety.recent_ich_days,
-        window.platelet_trend_days)."""
-        try:
-            return self.policy[key]
-        except KeyError:
-            return default
+    def target(self, reference: Any) -> tuple[str | None, str | None]:
+        """reference_target, with a `urn:uuid:` literal read through the Bundle's aliases."""
+        if isinstance(reference, dict) and isinstance(reference.get("reference"), str) \
+                and reference["reference"] in self.aliases:
+            reference = {"reference": self.aliases[reference["reference"]]}
+        return reference_target(reference)
 
     def reject(self, name: str, reason: str) -> None:
         self.rejected.setdefault(name, reason)

@@ -107,7 +107,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             by_type.setdefault(resource["resourceType"], []).append((position, resource))
 
-    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Validator())
+    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Validator(),
+                  aliases=aliases)
 
     patients = [r for _, r in by_type.get("Patient", [])]
     if patient_id is None and patients and isinstance(patients[0].get("id"), str):
@@ -164,7 +165,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     administrations = read_administrations(admins, meds, circuit, ctx)
 
     observations = mine("Observation")
-    trend_span = timedelta(days=ctx.setting("window.platelet_trend_days", 14))
+    trend_span = timedelta(days=ctx.policy["window.platelet_trend_days"])
     platelet_trend = series(observations, ctx, "platelets", ("platelets",), trend_span)
     labs_span = window_span(policy, "window.labs_hours") or timedelta(days=36500)
     creatinine_series = series(observations, ctx, "creatinine", ("creatinine_mass", "creatinine_moles"),

@@ -19,7 +19,6 @@ from .context import OBSERVATION_OK, Context, first_time, source_of
 from .observations import observation_time
 from .read import codings, items
 
-COVID_TEST_DAYS_DEFAULT = 14   # scope.covid_test_days (clinical rules v2 §1a)
 ENCOUNTER_STATUSES = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave", "finished",
                                 "cancelled", "entered-in-error", "unknown"})
 
@@ -76,7 +75,7 @@ def read_covid_tests(observations: list[dict], ctx: Context) -> tuple[Flag, ...]
     if "sars_cov_2" not in ctx.codes.data.get("observations", {}):
         return ()
     tests = ctx.codes.observation("sars_cov_2")
-    days = ctx.setting("scope.covid_test_days", COVID_TEST_DAYS_DEFAULT)
+    days = ctx.policy["scope.covid_test_days"]
     latest = ctx.now + timedelta(minutes=ctx.policy["window.future_tolerance_minutes"])
     earliest = ctx.now - timedelta(days=days)
     found: list[Flag] = []

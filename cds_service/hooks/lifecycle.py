@@ -232,12 +232,13 @@ def apply(call, cards: Sequence[IssuedCard], evaluation: Any = None) -> tuple[li
         return cards, None
     now = now_of(call)
     user = call.context.get("userId")
-    key = {
-        "user_hash": storage.pseudonym("user", user) if user else ANONYMOUS_USER,
-        "patient_hash": storage.patient_hash(call.patient_id),
-        "encounter_hash": storage.pseudonym("encounter", call.encounter_id) if call.encounter_id else NO_ENCOUNTER,
-    }
     try:
+        # The keyed hashes need the audit key, which may live in an unreachable database.
+        key = {
+            "user_hash": storage.pseudonym("user", user) if user else ANONYMOUS_USER,
+            "patient_hash": storage.patient_hash(call.patient_id),
+            "encounter_hash": storage.pseudonym("encounter", call.encounter_id) if call.encounter_id else NO_ENCOUNTER,
+        }
         situation = situation_digest(evaluation)
         candidates = [{
             "card_uuid": issued.card["uuid"], "hook_instance": call.hook_instance, "service_id": call.service.id,

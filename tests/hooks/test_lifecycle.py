@@ -19,6 +19,7 @@ from cds_service.cli import main as cli_main
 from cds_service.feedback_report import build_report
 from cds_service.hooks import lifecycle
 from cds_service.storage import IssuedCard, StorageError
+from conftest import in_scope
 from hook_helpers import LOINC, body_for, kind, medication, post
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
@@ -49,7 +50,9 @@ def call(app, name: str, moment: datetime, *, user: str = USER, encounter: str |
     body["hookInstance"] = str(uuid.uuid4())   # each chart open is a new hook call
     body["context"]["userId"] = user
     if encounter:
+        # that Encounter must then be in the data, or the patient is out of scope (§1a)
         body["context"]["encounterId"] = encounter
+        in_scope(body)
     if mutate:
         mutate(body)
     return post(at(app, moment).test_client(), body)["cards"]

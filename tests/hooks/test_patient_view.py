@@ -153,8 +153,7 @@ def test_trigger_with_an_ordered_prophylaxis_at_the_wrong_dose_names_it_without_
     assert [a["resource"]["resourceType"] for a in actions(card)] == ["ServiceRequest"]
 
 
-# v2 scope (§1a) counts a COVID-19 Condition only when linked to the current Encounter or recent;
-# the example's Condition is linked to its Encounter (examples.py), so "with COVID" is in scope.
+# v2 scope (§1a): with the IMP Encounter, a COVID-19 Condition (linked or recent) is needed.
 @pytest.mark.parametrize("with_covid,expected", [(False, 0), (True, 1)])
 def test_require_covid_condition_gates_cards(tmp_path, with_covid, expected):
     client = _policy_app(tmp_path, **{"scope.require_covid_condition": True})
