@@ -45,8 +45,10 @@ def at(app, moment: datetime):
 
 
 def call(app, name: str, moment: datetime, *, user: str = USER, encounter: str | None = None, mutate=None):
-    """Post example `name` (data dated at the real now) with the lifecycle clock at `moment`."""
-    body = body_for(name)
+    """Post example `name` (data dated at T0) with the lifecycle clock at `moment`. Every call's
+    data carry the same dates: the situation digest holds the platelet count's time, so data
+    re-dated at the clock on each call would end a snooze whenever a second ticks over."""
+    body = body_for(name, T0)
     body["hookInstance"] = str(uuid.uuid4())   # each chart open is a new hook call
     body["context"]["userId"] = user
     if encounter:
