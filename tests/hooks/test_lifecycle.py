@@ -19,7 +19,6 @@ from cds_service.cli import main as cli_main
 from cds_service.feedback_report import build_report
 from cds_service.hooks import lifecycle
 from cds_service.storage import IssuedCard, StorageError
-from conftest import in_scope
 from hook_helpers import LOINC, body_for, kind, medication, post
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
@@ -45,16 +44,12 @@ def at(app, moment: datetime):
 
 
 def call(app, name: str, moment: datetime, *, user: str = USER, encounter: str | None = None, mutate=None):
-    """Post example `name` (data dated at T0) with the lifecycle clock at `moment`. Every call's
-    data carry the same dates: the situation digest holds the platelet count's time, so data
-    re-dated at the clock on each call would end a snooze whenever a second ticks over."""
-    body = body_for(name, T0)
+    """Post example `name` (data dated at the real now) with the lifecycle clock at `moment`."""
+    body = body_for(name)
     body["hookInstance"] = str(uuid.uuid4())   # each chart open is a new hook call
     body["context"]["userId"] = user
     if encounter:
-        # that Encounter must then be in the data, or the patient is out of scope (§1a)
         body["context"]["encounterId"] = encounter
-        in_scope(body)
     if mutate:
         mutate(body)
     return post(at(app, moment).test_client(), body)["cards"]
