@@ -30,7 +30,6 @@ pytestmark = pytest.mark.integration
 
 CARDS_V2 = cards_v2_merged()
 NEEDS_CARDS_V2 = pytest.mark.skipif(not CARDS_V2, reason="cards v2 not merged (cds_service.hooks.CARDS_VERSION < 2)")
-V1_CARDS_ONLY = pytest.mark.skipif(CARDS_V2, reason="v1 card expectation, replaced by the v2 catalogue")
 DRAFTS = DEFAULT_DIR / "draft-orders"
 
 DRAFT_40_DAILY = str(DEFAULT_DIR / "draft-orders" / "enoxaparin-40mg-daily.json")
@@ -38,9 +37,8 @@ DRAFT_60_Q12H = str(DEFAULT_DIR / "draft-orders" / "enoxaparin-60mg-q12h.json")
 RANK = {"info": 0, "warning": 1, "critical": 2}
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
-# v1 cards (until the v2 catalogue is merged): patient id -> (most severe indicator, enoxaparin mg
-# suggested or None, anti-Xa ServiceRequest suggested). AT_MOST_INFO: nothing above info and no
-# new heparin order (already therapeutic).
+# patient id -> (most severe indicator, enoxaparin mg suggested or None, anti-Xa ServiceRequest
+# suggested). AT_MOST_INFO: nothing above info and no new heparin order (already therapeutic).
 AT_MOST_INFO = "at most info"
 PATIENT_VIEW = {
     "cov-sic-imv": ("warning", 40, False),
@@ -275,7 +273,6 @@ def test_encounter_id_decides_scope(loaded, cds_service_url, cds_database):
     assert fired.response["cards"]
 
 
-@V1_CARDS_ONLY
 @pytest.mark.parametrize("pid", sorted(PATIENT_VIEW))
 def test_patient_view_same_cards_with_prefetch_and_self_fetch(loaded, cds_service_url, pid):
     # One user per call: the same info card is shown to one user at most once in 24 h (§18.3).
@@ -365,7 +362,6 @@ def test_order_select(loaded, cds_service_url, cds_database, pid, draft, spec):
         assert not [s for s in summaries if word.lower() in s.lower()], summaries
 
 
-@V1_CARDS_ONLY
 def test_order_select_hit_switches_to_fondaparinux(loaded, cds_service_url):
     cards = _fire_ok("order-select", "cov-hit-history", loaded, service_url=cds_service_url,
                      draft_paths=[DRAFT_40_DAILY])
