@@ -162,7 +162,7 @@ EXPECTED: dict[str, dict] = {
 # update: (mg, doses/day) the draft is updated to; suggests: ingredients a create or update must name;
 # never: ingredients that must not appear in any create/update; delete_draft: a suggestion deletes
 # the draft; kinds: card kinds that must be among the cards (audit); summary_without: words no
-# card summary may contain.
+# card summary may contain; at_most: no card above this indicator.
 D40, D60Q12, D90Q12 = "enoxaparin-40mg-daily.json", "enoxaparin-60mg-q12h.json", "enoxaparin-90mg-q12h.json"
 ORDER_SELECT: list[tuple[str, str, dict]] = [
     ("cov-bmi-40", D40, {"when": "now", "indicator": "warning", "update": (80, 1)}),
@@ -189,7 +189,11 @@ ORDER_SELECT: list[tuple[str, str, dict]] = [
                              "never": {"enoxaparin", "heparin"}}),
     ("cov-home-doac", D40, {"when": "cards_v2", "indicator": "warning", "kinds": {"duplicate_anticoagulant"},
                             "never": {"enoxaparin", "heparin"}}),
-    ("cov-ward-therapeutic", D90Q12, {"when": "cards_v2", "indicator": None}),
+    # The recommended therapeutic dose: no escalation warning (§18.4) and no change to the draft.
+    # An info card about anti-Xa is accepted: §12 indicates anti-Xa for any therapeutic LMWH order
+    # (current_therapeutic_dose) while §13.1 adds it to the recommended dose only at BMI >= 40 or
+    # > 120 kg; the rules disagree, so only "nothing above info" is asserted.
+    ("cov-ward-therapeutic", D90Q12, {"when": "cards_v2", "at_most": "info", "never": {"enoxaparin", "heparin"}}),
 ]
 
 

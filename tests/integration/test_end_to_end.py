@@ -342,6 +342,8 @@ def test_order_select(loaded, cds_service_url, cds_database, pid, draft, spec):
         else:
             assert max((c["indicator"] for c in cards), key=RANK.__getitem__, default=None) == spec["indicator"], \
                 summaries
+    if "at_most" in spec:
+        assert all(RANK[c["indicator"]] <= RANK[spec["at_most"]] for c in cards), summaries
     if "update" in spec:
         updates = _updates(cards, draft_id)
         assert updates, summaries
