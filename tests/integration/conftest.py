@@ -120,6 +120,17 @@ def _wait_ready(base: str, proc: subprocess.Popen) -> None:
     pytest.fail("in-memory FHIR server did not answer /metadata in time")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fire_waits_like_the_test_service():
+    """`fire` resolves prefetch within CDS_FHIR_TIMEOUT (3 s by default), as the service would;
+    the test service below allows 20 s, and so does fire here: on a shared machine the in-memory
+    server can take longer than 3 s for a search, and a key fire omits is not what these tests
+    are about."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CDS_FHIR_TIMEOUT", "20")
+        yield
+
+
 @pytest.fixture(scope="session")
 def cds_database(tmp_path_factory) -> Path:
     """The audit database of `cds_service_url`: tests read each call's assessment from it."""
