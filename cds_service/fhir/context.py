@@ -1,7 +1,8 @@
 """Shared machinery of FHIR extraction (extract.py and its readers).
 
-The read spec of every codes.json observation key, the resolved code sets, R4B validation
-of the resources actually used, and the per-call context (now, policy, rejections).
+The read spec of every codes.json observation key, the resolved code sets, the check of the
+resources actually used (model.py's structs, msgspec), the R4B validation of what the service
+emits (R4BValidator, off the hot path) and the per-call context (now, policy, rejections).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import orjson
 from cachetools import LRUCache
 
 from ..logic.policy import Policy
+from . import model
 from .codes import CodeSet, Codes, Coding
 from .read import parse_datetime
 
@@ -147,8 +149,28 @@ def _log_dropped(resource: Mapping[str, Any], reason: str | None) -> None:
         log.warning("dropped %s/%s: %s", resource.get("resourceType"), resource.get("id"), reason)
 
 
-class Validator:
-    """R4B validation of used resources only, memoised per resource object (and by content)."""
+class Checker:
+    """The hot-path check of used resources against what the service reads (model.py),
+    memoised per resource object for one call. A dropped resource is logged with its reason."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, str | None] = {}
+
+    def problem(self, resource: Mapping[str, Any]) -> str | None:
+        key = id(resource)
+        try:
+            return self._seen[key]
+        except KeyError:
+            pass
+        reason = self._seen[key] = model.problem(resource)
+        _log_dropped(resource, reason)
+        return reason
+
+
+class R4BValidator:
+    """Full fhir.resources R4B validation, for what the service emits (the updated draft of
+    hooks/order_check.py), `cds-service assess --strict` and the tests; never on the hot path
+    of reading data (Checker). Memoised per resource object and, process-wide, by content."""
 
     def __init__(self) -> None:
         self._seen: dict[int, str | None] = {}
@@ -197,6 +219,9 @@ class Validator:
         return None
 
 
+Validator = R4BValidator   # the name hooks/order_check.py imports
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -227,7 +252,7 @@ class Context:
     policy: Policy
     codes: Codes
     sets: Sets
-    validator: Validator
+    validator: Checker
     sex: str | None = None
     age: int | None = None
     rejected: dict[str, str] = field(default_factory=dict)

@@ -29,7 +29,8 @@ Flags (covid19, active_bleeding, ...) are a `Flag(present=True)` with their evid
 a record supports them and None when none does; `pregnancy` is `Flag(present=False)` when
 the latest source says not pregnant.
 
-Only the resources whose values are used are validated with fhir.resources R4B models.
+Only the resources whose values are used are checked, against the structs of model.py (what
+the service reads, msgspec); fhir.resources R4B validation is off this path (context.R4BValidator).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from typing import Any, Iterable, Mapping
 from ..logic.inputs import Flag, MedicationOrder, PatientInputs
 from ..logic.policy import Policy
 from .codes import Codes, load_codes
-from .context import OBS_SPECS, Context, Validator, code_sets, preload_models
+from .context import OBS_SPECS, Checker, Context, code_sets, preload_models
 from .context import window_span
 from .exposure import (_Problems, heparin_started, in_progress_circuit, read_administrations, read_orders,
                        read_statements, renal_replacement)
@@ -107,7 +108,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             by_type.setdefault(resource["resourceType"], []).append((position, resource))
 
-    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Validator())
+    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Checker())
 
     patients = [r for _, r in by_type.get("Patient", [])]
     if patient_id is None and patients and isinstance(patients[0].get("id"), str):
