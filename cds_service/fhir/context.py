@@ -102,11 +102,18 @@ class Sets:
     rr: dict[str, CodeSet]
 
 
+# The codes.json key of SARS-CoV-2 tests (scope.py): not a measurement, but matched in the
+# same single pass over the Observations (observations.collect).
+SARS_COV_2 = "sars_cov_2"
+
+
 @lru_cache(maxsize=8)
 def code_sets(codes: Codes) -> Sets:
+    """`obs_index`: (system, code) -> the codes.json observation keys it codes, for every key
+    with a read spec and SARS_COV_2; the one lookup per coding of the single pass."""
     index: dict[Coding, list[str]] = {}
     for key in codes.observation_keys():
-        if key not in OBS_SPECS:
+        if key not in OBS_SPECS and key != SARS_COV_2:
             continue
         for entry in codes.data["observations"][key]["codes"]:
             index.setdefault(codes.resolve(entry), []).append(key)
@@ -237,7 +244,7 @@ def window_span(policy: Policy, key: str) -> timedelta | None:
     return timedelta(days=value) if key.endswith("_days") else timedelta(hours=value)
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     key: str                      # codes.json observation key
     resource: dict

@@ -47,7 +47,7 @@ from .exposure import (_Problems, heparin_started, in_progress_circuit, read_adm
 from .flags import ConditionFindings, pregnancy_flag, read_allergies, read_conditions
 from .observations import collect, observation_time, read_observations, series
 from .orders import is_current_order
-from .scope import read_covid_tests, read_encounters
+from .scope import covid_test_span, read_covid_tests, read_encounters
 from .read import aware, parse_date, reference_target
 from .support import read_vasoactives, respiratory_support
 
@@ -64,11 +64,13 @@ def _age(birth: Any, now: datetime) -> int | None:
 
 
 class _Scope:
-    """Which resources belong to the patient (data requirements §1 'Patient scope')."""
+    """Which resources belong to the patient (data requirements §1 'Patient scope').
+    The verdict is memoised per reference string: a chart's resources share one subject."""
 
     def __init__(self, patient_id: str | None, aliases: Mapping[str, str]):
         self.patient_id = patient_id
         self.aliases = aliases
+        self._verdicts: dict[str, bool] = {}
 
     def target(self, reference: Any) -> tuple[str | None, str | None]:
         if isinstance(reference, dict) and isinstance(reference.get("reference"), str) \
@@ -79,12 +81,15 @@ class _Scope:
     def accepts(self, resource: Mapping[str, Any]) -> bool:
         ref = resource.get("patient") if resource.get("resourceType") == "AllergyIntolerance" \
             else resource.get("subject")
-        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+        literal = ref.get("reference") if type(ref) is dict else None
+        if type(literal) is not str:
             return True   # missing subject (or identifier only): the Bundle is one patient's
-        rtype, rid = self.target(ref)
-        if rtype != "Patient":
-            return False
-        return self.patient_id is None or rid == self.patient_id
+        verdict = self._verdicts.get(literal)
+        if verdict is None:
+            rtype, rid = self.target({"reference": literal})
+            verdict = self._verdicts[literal] = rtype == "Patient" and (
+                self.patient_id is None or rid == self.patient_id)
+        return verdict
 
 
 def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
@@ -140,7 +145,11 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         if target in meds:
             meds.setdefault(literal, meds[target])
 
-    cands = collect(mine("Observation"), ctx)
+    # The single pass over the Observations: window candidates, the v2 series, SARS-CoV-2 tests.
+    trend_span = timedelta(days=ctx.setting("window.platelet_trend_days", 14))
+    labs_span = window_span(policy, "window.labs_hours") or timedelta(days=36500)
+    cands = collect(mine("Observation"), ctx, series_spans={"platelets": trend_span, "creatinine": labs_span},
+                    covid_span=covid_test_span(ctx))
     values = read_observations(cands, ctx)
 
     flags: dict[str, Flag] = {}
@@ -164,12 +173,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     problems.flush()
     administrations = read_administrations(admins, meds, circuit, ctx)
 
-    observations = mine("Observation")
-    trend_span = timedelta(days=ctx.setting("window.platelet_trend_days", 14))
-    platelet_trend = series(observations, ctx, "platelets", ("platelets",), trend_span)
-    labs_span = window_span(policy, "window.labs_hours") or timedelta(days=36500)
-    creatinine_series = series(observations, ctx, "creatinine", ("creatinine_mass", "creatinine_moles"),
-                               labs_span)
+    platelet_trend = series(cands, ctx, "platelets")
+    creatinine_series = series(cands, ctx, "creatinine")
 
     return PatientInputs(
         now=now, patient_id=patient_id, age_years=ctx.age, sex=ctx.sex,  # type: ignore[arg-type]
@@ -182,7 +187,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         encounter_id=encounter_id,
         encounters=read_encounters([r for _, r in mine("Encounter")], ctx),
         covid_conditions=tuple(found_v2.covid_conditions),
-        covid_positive_tests=read_covid_tests([r for _, r in observations], ctx),
+        covid_positive_tests=read_covid_tests(cands.covid, ctx),
         hit_records=tuple(found_v2.hit_records),
         other_anticoagulation_indication=flags.get("other_anticoagulation_indication"),
         recent_intracranial_haemorrhage=flags.get("recent_intracranial_haemorrhage"),
