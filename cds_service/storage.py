@@ -145,12 +145,21 @@ def _now() -> str:
 
 def _scrub(value: Any, patient_id: str, marker: str) -> Any:
     """The JSON value with the raw patient id (alone, or as a Patient/<id> reference) replaced.
-    Only whole ids are replaced, so a short id never mangles numbers or other text."""
-    reference = re.compile(r"Patient/" + re.escape(patient_id) + r"(?![A-Za-z0-9\-.])")
+    Only whole ids are replaced, so a short id never mangles numbers or other text. The
+    reference pattern is compiled, and applied, only for strings that contain the id (issue 15:
+    a new patient per call made the compile and a substitution on every string the cost)."""
+    reference: list[re.Pattern] = []
+
+    def sub(v: str) -> str:
+        if not reference:
+            reference.append(re.compile(r"Patient/" + re.escape(patient_id) + r"(?![A-Za-z0-9\-.])"))
+        return reference[0].sub(f"Patient/{marker}", v)
 
     def walk(v: Any) -> Any:
         if isinstance(v, str):
-            return marker if v == patient_id else reference.sub(f"Patient/{marker}", v)
+            if v == patient_id:
+                return marker
+            return sub(v) if patient_id in v else v
         if isinstance(v, dict):
             return {k: walk(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):

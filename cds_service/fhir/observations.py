@@ -8,7 +8,8 @@ from typing import Any, Mapping
 
 from ..logic.inputs import DDimer, Measurement, ProthrombinTime, RecordedSofa
 from .codes import CodeSet
-from .context import MIN_TIME, OBS_SPECS, OBSERVATION_OK, SARS_COV_2, Candidate, Context, source_of
+from .context import (MIN_TIME, OBS_SPECS, OBSERVATION_OK, SARS_COV_2, Candidate, Context, source_of,
+                      window_span)
 from .read import codings, items, number, parse_datetime
 from .units import TABLES, UnitError, convert
 
@@ -37,6 +38,7 @@ def observation_time(obs: Mapping[str, Any]) -> datetime | None:
 
 # v2 series (observations.series): output name -> the codes.json keys it reads.
 SERIES_KEYS = {"platelets": ("platelets",), "creatinine": ("creatinine_mass", "creatinine_moles")}
+SERIES_OF = {key: name for name, keys in SERIES_KEYS.items() for key in keys}
 
 
 class Collected(dict):
@@ -65,6 +67,12 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
     latest = ctx.now + timedelta(minutes=ctx.policy["window.future_tolerance_minutes"])
     series_from = {name: ctx.now - span for name, span in series_spans.items()}
     covid_from = ctx.now - covid_span if covid_span is not None else None
+    # Each window's earliest time, once per call (the same bounds as Context.in_window).
+    window_from = {}
+    for spec in specs.values():
+        if spec.window not in window_from:
+            span = window_span(ctx.policy, spec.window)
+            window_from[spec.window] = None if span is None else ctx.now - span
     for position, obs in observations:
         status = obs.get("status")
         if type(status) is not str or status not in OBSERVATION_OK:
@@ -92,13 +100,21 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
                                     holders.extend((key, component, n) for key in keys)
         if not holders:
             continue
-        time = observation_time(obs)
+        raw = obs.get("effectiveDateTime")
+        time = parse_datetime(raw) if raw is not None else observation_time(obs)
         if time is None:
             continue
         issued: datetime | None = None  # a tie-breaker only: parsed once a holder is in window
         seen: set[tuple[str, int]] = set()
         covid_holders: list[dict] | None = None
+        first_series: dict[str, tuple[str, dict, int]] | None = None
         for key, holder, n in holders:
+            name = SERIES_OF.get(key)
+            if name is not None and name in series_from:
+                # The first holder: the Observation's own code before its components.
+                if first_series is None:
+                    first_series = {}
+                first_series.setdefault(name, (key, holder, n))
             if (key, n) in seen:
                 continue
             seen.add((key, n))
@@ -109,21 +125,18 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
                         covid_holders = []
                     covid_holders.append(holder)   # (key, n) is seen once: each holder once
                 continue
-            if not ctx.in_window(time, spec.window):
+            earliest = window_from[spec.window]
+            if time > latest or (earliest is not None and time < earliest):
                 continue
             if key == "urine_period" and not _spans_a_day(obs):
                 continue
             if issued is None:
                 issued = parse_datetime(obs.get("issued")) or MIN_TIME
             out.setdefault(spec.input, []).append(Candidate(key, obs, holder, time, (issued, position, n)))
-        for name, keys in SERIES_KEYS.items():
-            earliest = series_from.get(name)
-            if earliest is None or not earliest <= time <= latest:
-                continue
-            # The first holder: the Observation's own code before its components.
-            first = next(((k, h, n) for k, h, n in holders if k in keys), None)
-            if first is not None:
-                series_out[name].append(Candidate(first[0], obs, first[1], time, (MIN_TIME, position, first[2])))
+        if first_series is not None:
+            for name, (key, holder, n) in first_series.items():
+                if series_from[name] <= time <= latest:
+                    series_out[name].append(Candidate(key, obs, holder, time, (MIN_TIME, position, n)))
         if covid_holders and covid_from <= time <= latest:  # type: ignore[operator]
             covid.append((obs, covid_holders, time))
     for candidates in out.values():
