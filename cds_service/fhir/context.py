@@ -229,6 +229,21 @@ class R4BValidator:
 Validator = R4BValidator   # the name hooks/order_check.py imports
 
 
+class StrictChecker(Checker):
+    """`cds-service assess --strict`: the hot-path check, then full fhir.resources R4B
+    validation of every used resource (the pre-issue-15 behaviour, plus the struct rules)."""
+
+    def problem(self, resource: Mapping[str, Any]) -> str | None:
+        key = id(resource)
+        try:
+            return self._seen[key]
+        except KeyError:
+            pass
+        reason = self._seen[key] = model.problem(resource) or R4BValidator._check(resource)
+        _log_dropped(resource, reason)
+        return reason
+
+
 # --------------------------------------------------------------------------- helpers
 
 

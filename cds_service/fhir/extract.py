@@ -40,7 +40,7 @@ from typing import Any, Iterable, Mapping
 from ..logic.inputs import Flag, MedicationOrder, PatientInputs
 from ..logic.policy import Policy
 from .codes import Codes, load_codes
-from .context import OBS_SPECS, Checker, Context, code_sets, preload_models
+from .context import OBS_SPECS, Checker, Context, StrictChecker, code_sets, preload_models
 from .context import window_span
 from .exposure import (_Problems, heparin_started, in_progress_circuit, read_administrations, read_orders,
                        read_statements, renal_replacement)
@@ -96,13 +96,15 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
                    codes: Codes | None = None, patient_id: str | None = None,
                    aliases: Mapping[str, str] | None = None,
                    medications: Mapping[str, dict] | None = None,
-                   encounter_id: str | None = None) -> PatientInputs:
+                   encounter_id: str | None = None, strict: bool = False) -> PatientInputs:
     """Normalise one patient's FHIR resources (dicts) to `PatientInputs`.
 
     `patient_id`: the patient (hooks: context.patientId); default the first Patient given.
     `aliases`: literal references (e.g. a Bundle entry's `urn:uuid:` fullUrl) -> "Type/id".
     `medications`: extra Medication resources keyed by "Medication/<id>" or fullUrl, for
     medicationReference targets not among `resources` (e.g. fetched separately).
+    `strict`: every used resource is also validated with the fhir.resources R4B models
+    (`cds-service assess --strict`; slow, never on the hook path).
     Never raises on data: unusable resources are skipped and the reasons kept in `rejected`.
     """
     now = aware(now)
@@ -113,7 +115,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             by_type.setdefault(resource["resourceType"], []).append((position, resource))
 
-    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Checker())
+    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=StrictChecker() if strict else Checker())
 
     patients = [r for _, r in by_type.get("Patient", [])]
     if patient_id is None and patients and isinstance(patients[0].get("id"), str):

@@ -13,6 +13,8 @@ What moved where (the R4B models are no longer on the hot path):
   (Observation.status/code, subject/patient where R4B requires it, Encounter.status/class,
   MedicationRequest.intent, reaction.manifestation, component.code), one choice per `[x]`
   among the choices the service reads, decimals (JSON numbers, never true/false or inf).
+- Stricter than the R4B models: a decimal sent as a JSON string ("90") is rejected (FHIR JSON
+  carries decimals as numbers; the readers never used a string value anyway).
 - No longer checked on the hot path: fields the service never reads (an unknown or R5 field,
   a malformed `note` or `identifier` no longer drops an otherwise usable value), and the
   calendar validity of a well-formed date (2024-02-30 reads as no date, so the value is
