@@ -481,11 +481,14 @@ def _identity(res: dict) -> Any:
 
 def _dedup(items: Iterable[dict]) -> list[dict]:
     seen: set = set()
+    add = seen.add
     out = []
     for res in items:
-        ident = _identity(res)
+        rid = res.get("id")
+        ident = (res.get("resourceType"), rid) if type(rid) is str and rid else (
+            _identity(res) if isinstance(rid, str) else id(res))
         if ident not in seen:
-            seen.add(ident)
+            add(ident)
             out.append(res)
     return out
 
