@@ -112,10 +112,16 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     aliases = dict(aliases or {})
     by_type: dict[str, list[tuple[int, dict]]] = {}
     for position, resource in enumerate(resources):
-        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-            by_type.setdefault(resource["resourceType"], []).append((position, resource))
+        if type(resource) is dict or isinstance(resource, dict):
+            rtype = resource.get("resourceType")
+            if type(rtype) is str or isinstance(rtype, str):
+                group = by_type.get(rtype)
+                if group is None:
+                    group = by_type[rtype] = []
+                group.append((position, resource))
 
-    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=StrictChecker() if strict else Checker())
+    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), 
+                  validator=StrictChecker() if strict else Checker())
 
     patients = [r for _, r in by_type.get("Patient", [])]
     if patient_id is None and patients and isinstance(patients[0].get("id"), str):
@@ -131,10 +137,19 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
 
     scope = _Scope(patient_id, aliases)
 
+    accepts, verdicts = scope.accepts, scope._verdicts
+
     def mine(rtype: str) -> list[tuple[int, dict]]:
+        field = "patient" if rtype == "AllergyIntolerance" else "subject"
         kept = []
-        for position, resource in by_type.get(rtype, []):
-            if resource.get("status") == "entered-in-error" or not scope.accepts(resource):
+        for position, resource in by_type.get(rtype, ()):
+            if resource.get("status") == "entered-in-error":
+                continue
+            ref = resource.get(field)
+            literal = ref.get("reference") if type(ref) is dict else None
+            # The memoised verdict of this subject, else the full check (which memoises it).
+            verdict = verdicts.get(literal) if type(literal) is str else None
+            if verdict is False or (verdict is None and not accepts(resource)):
                 continue
             kept.append((position, resource))
         return kept

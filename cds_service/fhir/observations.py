@@ -105,7 +105,7 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
         if time is None:
             continue
         issued: datetime | None = None  # a tie-breaker only: parsed once a holder is in window
-        seen: set[tuple[str, int]] = set()
+        seen: set[tuple[str, int]] | None = set() if len(holders) > 1 else None
         covid_holders: list[dict] | None = None
         first_series: dict[str, tuple[str, dict, int]] | None = None
         for key, holder, n in holders:
@@ -115,9 +115,10 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
                 if first_series is None:
                     first_series = {}
                 first_series.setdefault(name, (key, holder, n))
-            if (key, n) in seen:
-                continue
-            seen.add((key, n))
+            if seen is not None:
+                if (key, n) in seen:
+                    continue
+                seen.add((key, n))
             spec = specs.get(key)
             if spec is None:
                 if key == SARS_COV_2 and covid_from is not None:
