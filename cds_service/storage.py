@@ -143,31 +143,14 @@ def _now() -> str:
     return utc_iso(datetime.now(timezone.utc))
 
 
-_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
-
-
 def _scrub(value: Any, patient_id: str, marker: str) -> Any:
     """The JSON value with the raw patient id (alone, or as a Patient/<id> reference) replaced.
-    Only whole ids are replaced, so a short id never mangles numbers or other text. Only
-    strings that contain the id are rewritten, without a regular expression (issue 15: with a
-    new patient per call, compiling one per call and substituting in every string was the cost)."""
-    needle = f"Patient/{patient_id}"
-    replacement = f"Patient/{marker}"
-
-    def sub(v: str) -> str:
-        parts, start = [], 0
-        while (at := v.find(needle, start)) >= 0:
-            end = at + len(needle)
-            whole = end == len(v) or v[end] not in _ID_CHARS   # not the start of a longer id
-            parts.append(v[start:at] + (replacement if whole else needle))
-            start = end
-        return "".join(parts) + v[start:] if parts else v
+    Only whole ids are replaced, so a short id never mangles numbers or other text."""
+    reference = re.compile(r"Patient/" + re.escape(patient_id) + r"(?![A-Za-z0-9\-.])")
 
     def walk(v: Any) -> Any:
         if isinstance(v, str):
-            if v == patient_id:
-                return marker
-            return sub(v) if patient_id in v else v
+            return marker if v == patient_id else reference.sub(f"Patient/{marker}", v)
         if isinstance(v, dict):
             return {k: walk(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
