@@ -40,6 +40,13 @@ SERIES = [
 ]
 
 
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
+def encounter_id(pid: str) -> str:
+    return f"{pid}-enc"
+
+
 def _coding(entry: str) -> dict[str, str]:
     system, code = load_codes().resolve(entry)
     return {"system": system, "code": code}
@@ -132,8 +139,16 @@ def record(pid: str, n_obs: int = 150, now: datetime | None = None) -> dict[str,
     by_key["patient"] = [patient(pid)]
     for key, obs in _keyed_observations(pid, n_obs, now):
         by_key[prefetch_group(key)].append(obs)
+    # v2 scope (clinical rules §1a): an in-progress inpatient Encounter, named in the context
+    # (hook_request), with the COVID-19 Condition linked to it.
+    by_key["encounters"] = [{
+        "resourceType": "Encounter", "id": encounter_id(pid), "status": "in-progress",
+        "class": {"system": ACT_CODE, "code": "IMP", "display": "inpatient encounter"},
+        "subject": {"reference": f"Patient/{pid}"}, "period": {"start": _ts(now - timedelta(days=7))},
+    }]
     by_key["conditions"] = [{
         "resourceType": "Condition", "id": f"{pid}-covid", "subject": {"reference": f"Patient/{pid}"},
+        "encounter": {"reference": f"Encounter/{encounter_id(pid)}"},
         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
                                        "code": "active"}]},
         "verificationStatus": {"coding": [{
@@ -234,10 +249,10 @@ def hook_request(hook: str, pid: str, *, with_prefetch: bool = True, n_obs: int 
                  fhir_server: str | None = None, rec: dict | None = None,
                  draft_product: str = "enoxaparin_30", draft_dose_mg: float = 30) -> dict[str, Any]:
     """A complete CDS Hooks request body for patient-view, order-select or order-sign."""
-    context: dict[str, Any] = {"userId": "Practitioner/bench-doc", "patientId": pid}
+    context: dict[str, Any] = {"userId": "Practitioner/bench-doc", "patientId": pid,
+                               "encounterId": encounter_id(pid)}
     if hook in ("order-select", "order-sign"):
         draft = medication_request(pid, "draft-1", "draft", draft_product, draft_dose_mg)
-        context["encounterId"] = "enc-1"
         context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]}
         if hook == "order-select":
             context["selections"] = ["MedicationRequest/draft-1"]

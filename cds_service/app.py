@@ -14,7 +14,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import security, storage
+from . import metrics, schemas, security, smart, storage
 from .config import Config, load_config
 from .fhir import data
 from .fhir.bundle import bundle_resources
@@ -25,6 +25,8 @@ from .logging_setup import configure_logging, log_event
 from .logic.policy import Policy
 from .logic.scope import loosened_keys
 from .schemas import first_error
+from .storage import StorageError
+from .version import full_version
 
 log = logging.getLogger("cds_service.app")
 
@@ -131,6 +133,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     security.init_app(app, state)
     data.init_app(app, state)
     storage.init_app(app, state)
+    _log_startup(state)
+    smart.init_app(app, state)  # the assessment view (SMART app, /smart/...)
 
     @app.before_request
     def _start() -> Response | None:
@@ -155,7 +159,10 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(CDSError)
     def _cds_error(exc: CDSError) -> Response:
-        return json_response(exc.outcome(), exc.status)
+        resp = json_response(exc.outcome(), exc.status)
+        if getattr(exc, "retry_after", None):  # ServiceUnavailable: audit store down
+            resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -187,7 +194,27 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        return json_response({"status": "ok"})
+        # Liveness only: the process answers. Dependencies are /readyz's business.
+        return json_response({"status": "ok", "version": full_version()})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        ready, checks = readiness(state)
+        body = {"status": "ready" if ready else "unavailable", "checks": checks, "version": full_version()}
+        if not ready:
+            body["reason"] = "; ".join(f"{name}: {result}" for name, result in checks.items() if result != "ok")
+        resp = json_response(body, 200 if ready else 503)
+        if not ready:
+            resp.headers["Retry-After"] = "5"
+        return resp
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        refusal = _metrics_refusal(state.config)
+        if refusal is not None:
+            return refusal
+        payload, content_type = metrics.exposition()
+        return Response(payload, status=200, content_type=content_type)
 
     @app.get("/cds-services")
     def discovery() -> Response:
@@ -210,9 +237,11 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             status = getattr(exc, "status", 400)
             raise
         finally:
+            elapsed = time.perf_counter() - g.t0
             log_event(log, logging.INFO, "hook call", service=service.id,
                       hookInstance=getattr(g, "hook_instance", None), status=status,
-                      duration_ms=round((time.perf_counter() - g.t0) * 1000, 2))
+                      duration_ms=round(elapsed * 1000, 2))
+            metrics.hook_call(service.id, status, elapsed)
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
@@ -235,7 +264,79 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
                 raise BadRequest(f"Feedback item {where} is invalid at {loc}: {message}", expression=[where])
         store = state.extensions.get("feedback_store")
         result = store(service, items) if store else {"received": len(items)}
+        for item in items:
+            metrics.feedback(service.id, item.get("outcome"))
         return json_response({"status": "ok", **result})
 
     return app
+
+
+# --- issue 14 part B: start-up line, readiness, /metrics access --------------------------------
+
+def _log_startup(state: AppState) -> None:
+    """The start-up log line (with the version), and the schemas compiled now so that a
+    missing or broken schema shows at start (and in /readyz) rather than on the first call.
+    Nothing here may stop the worker from booting."""
+    try:
+        schemas.compile_all()
+        schema_state = "ok"
+    except Exception as exc:  # reported by /readyz; the worker still boots
+        schema_state = f"failed: {exc}"
+        log.error("JSON schemas could not be compiled", extra={"fields": {"error": str(exc)}})
+    log_event(log, logging.INFO, "cds-service started", version=full_version(), auth=state.config.auth,
+              env=state.config.env, policy=state.policy.source, schemas=schema_state,
+              services=[service.id for service in state.registry])
+
+
+def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
+    """(ready, check -> "ok" or the reason). The database check is a real write (see
+    Storage.check_writable); policy and codes loaded; schemas compiled."""
+    checks: dict[str, str] = {}
+    store = state.extensions.get("storage")
+    if store is None:
+        checks["database"] = "not configured"
+    else:
+        try:
+            store.check_writable()
+            checks["database"] = "ok"
+        except StorageError as exc:
+            checks["database"] = f"not writable ({exc})"
+    checks["policy"] = "ok" if state.policy is not None else "not loaded"
+    try:
+        load_codes(state.policy["codes.extra_file"])
+        checks["codes"] = "ok"
+    except Exception as exc:  # CodeDataError, or a file gone since start
+        checks["codes"] = f"not loaded ({exc})"
+    try:
+        schemas.compile_all()
+        checks["schemas"] = "ok"
+    except Exception as exc:
+        checks["schemas"] = f"not compiled ({exc})"
+    return all(v == "ok" for v in checks.values()), checks
+
+
+_LOOPBACK = ("127.", "::1", "::ffff:127.")
+_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+
+
+def _metrics_refusal(cfg: Config) -> Response | None:
+    """None when this caller may read /metrics; else the answer to give.
+
+    - CDS_METRICS_ENABLED=false: 404, as if the endpoint did not exist.
+    - CDS_METRICS_TOKEN set: every caller needs `Authorization: Bearer <token>` (401).
+    - otherwise only loopback callers, and only without proxy headers: a reverse proxy on
+      the same host makes every outside caller look like loopback (403)."""
+    import hmac
+    if not cfg.metrics_enabled:
+        return error_response(404, f"No such endpoint: {request.path}")
+    if cfg.metrics_token:
+        scheme, _, given = (request.headers.get("Authorization") or "").strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), cfg.metrics_token.encode()):
+            return None
+        return error_response(401, "GET /metrics needs the metrics bearer token (CDS_METRICS_TOKEN).")
+    remote = request.remote_addr or ""
+    if remote.startswith(_LOOPBACK) and not any(h in request.headers for h in _PROXY_HEADERS):
+        return None
+    return error_response(403, "GET /metrics is open to loopback callers only; set CDS_METRICS_TOKEN "
+                          "to scrape it from elsewhere (see README, Metrics).")
 

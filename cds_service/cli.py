@@ -44,6 +44,10 @@ def _serve(args: argparse.Namespace) -> int:
     # stays fragmented there: RSS crept from 150 to 190 MB over 10,000 soak requests; with
     # two arenas it stays flat (bench/RESULTS.md). Read at process start, hence before exec.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    # issue 14 part B: with several workers, /metrics must add up every worker's counters
+    # (prometheus_client multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py).
+    from . import metrics
+    metrics.prepare_multiprocess(args.workers)
     os.execv(sys.executable, argv)
     return 0  # pragma: no cover
 
@@ -94,7 +98,7 @@ def _add_load_fixtures(sub) -> None:
     p = sub.add_parser("load-fixtures", help="load the synthetic patients into a FHIR R4 server")
     p.add_argument("--fhir-server", required=True, help="FHIR base URL, e.g. http://localhost:8080/fhir")
     p.add_argument("--token", help="bearer token for the FHIR server")
-    p.add_argument("--dir", help="directory of transaction Bundle templates (default: conformance/patients)")
+    p.add_argument("--dir", help="directory of transaction Bundle templates (default: the packaged synthetic patients)")
     p.set_defaults(func=lambda args: _lazy("fixtures", args))
 
 
@@ -128,6 +132,8 @@ COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/inte
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__.splitlines()[0])
+    from .version import full_version  # issue 14 part B: package version + git describe
+    parser.add_argument("--version", action="version", version=f"cds-service {full_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)

@@ -7,6 +7,7 @@ Every setting has a documented default (see the README's configuration table).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -67,6 +68,28 @@ class Config:
     env: str = "development"
     allow_insecure_production: bool = False
     log_level: str = "INFO"
+    # --- issue 14 part B: /metrics access (see cds_service/metrics.py, README "Metrics") ---
+    # GET /metrics: "true" (default) serves it; "false" answers 404.
+    metrics_enabled: bool = True
+    # Bearer secret for /metrics. Empty: only loopback callers without proxy headers; set:
+    # every caller must send "Authorization: Bearer <secret>".
+    metrics_token: str = field(default="", repr=False)
+    # --- assessment view (SMART on FHIR app, cds_service/smart/) ---
+    # OAuth client_id the EHR registered for the app (public client, PKCE S256).
+    smart_client_id: str = "cds-coagulopathy-view"
+    # Scopes asked for at authorize (SMART v2; v1 servers: "launch openid fhirUser patient/*.read").
+    smart_scopes: str = "launch openid fhirUser patient/*.rs"
+    # Read an open FHIR server (no SMART configuration) without a token: "auto" (only with
+    # CDS_AUTH=off), "on" or "off". Loopback or explicitly allowlisted servers only.
+    smart_open_servers: str = "auto"
+    # Origins allowed to frame the view (CSP frame-ancestors), besides 'self' and the explicit
+    # CDS_CORS_ORIGINS entries.
+    smart_frame_ancestors: tuple[str, ...] = ()
+    # Longest life of a view session in seconds; a session also ends when its token expires.
+    smart_session_ttl: int = 3600
+    # SQLite file of the view's sessions (tokens encrypted with a key only the browser holds).
+    # Empty: CDS_DATABASE + "-smart-sessions"; ":memory:" keeps them in this process.
+    smart_session_db: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -93,6 +116,10 @@ class Config:
                 allow_insecure_production=(_env("CDS_ALLOW_INSECURE_PRODUCTION", "false") or "").lower()
                 in ("1", "true", "yes"),
                 log_level=(_env("CDS_LOG_LEVEL", "INFO") or "INFO").upper(),
+                # issue 14 part B
+                metrics_enabled=(_env("CDS_METRICS_ENABLED", "true") or "true").lower() in ("1", "true", "yes"),
+                metrics_token=_env("CDS_METRICS_TOKEN", "") or "",
+                **_smart_from_env(cls),
             ).validated()
         except ValueError as exc:
             if isinstance(exc, ConfigError):
@@ -107,7 +134,7 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
         values = dict(overrides)
-        for key in ("fhir_allowlist", "cors_origins", "jwt_algorithms"):
+        for key in ("fhir_allowlist", "cors_origins", "jwt_algorithms", "smart_frame_ancestors"):
             if isinstance(values.get(key), str):
                 values[key] = _split(values[key])
         return replace(self, **values).validated()
@@ -125,7 +152,31 @@ class Config:
             raise ConfigError("CDS_MAX_BODY_BYTES must be > 0")
         if "*" in self.fhir_allowlist and self.auth != "off":
             raise ConfigError("CDS_FHIR_ALLOWLIST='*' is accepted only with CDS_AUTH=off")
+        if self.fhir_cache_ttl < 0:
+            raise ConfigError("CDS_FHIR_CACHE_TTL must be >= 0 seconds (0 turns the FHIR cache off)")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ConfigError("CDS_METRICS_TOKEN must be at least 16 characters")
+        if self.smart_open_servers not in ("auto", "on", "off"):
+            raise ConfigError("CDS_SMART_OPEN_SERVERS must be 'auto', 'on' or 'off'")
+        for origin in self.smart_frame_ancestors:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:*]+", origin):
+                raise ConfigError(f"CDS_SMART_FRAME_ANCESTORS entries must be origins (https://host[:port]), "
+                                  f"not {origin[:80]!r}")
+        if self.smart_session_ttl <= 0:
+            raise ConfigError("CDS_SMART_SESSION_TTL must be > 0 seconds")
         return self
+
+
+def _smart_from_env(cls) -> dict[str, Any]:
+    """The assessment view's settings (CDS_SMART_*), kept apart from the hook settings."""
+    return {
+        "smart_client_id": _env("CDS_SMART_CLIENT_ID", cls.smart_client_id) or cls.smart_client_id,
+        "smart_scopes": " ".join((_env("CDS_SMART_SCOPES", cls.smart_scopes) or cls.smart_scopes).split()),
+        "smart_open_servers": (_env("CDS_SMART_OPEN_SERVERS", "auto") or "auto").lower(),
+        "smart_frame_ancestors": tuple(_split(_env("CDS_SMART_FRAME_ANCESTORS", None) or "")),
+        "smart_session_ttl": int(_env("CDS_SMART_SESSION_TTL", "3600") or 3600),
+        "smart_session_db": _env("CDS_SMART_SESSION_DB", "") or "",
+    }
 
 
 def load_config(overrides: dict[str, Any] | None = None) -> Config:

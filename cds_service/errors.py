@@ -70,6 +70,18 @@ class NotFound(CDSError):
     status = 404
 
 
+class ServiceUnavailable(CDSError):
+    """A dependency of ours (the audit database) is down: 503 with Retry-After, so a client
+    retries later instead of reading a 401 as bad credentials (issue 14)."""
+
+    status = 503
+    RETRY_AFTER_S = 5
+
+    def __init__(self, diagnostics: str, *, retry_after: int = RETRY_AFTER_S):
+        super().__init__(diagnostics)
+        self.retry_after = retry_after
+
+
 class PreconditionFailed(CDSError):
     """Required FHIR data could not be obtained (CDS Hooks 2.0 §6: SHALL answer 412)."""
 

@@ -1,7 +1,9 @@
-"""JSON Schemas in conformance/schemas, compiled once.
+"""The JSON Schemas (package data, cds_service/data/schemas), compiled once.
 
-The schemas live beside the conformance checklist so integrators can use them too; the
-service loads them from there (or from CDS_SCHEMA_DIR in a container image).
+They ship inside the package (found with importlib.resources), so an installed wheel
+validates requests with no checkout around. `conformance/schemas` in the repository is a
+link to the same directory, for integrators. CDS_SCHEMA_DIR is an override only: a site
+that wants other schemas points it at a directory of `*.schema.json` files.
 
 Two validators per schema (issue 15): `jsonschema_rs` (compiled, Rust, full 2020-12: a few
 microseconds for a 100 KB hook request, against ~0.1-0.5 ms) decides whether a body is valid;
@@ -23,7 +25,11 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-SCHEMA_DIR = Path(os.environ.get("CDS_SCHEMA_DIR") or Path(__file__).resolve().parent.parent / "conformance" / "schemas")
+from . import data
+
+SCHEMA_DIR = Path(os.environ.get("CDS_SCHEMA_DIR") or data.path("schemas"))
+SCHEMA_NAMES = ("request", "response", "discovery", "feedback", "context-patient-view",
+                "context-order-select", "context-order-sign")
 
 
 @lru_cache(maxsize=1)
@@ -73,6 +79,13 @@ def is_valid(name: str, instance: Any) -> bool:
         return bool(compiled(name).is_valid(instance))
     except Exception:   # an instance the Rust side cannot take: let jsonschema judge it
         return False
+
+
+def compile_all() -> None:
+    """Compile every schema the service uses now (start-up, /readyz); raises if one cannot."""
+    for name in SCHEMA_NAMES:
+        validator(name).check_schema(_registry().contents(f"{name}.schema.json"))
+        compiled(name)
 
 
 def _path(error) -> str:

@@ -40,7 +40,8 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 
-from .errors import BadRequest, CDSError
+from .errors import BadRequest, CDSError, ServiceUnavailable
+from .version import full_version
 
 log = logging.getLogger("cds_service.storage")
 
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS hook_call (
     evaluated_at   TEXT NOT NULL,           -- "now" of the assessment (request time, UTC)
     recorded_at    TEXT NOT NULL,
     data_origin    TEXT,                    -- JSON: prefetch key -> prefetch/fetched/null
-    assessment     TEXT                     -- JSON; null when no assessment was made
+    assessment     TEXT,                    -- JSON; null when no assessment was made
+    service_version TEXT                    -- version.full_version() of the code that answered
 );
 CREATE INDEX IF NOT EXISTS hook_call_instance ON hook_call (hook_instance);
 CREATE INDEX IF NOT EXISTS hook_call_patient ON hook_call (patient_hash);
@@ -143,21 +145,43 @@ def _now() -> str:
     return utc_iso(datetime.now(timezone.utc))
 
 
-def _scrub(value: Any, patient_id: str, marker: str) -> Any:
-    """The JSON value with the raw patient id (alone, or as a Patient/<id> reference) replaced.
-    Only whole ids are replaced, so a short id never mangles numbers or other text."""
-    reference = re.compile(r"Patient/" + re.escape(patient_id) + r"(?![A-Za-z0-9\-.])")
+def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
+    """The JSON value with every string that contains the raw patient id pseudonymised.
+
+    - the id alone -> `marker`;
+    - a string without spaces that contains the id as a whole token (a reference or id such
+      as `Patient/<id>`, `Observation/<id>-plt`, `urn:x:<id>`) -> `[ref:<hash>]`, a keyed
+      hash of the whole string (`ref_hash`), so equal references stay equal and joinable
+      but neither the id nor the rest of the reference can be read back;
+    - free text (with spaces) -> each occurrence of the id replaced by `marker`.
+    "Whole token": not preceded or followed by a letter or digit, so a short id never
+    mangles numbers or longer ids (`p1` leaves `p10` alone)."""
+    token = re.compile(r"(?<![A-Za-z0-9])" + re.escape(patient_id) + r"(?![A-Za-z0-9])")
+    ref_hash = ref_hash or (lambda text: marker)
 
     def walk(v: Any) -> Any:
         if isinstance(v, str):
-            return marker if v == patient_id else reference.sub(f"Patient/{marker}", v)
+            if v == patient_id:
+                return marker
+            if not token.search(v):
+                return v
+            if any(ch.isspace() for ch in v):
+                return token.sub(marker, v)
+            return f"[ref:{ref_hash(v)[:16]}]"
         if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
+            return {(walk(k) if isinstance(k, str) else k): walk(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
             return [walk(x) for x in v]
         return v
 
     return walk(value)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Columns added after a table was first created (a database from an older version)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(hook_call)")}
+    if "service_version" not in columns:
+        conn.execute("ALTER TABLE hook_call ADD COLUMN service_version TEXT")
 
 
 @dataclass(frozen=True)
@@ -175,6 +199,17 @@ class IssuedCard:
 
 
 class Storage:
+    """The audit database. Constructing one touches no file: the schema is created (and the
+    random pepper generated) on the first write, so a worker boots whatever the state of the
+    database (locked, read-only, unwritable directory); every write that cannot be made is a
+    StorageError, answered 503 by the layers above, and `check_writable()` feeds /readyz."""
+
+    # SQLite's busy handler waits this long for another writer. Hook calls (audit) keep the
+    # long wait: contention between workers is short and the advice must not be lost to it.
+    # The jti check and the readiness probe wait less (see SqliteReplayStore, /readyz): a
+    # database locked for longer is a fault, answered 503 + Retry-After, not a queue.
+    BUSY_TIMEOUT_MS = 10_000
+
     def __init__(self, path: str, pepper: str = "", sync: str = "normal"):
         if path == ":memory:":
             # One shared in-memory database for all threads of this instance (tests, tools).
@@ -188,36 +223,29 @@ class Storage:
         self._local = threading.local()
         self._lock, self._lock_pid = threading.Lock(), os.getpid()
         self._anchor: sqlite3.Connection | None = None
-        try:
-            conn = self._connect()
-            if self._uri:
-                self._anchor = conn  # keeps the memory database alive
-            with conn:
-                conn.executescript(_SCHEMA)
-                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
-                if not pepper:
-                    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('patient_hash_pepper', ?)",
-                                 (secrets.token_hex(32),))
-                    pepper = conn.execute(
-                        "SELECT value FROM meta WHERE key = 'patient_hash_pepper'").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the audit database {path!r}: {exc}") from None
-        self._pepper = pepper.encode("utf-8")
+        if self._uri:
+            self._anchor = self._connect()  # keeps the memory database alive
+        self._pepper: bytes | None = pepper.encode("utf-8") if pepper else None
+        self._schema_ready = False
 
     # -- connections ---------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._target, uri=self._uri, timeout=10.0, isolation_level=None,
-                               check_same_thread=True)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        if not self._uri:
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._sync}")
-        conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            conn = sqlite3.connect(self._target, uri=self._uri, timeout=self.BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None, check_same_thread=True)
+            conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
+            if not self._uri:
+                # Needs a write lock the first time (it changes the file header): a locked or
+                # read-only file fails here, on the first use, never at start-up.
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._sync}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the audit database: {exc}") from None
         return conn
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection (a new one after a fork)."""
+        """This thread's connection (a new one after a fork). StorageError if it cannot be opened."""
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
@@ -240,31 +268,77 @@ class Storage:
             self._lock, self._lock_pid = threading.Lock(), os.getpid()
         return self._lock
 
-    def _write(self, fn):
-        """Run fn(conn) in one IMMEDIATE transaction.
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        """Create the tables and the random pepper on first use (inside a write transaction).
+        Idempotent and safe between processes (IF NOT EXISTS, INSERT OR IGNORE)."""
+        if self._schema_ready:
+            return
+        conn.executescript(_SCHEMA)  # executescript commits first: run outside BEGIN
+        _add_missing_columns(conn)
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                     (str(SCHEMA_VERSION),))
+        if self._pepper is None:
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('patient_hash_pepper', ?)",
+                         (secrets.token_hex(32),))
+            self._pepper = conn.execute(
+                "SELECT value FROM meta WHERE key = 'patient_hash_pepper'").fetchone()[0].encode("utf-8")
+        self._schema_ready = True
+
+    def _write(self, fn, busy_timeout_ms: int | None = None):
+        """Run fn(conn) in one IMMEDIATE transaction (the schema is created first if needed).
 
         Threads of one process take turns on a lock first: waiting in SQLite's busy handler
         means sleeping 1, 2, 5 ... 100 ms between retries, and a writer that loses the GIL
         mid-transaction holds the file lock meanwhile. Under 8 concurrent hook calls that
         put the p99 of a hook call at ~450 ms (bench/RESULTS.md); only the other worker
-        processes now contend in SQLite."""
-        conn = self.connection()
+        processes now contend in SQLite.
+
+        Every SQLite failure (cannot open, locked beyond the busy timeout, read-only, disk
+        full) is a StorageError; nothing was written."""
         with self._write_lock():
+            conn = self.connection()
+            wait = self.BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                if wait != self.BUSY_TIMEOUT_MS:
+                    conn.execute(f"PRAGMA busy_timeout = {int(wait)}")
                 try:
-                    result = fn(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return result
+                    if not self._schema_ready:
+                        self._ensure_schema(conn)
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                    return result
+                finally:
+                    if wait != self.BUSY_TIMEOUT_MS:
+                        conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
             except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise StorageError(f"audit database write failed: {exc}") from None
 
+    def check_writable(self, busy_timeout_ms: int = 1000) -> None:
+        """A real write (one meta row) for /readyz; StorageError naming the cause otherwise."""
+        stamp = _now()
+        self._write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_readiness_check', ?)", (stamp,)),
+            busy_timeout_ms=busy_timeout_ms)
+
     # -- audit -------------------------------------------------------------------------
+    def _key(self) -> bytes:
+        if self._pepper is None:  # the random pepper lives in the database: create or read it
+            self._write(lambda conn: None)
+        assert self._pepper is not None
+        return self._pepper
+
     def patient_hash(self, patient_id: str) -> str:
-        return hmac.new(self._pepper, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(self._key(), patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def record_call(self, *, service_id: str, hook: str, hook_instance: str, patient_id: str,
                     evaluated_at: datetime, cards: Sequence[IssuedCard],
@@ -273,27 +347,30 @@ class Storage:
         """Store one answered hook call with its cards; returns the row id."""
         hashed = self.patient_hash(patient_id)
         marker = f"[patient:{hashed[:16]}]"
-        assessment_json = (orjson.dumps(_scrub(assessment, patient_id, marker)).decode()
+        assessment_json = (orjson.dumps(_scrub(assessment, patient_id, marker, self.patient_hash)).decode()
                            if assessment is not None else None)
-        origin_json = orjson.dumps(data_origin).decode() if data_origin else None
+        origin_json = (orjson.dumps(_scrub(data_origin, patient_id, marker, self.patient_hash)).decode()
+                       if data_origin else None)
 
         def write(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 "INSERT INTO hook_call (hook_instance, service_id, hook, patient_hash, evaluated_at,"
-                " recorded_at, data_origin, assessment) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " recorded_at, data_origin, assessment, service_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (hook_instance, service_id, hook, hashed, utc_iso(evaluated_at), _now(), origin_json,
-                 assessment_json))
+                 assessment_json, full_version()))
             call_id = cur.lastrowid
             for issued in cards:
                 card = issued.card
                 conn.execute("INSERT INTO card (uuid, call_id, kind, indicator, summary) VALUES (?, ?, ?, ?, ?)",
-                             (card["uuid"], call_id, issued.kind, card["indicator"], card["summary"]))
+                             (card["uuid"], call_id, issued.kind, card["indicator"],
+                              _scrub(card["summary"], patient_id, marker, self.patient_hash)))
                 for suggestion in card.get("suggestions", ()):
                     actions = ",".join(
                         a["type"] + (f":{a['resource']['resourceType']}" if "resource" in a else "")
                         for a in suggestion.get("actions", ()))
                     conn.execute("INSERT INTO suggestion (uuid, card_uuid, label, actions) VALUES (?, ?, ?, ?)",
-                                 (suggestion["uuid"], card["uuid"], suggestion["label"], actions))
+                                 (suggestion["uuid"], card["uuid"],
+                                  _scrub(suggestion["label"], patient_id, marker, self.patient_hash), actions))
             return call_id
 
         return self._write(write)
@@ -331,7 +408,7 @@ class Storage:
     # -- card lifecycle (§18.3; policy and fingerprints in hooks/lifecycle.py) -----------------
     def pseudonym(self, domain: str, value: str) -> str:
         """Keyed hash of a user or encounter id, separated by domain from the patient hash."""
-        return hmac.new(self._pepper, f"{domain}\x00{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(self._key(), f"{domain}\x00{value}".encode("utf-8"), hashlib.sha256).hexdigest()
 
     def lifecycle_decide(self, key: dict[str, str], fingerprints: Sequence[str], decide,
                          hook_instance: str | None = None):
@@ -377,13 +454,19 @@ class Storage:
 
 
 class SqliteReplayStore:
-    """JWT jti replay store in the audit database, so every gunicorn worker (and every
+    """JWT jti replay store in the audit database, so every server worker (and every
     process on the same file) sees the same jtis (CDS Hooks notes §11 step 8).
-    Replicas on different hosts still need a network store (see README, Security)."""
+    Replicas on different hosts still need a network store (see README, Security).
+
+    Fails closed: when the database cannot be written (locked beyond BUSY_TIMEOUT_MS,
+    read-only, unwritable) the jti cannot be recorded, so the token could be replayed:
+    ReplayStoreUnavailable, which the security layer answers 503 + Retry-After ("audit store
+    unavailable"), never 401 (the credential was not at fault) and never an unchecked 200."""
 
     shared = True
 
     PURGE_EVERY_S = 60.0  # expired rows are harmless until purged; no DELETE on every call
+    BUSY_TIMEOUT_MS = 2000  # a writer holding the file longer than this is a fault, not a queue
 
     def __init__(self, storage: "Storage"):
         self._storage = storage
@@ -405,14 +488,13 @@ class SqliteReplayStore:
             return cur.rowcount == 1
 
         try:
-            fresh = self._storage._write(write)
+            fresh = self._storage._write(write, busy_timeout_ms=self.BUSY_TIMEOUT_MS)
             if purge:
                 self._last_purge = now
             return fresh
         except StorageError as exc:
-            # Fail closed: a token whose jti cannot be recorded could be replayed.
-            from .security.replay import ReplayStoreFull
-            raise ReplayStoreFull(f"jti store unavailable: {exc}") from None
+            from .security.replay import ReplayStoreUnavailable
+            raise ReplayStoreUnavailable(str(exc)) from None
 
 
 def _feedback_row(index: int, item: dict[str, Any]) -> dict[str, Any]:
@@ -441,7 +523,8 @@ def _feedback_row(index: int, item: dict[str, Any]) -> dict[str, Any]:
 
 
 def init_app(app, state) -> None:
-    """Open (and create) the database at CDS_DATABASE and hang the stores on the app."""
+    """Hang the stores on the app. Nothing is opened or written here: the database is
+    created on the first write (see Storage), so a worker boots whatever its state."""
     storage = Storage(state.config.database, pepper=state.config.audit_pepper,
                       sync=state.config.database_sync)
     state.extensions["storage"] = storage
@@ -454,6 +537,6 @@ def init_app(app, state) -> None:
         except StorageError as exc:
             # Nothing was stored (one transaction): tell the client to retry, never "ok".
             log.error("feedback not stored", extra={"fields": {"service": service.id, "error": str(exc)}})
-            raise CDSError("Feedback could not be stored; retry later.", status=503) from None
+            raise ServiceUnavailable("Audit store unavailable: feedback could not be stored; retry later.") from None
 
     state.extensions["feedback_store"] = feedback_store

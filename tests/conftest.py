@@ -17,6 +17,64 @@ def load_example(name: str) -> dict:
     return json.loads((EXAMPLES / name).read_text())
 
 
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
+def in_scope(body: dict) -> dict:
+    """Put a test patient in v2 scope (clinical rules §1a) by the real rules, in place: the
+    context's `encounterId` (default "<patientId>-enc"), an in-progress inpatient Encounter
+    (class IMP) with that id in the `encounters` prefetch, and the COVID-19 Condition in
+    `conditions` linked to it (one is added when there is none). Prefetch keys the body does
+    not carry (self-fetch) are left alone. Returns the body."""
+    from cds_service.fhir.codes import load_codes
+
+    context = body["context"]
+    pid = context["patientId"]
+    enc_id = context.setdefault("encounterId", f"{pid}-enc")
+    prefetch = body.get("prefetch")
+    if not isinstance(prefetch, dict):
+        return body
+
+    def entries(key: str):
+        bundle = prefetch.get(key)
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            return None
+        return bundle.setdefault("entry", [])
+
+    encounters = entries("encounters")
+    if encounters is not None and not any(e.get("resource", {}).get("id") == enc_id for e in encounters):
+        encounters.append({"resource": {
+            "resourceType": "Encounter", "id": enc_id, "status": "in-progress",
+            "class": {"system": ACT_CODE, "code": "IMP", "display": "inpatient encounter"},
+            "subject": {"reference": f"Patient/{pid}"}}, "search": {"mode": "match"}})
+    conditions = entries("conditions")
+    if conditions is not None:
+        codes = load_codes()
+        covid = {codes.resolve(c) for c in codes.data["conditions"]["covid19"]}
+        linked = False
+        for entry in conditions:
+            res = entry.get("resource", {})
+            if any((c.get("system"), c.get("code")) in covid for c in res.get("code", {}).get("coding", [])):
+                res.setdefault("encounter", {"reference": f"Encounter/{enc_id}"})
+                linked = True
+        if not linked:
+            system, code = codes.resolve(codes.data["conditions"]["covid19"][0])
+            conditions.append({"resource": {
+                "resourceType": "Condition", "id": f"{pid}-covid19",
+                "clinicalStatus": {"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "verificationStatus": {"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+                "code": {"coding": [{"system": system, "code": code}], "text": "COVID-19"},
+                "subject": {"reference": f"Patient/{pid}"},
+                "encounter": {"reference": f"Encounter/{enc_id}"}}, "search": {"mode": "match"}})
+    for key in ("encounters", "conditions"):
+        bundle = prefetch.get(key)
+        if isinstance(bundle, dict) and "total" in bundle:
+            bundle["total"] = len(bundle.get("entry", []))
+    return body
+
+
 def assert_no_empty(value, path="$"):
     """CDS Hooks notes §1/§13.12: no null, "", [] or {} anywhere (top-level cards excepted)."""
     if value is None or value == "" or value == [] or value == {}:
@@ -65,38 +123,3 @@ def app(app_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-# TODO(v2 merge): TEMPORARY. Scope (clinical rules §1a) needs an in-progress inpatient Encounter
-# and COVID-19 evidence, which fhir/extract.py fills only on the v2 fhir branch; on this branch
-# the scope inputs are always empty, so every hook test would get {"cards": []}. Until the merge,
-# tests outside tests/logic and the assess CLI run with scope.require_covid and
-# scope.require_inpatient defaulting to false (patient_not_found and age still apply). After the
-# merge: delete this fixture; the test patients (tests/hooks/hook_helpers.py, examples) carry an
-# IMP Encounter and a COVID-19 Condition.
-_REAL_SCOPE = ("tests/logic/", "test_assess_cli.py", "test_scope_hooks.py")
-
-
-_RELAXED = ("scope.require_covid", "scope.require_inpatient")
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _v2_scope_relaxed_until_merge():
-    # session scope, so apps built by session/module fixtures (integration) are relaxed too
-    from cds_service.logic import policy as policy_mod
-    with pytest.MonkeyPatch.context() as mp:
-        for key in _RELAXED:
-            _default, kind, allowed = policy_mod.DEFAULTS[key]
-            mp.setitem(policy_mod.DEFAULTS, key, (False, kind, allowed))
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _v2_real_scope_where_tested(request, monkeypatch):
-    path = str(request.node.fspath).replace("\\", "/")
-    if not any(part in path for part in _REAL_SCOPE):
-        return
-    from cds_service.logic import policy as policy_mod
-    for key in _RELAXED:
-        _default, kind, allowed = policy_mod.DEFAULTS[key]
-        monkeypatch.setitem(policy_mod.DEFAULTS, key, (True, kind, allowed))

@@ -198,3 +198,13 @@ def test_strict_changes_nothing_for_valid_bundles(capsys):
     case = FIXTURES / "16_ward_low_flow_d_dimer_gt_6x.json"
     args = (case, "--now", "2024-03-10T12:00:00Z")
     assert assess_json(capsys, *args, "--strict") == assess_json(capsys, *args)
+
+
+@pytest.mark.parametrize("encounter, in_scope", [(None, True), ("enc-1", True), ("enc-other", False)])
+def test_encounter_option_plays_the_context_encounter_id(capsys, encounter, in_scope):
+    # v2 §1a: with --encounter only that Encounter is judged; an id matching no Encounter is
+    # not inpatient. Fixture 16 holds Encounter enc-1 (IMP, in progress).
+    case = FIXTURES / "16_ward_low_flow_d_dimer_gt_6x.json"
+    args = [case, "--now", "2024-03-10T12:00:00Z"] + (["--encounter", encounter] if encounter else [])
+    scope = assess_json(capsys, *args)["scope"]
+    assert scope == {"in_scope": in_scope, "reasons": [] if in_scope else ["not_inpatient"]}

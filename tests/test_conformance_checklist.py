@@ -18,11 +18,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from cds_service import create_app
-from cds_service.examples import SCENARIOS, build
-from conftest import assert_no_empty, assert_operation_outcome
+from cds_service.examples import SCENARIOS, build as build_example
+from conftest import assert_no_empty, assert_operation_outcome, in_scope
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hooks"))
 from hook_helpers import FakeFhir, db_rows, queries, strip_uuids  # noqa: E402
+
+
+def build(name, now=None):
+    """The example body in v2 scope (conftest.in_scope)."""
+    return in_scope(build_example(name, now))
 
 NOW = datetime.now(timezone.utc)
 PATHS = {"patient-view": "/cds-services/coagulopathy-risk",

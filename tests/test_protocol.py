@@ -48,8 +48,10 @@ def test_discovery_lists_three_services_with_templates(client):
 
 
 def test_healthz(client):
+    from cds_service.version import full_version
     resp = client.get("/healthz")
-    assert resp.status_code == 200 and resp.get_json() == {"status": "ok"}
+    # Issue 14: the body also names the version (package version + git describe).
+    assert resp.status_code == 200 and resp.get_json() == {"status": "ok", "version": full_version()}
 
 
 @pytest.mark.parametrize("path,example", [

@@ -21,7 +21,7 @@ from cachetools import LRUCache
 from ..logic.policy import Policy
 from . import model
 from .codes import CodeSet, Codes, Coding
-from .read import parse_datetime
+from .read import parse_datetime, reference_target
 
 log = logging.getLogger("cds_service.fhir.extract")
 
@@ -152,8 +152,11 @@ _verdicts_lock = threading.Lock()
 
 
 def _log_dropped(resource: Mapping[str, Any], reason: str | None) -> None:
+    # Never the resource id: ids are, or embed, the patient id (Patient/<mrn>,
+    # Observation/<mrn>-plt), and no raw patient id may reach a log line (issue 14).
     if reason is not None:
-        log.warning("dropped %s/%s: %s", resource.get("resourceType"), resource.get("id"), reason)
+        rtype = resource.get("resourceType")
+        log.warning("dropped a %s resource: %s", rtype if isinstance(rtype, str) else "(no type)", reason)
 
 
 class Checker:
@@ -278,6 +281,8 @@ class Context:
     sex: str | None = None
     age: int | None = None
     rejected: dict[str, str] = field(default_factory=dict)
+    # literal references (a Bundle entry's `urn:uuid:` fullUrl) -> "Type/id" (assess CLI)
+    aliases: Mapping[str, str] = field(default_factory=dict)
     _bounds: dict[str | None, tuple[datetime, datetime | None]] = field(default_factory=dict)
 
     def in_window(self, time: datetime | None, window_key: str | None) -> bool:
@@ -292,14 +297,12 @@ class Context:
         latest, earliest = bounds
         return time <= latest and (earliest is None or time >= earliest)
 
-    def setting(self, key: str, default: Any) -> Any:
-        """A policy value, or `default` while the key is not yet in logic/policy.py (v2 keys
-        the logic layer adds: scope.covid_test_days, safety.recent_ich_days,
-        window.platelet_trend_days)."""
-        try:
-            return self.policy[key]
-        except KeyError:
-            return default
+    def target(self, reference: Any) -> tuple[str | None, str | None]:
+        """reference_target, with a `urn:uuid:` literal read through the Bundle's aliases."""
+        if isinstance(reference, dict) and isinstance(reference.get("reference"), str) \
+                and reference["reference"] in self.aliases:
+            reference = {"reference": self.aliases[reference["reference"]]}
+        return reference_target(reference)
 
     def reject(self, name: str, reason: str) -> None:
         self.rejected.setdefault(name, reason)

@@ -42,6 +42,7 @@ from urllib.parse import urljoin, urlsplit
 import orjson
 from cachetools import TTLCache
 
+from .. import metrics
 from ..errors import PreconditionFailed
 from ..logging_setup import log_event
 from .allowlist import loggable_url, refusal_reason, same_base
@@ -130,6 +131,7 @@ class DataLayer:
             return None
         with self._cache_lock:
             raw = self.cache.get(ckey)
+        metrics.fhir_cache(raw is not None)
         return None if raw is None else orjson.loads(raw)
 
     def _cache_put(self, ckey: tuple, resources: list[dict]) -> None:
@@ -346,7 +348,9 @@ class DataLayer:
         problems = {k.name: k.error for k in keys if k.error and k.name not in required}
         problems.update(meds.problems)
         fhir_calls = client.calls if client else 0
+        metrics.fhir_exchange(call.service.id, fhir_calls, round_trips)
         if missing:
+            metrics.precondition_failed(call.service.id, missing.values())
             log_event(log, logging.WARNING, "required FHIR data unobtainable", service=call.service.id,
                       hookInstance=call.body.get("hookInstance"), missing=missing, fhir_calls=fhir_calls)
             by_reason: dict[str, list[str]] = {}

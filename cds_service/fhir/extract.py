@@ -120,8 +120,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
                     group = by_type[rtype] = []
                 group.append((position, resource))
 
-    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), 
-                  validator=StrictChecker() if strict else Checker())
+    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes),
+                  validator=StrictChecker() if strict else Checker(), aliases=aliases)
 
     patients = [r for _, r in by_type.get("Patient", [])]
     if patient_id is None and patients and isinstance(patients[0].get("id"), str):
@@ -163,7 +163,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
             meds.setdefault(literal, meds[target])
 
     # The single pass over the Observations: window candidates, the v2 series, SARS-CoV-2 tests.
-    trend_span = timedelta(days=ctx.setting("window.platelet_trend_days", 14))
+    trend_span = timedelta(days=ctx.policy["window.platelet_trend_days"])
     labs_span = window_span(policy, "window.labs_hours") or timedelta(days=36500)
     cands = collect(mine("Observation"), ctx, series_spans={"platelets": trend_span, "creatinine": labs_span},
                     covid_span=covid_test_span(ctx))

@@ -13,10 +13,9 @@ from typing import Any, Mapping
 from ..logic.inputs import CovidCondition, Flag, HitRecord
 from .context import (ACTIVE_CLINICAL, MIN_TIME, VERIFICATION_IGNORED, Candidate, Context, first_time,
                       source_of)
-from .read import codings, concept_codes, items, parse_datetime, reference_target
+from .read import codings, concept_codes, items, parse_datetime
 
 OTHER_INDICATION_SETS = ("vte", "af_flutter", "mechanical_valve", "intracardiac_thrombus")
-RECENT_ICH_DAYS_DEFAULT = 90   # safety.recent_ich_days (clinical rules v2 §10.2)
 
 
 def dated_onset(resource: Mapping[str, Any]) -> datetime | None:
@@ -71,7 +70,7 @@ def read_conditions(conditions: list[dict], ctx: Context, flags: dict[str, Flag]
     found_v2 = found_v2 if found_v2 is not None else ConditionFindings()
     sets = ctx.sets.conditions
     recent_days = timedelta(days=ctx.policy["safety.recent_bleeding_days"])
-    ich_days = timedelta(days=ctx.setting("safety.recent_ich_days", RECENT_ICH_DAYS_DEFAULT))
+    ich_days = timedelta(days=ctx.policy["safety.recent_ich_days"])
     pregnancy: Flag | None = None
     pregnancy_time: datetime | None = None
     for cond in conditions:
@@ -90,7 +89,7 @@ def read_conditions(conditions: list[dict], ctx: Context, flags: dict[str, Flag]
         src = source_of(cond)
         if "covid19" in matched and active:
             _flag_update(flags, "covid19", src, when)
-            enc_type, enc_id = reference_target(cond.get("encounter"))
+            enc_type, enc_id = ctx.target(cond.get("encounter"))
             found_v2.covid_conditions.append(CovidCondition(
                 encounter_id=enc_id if enc_type == "Encounter" else None, time=when, source=src))
         if any(name in matched for name in OTHER_INDICATION_SETS) and (active or not status):

@@ -18,7 +18,6 @@ from ..logic.inputs import EncounterInfo, Flag
 from .context import SARS_COV_2, Context, first_time, source_of
 from .read import codings, items
 
-COVID_TEST_DAYS_DEFAULT = 14   # scope.covid_test_days (clinical rules v2 §1a)
 ENCOUNTER_STATUSES = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave", "finished",
                                 "cancelled", "entered-in-error", "unknown"})
 
@@ -74,7 +73,7 @@ def covid_test_span(ctx: Context) -> timedelta | None:
     """The SARS-CoV-2 test window (scope.covid_test_days), None when the code data has no tests."""
     if SARS_COV_2 not in ctx.codes.data.get("observations", {}):
         return None
-    return timedelta(days=ctx.setting("scope.covid_test_days", COVID_TEST_DAYS_DEFAULT))
+    return timedelta(days=ctx.policy["scope.covid_test_days"])
 
 
 def read_covid_tests(tests: list[tuple[dict, list[dict], datetime]], ctx: Context) -> tuple[Flag, ...]:

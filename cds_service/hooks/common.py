@@ -13,6 +13,7 @@ from ..fhir.templates import prefetch_templates
 from ..logic.assessment import assess
 from ..logic.inputs import PatientInputs
 from ..logic.policy import Policy
+from .. import metrics
 from ..storage import IssuedCard, StorageError
 from . import lifecycle
 from .registry import HookCall
@@ -90,12 +91,27 @@ def evaluate(call: HookCall) -> Evaluation:
     return Evaluation(call, data, inputs, assessment, codes)
 
 
+def _link_assessment_view(call: HookCall, cards: Sequence[IssuedCard]) -> None:
+    """Every card links to the assessment view (SMART app, cds_service/smart/), once."""
+    from flask import has_request_context, request
+
+    from ..smart import assessment_link
+    base = call.state.config.public_base_url or (request.url_root.rstrip("/") if has_request_context() else "")
+    if not base:
+        return
+    for issued in cards:
+        links = issued.card.setdefault("links", [])
+        if not any(link.get("type") == "smart" for link in links):
+            links.append(assessment_link(issued.kind, call.hook_instance, base))
+
+
 def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation | None = None) -> dict:
     """The response body, after writing the audit row (same cards, same assessment). A failed
     audit write is logged and does not withhold the advice. Patient-view cards first pass the
     card lifecycle (hooks/lifecycle.py, §18.3): repeats and snoozed cards are withheld and
     listed in the audit row under `card_lifecycle`."""
     cards, lifecycle_audit = lifecycle.apply(call, cards, evaluation)
+    _link_assessment_view(call, cards)
     storage = call.state.extensions.get("storage")
     if storage is not None:
         try:
@@ -110,4 +126,6 @@ def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation 
         except StorageError as exc:
             log.error("audit row not written", extra={"fields": {
                 "service": call.service.id, "hookInstance": call.hook_instance, "error": str(exc)}})
+    for issued in cards:
+        metrics.card_issued(call.service.id, issued.kind, issued.card.get("indicator"))
     return {"cards": [issued.card for issued in cards]}

@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 import orjson
 
+from .. import metrics
 from ..storage import IssuedCard, StorageError
 
 log = logging.getLogger("cds_service.hooks.lifecycle")
@@ -218,9 +219,8 @@ def _snoozes(override: dict, cand: dict, at: float, policy) -> bool:
 
 # -- the hook point (hooks/common.respond) ----------------------------------------------------------
 def metrics_card_suppressed(service_id: str, kind: str, indicator: str, reason: str) -> None:
-    """The one call point for metrics on suppressed cards. A no-op until cds_service/metrics.py
-    exists; the lead wires it here."""
-    return None
+    """The one call point for metrics on suppressed cards (cds_service/metrics.py)."""
+    metrics.card_suppressed(kind, reason)
 
 
 def apply(call, cards: Sequence[IssuedCard], evaluation: Any = None) -> tuple[list[IssuedCard], dict | None]:
@@ -232,12 +232,13 @@ def apply(call, cards: Sequence[IssuedCard], evaluation: Any = None) -> tuple[li
         return cards, None
     now = now_of(call)
     user = call.context.get("userId")
-    key = {
-        "user_hash": storage.pseudonym("user", user) if user else ANONYMOUS_USER,
-        "patient_hash": storage.patient_hash(call.patient_id),
-        "encounter_hash": storage.pseudonym("encounter", call.encounter_id) if call.encounter_id else NO_ENCOUNTER,
-    }
     try:
+        # The keyed hashes need the audit key, which may live in an unreachable database.
+        key = {
+            "user_hash": storage.pseudonym("user", user) if user else ANONYMOUS_USER,
+            "patient_hash": storage.patient_hash(call.patient_id),
+            "encounter_hash": storage.pseudonym("encounter", call.encounter_id) if call.encounter_id else NO_ENCOUNTER,
+        }
         situation = situation_digest(evaluation)
         candidates = [{
             "card_uuid": issued.card["uuid"], "hook_instance": call.hook_instance, "service_id": call.service.id,

@@ -1,7 +1,7 @@
 """`cds-service load-fixtures`: render the synthetic patient templates and load them into a
 FHIR R4 server, one transaction Bundle per patient.
 
-The templates in conformance/patients/*.json carry relative times, because the service
+The templates in cds_service/data/patients/*.json (linked as conformance/patients) carry relative times, because the service
 judges data against "now" with 24-72 h windows and fixed dates would go stale. A string
 value that is exactly a placeholder is replaced when the Bundle is rendered:
 
@@ -25,7 +25,11 @@ from typing import Any
 
 import requests
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "conformance" / "patients"
+from .. import data
+
+# Package data (cds_service/data/patients; conformance/patients links to it), so an installed
+# wheel loads them too.
+DEFAULT_DIR = data.path("patients")
 FHIR_JSON = "application/fhir+json"
 TIMEOUT_S = 60
 

@@ -38,7 +38,7 @@ from .recommendation import Recommendation, recommend
 from .regimen import Regimen, recommend_regimen
 from .scope import Scope, assess_scope
 from .renal import Renal
-from .safety import CAUTIONS, Safety, assess_safety, hit_status, hit_suspected, present
+from .safety import CAUTIONS, Safety, assess_safety, hit_status, hit_suspected, is_heparin, present
 from .sic import Sic
 from .sofa import Sofa
 
@@ -216,7 +216,12 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
                      platelets=inputs.platelets, now=inputs.now, policy=p)
     suspected = hit is None and hit_suspected(
         heparin_started=inputs.heparin_started, platelet_trend=inputs.platelet_trend,
-        now=inputs.now, policy=p)
+        now=inputs.now, policy=p,
+        heparin_active=any(o.status == "active" and is_heparin(o.ingredient, o.drug_class)
+                           for o in inputs.orders),
+        last_heparin_given=max((a.time for a in inputs.administrations
+                                if a.time is not None and is_heparin(a.ingredient, a.drug_class)),
+                               default=None))
     safety = assess_safety(
         active_bleeding=present(inputs.active_bleeding),
         recent_bleeding=present(inputs.recent_bleeding),

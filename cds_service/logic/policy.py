@@ -314,7 +314,7 @@ SOURCES: dict[str, str] = {
     "cards.override_snooze_hours": "§16, §18.3 (card lifecycle: snooze after a patient-view override, by indicator)",
     "window.": "fhir-data-requirements §1.2 lookback windows; clinical-rules §16",
     "window.future_tolerance_minutes": "fhir-data-requirements §1.1 (clock skew for future-dated data)",
-    "window.platelet_trend_days": "§10.1 hit_suspected; ASH 2018 HIT (Cuker 2018, platelet monitoring on heparin)",
+    "window.platelet_trend_days": "§10.1 hit_suspected (platelet history; with no active heparin order, heparin must have been given within it); ASH 2018 HIT (Cuker 2018, platelet monitoring on heparin)",
     "bloodgas.": "fhir-data-requirements §3 (PaO2/FiO2 pairing)",
     "ibw.": "§2 Devine 1974 (unverified)",
     "crcl.": "§3 Cockcroft & Gault 1976; pharmacy weight rule (AdjBW factor 0.4, trigger 1.2 × IBW)",

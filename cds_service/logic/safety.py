@@ -35,10 +35,13 @@ Rubric (every threshold a policy key; values compared after rounding to 6 dp)
   >= 150 or there is none (a bound that does not settle counts as none); every other HIT record
   (older, or undated: a recordedDate never makes HIT recent) is `hit_history`.
   [Cuker 2018 ASH HIT; Warkentin & Kelton, N Engl J Med 2001;344:1286; enoxaparin label]
-- `hit_suspected` (v2): no HIT recorded; heparin started >= safety.hit_suspected_heparin_days (5)
-  days before `now`; in the platelet trend (window.platelet_trend_days) since heparin started,
-  the latest count fell by >= safety.hit_suspected_fall_fraction (50 %) from the highest
-  earlier count, or to < safety.hit_suspected_low_platelets (100) from >= 150. [ASH 2018; 4Ts]
+- `hit_suspected` (v2): no HIT recorded; a heparin (UFH or LMWH, any dose) is active (an active
+  order) or was last given within window.platelet_trend_days (14) of `now` (rules: "active or
+  given"; a course stopped weeks ago with no active order does not count); heparin started
+  >= safety.hit_suspected_heparin_days (5) days before `now`; in the platelet trend
+  (window.platelet_trend_days) since heparin started, the latest count fell by
+  >= safety.hit_suspected_fall_fraction (50 %) from the highest earlier count, or to
+  < safety.hit_suspected_low_platelets (100) from >= 150. [ASH 2018; 4Ts]
 - Heparin-specific (stop heparins only): hit_recent, hit_suspected, hit_history, heparin_allergy.
 - A running non-heparin therapeutic anticoagulant (argatroban, bivalirudin, fondaparinux
   >= orders.fondaparinux_therapeutic_mg_day) blocks every heparin suggestion:
@@ -129,14 +132,23 @@ def hit_status(*, hit_records: Iterable[HitRecord], hit_history: bool,
     return None
 
 
+def is_heparin(ingredient: str, drug_class: str) -> bool:
+    """UFH or an LMWH (flushes never reach logic/)."""
+    return ingredient in HEPARINS or drug_class == "lmwh"
+
+
 def hit_suspected(*, heparin_started: datetime | None, platelet_trend: Iterable[Measurement],
-                  now: datetime, policy: Policy) -> bool:
-    """A platelet fall on heparin (§10.1 v2): see the module rubric."""
+                  now: datetime, policy: Policy, heparin_active: bool,
+                  last_heparin_given: datetime | None) -> bool:
+    """A platelet fall on heparin (§10.1 v2): see the module rubric. `heparin_active`: an
+    active heparin order; `last_heparin_given`: the latest heparin administration (or None)."""
     p = policy
-    if heparin_started is None or \
+    trend_start = now - timedelta(days=p["window.platelet_trend_days"])
+    on_heparin = heparin_active or (last_heparin_given is not None and last_heparin_given >= trend_start)
+    if not on_heparin or heparin_started is None or \
             now - heparin_started < timedelta(days=p["safety.hit_suspected_heparin_days"]):
         return False
-    since = max(heparin_started, now - timedelta(days=p["window.platelet_trend_days"]))
+    since = max(heparin_started, trend_start)
     counts = sorted((m for m in platelet_trend
                      if m.comparator is None and m.time is not None and m.time >= since),
                     key=lambda m: m.time)

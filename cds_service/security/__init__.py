@@ -21,11 +21,12 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from .. import metrics
 from ..config import Config, ConfigError
-from ..errors import Unauthorized
+from ..errors import ServiceUnavailable, Unauthorized
 from ..logging_setup import forget_secrets, log_event, remember_secret
 from .jwks import JwksClient
-from .replay import InMemoryReplayStore
+from .replay import InMemoryReplayStore, ReplayStoreUnavailable
 from .tokens import AuthError, ClientIdentity, TokenValidator
 from .trust import ALG_KEY_TYPES, TrustedIssuer, load_trust_file
 
@@ -116,7 +117,17 @@ def init_app(app: Flask, state) -> None:
         except AuthError as exc:
             log_event(log, logging.DEBUG, "authentication rejected", reason=exc.reason,
                       path=request.path, **exc.context)
+            metrics.jwt_rejected(exc.reason)
             raise Unauthorized(exc.reason) from None
+        except ReplayStoreUnavailable as exc:
+            # Fail closed (the jti could not be recorded, so the token is not accepted), but
+            # as 503 + Retry-After: the database is at fault, not the caller's credential.
+            log_event(log, logging.ERROR, "audit store unavailable: jti cannot be recorded, call refused",
+                      path=request.path, error=str(exc))
+            metrics.jwt_rejected("audit store unavailable")
+            raise ServiceUnavailable(
+                "Audit store unavailable: the request could not be recorded, so it was not "
+                "processed. Retry later.") from None
         return None
 
     @app.after_request

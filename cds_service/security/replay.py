@@ -23,11 +23,18 @@ class ReplayStoreFull(RuntimeError):
     """No room to remember another jti: the token is refused (fail closed)."""
 
 
+class ReplayStoreUnavailable(RuntimeError):
+    """The shared jti store cannot be written (database locked, read-only, unwritable).
+    The token cannot be checked for replay, so the call is refused (fail closed) - as 503
+    with Retry-After, because the fault is ours, not the caller's credential."""
+
+
 class ReplayStore(Protocol):
     def check_and_add(self, iss: str, jti: str, expires_at: float) -> bool:
         """Atomically record (iss, jti) until `expires_at` (epoch seconds).
 
-        True if it was new; False if it was already seen (a replay)."""
+        True if it was new; False if it was already seen (a replay). Raises ReplayStoreFull
+        (no room: 401) or ReplayStoreUnavailable (the store cannot be written: 503)."""
 
 
 class InMemoryReplayStore:

@@ -7,6 +7,7 @@ the token, and no PyJWT exception text is passed on (it can quote the input).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -126,6 +127,10 @@ class TokenValidator:
                                 leeway=LEEWAY, options={"require": REQUIRED_CLAIMS, "strict_aud": False})
         except MissingRequiredClaimError as exc:
             raise AuthError(f"claim {exc.claim} missing", iss=iss) from None
+        except (TypeError, ValueError, OverflowError, ArithmeticError):
+            # A claim of an unexpected JSON type that the PyJWT in use does not check itself
+            # (older releases let int([...]) or an unhashable value escape): never a 500.
+            raise AuthError("claim of an unexpected type", iss=iss) from None
         except PyJWTError as exc:
             reason = next((r for cls, r in _REASONS if isinstance(exc, cls)), "token rejected")
             context = {"iss": iss, "kid": _short(kid, 100)}
@@ -165,8 +170,11 @@ class TokenValidator:
     def _check_claims(self, claims: dict, issuer: TrustedIssuer, kid: str) -> ClientIdentity:
         iss = issuer.iss
         exp, iat, jti = claims["exp"], claims["iat"], claims["jti"]
-        if not (_number(exp) and _number(iat)):
+        if not (_number(exp) and _number(iat)) or not (math.isfinite(exp) and math.isfinite(iat)):
             raise AuthError("exp or iat is not a number", iss=iss)
+        nbf = claims.get("nbf")
+        if nbf is not None and not (_number(nbf) and math.isfinite(nbf)):
+            raise AuthError("nbf is not a number", iss=iss)  # PyJWT takes true as 1
         now = self.clock()
         if exp > now + self.max_lifetime + LEEWAY:
             # The replay store keeps a jti only for the maximum lifetime.
@@ -174,11 +182,15 @@ class TokenValidator:
         if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
             raise AuthError("jti missing or not a short string", iss=iss)
         tenant = claims.get("tenant")
+        if tenant is not None and not isinstance(tenant, str):
+            # An array or object would be unhashable in the allow-list check (was a 500),
+            # and a number is no tenant id: the token is malformed.
+            raise AuthError("tenant is not a string", iss=iss)
         if issuer.tenants and tenant not in issuer.tenants:
             raise AuthError("tenant not allowed for this issuer", iss=iss, tenant=_short(tenant, 100))
         try:
             fresh = self._replay_store().check_and_add(iss, jti, float(exp) + LEEWAY)
-        except ReplayStoreFull:
+        except ReplayStoreFull:  # ReplayStoreUnavailable propagates: the caller answers 503
             log.warning("jti replay store is full: valid tokens are refused until entries expire")
             raise AuthError("replay store full", iss=iss) from None
         if not fresh:

@@ -75,6 +75,34 @@ def test_cache_can_be_disabled(rsps):
     assert gather(app, request_body()).fhir_calls == 2
 
 
+def test_ttl_zero_turns_the_cache_off_so_a_revoked_token_is_never_served_from_it(rsps, monkeypatch):
+    """Issue 14: a FHIR token revoked at the EHR is served from the cache for up to
+    CDS_FHIR_CACHE_TTL seconds (the cache is keyed by the token's hash, and a hit sends
+    nothing to the FHIR server). A site that will not accept that sets the TTL to 0."""
+    monkeypatch.setenv("CDS_FHIR_CACHE_TTL", "0")
+    app = make_app()
+    assert app.extensions["cds"].config.fhir_cache_ttl == 0
+    layer = app.extensions["cds"].extensions["data"]
+    assert layer.cache is None
+    fake = FakeFhir(rsps, answers(app))
+    gather(app, request_body(token="token-later-revoked"))
+    again = gather(app, request_body(token="token-later-revoked"))
+    assert again.fhir_calls == 2  # asked the server again: it can refuse a revoked token
+    assert [h["Authorization"] for h in fake.headers] == ["Bearer token-later-revoked"] * 4
+
+
+def test_with_the_default_ttl_the_second_call_is_served_from_the_cache(app, rsps):
+    FakeFhir(rsps, answers(app))
+    gather(app, request_body(token="t-1234567890"))
+    assert gather(app, request_body(token="t-1234567890")).fhir_calls == 0
+
+
+def test_negative_ttl_is_a_config_error(monkeypatch):
+    from cds_service.config import ConfigError
+    with pytest.raises(ConfigError, match="CDS_FHIR_CACHE_TTL"):
+        make_app(fhir_cache_ttl=-1)
+
+
 def test_cache_is_bounded(rsps):
     app = make_app(fhir_cache_size=3)
     FakeFhir(rsps, answers(app))

@@ -152,6 +152,15 @@ def test_covid_condition_with_its_encounter_and_onset_else_recorded_date():
     assert inputs.covid19 is not None and inputs.covid19.present   # the v1 flag is kept
 
 
+def test_covid_condition_encounter_given_as_a_bundle_urn_is_read_through_the_aliases():
+    # a transaction Bundle (assess CLI): Condition.encounter names the Encounter by its fullUrl
+    urn = "urn:uuid:00000000-0000-4000-8000-0000000000e1"
+    linked = condition(SCT, "840539006", cid="cv1", encounter={"reference": urn})
+    inputs = run(patient(), linked, aliases={urn: "Encounter/e1"})
+    assert [c.encounter_id for c in inputs.covid_conditions] == ["e1"]
+    assert [c.encounter_id for c in run(patient(), linked).covid_conditions] == [None]
+
+
 @pytest.mark.parametrize("coding,onset,expected", [
     ((SCT, "73397007"), {"onsetDateTime": "2024-03-08T00:00:00Z"}, t("2024-03-08T00:00:00Z")),
     ((SCT, "111588002"), {"onsetPeriod": {"start": "2024-01-01T00:00:00Z"}}, t("2024-01-01T00:00:00Z")),

@@ -13,7 +13,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.examples import SCENARIOS, build
 from cds_service.hooks import vocabulary as vocab
-from conftest import assert_valid_cds_response
+from conftest import assert_valid_cds_response, in_scope
 
 # The data-layer tests' fake FHIR server (batch + GET on `responses`), reused as is.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fhir"))
@@ -32,8 +32,9 @@ UCUM = "http://unitsofmeasure.org"
 
 def body_for(name: str, now: datetime | None = None) -> dict:
     """Example `name` dated relative to `now` (default: the clock, as the service evaluates
-    at the request time)."""
-    return build(name, now or datetime.now(timezone.utc))
+    at the request time), in v2 scope (conftest.in_scope: an IMP Encounter named in the
+    context and the COVID-19 Condition linked to it)."""
+    return in_scope(build(name, now or datetime.now(timezone.utc)))
 
 
 def post(client, body: dict):
@@ -88,8 +89,15 @@ def check_response(body: dict, payload: dict) -> None:
         reasons = card["overrideReasons"]
         assert reasons and all(r["system"] == vocab.OVERRIDE_REASON_SYSTEM and r["code"] in vocab.OVERRIDE_REASONS
                                and r["display"] == vocab.OVERRIDE_REASONS[r["code"]] for r in reasons)
-        assert card["links"] and all(link["type"] == "absolute" and link["url"].startswith("https://")
-                                     and "appContext" not in link for link in card["links"])
+        evidence = [link for link in card["links"] if link["type"] == "absolute"]
+        assert evidence and all(link["url"].startswith("https://") and "appContext" not in link
+                                for link in evidence)
+        # Issue 13: exactly one smart link, to the assessment view, naming the card and hookInstance.
+        [view] = [link for link in card["links"] if link["type"] != "absolute"]
+        assert view["type"] == "smart" and view["label"] == "Open coagulopathy assessment"
+        assert view["url"].endswith("/smart/launch")
+        assert json.loads(view["appContext"]) == {"kind": source["topic"]["code"],
+                                                   "hookInstance": body["hookInstance"]}
         assert ("selectionBehavior" in card) == ("suggestions" in card)
         for s in card.get("suggestions", ()):
             uuids.append(s["uuid"])

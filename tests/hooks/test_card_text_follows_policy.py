@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 from cds_service import create_app
-from cds_service.examples import build
+from cds_service.examples import build as build_example
+from conftest import in_scope
+
+
+def build(name, now=None):
+    """The example body in v2 scope (conftest.in_scope)."""
+    return in_scope(build_example(name, now))
 
 
 def _card(tmp_path, keys, name="sic-positive"):

@@ -83,7 +83,9 @@ def last_audit(db: str) -> dict:
 
 
 def observation(body: dict, loinc: str) -> dict:
-    found = [e["resource"] for v in body["prefetch"].values() for e in (v or {}).get("entry", ())
+    # Only the latest-value keys: platelet_trend (v2) repeats the platelet counts for hit_suspected.
+    found = [e["resource"] for k, v in body["prefetch"].items() if k != "platelet_trend"
+             for e in (v or {}).get("entry", ())
              if e["resource"]["resourceType"] == "Observation"
              and any(c["system"] == LOINC and c["code"] == loinc for c in e["resource"]["code"]["coding"])]
     assert len(found) == 1, loinc

@@ -53,11 +53,18 @@ def test_huge_draft_numbers_do_not_break_the_card(client, path, value):
     ("labs", ("status",), ["final"]),
     ("labs", ("code", "coding"), True),
     ("body", ("status",), {"code": "final"}),
-    ("conditions", ("verificationStatus", "coding"), 3),
 ])
 def test_malformed_prefetch_resource_is_skipped(client, key, field, value):
     _, payload = run(client, "sic-positive", mutate=lambda b: _put(b, _first_entry(key) + field, value))
     assert kind(only_card(payload)) in ("prophylaxis_suggestion", "standard_prophylaxis")
+
+
+def test_malformed_covid_condition_is_skipped_and_is_no_scope_evidence(client):
+    # v2 §1a: the patient's only COVID-19 evidence is this Condition; skipped, it is not read
+    # as COVID-19, so the patient is out of scope (no cards), never a 500.
+    _, payload = run(client, "sic-positive",
+                     mutate=lambda b: _put(b, _first_entry("conditions") + ("verificationStatus", "coding"), 3))
+    assert payload == {"cards": []}
 
 
 @pytest.mark.parametrize("value", [1e308, 10 ** 40, 200000])

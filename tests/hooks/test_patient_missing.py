@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import responses
 
-from cds_service.examples import build
-from conftest import assert_valid_cds_response
+from cds_service.examples import build as build_example
+from conftest import assert_valid_cds_response, in_scope
+
+
+def build(name, now=None):
+    """The example body in v2 scope (conftest.in_scope)."""
+    return in_scope(build_example(name, now))
 
 SERVICES = {"patient-view": "coagulopathy-risk", "order-select": "anticoagulant-order-check"}
 

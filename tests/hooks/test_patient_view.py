@@ -153,11 +153,8 @@ def test_trigger_with_an_ordered_prophylaxis_at_the_wrong_dose_names_it_without_
     assert [a["resource"]["resourceType"] for a in actions(card)] == ["ServiceRequest"]
 
 
-# TODO(v2 merge): v2 scope (§1a) counts a COVID-19 Condition only when linked to the current
-# Encounter or recent (CovidCondition inputs, filled by the v2 fhir branch); on this branch the
-# inputs stay empty, so "with COVID" cannot be in scope yet. Re-enable after the merge.
-@pytest.mark.parametrize("with_covid,expected", [(False, 0), pytest.param(True, 1, marks=pytest.mark.xfail(
-    reason="TODO(v2 merge): covid_conditions are extracted on the v2 fhir branch", strict=True))])
+# v2 scope (§1a): with the IMP Encounter, a COVID-19 Condition (linked or recent) is needed.
+@pytest.mark.parametrize("with_covid,expected", [(False, 0), (True, 1)])
 def test_require_covid_condition_gates_cards(tmp_path, with_covid, expected):
     client = _policy_app(tmp_path, **{"scope.require_covid_condition": True})
 

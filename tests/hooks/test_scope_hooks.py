@@ -1,10 +1,8 @@
-"""Scope (clinical rules §1a) through the real services, with the DEFAULT scope policy (this file
-is exempt from the TODO(v2 merge) relaxation in tests/conftest.py).
+"""Scope (clinical rules §1a) through the real services, with the DEFAULT scope policy.
 
-On this branch fhir/extract.py does not yet fill Encounters or COVID-19 evidence, so every
-patient is out of scope by default: that is exactly what these tests check (no cards, audited
-with the reasons). After the merge the example patients carry an IMP Encounter and a COVID-19
-Condition; the in-scope path is then covered by the other hook tests.
+The hook helpers put every example patient in scope (an in-progress IMP Encounter named in the
+context and a linked COVID-19 Condition, conftest.in_scope); these tests take that evidence
+away again and check no cards are shown and the audit row records the reasons.
 """
 from __future__ import annotations
 
@@ -18,15 +16,54 @@ from cds_service import create_app
 from hook_helpers import db_rows, run
 
 
+def _no_encounter(body):
+    body["prefetch"]["encounters"] = {"resourceType": "Bundle", "type": "searchset"}
+
+
+def _outpatient(body):
+    body["prefetch"]["encounters"]["entry"][0]["resource"]["class"]["code"] = "AMB"
+
+
+def _no_covid(body):
+    body["prefetch"]["conditions"]["entry"] = [
+        e for e in body["prefetch"]["conditions"]["entry"] if e["resource"]["code"].get("text") != "covid19"]
+
+
 @pytest.mark.parametrize("name", ["sic-positive", "hit-switch", "crcl-22"])
-def test_out_of_scope_gives_no_cards_and_audits_the_reasons(tmp_path, name):
+@pytest.mark.parametrize("mutate, reasons", [
+    (_no_encounter, ["not_inpatient"]),
+    (_outpatient, ["not_inpatient"]),
+    (_no_covid, ["no_covid_evidence"]),
+])
+def test_out_of_scope_gives_no_cards_and_audits_the_reasons(tmp_path, name, mutate, reasons):
     db = str(tmp_path / "cds.sqlite3")
     client = create_app({"database": db}).test_client()
-    _, payload = run(client, name)
+    _, payload = run(client, name, mutate=mutate)
     assert payload == {"cards": []}
     ((assessment,),) = db_rows(db, "SELECT assessment FROM hook_call")
     scope = json.loads(assessment)["scope"]
-    assert scope["in_scope"] is False and "not_inpatient" in scope["reasons"]
+    assert scope == {"in_scope": False, "reasons": reasons}
+
+
+@pytest.mark.parametrize("name", ["sic-positive", "hit-switch", "crcl-22"])
+def test_in_scope_patient_gets_cards_and_audits_in_scope(tmp_path, name):
+    db = str(tmp_path / "cds.sqlite3")
+    client = create_app({"database": db}).test_client()
+    _, payload = run(client, name)
+    assert payload["cards"]
+    ((assessment,),) = db_rows(db, "SELECT assessment FROM hook_call")
+    assert json.loads(assessment)["scope"] == {"in_scope": True, "reasons": []}
+
+
+def test_emergency_encounter_is_in_scope_for_the_order_hooks_only(tmp_path):
+    # §1a: the order hooks also admit EMER (scope.order_hook_extra_classes); patient-view does not.
+    client = create_app({"database": str(tmp_path / "cds.sqlite3")}).test_client()
+
+    def emergency(body):
+        body["prefetch"]["encounters"]["entry"][0]["resource"]["class"]["code"] = "EMER"
+
+    assert run(client, "crcl-22", mutate=emergency)[1]["cards"]
+    assert run(client, "sic-positive", mutate=emergency)[1] == {"cards": []}
 
 
 def test_startup_logs_each_scope_key_that_differs_from_its_default(tmp_path, caplog):

@@ -54,16 +54,25 @@ def test_patient_id_is_stored_only_as_a_keyed_hash(tmp_path):
     path = tmp_path / "a.db"
     store = Storage(str(path))
     assessment = {"subject": "Patient/pat-77", "id": "pat-77", "source": "Observation/pat-77-plt",
-                  "platelets": 177.5, "note": "pat-7 is another id"}
+                  "platelets": 177.5, "note": "pat-7 is another id", "said": "seen pat-77 today",
+                  "urn": "urn:example:pat-77", "other": "Observation/pat-778"}
     _record(store, patient="pat-77", assessment=assessment)
     stored = json.loads(store.connection().execute("SELECT assessment FROM hook_call").fetchone()[0])
     marker = f"[patient:{store.patient_hash('pat-77')[:16]}]"
-    # Whole ids and Patient/<id> references are replaced; other text and numbers are untouched.
-    assert stored == {"subject": f"Patient/{marker}", "id": marker, "source": "Observation/pat-77-plt",
-                      "platelets": 177.5, "note": "pat-7 is another id"}
+
+    def ref(text):
+        return f"[ref:{store.patient_hash(text)[:16]}]"
+
+    # Issue 14 (v2 of this rule): every reference that contains the id as a whole token is
+    # replaced by a keyed hash of the whole reference (before: only Patient/<id>, and
+    # Observation/<id>-plt kept the MRN); free text has the id replaced; other ids, other
+    # text and numbers are untouched.
+    assert stored == {"subject": ref("Patient/pat-77"), "id": marker, "source": ref("Observation/pat-77-plt"),
+                      "platelets": 177.5, "note": "pat-7 is another id", "said": f"seen {marker} today",
+                      "urn": ref("urn:example:pat-77"), "other": "Observation/pat-778"}
     store.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
-    assert b"Patient/pat-77" not in raw
+    assert b"Patient/pat-77" not in raw and b"pat-77-plt" not in raw
     # HMAC, not a bare sha256 of the id: a second database has its own random pepper...
     other = Storage(str(tmp_path / "b.db"))
     assert other.patient_hash("pat-77") != Storage(str(path)).patient_hash("pat-77")
@@ -71,6 +80,7 @@ def test_patient_id_is_stored_only_as_a_keyed_hash(tmp_path):
     assert Storage(str(path)).patient_hash("pat-77") == store.patient_hash("pat-77")
     peppered = Storage(str(tmp_path / "c.db"), pepper="s3cret")
     assert peppered.patient_hash("pat-77") == Storage(str(tmp_path / "d.db"), pepper="s3cret").patient_hash("pat-77")
+    peppered.check_writable()  # the schema is created on the first write
     assert not sqlite3.connect(tmp_path / "c.db").execute(
         "SELECT 1 FROM meta WHERE key = 'patient_hash_pepper'").fetchall()
 
@@ -126,9 +136,13 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_unopenable_database_is_a_clear_error(tmp_path):
+def test_unopenable_database_is_a_clear_error_on_first_write_not_at_start(tmp_path):
+    # Issue 14: constructing the store touches no file (a worker must boot whatever the
+    # database's state); the first write names the cause.
+    store = Storage(str(tmp_path / "no" / "such" / "dir" / "a.db"))
     with pytest.raises(StorageError, match="cannot open the audit database"):
-        Storage(str(tmp_path / "no" / "such" / "dir" / "a.db"))
+        store.check_writable()
+    assert not (tmp_path / "no").exists()
 
 
 def test_report_rates_per_service_and_kind(tmp_path, capsys):
@@ -192,7 +206,10 @@ def test_feedback_with_impossible_date_is_400_and_stores_nothing(tmp_path, clien
     resp = _post(client, PV, {"feedback": [_fb("a"), _fb("b", ts="2025-13-45T12:00:00Z")]})
     assert resp.status_code == 400
     assert "Feedback item 1" in resp.get_json()["issue"][0]["diagnostics"]
-    assert sqlite3.connect(app_config["database"]).execute("SELECT COUNT(*) FROM feedback").fetchone() == (0,)
+    conn = sqlite3.connect(app_config["database"])
+    # The schema is created on the first write (issue 14), so "nothing stored" may be no table.
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "feedback" not in tables or conn.execute("SELECT COUNT(*) FROM feedback").fetchone() == (0,)
 
 
 def test_feedback_storage_failure_is_503_not_ok(app, client, monkeypatch):

@@ -49,7 +49,27 @@ PATIENT_VIEW = {
 def loaded(fhir_server):
     results = load_fixtures(fhir_server)
     assert [r.name for r in results if not r.ok] == [], [r.message for r in results if not r.ok]
+    _inpatient_encounters(fhir_server)
     return fhir_server
+
+
+def _inpatient_encounters(base: str) -> None:
+    """v2 scope (clinical rules §1a) by the real rules: each synthetic patient without an
+    Encounter gets an in-progress inpatient one (class IMP) on the server (their COVID-19
+    Conditions date from 5 days ago, so they are current). A bridge until the synthetic
+    patients carry their own Encounters (issue 11, synthetic patients): a no-op for a patient
+    that has one."""
+    for path in template_paths(DEFAULT_DIR):
+        pid = path.stem
+        found = requests.get(f"{base}/Encounter", params={"patient": pid}, timeout=10).json()
+        if found.get("entry"):
+            continue
+        encounter = {"resourceType": "Encounter", "id": f"{pid}-enc", "status": "in-progress",
+                     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                     "subject": {"reference": f"Patient/{pid}"}}
+        resp = requests.put(f"{base}/Encounter/{pid}-enc", json=encounter, timeout=10,
+                            headers={"Content-Type": "application/fhir+json"})
+        assert resp.status_code in (200, 201), resp.text[:500]
 
 
 # ---------------------------------------------------------------- helpers

@@ -62,9 +62,11 @@ def test_at_most_one_hit_code_and_acute_wins():
 
 
 # -- hit_suspected: platelet fall on heparin ----------------------------------------------------
-def suspected(started_days_ago, trend):
+def suspected(started_days_ago, trend, *, active=True, last_given_days_ago=None):
     return hit_suspected(heparin_started=NOW - timedelta(days=started_days_ago),
-                         platelet_trend=trend, now=NOW, policy=P)
+                         platelet_trend=trend, now=NOW, policy=P, heparin_active=active,
+                         last_heparin_given=None if last_given_days_ago is None
+                         else NOW - timedelta(days=last_given_days_ago))
 
 
 @pytest.mark.parametrize("latest, expected", [(101, False), (100, True)])  # 49.5 % vs 50 % fall
@@ -91,8 +93,47 @@ def test_only_counts_since_heparin_started_count():
 
 def test_no_heparin_or_single_count_is_not_suspected():
     assert hit_suspected(heparin_started=None, platelet_trend=(plt(200, 3), plt(50)), now=NOW,
-                         policy=P) is False
+                         policy=P, heparin_active=True, last_heparin_given=None) is False
     assert suspected(6, (plt(50, 0),)) is False
+
+
+# §10.1 "a heparin (any dose) active or given": a course stopped long ago, with no active
+# order, does not make a current platelet fall a fall "on heparin". Given within the platelet
+# trend window (14 days) still counts (the count since heparin started is what is read).
+@pytest.mark.parametrize("last_given_days_ago, expected", [
+    (None, False),      # started 40 days ago, never given, no active order
+    (30, False),        # last given 30 days ago
+    (14.1, False),      # just outside window.platelet_trend_days
+    (14.0, True),       # at the edge of the window
+    (2, True),          # given 2 days ago (order since stopped)
+])
+def test_heparin_not_active_counts_only_when_given_within_the_trend_window(last_given_days_ago, expected):
+    trend = (plt(220, 10), plt(90, 0))      # a 59 % fall, to < 100 from >= 150
+    assert suspected(40, trend, active=False, last_given_days_ago=last_given_days_ago) is expected
+
+
+def test_active_heparin_order_counts_without_any_administration():
+    assert suspected(6, (plt(220, 3), plt(90, 0)), active=True, last_given_days_ago=None) is True
+
+
+def test_through_the_assessment_a_stopped_course_is_not_suspected():
+    from cds_service.logic.inputs import Administration
+    trend = (plt(220, 10), plt(90, 0))
+    old = tuple(Administration("enoxaparin", "lmwh", time=NOW - timedelta(days=d), dose_mg=40)
+                for d in (40, 35, 30))
+    kw = dict(platelets=plt(90), platelet_trend=trend, heparin_started=NOW - timedelta(days=40),
+              administrations=old)
+    assert "hit_suspected" not in safety(**kw)["contraindications"]
+    recent = old + (Administration("heparin", "anticoagulant", time=NOW - timedelta(days=1),
+                                   dose_units=5000),)
+    assert safety(**{**kw, "administrations": recent})["contraindications"] == ["hit_suspected"]
+    # an active order (no administration recorded) is "active"
+    assert safety(**{**kw, "administrations": (), "orders": (enox(40, 1),)})["contraindications"] \
+        == ["hit_suspected"]
+    # a non-heparin (fondaparinux) given yesterday is not heparin exposure
+    fonda = old + (Administration("fondaparinux", "anticoagulant", time=NOW - timedelta(days=1),
+                                  dose_mg=2.5),)
+    assert "hit_suspected" not in safety(**{**kw, "administrations": fonda})["contraindications"]
 
 
 # -- through the assessment ---------------------------------------------------------------------

@@ -322,3 +322,69 @@ def test_wide_object_and_many_entries(client):
     doc["prefetch"]["conditions"]["entry"] = [{"resource": {"resourceType": "Condition"}}] * 5_000
     status, _ = post(client, "/cds-services/coagulopathy-risk", doc)
     assert status == 200
+
+
+# -- signed client JWTs whose claims have unexpected JSON types (issue 14) ------------------
+# Every token is correctly signed by a trusted key; only the claims are fuzzed. Any claim
+# value must give 200 (it happens to be valid) or 401, never a 500. Before issue 14 a
+# `tenant` array or object gave 500 (unhashable in the tenant allow-list check).
+
+JWT_ISS = "https://fuzz-ehr.example.org"
+JWT_KID = "fuzz-es384"
+JWT_CLAIMS = ["tenant", "aud", "iss", "jti", "sub", "exp", "iat", "nbf"]
+claim_values = (json_values | st.sampled_from(ABSURD_NUMBERS) | st.sampled_from(ODD_DATES)
+                | st.just(DELETE) | st.sampled_from([["t-1"], {"t-1": 1}, "t-1", "t-2"]))
+
+
+@pytest.fixture(scope="module")
+def jwt_app(tmp_path_factory):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid=JWT_KID, alg="ES384", use="sig")
+    tmp = tmp_path_factory.mktemp("fuzz-jwt")
+    trust = tmp / "trust.json"
+    trust.write_text(json.dumps({JWT_ISS: {"jwks": {"keys": [jwk]}, "tenant": ["t-1"]}}))
+    app = create_app({"database": str(tmp / "cds.sqlite3"), "auth": "required",
+                      "trusted_issuers": str(trust), "log_level": "ERROR"})
+    return app.test_client(), key
+
+
+def _signed(key, payload: dict) -> str:
+    import base64
+
+    from jwt.algorithms import get_default_algorithms
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "ES384", "typ": "JWT", "kid": JWT_KID}).encode())
+    signing_input = f"{header}.{b64(json.dumps(payload).encode())}"
+    return f"{signing_input}.{b64(get_default_algorithms()['ES384'].sign(signing_input.encode(), key))}"
+
+
+@fuzz_settings(250)
+@given(changes=st.dictionaries(st.sampled_from(JWT_CLAIMS), claim_values, min_size=1, max_size=3))
+def test_jwt_claims_of_any_json_type(jwt_app, changes):
+    import time
+    import uuid
+
+    client, key = jwt_app
+    path = "/cds-services/coagulopathy-risk/feedback"
+    now = int(time.time())
+    payload = {"iss": JWT_ISS, "aud": "http://localhost" + path, "exp": now + 300, "iat": now,
+               "jti": str(uuid.uuid4()), "tenant": "t-1"}
+    for name, value in changes.items():
+        if value is DELETE:
+            payload.pop(name, None)
+        else:
+            payload[name] = value
+    body = {"card": str(uuid.uuid4()), "outcome": "accepted", "outcomeTimestamp": "2024-01-01T00:00:00Z",
+            "acceptedSuggestions": [{"id": str(uuid.uuid4())}]}
+    resp = client.post(path, data=json.dumps(body), content_type="application/json",
+                       headers={"Authorization": f"Bearer {_signed(key, payload)}"})
+    assert resp.status_code in (200, 401), (resp.status_code, payload, resp.get_data(as_text=True)[:500])
+    if resp.status_code == 401:
+        assert resp.get_json()["issue"][0]["code"] == "login"

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm, get_default_algorithms
 
 from cds_service import create_app
+from conftest import in_scope
 
 
 ISS = "https://ehr.example.org"
@@ -85,8 +86,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def hook_body() -> dict:
-    """A complete patient-view request (with prefetch), under a fresh hookInstance."""
-    body = json.loads((EXAMPLES / "patient-view-sic-positive.json").read_text())
+    """A complete patient-view request (with prefetch), under a fresh hookInstance, in v2
+    scope (an IMP Encounter and a linked COVID-19 Condition)."""
+    body = in_scope(json.loads((EXAMPLES / "patient-view-sic-positive.json").read_text()))
     body["hookInstance"] = str(uuid.uuid4())
     return body
 
