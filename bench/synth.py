@@ -156,13 +156,6 @@ def record(pid: str, n_obs: int = 150, now: datetime | None = None) -> dict[str,
         "code": {"coding": [_coding(codes["conditions"]["covid19"][0])], "text": "COVID-19"},
         "onsetDateTime": _ts(now - timedelta(days=6)),
     }]
-    # v2 scope (clinical rules §1a): a current inpatient Encounter, the one the order hooks'
-    # context names (encounterId "enc-1"); without it every call was out of scope, no cards.
-    by_key["encounters"] = [{
-        "resourceType": "Encounter", "id": "enc-1", "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": f"Patient/{pid}"}, "period": {"start": _ts(now - timedelta(days=6))},
-    }]
     # No anticoagulant ordered yet: patient-view answers with a prophylaxis card (the most work).
     by_key["procedures"] = [{
         "resourceType": "Procedure", "id": f"{pid}-hfnc", "status": "in-progress",
