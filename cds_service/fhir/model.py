@@ -139,7 +139,16 @@ class _Valued(_S, kw_only=True):
     referenceRange: list[ReferenceRange] | None = None
 
     def __post_init__(self) -> None:
-        _one_choice(self, _VALUE_X, "value")
+        _one_value(self)
+
+
+def _one_value(s: _Valued) -> None:
+    # Inline for speed (every used Observation): at most one value[x].
+    if ((s.valueQuantity is not None) + (s.valueCodeableConcept is not None) + (s.valueBoolean is not None)
+            + (s.valueString is not None) + (s.valueInteger is not None) + (s.valueRange is not None)
+            + (s.valueRatio is not None) + (s.valueSampledData is not None) + (s.valueTime is not None)
+            + (s.valueDateTime is not None) + (s.valuePeriod is not None)) > 1:
+        _one_choice(s, _VALUE_X, "value")
 
 
 class ObservationComponent(_Valued, kw_only=True):
@@ -160,9 +169,11 @@ class Observation(_Valued, kw_only=True):
     component: list[ObservationComponent] | None = None
 
     def __post_init__(self) -> None:
-        _one_choice(self, _VALUE_X, "value")
-        _one_choice(self, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "effectiveTiming"),
-                    "effective")
+        _one_value(self)
+        if ((self.effectiveDateTime is not None) + (self.effectivePeriod is not None)
+                + (self.effectiveInstant is not None) + (self.effectiveTiming is not None)) > 1:
+            _one_choice(self, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "effectiveTiming"),
+                        "effective")
 
 
 class Patient(_S, kw_only=True):

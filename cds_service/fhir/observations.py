@@ -79,8 +79,8 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
             continue
         holders: list[tuple[str, dict, int]] = []
         code = obs.get("code")
-        if type(code) is dict:
-            for coding in items(code.get("coding")):
+        if type(code) is dict and type(coding_list := code.get("coding")) is list:
+            for coding in coding_list:
                 if type(coding) is dict:
                     system, value = coding.get("system"), coding.get("code")
                     if type(system) is str and type(value) is str:
@@ -90,8 +90,9 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
         components = obs.get("component")
         if type(components) is list:
             for n, component in enumerate(components, start=1):
-                if type(component) is dict and type(component.get("code")) is dict:
-                    for coding in items(component["code"].get("coding")):
+                if type(component) is dict and type(ccode := component.get("code")) is dict \
+                        and type(coding_list := ccode.get("coding")) is list:
+                    for coding in coding_list:
                         if type(coding) is dict:
                             system, value = coding.get("system"), coding.get("code")
                             if type(system) is str and type(value) is str:
@@ -141,7 +142,8 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
         if covid_holders and covid_from <= time <= latest:  # type: ignore[operator]
             covid.append((obs, covid_holders, time))
     for candidates in out.values():
-        candidates.sort(key=_newest, reverse=True)
+        if len(candidates) > 1:
+            candidates.sort(key=_newest, reverse=True)
     out.series = series_out
     out.covid = covid
     return out
