@@ -1,4 +1,4 @@
-# The CDS service under gunicorn. Build: docker build -t cds-service .
+# The CDS service under granian (`cds-service serve`). Build: docker build -t cds-service .
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -27,5 +27,10 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
 
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", \
-     "--access-logfile", "-", "cds_service.wsgi:app"]
+# `serve` checks every CDS_* variable (exit 2 with one line on a bad one), then execs granian
+# as PID 1's replacement: SIGTERM from `docker stop` reaches it directly and in-flight calls
+# finish (CDS_SHUTDOWN_TIMEOUT, default 30 s; keep docker's stop timeout above it:
+# `docker stop -t 40`, compose `stop_grace_period`). Workers and threads: CDS_WORKERS,
+# CDS_THREADS; timeouts: CDS_HEADER_TIMEOUT, CDS_BODY_TIMEOUT (README "Serving").
+STOPSIGNAL SIGTERM
+CMD ["cds-service", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -5,7 +5,17 @@
     python3 dev.py test  [pytest options]  # create .venv, install with test extras, run all tests
     python3 dev.py <any cds-service subcommand ...>
 
-The venv is reinstalled only when pyproject.toml changes.
+Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
+    serve            run the service under granian (HTTP/1.1, WSGI)
+    assess           assess one patient's FHIR Bundle and print the assessment JSON
+    feedback-report  accept and override rates per service and card kind
+    example          print an example hook request dated relative to now
+    load-fixtures    load the synthetic patients into a FHIR R4 server
+    fire             act as a CDS client: call a hook for a patient on a FHIR server
+    test             run the test suite (pytest options pass through)
+
+The venv is reinstalled only when pyproject.toml changes. The command replaces this process
+(exec), so SIGTERM and SIGINT sent to `dev.py serve` reach the server itself.
 """
 from __future__ import annotations
 
@@ -48,9 +58,22 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "test":
         ensure_venv("test")
-        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+        return run([str(PY), "-m", "pytest", *rest])
     ensure_venv("test" if (VENV / ".installed-test").exists() else "")
-    return subprocess.call([str(PY), "-m", "cds_service", command, *rest], cwd=ROOT)
+    return run([str(PY), "-m", "cds_service", command, *rest])
+
+
+def run(cmd: list[str]) -> int:
+    """Replace this process with `cmd` (run from the checkout): signals reach it directly.
+
+    Without exec, `kill <pid of dev.py serve>` stopped dev.py and left the server running."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "nt":  # no exec that keeps the process on Windows: wait for the child
+        return subprocess.call(cmd, cwd=ROOT)
+    os.chdir(ROOT)
+    os.execv(cmd[0], cmd)
+    return 0  # pragma: no cover
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The floor: a bare Flask app that parses the same JSON body (orjson) and returns a fixed
-small cards response. Served by gunicorn exactly like the service, it is the baseline the
+small cards response. Served by granian exactly like the service, it is the baseline the
 benchmark divides by (HTTP, WSGI, body read and parse, response), so results are machine-independent.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m bench`: the service against a floor app, both under gunicorn, same session.
+"""`python -m bench`: the service against a floor app, both under granian, same session.
 
 Scenarios (see bench/RESULTS.md for the targets):
   a  patient-view, full prefetch, ~150 Observations           concurrency 1 and 8
@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 NOTES_MARKER = "<!-- notes: kept across --record runs -->"
-WORKERS, THREADS = 2, 4
+WORKERS = 2
+THREADS = None  # None: the serve default (config.ServerConfig.threads)
 FHIR_LATENCY_S = 0.020
 SWEEP = (10, 100, 1000, 10000)
 
@@ -56,8 +57,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Gunicorn:
-    """One gunicorn master (2 gthread workers) on a free loopback port."""
+class Server:
+    """One granian server (WORKERS workers) on a free loopback port, started with the same
+    command line as `cds-service serve` (cli.granian_argv), only the app differs."""
 
     def __init__(self, name: str, app: str, env: dict[str, str], log_dir: Path):
         self.name, self.app, self.env = name, app, env
@@ -65,10 +67,15 @@ class Gunicorn:
         self.log = open(log_dir / f"{name}.log", "wb")
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Gunicorn":
-        cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
-               "--workers", str(WORKERS), "--threads", str(THREADS), "--worker-class", "gthread",
-               "--log-level", "warning", self.app]
+    def __enter__(self) -> "Server":
+        from dataclasses import replace
+
+        from cds_service.cli import granian_argv
+        from cds_service.config import ServerConfig
+
+        server = replace(ServerConfig(), port=self.port, workers=WORKERS,
+                         threads=THREADS or ServerConfig.threads)
+        cmd = granian_argv(server)[:-1] + [self.app]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env},
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -150,7 +157,7 @@ def machine() -> dict:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, service: Gunicorn, floor: Gunicorn, stub: FhirStub):
+    def __init__(self, args: argparse.Namespace, service: Server, floor: Server, stub: FhirStub):
         self.args, self.service, self.floor, self.stub = args, service, floor, stub
 
     def alternate(self, path: str, body: Callable[[], bytes], concurrency: int, *,
@@ -186,7 +193,7 @@ class Bench:
         return out
 
     def prewarm(self, path: str, body: bytes) -> None:
-        """Fill every worker's FHIR cache: one request per new connection (gunicorn hands
+        """Fill every worker's FHIR cache: one request per new connection (granian hands
         connections to either worker) until ten in a row make no FHIR call."""
         quiet = 0
         for _ in range(200):
@@ -312,8 +319,9 @@ def check_targets(res: dict) -> list[tuple[str, str, str, bool]]:
 def markdown(res: dict) -> str:
     m = res["machine"]
     lines = [f"Run {res['date']} on {m['nproc']} CPU ({m['cpu']}), Python {m['python']}, "
-             f"load average at start {m['loadavg_at_start']}; gunicorn {WORKERS} workers x {THREADS} "
-             f"threads (gthread) for both service and floor; {res['args']['rounds']} rounds of "
+             f"load average at start {m['loadavg_at_start']}; granian (WSGI, the command line of "
+             f"`cds-service serve`) {WORKERS} workers x {THREADS or 'default'} threads for both service and floor; "
+             f"other engineers' jobs share the CPU; {res['args']['rounds']} rounds of "
              f"{res['args']['duration']:g} s each, alternating.", ""]
     lines += ["| Scenario | n | p50 ms | p95 ms | p99 ms | req/s | CPU ms/req | FHIR calls/hook | "
               "floor p50 | floor p99 | floor req/s | floor CPU ms/req | ratio req/s | ratio p50 | ratio p95 | "
@@ -378,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                # the 10,000-Observation sweep body is ~6 MB, over the 5 MB default
                "CDS_MAX_BODY_BYTES": str(64 * 1024 * 1024),
                "MALLOC_ARENA_MAX": "2"}  # as `cds-service serve` and the Dockerfile set it
-        with Gunicorn("service", "cds_service.wsgi:app", env, OUT) as service, \
-                Gunicorn("floor", "bench.floor:app", {}, OUT) as floor:
+        with Server("service", "cds_service.wsgi:app", env, OUT) as service, \
+                Server("floor", "bench.floor:app", {}, OUT) as floor:
             bench = Bench(args, service, floor, stub)
             rss_before = service.rss_kb()
             for key in args.scenarios:

@@ -27,6 +27,7 @@ from .logic.scope import loosened_keys
 from .schemas import first_error
 from .storage import StorageError
 from .version import full_version
+from .serving import BODY_ERROR_KEY
 
 log = logging.getLogger("cds_service.app")
 
@@ -66,6 +67,10 @@ def parse_json_body() -> Any:
         raise CDSError(f"Content-Type must be application/json or application/fhir+json, not {ctype!r}.",
                        status=415)
     limit = _state().config.max_body_bytes
+    body_error = request.environ.get(BODY_ERROR_KEY)  # set by serving.ServingMiddleware
+    if body_error:
+        status, message = body_error
+        raise CDSError(message, status=status)
     if request.content_length is not None and request.content_length > limit:
         raise CDSError(f"Request body exceeds the {limit}-byte limit.", status=413)
     try:

@@ -7,28 +7,45 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
+    from .config import (ConfigError, ServerConfig, check_database_path, load_config,
+                         production_warnings, unknown_variables)
     from .fhir.codes import CodeDataError, load_codes
     from .logic.policy import Policy, PolicyError
     from .security import check_startup
 
     if args.production:
-        os.environ["CDS_ENV"] = "production"  # gunicorn's workers re-check it (wsgi.py)
+        os.environ["CDS_ENV"] = "production"  # granian's workers re-check it (wsgi.py)
     try:
+        # Everything is parsed and checked here, before a port is bound: a bad value stops
+        # the command with one line naming the variable and exit code 2.
+        server = ServerConfig.from_env()
+        flags = {k: getattr(args, k) for k in ("host", "port", "workers", "threads", "header_timeout",
+                                               "body_timeout", "shutdown_timeout")}
+        server = replace(server, **{k: v for k, v in flags.items() if v is not None})
+        if args.no_access_log:
+            server = replace(server, access_log=False)
+        _check_server_flags(server)
         cfg = load_config()
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
+        check_database_path(cfg.database)
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
         load_codes(policy["codes.extra_file"])
     except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
-    base = f"http://{args.host}:{args.port}"
+    for name in unknown_variables():
+        print(f"cds-service: WARNING: {name} is set but not a known setting (a typo?); it is ignored",
+              file=sys.stderr, flush=True)
+    for warning in production_warnings(cfg):
+        print(f"cds-service: WARNING: {warning}", file=sys.stderr, flush=True)
+    base = f"http://{server.host}:{server.port}"
     print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
     print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)
     print(f"  {sys.executable} -m cds_service example sic-positive | curl -s -X POST "
@@ -36,30 +53,97 @@ def _serve(args: argparse.Namespace) -> int:
     if cfg.auth == "off":
         print("WARNING: CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
               "patient data.", file=sys.stderr, flush=True)
-    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{args.host}:{args.port}",
-            "--workers", str(args.workers), "--threads", str(args.threads),
-            "--access-logfile", "-", "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
-            "cds_service.wsgi:app"]
+    # The workers read the serving settings from the environment (wsgi.py, ServingMiddleware).
+    os.environ.update({
+        "CDS_BODY_TIMEOUT": f"{server.body_timeout:g}", "CDS_THREADS": str(server.threads),
+        "CDS_ACCESS_LOG": "true" if server.access_log else "false",
+    })
+    # With several workers, /metrics must add up every worker's counters (prometheus_client
+    # multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py). Set before granian forks.
+    from . import metrics
+    metrics.prepare_multiprocess(server.workers)
+    os.execv(sys.executable, granian_argv(server))
+    return 0  # pragma: no cover
+
+
+def granian_argv(server) -> list[str]:
+    """The granian command line for `server` (a config.ServerConfig); see README "Serving".
+
+    - WSGI on HTTP/1.1 only (what EHRs and reverse proxies speak; no h2c, no websockets).
+    - Headers must arrive within header_timeout, enforced in Rust before any Python runs:
+      a slowloris socket costs a file descriptor, never a thread.
+    - Each worker runs the app on `threads` Python threads (blocking threads); requests
+      beyond them wait in granian, not in a Python thread.
+    - SIGTERM: granian stops accepting, lets in-flight calls finish, and kills workers still
+      busy after shutdown_timeout. A worker that dies is started again.
+    - granian's own access log is off: the app writes JSON lines (serving.py).
+    """
     # glibc gives each thread (the FHIR pool has 32) its own malloc arena, and freed memory
     # stays fragmented there: RSS crept from 150 to 190 MB over 10,000 soak requests; with
     # two arenas it stays flat (bench/RESULTS.md). Read at process start, hence before exec.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    # issue 14 part B: with several workers, /metrics must add up every worker's counters
-    # (prometheus_client multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py).
-    from . import metrics
-    metrics.prepare_multiprocess(args.workers)
-    os.execv(sys.executable, argv)
-    return 0  # pragma: no cover
+    return [sys.executable, "-m", "granian", "--interface", "wsgi", "--http", "1", "--no-ws",
+            "--host", server.host, "--port", str(server.port),
+            "--workers", str(server.workers), "--blocking-threads", str(server.threads),
+            # Connections admitted per worker (open, reading headers, or in a call); more
+            # wait in the kernel backlog. Each costs a little Rust memory, no thread. Below
+            # the number of slow sockets an attacker holds, health checks would queue.
+            "--backpressure", "1024", "--backlog", "2048",
+            # A multi-threaded Rust runtime: a Python thread reading a request body blocks
+            # on it, and with the single-threaded one 40 slow bodies stalled the health check.
+            "--runtime-mode", "mt", "--runtime-threads", "2",
+            "--http1-header-read-timeout", str(max(1, round(server.header_timeout * 1000))),
+            "--workers-kill-timeout", str(server.shutdown_timeout),
+            "--respawn-failed-workers", "--no-access-log",
+            # granian's own lines (start, workers, errors) as JSON on stderr, like the app's
+            "--log-config", str(Path(__file__).resolve().parent / "granian_logging.json"),
+            "cds_service.wsgi:app"]
+
+
+def _check_server_flags(server) -> None:
+    from .config import ConfigError
+
+    checks = [("--port", server.port, 0 <= server.port <= 65535, "0 to 65535"),
+              ("--workers", server.workers, 1 <= server.workers <= 64, "1 to 64"),
+              ("--threads", server.threads, 1 <= server.threads <= 512, "1 to 512"),
+              ("--header-timeout", server.header_timeout, 0.001 <= server.header_timeout <= 60,
+               "seconds, > 0 and <= 60"),
+              ("--body-timeout", server.body_timeout, 0 < server.body_timeout <= 600, "seconds, > 0 and <= 600"),
+              ("--shutdown-timeout", server.shutdown_timeout, 1 <= server.shutdown_timeout <= 1800,
+               "seconds, 1 to 1800")]
+    for flag, value, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{flag}={value!r} is not valid: {allowed}")
 
 
 def _add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="run the service under gunicorn")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=4)
+    p = sub.add_parser(
+        "serve", help="run the service under granian (HTTP/1.1, WSGI)",
+        description="Run the service under granian. Every flag falls back to the CDS_* variable "
+                    "named in its help, then to the default shown. All CDS_* variables are checked "
+                    "before the port is bound (exit code 2 on a bad value).")
+    p.add_argument("--host", help="address to bind (CDS_HOST; default 127.0.0.1; 0.0.0.0 in the container)")
+    p.add_argument("--port", type=int, help="port to bind (CDS_PORT; default 8000)")
+    p.add_argument("--workers", type=int,
+                   help="worker processes, each a Python interpreter (CDS_WORKERS; default 2)")
+    p.add_argument("--threads", type=int,
+                   help="Python threads per worker running requests; a thread waits for a slow "
+                        "client's body up to --body-timeout (CDS_THREADS; default 64)")
+    p.add_argument("--header-timeout", type=float, metavar="SECONDS",
+                   help="time a client has to send the request line and headers; the connection "
+                        "is closed after it (CDS_HEADER_TIMEOUT; default 10, at most 60)")
+    p.add_argument("--body-timeout", type=float, metavar="SECONDS",
+                   help="time a client has to send the request body; 408 after it "
+                        "(CDS_BODY_TIMEOUT; default 15)")
+    p.add_argument("--shutdown-timeout", type=int, metavar="SECONDS",
+                   help="on SIGTERM, how long in-flight calls may take to finish before workers "
+                        "are killed (CDS_SHUTDOWN_TIMEOUT; default 30)")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="no JSON access-log line per request on stderr (CDS_ACCESS_LOG=false; "
+                        "default: logged)")
     p.add_argument("--production", action="store_true",
-                   help="refuse to start with CDS_AUTH=off (see README, Security)")
+                   help="same as CDS_ENV=production: refuse to start with CDS_AUTH=off, warn about "
+                        "development settings (see README, Security; default: off)")
     p.set_defaults(func=_serve)
 
 
@@ -116,6 +200,9 @@ def _add_fire(sub) -> None:
     p.add_argument("--user", default="Practitioner/cds-fire", help="context.userId")
     p.add_argument("--encounter", help="context.encounterId")
     p.add_argument("--json", action="store_true", help="print the raw response")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="deadline for the prefetch reads, run in parallel, as the service's FHIR "
+                        "phase (default: CDS_FHIR_TIMEOUT, else 3); the service's answer gets 10 s more")
     p.set_defaults(func=lambda args: _lazy("fire", args))
 
 
@@ -142,7 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+    except BrokenPipeError:
+        # Output piped to `head` (or a pager quit early): stop quietly. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again; 141 = 128 +
+        # SIGPIPE, what a shell reports for a command the closed pipe stopped.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,99 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+# --- Strict parsing of CDS_* variables (issue 14, start-up validation) -------------------
+# Every checker raises ConfigError with one line: the variable, the value as given, and what
+# is allowed, so `cds-service serve` stops with exit code 2 before binding a port.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _bad(name: str, value: str, allowed: str) -> ConfigError:
+    return ConfigError(f"{name}={value!r} is not valid: {allowed}")
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = _env(name, None)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise _bad(name, value, "use true or false (also 1/0, yes/no, on/off)")
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    value = _env(name, None)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise _bad(name, value, f"an integer from {low} to {high} is required") from None
+    if not low <= number <= high:
+        raise _bad(name, value, f"an integer from {low} to {high} is required")
+    return number
+
+
+def _number(name: str, default: float, low: float, high: float, low_open: bool = False) -> float:
+    value = _env(name, None)
+    if value is None:
+        return default
+    allowed = f"a number of seconds {'>' if low_open else '>='} {low:g} and <= {high:g} is required"
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(name, value, allowed) from None
+    if number != number or number > high or number < low or (low_open and number == low):
+        raise _bad(name, value, allowed)  # NaN fails the first test
+    return number
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...], upper: bool = False) -> str:
+    value = _env(name, None)
+    if value is None:
+        return default
+    norm = value.upper() if upper else value.lower()
+    if norm not in choices:
+        raise _bad(name, value, "one of " + ", ".join(choices))
+    return norm
+
+
+def _url(name: str) -> str:
+    value = _env(name, "") or ""
+    if value and not (value.startswith(("https://", "http://")) and "://" in value and value.split("://", 1)[1]):
+        raise _bad(name, value, "an absolute http(s) URL such as https://cds.example.org")
+    return value.rstrip("/")
+
+
+def _allowlist(name: str) -> tuple[str, ...]:
+    """FHIR base-URL prefixes; a malformed entry would silently admit nothing, so it stops here."""
+    from .fhir.allowlist import parse_server_url
+
+    entries = _split(_env(name, None))
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            parse_server_url(entry)
+        except ValueError as exc:
+            raise ConfigError(f"{name} entry {entry!r} is not valid: {exc}; give absolute http(s) "
+                              "base URLs separated by commas, or *") from None
+    return entries
+
+
+def _origins(name: str) -> tuple[str, ...]:
+    """Browser origins (scheme://host[:port], no path) or *: 'https://x.org/' would never match."""
+    entries = _split(_env(name, None))
+    for entry in entries:
+        scheme, sep, rest = entry.partition("://")
+        if entry != "*" and not (sep and scheme in ("http", "https") and rest and "/" not in rest):
+            raise ConfigError(f"{name} entry {entry!r} is not valid: an origin is scheme://host[:port] "
+                              "with no path or trailing slash, e.g. https://sandbox.cds-hooks.org; or *")
+    return entries
+
+
 @dataclass(frozen=True)
 class Config:
     # Public base URL (scheme://host[:port][/prefix]) the service is reached at, when it
@@ -94,37 +187,33 @@ class Config:
 
     @classmethod
     def from_env(cls) -> "Config":
-        try:
-            return cls(
-                public_base_url=(_env("CDS_PUBLIC_BASE_URL", "") or "").rstrip("/"),
-                auth=(_env("CDS_AUTH", "off") or "off").lower(),
-                trusted_issuers=_env("CDS_TRUSTED_ISSUERS", "") or "",
-                discovery_open=(_env("CDS_DISCOVERY_OPEN", "true") or "true").lower() in ("1", "true", "yes"),
-                jwt_algorithms=_split(_env("CDS_JWT_ALGORITHMS", None)) or cls.jwt_algorithms,
-                jwt_max_lifetime=int(_env("CDS_JWT_MAX_LIFETIME", "3600") or 3600),
-                fhir_allowlist=_split(_env("CDS_FHIR_ALLOWLIST", None)) or cls.fhir_allowlist,
-                fhir_timeout=float(_env("CDS_FHIR_TIMEOUT", "3") or 3),
-                fhir_cache_ttl=float(_env("CDS_FHIR_CACHE_TTL", "60") or 60),
-                fhir_cache_size=int(_env("CDS_FHIR_CACHE_SIZE", "512") or 512),
-                database=_env("CDS_DATABASE", "cds_service.sqlite3") or "cds_service.sqlite3",
-                database_sync=(_env("CDS_DATABASE_SYNC", "normal") or "normal").lower(),
-                audit_pepper=_env("CDS_AUDIT_PEPPER", "") or "",
-                policy=_env("CDS_POLICY", "") or "",
-                max_body_bytes=int(_env("CDS_MAX_BODY_BYTES", str(5 * 1024 * 1024)) or 0),
-                cors_origins=_split(_env("CDS_CORS_ORIGINS", "*")) or ("*",),
-                env=(_env("CDS_ENV", "development") or "development").lower(),
-                allow_insecure_production=(_env("CDS_ALLOW_INSECURE_PRODUCTION", "false") or "").lower()
-                in ("1", "true", "yes"),
-                log_level=(_env("CDS_LOG_LEVEL", "INFO") or "INFO").upper(),
-                # issue 14 part B
-                metrics_enabled=(_env("CDS_METRICS_ENABLED", "true") or "true").lower() in ("1", "true", "yes"),
-                metrics_token=_env("CDS_METRICS_TOKEN", "") or "",
-                **_smart_from_env(cls),
-            ).validated()
-        except ValueError as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"invalid configuration value: {exc}") from None
+        # Each value is parsed by a checker that names the variable, the value and what is
+        # allowed in its error (one line; the serve command exits 2 on it).
+        return cls(
+            public_base_url=_url("CDS_PUBLIC_BASE_URL"),
+            auth=_choice("CDS_AUTH", "off", ("off", "required")),
+            trusted_issuers=_env("CDS_TRUSTED_ISSUERS", "") or "",
+            discovery_open=_bool("CDS_DISCOVERY_OPEN", True),
+            jwt_algorithms=_split(_env("CDS_JWT_ALGORITHMS", None)) or cls.jwt_algorithms,
+            jwt_max_lifetime=_int("CDS_JWT_MAX_LIFETIME", 3600, 60, 86400),
+            fhir_allowlist=_allowlist("CDS_FHIR_ALLOWLIST") or cls.fhir_allowlist,
+            fhir_timeout=_number("CDS_FHIR_TIMEOUT", 3.0, low=0.0, low_open=True, high=600.0),
+            fhir_cache_ttl=_number("CDS_FHIR_CACHE_TTL", 60.0, low=0.0, high=86400.0),
+            fhir_cache_size=_int("CDS_FHIR_CACHE_SIZE", 512, 0, 1_000_000),
+            database=_env("CDS_DATABASE", "cds_service.sqlite3") or "cds_service.sqlite3",
+            database_sync=_choice("CDS_DATABASE_SYNC", "normal", ("normal", "full")),
+            audit_pepper=_env("CDS_AUDIT_PEPPER", "") or "",
+            policy=_env("CDS_POLICY", "") or "",
+            max_body_bytes=_int("CDS_MAX_BODY_BYTES", 5 * 1024 * 1024, 1, 1 << 31),
+            cors_origins=_origins("CDS_CORS_ORIGINS") or ("*",),
+            env=_choice("CDS_ENV", "development", ("development", "test", "staging", "production")),
+            allow_insecure_production=_bool("CDS_ALLOW_INSECURE_PRODUCTION", False),
+            log_level=_choice("CDS_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+            # issue 14 part B: /metrics access
+            metrics_enabled=_bool("CDS_METRICS_ENABLED", True),
+            metrics_token=_env("CDS_METRICS_TOKEN", "") or "",
+            **_smart_from_env(cls),
+        ).validated()
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> "Config":
         if not overrides:
@@ -172,12 +261,102 @@ def _smart_from_env(cls) -> dict[str, Any]:
     return {
         "smart_client_id": _env("CDS_SMART_CLIENT_ID", cls.smart_client_id) or cls.smart_client_id,
         "smart_scopes": " ".join((_env("CDS_SMART_SCOPES", cls.smart_scopes) or cls.smart_scopes).split()),
-        "smart_open_servers": (_env("CDS_SMART_OPEN_SERVERS", "auto") or "auto").lower(),
+        "smart_open_servers": _choice("CDS_SMART_OPEN_SERVERS", "auto", ("auto", "on", "off")),
         "smart_frame_ancestors": tuple(_split(_env("CDS_SMART_FRAME_ANCESTORS", None) or "")),
-        "smart_session_ttl": int(_env("CDS_SMART_SESSION_TTL", "3600") or 3600),
+        "smart_session_ttl": _int("CDS_SMART_SESSION_TTL", 3600, 1, 7 * 86400),
         "smart_session_db": _env("CDS_SMART_SESSION_DB", "") or "",
     }
 
 
 def load_config(overrides: dict[str, Any] | None = None) -> Config:
     return Config.from_env().with_overrides(overrides)
+
+
+# --- Serving and start-up checks (issue 14) -----------------------------------------------
+# Variables read by other parts than Config (the server flags, tests, tools): known, so the
+# start-up check does not call them typos.
+OTHER_VARIABLES = {
+    "CDS_HOST", "CDS_PORT", "CDS_WORKERS", "CDS_THREADS", "CDS_HEADER_TIMEOUT", "CDS_BODY_TIMEOUT",
+    "CDS_SHUTDOWN_TIMEOUT", "CDS_ACCESS_LOG", "CDS_SCHEMA_DIR", "CDS_VENV", "CDS_FUZZ_PROFILE",
+    "CDS_REQUIRE_INTEGRATION", "CDS_REQUIRE_BROWSER",
+}
+CONFIG_VARIABLES = {f"CDS_{f.name.upper()}" for f in fields(Config) if f.name != "extra"}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How `cds-service serve` runs granian. Flags override these environment variables."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Worker processes (each a Python interpreter with the whole app).
+    workers: int = 2
+    # Python threads per worker running the app (granian's blocking threads). A thread
+    # waiting for a slow client's body holds no GIL but is taken until the body arrives or
+    # body_timeout passes, and the kernel may hand most slow sockets to one worker: 64 keeps
+    # 40 of them from taking a worker's last thread (README "Serving").
+    threads: int = 64
+    # Seconds a client may take to send the request line and headers (granian, in Rust).
+    header_timeout: float = 10.0
+    # Seconds a client may take to send the body, once the app starts reading it.
+    body_timeout: float = 15.0
+    # Seconds SIGTERM waits for in-flight calls before workers are killed.
+    shutdown_timeout: int = 30
+    access_log: bool = True
+
+    @classmethod
+    def from_env(cls) -> "ServerConfig":
+        return cls(
+            host=_env("CDS_HOST", cls.host) or cls.host,
+            port=_int("CDS_PORT", cls.port, 0, 65535),
+            workers=_int("CDS_WORKERS", cls.workers, 1, 64),
+            threads=_int("CDS_THREADS", cls.threads, 1, 512),
+            header_timeout=_number("CDS_HEADER_TIMEOUT", cls.header_timeout, low=0.001, high=60.0),
+            body_timeout=_number("CDS_BODY_TIMEOUT", cls.body_timeout, low=0.0, low_open=True, high=600.0),
+            shutdown_timeout=_int("CDS_SHUTDOWN_TIMEOUT", cls.shutdown_timeout, 1, 1800),
+            access_log=_bool("CDS_ACCESS_LOG", cls.access_log),
+        )
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """CDS_* variables that nothing reads: most likely typos (CDS_FHIR_TIMOUT)."""
+    environ = os.environ if environ is None else environ
+    return sorted(k for k in environ if k.startswith("CDS_") and k not in CONFIG_VARIABLES | OTHER_VARIABLES)
+
+
+def check_database_path(path: str) -> None:
+    """The database's directory exists and is writable, or can be created.
+
+    Checked once at start, before binding, so a wrong CDS_DATABASE stops the server with one
+    line instead of worker tracebacks. Faults while running (locked, read-only, disk full)
+    are the storage layer's (503, /readyz)."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    probe = parent
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ConfigError(f"CDS_DATABASE={path!r} is not valid: {probe!r} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "its directory" if probe == parent else f"the directory {probe!r} (to create {parent!r})"
+        raise ConfigError(f"CDS_DATABASE={path!r} is not valid: {what} is not writable by this user")
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(f"CDS_DATABASE={path!r} is not valid: the file is not readable and writable")
+
+
+def production_warnings(cfg: Config) -> list[str]:
+    """Settings that are fine on a laptop and wrong in production (CDS_ENV=production)."""
+    if cfg.env != "production":
+        return []
+    warnings = []
+    if cfg.auth == "off":
+        warnings.append("CDS_AUTH=off in production: any caller can request cards (allowed only "
+                        "because CDS_ALLOW_INSECURE_PRODUCTION=true)")
+    if set(cfg.fhir_allowlist) == set(Config.fhir_allowlist):
+        warnings.append("CDS_FHIR_ALLOWLIST is the default (any loopback port): set it to your FHIR "
+                        "server's base URL")
+    if not cfg.public_base_url:
+        warnings.append("CDS_PUBLIC_BASE_URL is unset: the JWT aud check trusts the request's Host "
+                        "header; set the public URL the EHR calls")
+    return warnings

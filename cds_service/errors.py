@@ -13,6 +13,7 @@ ISSUE_CODES = {
     405: "not-supported",
     412: "incomplete",
     413: "too-long",
+    408: "timeout",
     415: "not-supported",
     500: "exception",
     503: "transient",

@@ -1,20 +1,29 @@
-"""WSGI entry point: `gunicorn cds_service.wsgi:app`. Configuration comes from CDS_* env vars."""
+"""WSGI entry point: `granian --interface wsgi cds_service.wsgi:app` (what `cds-service serve`
+runs). Configuration comes from CDS_* env vars, the serving ones included (config.ServerConfig).
+`flask_app` is the bare Flask app; `app` wraps it in serving.ServingMiddleware (body read
+deadline, JSON access log)."""
 import gc
 import sys
 
 from . import create_app
-from .config import ConfigError
+from .config import ConfigError, ServerConfig, check_database_path
 from .fhir.codes import CodeDataError
 from .fhir.extract import preload_models
 from .logic.policy import PolicyError
+from .serving import ServingMiddleware
 
 try:
-    app = create_app()
+    server_cfg = ServerConfig.from_env()
+    flask_app = create_app()
+    check_database_path(flask_app.extensions["cds"].config.database)
 except (ConfigError, PolicyError, CodeDataError) as exc:
-    # One clear line, then the exception: gunicorn stops ("Worker failed to boot") rather
-    # than respawning a worker that can never start.
+    # One clear line, then the exception (the serve command checks all of this before it
+    # starts the server, so this is reached only when the server is started another way).
     print(f"cds-service: {exc}", file=sys.stderr, flush=True)
     raise
+app = ServingMiddleware(flask_app, max_body_bytes=flask_app.extensions["cds"].config.max_body_bytes,
+                        body_timeout=server_cfg.body_timeout, access_log_enabled=server_cfg.access_log,
+                        max_pending_readers=4 * server_cfg.threads)
 preload_models()  # import the R4B validation models now, not on a worker's first hook call
 
 # Garbage-collector tuning for the served process (bench/RESULTS.md): parsing a prefetch

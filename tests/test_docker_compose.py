@@ -78,7 +78,9 @@ def test_dockerfile_essentials(dockerfile):
     assert "CDS_SCHEMA_DIR=/app/conformance/schemas" in env
     assert any(line.startswith("HEALTHCHECK") and "/healthz" in line for line in dockerfile)
     cmd = next(line for line in dockerfile if line.startswith("CMD"))
-    assert '"gunicorn"' in cmd and '"cds_service.wsgi:app"' in cmd and '"0.0.0.0:8000"' in cmd
+    # granian through `serve`, so the container gets the start-up checks (issue 14)
+    assert cmd == 'CMD ["cds-service", "serve", "--host", "0.0.0.0", "--port", "8000"]'
+    assert "STOPSIGNAL SIGTERM" in dockerfile
     assert any(line.startswith("USER ") and line != "USER root" for line in dockerfile)
     assert "EXPOSE 8000" in dockerfile
 
@@ -86,3 +88,23 @@ def test_dockerfile_essentials(dockerfile):
 def test_dockerignore_keeps_the_image_small():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+def test_restart_policies_and_hapi_data_on_a_volume(compose):
+    """Issue 14: a restart policy, HAPI's database on a volume, the loader re-runnable."""
+    hapi, svc = compose["services"]["hapi"], compose["services"]["cds-service"]
+    assert hapi["restart"] == svc["restart"] == "unless-stopped"
+    url = hapi["environment"]["spring.datasource.url"]
+    assert url.startswith("jdbc:h2:file:")
+    path = url.removeprefix("jdbc:h2:file:")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in hapi["volumes"]}
+    assert any(path.startswith(target + "/") and name in compose["volumes"] for target, name in mounts.items())
+    # stop_grace_period above the service's shutdown timeout (30 s), so SIGKILL comes after it
+    assert int(svc["stop_grace_period"].rstrip("s")) > 30
+
+
+def test_compose_documents_the_policy_mount_and_the_reload():
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "# CDS_POLICY: /etc/cds-service/policy.toml" in text
+    assert "# - ./my-policy.toml:/etc/cds-service/policy.toml:ro" in text
+    assert "docker compose run --rm loader" in text

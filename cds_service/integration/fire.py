@@ -12,7 +12,9 @@ import html
 import json
 import re
 import sys
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from ..fhir.templates import fill_template as _fill
 
 from .fixtures import FHIR_JSON, outcome_text
 
-TIMEOUT_S = 30
+DEFAULT_TIMEOUT_S = 3.0  # the service's default CDS_FHIR_TIMEOUT: fire waits as long as it would
+SERVICE_MARGIN_S = 10.0  # the service's own answer: its FHIR phase plus this
+PREFETCH_THREADS = 16
 ORDER_HOOKS = ("order-select", "order-sign")
 # SMART v1 read scopes for the resource types the services read (see discovery usageRequirements).
 READ_SCOPES = " ".join(f"user/{t}.read" for t in (
@@ -49,10 +53,20 @@ class Fired:
 
 # ---------------------------------------------------------------- discovery and prefetch
 
+def default_timeout() -> float:
+    """CDS_FHIR_TIMEOUT as the service reads it (checked the same way), else 3 s."""
+    from ..config import ConfigError, _number
+
+    try:
+        return _number("CDS_FHIR_TIMEOUT", DEFAULT_TIMEOUT_S, low=0.0, low_open=True, high=600.0)
+    except ConfigError as exc:
+        raise FireError(str(exc)) from None
+
+
 def discover(session: requests.Session, service_url: str) -> list[dict]:
     url = f"{service_url.rstrip('/')}/cds-services"
     try:
-        resp = session.get(url, headers={"Accept": "application/json"}, timeout=TIMEOUT_S)
+        resp = session.get(url, headers={"Accept": "application/json"}, timeout=SERVICE_MARGIN_S)
         body = resp.json()
     except (requests.RequestException, ValueError) as exc:
         raise FireError(f"cannot read discovery at {url}: {type(exc).__name__}") from None
@@ -81,13 +95,14 @@ def fill_template(template: str, context: dict[str, Any]) -> str | None:
         return None
 
 
-def fhir_get(session: requests.Session, fhir_server: str, query: str, token: str | None) -> tuple[Any, str | None]:
+def fhir_get(session: requests.Session, fhir_server: str, query: str, token: str | None,
+             timeout: float = DEFAULT_TIMEOUT_S) -> tuple[Any, str | None]:
     """(resource, None) on success, (None, why) on failure."""
     headers = {"Accept": FHIR_JSON}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
-        resp = session.get(f"{fhir_server.rstrip('/')}/{query.lstrip('/')}", headers=headers, timeout=TIMEOUT_S)
+        resp = session.get(f"{fhir_server.rstrip('/')}/{query.lstrip('/')}", headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         return None, type(exc).__name__
     try:
@@ -102,21 +117,43 @@ def fhir_get(session: requests.Session, fhir_server: str, query: str, token: str
 
 
 def resolve_prefetch(session: requests.Session, fhir_server: str, templates: dict[str, str],
-                     context: dict[str, Any], token: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Like the public sandbox: a key whose fetch fails is omitted, never sent as null."""
+                     context: dict[str, Any], token: str | None,
+                     timeout: float = DEFAULT_TIMEOUT_S) -> tuple[dict[str, Any], dict[str, str]]:
+    """Like the public sandbox: a key whose fetch fails is omitted, never sent as null.
+
+    The reads run in parallel and share one deadline, `timeout` seconds, as the service's own
+    FHIR phase does (CDS_FHIR_TIMEOUT): against a server that never answers, fire gives up
+    after `timeout`, not after one wait per key."""
     prefetch: dict[str, Any] = {}
     omitted: dict[str, str] = {}
+    queries: dict[str, str] = {}
     for key, template in templates.items():
         query = fill_template(template, context) if isinstance(template, str) else None
         if query is None:
             omitted[key] = "a token in the template cannot be filled from the context"
-            continue
-        resource, why = fhir_get(session, fhir_server, query, token)
-        if why:
-            omitted[key] = why
         else:
-            prefetch[key] = resource
-    return prefetch, omitted
+            queries[key] = query
+    if not queries:
+        return prefetch, omitted
+    deadline = time.monotonic() + timeout
+    pool = ThreadPoolExecutor(max_workers=min(PREFETCH_THREADS, len(queries)), thread_name_prefix="fire-prefetch")
+    try:
+        futures = {pool.submit(fhir_get, session, fhir_server, q, token, timeout): k for k, q in queries.items()}
+        done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        for future, key in futures.items():
+            if future not in done:
+                omitted[key] = f"no answer within {timeout:g} s"
+                continue
+            resource, why = future.result()
+            if why:
+                omitted[key] = why
+            else:
+                prefetch[key] = resource
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a stuck read ends at its own timeout
+    # Keys in the service's order, as a sequential fetch would have sent them.
+    return ({k: prefetch[k] for k in templates if k in prefetch},
+            {k: omitted[k] for k in templates if k in omitted})
 
 
 # ---------------------------------------------------------------- the request
@@ -170,7 +207,9 @@ def build_request(hook: str, patient_id: str, fhir_server: str, *, user_id: str 
 def fire(hook: str, patient_id: str, fhir_server: str, *, service_url: str = "http://127.0.0.1:8000",
          prefetch: bool = True, draft_paths: list[str] | None = None, token: str | None = None,
          user_id: str = "Practitioner/cds-fire", encounter_id: str | None = None,
-         service_id: str | None = None, session: requests.Session | None = None) -> Fired:
+         service_id: str | None = None, session: requests.Session | None = None,
+         timeout: float | None = None) -> Fired:
+    timeout = default_timeout() if timeout is None else timeout
     own = session is None
     session = session or requests.Session()
     try:
@@ -180,12 +219,12 @@ def fire(hook: str, patient_id: str, fhir_server: str, *, service_url: str = "ht
         values: dict[str, Any] = {}
         omitted: dict[str, str] = {}
         if prefetch and isinstance(service.get("prefetch"), dict):
-            values, omitted = resolve_prefetch(session, fhir_server, service["prefetch"], context, token)
+            values, omitted = resolve_prefetch(session, fhir_server, service["prefetch"], context, token, timeout)
         body = build_request(hook, patient_id, fhir_server, user_id=user_id, encounter_id=encounter_id,
                              prefetch=values, token=token, drafts=drafts)
         url = f"{service_url.rstrip('/')}/cds-services/{service['id']}"
         try:
-            resp = session.post(url, data=json.dumps(body), timeout=TIMEOUT_S,
+            resp = session.post(url, data=json.dumps(body), timeout=timeout + SERVICE_MARGIN_S,
                                 headers={"Content-Type": "application/json", "Accept": "application/json"})
         except requests.RequestException as exc:
             raise FireError(f"cannot reach {url}: {type(exc).__name__}") from None
@@ -330,7 +369,8 @@ def run(args) -> int:
     try:
         fired = fire(args.hook, args.patient, args.fhir_server, service_url=args.service_url,
                      prefetch=not args.no_prefetch, draft_paths=args.draft_order, token=args.token,
-                     user_id=args.user, encounter_id=args.encounter, service_id=args.service)
+                     user_id=args.user, encounter_id=args.encounter, service_id=args.service,
+                     timeout=getattr(args, "timeout", None))
     except FireError as exc:
         print(f"cds-service fire: {exc}", file=sys.stderr)
         return 2

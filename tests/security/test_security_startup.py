@@ -24,11 +24,14 @@ REFUSAL = "refusing to start in production with CDS_AUTH=off"
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    """No CDS_* variable from the outer environment; restored afterwards (serve writes CDS_ENV)."""
+    """No CDS_* variable from the outer environment; restored afterwards (serve writes CDS_ENV and
+    the serving settings)."""
     for name in list(os.environ):
         if name.startswith("CDS_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("CDS_ENV", "development")
+    for name in ("CDS_BODY_TIMEOUT", "CDS_THREADS", "CDS_ACCESS_LOG"):  # serve writes these for the workers
+        monkeypatch.setenv(name, "true" if name == "CDS_ACCESS_LOG" else "15")
     return monkeypatch
 
 
