@@ -1,8 +1,11 @@
-"""`cds-service assess BUNDLE.json [--now ISO-DATETIME] [--policy FILE] [--encounter ID]`.
+"""`cds-service assess BUNDLE.json [--now ISO-DATETIME] [--policy FILE] [--encounter ID] [--strict]`.
 
 Reads one patient's FHIR R4 Bundle (collection, searchset or transaction), extracts the
 inputs exactly as the hooks do (fhir/extract.py), runs the assessment and prints its JSON
 on stdout. A bad file or argument exits 2 with one line on stderr; nothing is guessed.
+With --strict every resource whose values are used is also validated with the fhir.resources
+R4B models (the hooks check only the fields they read: fhir/model.py); one that fails is
+dropped with its reason under `rejected`, as the hooks drop a resource that fails their check.
 """
 from __future__ import annotations
 
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from .logic.assessment import assess
 
     inputs = extract_inputs(resources, now=now, policy=policy, codes=codes, patient_id=patient_id,
-                            aliases=aliases, encounter_id=getattr(args, "encounter", None) or None)
+                            aliases=aliases, encounter_id=getattr(args, "encounter", None) or None,
+                            strict=bool(getattr(args, "strict", False)))
     print(json.dumps(assess(inputs, policy).to_json(), indent=2, ensure_ascii=False, default=str))
     return 0
 
@@ -109,4 +113,7 @@ def add_parser(sub) -> None:
     p.add_argument("--policy", metavar="FILE", help="policy overrides (JSON or TOML); default CDS_POLICY")
     p.add_argument("--encounter", metavar="ID", help="plays the hook context's encounterId "
                    "(only that Encounter is judged for scope)")
+    p.add_argument("--strict", action="store_true", help="also validate every used resource with the "
+                   "fhir.resources R4B models (slower); a resource that fails is dropped, its reason "
+                   "under `rejected`")
     p.set_defaults(func=run)

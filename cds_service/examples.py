@@ -10,7 +10,16 @@ drafts); `build(name, now)` turns it into a full-prefetch request body dated aro
   at STATIC_NOW so they are reproducible (tests check they are in sync);
 - tests build their bodies the same way.
 
-Codes come from codes.json (by key), never typed here.
+Codes come from codes.json (by key), never typed here, except the v2 scope evidence below
+(Encounter class from v3-ActCode, the SARS-CoV-2 test LOINC and its SNOMED result), which is
+FHIR furniture rather than a clinical code list.
+
+v2 scope (clinical rules §1a): every scenario is an adult inpatient with COVID-19. Each one has
+an in-progress Encounter (class IMP) named in the context's `encounterId`, and COVID-19
+evidence: a Condition linked to that Encounter, or (`covid_evidence="test"`) a positive
+SARS-CoV-2 PCR within 14 days. The prefetch carries every key the service's templates declare
+(v2: `encounters`, `statements`, `covid_tests`, `platelet_trend`); keys the templates do not
+declare are not sent.
 """
 from __future__ import annotations
 
@@ -82,7 +91,12 @@ class Scenario:
     active_orders: tuple[Draft, ...] = ()                      # active MedicationRequests
     drafts: tuple[Draft, ...] = ()
     extra_drafts: tuple[dict, ...] = ()                        # non-anticoagulant drafts (context only)
-    encounter_id: str | None = None
+    encounter_id: str | None = None                            # default: "<patient_id>-enc"
+    covid_evidence: str = "condition"                          # "condition" (linked) or "test" (positive PCR)
+
+    @property
+    def encounter(self) -> str:
+        return self.encounter_id or f"{self.patient_id}-enc"
 
     @property
     def file_name(self) -> str:
@@ -94,6 +108,13 @@ def _labs(hours: float, **values: float) -> tuple[Obs, ...]:
 
 
 _COVID = (("covid19", "ICD10CM", "active", 4),)
+_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+# data requirements §3.2: LOINC 94500-6 (SARS-CoV-2 RNA, respiratory specimen, NAA with probe
+# detection), result SNOMED 260373001 "Detected".
+_SARS_COV_2_PCR = {"system": "http://loinc.org", "code": "94500-6",
+                   "display": "SARS-CoV-2 (COVID-19) RNA [Presence] in Respiratory system specimen by NAA "
+                              "with probe detection"}
+_DETECTED = {"system": "http://snomed.info/sct", "code": "260373001", "display": "Detected"}
 _LOW_FLOW = (("nasal_cannula", 30),)
 
 _BMI_42 = Scenario(
@@ -155,11 +176,12 @@ _ALL = [
         "standard-prophylaxis", "patient-view", "No coagulopathy signal and no anticoagulant ordered",
         ("info", "standard_prophylaxis"),
         "example-standard", "female", 45,
-        (Obs("d_dimer_feu", 0.9, 12, ref_high=0.5),)
+        # D-dimer 0.9x ULN: not above the ULN, so not a v2 therapeutic candidate (rules §13.1)
+        (Obs("d_dimer_feu", 0.45, 12, ref_high=0.5),)
         + _labs(12, platelets=240, inr=1.0, fibrinogen=3.5, creatinine_mass=0.7, bilirubin_mass=0.4,
                 hemoglobin_mass=13.0)
         + _labs(6, pf_ratio=380, map=88, gcs=15) + _labs(12, weight=62) + _labs(200, height=168),
-        conditions=_COVID, procedures=_LOW_FLOW),
+        procedures=_LOW_FLOW, covid_evidence="test"),
     Scenario(
         "nothing-to-say", "patient-view", "No coagulopathy signal, prophylaxis already ordered",
         None,
@@ -229,6 +251,28 @@ _ALL = [
                            "intent": "order", "medicationCodeableConcept": {"text": "paracetamol 1 g tablet"}},)),
 ]
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in _ALL}
+
+# The card each example should give once the v2 cards (clinical rules §18.1 patient-view
+# catalogue, §18.4 order hooks) are in place, worked out by hand from the rules: (indicator,
+# card kind) or None for no card. `Scenario.expect` keeps the v1 card until then; the test that
+# reads this table is gated on the v2 card catalogue (tests/test_integration_kit.py).
+EXPECT_V2: dict[str, tuple[str, str] | None] = {
+    "sic-positive": ("warning", "prophylaxis_suggestion"),  # HFNC: critically ill; SIC 5: signal; 60 mg
+    "d-dimer-ward": ("warning", "therapeutic_candidate"),   # low-flow, D-dimer 8.4x, no caution: 70 mg q12h
+    "contraindicated": ("warning", "contraindicated"),      # active bleeding, nothing active: warning
+    "hit": ("warning", "heparin_avoidance"),                # HIT onset 1100 d: history; fondaparinux create
+    "not-determinable": None,                               # cards.not_determinable = "none"; 40 mg matches
+    "standard-prophylaxis": ("info", "standard_prophylaxis"),  # D-dimer 0.9x: not a candidate, no signal
+    "nothing-to-say": None,
+    "bmi-42": ("warning", "dose_correction"),               # BMI 42.2 >= 40: 40 mg -> 80 mg, warning
+    "crcl-22": ("warning", "dose_correction"),              # CrCl 22.4: 40 mg -> 30 mg
+    "q12h-renal": ("warning", "dose_correction"),           # CrCl 28.5: therapeutic once daily, not q12h
+    "hit-switch": ("warning", "product_switch"),            # §18.4: hit_history + heparin draft is a warning
+    "escalation-icu": ("warning", "escalation_warning"),    # IMV, 80 mg q12h (0.98 mg/kg)
+    "dose-ok": None,
+    "no-medication": None,
+    "sign-bmi-42": ("warning", "dose_correction"),
+}
 
 
 def _iso(moment: datetime) -> str:
@@ -308,6 +352,7 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
     for index, obs in ordered:
         groups[codes.data["observations"][obs.key]["prefetch"]].append(
             _observation(codes, pid, index, obs, now))
+    encounter_id = s.encounter
     conditions = [{
         "resourceType": "Condition", "id": f"{pid}-{key}",
         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
@@ -316,16 +361,32 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
             "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
         "code": {"coding": [_first(codes, codes.data["conditions"][key], alias)], "text": key},
         "subject": {"reference": f"Patient/{pid}"},
+        # The admission diagnosis is linked to this Encounter (clinical rules §1a).
+        **({"encounter": {"reference": f"Encounter/{encounter_id}"}} if key == "covid19" else {}),
         "onsetDateTime": _iso(now - timedelta(days=days)),
     } for key, alias, status, days in s.conditions]
+    encounters = [{
+        "resourceType": "Encounter", "id": encounter_id, "status": "in-progress",
+        "class": {"system": _ACT_CODE, "code": "IMP", "display": "inpatient encounter"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "period": {"start": _iso(now - timedelta(days=5))},
+    }]
+    covid_tests = [] if s.covid_evidence != "test" else [{
+        "resourceType": "Observation", "id": f"{pid}-sars-cov-2-pcr", "status": "final",
+        "code": {"coding": [_SARS_COV_2_PCR], "text": "SARS-CoV-2 RNA (PCR)"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": _iso(now - timedelta(days=2)),
+        "issued": _iso(now - timedelta(days=2) + timedelta(hours=3)),
+        "valueCodeableConcept": {"coding": [_DETECTED], "text": "Detected"},
+    }]
     procedures = [{
         "resourceType": "Procedure", "id": f"{pid}-{key.lower().replace('_', '-')}", "status": "in-progress",
         "code": {"coding": [_first(codes, codes.data["procedures"][key])], "text": key},
         "subject": {"reference": f"Patient/{pid}"},
         "performedPeriod": {"start": _iso(now - timedelta(hours=hours))},
     } for key, hours in s.procedures]
-    orders = [_medication_request(codes, pid, s.encounter_id, o, "active", now) for o in s.active_orders]
-    prefetch = {
+    orders = [_medication_request(codes, pid, encounter_id, o, "active", now) for o in s.active_orders]
+    available = {
         "patient": {"resourceType": "Patient", "id": pid, "gender": s.gender,
                     "birthDate": f"{now.year - s.age}-01-01"},
         **{key: _searchset(groups[key]) for key in ("labs", "bedside", "body")},
@@ -335,19 +396,19 @@ def build(name: str, now: datetime | None = None, codes: Codes | None = None) ->
         "allergies": _searchset([]),
         "procedures": _searchset(procedures),
         # v2 keys (fhir-data-requirements §10): the platelet counts also answer platelet_trend.
-        "encounters": _searchset([]),
+        "encounters": _searchset(encounters),
         "statements": _searchset([]),
-        "covid_tests": _searchset([]),
+        "covid_tests": _searchset(covid_tests),
         "platelet_trend": _searchset([o for o in groups["labs"] if "platelet_trend" in codes.data[
             "observations"][_key_of(codes, o)].get("also_prefetch", ())]),
     }
-    missing = set(prefetch_templates(codes)) ^ set(prefetch)
+    templates = prefetch_templates(codes)
+    missing = set(templates) - set(available)
     assert not missing, f"examples out of step with the prefetch templates: {missing}"
-    context: dict[str, Any] = {"userId": "Practitioner/example", "patientId": pid}
-    if s.encounter_id:
-        context["encounterId"] = s.encounter_id
+    prefetch = {key: available[key] for key in available if key in templates}
+    context: dict[str, Any] = {"userId": "Practitioner/example", "patientId": pid, "encounterId": encounter_id}
     if s.hook != "patient-view":
-        drafts = [_medication_request(codes, pid, s.encounter_id, d, "draft", now) for d in s.drafts]
+        drafts = [_medication_request(codes, pid, encounter_id, d, "draft", now) for d in s.drafts]
         entries = drafts + [dict(extra, subject={"reference": f"Patient/{pid}"}) for extra in s.extra_drafts]
         if s.hook == "order-select":
             context["selections"] = [f"MedicationRequest/{d.id}" for d in s.drafts if d.selected]

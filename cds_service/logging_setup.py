@@ -51,9 +51,16 @@ def forget_secrets() -> None:
     _request_secrets.set(())
 
 
+# Every pattern above needs one of these; a text without any is left as it is in one search
+# (most log text: 4 substitutions per string were most of a log line's cost).
+_TRIGGER = re.compile(r"(?i)bearer|ey[A-Za-z0-9_\-]{6,}\.|" + _SECRET_KEYS + r"|authorization")
+
+
 def redact(text: str) -> str:
     for secret in _request_secrets.get():
         text = text.replace(secret, "[REDACTED]")
+    if _TRIGGER.search(text) is None:
+        return text
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return text
@@ -73,22 +80,38 @@ def redact_value(value: Any, key: str = "") -> Any:
 
 
 class RedactingFilter(logging.Filter):
+    """Redacts a record once (issue 15: the factory, the logger, the handler and the formatter
+    each redacted it again). What was redacted is remembered by identity on the record
+    (`_cds_msg`, `_cds_fields`), so a later pass redacts only what changed since: `fields`
+    attached as `extra` after the record factory ran, or a message someone replaced."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string must not lose the record
-            message = str(record.msg)
-        record.msg = redact(message)
-        record.args = ()
+        if record.msg is not getattr(record, "_cds_msg", None) or record.args:
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string must not lose the record
+                message = str(record.msg)
+            record.msg = record._cds_msg = redact(message)  # type: ignore[attr-defined]
+            record.args = ()
         if record.exc_info and record.exc_info[1] is not None:
             # Render the traceback now, redacted, so no formatter prints the raw one.
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info)
-        if isinstance(getattr(record, "fields", None), dict):
-            record.fields = redact_value(record.fields)
+        if record.stack_info and record.stack_info is not getattr(record, "_cds_stack", None):
+            record.stack_info = record._cds_stack = redact(record.stack_info)  # type: ignore[attr-defined]
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict) and fields is not getattr(record, "_cds_fields", None):
+            record.fields = record._cds_fields = redact_value(fields)  # type: ignore[attr-defined]
         return True
+
+
+def _redacted(record: logging.LogRecord) -> bool:
+    """Whether everything the JSON line prints was redacted by RedactingFilter."""
+    fields = getattr(record, "fields", None)
+    return (record.msg is getattr(record, "_cds_msg", None) and not record.args
+            and not record.exc_info
+            and (not record.stack_info or record.stack_info is getattr(record, "_cds_stack", None))
+            and (not isinstance(fields, dict) or fields is getattr(record, "_cds_fields", None)))
 
 
 class JsonFormatter(logging.Formatter):
@@ -105,10 +128,14 @@ class JsonFormatter(logging.Formatter):
             payload.update(fields)
         if record.exc_text:
             payload["exc"] = record.exc_text
-        return redact(json.dumps(payload, default=str))
+        text = json.dumps(payload, default=str)
+        # A record our filter redacted is not redacted again (a second pass over redacted text
+        # only damaged it: '"access_token": "[REDACTED]"' became '"[REDACTED]]"').
+        return text if _redacted(record) else redact(text)
 
 
 _configured = False
+_FILTER = RedactingFilter()
 _base_factory = logging.getLogRecordFactory()
 
 
@@ -116,7 +143,7 @@ def _redacting_factory(*args, **kwargs) -> logging.LogRecord:
     # Applies to every logger (ours, werkzeug's, gunicorn's, urllib3's), at creation, so
     # handlers installed by others (pytest's caplog, a log shipper) only see redacted text.
     record = _base_factory(*args, **kwargs)
-    RedactingFilter().filter(record)
+    _FILTER.filter(record)
     return record
 
 
@@ -138,6 +165,10 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def log_event(logger: logging.Logger, level: int, msg: str, **fields) -> None:
-    # Redacted here too: `extra` is attached after the record factory ran, and handlers
-    # installed by others (a log shipper, pytest's caplog) carry no RedactingFilter.
-    logger.log(level, msg, extra={"fields": redact_value(fields)}, stacklevel=2)
+    # Redacted here, once: `extra` is attached after the record factory ran, and handlers
+    # installed by others (a log shipper, pytest's caplog) carry no RedactingFilter. The
+    # `_cds_fields` mark tells RedactingFilter these fields are done.
+    if not logger.isEnabledFor(level):
+        return
+    redacted = redact_value(fields)
+    logger.log(level, msg, extra={"fields": redacted, "_cds_fields": redacted}, stacklevel=2)

@@ -167,6 +167,39 @@ def test_empty_bundle_is_all_not_determinable(capsys, tmp_path):
     assert result["regimen"]["basis"] == "pending_weight"
 
 
+def _with_unknown_field(tmp_path) -> Path:
+    """Fixture 16 with an unknown element on the D-dimer Observation: not valid R4B (extra
+    fields are forbidden), but nothing the service reads is wrong."""
+    bundle = json.loads((FIXTURES / "16_ward_low_flow_d_dimer_gt_6x.json").read_text())
+    found = 0
+    for entry in bundle["entry"]:
+        res = entry["resource"]
+        codes = {c.get("code") for c in res.get("code", {}).get("coding", [])}
+        if res["resourceType"] == "Observation" and codes & {"48065-7", "48066-5", "91556-1", "7799-0"}:
+            res["notAnR4BElement"] = True
+            found += 1
+    assert found, "fixture 16 has a D-dimer Observation"
+    path = tmp_path / "unknown.json"
+    path.write_text(json.dumps(bundle))
+    return path
+
+
+def test_strict_validates_used_resources_with_r4b(capsys, tmp_path):
+    path = _with_unknown_field(tmp_path)
+    lenient = assess_json(capsys, path, "--now", "2024-03-10T12:00:00Z")
+    assert lenient["d_dimer"]["determinable"] is True and "d_dimer" not in lenient["rejected"]
+    strict = assess_json(capsys, path, "--now", "2024-03-10T12:00:00Z", "--strict")
+    assert strict["d_dimer"]["determinable"] is False
+    assert "not valid FHIR R4B" in strict["rejected"]["d_dimer"]
+    assert "notAnR4BElement" in strict["rejected"]["d_dimer"]
+
+
+def test_strict_changes_nothing_for_valid_bundles(capsys):
+    case = FIXTURES / "16_ward_low_flow_d_dimer_gt_6x.json"
+    args = (case, "--now", "2024-03-10T12:00:00Z")
+    assert assess_json(capsys, *args, "--strict") == assess_json(capsys, *args)
+
+
 @pytest.mark.parametrize("encounter, in_scope", [(None, True), ("enc-1", True), ("enc-other", False)])
 def test_encounter_option_plays_the_context_encounter_id(capsys, encounter, in_scope):
     # v2 §1a: with --encounter only that Encounter is judged; an id matching no Encounter is

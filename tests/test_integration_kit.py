@@ -13,18 +13,36 @@ import responses
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.cli import main
+from cds_service.examples import EXPECT_V2, SCENARIOS, build
 from cds_service.integration import fire as fire_mod
 from cds_service.integration.fixtures import (DEFAULT_DIR, FixtureError, load_fixtures, load_template, render,
                                               render_placeholder, template_paths)
 from cds_service.schemas import errors as schema_errors
+from integration.expected_patients import EXPECTED, ORDER_SELECT, cards_v2_merged, mismatches
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _clinical_scope_defaults(monkeypatch):
+    """The §1a scope defaults (require COVID-19 evidence and an inpatient Encounter), which
+    tests/conftest.py relaxes for other hook tests until their patients carry both: the
+    synthetic patients and the examples do, and their scope is what these tests check."""
+    from cds_service.logic import policy as policy_mod
+    for key in ("scope.require_covid", "scope.require_inpatient"):
+        _default, kind, allowed = policy_mod.DEFAULTS[key]
+        monkeypatch.setitem(policy_mod.DEFAULTS, key, (True, kind, allowed))
 DRAFTS = DEFAULT_DIR / "draft-orders"
 FHIR = "http://fhir.test/fhir"
 SERVICE = "http://cds.test"
-PATIENT_IDS = ["cov-active-bleed", "cov-bmi-40", "cov-ddimer-ward", "cov-ddu-norange", "cov-healthy-control",
-               "cov-hit-history", "cov-no-weight", "cov-on-therapeutic", "cov-plt-lt25", "cov-renal-umol",
-               "cov-sic-imv"]
+PATIENT_IDS = sorted(EXPECTED)   # the one table of hand-worked expectations (tests/integration)
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+# SARS-CoV-2 test codes (data requirements §3.2) and the results that count as positive
+SARS_COV_2_TESTS = {"94500-6", "94309-2", "94533-7", "94534-5", "94531-1", "95608-6", "94558-4", "95209-3",
+                    "94759-8", "97097-0", "96119-3", "94845-5", "94565-9", "94306-8"}
+POSITIVE = {("http://snomed.info/sct", "10828004"), ("http://snomed.info/sct", "260373001")}
+COVID_CODES = {("http://hl7.org/fhir/sid/icd-10", "U07.1"), ("http://hl7.org/fhir/sid/icd-10-cm", "U07.1"),
+               ("http://snomed.info/sct", "840539006")}
 
 
 # ---------------------------------------------------------------- placeholders
@@ -62,8 +80,11 @@ def test_render_leaves_other_strings_and_the_template_untouched():
 
 # ---------------------------------------------------------------- the synthetic patients
 
-def test_eleven_patients_one_per_scenario():
-    assert [p.stem for p in template_paths(DEFAULT_DIR)] == PATIENT_IDS
+def test_one_patient_per_scenario_each_with_expectations():
+    assert sorted(p.stem for p in template_paths(DEFAULT_DIR)) == PATIENT_IDS
+    assert len(PATIENT_IDS) == 25
+    assert {pid for pid, _, _ in ORDER_SELECT} <= set(PATIENT_IDS)
+    assert {draft for _, draft, _ in ORDER_SELECT} <= {p.name for p in DRAFTS.glob("*.json")}
 
 
 @pytest.mark.parametrize("pid", PATIENT_IDS)
@@ -95,6 +116,7 @@ def test_every_observation_uses_ucum_and_known_codes():
     from cds_service.fhir.codes import load_codes
     codes = load_codes()
     known = set().union(*(codes.observation(k).exact for k in codes.observation_keys()))
+    known |= {("http://loinc.org", code) for code in SARS_COV_2_TESTS}
     for pid in PATIENT_IDS:
         for obs in _observations(pid).values():
             coding = obs["code"]["coding"][0]
@@ -118,6 +140,47 @@ def test_scenario_data_is_what_the_readme_worked_out():
     assert "cov-no-weight-weight" not in jamal and "cov-no-weight-weight-old" in jamal
 
 
+def _resources(pid: str, rtype: str) -> list[dict]:
+    bundle = render(load_template(DEFAULT_DIR / f"{pid}.json"), NOW)
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
+
+
+@pytest.mark.parametrize("pid", PATIENT_IDS)
+def test_scope_evidence_in_the_data_matches_the_expected_scope(pid):
+    """From the data alone (clinical rules §1a): an in-progress IMP Encounter, COVID-19 evidence
+    (a Condition linked to it, or a positive SARS-CoV-2 test within 14 days), an adult. Each
+    out-of-scope patient lacks exactly the thing its expected reason names."""
+    encounters = _resources(pid, "Encounter")
+    assert [e["id"] for e in encounters] == [f"{pid}-enc"]
+    enc = encounters[0]
+    inpatient = enc["status"] == "in-progress" and enc["class"] == {**enc["class"], "system": ACT_CODE} \
+        and enc["class"]["code"] == "IMP"
+    linked = [c for c in _resources(pid, "Condition")
+              if {(x["system"], x["code"]) for x in c["code"]["coding"]} & COVID_CODES
+              and c.get("encounter") == {"reference": f"Encounter/{pid}-enc"}
+              and c["clinicalStatus"]["coding"][0]["code"] == "active"]
+    positive = [o for o in _observations(pid).values() if o["code"]["coding"][0]["code"] in SARS_COV_2_TESTS
+                and ({(c["system"], c["code"]) for c in o["valueCodeableConcept"]["coding"]} & POSITIVE)
+                and o["effectiveDateTime"] >= "2024-02-16"]   # NOW - 14 d
+    patient = _resources(pid, "Patient")[0]
+    adult = patient["birthDate"] <= "2006-03-01"   # 18 completed years at NOW
+    reasons = [r for r, missing in (("age_lt_18", not adult), ("no_covid_evidence", not (linked or positive)),
+                                    ("not_inpatient", not inpatient)) if missing]
+    assert reasons == EXPECTED[pid]["scope_reasons"]
+
+
+@pytest.mark.parametrize("pid", PATIENT_IDS)
+def test_assess_on_the_rendered_bundle_gives_the_expected_assessment(pid, tmp_path, capsys):
+    """`cds-service assess` on the rendered transaction Bundle, with the Encounter as
+    `--encounter`: the same assessment-level expectations as the hooks (one table)."""
+    path = tmp_path / f"{pid}.json"
+    path.write_text(json.dumps(render(load_template(DEFAULT_DIR / f"{pid}.json"), NOW)))
+    code = main(["assess", str(path), "--now", "2024-03-01T12:00:00Z", "--encounter", f"{pid}-enc"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert mismatches(pid, json.loads(out)) == {}, "(actual, expected)"
+
+
 def test_readme_has_one_line_per_patient():
     readme = (DEFAULT_DIR / "README.md").read_text()
     rows = [line for line in readme.splitlines() if re.match(r"^\| [A-Z][a-z]+ [A-Z]", line)]
@@ -136,8 +199,8 @@ def _transaction_response(request):
 def test_load_fixtures_posts_rendered_transactions_with_the_token(tmp_path):
     responses.add_callback(responses.POST, FHIR, callback=_transaction_response)
     results = load_fixtures(FHIR + "/", DEFAULT_DIR, token="tok-123", now=NOW)
-    assert [r.ok for r in results] == [True] * 11
-    assert len(responses.calls) == 11
+    assert [r.ok for r in results] == [True] * len(PATIENT_IDS)
+    assert len(responses.calls) == len(PATIENT_IDS)
     first = responses.calls[0].request
     assert first.url == FHIR
     assert first.headers["Content-Type"] == "application/fhir+json"
@@ -176,7 +239,7 @@ def test_load_fixtures_cli_succeeds(capsys):
     responses.add_callback(responses.POST, FHIR, callback=_transaction_response)
     assert main(["load-fixtures", "--fhir-server", FHIR]) == 0
     out = capsys.readouterr().out
-    assert "ok    cov-bmi-40.json: 15 resources" in out and "11 loaded, 0 failed" in out
+    assert "ok    cov-bmi-40.json: 16 resources" in out and f"{len(PATIENT_IDS)} loaded, 0 failed" in out
 
 
 # ---------------------------------------------------------------- fire
@@ -322,3 +385,47 @@ def test_fire_cli_json_prints_the_raw_response(capsys):
     assert main(["fire", "patient-view", "--patient", "p1", "--fhir-server", FHIR, "--service-url", SERVICE,
                  "--no-prefetch", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"cards": [CARD]}
+
+
+# ---------------------------------------------------------------- the examples (cds-service example)
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_example_is_an_inpatient_with_covid_evidence(name):
+    """v2 scope (clinical rules §1a): each example's context names its in-progress IMP Encounter,
+    and its data holds COVID-19 evidence; the v2 prefetch keys are all sent."""
+    body = build(name, NOW)
+    prefetch, context = body["prefetch"], body["context"]
+    assert {"encounters", "statements", "covid_tests", "platelet_trend"} <= set(prefetch)
+    encounters = [e["resource"] for e in prefetch["encounters"]["entry"]]
+    assert [(e["id"], e["status"], e["class"]["system"], e["class"]["code"]) for e in encounters] == \
+        [(context["encounterId"], "in-progress", ACT_CODE, "IMP")]
+    linked = [e["resource"] for e in prefetch["conditions"].get("entry", [])
+              if e["resource"].get("encounter") == {"reference": f"Encounter/{context['encounterId']}"}]
+    tests = [e["resource"] for e in prefetch["covid_tests"].get("entry", [])]
+    assert linked or tests
+    if SCENARIOS[name].covid_evidence == "test":
+        assert not linked and tests[0]["valueCodeableConcept"]["coding"][0]["code"] == "260373001"
+
+
+@pytest.mark.skipif(not cards_v2_merged(), reason="cards v2 not merged (cds_service.hooks.CARDS_VERSION < 2)")
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_each_example_gives_its_v2_card(name, tmp_path):
+    """examples.EXPECT_V2: the one card (indicator, kind) each example gives under the v2 cards."""
+    import sqlite3
+
+    from cds_service import create_app
+
+    database = tmp_path / "cds.sqlite3"
+    client = create_app({"database": str(database)}).test_client()
+    body = build(name)
+    path = {"patient-view": "coagulopathy-risk", "order-select": "anticoagulant-order-check",
+            "order-sign": "anticoagulant-order-sign"}[body["hook"]]
+    resp = client.post(f"/cds-services/{path}", data=json.dumps(body), content_type="application/json")
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    conn = sqlite3.connect(database)
+    try:
+        cards = conn.execute("SELECT indicator, kind FROM card").fetchall()
+    finally:
+        conn.close()
+    expected = EXPECT_V2[name]
+    assert [tuple(c) for c in cards] == ([expected] if expected else []), resp.get_json()

@@ -24,18 +24,19 @@ def bundle_entries(bundle: Any, types: Iterable[str] | None = None) -> Iterator[
     if not isinstance(entries, list):
         return
     for entry in entries:
-        if not isinstance(entry, dict):
+        if type(entry) is not dict and not isinstance(entry, dict):
             continue
         search = entry.get("search")
-        if isinstance(search, dict) and search.get("mode") not in (None, "match"):
+        if search is not None and isinstance(search, dict) and search.get("mode") not in (None, "match"):
             continue
         resource = entry.get("resource")
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        if type(resource) is not dict and not isinstance(resource, dict):
             continue
-        if wanted is not None and resource["resourceType"] not in wanted:
+        rtype = resource.get("resourceType")
+        if type(rtype) is not str or (wanted is not None and rtype not in wanted):
             continue
         full_url = entry.get("fullUrl")
-        yield (full_url if isinstance(full_url, str) else None), resource
+        yield (full_url if type(full_url) is str else None), resource
 
 
 def next_link(bundle: Any) -> str | None:

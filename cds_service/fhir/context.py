@@ -1,7 +1,8 @@
 """Shared machinery of FHIR extraction (extract.py and its readers).
 
-The read spec of every codes.json observation key, the resolved code sets, R4B validation
-of the resources actually used, and the per-call context (now, policy, rejections).
+The read spec of every codes.json observation key, the resolved code sets, the check of the
+resources actually used (model.py's structs, msgspec), the R4B validation of what the service
+emits (R4BValidator, off the hot path) and the per-call context (now, policy, rejections).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import orjson
 from cachetools import LRUCache
 
 from ..logic.policy import Policy
+from . import model
 from .codes import CodeSet, Codes, Coding
 from .read import parse_datetime, reference_target
 
@@ -100,11 +102,18 @@ class Sets:
     rr: dict[str, CodeSet]
 
 
+# The codes.json key of SARS-CoV-2 tests (scope.py): not a measurement, but matched in the
+# same single pass over the Observations (observations.collect).
+SARS_COV_2 = "sars_cov_2"
+
+
 @lru_cache(maxsize=8)
 def code_sets(codes: Codes) -> Sets:
+    """`obs_index`: (system, code) -> the codes.json observation keys it codes, for every key
+    with a read spec and SARS_COV_2; the one lookup per coding of the single pass."""
     index: dict[Coding, list[str]] = {}
     for key in codes.observation_keys():
-        if key not in OBS_SPECS:
+        if key not in OBS_SPECS and key != SARS_COV_2:
             continue
         for entry in codes.data["observations"][key]["codes"]:
             index.setdefault(codes.resolve(entry), []).append(key)
@@ -150,8 +159,28 @@ def _log_dropped(resource: Mapping[str, Any], reason: str | None) -> None:
         log.warning("dropped a %s resource: %s", rtype if isinstance(rtype, str) else "(no type)", reason)
 
 
-class Validator:
-    """R4B validation of used resources only, memoised per resource object (and by content)."""
+class Checker:
+    """The hot-path check of used resources against what the service reads (model.py),
+    memoised per resource object for one call. A dropped resource is logged with its reason."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, str | None] = {}
+
+    def problem(self, resource: Mapping[str, Any]) -> str | None:
+        key = id(resource)
+        try:
+            return self._seen[key]
+        except KeyError:
+            pass
+        reason = self._seen[key] = model.problem(resource)
+        _log_dropped(resource, reason)
+        return reason
+
+
+class R4BValidator:
+    """Full fhir.resources R4B validation, for what the service emits (the updated draft of
+    hooks/order_check.py), `cds-service assess --strict` and the tests; never on the hot path
+    of reading data (Checker). Memoised per resource object and, process-wide, by content."""
 
     def __init__(self) -> None:
         self._seen: dict[int, str | None] = {}
@@ -200,6 +229,24 @@ class Validator:
         return None
 
 
+Validator = R4BValidator   # the name hooks/order_check.py imports
+
+
+class StrictChecker(Checker):
+    """`cds-service assess --strict`: the hot-path check, then full fhir.resources R4B
+    validation of every used resource (the pre-issue-15 behaviour, plus the struct rules)."""
+
+    def problem(self, resource: Mapping[str, Any]) -> str | None:
+        key = id(resource)
+        try:
+            return self._seen[key]
+        except KeyError:
+            pass
+        reason = self._seen[key] = model.problem(resource) or R4BValidator._check(resource)
+        _log_dropped(resource, reason)
+        return reason
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -215,7 +262,7 @@ def window_span(policy: Policy, key: str) -> timedelta | None:
     return timedelta(days=value) if key.endswith("_days") else timedelta(hours=value)
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     key: str                      # codes.json observation key
     resource: dict
@@ -230,7 +277,7 @@ class Context:
     policy: Policy
     codes: Codes
     sets: Sets
-    validator: Validator
+    validator: Checker
     sex: str | None = None
     age: int | None = None
     rejected: dict[str, str] = field(default_factory=dict)

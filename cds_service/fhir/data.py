@@ -360,10 +360,27 @@ class DataLayer:
                 "Required FHIR data could not be obtained: "
                 + "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items()) + ".")
         had = [k for k in keys if not k.error]  # an optional key that failed is in `problems` only
-        by_key = {k.name: _dedup(k.resources) for k in had}
+        # De-duplicated per key and across keys in one pass: one identity per resource.
+        by_key: dict[str, list[dict]] = {}
+        resources: list[dict] = []
+        seen_all: set = set()
+        groups = [(k.name, k.resources) for k in had]
         if meds.resources:
-            by_key[MEDICATION_REFS] = _dedup(meds.resources)
-        resources = _dedup(res for items in by_key.values() for res in items)
+            groups.append((MEDICATION_REFS, meds.resources))
+        for name, group in groups:
+            seen: set = set()
+            kept: list[dict] = []
+            for res in group:
+                rid = res.get("id")
+                ident = (res.get("resourceType"), rid) if type(rid) is str and rid else _identity(res)
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                kept.append(res)
+                if ident not in seen_all:
+                    seen_all.add(ident)
+                    resources.append(res)
+            by_key[name] = kept
         origin = {k.name: "null" if k.source == "null" else ("empty" if not k.resources else k.source)
                   for k in had}
         truncated = [k.name for k in keys if k.truncated]
@@ -390,11 +407,13 @@ class _Medications:
     def missing(self, keys: list[_Key], limit: int | None = None) -> list[str]:
         """Medication reads still needed, in order, unique; at most `limit` (a prefetch may
         hold tens of thousands of orders: stop scanning once enough are found)."""
-        have = {res["id"] for k in keys for res in k.resources
+        have = {res["id"] for k in keys if k.rtype == "Medication" for res in k.resources
                 if res.get("resourceType") == "Medication" and isinstance(res.get("id"), str)}
         have.update(res["id"] for res in self.resources if isinstance(res.get("id"), str))
         wanted: dict[str, None] = {}  # ordered set: membership in O(1)
         for key in keys:
+            if key.rtype not in _ORDER_TYPES:
+                continue   # a key holds only resources of its template's type (_take)
             for res in key.resources:
                 if limit is not None and len(wanted) >= limit:
                     return list(wanted)
@@ -480,16 +499,20 @@ def _batch_entries(body: Any, count: int) -> list[Any] | None:
 
 def _identity(res: dict) -> Any:
     rid = res.get("id")
-    return (res.get("resourceType"), rid) if isinstance(rid, str) and rid else id(res)
+    return (res.get("resourceType"), rid) if type(rid) is str and rid or isinstance(rid, str) and rid \
+        else id(res)
 
 
 def _dedup(items: Iterable[dict]) -> list[dict]:
     seen: set = set()
+    add = seen.add
     out = []
     for res in items:
-        ident = _identity(res)
+        rid = res.get("id")
+        ident = (res.get("resourceType"), rid) if type(rid) is str and rid else (
+            _identity(res) if isinstance(rid, str) else id(res))
         if ident not in seen:
-            seen.add(ident)
+            add(ident)
             out.append(res)
     return out
 

@@ -29,7 +29,8 @@ Flags (covid19, active_bleeding, ...) are a `Flag(present=True)` with their evid
 a record supports them and None when none does; `pregnancy` is `Flag(present=False)` when
 the latest source says not pregnant.
 
-Only the resources whose values are used are validated with fhir.resources R4B models.
+Only the resources whose values are used are checked, against the structs of model.py (what
+the service reads, msgspec); fhir.resources R4B validation is off this path (context.R4BValidator).
 """
 from __future__ import annotations
 
@@ -39,14 +40,14 @@ from typing import Any, Iterable, Mapping
 from ..logic.inputs import Flag, MedicationOrder, PatientInputs
 from ..logic.policy import Policy
 from .codes import Codes, load_codes
-from .context import OBS_SPECS, Context, Validator, code_sets, preload_models
+from .context import OBS_SPECS, Checker, Context, StrictChecker, code_sets, preload_models
 from .context import window_span
 from .exposure import (_Problems, heparin_started, in_progress_circuit, read_administrations, read_orders,
                        read_statements, renal_replacement)
 from .flags import ConditionFindings, pregnancy_flag, read_allergies, read_conditions
 from .observations import collect, observation_time, read_observations, series
 from .orders import is_current_order
-from .scope import read_covid_tests, read_encounters
+from .scope import covid_test_span, read_covid_tests, read_encounters
 from .read import aware, parse_date, reference_target
 from .support import read_vasoactives, respiratory_support
 
@@ -63,11 +64,13 @@ def _age(birth: Any, now: datetime) -> int | None:
 
 
 class _Scope:
-    """Which resources belong to the patient (data requirements §1 'Patient scope')."""
+    """Which resources belong to the patient (data requirements §1 'Patient scope').
+    The verdict is memoised per reference string: a chart's resources share one subject."""
 
     def __init__(self, patient_id: str | None, aliases: Mapping[str, str]):
         self.patient_id = patient_id
         self.aliases = aliases
+        self._verdicts: dict[str, bool] = {}
 
     def target(self, reference: Any) -> tuple[str | None, str | None]:
         if isinstance(reference, dict) and isinstance(reference.get("reference"), str) \
@@ -78,25 +81,30 @@ class _Scope:
     def accepts(self, resource: Mapping[str, Any]) -> bool:
         ref = resource.get("patient") if resource.get("resourceType") == "AllergyIntolerance" \
             else resource.get("subject")
-        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+        literal = ref.get("reference") if type(ref) is dict else None
+        if type(literal) is not str:
             return True   # missing subject (or identifier only): the Bundle is one patient's
-        rtype, rid = self.target(ref)
-        if rtype != "Patient":
-            return False
-        return self.patient_id is None or rid == self.patient_id
+        verdict = self._verdicts.get(literal)
+        if verdict is None:
+            rtype, rid = self.target({"reference": literal})
+            verdict = self._verdicts[literal] = rtype == "Patient" and (
+                self.patient_id is None or rid == self.patient_id)
+        return verdict
 
 
 def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
                    codes: Codes | None = None, patient_id: str | None = None,
                    aliases: Mapping[str, str] | None = None,
                    medications: Mapping[str, dict] | None = None,
-                   encounter_id: str | None = None) -> PatientInputs:
+                   encounter_id: str | None = None, strict: bool = False) -> PatientInputs:
     """Normalise one patient's FHIR resources (dicts) to `PatientInputs`.
 
     `patient_id`: the patient (hooks: context.patientId); default the first Patient given.
     `aliases`: literal references (e.g. a Bundle entry's `urn:uuid:` fullUrl) -> "Type/id".
     `medications`: extra Medication resources keyed by "Medication/<id>" or fullUrl, for
     medicationReference targets not among `resources` (e.g. fetched separately).
+    `strict`: every used resource is also validated with the fhir.resources R4B models
+    (`cds-service assess --strict`; slow, never on the hook path).
     Never raises on data: unusable resources are skipped and the reasons kept in `rejected`.
     """
     now = aware(now)
@@ -104,11 +112,16 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     aliases = dict(aliases or {})
     by_type: dict[str, list[tuple[int, dict]]] = {}
     for position, resource in enumerate(resources):
-        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-            by_type.setdefault(resource["resourceType"], []).append((position, resource))
+        if type(resource) is dict or isinstance(resource, dict):
+            rtype = resource.get("resourceType")
+            if type(rtype) is str or isinstance(rtype, str):
+                group = by_type.get(rtype)
+                if group is None:
+                    group = by_type[rtype] = []
+                group.append((position, resource))
 
-    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes), validator=Validator(),
-                  aliases=aliases)
+    ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes),
+                  validator=StrictChecker() if strict else Checker(), aliases=aliases)
 
     patients = [r for _, r in by_type.get("Patient", [])]
     if patient_id is None and patients and isinstance(patients[0].get("id"), str):
@@ -124,10 +137,19 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
 
     scope = _Scope(patient_id, aliases)
 
+    accepts, verdicts = scope.accepts, scope._verdicts
+
     def mine(rtype: str) -> list[tuple[int, dict]]:
+        field = "patient" if rtype == "AllergyIntolerance" else "subject"
         kept = []
-        for position, resource in by_type.get(rtype, []):
-            if resource.get("status") == "entered-in-error" or not scope.accepts(resource):
+        for position, resource in by_type.get(rtype, ()):
+            if resource.get("status") == "entered-in-error":
+                continue
+            ref = resource.get(field)
+            literal = ref.get("reference") if type(ref) is dict else None
+            # The memoised verdict of this subject, else the full check (which memoises it).
+            verdict = verdicts.get(literal) if type(literal) is str else None
+            if verdict is False or (verdict is None and not accepts(resource)):
                 continue
             kept.append((position, resource))
         return kept
@@ -140,7 +162,11 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         if target in meds:
             meds.setdefault(literal, meds[target])
 
-    cands = collect(mine("Observation"), ctx)
+    # The single pass over the Observations: window candidates, the v2 series, SARS-CoV-2 tests.
+    trend_span = timedelta(days=ctx.policy["window.platelet_trend_days"])
+    labs_span = window_span(policy, "window.labs_hours") or timedelta(days=36500)
+    cands = collect(mine("Observation"), ctx, series_spans={"platelets": trend_span, "creatinine": labs_span},
+                    covid_span=covid_test_span(ctx))
     values = read_observations(cands, ctx)
 
     flags: dict[str, Flag] = {}
@@ -164,12 +190,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     problems.flush()
     administrations = read_administrations(admins, meds, circuit, ctx)
 
-    observations = mine("Observation")
-    trend_span = timedelta(days=ctx.policy["window.platelet_trend_days"])
-    platelet_trend = series(observations, ctx, "platelets", ("platelets",), trend_span)
-    labs_span = window_span(policy, "window.labs_hours") or timedelta(days=36500)
-    creatinine_series = series(observations, ctx, "creatinine", ("creatinine_mass", "creatinine_moles"),
-                               labs_span)
+    platelet_trend = series(cands, ctx, "platelets")
+    creatinine_series = series(cands, ctx, "creatinine")
 
     return PatientInputs(
         now=now, patient_id=patient_id, age_years=ctx.age, sex=ctx.sex,  # type: ignore[arg-type]
@@ -182,7 +204,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         encounter_id=encounter_id,
         encounters=read_encounters([r for _, r in mine("Encounter")], ctx),
         covid_conditions=tuple(found_v2.covid_conditions),
-        covid_positive_tests=read_covid_tests([r for _, r in observations], ctx),
+        covid_positive_tests=read_covid_tests(cands.covid, ctx),
         hit_records=tuple(found_v2.hit_records),
         other_anticoagulation_indication=flags.get("other_anticoagulation_indication"),
         recent_intracranial_haemorrhage=flags.get("recent_intracranial_haemorrhage"),

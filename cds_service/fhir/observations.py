@@ -8,7 +8,8 @@ from typing import Any, Mapping
 
 from ..logic.inputs import DDimer, Measurement, ProthrombinTime, RecordedSofa
 from .codes import CodeSet
-from .context import MIN_TIME, OBS_SPECS, OBSERVATION_OK, Candidate, Context, source_of
+from .context import (MIN_TIME, OBS_SPECS, OBSERVATION_OK, SARS_COV_2, Candidate, Context, source_of,
+                      window_span)
 from .read import codings, items, number, parse_datetime
 from .units import TABLES, UnitError, convert
 
@@ -35,43 +36,121 @@ def observation_time(obs: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def collect(observations: list[tuple[int, dict]], ctx: Context) -> dict[str, list[Candidate]]:
-    """Candidates per input, newest first, after status/code/time filters (cheap, no pydantic)."""
+# v2 series (observations.series): output name -> the codes.json keys it reads.
+SERIES_KEYS = {"platelets": ("platelets",), "creatinine": ("creatinine_mass", "creatinine_moles")}
+SERIES_OF = {key: name for name, keys in SERIES_KEYS.items() for key in keys}
+
+
+class Collected(dict):
+    """What the single pass over the Observations keeps: per input, its candidates in their
+    window, newest first (the dict itself); per v2 series, the first matching holder of each
+    Observation within the series span, in Observation order (`series`); and the
+    SARS-CoV-2 tests in scope.covid_test_days as (Observation, holders, time) (`covid`)."""
+
+    series: dict[str, list[Candidate]]
+    covid: list[tuple[dict, list[dict], datetime]]
+
+
+def collect(observations: list[tuple[int, dict]], ctx: Context,
+            series_spans: Mapping[str, timedelta] | None = None,
+            covid_span: timedelta | None = None) -> Collected:
+    """ONE pass over the Observations (issue 15): status filter, codes matched through the
+    precomputed (system, code) -> keys index, the time parsed once per Observation (`issued`
+    only once a holder is in a window). Candidates only for matching holders; nothing is
+    validated here (see usable_values)."""
     index = ctx.sets.obs_index
-    out: dict[str, list[Candidate]] = {}
+    specs = OBS_SPECS
+    out = Collected()
+    series_spans = series_spans or {}
+    series_out: dict[str, list[Candidate]] = {name: [] for name in series_spans}
+    covid: list[tuple[dict, list[dict], datetime]] = []
+    latest = ctx.now + timedelta(minutes=ctx.policy["window.future_tolerance_minutes"])
+    series_from = {name: ctx.now - span for name, span in series_spans.items()}
+    covid_from = ctx.now - covid_span if covid_span is not None else None
+    # Each window's earliest time, once per call (the same bounds as Context.in_window).
+    window_from = {}
+    for spec in specs.values():
+        if spec.window not in window_from:
+            span = window_span(ctx.policy, spec.window)
+            window_from[spec.window] = None if span is None else ctx.now - span
     for position, obs in observations:
-        if not isinstance(obs.get("status"), str) or obs["status"] not in OBSERVATION_OK:
+        status = obs.get("status")
+        if type(status) is not str or status not in OBSERVATION_OK:
             continue
         holders: list[tuple[str, dict, int]] = []
-        for coding in codings(obs.get("code")):
-            for key in index.get(coding, ()):
-                holders.append((key, obs, 0))
-        for n, component in enumerate(items(obs.get("component")), start=1):
-            if isinstance(component, dict):
-                for coding in codings(component.get("code")):
-                    for key in index.get(coding, ()):
-                        holders.append((key, component, n))
+        code = obs.get("code")
+        if type(code) is dict and type(coding_list := code.get("coding")) is list:
+            for coding in coding_list:
+                if type(coding) is dict:
+                    system, value = coding.get("system"), coding.get("code")
+                    if type(system) is str and type(value) is str:
+                        keys = index.get((system, value))
+                        if keys:
+                            holders.extend((key, obs, 0) for key in keys)
+        components = obs.get("component")
+        if type(components) is list:
+            for n, component in enumerate(components, start=1):
+                if type(component) is dict and type(ccode := component.get("code")) is dict \
+                        and type(coding_list := ccode.get("coding")) is list:
+                    for coding in coding_list:
+                        if type(coding) is dict:
+                            system, value = coding.get("system"), coding.get("code")
+                            if type(system) is str and type(value) is str:
+                                keys = index.get((system, value))
+                                if keys:
+                                    holders.extend((key, component, n) for key in keys)
         if not holders:
             continue
-        time = observation_time(obs)
+        raw = obs.get("effectiveDateTime")
+        time = parse_datetime(raw) if raw is not None else observation_time(obs)
+        if time is None:
+            continue
         issued: datetime | None = None  # a tie-breaker only: parsed once a holder is in window
-        seen: set[tuple[str, int]] = set()
+        seen: set[tuple[str, int]] | None = set() if len(holders) > 1 else None
+        covid_holders: list[dict] | None = None
+        first_series: dict[str, tuple[str, dict, int]] | None = None
         for key, holder, n in holders:
-            if (key, n) in seen:
+            name = SERIES_OF.get(key)
+            if name is not None and name in series_from:
+                # The first holder: the Observation's own code before its components.
+                if first_series is None:
+                    first_series = {}
+                first_series.setdefault(name, (key, holder, n))
+            if seen is not None:
+                if (key, n) in seen:
+                    continue
+                seen.add((key, n))
+            spec = specs.get(key)
+            if spec is None:
+                if key == SARS_COV_2 and covid_from is not None:
+                    if covid_holders is None:
+                        covid_holders = []
+                    covid_holders.append(holder)   # (key, n) is seen once: each holder once
                 continue
-            seen.add((key, n))
-            spec = OBS_SPECS[key]
-            if not ctx.in_window(time, spec.window):
+            earliest = window_from[spec.window]
+            if time > latest or (earliest is not None and time < earliest):
                 continue
             if key == "urine_period" and not _spans_a_day(obs):
                 continue
             if issued is None:
                 issued = parse_datetime(obs.get("issued")) or MIN_TIME
-            out.setdefault(spec.input, []).append(
-                Candidate(key, obs, holder, time, (issued, position, n)))  # type: ignore[arg-type]
+            out.setdefault(spec.input, []).append(Candidate(key, obs, holder, time, (issued, position, n)))
+        if first_series is not None:
+            for name, (key, holder, n) in first_series.items():
+                if series_from[name] <= time <= latest:
+                    series_out[name].append(Candidate(key, obs, holder, time, (MIN_TIME, position, n)))
+        if covid_holders and covid_from <= time <= latest:  # type: ignore[operator]
+            covid.append((obs, covid_holders, time))
     for candidates in out.values():
-        candidates.sort(key=lambda c: (c.time, c.order), reverse=True)
+        if len(candidates) > 1:
+            candidates.sort(key=_newest, reverse=True)
+    out.series = series_out
+    out.covid = covid
     return out
+
+
+def _newest(c: Candidate) -> tuple:
+    return (c.time, c.order)
 
 
 def _spans_a_day(obs: Mapping[str, Any]) -> bool:
@@ -254,35 +333,21 @@ def blood_gas(cands: dict[str, list[Candidate]], ctx: Context) -> dict[str, Any]
     return out
 
 
-def series(observations: list[tuple[int, dict]], ctx: Context, name: str, keys: tuple[str, ...],
-           span: timedelta) -> tuple[Measurement, ...]:
-    """Every usable value of input `name` (codes.json observation `keys`) measured within
-    `span` of now, oldest first, in canonical units, de-duplicated (the same Observation
+def series(collected: Collected, ctx: Context, name: str) -> tuple[Measurement, ...]:
+    """Every usable value of input `name` (SERIES_KEYS) measured within its span of now (as
+    given to `collect`), oldest first, in canonical units, de-duplicated (the same Observation
     from two prefetch keys, or the same value at the same time). v2: platelet_trend
     (window.platelet_trend_days) and creatinine_series (window.labs_hours)."""
-    wanted = {key: ctx.codes.observation(key) for key in keys}
-    latest = ctx.now + timedelta(minutes=ctx.policy["window.future_tolerance_minutes"])
-    earliest = ctx.now - span
     found: dict[tuple, Measurement] = {}
-    for position, obs in observations:
-        if not isinstance(obs.get("status"), str) or obs["status"] not in OBSERVATION_OK:
+    for cand in collected.series.get(name, ()):
+        if ctx.validator.problem(cand.resource):
             continue
-        holders = [(k, obs, 0) for k, cs in wanted.items() if cs.matches_any(codings(obs.get("code")))]
-        for n, comp in enumerate(items(obs.get("component")), start=1):
-            if isinstance(comp, dict):
-                holders.extend((k, comp, n) for k, cs in wanted.items() if cs.matches_any(codings(comp.get("code"))))
-        if not holders:
+        try:
+            value = _measure(name, cand)
+        except UnitError:
             continue
-        time = observation_time(obs)
-        if time is None or not earliest <= time <= latest or ctx.validator.problem(obs):
+        if value is None:
             continue
-        for key, holder, n in holders[:1]:
-            try:
-                value = _measure(name, Candidate(key, obs, holder, time, (MIN_TIME, position, n)))
-            except UnitError:
-                continue
-            if value is None:
-                continue
-            m = value.measurement
-            found.setdefault((time, round(m.value, 6), m.comparator), m)
+        m = value.measurement
+        found.setdefault((cand.time, round(m.value, 6), m.comparator), m)
     return tuple(sorted(found.values(), key=lambda m: m.time))  # type: ignore[arg-type, return-value]

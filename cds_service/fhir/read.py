@@ -60,8 +60,17 @@ def parse_datetime(value: Any) -> datetime | None:
     Partial dates take the start of their period (2024 -> 2024-01-01T00:00). A value
     without an offset is read as UTC (FHIR requires one whenever a time is given).
     """
-    if not isinstance(value, str):
-        return None
+    if type(value) is not str:
+        if not isinstance(value, str):
+            return None
+    elif len(value) == 20 and value[19] == "Z" and value[10] == "T" and value[4] == "-" \
+            and value[7] == "-" and value[13] == ":" and value[16] == ":" and value[0] != "0":
+        # The commonest form, YYYY-MM-DDThh:mm:ssZ: straight to the C parser, which rejects
+        # what the regex below would (non-digits, month 13, hour 24, second 60 -> None too).
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
     value = value.strip()
     m = _DATETIME.match(value)
     if not m:

@@ -11,12 +11,11 @@ SARS-CoV-2 test results. logic/scope judges them; this module only reads them.
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from ..logic.inputs import EncounterInfo, Flag
-from .context import OBSERVATION_OK, Context, first_time, source_of
-from .observations import observation_time
+from .context import SARS_COV_2, Context, first_time, source_of
 from .read import codings, items
 
 ENCOUNTER_STATUSES = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave", "finished",
@@ -70,28 +69,19 @@ def _positive(holder: Mapping[str, Any], ctx: Context) -> bool:
     return bool(interp) and any(interp.matches_any(codings(c)) for c in items(holder.get("interpretation")))
 
 
-def read_covid_tests(observations: list[dict], ctx: Context) -> tuple[Flag, ...]:
-    """Positive SARS-CoV-2 results in the window, newest first, one per Observation."""
-    if "sars_cov_2" not in ctx.codes.data.get("observations", {}):
-        return ()
-    tests = ctx.codes.observation("sars_cov_2")
-    days = ctx.policy["scope.covid_test_days"]
-    latest = ctx.now + timedelta(minutes=ctx.policy["window.future_tolerance_minutes"])
-    earliest = ctx.now - timedelta(days=days)
+def covid_test_span(ctx: Context) -> timedelta | None:
+    """The SARS-CoV-2 test window (scope.covid_test_days), None when the code data has no tests."""
+    if SARS_COV_2 not in ctx.codes.data.get("observations", {}):
+        return None
+    return timedelta(days=ctx.policy["scope.covid_test_days"])
+
+
+def read_covid_tests(tests: list[tuple[dict, list[dict], datetime]], ctx: Context) -> tuple[Flag, ...]:
+    """Positive SARS-CoV-2 results in the window, newest first, one per Observation. `tests`:
+    (Observation, test holders, time) as observations.collect found them in its single pass
+    (status and window already applied)."""
     found: list[Flag] = []
-    for obs in observations:
-        holders = []
-        if tests.matches_any(codings(obs.get("code"))):
-            holders.append(obs)
-        holders.extend(c for c in items(obs.get("component"))
-                       if isinstance(c, dict) and tests.matches_any(codings(c.get("code"))))
-        if not holders:
-            continue
-        if not isinstance(obs.get("status"), str) or obs["status"] not in OBSERVATION_OK:
-            continue
-        time = observation_time(obs)
-        if time is None or not earliest <= time <= latest:
-            continue
+    for obs, holders, time in tests:
         if not any(_positive(h, ctx) for h in holders):
             continue
         problem = ctx.validator.problem(obs)

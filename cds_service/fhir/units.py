@@ -208,7 +208,7 @@ def convert(name: str, quantity: Any, *, table: Table | None = None) -> Converte
     input or the value is missing or implausible.
     """
     table = table or TABLES[name]
-    if not isinstance(quantity, Mapping):
+    if type(quantity) is not dict and not isinstance(quantity, Mapping):  # (the ABC check is slow)
         raise UnitError(f"{name}: no valueQuantity")
     value = number(quantity.get("value"))
     if value is None:

@@ -33,7 +33,7 @@ ORDER_HOOKS = ("order-select", "order-sign")
 # SMART v1 read scopes for the resource types the services read (see discovery usageRequirements).
 READ_SCOPES = " ".join(f"user/{t}.read" for t in (
     "Patient", "Observation", "Condition", "MedicationRequest", "MedicationAdministration",
-    "AllergyIntolerance", "Procedure"))
+    "AllergyIntolerance", "Procedure", "Encounter", "MedicationStatement"))
 
 
 class FireError(Exception):

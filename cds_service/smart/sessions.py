@@ -52,9 +52,9 @@ class SessionStore:
         if self._memory:
             self._conn = sqlite3.connect(":memory:", check_same_thread=False)
             self._setup(self._conn)
-        else:
-            with self._connect() as conn:
-                self._setup(conn)
+        # A file store is created on first use, not here: a worker must boot with the database
+        # unwritable (issue 14); the view then answers its own error page, the hooks are unaffected.
+        self._ready = self._memory
 
     @staticmethod
     def _setup(conn) -> None:
@@ -66,7 +66,10 @@ class SessionStore:
         if self._memory:
             return _Borrowed(self._conn)
         conn = sqlite3.connect(self.path, timeout=5)
-        conn.execute("PRAGMA journal_mode=WAL")
+        if not self._ready:
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._setup(conn)
+            self._ready = True
         return _Closing(conn)
 
     def put(self, sid: str, record: dict[str, Any], expires_at: float) -> None:

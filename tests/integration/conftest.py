@@ -6,10 +6,12 @@ loopback port and stops it at the end. Without node/npm the tests skip with the 
 .ci/run installs both so CI runs them.
 
 `cds_service_url` runs the Flask app in a thread (werkzeug `make_server`) on a free port,
-allowlisted to call that FHIR server.
+allowlisted to call that FHIR server; `cds_database` is its audit database (each hook call's
+assessment and card kinds, read by the end-to-end tests).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -118,13 +120,37 @@ def _wait_ready(base: str, proc: subprocess.Popen) -> None:
     pytest.fail("in-memory FHIR server did not answer /metadata in time")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fire_waits_like_the_test_service():
+    """`fire` resolves prefetch within CDS_FHIR_TIMEOUT (3 s by default), as the service would;
+    the test service below allows 20 s, and so does fire here: on a shared machine the in-memory
+    server can take longer than 3 s for a search, and a key fire omits is not what these tests
+    are about."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CDS_FHIR_TIMEOUT", "20")
+        yield
+
+
 @pytest.fixture(scope="session")
-def cds_service_url(fhir_server, tmp_path_factory):
+def cds_database(tmp_path_factory) -> Path:
+    """The audit database of `cds_service_url`: tests read each call's assessment from it."""
+    return tmp_path_factory.mktemp("cds") / "cds.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def cds_service_url(fhir_server, cds_database):
     """The Flask app on a free loopback port, allowed to call only the test FHIR server."""
-    database = tmp_path_factory.mktemp("cds") / "cds.sqlite3"
+    database = cds_database
+    # The clinical-rules §1a scope defaults, stated explicitly: tests/conftest.py relaxes
+    # scope.require_covid and scope.require_inpatient session-wide until every hook-test patient
+    # carries an Encounter and COVID-19 evidence; the synthetic patients do, and their scope is
+    # part of what these tests check.
+    policy = database.parent / "scope-policy.json"
+    policy.write_text(json.dumps({"scope.require_covid": True, "scope.require_inpatient": True}))
     # The deadline is raised from 3 s: the in-memory server evaluates FHIRPath per resource on
     # every search, and CI machines are shared. Deadlines are the data layer's own tests' job.
-    app = create_app({"fhir_allowlist": fhir_server, "database": str(database), "fhir_timeout": 20.0})
+    app = create_app({"fhir_allowlist": fhir_server, "database": str(database), "fhir_timeout": 20.0,
+                      "policy": str(policy)})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="cds-service", daemon=True)
     thread.start()

@@ -1,13 +1,17 @@
 """End to end against a real FHIR server: the synthetic patients loaded into Medplum's FHIR
 router, every hook fired through the service over HTTP, with prefetch and with self-fetch.
 
-Expected cards are the hand-worked ones of conformance/patients/README.md.
+Expected results are the hand-worked ones of conformance/patients/README.md, held in one table,
+tests/integration/expected_patients.py: each patient's assessment (read back from the audit
+row of the call) is checked for every patient, by prefetch and by self-fetch; the v2 cards
+(clinical rules §18) once `cards_v2_merged()` says they are in.
 """
 from __future__ import annotations
 
 import difflib
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,10 +21,16 @@ from cds_service.cli import main
 from conftest import assert_valid_cds_response
 from cds_service.fhir.codes import load_codes
 from cds_service.fhir.orders import ingredients_of, medication_codings
+from cds_service.fhir.templates import prefetch_templates
 from cds_service.integration.fire import fire
 from cds_service.integration.fixtures import DEFAULT_DIR, load_fixtures, load_template, template_paths
+from integration.expected_patients import EXPECTED, ORDER_SELECT, cards_v2_merged, mismatches
 
 pytestmark = pytest.mark.integration
+
+CARDS_V2 = cards_v2_merged()
+NEEDS_CARDS_V2 = pytest.mark.skipif(not CARDS_V2, reason="cards v2 not merged (cds_service.hooks.CARDS_VERSION < 2)")
+DRAFTS = DEFAULT_DIR / "draft-orders"
 
 DRAFT_40_DAILY = str(DEFAULT_DIR / "draft-orders" / "enoxaparin-40mg-daily.json")
 DRAFT_60_Q12H = str(DEFAULT_DIR / "draft-orders" / "enoxaparin-60mg-q12h.json")
@@ -113,10 +123,47 @@ def assert_same_cards(a, b) -> None:
 
 
 def _fire_ok(*args, **kwargs) -> list[dict]:
+    return _fired_ok(*args, **kwargs).response["cards"]
+
+
+def _fired_ok(*args, **kwargs):
     fired = fire(*args, **kwargs)
     assert fired.status == 200, fired.response
     assert_valid_cds_response(fired.response)
-    return fired.response["cards"]
+    return fired
+
+
+def _audit(database: Path, hook_instance: str) -> tuple[dict | None, list[tuple[str, str]]]:
+    """(assessment, [(card kind, indicator), ...]) the service recorded for one hook call."""
+    conn = sqlite3.connect(database)
+    try:
+        row = conn.execute("SELECT id, assessment FROM hook_call WHERE hook_instance = ?", (hook_instance,)).fetchone()
+        assert row is not None, f"no audit row for {hook_instance}"
+        cards = conn.execute("SELECT kind, indicator FROM card WHERE call_id = ?", (row[0],)).fetchall()
+    finally:
+        conn.close()
+    return (json.loads(row[1]) if row[1] else None), [tuple(c) for c in cards]
+
+
+_PATIENT_VIEW_CALLS: dict[str, dict] = {}
+
+
+def _patient_view_both_ways(fhir_server: str, service_url: str, database: Path, pid: str) -> dict:
+    """patient-view for `pid` with the context's encounterId, once with the prefetch the service
+    asks for (resolved on the FHIR server) and once with none (self-fetch); cached per patient."""
+    if pid not in _PATIENT_VIEW_CALLS:
+        calls = {}
+        for mode, prefetch in (("prefetch", True), ("self-fetch", False)):
+            # One user per call: an info card is shown once per user, patient and encounter per
+            # cards.info_repeat_hours (§18.3), so a second call by the same user would hide it.
+            fired = _fired_ok("patient-view", pid, fhir_server, service_url=service_url, prefetch=prefetch,
+                              encounter_id=f"{pid}-enc", user_id=f"Practitioner/e2e-v2-{mode}")
+            if prefetch:
+                assert fired.prefetch_omitted == {}, fired.prefetch_omitted
+            assessment, cards = _audit(database, fired.request["hookInstance"])
+            calls[mode] = {"cards": fired.response["cards"], "assessment": assessment, "audit_cards": cards}
+        _PATIENT_VIEW_CALLS[pid] = calls
+    return _PATIENT_VIEW_CALLS[pid]
 
 
 # ---------------------------------------------------------------- loading
@@ -132,6 +179,28 @@ def test_loading_is_idempotent_and_searchable(loaded):
         assert len(bundle.get("entry", [])) == expected, pid
         patient = requests.get(f"{loaded}/Patient/{pid}", timeout=10).json()
         assert patient["name"][0]["given"]
+
+
+def _ids(searchset: dict) -> list[str]:
+    return [e["resource"]["id"] for e in searchset.get("entry", [])]
+
+
+def test_v2_prefetch_keys_run_on_a_real_fhir_server(loaded, cds_service_url):
+    """encounters, statements, covid_tests and platelet_trend (data requirements §10) as the
+    service declares them, answered by real FHIR search."""
+    assert {"encounters", "statements", "covid_tests", "platelet_trend"} <= set(prefetch_templates())
+    ward = fire("patient-view", "cov-ward-therapeutic", loaded, service_url=cds_service_url).request["prefetch"]
+    assert _ids(ward["encounters"]) == ["cov-ward-therapeutic-enc"]
+    assert _ids(ward["covid_tests"]) == ["cov-ward-therapeutic-sars-cov-2-pcr"]
+    assert _ids(ward["statements"]) == []
+    doac = fire("patient-view", "cov-home-doac", loaded, service_url=cds_service_url).request["prefetch"]
+    assert _ids(doac["statements"]) == ["cov-home-doac-apixaban"]
+    assert _ids(doac["medications"]) == []
+    fall = fire("patient-view", "cov-plt-fall", loaded, service_url=cds_service_url).request["prefetch"]
+    assert _ids(fall["platelet_trend"]) == [f"cov-plt-fall-{k}" for k in ("plt", "plt-d2", "plt-d4", "plt-d6", "plt-d8")]
+    assert len(_ids(fall["administrations"])) == 7
+    non_covid = fire("patient-view", "cov-non-covid", loaded, service_url=cds_service_url).request["prefetch"]
+    assert _ids(non_covid["covid_tests"]) == ["cov-non-covid-sars-cov-2-pcr"]   # negative: read, not evidence
 
 
 def test_prefetch_templates_run_on_a_real_fhir_server(loaded, cds_service_url):
@@ -163,6 +232,46 @@ def test_prefetch_templates_run_on_a_real_fhir_server(loaded, cds_service_url):
 
 
 # ---------------------------------------------------------------- patient-view
+
+@pytest.mark.parametrize("pid", sorted(EXPECTED))
+def test_patient_view_assessment_by_prefetch_and_self_fetch(loaded, cds_service_url, cds_database, pid):
+    """Every patient's assessment-level expectations (scope, pathway, regimen, therapeutic dose,
+    contraindications, anti-Xa) hold whether the data came by prefetch or by self-fetch, and
+    both ways give the same cards. Out of scope: no card at all (clinical rules §1a)."""
+    calls = _patient_view_both_ways(loaded, cds_service_url, cds_database, pid)
+    for mode, call in calls.items():
+        assert call["assessment"] is not None, mode
+        assert mismatches(pid, call["assessment"]) == {}, f"{pid} by {mode}: (actual, expected)"
+    assert_same_cards(calls["prefetch"]["cards"], calls["self-fetch"]["cards"])
+    if not EXPECTED[pid]["in_scope"]:
+        assert calls["prefetch"]["cards"] == []
+
+
+@NEEDS_CARDS_V2
+@pytest.mark.parametrize("pid", sorted(EXPECTED))
+def test_patient_view_card_v2(loaded, cds_service_url, cds_database, pid):
+    """The one §18.1 catalogue card (kind and indicator, as the audit records them), or none."""
+    expected = EXPECTED[pid]["card"]
+    for mode, call in _patient_view_both_ways(loaded, cds_service_url, cds_database, pid).items():
+        assert call["audit_cards"] == ([expected] if expected else []), \
+            (mode, [c["summary"] for c in call["cards"]])
+        for card in call["cards"]:
+            assert len(card["summary"]) < 140
+
+
+def test_encounter_id_decides_scope(loaded, cds_service_url, cds_database):
+    """§1a: an encounterId that matches no Encounter means not inpatient; without one, any current
+    inpatient Encounter of the patient qualifies."""
+    fired = _fired_ok("patient-view", "cov-ddimer-ward", loaded, service_url=cds_service_url,
+                      encounter_id="no-such-encounter")
+    assessment, _ = _audit(cds_database, fired.request["hookInstance"])
+    assert assessment["scope"] == {"in_scope": False, "reasons": ["not_inpatient"]}
+    assert fired.response["cards"] == []
+    fired = _fired_ok("patient-view", "cov-ddimer-ward", loaded, service_url=cds_service_url, prefetch=False)
+    assessment, _ = _audit(cds_database, fired.request["hookInstance"])
+    assert assessment["scope"] == {"in_scope": True, "reasons": []}
+    assert fired.response["cards"]
+
 
 @pytest.mark.parametrize("pid", sorted(PATIENT_VIEW))
 def test_patient_view_same_cards_with_prefetch_and_self_fetch(loaded, cds_service_url, pid):
@@ -201,28 +310,61 @@ def test_hit_card_offers_fondaparinux_not_heparin(loaded, cds_service_url):
     assert "fondaparinux" in text and "2.5 mg" in text
 
 
-# ---------------------------------------------------------------- order-select dose corrections
+# ---------------------------------------------------------------- order-select (the ORDER_SELECT table)
 
 def _updates(cards: list[dict], draft_id: str) -> list[dict]:
     return [a["resource"] for a in _actions(cards)
             if a["type"] == "update" and a["resource"].get("id") == draft_id]
 
 
-@pytest.mark.parametrize("pid, draft, mg, per_day", [
-    ("cov-bmi-40", DRAFT_40_DAILY, 80, 1),        # BMI 44.1: 40 mg -> 80 mg
-    ("cov-renal-umol", DRAFT_40_DAILY, 30, 1),    # CrCl 16.7: 40 mg -> 30 mg
-    ("cov-renal-umol", DRAFT_60_Q12H, 60, 1),     # 1 mg/kg q12h at CrCl < 30 -> q24h
-])
-def test_order_select_updates_the_draft_dose(loaded, cds_service_url, pid, draft, mg, per_day):
-    draft_id = json.loads(Path(draft).read_text())["id"]
-    cards = _fire_ok("order-select", pid, loaded, service_url=cds_service_url, draft_paths=[draft])
-    assert max(RANK[c["indicator"]] for c in cards) == RANK["warning"]
-    updates = _updates(cards, draft_id)
-    assert updates, [c["summary"] for c in cards]
-    for resource in updates:
-        assert _dose(resource) == (mg, per_day)
-        assert resource["status"] == "draft" and resource["subject"]["reference"] == f"Patient/{pid}"
-        assert _ingredients(resource) == {"enoxaparin"}
+def _medication_suggestions(cards: list[dict]) -> list[dict]:
+    return [a["resource"] for a in _actions(cards) if a["type"] in ("create", "update")
+            and a["resource"].get("resourceType") == "MedicationRequest"]
+
+
+def _order_params():
+    for pid, draft, spec in ORDER_SELECT:
+        marks = [NEEDS_CARDS_V2] if spec["when"] == "cards_v2" else []
+        yield pytest.param(pid, draft, spec, id=f"{pid}+{draft.removesuffix('.json')}-{spec['when']}", marks=marks)
+
+
+@pytest.mark.parametrize("pid, draft, spec", list(_order_params()))
+def test_order_select(loaded, cds_service_url, cds_database, pid, draft, spec):
+    path = str(DRAFTS / draft)
+    draft_id = json.loads(Path(path).read_text())["id"]
+    fired = _fired_ok("order-select", pid, loaded, service_url=cds_service_url, draft_paths=[path],
+                      encounter_id=f"{pid}-enc")
+    self_fetched = _fire_ok("order-select", pid, loaded, service_url=cds_service_url, draft_paths=[path],
+                            encounter_id=f"{pid}-enc", prefetch=False)
+    cards = fired.response["cards"]
+    assert_same_cards(cards, self_fetched)
+    summaries = [c["summary"] for c in cards]
+    if "indicator" in spec:
+        if spec["indicator"] is None:
+            assert cards == [], summaries
+        else:
+            assert max((c["indicator"] for c in cards), key=RANK.__getitem__, default=None) == spec["indicator"], \
+                summaries
+    if "at_most" in spec:
+        assert all(RANK[c["indicator"]] <= RANK[spec["at_most"]] for c in cards), summaries
+    if "update" in spec:
+        updates = _updates(cards, draft_id)
+        assert updates, summaries
+        for resource in updates:
+            assert _dose(resource) == spec["update"]
+            assert resource["status"] == "draft" and resource["subject"]["reference"] == f"Patient/{pid}"
+            assert _ingredients(resource) == {"enoxaparin"}
+    suggested = set().union(*(_ingredients(r) for r in _medication_suggestions(cards)))
+    assert spec.get("suggests", set()) <= suggested, summaries
+    assert not (spec.get("never", set()) & suggested), summaries
+    if spec.get("delete_draft"):
+        assert any(a["type"] == "delete" and a.get("resourceId") == f"MedicationRequest/{draft_id}"
+                   for a in _actions(cards)), summaries
+    if spec.get("kinds"):
+        _, audit_cards = _audit(cds_database, fired.request["hookInstance"])
+        assert spec["kinds"] <= {kind for kind, _ in audit_cards}, audit_cards
+    for word in spec.get("summary_without", ()):
+        assert not [s for s in summaries if word.lower() in s.lower()], summaries
 
 
 def test_order_select_hit_switches_to_fondaparinux(loaded, cds_service_url):
@@ -241,11 +383,6 @@ def test_order_select_hit_switches_to_fondaparinux(loaded, cds_service_url):
     assert "resource" not in delete
 
 
-def test_order_select_right_dose_gives_no_card(loaded, cds_service_url):
-    assert _fire_ok("order-select", "cov-healthy-control", loaded, service_url=cds_service_url,
-                    draft_paths=[DRAFT_40_DAILY]) == []
-
-
 def test_order_sign_checks_every_draft(loaded, cds_service_url):
     cards = _fire_ok("order-sign", "cov-bmi-40", loaded, service_url=cds_service_url, draft_paths=[DRAFT_40_DAILY])
     assert [_dose(r) for r in _updates(cards, "draft-enox-40-daily")] == [(80, 1)]
@@ -258,7 +395,8 @@ def test_fire_cli_renders_cards(loaded, cds_service_url, capsys):
                  "--service-url", cds_service_url])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith("coagulopathy-risk (patient-view) for Patient/cov-bmi-40, 13 prefetch keys")
+    assert out.startswith(f"coagulopathy-risk (patient-view) for Patient/cov-bmi-40, "
+                          f"{len(prefetch_templates())} prefetch keys")
     assert re.search(r"^\[\d\] WARNING: ", out, re.M)
     assert "80 mg" in out
 

@@ -131,6 +131,7 @@ def test_installed_wheel_loads_the_synthetic_patients(installed, fhir_server):
     bin_dir, work, env = installed
     out = _run([str(bin_dir / "cds-service"), "load-fixtures", "--fhir-server", fhir_server],
                env=env, cwd=work, timeout=300)
-    assert "11 loaded, 0 failed" in out.stdout, out.stdout
+    packaged = len(list((Path(__file__).resolve().parents[2] / "cds_service" / "data" / "patients").glob("*.json")))
+    assert packaged == 25 and f"{packaged} loaded, 0 failed" in out.stdout, out.stdout
     patient = requests.get(f"{fhir_server}/Patient/cov-sic-imv", timeout=10)
     assert patient.status_code == 200 and json.loads(patient.text)["id"] == "cov-sic-imv"

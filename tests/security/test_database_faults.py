@@ -188,7 +188,7 @@ def test_a_server_worker_boots_with_the_database_down(tmp_path, fault):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     env.update(CDS_DATABASE=str(db), CDS_LOG_LEVEL="WARNING")
     code = ("from cds_service.wsgi import app\n"
-            "c = app.test_client()\n"
+            "c = app.app.test_client()  # the Flask app inside the serving middleware\n"
             "print(c.get('/healthz').status_code, c.get('/readyz').status_code)\n")
 
     def run():
