@@ -73,6 +73,24 @@ class Config:
     # Bearer secret for /metrics. Empty: only loopback callers without proxy headers; set:
     # every caller must send "Authorization: Bearer <secret>".
     metrics_token: str = field(default="", repr=False)
+    # --- issue 16 (scale-out) + issue 15 (batched writer): see storage/, README "Scale-out" ---
+    # CDS_DATABASE above is a SQLite file path or a postgresql:// URL.
+    # PostgreSQL: longest wait for a pooled connection and statement_timeout (ms), inside the
+    # EHR's 500 ms budget; connect timeout for new connections (background); pool size per process.
+    database_timeout_ms: int = 250
+    database_connect_timeout_ms: int = 2000
+    database_pool_size: int = 8
+    # Batched audit/lifecycle writer: commit every N rows or M ms; rows queued at most (while
+    # the database is down; then new rows are dropped and logged). Crash window: N rows / M ms.
+    audit_batch_rows: int = 200
+    audit_batch_ms: float = 5.0
+    audit_queue_max: int = 10_000
+    # jti replay store: "" = the database (CDS_DATABASE); "redis://..." = Redis SET NX PX.
+    replay: str = field(default="", repr=False)
+    # FHIR response cache: "" = in-process; "redis://..." = shared Redis (same key, TTL, size cap).
+    cache: str = field(default="", repr=False)
+    redis_timeout_ms: int = 100
+    redis_prefix: str = "cds:"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -102,6 +120,17 @@ class Config:
                 # issue 14 part B
                 metrics_enabled=(_env("CDS_METRICS_ENABLED", "true") or "true").lower() in ("1", "true", "yes"),
                 metrics_token=_env("CDS_METRICS_TOKEN", "") or "",
+                # issue 16 (scale-out) + issue 15 (batched writer)
+                database_timeout_ms=int(_env("CDS_DATABASE_TIMEOUT_MS", "250") or 250),
+                database_connect_timeout_ms=int(_env("CDS_DATABASE_CONNECT_TIMEOUT_MS", "2000") or 2000),
+                database_pool_size=int(_env("CDS_DATABASE_POOL_SIZE", "8") or 8),
+                audit_batch_rows=int(_env("CDS_AUDIT_BATCH_ROWS", "200") or 200),
+                audit_batch_ms=float(_env("CDS_AUDIT_BATCH_MS", "5") or 5),
+                audit_queue_max=int(_env("CDS_AUDIT_QUEUE_MAX", "10000") or 10000),
+                replay=_env("CDS_REPLAY", "") or "",
+                cache=_env("CDS_CACHE", "") or "",
+                redis_timeout_ms=int(_env("CDS_REDIS_TIMEOUT_MS", "100") or 100),
+                redis_prefix=_env("CDS_REDIS_PREFIX", "cds:") or "cds:",
             ).validated()
         except ValueError as exc:
             if isinstance(exc, ConfigError):
@@ -138,6 +167,26 @@ class Config:
             raise ConfigError("CDS_FHIR_CACHE_TTL must be >= 0 seconds (0 turns the FHIR cache off)")
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ConfigError("CDS_METRICS_TOKEN must be at least 16 characters")
+        # issue 16 (scale-out) + issue 15 (batched writer)
+        if not 1 <= self.database_timeout_ms <= 60_000:
+            raise ConfigError("CDS_DATABASE_TIMEOUT_MS must be between 1 and 60000 ms")
+        if not 1 <= self.database_connect_timeout_ms <= 600_000:
+            raise ConfigError("CDS_DATABASE_CONNECT_TIMEOUT_MS must be between 1 and 600000 ms")
+        if not 1 <= self.database_pool_size <= 1000:
+            raise ConfigError("CDS_DATABASE_POOL_SIZE must be between 1 and 1000")
+        if not 1 <= self.audit_batch_rows <= 100_000:
+            raise ConfigError("CDS_AUDIT_BATCH_ROWS must be between 1 and 100000")
+        if not 0 <= self.audit_batch_ms <= 10_000:
+            raise ConfigError("CDS_AUDIT_BATCH_MS must be between 0 and 10000 ms")
+        if self.audit_queue_max < self.audit_batch_rows:
+            raise ConfigError("CDS_AUDIT_QUEUE_MAX must be >= CDS_AUDIT_BATCH_ROWS")
+        for name, url in (("CDS_REPLAY", self.replay), ("CDS_CACHE", self.cache)):
+            if url and not url.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigError(f"{name} must be empty or a redis:// URL")
+        if not 1 <= self.redis_timeout_ms <= 60_000:
+            raise ConfigError("CDS_REDIS_TIMEOUT_MS must be between 1 and 60000 ms")
+        if self.database.startswith(("postgresql://", "postgres://")) is False and "://" in self.database:
+            raise ConfigError("CDS_DATABASE must be a SQLite file path or a postgresql:// URL")
         return self
 
 

@@ -123,3 +123,27 @@ def app(app_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+# --- issue 15/16: the batched audit writer's flush hook ------------------------------------------
+# Audit and lifecycle rows are committed by a writer thread a few ms after the response
+# (storage/writer.py). Tests read the database right after a response, so every request made
+# through a Flask test client flushes that app's writer before returning: the rows a test
+# reads are committed, and production keeps its asynchronous writes.
+@pytest.fixture(autouse=True, scope="session")
+def _flush_audit_after_each_test_request():
+    from flask.testing import FlaskClient
+
+    real_open = FlaskClient.open
+
+    def open_and_flush(self, *args, **kwargs):
+        resp = real_open(self, *args, **kwargs)
+        state = self.application.extensions.get("cds")
+        storage = getattr(state, "extensions", {}).get("storage") if state is not None else None
+        if storage is not None:
+            storage.flush(timeout=2.0)
+        return resp
+
+    FlaskClient.open = open_and_flush
+    yield
+    FlaskClient.open = real_open

@@ -1,0 +1,44 @@
+"""Redis jti replay store (CDS_REPLAY=redis://...): `SET key 1 NX PX ttl`, atomic across
+replicas, expired by Redis itself (PX: the token's exp + leeway), no scan, no purge.
+
+The key is `<CDS_REDIS_PREFIX>jti:<sha256(iss NUL jti)>`: bounded, and the issuer's jti
+values are not readable from the key space. Fails closed like the database store: Redis
+unreachable or slower than CDS_REDIS_TIMEOUT_MS -> ReplayStoreUnavailable (503 +
+Retry-After), never an unchecked call.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+
+
+class RedisReplayStore:
+    shared = True
+
+    def __init__(self, url: str, prefix: str = "cds:", timeout_ms: int = 100, client=None):
+        import redis
+        self._errors = (redis.exceptions.RedisError, OSError)
+        timeout = timeout_ms / 1000
+        self._client = client or redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                                      retry_on_timeout=False, health_check_interval=30)
+        self._prefix = prefix
+
+    def key(self, iss: str, jti: str) -> str:
+        return self._prefix + "jti:" + hashlib.sha256(f"{iss}\x00{jti}".encode("utf-8")).hexdigest()
+
+    def check_and_add(self, iss: str, jti: str, expires_at: float) -> bool:
+        from ..security.replay import ReplayStoreUnavailable
+        ttl_ms = max(1, math.ceil((expires_at - time.time()) * 1000))
+        try:
+            return bool(self._client.set(self.key(iss, jti), b"1", nx=True, px=ttl_ms))
+        except self._errors as exc:
+            raise ReplayStoreUnavailable(f"jti store (Redis) unavailable: {type(exc).__name__}: {exc}") from None
+
+    def check(self) -> None:
+        """For /readyz: ReplayStoreUnavailable when Redis does not answer."""
+        from ..security.replay import ReplayStoreUnavailable
+        try:
+            self._client.ping()
+        except self._errors as exc:
+            raise ReplayStoreUnavailable(f"jti store (Redis) unavailable: {type(exc).__name__}: {exc}") from None
