@@ -147,3 +147,45 @@ def _flush_audit_after_each_test_request():
     FlaskClient.open = open_and_flush
     yield
     FlaskClient.open = real_open
+
+
+# --- issue 16: PostgreSQL and Redis fixtures (tests/backends.py) ----------------------------------
+@pytest.fixture(scope="session")
+def pg_database():
+    """A fresh, migrated database `cds_test_<random>` for this test run; dropped at the end."""
+    import backends
+    backends.require_pg()
+    name = f"cds_test_{backends.RUN_ID}"
+    url = backends.create_database(name)
+    from cds_service.storage import open_storage
+    open_storage(url).migrate()
+    yield url
+    backends.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(pg_database):
+    """The run's database, emptied for this test (its pools closed after it)."""
+    import backends
+    from cds_service.storage.postgres import close_all_pools
+    backends.truncate(pg_database)
+    yield pg_database
+    close_all_pools()
+
+
+@pytest.fixture
+def redis_prefix():
+    """A Redis key prefix of this test (its keys deleted after it); skips without Redis."""
+    import backends
+    backends.require_redis()
+    prefix = f"cds_test_{backends.RUN_ID}_{__import__('secrets').token_hex(3)}:"
+    yield prefix
+    backends.redis_delete_prefix(prefix)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_db(request, tmp_path):
+    """CDS_DATABASE for one backend: a SQLite file, or the run's PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "cds.sqlite3")
+    return request.getfixturevalue("pg_url")

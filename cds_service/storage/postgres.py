@@ -24,12 +24,25 @@ import math
 import os
 import re
 import threading
+import weakref
 from typing import Any, Sequence
 
 from . import migrations
 from .base import BaseStorage, StorageError
 
 log = logging.getLogger("cds_service.storage.postgres")
+
+_POOLS: "weakref.WeakSet" = weakref.WeakSet()  # every pool this process opened (close_all_pools)
+
+
+def close_all_pools(timeout: float = 1.0) -> None:
+    """Close every pool of this process (tests between cases; tools)."""
+    for pool in list(_POOLS):
+        try:
+            pool.close(timeout=timeout)
+        except Exception:  # pragma: no cover - closing is best effort
+            pass
+
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
 
@@ -100,6 +113,7 @@ class PostgresStorage(BaseStorage):
                     timeout=self.timeout_ms / 1000, reconnect_timeout=3600 * 24 * 365,
                     name=f"cds-{os.getpid()}")
                 self._pool.open(wait=False)
+                _POOLS.add(self._pool)
                 self._pool_pid = os.getpid()
         return self._pool
 
