@@ -176,8 +176,8 @@ class Config:
             raise ConfigError("CDS_DATABASE_POOL_SIZE must be between 1 and 1000")
         if not 1 <= self.audit_batch_rows <= 100_000:
             raise ConfigError("CDS_AUDIT_BATCH_ROWS must be between 1 and 100000")
-        if not 0 <= self.audit_batch_ms <= 10_000:
-            raise ConfigError("CDS_AUDIT_BATCH_MS must be between 0 and 10000 ms")
+        if not 0 <= self.audit_batch_ms <= 60_000:
+            raise ConfigError("CDS_AUDIT_BATCH_MS must be between 0 and 60000 ms")
         if self.audit_queue_max < self.audit_batch_rows:
             raise ConfigError("CDS_AUDIT_QUEUE_MAX must be >= CDS_AUDIT_BATCH_ROWS")
         for name, url in (("CDS_REPLAY", self.replay), ("CDS_CACHE", self.cache)):

@@ -29,7 +29,9 @@ class RedisReplayStore:
 
     def check_and_add(self, iss: str, jti: str, expires_at: float) -> bool:
         from ..security.replay import ReplayStoreUnavailable
-        ttl_ms = max(1, math.ceil((expires_at - time.time()) * 1000))
+        ttl_ms = math.ceil((expires_at - time.time()) * 1000)
+        if ttl_ms <= 0:
+            return True  # already expired: nothing to remember (as the database store's takeover)
         try:
             return bool(self._client.set(self.key(iss, jti), b"1", nx=True, px=ttl_ms))
         except self._errors as exc:
