@@ -339,25 +339,26 @@ class BaseStorage:
                        and row["encounter_hash"] == key["encounter_hash"] and row["fingerprint"] in fps]
 
             def read(conn):
-                history: dict[str, dict[str, list]] = {}
-                for fp in fps:
-                    args = (key["patient_hash"], key["user_hash"], key["encounter_hash"], fp)
-                    shown = [r[0] for r in conn.execute(
-                        "SELECT at_epoch FROM card_lifecycle WHERE patient_hash = ? AND user_hash = ?"
-                        f" AND encounter_hash = ? AND fingerprint = ? AND status = 'shown' AND hook_instance {self.IS_NOT} ?"
-                        " ORDER BY at_epoch DESC LIMIT 1", (*args, hook_instance)).fetchall()]
-                    overrides = [
-                        {"indicator": r[0], "situation": r[1], "outcome_timestamp": r[2], "received_at": r[3],
-                         "reason_given": bool(r[4] or r[5] or r[6]), "reason_code": r[4]}
-                        for r in conn.execute(
-                            "SELECT l.indicator, l.situation, f.outcome_timestamp, f.received_at,"
-                            " f.override_code, f.override_display, f.override_comment"
-                            " FROM card_lifecycle l JOIN feedback f"
-                            "   ON f.card_uuid = l.card_uuid AND f.service_id = l.service_id"
-                            " WHERE l.patient_hash = ? AND l.user_hash = ? AND l.encounter_hash = ?"
-                            "   AND l.fingerprint = ? AND l.status = 'shown' AND f.outcome = 'overridden'"
-                            " ORDER BY f.id DESC LIMIT 50", args).fetchall()]
-                    history[fp] = {"shown": shown, "overrides": overrides}
+                # Two queries whatever the number of fingerprints (one round trip each).
+                history: dict[str, dict[str, list]] = {fp: {"shown": [], "overrides": []} for fp in fps}
+                marks = ", ".join("?" for _ in fps)
+                args = (key["patient_hash"], key["user_hash"], key["encounter_hash"], *fps)
+                for fp, at in conn.execute(
+                        "SELECT fingerprint, MAX(at_epoch) FROM card_lifecycle WHERE patient_hash = ? AND user_hash = ?"
+                        f" AND encounter_hash = ? AND fingerprint IN ({marks}) AND status = 'shown'"
+                        f" AND hook_instance {self.IS_NOT} ? GROUP BY fingerprint", (*args, hook_instance)).fetchall():
+                    history[fp]["shown"] = [at]
+                for r in conn.execute(
+                        "SELECT l.fingerprint, l.indicator, l.situation, f.outcome_timestamp, f.received_at,"
+                        " f.override_code, f.override_display, f.override_comment"
+                        " FROM card_lifecycle l JOIN feedback f"
+                        "   ON f.card_uuid = l.card_uuid AND f.service_id = l.service_id"
+                        " WHERE l.patient_hash = ? AND l.user_hash = ? AND l.encounter_hash = ?"
+                        f"   AND l.fingerprint IN ({marks}) AND l.status = 'shown' AND f.outcome = 'overridden'"
+                        " ORDER BY f.id DESC LIMIT ?", (*args, 50 * len(fps))).fetchall():
+                    history[r[0]]["overrides"].append(
+                        {"indicator": r[1], "situation": r[2], "outcome_timestamp": r[3], "received_at": r[4],
+                         "reason_given": bool(r[5] or r[6] or r[7]), "reason_code": r[5]})
                 # Pending rows (not committed yet): their shown times, and committed feedback on them.
                 shown_pending = [r for r in pending if r["status"] == "shown"]
                 for row in shown_pending:

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import threading
+import time
 import weakref
 from typing import Any, Sequence
 
@@ -88,6 +89,7 @@ class PostgresStorage(BaseStorage):
         self._pool = None
         self._pool_pid = None
         self._pool_lock = threading.Lock()
+        self._returned: dict[int, float] = {}
 
     # -- connections ---------------------------------------------------------------------
     def _connect_kwargs(self) -> dict[str, Any]:
@@ -109,13 +111,27 @@ class PostgresStorage(BaseStorage):
                 from psycopg_pool import ConnectionPool
                 self._pool = ConnectionPool(
                     self._url, min_size=1, max_size=max(1, self.pool_size), open=False,
-                    kwargs=self._connect_kwargs(), check=ConnectionPool.check_connection,
+                    kwargs=self._connect_kwargs(), check=self._check_if_idle, reset=self._stamp_returned,
                     timeout=self.timeout_ms / 1000, reconnect_timeout=3600 * 24 * 365,
                     name=f"cds-{os.getpid()}")
                 self._pool.open(wait=False)
                 _POOLS.add(self._pool)
                 self._pool_pid = os.getpid()
         return self._pool
+
+    # A connection taken from the pool is checked (one empty round trip) only when it has been
+    # idle longer than CHECK_IDLE_S: one broken by an outage while idle is replaced before use,
+    # and a busy service does not pay a round trip per call. A connection that breaks while
+    # in use fails that one call (503) and is discarded by the pool.
+    CHECK_IDLE_S = 2.0
+
+    def _stamp_returned(self, conn) -> None:
+        self._returned[id(conn)] = time.monotonic()
+
+    def _check_if_idle(self, conn) -> None:
+        from psycopg_pool import ConnectionPool
+        if time.monotonic() - self._returned.get(id(conn), 0.0) > self.CHECK_IDLE_S:
+            ConnectionPool.check_connection(conn)
 
     def _conn(self):
         """A connection for tools and tests (autocommit; not from the pool)."""
