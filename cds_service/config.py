@@ -49,8 +49,9 @@ class Config:
     # FHIR response cache.
     fhir_cache_ttl: float = 60.0
     fhir_cache_size: int = 512
-    # SQLite file for the audit trail and feedback.
-    database: str = "cds_service.sqlite3"
+    # SQLite file for the audit trail and feedback, or a postgresql:// URL (issue 16; it may
+    # hold a password, hence repr=False).
+    database: str = field(default="cds_service.sqlite3", repr=False)
     # SQLite durability: "normal" (WAL: survives crashes and restarts, no fsync per call) or
     # "full" (an fsync per commit; also survives power loss, at 0.5-2 ms per hook call).
     database_sync: str = "normal"

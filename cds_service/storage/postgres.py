@@ -64,7 +64,9 @@ class _Conn:
         self.raw = conn
 
     def execute(self, sql: str, params: Any = None):
-        return self.raw.execute(_translate(sql), params) if params is not None else self.raw.execute(_translate(sql))
+        if params is None:  # no placeholders: psycopg sends the text as it is
+            return self.raw.execute(sql)
+        return self.raw.execute(_translate(sql), params)
 
     def executemany(self, sql: str, rows):
         with self.raw.cursor() as cur:
