@@ -31,7 +31,8 @@ class RedisCache:
         self._errors = (redis.exceptions.RedisError, OSError)
         timeout = timeout_ms / 1000
         self._client = client or redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                                      retry_on_timeout=False)
+                                                      retry_on_timeout=False,
+                                                      retry=_one_quick_retry())
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._prefix = prefix
         self._last_log = 0.0
@@ -68,3 +69,11 @@ class RedisCache:
                 self._client.delete(*keys)
         except self._errors as exc:
             self._failed("clear", exc)
+
+
+def _one_quick_retry():
+    """One immediate retry on a fresh connection (a connection broken while idle, e.g. after a
+    Redis restart), never redis-py's default exponential backoff: the EHR's budget is 500 ms."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    return Retry(NoBackoff(), 1)

@@ -21,7 +21,8 @@ class RedisReplayStore:
         self._errors = (redis.exceptions.RedisError, OSError)
         timeout = timeout_ms / 1000
         self._client = client or redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                                      retry_on_timeout=False, health_check_interval=30)
+                                                      retry_on_timeout=False, health_check_interval=30,
+                                                      retry=_one_quick_retry())
         self._prefix = prefix
 
     def key(self, iss: str, jti: str) -> str:
@@ -44,3 +45,11 @@ class RedisReplayStore:
             self._client.ping()
         except self._errors as exc:
             raise ReplayStoreUnavailable(f"jti store (Redis) unavailable: {type(exc).__name__}: {exc}") from None
+
+
+def _one_quick_retry():
+    """One immediate retry on a fresh connection (a connection broken while idle, e.g. after a
+    Redis restart), never redis-py's default exponential backoff: the EHR's budget is 500 ms."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    return Retry(NoBackoff(), 1)
