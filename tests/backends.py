@@ -57,6 +57,32 @@ def require_redis() -> None:
         _unavailable("Redis", _reachable["redis"])
 
 
+def missing() -> dict[str, str]:
+    """{"pg": reason, "redis": reason} for the services that do not answer."""
+    out = {}
+    for name, check in (("pg", require_pg), ("redis", require_redis)):
+        try:
+            check()
+        except BaseException:  # pytest's Skipped / Failed (outside a test)
+            out[name] = _reachable.get(name) or "unreachable"
+    return out
+
+
+PG_FIXTURES = {"pg_url", "pg_database", "fresh_pg"}
+
+
+def needs(item) -> set[str]:
+    """Which shared services a collected test needs: "pg", "redis"."""
+    names = set(getattr(item, "fixturenames", ()))
+    params = set(map(str, getattr(getattr(item, "callspec", None), "params", {}).values()))
+    out = set()
+    if names & PG_FIXTURES or "postgres" in params:
+        out.add("pg")
+    if "redis_prefix" in names or "redis" in params:
+        out.add("redis")
+    return out
+
+
 TABLES = ("suggestion", "card", "hook_call", "feedback", "jwt_jti", "card_lifecycle", "meta")
 
 
