@@ -383,7 +383,8 @@ class BaseStorage:
                 return history
 
             rows = decide(self._read(read))
-            self._writer.submit(_Lifecycle([{**key, **row} for row in rows]))
+            if rows:
+                self._writer.submit(_Lifecycle([{**key, **row} for row in rows]))
         return rows
 
 

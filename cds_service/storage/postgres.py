@@ -106,10 +106,10 @@ class PostgresStorage(BaseStorage):
         }
 
     def _get_pool(self):
-        if self._pool is not None and self._pool_pid == os.getpid():
+        if self._pool is not None and self._pool_pid == os.getpid() and not self._pool.closed:
             return self._pool
         with self._pool_lock:
-            if self._pool is None or self._pool_pid != os.getpid():
+            if self._pool is None or self._pool_pid != os.getpid() or self._pool.closed:
                 from psycopg_pool import ConnectionPool
                 self._pool = ConnectionPool(
                     self._url, min_size=1, max_size=max(1, self.pool_size), open=False,

@@ -185,3 +185,41 @@ def test_unreachable_postgres_is_a_storage_error_within_the_timeout():
     store.timeout_ms = 200
     with pytest.raises(StorageError, match="no PostgreSQL connection within 200 ms"):
         store.check_writable()
+
+
+def _lifecycle_row(uuid: str, hook_instance: str, at: float, status="shown") -> dict:
+    return {"card_uuid": uuid, "hook_instance": hook_instance, "service_id": PV, "kind": "k", "indicator": "warning",
+            "fingerprint": "fp-1", "situation": "s-1", "at_epoch": at, "status": status, "reason": None}
+
+
+def test_lifecycle_history_reads_through_the_rows_still_queued(backend_db):
+    """Nothing depends on when the writer commits: a shown card still queued counts as shown
+    for the next call of this process, and an override of it received by another replica
+    (committed there) is joined to it."""
+    here, other = open_storage(backend_db), open_storage(backend_db)
+    here.writer.max_delay_s, here.writer.max_rows = 3600.0, 10_000     # nothing commits by itself
+    key = {"user_hash": "u", "patient_hash": "p", "encounter_hash": ""}
+    seen = []
+
+    def decide(rows):
+        def fn(history):
+            seen.append(history["fp-1"])
+            return rows
+        return fn
+
+    here.lifecycle_decide(key, ["fp-1"], decide([_lifecycle_row("card-a", "call-1", 1000.0)]), hook_instance="call-1")
+    assert here.writer.pending() and seen[-1] == {"shown": [], "overrides": []}
+    here.lifecycle_decide(key, ["fp-1"], decide([]), hook_instance="call-2")
+    assert seen[-1]["shown"] == [1000.0]                    # the queued row, not yet in the database
+    here.lifecycle_decide(key, ["fp-1"], decide([]), hook_instance="call-1")
+    assert seen[-1]["shown"] == []                          # a retried call is answered again
+    # Another replica stores an override of that card (its own queue is empty: no flush here).
+    other.store_feedback(PV, [_fb("card-a", ts="2025-01-15T12:05:00Z", overrideReason={"userComment": "no"})])
+    assert here.writer.pending()                            # still not committed here
+    here.lifecycle_decide(key, ["fp-1"], decide([]), hook_instance="call-3")
+    [override] = seen[-1]["overrides"]
+    assert override["situation"] == "s-1" and override["outcome_timestamp"] == "2025-01-15T12:05:00Z"
+    assert override["reason_given"] is True
+    assert here.flush(timeout=10)
+    here.lifecycle_decide(key, ["fp-1"], decide([]), hook_instance="call-4")
+    assert seen[-1]["shown"] == [1000.0] and len(seen[-1]["overrides"]) == 1   # once, committed
