@@ -46,6 +46,7 @@ class BatchWriter:
     (visible through `pending()`) until their batch is committed."""
 
     RETRY_MIN_S, RETRY_MAX_S = 0.05, 1.0
+    IDLE_EXIT_S = 30.0
     LOG_EVERY_S = 30.0
 
     def __init__(self, commit: Callable[[list[Any]], None], *, max_rows: int = 200,
@@ -137,7 +138,11 @@ class BatchWriter:
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
-                    self._cond.wait()
+                    # An idle writer ends (and with it its hold on the storage); the next
+                    # submit starts another. Decided under the lock, so no item is missed.
+                    if not self._cond.wait(self.IDLE_EXIT_S) and not self._queue:
+                        self._thread = None
+                        return
                 if not self._queue and self._closed:
                     return
                 # Group commit: wait up to max_delay for more rows unless a batch is full.
