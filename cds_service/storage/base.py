@@ -283,7 +283,8 @@ class BaseStorage:
         feedback row never refers to an audit row a crash could still lose."""
         rows = [_feedback_row(index, item) for index, item in enumerate(items)]
         received = _now()
-        self._writer.flush(self.FLUSH_BEFORE_FEEDBACK_S)
+        if self._writer.last_error is None:  # database failing: do not wait, the write below decides
+            self._writer.flush(self.FLUSH_BEFORE_FEEDBACK_S)
 
         def write(conn) -> dict[str, int]:
             stored = duplicates = unmatched = 0
