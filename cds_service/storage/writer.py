@@ -63,7 +63,7 @@ class BatchWriter:
         self._pid = os.getpid()
         self._closed = False
         self._urgent = False
-        self._last_error_log = 0.0
+        self._last_error_log: dict[str, float] = {}
         self.last_error: str | None = None
         _WRITERS.add(self)
 
@@ -73,7 +73,7 @@ class BatchWriter:
             self._ensure_thread()
             if len(self._queue) + len(self._inflight) >= self.queue_max:
                 self._dropped += 1
-                self._log_error(f"audit queue full ({self.queue_max} rows): a row was dropped")
+                self._log_error(f"audit queue full ({self.queue_max} rows): a row was dropped", "full")
                 return
             self._queue.append(item)
             self._submitted += 1
@@ -159,7 +159,7 @@ class BatchWriter:
                 self._commit(batch)
             except Exception as exc:  # the database is down: keep the rows, retry with backoff
                 self.last_error = str(exc)
-                self._log_error(f"audit batch of {len(batch)} rows not committed, will retry: {exc}")
+                self._log_error(f"audit batch of {len(batch)} rows not committed, will retry: {exc}", "commit")
                 with self._cond:
                     self._queue.extendleft(reversed(batch))
                     self._inflight = []
@@ -176,8 +176,9 @@ class BatchWriter:
                 self._committed += len(batch)
                 self._cond.notify_all()
 
-    def _log_error(self, message: str) -> None:
+    def _log_error(self, message: str, kind: str) -> None:
+        """One line per kind of error per LOG_EVERY_S."""
         now = time.monotonic()
-        if now - self._last_error_log >= self.LOG_EVERY_S:
-            self._last_error_log = now
+        if now - self._last_error_log.get(kind, -self.LOG_EVERY_S) >= self.LOG_EVERY_S:
+            self._last_error_log[kind] = now
             log.error(message, extra={"fields": {"writer": self._name, "dropped": self._dropped}})
