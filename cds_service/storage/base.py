@@ -29,10 +29,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
