@@ -17,11 +17,12 @@ Crash window (documented in the README): a `kill -9` or power loss loses at most
 not yet committed: `max_rows` items or `max_delay_ms` of audit and lifecycle rows in normal
 running; while the database is down, the items queued meanwhile (at most `queue_max`, then
 new ones are dropped with an error log). Never feedback: it is written synchronously.
-On a normal exit (SIGTERM under gunicorn, atexit) the queue is flushed.
+On a normal exit (a graceful SIGTERM stop of the server's workers, atexit) the queue is flushed.
 """
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util
 import logging
 import os
 import threading
@@ -39,6 +40,12 @@ _WRITERS: "weakref.WeakSet[BatchWriter]" = weakref.WeakSet()
 def _flush_all_at_exit() -> None:  # pragma: no cover - exercised by the subprocess tests
     for writer in list(_WRITERS):
         writer.close(timeout=5.0)
+
+
+# granian's workers are multiprocessing children: after a graceful stop (SIGTERM) their target
+# returns and multiprocessing ends them with os._exit, which skips atexit but runs its own
+# finalizers. So the flush is registered there too (close() is idempotent).
+multiprocessing.util.Finalize(None, _flush_all_at_exit, exitpriority=10)
 
 
 class BatchWriter:

@@ -19,7 +19,7 @@ from cds_service.storage.sqlite import SqliteStorage
 ])
 def test_bad_values_stop_the_start(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigError, match=name if value != "abc" else "invalid configuration value"):
+    with pytest.raises(ConfigError, match=name):
         load_config()
 
 
