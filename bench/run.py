@@ -369,6 +369,10 @@ def record(md: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["postgres"]:  # issue 16: `python -m bench postgres` (bench/pg.py)
+        from .pg import main as postgres_main
+        return postgres_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--scenarios", default="abcd", help="subset of 'abcd' (default all)")
     p.add_argument("--duration", type=float, default=2.0, help="seconds per round and target")

@@ -308,6 +308,13 @@ def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
             checks["database"] = "ok"
         except StorageError as exc:
             checks["database"] = f"not writable ({exc})"
+    replay = state.extensions.get("replay_store")
+    if hasattr(replay, "check"):  # a jti store outside the database (Redis, issue 16)
+        try:
+            replay.check()
+            checks["replay_store"] = "ok"
+        except Exception as exc:  # ReplayStoreUnavailable
+            checks["replay_store"] = f"unavailable ({exc})"
     checks["policy"] = "ok" if state.policy is not None else "not loaded"
     try:
         load_codes(state.policy["codes.extra_file"])

@@ -45,6 +45,10 @@ def _serve(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     for warning in production_warnings(cfg):
         print(f"cds-service: WARNING: {warning}", file=sys.stderr, flush=True)
+    problem = check_schema_version(cfg)  # issue 16: never serve against a database at the wrong version
+    if problem:
+        print(f"cds-service: {problem}", file=sys.stderr)
+        return 2
     base = f"http://{server.host}:{server.port}"
     print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
     print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)
@@ -116,6 +120,62 @@ def _check_server_flags(server) -> None:
             raise ConfigError(f"{flag}={value!r} is not valid: {allowed}")
 
 
+def check_schema_version(cfg) -> str | None:
+    """One line if the database is at another schema version than this release's, else None.
+
+    PostgreSQL must be at exactly this release's version (`cds-service migrate` on upgrade).
+    SQLite applies its pending migrations itself on the first write (zero configuration), so
+    only a database from a newer release is refused. A database that cannot be reached at
+    start is not refused here: the workers boot, /readyz reports it, and the check runs again
+    on the first connection (storage answers 503 until the version is right)."""
+    from .storage import StorageError, open_storage
+    store = open_storage(cfg.database, pepper=cfg.audit_pepper, sync=cfg.database_sync, config=cfg)
+    try:
+        if store.backend == "sqlite" and not os.path.exists(cfg.database):
+            return None  # created, at the latest version, on the first write
+        current, latest = store.schema_version()
+    except StorageError as exc:
+        print(f"cds-service: warning: database not reachable at start ({exc}); serving, /readyz reports it",
+              file=sys.stderr, flush=True)
+        return None
+    if current > latest:
+        return (f"database {store.path} is at schema version {current}, newer than this release's ({latest}): "
+                "upgrade the service")
+    if store.backend == "postgres" and current != latest:
+        return (f"database {store.path} is at schema version {current}, this release needs {latest}: "
+                "run `cds-service migrate` first")
+    return None
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .storage import StorageError, open_storage
+    try:
+        cfg = load_config({"database": args.database} if args.database else None)
+    except ConfigError as exc:
+        print(f"cds-service migrate: {exc}", file=sys.stderr)
+        return 2
+    store = open_storage(cfg.database, pepper=cfg.audit_pepper, sync=cfg.database_sync, config=cfg)
+    try:
+        before, latest = store.schema_version()
+        applied = store.migrate()
+        after, _ = store.schema_version()
+    except StorageError as exc:
+        print(f"cds-service migrate: {exc}", file=sys.stderr)
+        return 2
+    if applied:
+        print(f"{store.path}: schema version {before} -> {after} (applied {', '.join(map(str, applied))})")
+    else:
+        print(f"{store.path}: schema version {after}, up to date")
+    return 0
+
+
+def _add_migrate(sub) -> None:
+    p = sub.add_parser("migrate", help="apply the database's pending schema migrations (run on upgrade)")
+    p.add_argument("--database", help="SQLite file or postgresql:// URL (default: CDS_DATABASE)")
+    p.set_defaults(func=_migrate)
+
+
 def _add_serve(sub) -> None:
     p = sub.add_parser(
         "serve", help="run the service under granian (HTTP/1.1, WSGI)",
@@ -154,7 +214,7 @@ def _add_assess(sub) -> None:
 
 def _add_feedback_report(sub) -> None:
     p = sub.add_parser("feedback-report", help="accept and override rates per service and card kind")
-    p.add_argument("--database", help="SQLite file (default: CDS_DATABASE)")
+    p.add_argument("--database", help="SQLite file or postgresql:// URL (default: CDS_DATABASE)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     def run(args):
@@ -214,6 +274,7 @@ def _lazy(module: str, args: argparse.Namespace) -> int:
 
 # (name, function adding the subparser). Later layers append their commands here.
 COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
+COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
 
 

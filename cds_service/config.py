@@ -143,8 +143,9 @@ class Config:
     # FHIR response cache.
     fhir_cache_ttl: float = 60.0
     fhir_cache_size: int = 512
-    # SQLite file for the audit trail and feedback.
-    database: str = "cds_service.sqlite3"
+    # SQLite file for the audit trail and feedback, or a postgresql:// URL (issue 16; it may
+    # hold a password, hence repr=False).
+    database: str = field(default="cds_service.sqlite3", repr=False)
     # SQLite durability: "normal" (WAL: survives crashes and restarts, no fsync per call) or
     # "full" (an fsync per commit; also survives power loss, at 0.5-2 ms per hook call).
     database_sync: str = "normal"
@@ -183,6 +184,24 @@ class Config:
     # SQLite file of the view's sessions (tokens encrypted with a key only the browser holds).
     # Empty: CDS_DATABASE + "-smart-sessions"; ":memory:" keeps them in this process.
     smart_session_db: str = ""
+    # --- issue 16 (scale-out) + issue 15 (batched writer): see storage/, README "Scale-out" ---
+    # CDS_DATABASE above is a SQLite file path or a postgresql:// URL.
+    # PostgreSQL: longest wait for a pooled connection and statement_timeout (ms), inside the
+    # EHR's 500 ms budget; connect timeout for new connections (background); pool size per process.
+    database_timeout_ms: int = 250
+    database_connect_timeout_ms: int = 2000
+    database_pool_size: int = 8
+    # Batched audit/lifecycle writer: commit every N rows or M ms; rows queued at most (while
+    # the database is down; then new rows are dropped and logged). Crash window: N rows / M ms.
+    audit_batch_rows: int = 200
+    audit_batch_ms: float = 5.0
+    audit_queue_max: int = 10_000
+    # jti replay store: "" = the database (CDS_DATABASE); "redis://..." = Redis SET NX PX.
+    replay: str = field(default="", repr=False)
+    # FHIR response cache: "" = in-process; "redis://..." = shared Redis (same key, TTL, size cap).
+    cache: str = field(default="", repr=False)
+    redis_timeout_ms: int = 100
+    redis_prefix: str = "cds:"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -213,6 +232,17 @@ class Config:
             metrics_enabled=_bool("CDS_METRICS_ENABLED", True),
             metrics_token=_env("CDS_METRICS_TOKEN", "") or "",
             **_smart_from_env(cls),
+            # issue 16 (scale-out) + issue 15 (batched writer)
+            database_timeout_ms=_int("CDS_DATABASE_TIMEOUT_MS", 250, 1, 60_000),
+            database_connect_timeout_ms=_int("CDS_DATABASE_CONNECT_TIMEOUT_MS", 2000, 1, 600_000),
+            database_pool_size=_int("CDS_DATABASE_POOL_SIZE", 8, 1, 1000),
+            audit_batch_rows=_int("CDS_AUDIT_BATCH_ROWS", 200, 1, 100_000),
+            audit_batch_ms=_number("CDS_AUDIT_BATCH_MS", 5.0, low=0.0, high=60_000.0),
+            audit_queue_max=_int("CDS_AUDIT_QUEUE_MAX", 10_000, 1, 10_000_000),
+            replay=_env("CDS_REPLAY", "") or "",
+            cache=_env("CDS_CACHE", "") or "",
+            redis_timeout_ms=_int("CDS_REDIS_TIMEOUT_MS", 100, 1, 60_000),
+            redis_prefix=_env("CDS_REDIS_PREFIX", "cds:") or "cds:",
         ).validated()
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> "Config":
@@ -253,6 +283,26 @@ class Config:
                                   f"not {origin[:80]!r}")
         if self.smart_session_ttl <= 0:
             raise ConfigError("CDS_SMART_SESSION_TTL must be > 0 seconds")
+        # issue 16 (scale-out) + issue 15 (batched writer)
+        if not 1 <= self.database_timeout_ms <= 60_000:
+            raise ConfigError("CDS_DATABASE_TIMEOUT_MS must be between 1 and 60000 ms")
+        if not 1 <= self.database_connect_timeout_ms <= 600_000:
+            raise ConfigError("CDS_DATABASE_CONNECT_TIMEOUT_MS must be between 1 and 600000 ms")
+        if not 1 <= self.database_pool_size <= 1000:
+            raise ConfigError("CDS_DATABASE_POOL_SIZE must be between 1 and 1000")
+        if not 1 <= self.audit_batch_rows <= 100_000:
+            raise ConfigError("CDS_AUDIT_BATCH_ROWS must be between 1 and 100000")
+        if not 0 <= self.audit_batch_ms <= 60_000:
+            raise ConfigError("CDS_AUDIT_BATCH_MS must be between 0 and 60000 ms")
+        if self.audit_queue_max < self.audit_batch_rows:
+            raise ConfigError("CDS_AUDIT_QUEUE_MAX must be >= CDS_AUDIT_BATCH_ROWS")
+        for name, url in (("CDS_REPLAY", self.replay), ("CDS_CACHE", self.cache)):
+            if url and not url.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigError(f"{name} must be empty or a redis:// URL")
+        if not 1 <= self.redis_timeout_ms <= 60_000:
+            raise ConfigError("CDS_REDIS_TIMEOUT_MS must be between 1 and 60000 ms")
+        if self.database.startswith(("postgresql://", "postgres://")) is False and "://" in self.database:
+            raise ConfigError("CDS_DATABASE must be a SQLite file path or a postgresql:// URL")
         return self
 
 
@@ -278,7 +328,8 @@ def load_config(overrides: dict[str, Any] | None = None) -> Config:
 OTHER_VARIABLES = {
     "CDS_HOST", "CDS_PORT", "CDS_WORKERS", "CDS_THREADS", "CDS_HEADER_TIMEOUT", "CDS_BODY_TIMEOUT",
     "CDS_SHUTDOWN_TIMEOUT", "CDS_ACCESS_LOG", "CDS_SCHEMA_DIR", "CDS_VENV", "CDS_FUZZ_PROFILE",
-    "CDS_REQUIRE_INTEGRATION", "CDS_REQUIRE_BROWSER",
+    "CDS_REQUIRE_INTEGRATION", "CDS_REQUIRE_BROWSER", "CDS_REQUIRE_PG", "CDS_TEST_PG", "CDS_TEST_REDIS",
+    "CDS_BENCH_PG", "CDS_TEST_CARDS_V2",
 }
 CONFIG_VARIABLES = {f"CDS_{f.name.upper()}" for f in fields(Config) if f.name != "extra"}
 
@@ -330,7 +381,7 @@ def check_database_path(path: str) -> None:
     Checked once at start, before binding, so a wrong CDS_DATABASE stops the server with one
     line instead of worker tracebacks. Faults while running (locked, read-only, disk full)
     are the storage layer's (503, /readyz)."""
-    if not path or path == ":memory:" or path.startswith("file:"):
+    if not path or path == ":memory:" or path.startswith(("file:", "postgresql://", "postgres://")):
         return
     parent = os.path.dirname(os.path.abspath(path))
     probe = parent

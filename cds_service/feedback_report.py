@@ -47,8 +47,23 @@ SELECT service_id, kind, reason FROM card_lifecycle WHERE status = 'suppressed'
 """
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+def _has_table(conn, name: str) -> bool:
+    if isinstance(conn, sqlite3.Connection):
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (name,)).fetchone() is not None
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+
+def report_connection(target: str):
+    """A read-only connection for the report: a SQLite file (opened mode=ro) or a
+    postgresql:// URL (issue 16; a read-only transaction). Both answer `execute(sql)`."""
+    from .storage import is_postgres
+    if is_postgres(target):
+        import psycopg
+        conn = psycopg.connect(target, autocommit=True, connect_timeout=10,
+                               options="-c default_transaction_read_only=on")
+        return conn
+    return sqlite3.connect(f"file:{quote(os.path.abspath(target))}?mode=ro", uri=True)
 
 
 def _new_group() -> dict[str, Any]:
@@ -68,7 +83,8 @@ def _rates(counts: dict[str, Any]) -> dict[str, Any]:
     return counts
 
 
-def build_report(conn: sqlite3.Connection) -> dict[str, Any]:
+def build_report(conn) -> dict[str, Any]:
+    """conn: a sqlite3 or psycopg connection (report_connection)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for service, kind, outcome, reason in conn.execute(_LATEST):
         keys = [("service", service), ("kind", kind), ("service_kind", f"{service}\t{kind}")]
@@ -162,18 +178,26 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"cds-service feedback-report: {exc}", file=sys.stderr)
             return 2
-    if not os.path.isfile(path):
+    from .storage import is_postgres
+    shown = path
+    if is_postgres(path):
+        from .storage.postgres import _redact
+        shown = _redact(path)
+    elif not os.path.isfile(path):
         print(f"cds-service feedback-report: no database at {path!r}", file=sys.stderr)
         return 2
     try:
-        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        conn = report_connection(path)
         try:
             report = build_report(conn)
         finally:
             conn.close()
-    except sqlite3.Error as exc:
-        print(f"cds-service feedback-report: cannot read {path!r}: {exc}", file=sys.stderr)
+    except Exception as exc:  # sqlite3.Error, psycopg.Error
+        if not isinstance(exc, sqlite3.Error) and type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        print(f"cds-service feedback-report: cannot read {shown!r}: {exc}", file=sys.stderr)
         return 2
+    path = shown
     if args.json:
         print(json.dumps(report, indent=2))
     else:

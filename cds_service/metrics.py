@@ -50,7 +50,7 @@ HOOK_LATENCY = Histogram("cds_hook_call_duration_seconds", "Hook call latency (w
 FHIR_REQUESTS = Counter("cds_fhir_requests", "HTTP requests sent to fhirServer, by service.", ["service"])
 FHIR_ROUND_TRIPS = Counter("cds_fhir_round_trips", "Sequential rounds of FHIR requests, by service.",
                            ["service"])
-FHIR_CACHE = Counter("cds_fhir_cache", "Self-fetch cache lookups, by result (hit or miss).", ["result"])
+FHIR_CACHE = Counter("cds_fhir_cache", "Self-fetch cache lookups, by result (hit, miss, or error: the shared cache did not answer).", ["result"])
 PRECONDITION_FAILED = Counter("cds_precondition_failed", "412 answers (required FHIR data unobtainable), "
                               "by service and cause.", ["service", "cause"])
 CARDS = Counter("cds_cards", "Cards returned, by service, card kind and indicator.",
@@ -84,6 +84,11 @@ def fhir_exchange(service: str, requests: int, round_trips: int) -> None:
 
 def fhir_cache(hit: bool) -> None:
     FHIR_CACHE.labels("hit" if hit else "miss").inc()
+
+
+def fhir_cache_error() -> None:
+    """The shared FHIR cache (Redis, issue 16) did not answer; the call went on without it."""
+    FHIR_CACHE.labels("error").inc()
 
 
 # (substring of the data layer's reason, cause); first match wins.

@@ -22,7 +22,42 @@ def dockerfile() -> list[str]:
 
 
 def test_three_services(compose):
-    assert set(compose["services"]) == {"hapi", "cds-service", "loader"}
+    default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
+    assert default == {"hapi", "cds-service", "loader"}
+
+
+SCALE = {"postgres", "redis", "migrate", "cds-a", "cds-b", "lb"}
+
+
+def test_scale_profile_two_replicas_on_one_postgres_behind_a_pinned_balancer(compose):
+    """Issue 16: `docker compose --profile scale up` - PostgreSQL, Redis, a one-shot migrate,
+    two replicas and nginx; nothing of it starts without the profile."""
+    services = compose["services"]
+    scale = {name for name, svc in services.items() if "scale" in (svc.get("profiles") or [])}
+    assert scale == SCALE
+    for name in ("postgres", "redis", "lb"):
+        image, _, tag = services[name]["image"].partition(":")
+        assert re.fullmatch(r"\d+\.\d+(\.\d+)?(-[a-z0-9]+)?", tag), f"{name}: pin an exact release, never latest"
+    assert services["postgres"]["image"].startswith("postgres:") and services["lb"]["image"].startswith("nginx:")
+    migrate = services["migrate"]
+    assert migrate["command"] == ["cds-service", "migrate"] and migrate["restart"] == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    ports = set()
+    for name in ("cds-a", "cds-b"):
+        replica = services[name]
+        env = replica["environment"]
+        assert env["CDS_DATABASE"].startswith("postgresql://") and "@postgres:5432/" in env["CDS_DATABASE"]
+        assert env == migrate["environment"], "replicas and migrate must share one configuration"
+        assert env["CDS_CACHE"].startswith("redis://redis:")
+        assert replica["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert replica["command"][:2] == ["cds-service", "serve"]   # serve checks the schema version
+        ports.add(replica["command"][replica["command"].index("--port") + 1])
+        assert replica["network_mode"] == "service:hapi"
+        assert "/readyz" in " ".join(replica["healthcheck"]["test"])
+    conf_path = next(v.split(":")[0] for v in services["lb"]["volumes"] if v.endswith("nginx.conf:ro"))
+    conf = (ROOT / conf_path).read_text()
+    assert all(f"127.0.0.1:{port}" in conf for port in ports) and "listen 8090" in conf
+    assert "127.0.0.1:8090:8090" in services["hapi"]["ports"]
 
 
 def test_hapi_is_pinned_r4_on_8080_with_a_healthcheck(compose):

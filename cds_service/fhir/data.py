@@ -120,13 +120,22 @@ class DataLayer:
         self.max_response_bytes = max_response_bytes
         self.max_pages = max_pages
         self.cache: TTLCache | None = None
-        if config.fhir_cache_size > 0 and config.fhir_cache_ttl > 0:
+        self.shared_cache = None  # issue 16: CDS_CACHE=redis://... (fhir/shared_cache.py)
+        if config.fhir_cache_ttl > 0 and getattr(config, "cache", ""):
+            from .shared_cache import RedisCache
+            self.shared_cache = RedisCache(config.cache, ttl_s=config.fhir_cache_ttl, prefix=config.redis_prefix,
+                                           timeout_ms=config.redis_timeout_ms)
+        elif config.fhir_cache_size > 0 and config.fhir_cache_ttl > 0:
             self.cache = TTLCache(maxsize=config.fhir_cache_size, ttl=config.fhir_cache_ttl)
         self._cache_lock = threading.Lock()
 
     # --- cache ---------------------------------------------------------------------------
 
     def _cache_get(self, ckey: tuple) -> list[dict] | None:
+        if self.shared_cache is not None:
+            raw = self.shared_cache.get(ckey)
+            metrics.fhir_cache(raw is not None)
+            return None if raw is None else orjson.loads(raw)
         if self.cache is None:
             return None
         with self._cache_lock:
@@ -135,6 +144,11 @@ class DataLayer:
         return None if raw is None else orjson.loads(raw)
 
     def _cache_put(self, ckey: tuple, resources: list[dict]) -> None:
+        if self.shared_cache is not None:
+            raw = orjson.dumps(resources)
+            if len(raw) <= MAX_CACHED_ENTRY_BYTES:
+                self.shared_cache.put(ckey, raw)
+            return
         if self.cache is not None:
             raw = orjson.dumps(resources)
             if len(raw) > MAX_CACHED_ENTRY_BYTES:
@@ -143,6 +157,8 @@ class DataLayer:
                 self.cache[ckey] = raw
 
     def clear_cache(self) -> None:
+        if self.shared_cache is not None:
+            self.shared_cache.clear()
         if self.cache is not None:
             with self._cache_lock:
                 self.cache.clear()

@@ -106,8 +106,8 @@ def _link_assessment_view(call: HookCall, cards: Sequence[IssuedCard]) -> None:
 
 
 def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation | None = None) -> dict:
-    """The response body, after writing the audit row (same cards, same assessment). A failed
-    audit write is logged and does not withhold the advice. Patient-view cards first pass the
+    """The response body, after queueing the audit row for the batched writer (same cards, same
+    assessment; storage/writer.py). A failed audit write is logged and does not withhold the advice. Patient-view cards first pass the
     card lifecycle (hooks/lifecycle.py, §18.3): repeats and snoozed cards are withheld and
     listed in the audit row under `card_lifecycle`."""
     cards, lifecycle_audit = lifecycle.apply(call, cards, evaluation)

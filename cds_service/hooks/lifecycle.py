@@ -21,8 +21,10 @@
 
 State lives in the audit database (`card_lifecycle`, storage.py), keyed by pseudonyms: the
 patient hash of the audit trail and keyed hashes of the user and encounter ids, so it holds
-across gunicorn workers, processes on one database file and restarts. The decision and its
-record are one transaction. Suppressed cards are recorded there (`status = 'suppressed'`,
+across gunicorn workers, processes on one database file, restarts and (PostgreSQL) replicas.
+The decision reads the committed rows plus this process's rows still queued in the batched
+writer (storage/writer.py) and queues its record; across processes the info repeat is exact
+once the other's writer has committed (CDS_AUDIT_BATCH_MS; README "Card lifecycle"). Suppressed cards are recorded there (`status = 'suppressed'`,
 `reason` info_repeat / override_snooze) and listed in the call's audit row. If the lifecycle
 store fails, every card is shown (advice is never withheld because of a storage fault).
 

@@ -10,6 +10,20 @@ from _data_support import (app, rsps,  # noqa: F401 (fixtures)
                            server_answers, service_of)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def cache_config(request):
+    """Issue 16: the cache suite runs against the in-process cache and Redis (CDS_CACHE)."""
+    if request.param == "memory":
+        return {}
+    import backends
+    return {"cache": backends.REDIS_URL, "redis_prefix": request.getfixturevalue("redis_prefix")}
+
+
+@pytest.fixture
+def app(cache_config):  # noqa: F811 - this module's app runs on both caches
+    return make_app(**cache_config)
+
+
 def answers(app):
     return server_answers(service_of(app)) | {"Medication/m1": MEDICATION}
 
@@ -26,8 +40,8 @@ def test_one_tokens_cache_never_serves_another_token(app, rsps):
     assert again.fhir_calls == 0 and again.resources == first.resources
 
 
-def test_cache_is_per_fhir_server(rsps):
-    app = make_app(fhir_allowlist="http://127.0.0.1,http://localhost")
+def test_cache_is_per_fhir_server(rsps, cache_config):
+    app = make_app(fhir_allowlist="http://127.0.0.1,http://localhost", **cache_config)
     service = service_of(app)
     FakeFhir(rsps, answers(app))
     FakeFhir(rsps, server_answers(service) | {"Medication/m1": MEDICATION}, base="http://localhost:9090/fhir")
@@ -111,12 +125,45 @@ def test_cache_is_bounded(rsps):
     assert len(layer.cache) == 3
 
 
-def test_outsize_answers_are_not_cached():
+def test_outsize_answers_are_not_cached(cache_config):
     from cds_service.fhir.data import MAX_CACHED_ENTRY_BYTES
-    layer = make_app().extensions["cds"].extensions["data"]
+    layer = make_app(**cache_config).extensions["cds"].extensions["data"]
     big = [{"resourceType": "Observation", "id": "x", "note": [{"text": "y" * MAX_CACHED_ENTRY_BYTES}]}]
     layer._cache_put(("http://127.0.0.1/fhir", "Observation?x", "anon"), big)
     assert layer._cache_get(("http://127.0.0.1/fhir", "Observation?x", "anon")) is None
     small = [{"resourceType": "Observation", "id": "x"}]
     layer._cache_put(("http://127.0.0.1/fhir", "Observation?y", "anon"), small)
     assert layer._cache_get(("http://127.0.0.1/fhir", "Observation?y", "anon")) == small
+
+
+# -- issue 16: the shared cache in Redis ---------------------------------------------------------------
+def test_redis_cache_entries_expire_with_the_ttl_and_keys_hide_the_query(redis_prefix):
+    import backends
+    import redis
+    layer = make_app(cache=backends.REDIS_URL, redis_prefix=redis_prefix, fhir_cache_ttl=30) \
+        .extensions["cds"].extensions["data"]
+    ckey = ("http://127.0.0.1/fhir", "Observation?patient=pat-secret-1", "anon")
+    layer._cache_put(ckey, [{"resourceType": "Observation", "id": "o"}])
+    client = redis.Redis.from_url(backends.REDIS_URL)
+    [key] = list(client.scan_iter(match=redis_prefix + "*"))
+    assert b"pat-secret-1" not in key and key.startswith((redis_prefix + "fhir:").encode())
+    assert 0 < client.pttl(key) <= 30_000
+
+
+def test_redis_down_calls_go_on_without_the_cache(rsps, caplog):
+    """Nothing listens on the port (Redis unreachable): every call is a miss and goes to the
+    FHIR server, the answer is right, the metric counts the errors, one log line."""
+    import socket
+    from cds_service import metrics
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = make_app(cache=f"redis://127.0.0.1:{port}/0", redis_timeout_ms=50)
+    FakeFhir(rsps, answers(app))
+    before = metrics.FHIR_CACHE.labels("error")._value.get()
+    caplog.set_level("ERROR")
+    first = gather(app, request_body())
+    again = gather(app, request_body())
+    assert first.fhir_calls == again.fhir_calls == 2 and again.resources == first.resources
+    assert metrics.FHIR_CACHE.labels("error")._value.get() - before >= 4
+    assert sum("FHIR cache (Redis) unavailable" in r.getMessage() for r in caplog.records) == 1

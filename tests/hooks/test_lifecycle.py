@@ -8,7 +8,6 @@ without suggestions (v2 catalogue, clinical-rules §18.1: see `_v2_variant`)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -16,7 +15,7 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.cli import main as cli_main
-from cds_service.feedback_report import build_report
+from cds_service.feedback_report import build_report, report_connection
 from cds_service.hooks import lifecycle
 from cds_service.storage import IssuedCard, StorageError
 from cds_service.examples import build
@@ -33,8 +32,18 @@ PV = "coagulopathy-risk"
 
 
 @pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "shared.sqlite3")
+def db(backend_db):
+    """The shared audit database: a SQLite file, or PostgreSQL (issue 16: the lifecycle suite
+    runs against both backends; on PostgreSQL the two apps are two replicas)."""
+    return backend_db
+
+
+def db_rows(db: str, sql: str) -> list[tuple]:
+    conn = report_connection(db)
+    try:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+    finally:
+        conn.close()
 
 
 @pytest.fixture
@@ -87,7 +96,7 @@ def call(app, name: str, moment: datetime, *, user: str = USER, encounter: str |
     body["context"]["userId"] = user
     if mutate:
         mutate(body)
-    return post(at(app, moment).test_client(), body)["cards"]
+    return post(at(app, moment).test_client(), in_scope(body))["cards"]
 
 
 def feedback(app, card: dict, outcome: str, when: datetime = T0, **extra):
@@ -102,19 +111,11 @@ REASON = {"reason": {"code": "patient-declined", "system": "https://cds.example.
 
 
 def lifecycle_rows(db: str):
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT kind, indicator, status, reason, fingerprint FROM card_lifecycle ORDER BY id").fetchall()
-    finally:
-        conn.close()
+    return db_rows(db, "SELECT kind, indicator, status, reason, fingerprint FROM card_lifecycle ORDER BY id")
 
 
 def last_audit(db: str) -> dict:
-    conn = sqlite3.connect(db)
-    try:
-        return json.loads(conn.execute("SELECT assessment FROM hook_call ORDER BY id DESC LIMIT 1").fetchone()[0])
-    finally:
-        conn.close()
+    return json.loads(db_rows(db, "SELECT assessment FROM hook_call ORDER BY id DESC LIMIT 1")[0][0])
 
 
 def observation(body: dict, loinc: str) -> dict:
@@ -188,10 +189,10 @@ def test_warning_cards_are_not_repeat_limited(workers):
 def test_no_raw_ids_in_the_lifecycle_table(workers, db):
     first, _ = workers
     call(first, "standard-prophylaxis", T0, encounter="enc-raw-77", user="Practitioner/raw-user-88")
-    dump = repr(sqlite3.connect(db).execute("SELECT * FROM card_lifecycle").fetchall())
+    dump = repr(db_rows(db, "SELECT * FROM card_lifecycle"))
     for raw in ("enc-raw-77", "raw-user-88", "example-standard"):
         assert raw not in dump
-    rows = sqlite3.connect(db).execute("SELECT user_hash, patient_hash, encounter_hash FROM card_lifecycle").fetchall()
+    rows = db_rows(db, "SELECT user_hash, patient_hash, encounter_hash FROM card_lifecycle")
     storage = first.extensions["cds"].extensions["storage"]
     assert rows == [(storage.pseudonym("user", "Practitioner/raw-user-88"), storage.patient_hash("example-standard"),
                      storage.pseudonym("encounter", "enc-raw-77"))]
@@ -345,7 +346,9 @@ def test_feedback_report_counts_shown_suppressed_accepted_overridden_per_kind(wo
     assert call(second, "sic-positive", T0 + H) == []
     assert call(second, "sic-positive", T0 + 2 * H) == []
     feedback(second, info, "accepted")
-    report = build_report(sqlite3.connect(db))
+    conn = report_connection(db)
+    report = build_report(conn)
+    conn.close()
     by_kind = {r["kind"]: r for r in report["by_kind"]}
     assert {k: (r["shown"], r["suppressed"], r["accepted"], r["overridden"]) for k, r in by_kind.items()} == {
         kind(info): (1, 1, 1, 0), kind(warning): (1, 2, 0, 1)}
