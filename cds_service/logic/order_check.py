@@ -5,7 +5,8 @@ ingredient gives `checked = False` and no findings. Rules, in order (sources as 
 clinical-rules.md §10-§13; every number a policy key):
 1. Contraindicated (`contraindicated`, reasons = §10.1 codes). For a fondaparinux draft the
    heparin-specific codes (hit_history, heparin_allergy) do not count, but CrCl below
-   hit.fondaparinux_min_crcl does (`fondaparinux_crcl_lt_30`; fondaparinux label, unverified).
+   hit.fondaparinux_min_crcl, or renal replacement whatever the computed CrCl (§11), does
+   (`fondaparinux_crcl_lt_30`; fondaparinux label, unverified).
    HIT as the only contraindication and a prophylactic heparin/LMWH draft: `switch_product`
    to fondaparinux hit.fondaparinux_mg once daily when CrCl is known and >= the minimum;
    otherwise (CrCl low/unknown, or a draft not classed prophylactic) `contraindicated`.
@@ -279,6 +280,8 @@ def _contraindication(draft: MedicationOrder, ctx: OrderContext, p: Policy,
                       notes: set[str]) -> Finding | None:
     name = draft.ingredient
     low = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound, p["hit.fondaparinux_min_crcl"], p)
+    if ctx.renal_replacement is True:
+        low = True   # §11: renal replacement overrides a computed CrCl (fondaparinux label floor)
     ci = ctx.contraindications
     if name == "fondaparinux":
         cls = classify_order(draft, ctx.weight_kg, ctx.crcl_lt_30, p)
