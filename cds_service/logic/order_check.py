@@ -376,15 +376,16 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
             return result(Finding("switch_product", ("crcl_lt_15",), _ufh(p), urgency="warning"),
                           cls=cls, intent=intent)
         target, reasons = _prophylactic_target(draft, ctx, regimen, p, notes)
-        if target is None or (name == "enoxaparin" and regimen.basis == "pending_weight"
-                              and not _matches(draft, target, p)):
+        # §11 v2: 30/40 mg once daily under 50 kg is accepted whatever the BMI (no height needed)
+        accepted = _accepted_equivalent(draft, ctx, regimen, p)
+        if not accepted and (target is None or (name == "enoxaparin" and regimen.basis == "pending_weight"
+                                                and not _matches(draft, target, p))):
             return result(Finding("undeterminable", ("bmi_unknown",),
                                   missing=_missing_for_bmi(ctx)), cls=cls, intent=intent)
-        accepted = _accepted_equivalent(draft, ctx, regimen, p)
         # never suggest a higher dose under 50 kg (§11 v2)
-        increase = _weight_low(ctx, p) and target.ingredient == name and \
+        increase = _weight_low(ctx, p) and target is not None and target.ingredient == name and \
             (_dose(draft) or 0) < ((target.dose_units if name in IU_DOSED else target.dose_mg) or 0)
-        if not accepted and not increase and not _matches(draft, target, p):
+        if target is not None and not accepted and not increase and not _matches(draft, target, p):
             urgency = {"bmi_ge_30": p["cards.bmi_tier1_indicator"],
                        "bmi_ge_40": p["cards.bmi_tier2_indicator"]}.get(reasons[0], "warning") \
                 if reasons else "warning"
