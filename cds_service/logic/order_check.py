@@ -25,7 +25,8 @@ clinical-rules.md §10-§13; every number a policy key):
      when the regimen prefers heparin: no product conversion); UFH -> renal.ufh_units two or
      three times daily; dalteparin/tinzaparin -> 5,000 / 4,500 IU once daily (the BMI and
      renal rules are enoxaparin rules: note `enoxaparin_rule_not_applied`); fondaparinux ->
-     hit.fondaparinux_mg once daily.
+     hit.fondaparinux_mg once daily (hit.fondaparinux_moderate_mg at CrCl below
+     hit.fondaparinux_moderate_crcl_below, as §11 row 1).
    - Escalated: never corrected toward prophylaxis (it may be intended, e.g. for VTE).
      `escalation_in_critically_ill` when critically ill (evidence note
      critically_ill_prophylactic_only); `escalation_with_caution` when a §10.2 caution is
@@ -242,6 +243,12 @@ def _prophylactic_target(draft: MedicationOrder, ctx: OrderContext, regimen: Reg
         ok_per_day = next((n for n in UFH_PROPHYLACTIC_DOSES_PER_DAY
                            if _same(per_day, n, p)), None)
         return _ufh(p, ok_per_day), ("ufh_prophylactic_dose",)
+    if name == "fondaparinux":
+        # §11 row 1: hit.fondaparinux_moderate_mg at CrCl < hit.fondaparinux_moderate_crcl_below
+        moderate = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound,
+                              p["hit.fondaparinux_moderate_crcl_below"], p) is True
+        mg = p["hit.fondaparinux_moderate_mg"] if moderate else p["hit.fondaparinux_mg"]
+        return Proposed("fondaparinux", mg, None, 1), ("fondaparinux_prophylactic_dose",)
     if regimen.basis in ("bmi_ge_30", "bmi_ge_40", "crcl_lt_30") and name in LMWH:
         notes.add("enoxaparin_rule_not_applied")
     return _fixed_prophylactic(name, p)[0], (f"{name}_prophylactic_dose",)
