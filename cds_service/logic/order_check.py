@@ -47,7 +47,8 @@ from .inputs import MedicationOrder
 from . import numeric as nm
 from .policy import Policy, rounded
 from .regimen import Regimen, crcl_below, recommend_regimen
-from .safety import HEPARIN_SPECIFIC as _HEPARIN_SPECIFIC, HEPARINS, LMWH, OrderClass, classify_order
+from .safety import (HEPARIN_SPECIFIC as _HEPARIN_SPECIFIC, HEPARINS, LMWH, OrderClass, classify_order,
+                     hit_platelets_known)
 
 CHECKED = frozenset({"enoxaparin", "dalteparin", "tinzaparin", "heparin", "fondaparinux"})
 IU_DOSED = frozenset({"heparin", "dalteparin", "tinzaparin"})
@@ -429,9 +430,10 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
     return result(*findings, duplicate, cls=cls, intent=intent, anti_xa=anti_xa, note=evidence)
 
 
-def context_from_assessment(assessment: Any) -> OrderContext:
-    """The OrderContext of an `assessment.Assessment`."""
+def context_from_assessment(assessment: Any, policy: Policy | None = None) -> OrderContext:
+    """The OrderContext of an `assessment.Assessment` (`policy`: the one it was assessed with)."""
     a = assessment
+    p = policy if policy is not None else Policy.default()
     return OrderContext(
         weight_kg=a.anthropometrics.weight_kg, height_cm=a.anthropometrics.height_cm,
         bmi=a.anthropometrics.bmi, crcl_ml_min=a.renal.crcl_ml_min,
@@ -443,12 +445,13 @@ def context_from_assessment(assessment: Any) -> OrderContext:
         ecmo=a.inputs.respiratory.ecmo,
         other_indication=a.safety.other_anticoagulation_indication,
         pathway=a.recommendation.pathway, non_heparin_running=a.safety.non_heparin_running,
-        platelets_known=a.inputs.platelets is not None)
+        # as the assessment's §11 row 1: a count that settles HIT recovery (§10.1)
+        platelets_known=hit_platelets_known(a.inputs.platelets, p))
 
 
 def check_order(draft: MedicationOrder, assessment: Any, policy: Policy) -> OrderCheck:
     """Check one draft order against an Assessment (see `assessment.assess`)."""
-    return check_draft(draft, context_from_assessment(assessment), policy)
+    return check_draft(draft, context_from_assessment(assessment, policy), policy)
 
 
 __all__ = ["CHECKED", "Finding", "OrderCheck", "OrderContext", "Proposed",

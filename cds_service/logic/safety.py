@@ -132,6 +132,12 @@ def hit_status(*, hit_records: Iterable[HitRecord], hit_history: bool,
     return None
 
 
+def hit_platelets_known(platelets: Measurement | None, policy: Policy) -> bool:
+    """A platelet count that settles HIT recovery (< or >= safety.hit_recovered_platelets): the
+    "platelet count" of hit_recent (§10.1) and §11 row 1; a bound that does not settle is none."""
+    return lab_below(platelets, policy["safety.hit_recovered_platelets"], policy) is not None
+
+
 def is_heparin(ingredient: str, drug_class: str) -> bool:
     """UFH or an LMWH (flushes never reach logic/)."""
     return ingredient in HEPARINS or drug_class == "lmwh"

@@ -116,3 +116,38 @@ def test_rules_11_order_check_uses_the_moderate_renal_fondaparinux_dose():
     assert r.finding("dose_change") is not None and r.finding("dose_change").proposed.dose_mg == 1.5
     # at CrCl 50 the ordinary 2.5 mg applies
     assert kinds(check_draft(fonda(2.5), ctx(crcl_ml_min=50.0), p)) == []
+
+
+# -- §10.1/§11 hit_recent: a platelet bound that does not settle recovery is no count ---------
+def test_rules_10_1_hit_recent_with_an_unsettled_platelet_bound_needs_a_count():
+    # HIT onset 30 days ago; platelets reported as ">100": acute (< 150) or recovered (>= 150)
+    # cannot be told, so it is hit_recent "with no platelet count" and row 1 gives no drug
+    # (note hit_needs_platelets), not fondaparinux prophylaxis that under-treats acute HIT.
+    from cds_service.logic.assessment import assess
+    from cds_service.logic.inputs import HitRecord
+    inputs = PatientInputs(now=NOW, age_years=60, sex="male", weight=Measurement(80, "kg", NOW),
+                           height=Measurement(178, "cm", NOW),
+                           creatinine=Measurement(1.0, "mg/dL", NOW),
+                           platelets=Measurement(100, "10*9/L", NOW, comparator=">"),
+                           hemoglobin=Measurement(12, "g/dL", NOW),
+                           hit_records=(HitRecord(NOW - timedelta(days=30)),))
+    a = assess(inputs, P)
+    assert a.safety.contraindications == ("hit_recent",)
+    assert a.regimen.drug is None and "hit_needs_platelets" in a.regimen.notes
+    # a settled count (>= 150: recovered) gives fondaparinux
+    a = assess(PatientInputs(**{**inputs.__dict__, "platelets": Measurement(180, "10*9/L", NOW)}), P)
+    assert a.safety.contraindications == ("hit_recent",) and a.regimen.drug == "fondaparinux"
+
+
+def test_rules_18_4_hit_recent_heparin_draft_with_an_unsettled_platelet_bound_asks_for_a_count():
+    # §18.4: hit_recent "without platelets": the text names a platelet count and haematology.
+    from cds_service.logic.assessment import assess
+    from cds_service.logic.inputs import HitRecord
+    from cds_service.logic.order_check import check_order
+    inputs = PatientInputs(now=NOW, age_years=60, sex="male", weight=Measurement(80, "kg", NOW),
+                           height=Measurement(178, "cm", NOW),
+                           creatinine=Measurement(1.0, "mg/dL", NOW),
+                           platelets=Measurement(100, "10*9/L", NOW, comparator=">"),
+                           hit_records=(HitRecord(NOW - timedelta(days=30)),))
+    r = check_order(draft("enoxaparin", "lmwh", dose_mg=40, doses_per_day=1), assess(inputs, P), P)
+    assert r.finding("contraindicated").urgency == "critical" and "hit_needs_platelets" in r.notes
