@@ -301,8 +301,9 @@ def _contraindication(draft: MedicationOrder, ctx: OrderContext, p: Policy,
             label += ("fondaparinux_crcl_lt_30",)
         elif low is None:
             notes.add("confirm_renal_function")
-        if ctx.weight_kg is not None and \
-                nm.cmp_lt(ctx.weight_kg, p["hit.fondaparinux_min_weight_kg"], p):
+        if ctx.weight_kg is None:
+            notes.add("fondaparinux_needs_weight")   # §11: the 50 kg floor cannot be checked
+        elif nm.cmp_lt(ctx.weight_kg, p["hit.fondaparinux_min_weight_kg"], p):
             label += ("fondaparinux_weight_lt_50",)
         if ci or label:
             notes.add("mechanical_prophylaxis")

@@ -151,3 +151,14 @@ def test_rules_18_4_hit_recent_heparin_draft_with_an_unsettled_platelet_bound_as
                            hit_records=(HitRecord(NOW - timedelta(days=30)),))
     r = check_order(draft("enoxaparin", "lmwh", dose_mg=40, doses_per_day=1), assess(inputs, P), P)
     assert r.finding("contraindicated").urgency == "critical" and "hit_needs_platelets" in r.notes
+
+
+def test_rules_11_fondaparinux_draft_with_unknown_weight_says_a_weight_is_needed():
+    # §11: fondaparinux needs a known weight >= 50 kg ("With weight unknown ... the note
+    # fondaparinux_needs_weight"); the order check did not mention the unchecked floor.
+    r = check_draft(draft("fondaparinux", "anticoagulant", dose_mg=2.5, doses_per_day=1),
+                    ctx(weight_kg=None, bmi=None, contraindications=("hit_history",)), P)
+    assert "fondaparinux_needs_weight" in r.notes
+    r = check_draft(draft("fondaparinux", "anticoagulant", dose_mg=2.5, doses_per_day=1),
+                    ctx(contraindications=("hit_history",)), P)
+    assert "fondaparinux_needs_weight" not in r.notes
