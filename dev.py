@@ -11,6 +11,7 @@ Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
     feedback-report  accept and override rates per service and card kind
     example          print an example hook request dated relative to now
     load-fixtures    load the synthetic patients into a FHIR R4 server
+    migrate          apply the database's pending schema migrations (run on upgrade)
     fire             act as a CDS client: call a hook for a patient on a FHIR server
     test             run the test suite (pytest options pass through)
 

@@ -3,18 +3,19 @@ MedicationAdministrations, the heparin start, renal replacement and circuit hepa
 
 - Orders: active MedicationRequests through orders.read_medication. Heparin flushes/locks
   are never anticoagulants; neither is circuit heparin (a heparin infusion while an ECMO or
-  renal-replacement Procedure is in progress). An anticoagulant-class code the data file
+  renal-replacement Procedure is in progress, ordered for the circuit: its text says so). An anticoagulant-class code the data file
   cannot map is exposure (ingredient "unmapped") and named once in `rejected`; an
   RxNorm-coded order or statement that maps to nothing is listed once too.
 - Statements: status active, effectivePeriod.end absent or after now; exposure only.
 - Administrations: anticoagulant MedicationAdministrations completed or in-progress (not in
-  the future), oldest first; `heparin_started` is the first heparin/LMWH administration,
+  the future; circuit heparin included: it is heparin for HIT, §10.1), oldest first; `heparin_started` is the first heparin/LMWH administration,
   else the earliest authoredOn of an active heparin/LMWH order.
 - Renal replacement: a dialysis/CRRT Procedure in progress or performed within 72 h, or an
   active end-stage kidney disease Condition.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
@@ -106,8 +107,27 @@ class _Problems:
                             + ", ".join(self.unknown[:20]) + (" ..." if len(self.unknown) > 20 else ""))
 
 
-def _circuit(order: MedicationOrder, circuit: bool) -> bool:
-    return circuit and order.ingredient == "heparin" and order.continuous
+# "Ordered for the circuit" (clinical rules §10.4): the order's own text names the circuit.
+_CIRCUIT_WORDS = re.compile(r"circuit|(?<![a-z])(?:pre|post)?-?\s?filter|crrt|cvvh[a-z]*|extracorporeal"
+                            r"|oxygenator|ha?emofilt[a-z]*", re.IGNORECASE)
+
+
+def ordered_for_circuit(resource: Mapping[str, Any]) -> bool:
+    """The dosage text/patientInstruction, a note or a reasonCode text says the heparin is for
+    the ECMO or renal-replacement circuit (pre-/post-filter, CRRT, CVVH*, extracorporeal)."""
+    texts: list[Any] = []
+    for d in items(resource.get("dosageInstruction")) + items(resource.get("dosage")):
+        if isinstance(d, dict):
+            texts += [d.get("text"), d.get("patientInstruction")]
+    texts += [n.get("text") for n in items(resource.get("note")) if isinstance(n, dict)]
+    texts += [r.get("text") for r in items(resource.get("reasonCode")) if isinstance(r, dict)]
+    return any(isinstance(t, str) and _CIRCUIT_WORDS.search(t) for t in texts)
+
+
+def _circuit(order: MedicationOrder, circuit: bool, resource: Mapping[str, Any]) -> bool:
+    """Circuit heparin (§10.4): a heparin infusion while an ECMO or renal-replacement Procedure
+    is in progress, *ordered for the circuit*. An unmarked heparin infusion is anticoagulation."""
+    return circuit and order.ingredient == "heparin" and order.continuous and ordered_for_circuit(resource)
 
 
 def read_orders(requests: list[dict], meds: Mapping[str, dict], circuit: bool, ctx: Context,
@@ -118,7 +138,7 @@ def read_orders(requests: list[dict], meds: Mapping[str, dict], circuit: bool, c
         if not (found.orders or found.unknown_rxnorm) or ctx.validator.problem(request):
             continue
         problems.note(source_of(request), found)
-        orders.extend(o for o in found.orders if not _circuit(o, circuit))
+        orders.extend(o for o in found.orders if not _circuit(o, circuit, request))
     return orders
 
 
@@ -141,7 +161,7 @@ def read_statements(statements: list[dict], meds: Mapping[str, dict], circuit: b
             ctx.reject("medication_statement", f"{source_of(st) or 'MedicationStatement'}: {problem}; dropped")
             continue
         problems.note(source_of(st), found)
-        out.extend(o for o in found.orders if not _circuit(o, circuit))
+        out.extend(o for o in found.orders if not _circuit(o, circuit, st))
     return out
 
 
@@ -162,9 +182,8 @@ def read_administrations(admins: list[dict], meds: Mapping[str, dict], circuit: 
         time = first_time(admin.get("effectiveDateTime"), period.get("start"), period.get("end"))
         if time is not None and not ctx.in_window(time, None):
             continue   # in the future
-        rated = any(isinstance(dosage.get(k), dict) for k in ("rateQuantity", "rateRatio"))
-        if circuit and rated and any(n == "heparin" for n, _ in named):
-            continue
+        # Circuit heparin given is kept: it is not anticoagulant exposure (§10.4, orders only),
+        # but it is heparin for hit_suspected (§10.1 "a heparin (any dose) ... given").
         problem = ctx.validator.problem(admin)
         if problem is not None:
             ctx.reject("medication_administration",

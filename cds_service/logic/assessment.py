@@ -38,7 +38,8 @@ from .recommendation import Recommendation, recommend
 from .regimen import Regimen, recommend_regimen
 from .scope import Scope, assess_scope
 from .renal import Renal
-from .safety import CAUTIONS, Safety, assess_safety, hit_status, hit_suspected, is_heparin, present
+from .safety import (CAUTIONS, Safety, assess_safety, hit_platelets_known, hit_status, hit_suspected,
+                     is_heparin, present)
 from .sic import Sic
 from .sofa import Sofa
 
@@ -240,7 +241,7 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
         crcl_ml_min=renal.crcl_ml_min, crcl_lt_30=renal.crcl_lt_30, bmi=anthro.bmi,
         weight_kg=anthro.weight_kg, policy=p, crcl_bound=renal.crcl_bound,
         renal_replacement=renal.renal_replacement, creatinine_unstable=renal.creatinine_unstable,
-        platelets_known=inputs.platelets is not None)
+        platelets_known=hit_platelets_known(inputs.platelets, p))
     pregnant = present(inputs.pregnancy)
     scope = assess_scope(inputs, p, hook=hook, patient_found=patient_found)
     anti_xa = assess_anti_xa(

@@ -5,7 +5,8 @@ ingredient gives `checked = False` and no findings. Rules, in order (sources as 
 clinical-rules.md §10-§13; every number a policy key):
 1. Contraindicated (`contraindicated`, reasons = §10.1 codes). For a fondaparinux draft the
    heparin-specific codes (hit_history, heparin_allergy) do not count, but CrCl below
-   hit.fondaparinux_min_crcl does (`fondaparinux_crcl_lt_30`; fondaparinux label, unverified).
+   hit.fondaparinux_min_crcl, or renal replacement whatever the computed CrCl (§11), does
+   (`fondaparinux_crcl_lt_30`; fondaparinux label, unverified).
    HIT as the only contraindication and a prophylactic heparin/LMWH draft: `switch_product`
    to fondaparinux hit.fondaparinux_mg once daily when CrCl is known and >= the minimum;
    otherwise (CrCl low/unknown, or a draft not classed prophylactic) `contraindicated`.
@@ -24,7 +25,8 @@ clinical-rules.md §10-§13; every number a policy key):
      when the regimen prefers heparin: no product conversion); UFH -> renal.ufh_units two or
      three times daily; dalteparin/tinzaparin -> 5,000 / 4,500 IU once daily (the BMI and
      renal rules are enoxaparin rules: note `enoxaparin_rule_not_applied`); fondaparinux ->
-     hit.fondaparinux_mg once daily.
+     hit.fondaparinux_mg once daily (hit.fondaparinux_moderate_mg at CrCl below
+     hit.fondaparinux_moderate_crcl_below, as §11 row 1).
    - Escalated: never corrected toward prophylaxis (it may be intended, e.g. for VTE).
      `escalation_in_critically_ill` when critically ill (evidence note
      critically_ill_prophylactic_only); `escalation_with_caution` when a §10.2 caution is
@@ -45,7 +47,8 @@ from .inputs import MedicationOrder
 from . import numeric as nm
 from .policy import Policy, rounded
 from .regimen import Regimen, crcl_below, recommend_regimen
-from .safety import HEPARIN_SPECIFIC as _HEPARIN_SPECIFIC, HEPARINS, LMWH, OrderClass, classify_order
+from .safety import (HEPARIN_SPECIFIC as _HEPARIN_SPECIFIC, HEPARINS, LMWH, OrderClass, classify_order,
+                     hit_platelets_known)
 
 CHECKED = frozenset({"enoxaparin", "dalteparin", "tinzaparin", "heparin", "fondaparinux"})
 IU_DOSED = frozenset({"heparin", "dalteparin", "tinzaparin"})
@@ -241,6 +244,12 @@ def _prophylactic_target(draft: MedicationOrder, ctx: OrderContext, regimen: Reg
         ok_per_day = next((n for n in UFH_PROPHYLACTIC_DOSES_PER_DAY
                            if _same(per_day, n, p)), None)
         return _ufh(p, ok_per_day), ("ufh_prophylactic_dose",)
+    if name == "fondaparinux":
+        # §11 row 1: hit.fondaparinux_moderate_mg at CrCl < hit.fondaparinux_moderate_crcl_below
+        moderate = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound,
+                              p["hit.fondaparinux_moderate_crcl_below"], p) is True
+        mg = p["hit.fondaparinux_moderate_mg"] if moderate else p["hit.fondaparinux_mg"]
+        return Proposed("fondaparinux", mg, None, 1), ("fondaparinux_prophylactic_dose",)
     if regimen.basis in ("bmi_ge_30", "bmi_ge_40", "crcl_lt_30") and name in LMWH:
         notes.add("enoxaparin_rule_not_applied")
     return _fixed_prophylactic(name, p)[0], (f"{name}_prophylactic_dose",)
@@ -279,6 +288,8 @@ def _contraindication(draft: MedicationOrder, ctx: OrderContext, p: Policy,
                       notes: set[str]) -> Finding | None:
     name = draft.ingredient
     low = crcl_below(ctx.crcl_ml_min, ctx.crcl_bound, p["hit.fondaparinux_min_crcl"], p)
+    if ctx.renal_replacement is True:
+        low = True   # §11: renal replacement overrides a computed CrCl (fondaparinux label floor)
     ci = ctx.contraindications
     if name == "fondaparinux":
         cls = classify_order(draft, ctx.weight_kg, ctx.crcl_lt_30, p)
@@ -290,8 +301,9 @@ def _contraindication(draft: MedicationOrder, ctx: OrderContext, p: Policy,
             label += ("fondaparinux_crcl_lt_30",)
         elif low is None:
             notes.add("confirm_renal_function")
-        if ctx.weight_kg is not None and \
-                nm.cmp_lt(ctx.weight_kg, p["hit.fondaparinux_min_weight_kg"], p):
+        if ctx.weight_kg is None:
+            notes.add("fondaparinux_needs_weight")   # §11: the 50 kg floor cannot be checked
+        elif nm.cmp_lt(ctx.weight_kg, p["hit.fondaparinux_min_weight_kg"], p):
             label += ("fondaparinux_weight_lt_50",)
         if ci or label:
             notes.add("mechanical_prophylaxis")
@@ -373,15 +385,16 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
             return result(Finding("switch_product", ("crcl_lt_15",), _ufh(p), urgency="warning"),
                           cls=cls, intent=intent)
         target, reasons = _prophylactic_target(draft, ctx, regimen, p, notes)
-        if target is None or (name == "enoxaparin" and regimen.basis == "pending_weight"
-                              and not _matches(draft, target, p)):
+        # §11 v2: 30/40 mg once daily under 50 kg is accepted whatever the BMI (no height needed)
+        accepted = _accepted_equivalent(draft, ctx, regimen, p)
+        if not accepted and (target is None or (name == "enoxaparin" and regimen.basis == "pending_weight"
+                                                and not _matches(draft, target, p))):
             return result(Finding("undeterminable", ("bmi_unknown",),
                                   missing=_missing_for_bmi(ctx)), cls=cls, intent=intent)
-        accepted = _accepted_equivalent(draft, ctx, regimen, p)
         # never suggest a higher dose under 50 kg (§11 v2)
-        increase = _weight_low(ctx, p) and target.ingredient == name and \
+        increase = _weight_low(ctx, p) and target is not None and target.ingredient == name and \
             (_dose(draft) or 0) < ((target.dose_units if name in IU_DOSED else target.dose_mg) or 0)
-        if not accepted and not increase and not _matches(draft, target, p):
+        if target is not None and not accepted and not increase and not _matches(draft, target, p):
             urgency = {"bmi_ge_30": p["cards.bmi_tier1_indicator"],
                        "bmi_ge_40": p["cards.bmi_tier2_indicator"]}.get(reasons[0], "warning") \
                 if reasons else "warning"
@@ -418,9 +431,10 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
     return result(*findings, duplicate, cls=cls, intent=intent, anti_xa=anti_xa, note=evidence)
 
 
-def context_from_assessment(assessment: Any) -> OrderContext:
-    """The OrderContext of an `assessment.Assessment`."""
+def context_from_assessment(assessment: Any, policy: Policy | None = None) -> OrderContext:
+    """The OrderContext of an `assessment.Assessment` (`policy`: the one it was assessed with)."""
     a = assessment
+    p = policy if policy is not None else Policy.default()
     return OrderContext(
         weight_kg=a.anthropometrics.weight_kg, height_cm=a.anthropometrics.height_cm,
         bmi=a.anthropometrics.bmi, crcl_ml_min=a.renal.crcl_ml_min,
@@ -432,12 +446,13 @@ def context_from_assessment(assessment: Any) -> OrderContext:
         ecmo=a.inputs.respiratory.ecmo,
         other_indication=a.safety.other_anticoagulation_indication,
         pathway=a.recommendation.pathway, non_heparin_running=a.safety.non_heparin_running,
-        platelets_known=a.inputs.platelets is not None)
+        # as the assessment's §11 row 1: a count that settles HIT recovery (§10.1)
+        platelets_known=hit_platelets_known(a.inputs.platelets, p))
 
 
 def check_order(draft: MedicationOrder, assessment: Any, policy: Policy) -> OrderCheck:
     """Check one draft order against an Assessment (see `assessment.assess`)."""
-    return check_draft(draft, context_from_assessment(assessment), policy)
+    return check_draft(draft, context_from_assessment(assessment, policy), policy)
 
 
 __all__ = ["CHECKED", "Finding", "OrderCheck", "OrderContext", "Proposed",

@@ -6,7 +6,7 @@ Rubric: evaluate top to bottom, the first matching row wins (6-dp compares).
 | 1 | only heparin-specific contraindications (hit_recent, hit_suspected, hit_history,
       heparin_allergy) | fondaparinux if CrCl known and >= hit.fondaparinux_min_crcl AND weight
       known and >= hit.fondaparinux_min_weight_kg (v2) AND (hit_recent) a platelet count is
-      known; else null | hit.fondaparinux_mg (hit.fondaparinux_moderate_mg at CrCl <
+      known AND no renal replacement (it overrides a computed CrCl, §11); else null | hit.fondaparinux_mg (hit.fondaparinux_moderate_mg at CrCl <
       hit.fondaparinux_moderate_crcl_below) | 1 | hit_history if any HIT code, else heparin_allergy |
 | 2 | any contraindication | null (mechanical prophylaxis) | - | - | contraindicated |
 | 3 | already_therapeutic | null (keep the current agent) | - | - | already_therapeutic |
@@ -145,6 +145,10 @@ def recommend_regimen(*, contraindications: tuple[str, ...], already_therapeutic
     `platelets_known`: a platelet count is in the labs window (row 1 with `hit_recent`)."""
     p = policy
     crcl_low = crcl_below(crcl_ml_min, crcl_bound, p["hit.fondaparinux_min_crcl"], p)
+    if renal_replacement is True:
+        # §11: renal replacement overrides a computed CrCl (a post-dialysis creatinine
+        # overstates clearance): below the fondaparinux floor whatever the number says.
+        crcl_low = True
     weight_low = None if weight_kg is None else \
         nm.cmp_lt(weight_kg, p["hit.fondaparinux_min_weight_kg"], p)
     needs_platelets = "hit_recent" in contraindications and not platelets_known

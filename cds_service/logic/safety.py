@@ -53,7 +53,7 @@ Rubric (every threshold a policy key; values compared after rounding to 6 dp)
 - §10.4 exposure: `anticoagulants_active` = anticoagulant ingredients of active orders and
   active statements (unmapped anticoagulant codes included; flushes never reach here).
   `duplicate` when there are >= 2 (the same ingredient twice counts), with urgency: `info` for
-  a VKA with only parenteral anticoagulants while the latest INR < 2 (the deliberate bridge),
+  one VKA with one parenteral anticoagulant while the latest INR < 2 (the deliberate bridge),
   else `critical` when two orders are therapeutic-class, else `warning`.
 - `current_order_class` = the highest class over active anticoagulant orders (null if none);
   `already_therapeutic` = that class is "therapeutic".
@@ -130,6 +130,12 @@ def hit_status(*, hit_records: Iterable[HitRecord], hit_history: bool,
     if records or hit_history:
         return "hit_history"
     return None
+
+
+def hit_platelets_known(platelets: Measurement | None, policy: Policy) -> bool:
+    """A platelet count that settles HIT recovery (< or >= safety.hit_recovered_platelets): the
+    "platelet count" of hit_recent (§10.1) and §11 row 1; a bound that does not settle is none."""
+    return lab_below(platelets, policy["safety.hit_recovered_platelets"], policy) is not None
 
 
 def is_heparin(ingredient: str, drug_class: str) -> bool:
@@ -356,7 +362,9 @@ def duplicate_urgency(exposure: Iterable[Exposure], inr: Measurement | None,
         return None
     vka = [e for e in items if e.drug_class == "vka"]
     rest = [e for e in items if e.drug_class != "vka"]
-    if vka and rest and all(e.ingredient in PARENTERAL for e in rest) and len(vka) == 1 \
+    # "a VKA with a parenteral anticoagulant": exactly one of each (a second parenteral agent
+    # on top of the bridge is a duplicate of its own, judged below)
+    if len(vka) == 1 and len(rest) == 1 and rest[0].ingredient in PARENTERAL \
             and lab_below(inr, policy["safety.bridge_inr_below"], policy) is True:
         return "info"   # the deliberate bridge: a VKA with a parenteral agent while INR < 2
     if sum(1 for e in items if e.kind == "order" and e.order_class == "therapeutic") >= 2:

@@ -87,13 +87,20 @@ def _within(t: datetime | None, days: float, now: datetime) -> bool:
     return t is not None and t >= now - timedelta(days=days)
 
 
-def covid_evidence(inputs: PatientInputs, encounter: EncounterInfo | None, policy: Policy) -> bool:
+def covid_evidence(inputs: PatientInputs, encounter: EncounterInfo | None, policy: Policy,
+                   hook: str = "patient-view") -> bool:
     now = inputs.now
+    # The current inpatient Encounter(s) a COVID-19 Condition may be linked to: the context's
+    # one when it qualifies; without an encounterId, any qualifying Encounter (§1a).
+    if inputs.encounter_id is not None:
+        current = {encounter.id} if encounter is not None and encounter.id is not None else set()
+    else:
+        current = {e.id for e in inputs.encounters if e.id is not None and qualifying(e, policy, hook)}
     if any(f.present and (f.time is None or _within(f.time, policy["scope.covid_test_days"], now))
            for f in inputs.covid_positive_tests):
         return True   # fhir/ applies the window; an undated positive test it kept counts
     for cond in inputs.covid_conditions:
-        if encounter is not None and cond.encounter_id is not None and cond.encounter_id == encounter.id:
+        if cond.encounter_id is not None and cond.encounter_id in current:
             return True
         if _within(cond.time, policy["scope.covid_condition_days"], now):
             return True
@@ -109,7 +116,7 @@ def assess_scope(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-
     if age is not None and age < policy["scope.min_age_years"]:
         reasons.add("age_lt_18")
     encounter = current_encounter(inputs, policy, hook)
-    if policy["scope.require_covid"] and not covid_evidence(inputs, encounter, policy):
+    if policy["scope.require_covid"] and not covid_evidence(inputs, encounter, policy, hook):
         reasons.add("no_covid_evidence")
     if policy["scope.require_inpatient"] and encounter is None:
         reasons.add("not_inpatient")

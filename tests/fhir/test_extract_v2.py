@@ -365,12 +365,20 @@ def heparin_infusion():
     return r
 
 
+def circuit_infusion():
+    r = heparin_infusion()
+    r["dosageInstruction"][0]["text"] = "into the circuit"   # "ordered for the circuit" (§10.4)
+    return r
+
+
 @pytest.mark.parametrize("circuit", ["233573008", "714749008"])
 def test_circuit_heparin_during_ecmo_or_crrt_is_not_an_order(circuit):
-    assert run(heparin_infusion(), procedure(circuit)).orders == ()
-    assert len(run(heparin_infusion()).orders) == 1
-    assert len(run(heparin_infusion(), procedure(circuit, status="completed",
+    assert run(circuit_infusion(), procedure(circuit)).orders == ()
+    assert len(run(circuit_infusion()).orders) == 1
+    assert len(run(circuit_infusion(), procedure(circuit, status="completed",
                                                  end="2024-03-10T10:00:00Z")).orders) == 1
+    # an infusion not ordered for the circuit stays an anticoagulant (review of issue 11)
+    assert len(run(heparin_infusion(), procedure(circuit)).orders) == 1
 
 
 def administration(code="5224", at="2024-03-05T08:00:00Z", status="completed", aid=None, dose=None, **extra):
