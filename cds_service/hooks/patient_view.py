@@ -124,7 +124,7 @@ class _Builder:
     def prophylactic_regimen(self):
         """§11 regimen ignoring the active therapeutic order (for de-escalation)."""
         a, p = self.a, self.p
-        ctx = context_from_assessment(a)
+        ctx = context_from_assessment(a, p)
         kwargs: dict[str, Any] = dict(contraindications=(), already_therapeutic=False,
                                       crcl_ml_min=ctx.crcl_ml_min, crcl_lt_30=ctx.crcl_lt_30, bmi=ctx.bmi,
                                       weight_kg=ctx.weight_kg, policy=p, crcl_bound=ctx.crcl_bound)
