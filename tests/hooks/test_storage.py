@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from datetime import datetime, timezone
 
 import pytest
 
@@ -13,28 +12,7 @@ from cds_service.cli import main as cli_main
 from cds_service.feedback_report import build_report
 from cds_service.storage import IssuedCard, Storage, StorageError
 
-NOW = datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc)
-PV = "coagulopathy-risk"
-OS = "anticoagulant-order-check"
-
-
-def _card(uuid: str, *suggestions: str, indicator="warning") -> dict:
-    card = {"uuid": uuid, "summary": f"card {uuid}", "indicator": indicator}
-    if suggestions:
-        card["suggestions"] = [{"uuid": s, "label": "do it", "actions": [
-            {"type": "create", "description": "d", "resource": {"resourceType": "MedicationRequest"}},
-            {"type": "delete", "description": "d", "resourceId": "MedicationRequest/x"}]} for s in suggestions]
-    return card
-
-
-def _record(store: Storage, service=PV, hook_instance="hi-1", patient="pat-1", cards=(), assessment=None):
-    return store.record_call(service_id=service, hook="patient-view", hook_instance=hook_instance,
-                             patient_id=patient, evaluated_at=NOW, cards=list(cards),
-                             assessment=assessment or {"x": 1})
-
-
-def _fb(card, outcome="overridden", ts="2025-01-15T12:05:00Z", **extra):
-    return {"card": card, "outcome": outcome, "outcomeTimestamp": ts, **extra}
+from audit_helpers import OS, PV, card as _card, fb as _fb, record as _record
 
 
 def test_call_cards_and_suggestions_are_joinable(tmp_path):

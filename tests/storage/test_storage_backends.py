@@ -7,34 +7,15 @@ import json
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from cds_service.storage import IssuedCard, StorageError, open_storage
 
+from audit_helpers import OS, PV, card as _card, fb as _fb, record as _record
+
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc)
-PV, OS = "coagulopathy-risk", "anticoagulant-order-check"
-
-
-def _card(uuid: str, *suggestions: str, indicator="warning") -> dict:
-    card = {"uuid": uuid, "summary": f"card {uuid}", "indicator": indicator}
-    if suggestions:
-        card["suggestions"] = [{"uuid": s, "label": "do it", "actions": [
-            {"type": "create", "description": "d", "resource": {"resourceType": "MedicationRequest"}},
-            {"type": "delete", "description": "d", "resourceId": "MedicationRequest/x"}]} for s in suggestions]
-    return card
-
-
-def _record(store, service=PV, hook_instance="hi-1", patient="pat-1", cards=(), assessment=None):
-    store.record_call(service_id=service, hook="patient-view", hook_instance=hook_instance, patient_id=patient,
-                      evaluated_at=NOW, cards=list(cards), assessment=assessment or {"x": 1})
-
-
-def _fb(card, outcome="overridden", ts="2025-01-15T12:05:00Z", **extra):
-    return {"card": card, "outcome": outcome, "outcomeTimestamp": ts, **extra}
 
 
 @pytest.fixture
