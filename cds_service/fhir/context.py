@@ -172,9 +172,13 @@ class Checker:
             return self._seen[key]
         except KeyError:
             pass
-        reason = self._seen[key] = model.problem(resource)
+        reason = self._seen[key] = self._reason(resource)
         _log_dropped(resource, reason)
         return reason
+
+    @staticmethod
+    def _reason(resource: Mapping[str, Any]) -> str | None:
+        return model.problem(resource)
 
 
 class R4BValidator:
@@ -236,15 +240,9 @@ class StrictChecker(Checker):
     """`cds-service assess --strict`: the hot-path check, then full fhir.resources R4B
     validation of every used resource (the pre-issue-15 behaviour, plus the struct rules)."""
 
-    def problem(self, resource: Mapping[str, Any]) -> str | None:
-        key = id(resource)
-        try:
-            return self._seen[key]
-        except KeyError:
-            pass
-        reason = self._seen[key] = model.problem(resource) or R4BValidator._check(resource)
-        _log_dropped(resource, reason)
-        return reason
+    @staticmethod
+    def _reason(resource: Mapping[str, Any]) -> str | None:
+        return model.problem(resource) or R4BValidator._check(resource)
 
 
 # --------------------------------------------------------------------------- helpers

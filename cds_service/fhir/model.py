@@ -98,9 +98,13 @@ class Period(_S, kw_only=True):
     end: DateTime | None = None
 
 
-class Range(_S, kw_only=True):
+class _LowHigh(_S, kw_only=True):
     low: Quantity | None = None
     high: Quantity | None = None
+
+
+class Range(_LowHigh, kw_only=True):
+    pass
 
 
 class Ratio(_S, kw_only=True):
@@ -108,9 +112,7 @@ class Ratio(_S, kw_only=True):
     denominator: Quantity | None = None
 
 
-class ReferenceRange(_S, kw_only=True):
-    low: Quantity | None = None
-    high: Quantity | None = None
+class ReferenceRange(_LowHigh, kw_only=True):
     type: CodeableConcept | None = None
     appliesTo: list[CodeableConcept] | None = None
     age: Range | None = None
@@ -182,27 +184,37 @@ class Patient(_S, kw_only=True):
     birthDate: Date | None = None
 
 
-class Condition(_S, kw_only=True):
+_ONSET_X = ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString")
+
+
+class _ClinicalStatement(_S, kw_only=True):
+    """What Condition and AllergyIntolerance share: statuses, code, onset[x], recordedDate."""
     id: Id | None = None
     clinicalStatus: CodeableConcept | None = None
     verificationStatus: CodeableConcept | None = None
     code: CodeableConcept | None = None
-    subject: Reference
-    encounter: Reference | None = None
     onsetDateTime: DateTime | None = None
     onsetPeriod: Period | None = None
     onsetAge: Quantity | None = None
     onsetRange: Range | None = None
     onsetString: String | None = None
+    recordedDate: DateTime | None = None
+
+    def _onset(self) -> None:
+        _one_choice(self, _ONSET_X, "onset")
+
+
+class Condition(_ClinicalStatement, kw_only=True):
+    subject: Reference
+    encounter: Reference | None = None
     abatementDateTime: DateTime | None = None
     abatementPeriod: Period | None = None
     abatementAge: Quantity | None = None
     abatementRange: Range | None = None
     abatementString: String | None = None
-    recordedDate: DateTime | None = None
 
     def __post_init__(self) -> None:
-        _one_choice(self, ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString"), "onset")
+        self._onset()
         _one_choice(self, ("abatementDateTime", "abatementPeriod", "abatementAge", "abatementRange",
                            "abatementString"), "abatement")
 
@@ -212,22 +224,12 @@ class AllergyReaction(_S, kw_only=True):
     onset: DateTime | None = None
 
 
-class AllergyIntolerance(_S, kw_only=True):
-    id: Id | None = None
-    clinicalStatus: CodeableConcept | None = None
-    verificationStatus: CodeableConcept | None = None
-    code: CodeableConcept | None = None
+class AllergyIntolerance(_ClinicalStatement, kw_only=True):
     patient: Reference
-    onsetDateTime: DateTime | None = None
-    onsetPeriod: Period | None = None
-    onsetAge: Quantity | None = None
-    onsetRange: Range | None = None
-    onsetString: String | None = None
-    recordedDate: DateTime | None = None
     reaction: list[AllergyReaction] | None = None
 
     def __post_init__(self) -> None:
-        _one_choice(self, ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString"), "onset")
+        self._onset()
 
 
 class Procedure(_S, kw_only=True):
@@ -338,13 +340,18 @@ class AdministrationDosage(_S, kw_only=True):
         _one_choice(self, ("rateRatio", "rateQuantity"), "rate")
 
 
-class MedicationAdministration(_Medicated, kw_only=True):
+class _MedicationUse(_Medicated, kw_only=True):
+    """What MedicationAdministration and MedicationStatement share (effective[x] is checked by
+    each: an administration needs exactly one, a statement at most one)."""
     id: Id | None = None
     status: Code
     subject: Reference
     context: Reference | None = None
     effectiveDateTime: DateTime | None = None
     effectivePeriod: Period | None = None
+
+
+class MedicationAdministration(_MedicationUse, kw_only=True):
     dosage: AdministrationDosage | None = None
 
     def __post_init__(self) -> None:
@@ -353,13 +360,7 @@ class MedicationAdministration(_Medicated, kw_only=True):
             raise ValueError("effective[x]: exactly one of effectiveDateTime, effectivePeriod expected")
 
 
-class MedicationStatement(_Medicated, kw_only=True):
-    id: Id | None = None
-    status: Code
-    subject: Reference
-    context: Reference | None = None
-    effectiveDateTime: DateTime | None = None
-    effectivePeriod: Period | None = None
+class MedicationStatement(_MedicationUse, kw_only=True):
     dosage: list[Dosage] | None = None
     # Not read, but checked: a statement whose assertion date is garbled is not trusted
     # (fhir-data-requirements v2 §8; tests/fhir/test_extract_v2.py pins it).

@@ -51,6 +51,20 @@ class Collected(dict):
     covid: list[tuple[dict, list[dict], datetime]]
 
 
+def _add_holders(holders: list[tuple[str, dict, int]], index: Mapping[tuple[str, str], Any],
+                 concept: Any, holder: dict, n: int) -> None:
+    """Append (key, holder, n) for every codes.json key whose (system, code) is one of the
+    codings of `concept` (a CodeableConcept JSON object; anything else matches nothing)."""
+    if type(concept) is dict and type(coding_list := concept.get("coding")) is list:
+        for coding in coding_list:
+            if type(coding) is dict:
+                system, value = coding.get("system"), coding.get("code")
+                if type(system) is str and type(value) is str:
+                    keys = index.get((system, value))
+                    if keys:
+                        holders.extend((key, holder, n) for key in keys)
+
+
 def collect(observations: list[tuple[int, dict]], ctx: Context,
             series_spans: Mapping[str, timedelta] | None = None,
             covid_span: timedelta | None = None) -> Collected:
@@ -78,27 +92,12 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
         if type(status) is not str or status not in OBSERVATION_OK:
             continue
         holders: list[tuple[str, dict, int]] = []
-        code = obs.get("code")
-        if type(code) is dict and type(coding_list := code.get("coding")) is list:
-            for coding in coding_list:
-                if type(coding) is dict:
-                    system, value = coding.get("system"), coding.get("code")
-                    if type(system) is str and type(value) is str:
-                        keys = index.get((system, value))
-                        if keys:
-                            holders.extend((key, obs, 0) for key in keys)
+        _add_holders(holders, index, obs.get("code"), obs, 0)
         components = obs.get("component")
         if type(components) is list:
             for n, component in enumerate(components, start=1):
-                if type(component) is dict and type(ccode := component.get("code")) is dict \
-                        and type(coding_list := ccode.get("coding")) is list:
-                    for coding in coding_list:
-                        if type(coding) is dict:
-                            system, value = coding.get("system"), coding.get("code")
-                            if type(system) is str and type(value) is str:
-                                keys = index.get((system, value))
-                                if keys:
-                                    holders.extend((key, component, n) for key in keys)
+                if type(component) is dict:
+                    _add_holders(holders, index, component.get("code"), component, n)
         if not holders:
             continue
         raw = obs.get("effectiveDateTime")

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from datetime import datetime, timezone
 
 import pytest
 
@@ -13,28 +11,7 @@ from cds_service.cli import main as cli_main
 from cds_service.feedback_report import build_report
 from cds_service.storage import IssuedCard, Storage, StorageError
 
-NOW = datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc)
-PV = "coagulopathy-risk"
-OS = "anticoagulant-order-check"
-
-
-def _card(uuid: str, *suggestions: str, indicator="warning") -> dict:
-    card = {"uuid": uuid, "summary": f"card {uuid}", "indicator": indicator}
-    if suggestions:
-        card["suggestions"] = [{"uuid": s, "label": "do it", "actions": [
-            {"type": "create", "description": "d", "resource": {"resourceType": "MedicationRequest"}},
-            {"type": "delete", "description": "d", "resourceId": "MedicationRequest/x"}]} for s in suggestions]
-    return card
-
-
-def _record(store: Storage, service=PV, hook_instance="hi-1", patient="pat-1", cards=(), assessment=None):
-    return store.record_call(service_id=service, hook="patient-view", hook_instance=hook_instance,
-                             patient_id=patient, evaluated_at=NOW, cards=list(cards),
-                             assessment=assessment or {"x": 1})
-
-
-def _fb(card, outcome="overridden", ts="2025-01-15T12:05:00Z", **extra):
-    return {"card": card, "outcome": outcome, "outcomeTimestamp": ts, **extra}
+from audit_helpers import OS, PV, card as _card, fb as _fb, record as _record, write_concurrently
 
 
 def test_call_cards_and_suggestions_are_joinable(tmp_path):
@@ -113,22 +90,7 @@ def test_feedback_idempotent_unmatched_and_normalised_timestamps(tmp_path):
 
 def test_concurrent_writers_lose_nothing(tmp_path):
     store = Storage(str(tmp_path / "a.db"))
-    errors = []
-
-    def work(n):
-        try:
-            for i in range(15):
-                uid = f"c-{n}-{i}"
-                _record(store, hook_instance=f"h-{n}-{i}", cards=[IssuedCard("anti_xa", _card(uid))])
-                store.store_feedback(PV, [_fb(uid)])
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = write_concurrently(store, threads=6, calls=15)
     assert not errors
     conn = sqlite3.connect(tmp_path / "a.db")
     assert conn.execute("SELECT COUNT(*), SUM(matched) FROM feedback").fetchone() == (90, 90)

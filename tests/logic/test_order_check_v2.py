@@ -4,23 +4,11 @@ from __future__ import annotations
 import pytest
 
 from cds_service.logic.inputs import MedicationOrder
-from cds_service.logic.order_check import OrderContext, check_draft
+from cds_service.logic.order_check import check_draft
 from cds_service.logic.policy import Policy
+from order_helpers import DRAFT, ctx, enox
 
 P = Policy.default()
-DRAFT = "MedicationRequest/draft-1"
-
-
-def ctx(**kw):
-    base = dict(weight_kg=75.0, height_cm=175.0, bmi=24.5, crcl_ml_min=80.0, crcl_lt_30=False,
-                critically_ill=False)
-    base.update(kw)
-    return OrderContext(**base)
-
-
-def enox(dose, per_day):
-    return MedicationOrder("enoxaparin", "lmwh", dose_mg=dose, doses_per_day=per_day,
-                           route="subcutaneous", status="draft", source=DRAFT)
 
 
 def ufh(units, per_day):

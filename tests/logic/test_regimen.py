@@ -2,20 +2,10 @@
 import pytest
 
 from cds_service.logic.policy import Policy
-from cds_service.logic.regimen import crcl_below, nearest_syringe_mg, recommend_regimen
+from cds_service.logic.regimen import crcl_below, nearest_syringe_mg
+from order_helpers import reg, row
 
 P = Policy.default()
-
-
-def reg(policy=P, **kw):
-    args = dict(contraindications=(), already_therapeutic=False, crcl_ml_min=80.0,
-                crcl_lt_30=False, bmi=25.0, weight_kg=75.0, policy=policy)
-    args.update(kw)
-    return recommend_regimen(**args)
-
-
-def row(r):
-    return (r.drug, r.dose_mg, r.dose_units, r.doses_per_day, r.basis)
 
 
 @pytest.mark.parametrize("kw, expected", [

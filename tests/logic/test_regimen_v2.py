@@ -10,20 +10,10 @@ from cds_service.logic.inputs import Flag, Measurement, PatientInputs
 from cds_service.logic.policy import Policy
 from cds_service.logic.regimen import recommend_regimen
 from cds_service.logic.renal import creatinine_change
+from order_helpers import reg, row
 
 P = Policy.default()
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def reg(**kw):
-    args = dict(contraindications=(), already_therapeutic=False, crcl_ml_min=80.0,
-                crcl_lt_30=False, bmi=25.0, weight_kg=75.0, policy=P)
-    args.update(kw)
-    return recommend_regimen(**args)
-
-
-def row(r):
-    return (r.drug, r.dose_mg, r.dose_units, r.doses_per_day, r.basis)
 
 
 # -- row 0 -----------------------------------------------------------------------------------

@@ -8,22 +8,15 @@ from datetime import datetime, timedelta, timezone
 
 from cds_service.logic.inputs import (CovidCondition, EncounterInfo, Measurement, MedicationOrder,
                                       PatientInputs)
-from cds_service.logic.order_check import OrderContext, check_draft
+from cds_service.logic.order_check import check_draft
 from cds_service.logic.policy import Policy
 from cds_service.logic.regimen import recommend_regimen
 from cds_service.logic.safety import Exposure, duplicate_urgency
 from cds_service.logic.scope import assess_scope
+from order_helpers import DRAFT, ctx
 
 P = Policy.default()
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
-DRAFT = "MedicationRequest/draft-1"
-
-
-def ctx(**kw):
-    base = dict(weight_kg=75.0, height_cm=175.0, bmi=24.5, crcl_ml_min=80.0, crcl_lt_30=False,
-                critically_ill=False)
-    base.update(kw)
-    return OrderContext(**base)
 
 
 def draft(ingredient, drug_class, **kw):

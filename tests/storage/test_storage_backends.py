@@ -6,35 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from cds_service.storage import IssuedCard, StorageError, open_storage
 
+from audit_helpers import OS, PV, card as _card, fb as _fb, record as _record, write_concurrently
+
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc)
-PV, OS = "coagulopathy-risk", "anticoagulant-order-check"
-
-
-def _card(uuid: str, *suggestions: str, indicator="warning") -> dict:
-    card = {"uuid": uuid, "summary": f"card {uuid}", "indicator": indicator}
-    if suggestions:
-        card["suggestions"] = [{"uuid": s, "label": "do it", "actions": [
-            {"type": "create", "description": "d", "resource": {"resourceType": "MedicationRequest"}},
-            {"type": "delete", "description": "d", "resourceId": "MedicationRequest/x"}]} for s in suggestions]
-    return card
-
-
-def _record(store, service=PV, hook_instance="hi-1", patient="pat-1", cards=(), assessment=None):
-    store.record_call(service_id=service, hook="patient-view", hook_instance=hook_instance, patient_id=patient,
-                      evaluated_at=NOW, cards=list(cards), assessment=assessment or {"x": 1})
-
-
-def _fb(card, outcome="overridden", ts="2025-01-15T12:05:00Z", **extra):
-    return {"card": card, "outcome": outcome, "outcomeTimestamp": ts, **extra}
 
 
 @pytest.fixture
@@ -100,22 +80,7 @@ def test_feedback_right_after_the_call_matches_its_card_while_the_audit_row_is_p
 
 
 def test_concurrent_writers_lose_nothing(store):
-    errors = []
-
-    def work(n):
-        try:
-            for i in range(15):
-                uid = f"c-{n}-{i}"
-                _record(store, hook_instance=f"h-{n}-{i}", cards=[IssuedCard("anti_xa", _card(uid))])
-                store.store_feedback(PV, [_fb(uid)])
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = write_concurrently(store, threads=6, calls=15)
     assert not errors
     assert store.query("SELECT COUNT(*), SUM(matched) FROM feedback") == [(90, 90)]
     assert store.query("SELECT COUNT(*) FROM hook_call") == [(90,)]
