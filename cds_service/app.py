@@ -140,6 +140,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     storage.init_app(app, state)
     _log_startup(state)
     smart.init_app(app, state)  # the assessment view (SMART app, /smart/...)
+    from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
+    app.register_blueprint(docs_blueprint)
 
     @app.before_request
     def _start() -> Response | None:

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 from pathlib import Path
 
 import pytest
+from flask import Flask, g
+from flask.testing import FlaskClient
 
+from card_limits import card_problems
 from cds_service import create_app
+from cds_service.fhir.data import DataLayer
 from cds_service.schemas import errors as schema_errors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,6 +129,89 @@ def app(app_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+# -- §18.2 on every card of every test (tests/card_limits.py) --------------------------------------
+# Every hook response any test receives, through the test client or a served app, is checked:
+# the data layer's `gather` is wrapped to remember the request body and the resources the service
+# read (keyed by hookInstance), and Flask's `process_response` checks each 200 hook answer against
+# them. A test-client call fails at once; a served call (integration) fails the test at teardown.
+_HOOK_PATH = re.compile(r".*/cds-services/[^/]+")
+_SEEN: dict[str, tuple[dict, list]] = {}
+_VIOLATIONS: list[str] = []
+_LOCK = threading.Lock()
+
+
+def _remember_gather(original):
+    def gather(self, call):
+        data = original(self, call)
+        body = getattr(call, "body", None)
+        key = body.get("hookInstance") if isinstance(body, dict) else None
+        if key is not None:   # hook calls only (the assessment view gathers without one)
+            with _LOCK:
+                if len(_SEEN) > 2000:
+                    _SEEN.clear()
+                _SEEN[key] = (body, list(data.resources))
+        return data
+    return gather
+
+
+def _check_hook_answer(original):
+    def process_response(self, response):
+        response = original(self, response)
+        from flask import request
+        if (request.method == "POST" and _HOOK_PATH.fullmatch(request.path) and response.status_code == 200
+                and response.mimetype == "application/json"):
+            try:
+                payload = json.loads(response.get_data())
+            except ValueError:
+                return response
+            cards = payload.get("cards") if isinstance(payload, dict) else None
+            if cards:
+                with _LOCK:
+                    body, resources = _SEEN.get(getattr(g, "hook_instance", None), ({}, []))
+                for card in cards:
+                    problems = card_problems(card, body, resources)
+                    if problems:
+                        with _LOCK:
+                            _VIOLATIONS.append(f"{request.path}: card {card.get('summary')!r}: "
+                                               + "; ".join(problems))
+        return response
+    return process_response
+
+
+class _CheckingClient(FlaskClient):
+    """The test client: a hook answer whose cards break §18.2 fails the call that got it."""
+
+    def open(self, *args, **kwargs):
+        with _LOCK:
+            before = len(_VIOLATIONS)
+        resp = super().open(*args, **kwargs)
+        with _LOCK:
+            new = _VIOLATIONS[before:]
+            del _VIOLATIONS[before:]
+        assert not new, "§18.2 card limits broken:\n" + "\n".join(new)
+        return resp
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _card_limits_installed():
+    patch = pytest.MonkeyPatch()
+    patch.setattr(DataLayer, "gather", _remember_gather(DataLayer.gather))
+    patch.setattr(Flask, "process_response", _check_hook_answer(Flask.process_response))
+    patch.setattr(Flask, "test_client_class", _CheckingClient)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _card_limits_checked():
+    with _LOCK:
+        _VIOLATIONS.clear()
+    yield
+    with _LOCK:
+        found = list(_VIOLATIONS)
+        _VIOLATIONS.clear()
+    assert not found, "§18.2 card limits broken:\n" + "\n".join(found)
 
 
 # --- issue 15/16: the batched audit writer's flush hook ------------------------------------------

@@ -340,9 +340,10 @@ def test_item_20_null_key_is_no_data_and_empty_searchset_gives_no_card(client):
         assert _ok(client, body)["cards"]
         assert not rsps.calls
     hit = build("hit", NOW)
-    assert [c["indicator"] for c in _ok(client, hit)["cards"]] == ["critical"]
+    # v2 (§18.1): HIT history with nothing active is a heparin_avoidance warning
+    assert [c["source"]["topic"]["code"] for c in _ok(client, hit)["cards"]] == ["heparin_avoidance"]
     hit["prefetch"]["conditions"] = {"resourceType": "Bundle", "type": "searchset", "total": 0}
-    assert all(c["indicator"] != "critical" for c in _ok(client, hit)["cards"])
+    assert all(c["source"]["topic"]["code"] != "heparin_avoidance" for c in _ok(client, hit)["cards"])
 
 
 def test_item_21_operation_outcome_refetches_or_412_and_foreign_entries_are_ignored(app, client):

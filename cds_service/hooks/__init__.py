@@ -7,6 +7,10 @@ from ..fhir.codes import Codes
 from ..fhir.templates import prefetch_templates
 from .registry import HookCall, Registry, Service
 
+# The card catalogue version: 2 = clinical-rules §18 (v2 cards). Tests of other branches gate their
+# card expectations on it (tests/integration/expected_patients.py).
+CARDS_VERSION = 2
+
 
 def build_registry(codes: Codes | None = None) -> Registry:
     """The services; with `codes` (the packaged data merged with codes.extra_file), their
@@ -19,4 +23,4 @@ def build_registry(codes: Codes | None = None) -> Registry:
     return Registry(services)
 
 
-__all__ = ["HookCall", "Registry", "Service", "build_registry"]
+__all__ = ["CARDS_VERSION", "HookCall", "Registry", "Service", "build_registry"]

@@ -2,8 +2,8 @@
 suggestions carry, and safe Markdown.
 
 Rules held here (CDS Hooks notes §1, §7, §12):
-- every card and suggestion gets a uuid4; `source` carries label, organisation url and the
-  card kind as topic; `overrideReasons` come from our one code system; links are absolute;
+- every card and suggestion gets a uuid4; `source` carries the label, the URL of the card
+  kind's rule on this service (GET /docs/rules#<kind>, absolute) and the card kind as topic; `overrideReasons` come from our one code system; links are absolute;
 - `selectionBehavior` exactly when there are suggestions;
 - `prune` drops every null/""/[]/{} before a card leaves, so none is ever emitted;
 - `summary` is plain text under 140 characters; `detail` is GitHub Markdown in which every
@@ -17,6 +17,8 @@ import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
+
+from flask import current_app, has_request_context, request
 
 from ..fhir.codes import Codes
 from ..fhir.units import UCUM
@@ -117,6 +119,20 @@ def summary_text(*candidates: str) -> str:
     return text[: SUMMARY_MAX - 1].rsplit(" ", 1)[0] + "…"
 
 
+# -- where the card's rule page lives ------------------------------------------------------------
+FALLBACK_BASE_URL = "http://127.0.0.1:8000"
+
+
+def public_base_url() -> str:
+    """The service's public base URL: CDS_PUBLIC_BASE_URL when set (behind a proxy), else the
+    request's own host URL; outside a request (builder unit tests) the local default."""
+    if not has_request_context():
+        return FALLBACK_BASE_URL
+    state = current_app.extensions.get("cds")
+    configured = getattr(getattr(state, "config", None), "public_base_url", "") if state else ""
+    return (configured or request.host_url).rstrip("/")
+
+
 # -- card shapes ------------------------------------------------------------------------------
 def action_create(description: str, resource: dict) -> dict:
     return {"type": "create", "description": description, "resource": resource}
@@ -139,7 +155,7 @@ def suggestion(label: str, *actions: dict, recommended: bool | None = None) -> d
 
 def card(kind: str, indicator: str, summary: str | Sequence[str], detail: str, *,
          suggestions: Sequence[dict] = (), selection: str = "any",
-         evidence: Sequence[str] = ()) -> IssuedCard:
+         evidence: Sequence[str] = (), base_url: str | None = None) -> IssuedCard:
     """One card of `kind` (vocabulary.CARD_KINDS), pruned. `summary`: the text, or candidates
     longest first (see summary_text). `selection` is the selectionBehavior used when there are
     suggestions: "any" when they are independent, "at-most-one" when they are alternatives."""
@@ -152,9 +168,13 @@ def card(kind: str, indicator: str, summary: str | Sequence[str], detail: str, *
         "summary": summary_text(*([summary] if isinstance(summary, str) else summary)),
         "detail": detail,
         "indicator": indicator,
-        "source": {"label": vocab.SOURCE_LABEL, "url": vocab.ORGANISATION_URL, "topic": vocab.topic(kind)},
+        "source": {"label": vocab.SOURCE_LABEL,
+                   "url": vocab.source_url(kind, base_url or public_base_url()),
+                   "topic": vocab.topic(kind)},
         "suggestions": list(suggestions),
         "overrideReasons": vocab.override_reasons(kind),
+        # The evidence line's citations. The assessment view's `smart` link (issue 13) is appended
+        # per call where the hookInstance is known (hooks/common.respond): one call, kept there.
         "links": vocab.links(*evidence),
     }
     body = prune(body)

@@ -1,17 +1,16 @@
-"""Clinical card text, built from one Assessment: the inputs table, the score breakdown, the
-dose and why, the anti-Xa plan, the evidence note (clinical-rules.md §13), missing inputs and
-sources. Shared by the patient-view and order services. Plain text for summaries, GitHub
-Markdown (data values escaped with `md`) for details. Wording is hedged ("consider").
+"""Shared card vocabulary text: drug and dose names, contraindication / caution / anti-Xa /
+note labels filled from the policy, decision-edge display (`shown`), missing-input names, and the
+anti-Xa ServiceRequest suggestion. The v2 card text itself (§18.2) is in templates.py; the v1
+detail blocks (input table, score arithmetic, evidence notes, reference list, disclaimer) are
+retired: that detail stays in the audit row and in `cds-service assess`.
 """
 from __future__ import annotations
 
 from typing import Iterable
 
-from ..logic.inputs import Measurement, MedicationOrder
+from ..logic.inputs import MedicationOrder
 from ..logic.policy import Policy
-from .cards import (FREQUENCY_TEXT, action_create, anti_xa_request, md, num, num_edge, suggestion, table,
-                    when)
-from .vocabulary import CITATIONS
+from .cards import FREQUENCY_TEXT, action_create, anti_xa_request, md, num, num_edge, suggestion
 
 # -- names ---------------------------------------------------------------------------------------
 DRUG_NAMES = {"enoxaparin": "enoxaparin", "heparin": "heparin (UFH)", "fondaparinux": "fondaparinux",
@@ -188,98 +187,6 @@ def note_lines(codes: Iterable[str], policy: Policy) -> list[str]:
 
 
 # -- sections ------------------------------------------------------------------------------------
-_UNITS = {"10^9/L": "×10⁹/L", "10*9/L": "×10⁹/L", "mm[Hg]": "mmHg", "{score}": "", "{INR}": "", "1": ""}
-
-
-def _unit(m: Measurement) -> str:
-    return md(_UNITS.get(m.unit, m.unit))
-
-
-def _value(m: Measurement, dp: int) -> str:
-    return f"{md(m.comparator) + ' ' if m.comparator else ''}{num(m.value, dp)}"
-
-
-# (label, PatientInputs field, display decimals), in table order after the D-dimer.
-_TABLE_ROWS = (("Platelets", "platelets", 0), ("INR", "inr", 2), ("Prothrombin time", "pt", 1),
-               ("Fibrinogen", "fibrinogen", 2), ("Haemoglobin", "hemoglobin", 1),
-               ("Creatinine", "creatinine", 3), ("Bilirubin", "bilirubin", 2), ("Weight", "weight", 2),
-               ("Height", "height", 2), ("BMI (recorded)", "recorded_bmi", 1), ("PaO2/FiO2", "pf_ratio", 0),
-               ("Mean arterial pressure", "map", 0), ("Glasgow Coma Scale", "gcs", 0),
-               ("Urine output (24 h)", "urine_output_24h", 0), ("Anti-Xa", "anti_xa", 2))
-
-
-def inputs_table(a) -> str:
-    """Value, unit and date of every input the card relies on."""
-    i, now = a.inputs, a.now
-    rows: list[list[str]] = []
-
-    def add(name: str, m: Measurement | None, dp: int, extra: str = "") -> None:
-        if m is not None:
-            rows.append([name, _value(m, dp) + extra, _unit(m), when(m.time, now)])
-
-    if i.d_dimer is not None:
-        dd = a.d_dimer
-        extra = ""
-        if dd.uln_mg_l:
-            basis = f" {dd.basis}" if dd.basis else ""
-            source = "lab reference range" if dd.uln_source == "reference_range" else "default ULN"
-            extra = f" (ULN {num(dd.uln_mg_l, 3)} mg/L{basis}, {source})"
-        add("D-dimer", i.d_dimer.value, 3, extra)
-    for name, attr, dp in _TABLE_ROWS:
-        if attr == "pt" and i.pt is not None:
-            ref = f" (upper limit {num(i.pt.reference_high_s, 1)} s)" if i.pt.reference_high_s else ""
-            add(name, i.pt.seconds, dp, ref)
-        elif attr == "recorded_bmi" and i.weight is not None and i.height is not None:
-            continue   # used only when BMI cannot be computed
-        elif attr != "pt":
-            add(name, getattr(i, attr), dp)
-    if not rows:
-        return "No laboratory or body measurements were available in their windows."
-    age = f"Age {a.inputs.age_years} y, " if a.inputs.age_years is not None else ""
-    sex = f"{a.inputs.sex}. " if a.inputs.sex else "sex not recorded as male/female. "
-    return age + sex + "\n\n" + table(["Input", "Value", "Unit", "Date"], rows)
-
-
-def _points(*pairs: tuple[str, int | None]) -> str:
-    return " + ".join(f"{name} {'?' if pts is None else pts}" for name, pts in pairs)
-
-
-def scores(a, policy: Policy) -> str:
-    """SIC, ISTH overt DIC and the D-dimer multiple, item by item."""
-    lines = []
-    sic = a.sic
-    breakdown = _points(("platelets", sic.platelet_points), ("INR", sic.inr_points),
-                        ("SOFA-4", sic.sofa_points))
-    if sic.positive is None:
-        verdict = "not determinable"
-    else:
-        total = f"= **{sic.total}**" if sic.total is not None else \
-            (f"= {sic.total_range[0]}–{sic.total_range[1]} (an item is missing)" if sic.total_range else "")
-        plt_inr = " with platelets + INR ≥ 3" if policy["sic.require_plt_inr_gt_2"] else ""
-        verdict = f"{total}, {'positive' if sic.positive else 'negative'} " \
-                  f"(positive at ≥ {policy['sic.positive_total']}{plt_inr})"
-    lines.append(f"- **SIC** (Iba 2017): {breakdown} {verdict}")
-    sofa = a.sofa
-    organs = [("respiratory", sofa.respiratory), ("cardiovascular", sofa.cardiovascular),
-              ("liver", sofa.hepatic), ("renal", sofa.renal)]
-    lines.append("  - SOFA-4: " + ", ".join(f"{n} {'?' if v is None else v}" for n, v in organs)
-                 + (f" = {sofa.sofa4}" if sofa.sofa4 is not None else ""))
-    dic = a.isth_dic
-    breakdown = _points(("platelets", dic.platelet_points), ("D-dimer", dic.d_dimer_points),
-                        ("PT", dic.pt_points), ("fibrinogen", dic.fibrinogen_points))
-    if dic.overt is None:
-        verdict = "not determinable"
-    else:
-        total = f"= **{dic.total}**" if dic.total is not None else \
-            f"= {dic.total_range[0]}–{dic.total_range[1]} (an item is missing)"
-        verdict = f"{total}, {'overt DIC' if dic.overt else 'not overt'} " \
-                  f"(overt at ≥ {policy['dic.overt_threshold']})"
-    lines.append(f"- **ISTH overt DIC** (Taylor 2001): {breakdown} {verdict}")
-    lines.append(f"- **D-dimer**: {d_dimer_multiple(a, policy)} (more than {num(policy['d_dimer.marked_multiple'], 1)}× "
-                 f"ULN is the Tang 2020 signal)")
-    return "\n".join(lines)
-
-
 # Decision edges near which a displayed number gets more decimals (cards.num_edge).
 _EDGES = {"bmi": ("dosing.bmi_tier1", "dosing.bmi_tier2", "antixa.trigger_bmi"),
           "crcl": ("renal.crcl_cutoff", "hit.fondaparinux_min_crcl", "renal.severe_crcl_cutoff"),
@@ -295,83 +202,12 @@ def shown(kind: str, value: float | None, dp: int, policy: Policy | None) -> str
     return num_edge(value, dp, [policy[k] for k in _EDGES[kind]], policy["numeric.compare_decimals"])
 
 
-def d_dimer_multiple(a, policy: Policy | None = None) -> str:
-    dd = a.d_dimer
-    if dd.multiple_of_uln is not None:
-        return f"{shown('d_dimer', dd.multiple_of_uln, 3, policy)}× ULN"
-    if dd.comparator and dd.value_mg_l is not None and dd.uln_mg_l:
-        return f"{md(dd.comparator)} {num(dd.value_mg_l / dd.uln_mg_l, 3)}× ULN"
-    return "multiple of ULN not determinable"
-
-
-def signal_text(a, policy: Policy | None = None) -> str:
-    """"SIC 5 and D-dimer 7.2× ULN" (the seed trigger reasons, for summaries)."""
-    parts = []
-    if "sic_positive" in a.seed_trigger.reasons:
-        total = a.sic.total
-        parts.append(f"SIC {total}" if total is not None else "SIC positive")
-    if "d_dimer_gt_6x_uln" in a.seed_trigger.reasons:
-        parts.append(f"D-dimer {d_dimer_multiple(a, policy)}")
-    return " and ".join(parts)
-
-
-def renal_text(a, policy: Policy | None = None) -> str:
-    r = a.renal
-    if r.crcl_ml_min is None:
-        missing = join([INPUT_LABELS.get(n, n) for n in r.missing]) or "inputs"
-        return f"CrCl not determinable (missing: {missing})."
-    basis = {"actual": "actual", "ideal": "ideal", "adjusted": "adjusted"}.get(r.crcl_weight_basis or "", "")
-    weight = f", {basis} body weight {num(r.weight_used_kg, 1)} kg" if r.weight_used_kg else ""
-    return f"CrCl {shown('crcl', r.crcl_ml_min, 1, policy)} mL/min (Cockcroft–Gault{weight})."
-
-
 BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI {bmi_tier1} or more",
                "bmi_ge_40": "BMI-adjusted dose, BMI {bmi_tier2} or more",
                "crcl_lt_30": "renal dose, CrCl below {crcl_cutoff} mL/min",
                "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux",
                "crcl_lt_15": "UFH, CrCl below {severe_crcl_cutoff} mL/min or renal replacement",
                "heparin_allergy": "heparin allergy: fondaparinux"}
-_BASIS_TEXT = {
-    "standard": "BMI {bmi} is below {bmi_tier1}: standard prophylactic dose.",
-    "bmi_ge_30": "BMI {bmi} is at least {bmi_tier1}: BMI-adjusted dose (Piagnerelli 2020).",
-    "bmi_ge_40": "BMI {bmi} is at least {bmi_tier2}: BMI-adjusted dose (Piagnerelli 2020).",
-    "crcl_lt_30": "CrCl {crcl} mL/min is below {crcl_cutoff}: renal dose, which takes precedence over the "
-                  "BMI rule (enoxaparin label).",
-    "pending_weight": "Weight or height unknown, so BMI cannot be computed: {pending_weight_mg} mg until a "
-                      "weight is recorded.",
-    "hit_history": "History of HIT: heparins are contraindicated; fondaparinux at CrCl {crcl} mL/min "
-                   "(at least {fondaparinux_min_crcl}).",
-    "heparin_allergy": "Heparin allergy: heparins are contraindicated; fondaparinux at CrCl {crcl} mL/min "
-                       "(at least {fondaparinux_min_crcl}).",
-    "crcl_lt_15": "CrCl {crcl} mL/min is below {severe_crcl_cutoff}, or renal replacement is running: UFH "
-                  "(HEP-COVID excluded CrCl < 15).",
-}
-
-
-def dose_rationale(a, policy: Policy, suggested: bool = True) -> str:
-    """The recommended regimen and why (BMI, CrCl, weight basis); `suggested=False` gives only
-    the body measures and renal function (when a card proposes something else)."""
-    reg = a.regimen
-    values = {"bmi": shown("bmi", a.anthropometrics.bmi, 1, policy),
-              "crcl": shown("crcl", a.renal.crcl_ml_min, 1, policy)}
-    lines = []
-    if reg.drug and suggested:
-        lines.append(f"**Suggested:** {dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day, short=False)}.")
-        why = _BASIS_TEXT.get(reg.basis)
-        if why:
-            lines.append(_fill(why, policy, **values))
-    anthro = a.anthropometrics
-    if anthro.bmi is not None:
-        src = " (recorded)" if anthro.bmi_source == "recorded" else ""
-        lines.append(f"BMI {values['bmi']} kg/m²{src}; weight {num(anthro.weight_kg, 2)} kg.")
-    lines.append(renal_text(a, policy))
-    if reg.weight_based_mg is not None and suggested:
-        iu_per_kg = num(policy["dosing.info_mg_per_kg"] * 100, 0)  # 1 mg enoxaparin = 100 IU (§14)
-        lines.append(f"For information: {iu_per_kg} IU/kg would be {num(reg.weight_based_mg, 1)} mg "
-                     f"(nearest syringe {num(reg.weight_based_syringe_mg, 0)} mg).")
-    return " ".join(lines)
-
-
 def anti_xa_plan(anti_xa, policy: Policy) -> str | None:
     if not anti_xa or anti_xa.indicated is not True:
         return None
@@ -394,60 +230,6 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def _escalation_criteria(policy: Policy) -> str:
-    """The therapeutic-option criteria as this policy applies them (§13, escalation.*)."""
-    multiple = policy["escalation.d_dimer_multiple"]
-    d_dimer = "D-dimer above ULN" if multiple == 1 else f"D-dimer above {num(multiple, 1)}× ULN"
-    return f"on low-flow oxygen with {d_dimer}" if policy["escalation.require_low_flow"] else f"with {d_dimer}"
-
-
-def evidence_text(a, policy: Policy, code: str | None = None) -> str | None:
-    """The §13 evidence note for the card."""
-    note = a.evidence_note
-    code = code or note.code
-    crit = a.critical_illness
-    if code == "critically_ill_prophylactic_only":
-        criteria = ", ".join(md(c.replace("vasoactive:", "")) for c in crit.criteria) or "organ support"
-        return ("**Evidence (critically ill):** on ICU-level organ support (" + criteria + "), use a "
-                "prophylactic dose only (weight-adjusted allowed), not intermediate or therapeutic. "
-                "INSPIRATION: 1 mg/kg daily vs 40 mg, 30-day composite 45.7 % vs 44.1 %, no benefit. "
-                "REMAP-CAP/ACTIV-4a/ATTACC critically ill (n = 1,098): therapeutic heparin stopped for "
-                "futility, median organ-support-free days 1 vs 4. ASH 2021-2022, CHEST 2022, ISTH 2022 and "
-                "NIH 2022 agree.")
-    if code == "therapeutic_option":
-        text = (f"**Evidence (not critically ill, {_escalation_criteria(policy)}, no bleeding caution):** "
-                "therapeutic-dose heparin is an option (LMWH preferred; 14 days or until discharge). "
-                "REMAP-CAP/ACTIV-4a/ATTACC non-critically ill (n = 2,219): probability of superiority "
-                "98.6 %, adjusted OR 1.27; NIH 2022, ASH 2022 (conditional), CHEST 2022, ISTH 2022 (selected "
-                "patients), NICE NG191; HEP-COVID and RAPID. Therapeutic DOACs are not recommended.")
-        if note.therapeutic_hint == "enoxaparin_1_mg_kg_q12h":
-            text += " If chosen: enoxaparin 1 mg/kg (actual body weight) SC every 12 h, prescribed separately."
-        else:
-            text += (f" CrCl is below {num(policy['renal.crcl_cutoff'], 0)} mL/min or unknown: follow local "
-                     "protocol (HEP-COVID used 0.5 mg/kg "
-                     "every 12 h at CrCl 15-29 and excluded CrCl below 15).")
-        return text
-    if code == "escalation_blocked":
-        cautions = join(labels(CAUTION_TEXT, note.blocking_cautions or a.safety.escalation_cautions, policy))
-        return (f"**Evidence:** not critically ill, but {cautions} rule out doses above prophylaxis "
-                "(trial exclusions, NIH 2022): prophylactic dose.")
-    if code == "prophylactic" and note.unchecked_cautions:
-        unchecked = join(labels(CAUTION_TEXT, note.unchecked_cautions, policy))
-        return (f"**Evidence:** not critically ill {_escalation_criteria(policy)}, but "
-                f"{unchecked} cannot be ruled out (no recent value): therapeutic heparin needs no "
-                "bleeding caution (NIH 2022), so prophylactic dose until they are checked.")
-    if code == "prophylactic":
-        return ("**Evidence:** not critically ill; the criteria for therapeutic heparin ("
-                f"{_escalation_criteria(policy)}, no bleeding caution) are not all met: prophylactic dose "
-                "(ISTH 2020, ACC 2020, CHEST 2020).")
-    if code == "severity_unknown":
-        hours = num(policy["window.respiratory_support_hours"], 0)
-        return (f"**Evidence:** severity unknown (no oxygen or organ-support record in the last {hours} h). If "
-                f"critically ill, prophylactic dose only; if {_escalation_criteria(policy)} and no "
-                "bleeding caution, therapeutic heparin may be an option.")
-    return None
-
-
 def missing_text(names: Iterable[str], policy: Policy) -> str:
     """"D-dimer, platelet count and INR (none usable in the last 72 h)"."""
     parts = []
@@ -468,10 +250,6 @@ def rejected_lines(a, names: Iterable[str]) -> list[str]:
     return [f"- {INPUT_LABELS.get(n, n)}: {md(rejected[n])}" for n in dict.fromkeys(names) if n in rejected]
 
 
-def sources(*keys: str) -> str:
-    return "**Sources:** " + "; ".join(CITATIONS[k] for k in keys) + "."
-
-
 def anti_xa_suggestion(ev, anti_xa) -> dict:
     """A create-ServiceRequest suggestion for an LMWH-calibrated anti-Xa level."""
     call = ev.call
@@ -481,27 +259,3 @@ def anti_xa_suggestion(ev, anti_xa) -> dict:
                                authored_on=ev.now, sampling=sampling[0].upper() + sampling[1:], note=note)
     return suggestion("Order anti-Xa level (LMWH-calibrated)",
                       action_create("Draft order: anti-Xa, LMWH-calibrated, " + sampling, resource))
-
-
-def detail(*blocks: str | None) -> str:
-    """Card detail: the non-empty blocks, one paragraph each."""
-    return "\n\n".join(b for b in blocks if b)
-
-
-def contraindication_reason(a, code: str, p) -> str:
-    """One contraindication with its evidence (record and date, or value and date)."""
-    i = a.inputs
-    text = label(CONTRAINDICATION_TEXT, code, p)
-    evidence = {"active_bleeding": i.active_bleeding, "hit_history": i.hit_history,
-                "heparin_allergy": i.heparin_allergy}.get(code)
-    if evidence is not None:
-        source = f" ({md(evidence.source)}" if evidence.source else " ("
-        return text + source + (", " if evidence.source else "") + f"dated {when(evidence.time, a.now)})"
-    measured = {"platelets_lt_25": (i.platelets, 0, "×10⁹/L"), "fibrinogen_lt_0.5": (i.fibrinogen, 2, "g/L")}
-    if code in measured and measured[code][0] is not None:
-        m, dp, unit = measured[code]
-        return f"{text}: {num(m.value, dp)} {unit} ({when(m.time, a.now)})"
-    return text
-
-
-DISCLAIMER = "_Decision support only: check against the patient and local protocol before ordering._"

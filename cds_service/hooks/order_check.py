@@ -1,46 +1,54 @@
-"""anticoagulant-order-check (order-select) and anticoagulant-order-sign (order-sign).
+"""anticoagulant-order-check (order-select) and anticoagulant-order-sign (order-sign), v2
+(clinical-rules §18.4, §10.4, §11).
 
-Which drafts: order-select checks the MedicationRequests named in `selections`; order-sign
-checks every MedicationRequest in `draftOrders` (fhir-data-requirements §9). Each is
-normalised like an active order (status not filtered; drafts never count as current
-orders). A draft whose medication is not mapped (no drug picked yet) or is not one of the
-checked products is ignored; with none left the answer is `{"cards": []}` and no FHIR data is
-read at all.
+Which drafts: order-select checks the MedicationRequests named in `selections`; order-sign every
+MedicationRequest in `draftOrders` (fhir-data-requirements §9). A draft of any anticoagulant
+(DOACs and VKAs too) is checked for duplicates; enoxaparin, dalteparin, tinzaparin, heparin and
+fondaparinux drafts also for dose, product and contraindications (`logic.order_check`). Flushes
+and locks are not anticoagulants (fhir/orders.py never maps them). With no draft left the answer
+is `{"cards": []}` and no FHIR data is read. Order-hook cards are never snoozed (§18.3).
 
-One card per draft, from `logic.order_check` (first finding that applies):
+One card per draft, first that applies:
 
-| Finding | Card | Suggestions |
+| Finding | Kind, indicator | Suggestion |
 |---|---|---|
-| contraindicated | `critical` contraindicated | none (a stop without replacement is not a valid suggestion) |
-| switch_product (HIT -> fondaparinux; CrCl < 15 -> UFH) | `warning` product_switch | one: create the new product (new id) FIRST, then delete the draft |
-| undeterminable | `info` not_determinable naming what is missing (or none: `cards.not_determinable`) | none |
-| escalation in a critically ill patient, or with a bleeding caution | `warning` escalation_warning with the evidence | update of the draft to the prophylactic regimen when it is the same product |
-| dose_change | `warning` dose_correction | update of the whole draft (same id, dose/timing changed) + anti-Xa ServiceRequest when indicated ("any") |
-| already anticoagulated only | `warning` duplicate_anticoagulant | none |
-| anti-Xa indicated only | `info` anti_xa | anti-Xa ServiceRequest |
-| dose right | none | |
+| `hit_acute` / `hit_recent` / `hit_suspected` and a heparin draft | hit_acute / contraindicated / hit_suspected, critical | delete the draft |
+| a heparin draft while argatroban, bivalirudin or therapeutic fondaparinux runs | contraindicated, critical | none |
+| active bleeding, platelets < 25, fibrinogen < 0.5 | contraindicated, critical | none |
+| fondaparinux draft below 50 kg or at CrCl < 30 | contraindicated, warning | none |
+| `hit_history` / heparin allergy, fondaparinux not possible | heparin_avoidance, warning | delete the draft |
+| another anticoagulant active (orders and home medicines) or drafted (§10.4) | duplicate_anticoagulant, §10.4 urgency | none |
+| product switch (HIT history -> fondaparinux; CrCl < 15 or RRT -> UFH) | product_switch, warning | create the product, then delete the draft |
+| dose not checkable | not_determinable, info (or none: `cards.not_determinable`) | none |
+| above-prophylactic dose, critically ill or with a caution (never with ECMO, another indication, or a therapeutic draft for a therapeutic candidate) | escalation_warning, warning | update the draft to the regimen |
+| dose or frequency differs (BMI-tier urgency from the policy; equivalents and low-weight doses accepted) | dose_correction, the finding's urgency | update the draft; anti-Xa when indicated |
+| anti-Xa indicated only | anti_xa, info | anti-Xa ServiceRequest |
 
-The sandbox applies only the first actionable action of a suggestion, so every suggestion
-leads with its create or update (CDS Hooks notes §12).
+The sandbox applies only the first actionable action of a suggestion: creates and updates lead.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 from ..fhir.bundle import bundle_resources
 from ..fhir.codes import Codes
 from ..fhir.context import Validator
 from ..fhir.orders import first_dosage, normalise_order
-from ..logic.order_check import CHECKED, Proposed, check_order
-from . import content as c
-from .cards import (action_create, action_delete, action_update, card, dosage, medication_request,
+from ..logic import safety as safety_mod
+from ..logic.order_check import CHECKED, Finding, Proposed, check_order
+from ..logic.safety import HEPARINS
+from . import templates as t
+from .cards import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
                     product, product_key, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, codes_for, evaluate, respond
+from .content import anti_xa_suggestion, shown
 from .registry import HookCall, Service
 
-_CONTEXT_REASONS = {"bmi_ge_40": "bmi", "bmi_ge_30": "bmi", "standard": "bmi",
-                    "crcl_lt_30": "crcl", "renal_frequency": "crcl", "crcl_lt_15": "crcl"}
+HIT_CRITICAL = ("hit_acute", "hit_recent", "hit_suspected")
+STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
+FONDAPARINUX_FLOORS = ("fondaparinux_crcl_lt_30", "fondaparinux_weight_lt_50")
 
 
 def handle(call: HookCall) -> dict:
@@ -51,22 +59,31 @@ def handle(call: HookCall) -> dict:
     ev = evaluate(call)
     if not ev.in_scope():
         return respond(call, [], ev)
+    others = all_drafts(call, codes)
     cards, checks = [], []
     for resource, order in drafts:
-        check = check_order(order, ev.assessment, ev.policy)
-        checks.append(check.to_json())
-        cards.extend(draft_cards(ev, resource, order, check))
+        check = check_order(order, ev.assessment, ev.policy) if order.ingredient in CHECKED else None
+        if check is not None:
+            checks.append(check.to_json())
+        cards.extend(draft_cards(ev, resource, order, check, [o for r, o in others if r is not resource]))
     ev.extra_audit["order_checks"] = checks
     return respond(call, cards, ev)
 
 
-def select_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
-    """(draft resource, MedicationOrder) for each checked draft MedicationRequest."""
+def _anticoagulant(order) -> bool:
+    is_ac = getattr(safety_mod, "is_anticoagulant", None)
+    if is_ac is not None:
+        return bool(is_ac(order))
+    return order.drug_class not in ("antiplatelet", "vasoactive")
+
+
+def _drafts(call: HookCall, codes: Codes, only_selected: bool) -> list[tuple[dict, Any]]:
     bundle = call.context["draftOrders"]
     resources = list(bundle_resources(bundle))
     medications = {f"Medication/{r['id']}": r for r in resources
                    if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
-    wanted = set(call.context.get("selections") or ()) if call.service.hook == "order-select" else None
+    wanted = set(call.context.get("selections") or ()) \
+        if only_selected and call.service.hook == "order-select" else None
     out = []
     for resource in resources:
         if resource["resourceType"] != "MedicationRequest":
@@ -74,251 +91,373 @@ def select_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
         if wanted is not None and f"MedicationRequest/{resource.get('id')}" not in wanted:
             continue
         order = normalise_order(resource, codes, medications)
-        if order is not None and order.ingredient in CHECKED:
+        if order is not None and _anticoagulant(order):
+            if order.source is None and isinstance(resource.get("id"), str):
+                order = replace(order, source=f"MedicationRequest/{resource['id']}")
             out.append((resource, order))
     return out
 
 
-# -- cards -------------------------------------------------------------------------------------------
-def draft_cards(ev: Evaluation, resource: dict, order, check) -> list:
-    if not check.checked:
+def select_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
+    """(draft resource, MedicationOrder) for each checked draft: an anticoagulant of any class."""
+    return _drafts(call, codes, only_selected=True)
+
+
+def all_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
+    """Every anticoagulant draft of draftOrders (a duplicate may be drafted in the same order set)."""
+    return _drafts(call, codes, only_selected=False)
+
+
+# -- one card per draft -------------------------------------------------------------------------------
+def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list) -> list:
+    """The draft's card, first finding that applies; a contraindication card is followed by the
+    duplicate card when another anticoagulant is active or drafted too (the prescriber must know
+    both: the draft is contraindicated, and the other agent needs review)."""
+    b = _DraftCards(ev, resource, order, check, other_drafts)
+    first = b.choose()
+    if first is None:
         return []
-    if check.finding("contraindicated"):
-        return [_contraindicated(ev, order, check)]
-    if (f := check.finding("switch_product")):
-        return [_switch(ev, resource, order, check, f)]
-    if (f := check.finding("undeterminable")):
-        if ev.policy["cards.not_determinable"] == "no_card":
+    out = [first]
+    if first.kind != "duplicate_anticoagulant" and check is not None and check.finding("contraindicated"):
+        duplicate = b.duplicate()
+        if duplicate is not None:
+            out.append(duplicate)
+    return out
+
+
+class _DraftCards:
+    def __init__(self, ev, resource, order, check, other_drafts):
+        self.ev, self.a, self.p = ev, ev.assessment, ev.policy
+        self.t = t.for_policy(ev.policy)
+        self.resource, self.order, self.check = resource, order, check
+        self.other_drafts = other_drafts
+        self.current = t.order_text(order)
+        self.name = t.DRUG.get(order.ingredient, order.ingredient)
+        self.draft_ref = f"MedicationRequest/{resource['id']}" if isinstance(resource.get("id"), str) \
+            and resource["id"] else None
+
+    def choose(self):
+        check = self.check
+        found = check.finding("contraindicated") if check is not None else None
+        if found is not None:
+            return self.contraindicated(found)
+        duplicate = self.duplicate()
+        if duplicate is not None:
+            return duplicate
+        if check is None or not check.checked:
+            return None
+        if (f := check.finding("switch_product")):
+            return self.switch(f)
+        if (f := check.finding("undeterminable")):
+            return None if self.p["cards.not_determinable"] == "no_card" else self.undeterminable(f)
+        escalation = check.finding("escalation_in_critically_ill") or check.finding("escalation_with_caution")
+        if escalation:
+            return self.escalation(escalation)
+        if (f := check.finding("dose_change")):
+            return self.dose_change(f)
+        if check.anti_xa is not None and check.anti_xa.indicated is True:
+            return self.anti_xa_only()
+        return None
+
+    # -- pieces --------------------------------------------------------------------------------------
+    def finish(self, kind, indicator, summary, why, action, evidence, *, suggestions=(), selection="any",
+               gives_heparin=False, recommendation=None):
+        extra = [t.NEURAXIAL] if gives_heparin else []
+        issued = card(kind, indicator, summary, t.detail(why, action, self.missing_line(), extra, evidence),
+                      suggestions=suggestions, selection=selection, evidence=evidence.keys)
+        from .patient_view import _with_recommendation
+        return _with_recommendation(issued, recommendation)
+
+    def missing_line(self):
+        return None
+
+    def delete_draft(self, label: str):
+        if self.draft_ref is None:
             return []
-        return [_undeterminable(ev, order, check, f)]
-    escalation = check.finding("escalation_in_critically_ill") or check.finding("escalation_with_caution")
-    if escalation:
-        return [_escalation(ev, resource, order, check, escalation)]
-    if (f := check.finding("dose_change")):
-        return [_dose_change(ev, resource, order, check, f)]
-    if check.finding("already_anticoagulated"):
-        return [_duplicate(ev, order, check)]
-    if check.anti_xa is not None and check.anti_xa.indicated is True:
-        return [_anti_xa_only(ev, order, check)]
-    return []
+        return [suggestion(label, action_delete(f"Remove the draft {self.current}", self.draft_ref))]
 
+    def capital(self, text: str) -> str:
+        return text[:1].upper() + text[1:]
 
-def _context(ev: Evaluation, reasons) -> str:
-    a = ev.assessment
-    kinds = {_CONTEXT_REASONS.get(r) for r in reasons}
-    if "crcl" in kinds and a.renal.crcl_ml_min is not None:
-        return f" at CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, ev.policy)} mL/min"
-    if "bmi" in kinds and a.anthropometrics.bmi is not None:
-        return f" at BMI {c.shown('bmi', a.anthropometrics.bmi, 1, ev.policy)}"
-    return ""
+    def crcl(self) -> str:
+        r = self.a.renal
+        return f"CrCl {shown('crcl', r.crcl_ml_min, 1, self.p)} mL/min" if r.crcl_ml_min is not None else "CrCl unknown"
 
+    def weight(self) -> str:
+        w = self.a.inputs.weight
+        return f"weight {t.reported(w, 1, dated=False)}" if w is not None else "weight unknown"
 
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
+    def hit_record(self):
+        recs = [r for r in getattr(self.a.inputs, "hit_records", ()) if r.onset is not None]
+        return max(recs, key=lambda r: r.onset) if recs else None
 
+    # -- contraindications (§18.4) -------------------------------------------------------------------
+    def contraindicated(self, f):
+        reasons = tuple(f.reasons)
+        urgency = getattr(f, "urgency", None) or "critical"
+        i = self.a.inputs
+        hit = next((c for c in HIT_CRITICAL if c in reasons), None)
+        if hit and self.order.ingredient in HEPARINS:
+            rec = self.hit_record()
+            onset = f"onset {t.when(rec.onset)}" if rec else "dated onset"
+            if hit == "hit_acute":
+                kind, summary = "hit_acute", f"Acute HIT: do not give {self.name}; therapeutic non-heparin agent"
+                why = f"**Why:** HIT {onset}; platelets {t.reported(i.platelets, 0)}, not recovered."
+                action = ("**Action:** therapeutic-intensity non-heparin anticoagulation (argatroban, bivalirudin, "
+                          "treatment-dose fondaparinux or a DOAC) with haematology; stop every heparin.")
+            elif hit == "hit_recent":
+                kind, summary = "contraindicated", f"HIT within 100 days: do not give {self.name}"
+                why = f"**Why:** HIT {onset}, platelets {t.reported(i.platelets, 0)}."
+                if i.platelets is None:
+                    action = "**Action:** obtain a platelet count and haematology advice before any anticoagulant."
+                else:
+                    action = "**Action:** no heparin; a non-heparin anticoagulant with haematology advice."
+            else:
+                kind, summary = "hit_suspected", f"Platelet fall on heparin: do not give {self.name}; assess 4Ts"
+                why = f"**Why:** platelets {t.reported(i.platelets, 0)} after at least 5 days of heparin."
+                action = "**Action:** a 4Ts assessment; if intermediate or high, HIT immunoassay and a non-heparin agent."
+            return self.finish(kind, "critical", summary, why, action, self.t.evidence_for("hit_acute" if hit == "hit_acute" else "hit_suspected" if hit == "hit_suspected" else "heparin_specific"),
+                               suggestions=self.delete_draft(f"Remove the draft {self.current}"),
+                               recommendation=("order", hit, self.order.ingredient))
+        if "non_heparin_anticoagulant_running" in reasons:
+            running = t.names([t.DRUG.get(x, x) for x in self.a.safety.non_heparin_running]) or "a non-heparin anticoagulant"
+            summary = f"{self.capital(self.name)} drafted while {running} runs: no heparin"
+            why = f"**Why:** {md(running)} is active: it implies a heparin problem (e.g. HIT) even when none is coded."
+            action = f"**Action:** do not sign {md(self.current)}; never stop {md(running)} for it."
+            return self.finish("duplicate_anticoagulant", "critical", summary, why, action,
+                               self.t.evidence_for("heparin_specific"),
+                               suggestions=self.delete_draft(f"Remove the draft {self.current}"),
+                               recommendation=("order", "non_heparin_running", self.order.ingredient))
+        stops = [c for c in reasons if c in STOPS]
+        if stops:
+            summary = f"{self.capital(self.current)} contraindicated ({self.reason_text(stops)})"
+            why = f"**Why:** {self.stop_why(stops)}"
+            action = "**Action:** consider not signing this order; consider mechanical prophylaxis."
+            return self.finish("contraindicated", "critical", summary, why, action,
+                               self.t.evidence_for("contraindicated"), recommendation=("order", *stops))
+        floors = [c for c in reasons if c in FONDAPARINUX_FLOORS]
+        if floors:
+            summary = f"Fondaparinux contraindicated ({self.reason_text(floors)})"
+            why = f"**Why:** {self.weight()}, {self.crcl()}."
+            action = "**Action:** consider not signing; a non-heparin alternative with haematology advice."
+            return self.finish("contraindicated", urgency, summary, why, action,
+                               self.t.evidence_for("fondaparinux_label"), recommendation=("order", *floors))
+        # hit_history / heparin_allergy (§18.4): warning; the switch to fondaparinux when §11 row 1
+        # gives it (whatever the drafted dose), else delete the draft with the specialist text
+        specific = [c for c in reasons if c in ("hit_history", "heparin_allergy", "hit_recent")]
+        reg = self.a.regimen
+        if reg.drug == "fondaparinux" and self.order.ingredient in HEPARINS:
+            return self.switch(Finding("switch_product", tuple(specific),
+                                       Proposed("fondaparinux", reg.dose_mg, None, reg.doses_per_day or 1),
+                                       urgency="warning"))
+        label = "HIT history" if "hit_history" in specific else "Heparin allergy"
+        summary = f"{label}: avoid {self.name}; non-heparin agent with specialist advice"
+        rec = self.hit_record()
+        why = (f"**Why:** {label} ({'onset ' + t.when(rec.onset) if rec else 'undated or over 100 days'}); "
+               f"fondaparinux not possible ({self.weight()}, {self.crcl()}).")
+        action = "**Action:** remove the draft; a non-heparin anticoagulant with haematology advice."
+        return self.finish("heparin_avoidance", urgency if urgency != "critical" else "warning", summary, why, action,
+                           self.t.evidence_for("heparin_specific"),
+                           suggestions=self.delete_draft(f"Remove the draft {self.current}"),
+                           recommendation=("order", *specific))
 
-def _common_blocks(ev: Evaluation, check, proposed=None) -> list[str | None]:
-    """Dose rationale (the regimen line only when it is what the card proposes), scores,
-    inputs, notes."""
-    a, p = ev.assessment, ev.policy
-    reg = a.regimen
-    same = proposed is not None and (reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day) == (
-        proposed.ingredient, proposed.dose_mg, proposed.dose_units, proposed.doses_per_day)
-    return [
-        c.dose_rationale(a, p, suggested=same),
-        "**Scores**\n\n" + c.scores(a, p),
-        "**Inputs**\n\n" + c.inputs_table(a),
-        _check_notes(check, p),
-    ]
+    def reason_text(self, codes) -> str:
+        return t.names([self.t.reason.get(c, c.replace("_", " ")) for c in codes])
 
+    def stop_why(self, codes) -> str:
+        i = self.a.inputs
+        parts = []
+        for c in codes:
+            if c == "active_bleeding":
+                when = t.when(getattr(i.active_bleeding, "time", None))
+                parts.append("active bleeding recorded" + (f" ({when})" if when else ""))
+            elif c == "platelets_lt_25":
+                parts.append(f"platelets {t.reported(i.platelets, 0)}")
+            elif c == "fibrinogen_lt_0.5":
+                parts.append(f"fibrinogen {t.reported(i.fibrinogen, 2)}")
+        return "; ".join(parts) + "."
 
-def _check_notes(check, p) -> str | None:
-    lines = c.note_lines(check.notes, p)
-    return "**Notes:**\n" + "\n".join(lines) if lines else None
+    # -- duplicates (§10.4) --------------------------------------------------------------------------
+    def duplicate(self):
+        s = self.a.safety
+        own = self.order.source
+        active = [e for e in getattr(s, "anticoagulants_active", ()) if e.source is None or e.source != own]
+        drafted = [o for o in self.other_drafts if o.source != own]
+        if not active and not drafted:
+            return None
+        draft_class = self.check.draft_class if self.check is not None else None
+        exposure_cls = getattr(safety_mod, "Exposure", None)
+        urgency = "warning"
+        if exposure_cls is not None and hasattr(safety_mod, "duplicate_urgency"):
+            items = list(active) + [exposure_cls(self.order.ingredient, self.order.drug_class, "order", draft_class,
+                                                 own)]
+            items += [exposure_cls(o.ingredient, o.drug_class, "order",
+                                   safety_mod.classify_order(o, self.a.anthropometrics.weight_kg,
+                                                             self.a.renal.crcl_lt_30, self.p), o.source)
+                      for o in drafted]
+            urgency = safety_mod.duplicate_urgency(items, self.a.inputs.inr, self.p) or "warning"
+        names = [self.exposure_text(e) for e in active] + [t.order_text(o) + " (draft)" for o in drafted]
+        summary = f"{self.capital(self.current)} drafted while {t.names(names)} is active"
+        if drafted and not active:
+            summary = f"Two anticoagulants drafted: {self.current} and {t.names([t.order_text(o) for o in drafted])}"
+        why = f"**Why:** {md(t.names(names))} already {'is' if len(names) == 1 else 'are'} active or drafted."
+        if urgency == "info":
+            action = "**Action:** a VKA bridge while INR is below 2: confirm the parenteral agent stops when INR is in range."
+        else:
+            action = "**Action:** confirm that the other agent stops; combined anticoagulants add bleeding risk."
+        return self.finish("duplicate_anticoagulant", urgency, summary, why, action,
+                           self.t.evidence_for("duplicate_anticoagulant"),
+                           recommendation=("order", "duplicate", self.order.ingredient,
+                                           *sorted(e.ingredient for e in active)))
 
+    def exposure_text(self, e) -> str:
+        orders = {o.source: o for o, _ in self.a.safety.orders if o.source}
+        if e.kind == "order" and e.source in orders:
+            return t.order_text(orders[e.source])
+        name = t.DRUG.get(e.ingredient, e.ingredient)
+        return f"{name} (home medicine)" if e.kind == "statement" else name
 
-def _proposed_text(proposed) -> str:
-    return c.dose_text(proposed.ingredient, proposed.dose_mg, proposed.dose_units, proposed.doses_per_day)
+    # -- product switch ------------------------------------------------------------------------------
+    def switch(self, f):
+        a, call = self.a, self.ev.call
+        target = f.proposed
+        proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
+        hit = any(r in ("hit_history", "heparin_allergy", "hit_recent") for r in f.reasons)
+        if hit:
+            label = "HIT history" if "heparin_allergy" not in f.reasons else "Heparin allergy"
+            summary = f"{label}: replace {self.current} with {proposed}"
+            why = f"**Why:** {label} recorded; fondaparinux allowed ({self.weight()}, {self.crcl()})."
+            evidence = self.t.evidence_for("heparin_specific")
+        else:
+            summary = f"{self.crcl()}: replace {self.current} with {proposed}"
+            why = f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}, or renal replacement: UFH."
+            evidence = self.t.evidence_for("product_switch_renal")
+        suggestions = []
+        if self.draft_ref is not None:
+            new = medication_request(self.ev.codes, drug=target.ingredient, dose_mg=target.dose_mg,
+                                     dose_units=target.dose_units, doses_per_day=target.doses_per_day,
+                                     patient_id=call.patient_id, encounter_id=call.encounter_id,
+                                     authored_on=self.ev.now, note=f"Replaces the draft {self.current}.")
+            for key in ("subject", "encounter", "requester"):
+                if isinstance(self.resource.get(key), dict):
+                    new[key] = copy.deepcopy(self.resource[key])
+            suggestions.append(suggestion(f"Replace with {proposed}", action_create(f"Draft order: {proposed}", new),
+                                          action_delete(f"Remove the draft {self.current}", self.draft_ref),
+                                          recommended=True))
+        action = f"**Action:** {proposed} instead of the draft."
+        draft_class = safety_mod.classify_order(self.order, self.a.anthropometrics.weight_kg,
+                                                self.a.renal.crcl_lt_30, self.p)
+        if draft_class in ("intermediate", "therapeutic"):
+            action += " If a treatment dose is intended: a non-heparin agent with haematology advice."
+        return self.finish("product_switch", getattr(f, "urgency", None) or "warning", summary, why, action, evidence,
+                           suggestions=suggestions, selection="at-most-one",
+                           gives_heparin=target.ingredient in HEPARINS,
+                           recommendation=("order", "switch", target.ingredient, target.dose_mg or target.dose_units,
+                                           target.doses_per_day))
 
+    # -- not determinable ----------------------------------------------------------------------------
+    def undeterminable(self, f):
+        from .content import INPUT_LABELS
+        missing = t.names([INPUT_LABELS.get(m, m.replace("_", " ")) for m in f.missing]) or "weight or height"
+        summary = f"Cannot check {self.current}: no recent {missing}"
+        why = f"**Why:** the dose depends on {missing}, none usable in its window."
+        action = "**Action:** record it, then re-check the order."
+        return self.finish("not_determinable", "info", summary, why, action, self.t.evidence_for("not_determinable"))
 
-def _dose_change(ev: Evaluation, resource: dict, order, check, finding):
-    a, p = ev.assessment, ev.policy
-    current = c.order_text(order)
-    proposed = _proposed_text(finding.proposed)
-    short = proposed.removeprefix(c.DRUG_NAMES.get(order.ingredient, order.ingredient) + " ")
-    where = _context(ev, finding.reasons)
-    summary = (f"{_capital(current)}{where}: consider {short}", f"{_capital(current)}: consider {short}")
-    if "renal_frequency" in finding.reasons:
-        why = (f"at CrCl below {c.num(ev.policy['renal.crcl_cutoff'], 0)} mL/min the enoxaparin label "
-               "gives a therapeutic dose once daily, not every 12 h")
-    elif finding.proposed.ingredient == "enoxaparin":
-        why = "of weight, BMI and renal function (below)"
-    else:
-        why = f"that is the standard prophylactic dose of {c.DRUG_NAMES.get(order.ingredient, order.ingredient)}"
-    suggestions = []
-    updated = updated_draft(ev.codes, resource, order, finding.proposed)
-    if updated is not None:
-        suggestions.append(suggestion(f"Change to {proposed}",
-                                      action_update(f"Change the draft to {proposed}", updated),
-                                      recommended=True))
-    if check.anti_xa is not None and check.anti_xa.indicated is True:
-        suggestions.append(c.anti_xa_suggestion(ev, check.anti_xa))
-    blocks = [f"The draft order **{c.md(current)}** differs from the suggested dose: consider "
-              f"**{proposed}**, because {why}.",
-              c.anti_xa_plan(check.anti_xa, p),
-              *_common_blocks(ev, check, finding.proposed),
-              c.sources("piagnerelli_2020", "enoxaparin_label", "isth_interim_2020", "anti_xa_lab"),
-              c.DISCLAIMER]
-    return card("dose_correction", finding.urgency or "warning", summary, c.detail(*blocks), suggestions=suggestions,
-                selection="any", evidence=["isth_interim_2020", "isth_2022"])
+    # -- escalation ----------------------------------------------------------------------------------
+    def escalation(self, f):
+        a, reg = self.a, self.a.regimen
+        dose_class = self.check.draft_class or "above-prophylactic"
+        if f.kind == "escalation_in_critically_ill":
+            criteria = ", ".join(md(c.replace("vasoactive:", "")) for c in a.critical_illness.criteria) or "organ support"
+            summary = f"{self.capital(dose_class)}-dose {self.name} while critically ill: prophylactic dose only"
+            why = f"**Why:** critically ill ({criteria}); draft {md(self.current)} is a {dose_class} dose."
+        else:
+            cautions = t.names([self.t.caution.get(c, c.replace('_', ' ')).format(
+                platelets=t.reported(a.inputs.platelets, 0, dated=False),
+                hemoglobin=t.reported(a.inputs.hemoglobin, 1, dated=False),
+                fibrinogen=t.reported(a.inputs.fibrinogen, 2, dated=False)) for c in f.reasons])
+            summary = f"{self.capital(dose_class)}-dose {self.name} with {cautions}: prophylactic dose"
+            why = f"**Why:** {cautions}; draft {md(self.current)} is a {dose_class} dose."
+        suggestions = []
+        target = None
+        if reg.drug == self.order.ingredient and reg.drug is not None:
+            target = Proposed(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
+            proposed = t.dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
+            updated = updated_draft(self.ev.codes, self.resource, self.order, target)
+            if updated is not None:
+                suggestions.append(suggestion(f"Change to prophylactic {proposed}",
+                                              action_update(f"Change the draft to {proposed}", updated)))
+            action = f"**Action:** unless VTE or another indication: {proposed}."
+        else:
+            action = "**Action:** unless VTE or another indication: a prophylactic dose."
+        renal = self.check.finding("dose_change")
+        if renal is not None and renal.proposed is not None:
+            action += f" If intended, give it once daily at CrCl below {num(self.p['renal.crcl_cutoff'], 0)}."
+        return self.finish("escalation_warning", "warning", summary, why, action, self.t.evidence_for("escalation"),
+                           suggestions=suggestions, gives_heparin=bool(suggestions),
+                           recommendation=("order", "escalation", reg.drug, reg.dose_mg or reg.dose_units,
+                                           reg.doses_per_day))
 
-
-def _switch(ev: Evaluation, resource: dict, order, check, finding):
-    a, p, call = ev.assessment, ev.policy, ev.call
-    current = c.order_text(order)
-    proposed = _proposed_text(finding.proposed)
-    if "hit_history" in finding.reasons:
-        why, short = "a history of heparin-induced thrombocytopenia contraindicates heparins", "HIT history"
-        cite = ["isth_interim_2020", "ash_2021"]
-    else:
-        why = (f"CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, p)} mL/min is below {c.num(p['renal.severe_crcl_cutoff'], 0)}: "
-               "UFH is preferred (HEP-COVID excluded these patients)")
-        short = f"CrCl {c.shown('crcl', a.renal.crcl_ml_min, 1, p)} mL/min"
-        cite = ["hep_covid_2021", "isth_interim_2020"]
-    summary = (f"{short}: replace {current} with {proposed}", f"{short}: consider {proposed} instead")
-    suggestions = []
-    draft_id = resource.get("id")
-    if isinstance(draft_id, str) and draft_id:
-        new = medication_request(
-            ev.codes, drug=finding.proposed.ingredient, dose_mg=finding.proposed.dose_mg,
-            dose_units=finding.proposed.dose_units, doses_per_day=finding.proposed.doses_per_day,
-            patient_id=call.patient_id, encounter_id=call.encounter_id, authored_on=ev.now,
-            note=f"Replaces draft {current} ({short}).")
-        for key in ("subject", "encounter", "requester"):   # keep the draft's own references
-            if isinstance(resource.get(key), dict):
-                new[key] = copy.deepcopy(resource[key])
-        suggestions.append(suggestion(
-            f"Replace with {proposed}",
-            action_create(f"Draft order: {proposed}", new),
-            action_delete(f"Remove the draft {current}", f"MedicationRequest/{draft_id}"),
-            recommended=True))
-    blocks = [f"The draft order **{c.md(current)}** should be a different product: {why}. "
-              f"Consider **{proposed}**.",
-              *_common_blocks(ev, check, finding.proposed),
-              c.sources("enoxaparin_label", "hep_covid_2021", "isth_interim_2020"),
-              c.DISCLAIMER]
-    # A heparin drafted for a patient with HIT is a contraindicated order: critical, like the
-    # contraindication card; a renal product switch is a dosing matter: warning.
-    # v2 (§18.4): the order check's urgency (HIT history or allergy: warning; CrCl < 15: warning)
-    indicator = finding.urgency or ("critical" if "hit_history" in finding.reasons else "warning")
-    return card("product_switch", indicator, summary, c.detail(*blocks), suggestions=suggestions,
-                selection="at-most-one", evidence=cite)
-
-
-def _contraindicated(ev: Evaluation, order, check):
-    a, p = ev.assessment, ev.policy
-    finding = check.finding("contraindicated")
-    current = c.order_text(order)
-    short = c.join(c.labels(c.CONTRAINDICATION_SHORT, finding.reasons, p))
-    summary = (f"{_capital(current)} contraindicated ({short}): consider mechanical prophylaxis",
-               f"{_capital(current)} contraindicated ({short})",
-               f"{_capital(order.ingredient)} draft contraindicated")
-    reasons = [f"- {c.contraindication_reason(a, code, p)}" for code in finding.reasons]
-    blocks = ["**The draft order " + c.md(current) + " is contraindicated:**\n" + "\n".join(reasons),
-              "**Alternative:** consider mechanical prophylaxis (intermittent pneumatic compression)."
-              + "".join(" " + c.label(c.NOTE_TEXT, n, p) for n in (
-                  "hit_non_heparin_agent", "hit_avoid_heparin", "hit_needs_platelets")
-                  if n in check.notes),
-              "Consider not signing this order.",
-              "**Inputs**\n\n" + c.inputs_table(a),
-              _check_notes(check, p),
-              c.sources("isth_interim_2020", "enoxaparin_label", "hep_covid_2021"),
-              c.DISCLAIMER]
-    return card("contraindicated", finding.urgency or "critical", summary, c.detail(*blocks),
-                evidence=["isth_interim_2020", "ash_2021"])
-
-
-def _undeterminable(ev: Evaluation, order, check, finding):
-    a, p = ev.assessment, ev.policy
-    current = c.order_text(order)
-    missing = c.missing_text(finding.missing, p)
-    summary = (f"Cannot check {current}: {c.join([c.INPUT_LABELS.get(m, m) for m in finding.missing])} not available",
-               f"Cannot check {current}: inputs missing")
-    blocks = [f"The dose of **{c.md(current)}** cannot be checked. **Missing:** {missing}.",
-              "\n".join(c.rejected_lines(a, finding.missing)) or None,
-              *_common_blocks(ev, check)]
-    return card("not_determinable", "info", summary, c.detail(*blocks), evidence=["isth_interim_2020"])
-
-
-def _escalation(ev: Evaluation, resource: dict, order, check, finding):
-    a, p = ev.assessment, ev.policy
-    current = c.order_text(order)
-    dose_class = check.draft_class or "above-prophylactic"
-    reg = a.regimen
-    if finding.kind == "escalation_in_critically_ill":
-        summary = (f"{_capital(dose_class)}-dose {order.ingredient} in a critically ill patient: "
-                   "evidence supports prophylactic dose only",
-                   f"{_capital(dose_class)}-dose {order.ingredient} in critical illness: prophylactic dose only")
-        lead = (f"The draft order **{c.md(current)}** is a {dose_class} dose in a critically ill patient.")
-        evidence = c.evidence_text(a, p, "critically_ill_prophylactic_only")
-        cite = ["attacc_critical_2021", "inspiration_2021", "isth_2022"]
-    else:
-        cautions = c.join(c.labels(c.CAUTION_TEXT, finding.reasons, p))
-        summary = (f"{_capital(dose_class)}-dose {order.ingredient} with bleeding caution ({cautions})",
-                   f"{_capital(dose_class)}-dose {order.ingredient} with a bleeding caution")
-        lead = (f"The draft order **{c.md(current)}** is a {dose_class} dose, but {cautions} "
-                "rule out doses above prophylaxis (trial exclusions, NIH 2022).")
-        evidence = None
-        cite = ["attacc_noncritical_2021", "isth_2022"]
-    suggestions, target = [], None
-    if reg.drug == order.ingredient and reg.drug is not None:
-        target = Proposed(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
-        proposed = _proposed_text(target)
-        updated = updated_draft(ev.codes, resource, order, target)
+    # -- dose ----------------------------------------------------------------------------------------
+    def dose_change(self, f):
+        a = self.a
+        target = f.proposed
+        proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
+        short = proposed.removeprefix(t.DRUG.get(self.order.ingredient, self.order.ingredient) + " ")
+        context = self.context(f.reasons)
+        summary = f"{self.capital(self.current)}{context}: consider {short}"
+        if "renal_frequency" in f.reasons:
+            why = (f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}: the label gives a "
+                   "therapeutic dose once daily below 30 mL/min.")
+        else:
+            parts = [f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}" if a.anthropometrics.bmi is not None else None,
+                     self.weight(), f"{self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}"]
+            why = "**Why:** " + "; ".join(x for x in parts if x) + "."
+        basis = self.t.basis.get(a.regimen.basis, "") if target.ingredient == a.regimen.drug else ""
+        action = f"**Dose:** {proposed}" + (f" ({basis})." if basis else ".")
+        suggestions = []
+        updated = updated_draft(self.ev.codes, self.resource, self.order, target)
         if updated is not None:
-            suggestions.append(suggestion(f"Change to prophylactic {proposed}",
-                                          action_update(f"Change the draft to {proposed}", updated)))
-        lead += f" Unless there is another indication (e.g. VTE), consider **{proposed}**."
-    else:
-        lead += " Unless there is another indication (e.g. VTE), consider a prophylactic dose."
-    renal = check.finding("dose_change")
-    blocks = [lead, evidence,
-              (f"If this dose is intended: at CrCl below {c.num(ev.policy['renal.crcl_cutoff'], 0)} "
-               f"mL/min give it once daily "
-               f"({_proposed_text(renal.proposed)}).") if renal else None,
-              *_common_blocks(ev, check, target),
-              c.sources("attacc_critical_2021", "inspiration_2021", "ash_2021", "isth_2022", "nih_2022"),
-              c.DISCLAIMER]
-    return card("escalation_warning", "warning", summary, c.detail(*blocks), suggestions=suggestions,
-                selection="any", evidence=cite)
+            suggestions.append(suggestion(f"Change to {proposed}", action_update(f"Change the draft to {proposed}", updated),
+                                          recommended=True))
+        if self.check.anti_xa is not None and self.check.anti_xa.indicated is True:
+            suggestions.append(anti_xa_suggestion(self.ev, self.check.anti_xa))
+        renal = any(r in ("crcl_lt_30", "renal_frequency", "crcl_lt_15") for r in f.reasons)
+        evidence = self.t.evidence_for("renal_dose" if renal else "dose_review")
+        return self.finish("dose_correction", getattr(f, "urgency", None) or "warning", summary, why, action, evidence,
+                           suggestions=suggestions, gives_heparin=target.ingredient in HEPARINS and bool(suggestions),
+                           recommendation=("order", "dose", target.ingredient, target.dose_mg or target.dose_units,
+                                           target.doses_per_day))
+
+    def context(self, reasons) -> str:
+        a = self.a
+        kinds = {"bmi_ge_40": "bmi", "bmi_ge_30": "bmi", "standard": "bmi", "crcl_lt_30": "crcl",
+                 "renal_frequency": "crcl", "crcl_lt_15": "crcl"}
+        found = {kinds.get(r) for r in reasons}
+        if "crcl" in found and a.renal.crcl_ml_min is not None:
+            return f" at CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
+        if "bmi" in found and a.anthropometrics.bmi is not None:
+            return f" at BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
+        return ""
+
+    def anti_xa_only(self):
+        ax = self.check.anti_xa
+        from .content import ANTI_XA_REASON_TEXT, labels
+        reasons = t.names(labels(ANTI_XA_REASON_TEXT, ax.reasons, self.p))
+        summary = f"{self.capital(self.current)}: anti-Xa monitoring indicated ({reasons})"
+        why = f"**Why:** {reasons}; the dose itself matches the recommendation."
+        target = (f"target {num(ax.target_low, 2)}-{num(ax.target_high, 2)} IU/mL"
+                  if ax.target_low is not None else "no validated target: discuss with haematology")
+        action = (f"**Check:** peak anti-Xa {num(self.p['antixa.peak_hours_post_dose'], 1)} h after a dose, from the "
+                  f"{_ordinal(self.p['antixa.steady_state_after_dose'])} dose on; {target}.")
+        return self.finish("anti_xa", "info", summary, why, action, self.t.evidence_for("anti_xa"),
+                           suggestions=[anti_xa_suggestion(self.ev, ax)],
+                           recommendation=("order", "anti_xa", self.order.ingredient))
 
 
-def _duplicate(ev: Evaluation, order, check):
-    a = ev.assessment
-    current = c.order_text(order)
-    active = [c.order_text(o) for o, cls in a.safety.orders if cls == "therapeutic"]
-    summary = (f"{_capital(current)} drafted while {active[0]} is active" if active else
-               f"{_capital(current)} drafted while a therapeutic anticoagulant is active",
-               f"{_capital(order.ingredient)} drafted while a therapeutic anticoagulant is active")
-    blocks = [f"A therapeutic-dose anticoagulant is already active ({c.md(', '.join(active))}). "
-              f"Consider whether **{c.md(current)}** is needed; combined anticoagulants raise bleeding risk.",
-              "**Inputs**\n\n" + c.inputs_table(a), c.DISCLAIMER]
-    return card("duplicate_anticoagulant", "warning", summary, c.detail(*blocks),
-                evidence=["dose_classes_2023"])
-
-
-def _anti_xa_only(ev: Evaluation, order, check):
-    p = ev.policy
-    current = c.order_text(order)
-    reasons = c.join(c.labels(c.ANTI_XA_REASON_TEXT, check.anti_xa.reasons, p))
-    summary = (f"{_capital(current)}: anti-Xa monitoring indicated ({reasons})",
-               f"{_capital(current)}: anti-Xa monitoring indicated")
-    blocks = [f"The dose of **{c.md(current)}** matches the suggested dose.", c.anti_xa_plan(check.anti_xa, p),
-              *_common_blocks(ev, check, Proposed(order.ingredient, order.dose_mg, order.dose_units,
-                                                  int(order.doses_per_day or 0))),
-              c.sources("piagnerelli_2020", "anti_xa_lab")]
-    return card("anti_xa", "info", summary, c.detail(*blocks),
-                suggestions=[c.anti_xa_suggestion(ev, check.anti_xa)], evidence=["isth_2022"])
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 # -- the updated draft --------------------------------------------------------------------------------

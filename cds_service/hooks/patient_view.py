@@ -1,28 +1,45 @@
-"""coagulopathy-risk (patient-view): scores, prophylaxis dose and anti-Xa plan on chart open.
+"""coagulopathy-risk (patient-view): at most one card, chosen from the v2 assessment by the first
+row of clinical-rules §18.1 that applies.
 
-At most one card per call, chosen from the assessment (first row that applies):
+| Situation | Kind | Indicator | Suggestions |
+|---|---|---|---|
+| out of scope (§1a) | none | | |
+| pathway `contraindicated`, an anticoagulant active | contraindicated | critical | one suggestion deleting the concerned orders; none with another indication for anticoagulation |
+| pathway `contraindicated`, none active | contraindicated | warning | none |
+| `hit_acute`, a heparin active or no non-heparin anticoagulant running | hit_acute | critical | one suggestion deleting every active heparin order, when any |
+| `hit_suspected` | hit_suspected | warning | none |
+| heparin-specific contraindication, a heparin active | contraindicated | critical for `hit_recent`, else warning | delete the heparin and, when §11 row 1 gives it, create fondaparinux (one suggestion) |
+| duplicate anticoagulation (§10.4) | duplicate_anticoagulant | §10.4 urgency | none |
+| heparin-specific contraindication, nothing active | heparin_avoidance | warning | create fondaparinux when row 1 gives it |
+| `deescalate` or `review_therapeutic` | deescalate | warning | create the prophylactic regimen and delete the therapeutic order, in one suggestion |
+| `therapeutic_candidate`, no anticoagulant | therapeutic_candidate | warning | create therapeutic (+ anti-Xa when indicated); create the prophylactic regimen; at-most-one |
+| `therapeutic_candidate`, a prophylactic or intermediate heparin active | therapeutic_candidate | info | create therapeutic and delete the order, in one suggestion |
+| `prophylaxis`, nothing active, signal met, not pregnant | prophylaxis_suggestion | warning | create the regimen; anti-Xa when indicated |
+| `prophylaxis`, nothing active, no signal or pregnant | standard_prophylaxis | info | create the regimen; none in pregnancy |
+| `prophylaxis`, a heparin active at a dose the order check would change | dose_review | the order check's urgency | none |
+| otherwise | none | | |
 
-| Situation | Card |
-|---|---|
-| out of scope (clinical rules §1a: assessment.scope) | none |
-| a contraindication (§10.1) | `critical` contraindicated: why, the alternative (mechanical prophylaxis; fondaparinux for HIT at CrCl >= 30, as a create suggestion when no anticoagulant is ordered), any active order it concerns. None when HIT is the only one and a non-heparin anticoagulant is already ordered |
-| already therapeutic (§10.3) | none (the indication, e.g. VTE, is not visible to us) |
-| seed trigger met, no anticoagulant ordered | `warning` prophylaxis suggestion: create MedicationRequest (+ anti-Xa ServiceRequest when indicated) |
-| seed trigger met, an ordered heparin differs from the recommended dose | `warning` prophylaxis suggestion naming the order and the dose to consider (no create: it would duplicate the order) |
-| no anticoagulant ordered at all, trigger not met or not determinable | `info` standard prophylaxis: every admitted COVID-19 patient should get prophylaxis (§8), so this is the one reminder worth showing without a signal |
-| trigger not determinable, an anticoagulant ordered | `info` not determinable naming the missing inputs, or none (`cards.not_determinable`) |
-| otherwise | none |
+No create suggestion on any card while a non-heparin anticoagulant is active. Deletes name an
+active order by its id (`MedicationRequest/<id>`); MedicationStatements (home medicines) are named
+in the text, never deleted. The detail follows §18.2 (templates.py); the full assessment stays in
+the audit row and in `assess`.
 """
 from __future__ import annotations
 
-from ..logic.order_check import HEPARIN_SPECIFIC, check_order
+from dataclasses import fields, replace
+from typing import Any
+
+from ..logic.order_check import check_order, context_from_assessment
+from ..logic.regimen import recommend_regimen
 from ..logic.safety import HEPARINS
-from . import content as c
-from .cards import action_create, card, medication_request, suggestion
+from . import templates as t
+from .cards import (action_create, action_delete, card, md, medication_request, num, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, evaluate, respond
+from .content import anti_xa_suggestion, shown
 from .registry import HookCall, Service
 
-SIGNAL_INPUTS = ("sic", "d_dimer")   # missing_by_output entries the seed trigger depends on
+HEPARIN_SPECIFIC_ROW = ("hit_recent", "hit_history", "heparin_allergy")
+STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
 
 
 def handle(call: HookCall) -> dict:
@@ -31,205 +48,548 @@ def handle(call: HookCall) -> dict:
     return respond(call, cards, ev)
 
 
+# -- the catalogue ----------------------------------------------------------------------------------
 def build_cards(ev: Evaluation) -> list:
-    a = ev.assessment
-    anticoagulants = [o for o, _ in a.safety.orders]
-    if a.safety.contraindications:
-        return _contraindicated(ev, anticoagulants)
-    if a.safety.already_therapeutic:
-        return []
-    if a.seed_trigger.triggered:
-        if not anticoagulants:
-            return [_prophylaxis(ev, triggered=True)]
-        differing = _differing_orders(ev)
-        return [_prophylaxis(ev, triggered=True, current=differing)] if differing else []
-    if not anticoagulants:
-        return [_prophylaxis(ev, triggered=False)]
-    if a.seed_trigger.triggered is None and ev.policy["cards.not_determinable"] == "info_card":
-        return [_not_determinable(ev)]
-    return []
+    b = _Builder(ev)
+    return [c for c in [b.choose()] if c is not None]
 
 
-# -- helpers --------------------------------------------------------------------------------------
-def _signal_missing(a) -> list[str]:
-    names: list[str] = []
-    for output in SIGNAL_INPUTS:
-        names.extend(a.missing_by_output.get(output, ()))
-    return list(dict.fromkeys(names))
+class _Builder:
+    def __init__(self, ev: Evaluation):
+        self.ev, self.a, self.p = ev, ev.assessment, ev.policy
+        self.t = t.for_policy(ev.policy)
+        s = self.a.safety
+        self.active = list(s.anticoagulants_active)                      # Exposure (orders + statements)
+        self.orders = {o.source: (o, c) for o, c in s.orders if o.source}  # MedicationRequests, classed
+        self.heparins = [e for e in self.active if e.ingredient in HEPARINS]
+        self.non_heparin = [e for e in self.active if e.ingredient not in HEPARINS]
+        self.ci = tuple(s.contraindications)
 
-
-def _differing_orders(ev: Evaluation) -> list[tuple[object, object]]:
-    """Active heparin orders whose dose the check would change: (order, finding)."""
-    out = []
-    for order, _ in ev.assessment.safety.orders:
-        if order.ingredient not in HEPARINS and order.ingredient != "fondaparinux":
-            continue
-        check = check_order(order, ev.assessment, ev.policy)
-        finding = check.finding("dose_change") or check.finding("switch_product")
-        if finding and finding.proposed:
-            out.append((order, finding))
-    return out
-
-
-def _suggestions(ev: Evaluation, create_drug: bool) -> list[dict]:
-    """The create MedicationRequest (regimen) and, when indicated, the anti-Xa ServiceRequest.
-    They are independent (selectionBehavior "any"): the level is useful whichever product is
-    ordered."""
-    a, call = ev.assessment, ev.call
-    reg = a.regimen
-    out = []
-    if create_drug and reg.drug:
-        dose = c.dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
-        resource = medication_request(
-            ev.codes, drug=reg.drug, dose_mg=reg.dose_mg, dose_units=reg.dose_units,
-            doses_per_day=reg.doses_per_day, patient_id=call.patient_id,
-            encounter_id=call.encounter_id, authored_on=ev.now,
-            note=f"VTE prophylaxis suggested by the coagulopathy-risk service ({c.label(c.BASIS_WORDS, reg.basis, ev.policy)}).")
-        out.append(suggestion(f"Order {dose}", action_create(f"Draft order: {dose}", resource)))
-    if a.anti_xa.indicated is True:
-        out.append(c.anti_xa_suggestion(ev, a.anti_xa))
-    return out
-
-
-def _notes(a, policy, skip: tuple[str, ...] = ()) -> str | None:
-    codes = [n for n in dict.fromkeys(list(a.regimen.notes) + list(a.notes)) if n not in skip]
-    lines = c.note_lines(codes, policy)
-    return "**Notes:**\n" + "\n".join(lines) if lines else None
-
-
-def _missing_block(a, policy, names: list[str], heading: str) -> str | None:
-    if not names:
+    # first row that applies (§18.1)
+    def choose(self):
+        a, rec = self.a, self.a.recommendation
+        if rec.pathway == "contraindicated":
+            return self.contraindicated()
+        if rec.pathway == "hit_acute" and (self.heparins or not self.non_heparin):
+            return self.hit_acute()
+        if "hit_suspected" in self.ci:
+            return self.hit_suspected()
+        specific = [c for c in self.ci if c in HEPARIN_SPECIFIC_ROW]
+        if specific and self.heparins:
+            return self.heparin_specific_active(specific)
+        if a.safety.duplicate:
+            return self.duplicate()
+        if specific and not self.active:
+            return self.heparin_avoidance(specific)
+        if rec.pathway in ("deescalate", "review_therapeutic"):
+            return self.deescalate()
+        if rec.pathway == "therapeutic_candidate":
+            if not self.active:
+                return self.candidate_none()
+            on = [e for e in self.heparins if e.kind == "order" and e.order_class in ("prophylactic", "intermediate")]
+            return self.candidate_on(on[0]) if on and len(self.active) == 1 else None
+        if rec.pathway == "prophylaxis":
+            if not self.active:
+                signal = a.seed_trigger.triggered is True and not a.pregnant
+                return self.prophylaxis(signal)
+            return self.dose_review()
         return None
-    lines = [f"**{heading}:** {c.missing_text(names, policy)}."] + c.rejected_lines(a, names)
-    return "\n".join(lines)
+
+    # -- shared pieces ---------------------------------------------------------------------------
+    def _finish(self, kind: str, indicator: str, summary: str, why: str | None, dose: str | None,
+                evidence: t.Evidence, *, suggestions=(), selection="any", check: str | None = None,
+                extra=(), recommendation: tuple | None = None):
+        if self.non_heparin:   # §18.1: no create on any card while a non-heparin anticoagulant runs
+            suggestions = _without_creates(suggestions)
+        gives_heparin = any(a.get("type") == "create" and _is_heparin_request(a.get("resource"))
+                            for s in suggestions for a in s["actions"])
+        extra = list(extra) + ([t.NEURAXIAL] if gives_heparin else [])
+        issued = card(kind, indicator, summary, t.detail(why, dose, check or self.missing_line(), extra, evidence),
+                      suggestions=suggestions, selection=selection, evidence=evidence.keys)
+        return _with_recommendation(issued, recommendation)
+
+    def exposure_text(self, e) -> str:
+        if e.kind == "order" and e.source in self.orders:
+            return t.order_text(self.orders[e.source][0])
+        name = t.DRUG.get(e.ingredient, e.ingredient)
+        return f"{name} (home medicine)" if e.kind == "statement" else name
+
+    def reason_text(self, codes) -> str:
+        return t.names([self.t.reason.get(c, c.replace("_", " ")) for c in codes])
+
+    def regimen_dose(self, reg=None) -> str:
+        reg = reg or self.a.regimen
+        return t.dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
+
+    def prophylactic_regimen(self):
+        """§11 regimen ignoring the active therapeutic order (for de-escalation)."""
+        a, p = self.a, self.p
+        ctx = context_from_assessment(a, p)
+        kwargs: dict[str, Any] = dict(contraindications=(), already_therapeutic=False,
+                                      crcl_ml_min=ctx.crcl_ml_min, crcl_lt_30=ctx.crcl_lt_30, bmi=ctx.bmi,
+                                      weight_kg=ctx.weight_kg, policy=p, crcl_bound=ctx.crcl_bound)
+        if hasattr(ctx, "renal_replacement"):
+            kwargs["renal_replacement"] = ctx.renal_replacement
+        return recommend_regimen(**kwargs)
+
+    def create(self, drug, dose_mg, dose_units, per_day, note: str) -> dict:
+        call = self.ev.call
+        resource = medication_request(self.ev.codes, drug=drug, dose_mg=dose_mg, dose_units=dose_units,
+                                      doses_per_day=per_day, patient_id=call.patient_id,
+                                      encounter_id=call.encounter_id, authored_on=self.ev.now, note=note)
+        text = t.dose_text(drug, dose_mg, dose_units, per_day)
+        return action_create(f"Draft order: {text}", resource)
+
+    def create_regimen(self, reg, why: str) -> dict:
+        return self.create(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day,
+                           f"VTE prophylaxis suggested by the coagulopathy-risk service ({why}).")
+
+    def deletes(self, exposures) -> list[dict]:
+        out = []
+        for e in exposures:
+            if e.kind == "order" and isinstance(e.source, str) and e.source.startswith("MedicationRequest/"):
+                out.append(action_delete(f"Stop {self.exposure_text(e)}", e.source))
+        return out
+
+    def missing_line(self) -> str | None:
+        """At most one line of missing checks: safety labs first, then weight/renal."""
+        i = self.a.inputs
+        lacking = [name for name, m in (("platelet count", i.platelets), ("haemoglobin", i.hemoglobin))
+                   if m is None]
+        if self.a.renal.crcl_ml_min is None and self.a.regimen.drug is not None:
+            lacking.append("creatinine clearance")
+        if i.weight is None:
+            lacking.append("weight")
+        if not lacking:
+            return None
+        hours = num(self.p["window.labs_hours"], 0)
+        return f"**Check:** no {t.names(lacking)} in the last {hours} h."
+
+    def labs_why(self) -> str:
+        i = self.a.inputs
+        return f"platelets {t.reported(i.platelets, 0)}"
+
+    def d_dimer_why(self) -> str:
+        dd, i = self.a.d_dimer, self.a.inputs
+        if i.d_dimer is None:
+            return "D-dimer not available"
+        multiple = f"{shown('d_dimer', dd.multiple_of_uln, 3, self.p)}× " if dd.multiple_of_uln is not None else "above "
+        uln = f", {multiple}ULN {num(dd.uln_mg_l, 2)} mg/L" if dd.uln_mg_l else ""
+        return f"D-dimer {t.reported(i.d_dimer.value, 2, dated=False)}{uln} ({t.when(i.d_dimer.value.time)})"
+
+    def body_dose(self, reg=None) -> str:
+        """"BMI 30.4 (88 kg), CrCl 78.1 mL/min: 60 mg daily (BMI 30 or more)"."""
+        a = self.a
+        reg = reg or a.regimen
+        parts = []
+        if a.anthropometrics.bmi is not None:
+            parts.append(f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}")
+        if a.inputs.weight is not None:
+            parts.append(f"weight {t.reported(a.inputs.weight, 1, dated=False)}")
+        if a.renal.crcl_ml_min is not None:
+            parts.append(f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min, creatinine {t.reported(a.inputs.creatinine, 2)}")
+        basis = self.t.basis.get(reg.basis, "")
+        lead = "; ".join(parts) or "no weight or renal function recorded"
+        return f"**Dose:** {lead}: {self.regimen_dose(reg)}" + (f", {basis}." if basis else ".")
+
+    # -- rows ------------------------------------------------------------------------------------
+    def contraindicated(self):
+        a = self.a
+        codes = [c for c in self.ci if c in STOPS]
+        why = f"**Why:** {self.stop_evidence(codes)}"
+        if self.active:
+            active = t.names([self.exposure_text(e) for e in self.active])
+            summary = self.t.summary["contraindicated_active"].format(reason=self.reason_text(codes), active=active)
+            suggestions = []
+            other = a.safety.other_anticoagulation_indication
+            if other:
+                dose = "**Action:** another indication for anticoagulation is recorded: review with the treating team."
+            else:
+                dose = "**Action:** consider stopping the anticoagulant; consider mechanical prophylaxis."
+                deletes = self.deletes(self.active)
+                if deletes:
+                    suggestions = [suggestion("Stop " + t.names([self.exposure_text(e) for e in self.active
+                                                                   if e.kind == "order"]), *deletes)]
+            if "hit_acute" in self.ci:
+                dose += " Acute HIT too: stop all heparin, urgent haematology, no anticoagulant."
+            return self._finish("contraindicated", "critical", summary, why, dose,
+                                self.t.evidence_for("contraindicated"), suggestions=suggestions,
+                                recommendation=("contraindicated", *codes))
+        summary = self.t.summary["contraindicated_none"].format(reason=self.reason_text(codes))
+        dose = "**Action:** no pharmacological prophylaxis; intermittent pneumatic compression."
+        if "hit_acute" in self.ci:
+            dose += " Acute HIT too: urgent haematology, no anticoagulant."
+        return self._finish("contraindicated", "warning", summary, why, dose,
+                            self.t.evidence_for("contraindicated"), recommendation=("contraindicated", *codes))
+
+    def stop_evidence(self, codes) -> str:
+        i = self.a.inputs
+        parts = []
+        for c in codes:
+            if c == "active_bleeding":
+                when = t.when(getattr(i.active_bleeding, "time", None))
+                parts.append("active bleeding recorded" + (f" ({when})" if when else ""))
+            elif c == "platelets_lt_25":
+                parts.append(f"platelets {t.reported(i.platelets, 0)}")
+            elif c == "fibrinogen_lt_0.5":
+                parts.append(f"fibrinogen {t.reported(i.fibrinogen, 2)}")
+        return "; ".join(parts) + "."
+
+    def hit_record(self):
+        recs = [r for r in self.a.inputs.hit_records if r.onset is not None]
+        return max(recs, key=lambda r: r.onset) if recs else None
+
+    def hit_acute(self):
+        i = self.a.inputs
+        rec = self.hit_record()
+        onset_text = t.when(rec.onset, time=False) if rec else "recent"
+        platelets = t.reported(i.platelets, 0, dated=False) if i.platelets else "unknown"
+        summary = self.t.summary["hit_acute"].format(onset=onset_text, platelets=platelets)
+        why = (f"**Why:** HIT with onset {t.when(rec.onset) if rec else 'recent'} and platelets "
+               f"{t.reported(i.platelets, 0)}: not recovered.")
+        dose = ("**Action:** stop every heparin, flushes included; start a therapeutic-intensity non-heparin "
+                "anticoagulant (argatroban, bivalirudin, treatment-dose fondaparinux or a DOAC) with haematology. "
+                "No prophylactic dose.")
+        deletes = self.deletes(self.heparins)
+        suggestions = [suggestion("Stop every heparin", *deletes)] if deletes else []
+        return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
+                            suggestions=suggestions, recommendation=("hit_acute",))
+
+    def hit_suspected(self):
+        i = self.a.inputs
+        trend = [m for m in i.platelet_trend if i.heparin_started is None or m.time is None
+                 or m.time >= i.heparin_started] or list(i.platelet_trend)
+        highest = max(trend, key=lambda m: m.value) if trend else None
+        latest = i.platelets
+        fall = (round(100 * (highest.value - latest.value) / highest.value)
+                if highest and latest and highest.value > 0 else None)
+        summary = self.t.summary["hit_suspected"].format(fall=fall if fall is not None else "≥ 50")
+        why = (f"**Why:** platelets {t.reported(latest, 0)}, highest since heparin started "
+               f"{t.reported(highest, 0)}; heparin since {t.when(i.heparin_started) or 'at least 5 days'}.")
+        dose = ("**Action:** assess the 4Ts score; if intermediate or high, stop heparin, send an HIT "
+                "immunoassay and start a non-heparin anticoagulant.")
+        return self._finish("hit_suspected", "warning", summary, why, dose, self.t.evidence_for("hit_suspected"),
+                            recommendation=("hit_suspected",))
+
+    def hit_label(self, specific) -> str:
+        """"HIT (onset 14 Nov)" for recent HIT, "HIT history" for older or undated HIT."""
+        if "hit_recent" in specific:
+            rec = self.hit_record()
+            return f"HIT (onset {t.when(rec.onset, time=False)})" if rec is not None else "Recent HIT"
+        if "hit_history" in specific:
+            return "HIT history"
+        return "Heparin allergy"
+
+    def heparin_specific_active(self, specific):
+        reg = self.a.regimen
+        heparins = t.names([self.exposure_text(e) for e in self.heparins])
+        summary = self.t.summary["heparin_specific_active"].format(hit=self.hit_label(specific), active=heparins)
+        indicator = "critical" if "hit_recent" in specific else "warning"
+        why = f"**Why:** {self.specific_why(specific)}"
+        actions = []
+        if reg.drug == "fondaparinux":
+            actions.append(self.create_regimen(reg, "HIT or allergy"))
+            dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
+        else:
+            dose = "**Action:** stop the heparin; a non-heparin agent with haematology advice."
+        actions += self.deletes(self.heparins)
+        label = "Replace with fondaparinux" if reg.drug == "fondaparinux" else "Stop the heparin"
+        suggestions = [suggestion(label, *actions)] if actions else []
+        return self._finish("contraindicated", indicator, summary, why, dose,
+                            self.t.evidence_for("heparin_specific"), suggestions=suggestions,
+                            recommendation=("heparin_specific", *specific))
+
+    def specific_why(self, specific) -> str:
+        i = self.a.inputs
+        if "heparin_allergy" in specific and not any(c.startswith("hit") for c in specific):
+            return "heparin, LMWH or pork-product hypersensitivity recorded."
+        rec = self.hit_record()
+        days = num(self.p["safety.hit_acute_days"], 0)
+        if "hit_recent" in specific:
+            onset = f"onset {t.when(rec.onset)}" if rec else "recent onset"
+            return f"HIT {onset}, within {days} days; platelets {t.reported(i.platelets, 0)}."
+        if rec is not None:
+            return f"HIT recorded, onset {t.when(rec.onset, time=False)} (more than {days} days ago)."
+        return "HIT recorded, undated (treated as history)."
+
+    def body_facts(self) -> str:
+        a = self.a
+        crcl = f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min" if a.renal.crcl_ml_min is not None else "CrCl unknown"
+        weight = f"weight {t.reported(a.inputs.weight, 1, dated=False)}" if a.inputs.weight else "weight unknown"
+        return f"{crcl}, {weight}"
+
+    def duplicate(self):
+        s = self.a.safety
+        items = [self.exposure_text(e) for e in self.active]
+        summary = self.t.summary["duplicate"].format(first=items[0], second=t.names(items[1:]))
+        why = f"**Why:** active together: {md(t.names(items))}."
+        if s.duplicate == "info":
+            dose = "**Action:** a VKA bridge while INR is below 2: confirm the parenteral agent stops when INR is in range."
+        else:
+            dose = "**Action:** confirm that the other agent stops; combined anticoagulants add bleeding risk."
+        return self._finish("duplicate_anticoagulant", s.duplicate, summary, why, dose,
+                            self.t.evidence_for("duplicate_anticoagulant"),
+                            recommendation=("duplicate", *sorted(e.ingredient for e in self.active)))
+
+    def heparin_avoidance(self, specific):
+        reg = self.a.regimen
+        hit = self.hit_label(specific)
+        why = f"**Why:** {self.specific_why(specific)}"
+        suggestions = []
+        if reg.drug == "fondaparinux":
+            summary = self.t.summary["avoidance"].format(hit=hit, dose=self.regimen_dose())
+            dose = f"**Dose:** {self.body_facts()}: {self.regimen_dose()} (label floors: 50 kg, CrCl 30 mL/min)."
+            suggestions = [suggestion(f"Order {self.regimen_dose()}",
+                                      self.create_regimen(reg, "HIT or allergy"))]
+        elif "hit_needs_platelets" in reg.notes:
+            summary = self.t.summary["avoidance_platelets"].format(hit=hit)
+            dose = "**Action:** obtain a platelet count and haematology advice before any anticoagulant."
+        else:
+            summary = self.t.summary["avoidance_specialist"].format(hit=hit)
+            dose = f"**Dose:** {self.body_facts()}: fondaparinux not possible; a non-heparin agent via haematology."
+        return self._finish("heparin_avoidance", "warning", summary, why, dose,
+                            self.t.evidence_for("heparin_specific"), suggestions=suggestions,
+                            recommendation=("heparin_avoidance", reg.drug, reg.dose_mg, reg.doses_per_day))
+
+    def therapeutic_exposures(self):
+        return [e for e in self.heparins if e.kind == "order" and e.order_class == "therapeutic"]
+
+    def deescalate(self):
+        a = self.a
+        rec = a.recommendation
+        targets = self.therapeutic_exposures() or self.heparins
+        drug = t.names([t.DRUG.get(e.ingredient, e.ingredient) for e in targets])
+        reg = self.prophylactic_regimen()
+        if rec.pathway == "deescalate":
+            summary = self.t.summary["deescalate"].format(drug=drug)
+            criteria = ", ".join(md(c.replace("vasoactive:", "")) for c in a.critical_illness.criteria) or "organ support"
+            why = f"**Why:** critically ill ({criteria}) on {md(t.names([self.exposure_text(e) for e in targets]))}; no other indication recorded."
+            evidence = self.t.evidence_for("deescalate")
+        else:
+            caution = self.caution_text()
+            summary = self.t.summary["review_therapeutic"].format(drug=drug, caution=caution)
+            why = f"**Why:** {md(t.names([self.exposure_text(e) for e in targets]))} with {self.caution_text(dated=True)}."
+            evidence = self.t.evidence_for("review_therapeutic")
+        actions = []
+        if reg.drug:
+            actions.append(self.create_regimen(reg, "de-escalation to prophylaxis"))
+        actions += self.deletes(targets)
+        suggestions = [suggestion(f"Switch to {self.regimen_dose(reg)}", *actions)] if actions else []
+        dose = self.body_dose(reg) + " Unless VTE or another indication is confirmed."
+        return self._finish("deescalate", "warning", summary, why, dose, evidence, suggestions=suggestions,
+                            recommendation=(rec.pathway, reg.drug, reg.dose_mg or reg.dose_units, reg.doses_per_day))
+
+    def caution_text(self, dated: bool = False) -> str:
+        i = self.a.inputs
+        values = {"platelets": t.reported(i.platelets, 0, dated=dated),
+                  "hemoglobin": t.reported(i.hemoglobin, 1, dated=dated),
+                  "fibrinogen": t.reported(i.fibrinogen, 2, dated=dated)}
+        return t.names([self.t.caution.get(c, c.replace("_", " ")).format(**values)
+                        for c in self.a.safety.escalation_cautions])
+
+    def candidate_why(self) -> str:
+        a = self.a
+        return (f"**Why:** not critically ill, on low-flow oxygen; {self.d_dimer_why()}; "
+                f"platelets {t.reported(a.inputs.platelets, 0, dated=False)}, Hb "
+                f"{t.reported(a.inputs.hemoglobin, 1, dated=False)}; no bleeding caution.")
+
+    def multiple(self) -> str:
+        m = self.a.d_dimer.multiple_of_uln
+        return shown('d_dimer', m, 3, self.p) if m is not None else "> 1"
+
+    def therapeutic_actions(self) -> tuple[list[dict], str | None]:
+        rec = self.a.recommendation
+        dose = rec.therapeutic
+        if dose is None:
+            return [], None
+        text = t.dose_text(dose.drug, dose.dose_mg, None, dose.doses_per_day)
+        actions = [self.create(dose.drug, dose.dose_mg, None, dose.doses_per_day,
+                               "Therapeutic-dose LMWH for COVID-19 (14 days or until discharge), suggested by "
+                               "the coagulopathy-risk service.")]
+        if rec.therapeutic_anti_xa:
+            low, high = rec.therapeutic_anti_xa
+            actions.append(self.anti_xa_action(low, high))
+        return actions, text
+
+    def anti_xa_action(self, low: float, high: float) -> dict:
+        from .cards import anti_xa_request
+        call = self.ev.call
+        hours = num(self.p["antixa.peak_hours_post_dose"], 1)
+        sampling = f"Peak level {hours} h after a subcutaneous dose, from the 3rd dose on"
+        note = f"Anti-Xa for therapeutic enoxaparin: target {num(low, 2)}-{num(high, 2)} IU/mL; LMWH-calibrated assay."
+        resource = anti_xa_request(self.ev.codes, patient_id=call.patient_id, encounter_id=call.encounter_id,
+                                   authored_on=self.ev.now, sampling=sampling, note=note)
+        return action_create(f"Draft order: anti-Xa level, target {num(low, 2)}-{num(high, 2)} IU/mL", resource)
+
+    def candidate_none(self):
+        a, rec = self.a, self.a.recommendation
+        actions, text = self.therapeutic_actions()
+        reg = a.regimen
+        suggestions = []
+        if text:
+            summary = self.t.summary["candidate_none"].format(multiple=self.multiple(), dose=text)
+            suggestions.append(suggestion(f"Order therapeutic {text}", *actions, recommended=False))
+            dose = (f"**Dose:** 1 mg/kg actual weight ({t.reported(a.inputs.weight, 1, dated=False)}), CrCl "
+                    f"{shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}, 14 days or until discharge; or prophylactic "
+                    f"{self.regimen_dose()}.")
+        else:
+            summary = self.t.summary["candidate_protocol"].format(multiple=self.multiple())
+            dose = (f"**Dose:** therapeutic dose by the local protocol (UFH infusion): weight or renal function "
+                    f"does not allow a fixed dose; or prophylactic {self.regimen_dose()}.")
+        if reg.drug:
+            suggestions.append(suggestion(f"Order prophylactic {self.regimen_dose()}",
+                                          self.create_regimen(reg, "prophylactic alternative")))
+        therapeutic = rec.therapeutic
+        return self._finish("therapeutic_candidate", "warning", summary, self.candidate_why(), dose,
+                            self.t.evidence_for("therapeutic_candidate"), suggestions=suggestions,
+                            selection="at-most-one", extra=[t.NO_ANTIPLATELET],
+                            recommendation=("therapeutic_candidate", therapeutic.drug if therapeutic else None,
+                                            therapeutic.dose_mg if therapeutic else None,
+                                            therapeutic.doses_per_day if therapeutic else None))
+
+    def candidate_on(self, exposure):
+        rec = self.a.recommendation
+        actions, text = self.therapeutic_actions()
+        active = self.exposure_text(exposure)
+        summary = self.t.summary["candidate_on"].format(active=active, multiple=self.multiple())
+        suggestions = []
+        if text:
+            actions = actions[:1] + self.deletes([exposure]) + actions[1:]
+            suggestions = [suggestion(f"Switch to therapeutic {text}", *actions)]
+            dose = f"**Dose:** 1 mg/kg actual weight, CrCl {shown('crcl', self.a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}."
+        else:
+            dose = "**Dose:** therapeutic dose by the local protocol (UFH infusion)."
+        therapeutic = rec.therapeutic
+        return self._finish("therapeutic_candidate", "info", summary, self.candidate_why(), dose,
+                            self.t.evidence_for("therapeutic_candidate"), suggestions=suggestions,
+                            extra=[t.NO_ANTIPLATELET],
+                            recommendation=("therapeutic_candidate_on", therapeutic.drug if therapeutic else None,
+                                            therapeutic.dose_mg if therapeutic else None,
+                                            therapeutic.doses_per_day if therapeutic else None))
+
+    def signal_text(self) -> str:
+        a = self.a
+        parts = []
+        if "sic_positive" in a.seed_trigger.reasons:
+            parts.append(f"SIC {a.sic.total}" if a.sic.total is not None else "SIC positive")
+        if "d_dimer_gt_6x_uln" in a.seed_trigger.reasons:
+            parts.append(f"D-dimer {self.multiple()}× ULN")
+        return ", ".join(parts)
+
+    def prophylaxis(self, signal: bool):
+        a, reg = self.a, self.a.regimen
+        critical = a.critical_illness.critically_ill is True
+        evidence = self.t.evidence_for("prophylaxis_critical" if critical else "prophylaxis")
+        rec_tuple = ("prophylaxis", reg.drug, reg.dose_mg or reg.dose_units, reg.doses_per_day)
+        if a.pregnant:
+            summary = self.t.summary["standard_pregnant"]
+            why = "**Why:** pregnant, no anticoagulant ordered; the trials excluded pregnancy."
+            dose = (f"**Dose:** obstetric protocol, weight-banded on booking weight (non-pregnant default: "
+                    f"{self.regimen_dose()}).") if reg.drug else "**Dose:** obstetric protocol."
+            return self._finish("standard_prophylaxis", "info", summary, why, dose, evidence,
+                                recommendation=rec_tuple + ("pregnant",))
+        suggestions = []
+        if reg.drug:
+            suggestions.append(suggestion(f"Order {self.regimen_dose()}", self.create_regimen(reg, self.t.basis.get(reg.basis, reg.basis))))
+            if a.anti_xa.indicated is True:
+                suggestions.append(anti_xa_suggestion(self.ev, a.anti_xa))
+        dose_line = self.body_dose() if reg.drug else "**Dose:** no regimen can be given (see the assessment)."
+        if signal:
+            summary = self.t.summary["prophylaxis_signal"].format(signal=self.signal_text(), dose=self.regimen_dose())
+            why = (f"**Why:** no anticoagulant ordered; {self.signal_why()} (prognostic signal, Tang 2020: "
+                   "prophylactic dose, never higher for the signal alone).")
+            return self._finish("prophylaxis_suggestion", "warning", summary, why, dose_line, evidence,
+                                suggestions=suggestions, recommendation=rec_tuple)
+        summary = self.t.summary["standard"].format(dose=self.regimen_dose()) if reg.drug else \
+            "No VTE prophylaxis ordered: consider prophylaxis (dose needs weight and renal function)"
+        why = "**Why:** admitted with COVID-19, no anticoagulant ordered, no contraindication recorded."
+        return self._finish("standard_prophylaxis", "info", summary, why, dose_line, evidence,
+                            suggestions=suggestions, recommendation=rec_tuple)
+
+    def signal_why(self) -> str:
+        a = self.a
+        parts = []
+        if "sic_positive" in a.seed_trigger.reasons:
+            parts.append(f"SIC {a.sic.total if a.sic.total is not None else 'positive'}: platelets "
+                         f"{t.reported(a.inputs.platelets, 0, dated=False)}, INR {t.reported(a.inputs.inr, 1)}")
+        if "d_dimer_gt_6x_uln" in a.seed_trigger.reasons:
+            parts.append(self.d_dimer_why())
+        return "; ".join(parts)
+
+    def dose_review(self):
+        """An active heparin at a dose the order check would change (same rules as the draft check)."""
+        a = self.a
+        for e in self.heparins:
+            if e.kind != "order" or e.source not in self.orders:
+                continue
+            order = self.orders[e.source][0]
+            check = check_order(order, a, self.p)
+            finding = check.finding("dose_change")
+            if finding is None or finding.proposed is None:
+                continue
+            target = finding.proposed
+            proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
+            short = proposed.removeprefix(t.DRUG.get(target.ingredient, target.ingredient) + " ")
+            context = self.review_context(finding.reasons)
+            summary = self.t.summary["dose_review"].format(active=t.order_text(order), context=context, dose=short)
+            summary = summary[0].upper() + summary[1:]
+            indicator = getattr(finding, "urgency", None) or "warning"
+            why = f"**Why:** {md(t.order_text(order))} is active; the recommended dose differs ({context})."
+            dose = self.body_dose(_as_regimen(target, a.regimen))
+            return self._finish("dose_review", indicator, summary, why, dose, self.t.evidence_for("dose_review"),
+                                recommendation=("dose_review", target.ingredient, target.dose_mg or target.dose_units,
+                                                target.doses_per_day))
+        return None
+
+    def review_context(self, reasons) -> str:
+        a = self.a
+        if any(r.startswith("crcl") or r == "renal_frequency" for r in reasons) and a.renal.crcl_ml_min is not None:
+            return f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
+        if a.anthropometrics.bmi is not None:
+            return f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
+        return "weight and renal function"
 
 
-# -- cards -------------------------------------------------------------------------------------------
-def _prophylaxis(ev: Evaluation, *, triggered: bool, current: list | None = None):
-    a, p = ev.assessment, ev.policy
-    reg = a.regimen
-    dose = c.dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
-    signal = c.signal_text(a, p)
-    if current:
-        order, finding = current[0]
-        target = finding.proposed
-        proposed = c.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
-        summary = f"{signal}: {c.order_text(order)} is ordered; consider {proposed}"
-        lead = (f"Coagulopathy signal ({signal}). The active order {c.md(c.order_text(order))} differs from "
-                f"the suggested dose: consider changing it to **{proposed}**.")
-    elif triggered:
-        summary = f"{signal}: consider {dose}"
-        lead = (f"Coagulopathy signal ({signal}): in Tang 2020, heparin was linked to lower mortality only "
-                f"in patients with SIC or D-dimer above 6× ULN (observational, 2020). Consider "
-                f"prophylactic **{dose}**. The signal never justifies a dose above prophylaxis.")
-    else:
-        summary = f"No anticoagulant ordered: consider VTE prophylaxis with {dose}"
-        lead = (f"No anticoagulant is ordered. Every admitted COVID-19 patient should receive VTE "
-                f"prophylaxis unless contraindicated (ISTH interim guidance 2020): consider **{dose}**.")
-    safety_missing = list(a.missing_by_output.get("safety", ()))
-    signal_missing = [] if triggered else _signal_missing(a)
-    cautions = a.safety.escalation_cautions
-    blocks = [
-        lead,
-        c.dose_rationale(a, p),
-        c.anti_xa_plan(a.anti_xa, p),
-        c.evidence_text(a, p),
-        f"**Bleeding cautions:** {c.join(c.labels(c.CAUTION_TEXT, cautions, p))}." if cautions else None,
-        _missing_block(a, p, safety_missing, "Check before the first dose (not available)"),
-        _missing_block(a, p, signal_missing, "Coagulopathy signal not determinable, missing"),
-        "**Scores**\n\n" + c.scores(a, p),
-        "**Inputs**\n\n" + c.inputs_table(a),
-        _notes(a, p),
-        c.sources("tang_2020", "iba_sic_2017", "isth_dic_2001", "isth_interim_2020", "piagnerelli_2020",
-                  "enoxaparin_label", "attacc_critical_2021", "attacc_noncritical_2021", "inspiration_2021",
-                  "nih_2022", "anti_xa_lab"),
-        c.DISCLAIMER,
-    ]
-    kind = "prophylaxis_suggestion" if triggered else "standard_prophylaxis"
-    evidence = ["tang_2020", "isth_interim_2020", "attacc_critical_2021", "attacc_noncritical_2021"] \
-        if triggered else ["isth_interim_2020", "attacc_critical_2021", "attacc_noncritical_2021"]
-    if a.anti_xa.indicated is True:
-        evidence.append("isth_2022")
-    return card(kind, "warning" if triggered else "info", summary, c.detail(*blocks),
-                suggestions=_suggestions(ev, create_drug=not current), selection="any",
-                evidence=evidence)
+# -- helpers ----------------------------------------------------------------------------------------
+def _as_regimen(target, regimen):
+    try:
+        return replace(regimen, drug=target.ingredient, dose_mg=target.dose_mg, dose_units=target.dose_units,
+                       doses_per_day=target.doses_per_day)
+    except (TypeError, ValueError):
+        return regimen
 
 
-def _contraindicated(ev: Evaluation, anticoagulants: list):
-    a, p, call = ev.assessment, ev.policy, ev.call
-    ci = a.safety.contraindications
-    heparin_only = set(ci) <= HEPARIN_SPECIFIC
-    concerned = [o for o in anticoagulants if o.ingredient in HEPARINS or not heparin_only]
-    others = [o for o in anticoagulants if o not in concerned]
-    if heparin_only and others and not concerned:
-        return []   # HIT/allergy already handled with a non-heparin anticoagulant
-    reasons = [c.contraindication_reason(a, code, p) for code in ci]
-    reg = a.regimen
-    what = "Heparins" if heparin_only else "Pharmacological VTE prophylaxis"
-    short = c.join(c.labels(c.CONTRAINDICATION_SHORT, ci, p))
-    if concerned:
-        summary = f"{what} contraindicated ({short}) but {c.order_text(concerned[0])} is ordered"
-    elif reg.drug:
-        summary = f"{what} contraindicated ({short}): consider {c.dose_text(reg.drug, reg.dose_mg, None, reg.doses_per_day)}"
-    else:
-        summary = f"{what} contraindicated ({short}): consider mechanical prophylaxis"
-    lines = [f"**{what} {'are' if heparin_only else 'is'} contraindicated:**"] + [f"- {r}" for r in reasons]
-    if concerned:
-        lines.append("")
-        lines.append("**Active order(s) concerned, consider stopping or reviewing:** "
-                     + ", ".join(c.md(c.order_text(o)) for o in concerned) + ".")
-    alternative = ["**Alternative:** consider mechanical prophylaxis (intermittent pneumatic compression)."]
-    if reg.drug == "fondaparinux":
-        alternative.append(f"For HIT with {c.renal_text(a, p)[:-1]}: consider "
-                           f"**{c.dose_text(reg.drug, reg.dose_mg, None, reg.doses_per_day)}** "
-                           f"(at CrCl at least {c.num(p['hit.fondaparinux_min_crcl'], 0)} mL/min).")
-    elif heparin_only and reg.drug is None:
-        # v2: name the renal reason only when the regimen says CrCl is why (not weight)
-        alternative.append(c.label(c.NOTE_TEXT, "hit_non_heparin_agent"
-                                   if "hit_non_heparin_agent" in reg.notes else "hit_avoid_heparin", p))
-    signal = c.signal_text(a, p)
-    blocks = [
-        "\n".join(lines),
-        " ".join(alternative),
-        f"Coagulopathy signal present ({signal}); it does not outweigh the contraindication." if signal else None,
-        "**Scores**\n\n" + c.scores(a, p),
-        "**Inputs**\n\n" + c.inputs_table(a),
-        _notes(a, p, skip=("mechanical_prophylaxis", "hit_non_heparin_agent")),  # said above
-        c.sources("isth_interim_2020", "enoxaparin_label", "hep_covid_2021", "ash_2021"),
-        c.DISCLAIMER,
-    ]
-    # Fondaparinux for HIT only when nothing is ordered yet (a create would otherwise duplicate).
-    suggestions = _suggestions(ev, create_drug=True) if reg.drug == "fondaparinux" and not anticoagulants else []
-    return [card("contraindicated", "critical", summary, c.detail(*blocks), suggestions=suggestions,
-                 selection="any", evidence=["isth_interim_2020", "ash_2021"])]
+def _is_heparin_request(resource) -> bool:
+    if not isinstance(resource, dict) or resource.get("resourceType") != "MedicationRequest":
+        return False
+    text = (resource.get("medicationCodeableConcept") or {}).get("text", "").lower()
+    return "heparin" in text or "enoxaparin" in text or "dalteparin" in text or "tinzaparin" in text
 
 
-def _not_determinable(ev: Evaluation):
-    a, p = ev.assessment, ev.policy
-    names = _signal_missing(a) or list(a.missing)
-    missing = c.missing_text(names, p)
-    summary = (f"Coagulopathy risk not determinable: no usable {c.join([c.INPUT_LABELS.get(n, n) for n in names])}",
-               "Coagulopathy risk not determinable: key inputs missing or out of date")
-    blocks = [
-        f"The coagulopathy signal (SIC, or D-dimer above {c.num(p['d_dimer.marked_multiple'], 1)}× ULN) "
-        "cannot be evaluated.",
-        f"**Missing or out of date:** {missing}.",
-        "\n".join(c.rejected_lines(a, names)) or None,
-        "Consider checking D-dimer, platelet count and INR (and creatinine, weight) if clinically indicated.",
-        "**Scores**\n\n" + c.scores(a, p),
-        "**Inputs**\n\n" + c.inputs_table(a),
-        c.sources("tang_2020", "iba_sic_2017"),
-    ]
-    return card("not_determinable", "info", summary, c.detail(*blocks), evidence=["tang_2020", "iba_sic_2017"])
+def _without_creates(suggestions) -> list[dict]:
+    out = []
+    for s in suggestions:
+        actions = [a for a in s["actions"] if a.get("type") != "create"]
+        if actions:
+            out.append({**s, "actions": actions})
+    return out
+
+
+def _with_recommendation(issued, recommendation: tuple | None):
+    """IssuedCard.recommendation (the card lifecycle's fingerprint, §18.3), when the storage
+    layer has the field."""
+    if recommendation is None or "recommendation" not in {f.name for f in fields(issued)}:
+        return issued
+    return replace(issued, recommendation=tuple(recommendation))
 
 
 SERVICE = Service(
     id="coagulopathy-risk",
     hook="patient-view",
     title="COVID-19 coagulopathy and heparin prophylaxis",
-    description=("SIC, ISTH overt DIC and D-dimer (multiple of ULN) for hospitalised COVID-19 "
-                 "patients, with weight- and renal-adjusted LMWH prophylaxis, contraindication "
-                 "warnings and anti-Xa monitoring advice."),
+    description=("For hospitalised adults with COVID-19: at most one card, the first that applies of "
+                 "contraindication, HIT, duplicate anticoagulation, de-escalation, therapeutic-dose option, "
+                 "prophylaxis suggestion and dose review (clinical rules §18.1)."),
     handler=handle,
     prefetch=PREFETCH,
     usage_requirements=USAGE,

@@ -8,23 +8,36 @@ evidence links. Defined here once; cards, the audit trail and the feedback repor
 """
 from __future__ import annotations
 
-ORGANISATION_URL = "https://cds.example.org/"
-SOURCE_LABEL = "COVID-19 coagulopathy CDS"
+SOURCE_LABEL = "COVID-19 coagulopathy CDS: rule and evidence"
+# The page the service itself serves for each card kind (cds_service/docs_page): the rule, its
+# policy keys with this site's values, and its citations. A card's source.url is
+# <public base URL> + DOCS_PATH + "#" + kind.
+DOCS_PATH = "/docs/rules"
 
+# Code systems of our own codings (card kind as source.topic, override reasons). They are
+# identifiers, not pages: kept stable (the audit trail, feedback and reports join on them).
 CARD_KIND_SYSTEM = "https://cds.example.org/CodeSystem/card-kind"
 OVERRIDE_REASON_SYSTEM = "https://cds.example.org/CodeSystem/override-reason"
 
 # code -> display
 CARD_KINDS = {
+    # patient-view (clinical-rules §18.1)
+    "contraindicated": "Anticoagulation contraindicated",
+    "hit_acute": "Acute heparin-induced thrombocytopenia",
+    "hit_suspected": "Platelet fall on heparin: assess for HIT",
+    "duplicate_anticoagulant": "Two anticoagulants active or drafted",
+    "heparin_avoidance": "Heparin-specific contraindication: avoid heparins",
+    "deescalate": "Therapeutic anticoagulation to review: consider prophylactic dose",
+    "therapeutic_candidate": "Therapeutic-dose heparin is an option",
     "prophylaxis_suggestion": "Coagulopathy signal: prophylactic LMWH suggested",
     "standard_prophylaxis": "No anticoagulant ordered: standard prophylaxis suggested",
-    "contraindicated": "Pharmacological prophylaxis contraindicated",
+    "dose_review": "Active heparin dose differs from the recommended dose",
+    # order hooks (§18.4) and policy options
     "not_determinable": "Advice not determinable: inputs missing or out of date",
     "dose_correction": "Draft anticoagulant dose differs from the recommended dose",
     "product_switch": "Draft anticoagulant should be a different product",
-    "escalation_warning": "Above-prophylactic dose drafted in a critically ill patient",
+    "escalation_warning": "Above-prophylactic dose drafted without an indication for it",
     "anti_xa": "Anti-Xa monitoring indicated",
-    "duplicate_anticoagulant": "Draft anticoagulant while a therapeutic anticoagulant is active",
 }
 
 OVERRIDE_REASONS = {
@@ -39,70 +52,117 @@ OVERRIDE_REASONS = {
     "comfort-care": "Comfort or end-of-life care",
 }
 
+_SUGGEST = ("already-addressed", "bleeding-risk", "therapeutic-indication", "data-inaccurate",
+            "specialist-advice", "patient-declined", "comfort-care", "clinical-judgement")
+_STOP = ("contraindication-not-current", "data-inaccurate", "specialist-advice",
+         "therapeutic-indication", "clinical-judgement")
+_DOSE = ("therapeutic-indication", "specialist-advice", "data-inaccurate", "bleeding-risk",
+         "clinical-judgement")
+
 # Which reasons each kind offers, most likely first.
 KIND_OVERRIDE_REASONS = {
-    "prophylaxis_suggestion": ("already-addressed", "bleeding-risk", "therapeutic-indication",
-                               "data-inaccurate", "specialist-advice", "patient-declined",
-                               "comfort-care", "clinical-judgement"),
-    "standard_prophylaxis": ("already-addressed", "bleeding-risk", "therapeutic-indication",
-                             "data-inaccurate", "patient-declined", "comfort-care", "clinical-judgement"),
-    "contraindicated": ("contraindication-not-current", "data-inaccurate", "specialist-advice",
-                        "therapeutic-indication", "clinical-judgement"),
+    "contraindicated": _STOP,
+    "hit_acute": ("specialist-advice", "already-addressed", "contraindication-not-current",
+                  "data-inaccurate", "clinical-judgement"),
+    "hit_suspected": ("already-addressed", "specialist-advice", "data-inaccurate", "clinical-judgement"),
+    "duplicate_anticoagulant": ("already-addressed", "therapeutic-indication", "specialist-advice",
+                                "data-inaccurate", "clinical-judgement"),
+    "heparin_avoidance": ("already-addressed", "contraindication-not-current", "specialist-advice",
+                          "data-inaccurate", "clinical-judgement"),
+    "deescalate": ("therapeutic-indication", "specialist-advice", "data-inaccurate", "clinical-judgement"),
+    "therapeutic_candidate": ("bleeding-risk", "already-addressed", "specialist-advice", "data-inaccurate",
+                              "patient-declined", "clinical-judgement"),
+    "prophylaxis_suggestion": _SUGGEST,
+    "standard_prophylaxis": tuple(r for r in _SUGGEST if r != "specialist-advice"),
+    "dose_review": _DOSE,
     "not_determinable": ("already-addressed", "data-inaccurate", "clinical-judgement"),
-    "dose_correction": ("therapeutic-indication", "specialist-advice", "data-inaccurate",
-                        "bleeding-risk", "clinical-judgement"),
+    "dose_correction": _DOSE,
     "product_switch": ("contraindication-not-current", "specialist-advice", "data-inaccurate",
                        "clinical-judgement"),
     "escalation_warning": ("therapeutic-indication", "specialist-advice", "data-inaccurate",
                            "clinical-judgement"),
     "anti_xa": ("already-addressed", "specialist-advice", "clinical-judgement"),
-    "duplicate_anticoagulant": ("already-addressed", "therapeutic-indication", "specialist-advice",
-                                "data-inaccurate", "clinical-judgement"),
 }
 
-# Evidence links: key -> (label, absolute URL). DOIs of the sources in clinical-rules.md §17.
-EVIDENCE = {
+# Sources: key -> (label, absolute URL, short citation, verified). EVIDENCE (label, URL) and
+# CITATIONS (short citation) below are derived from it; other modules read those two.
+# `verified`: the identifier (DOI or page) was checked against a copy of the publisher's or
+# PubMed's record; False: written from the rules or from memory, not yet checked. Where a DOI
+# could not be checked but the publisher's page could, the page is linked instead.
+SOURCES = {
     "tang_2020": ("Tang 2020: heparin and mortality in COVID-19 coagulopathy (J Thromb Haemost)",
-                  "https://doi.org/10.1111/jth.14817"),
+                  "https://doi.org/10.1111/jth.14817", "Tang N et al. J Thromb Haemost 2020;18:1094-1099", False),
     "iba_sic_2017": ("Iba 2017: sepsis-induced coagulopathy score (BMJ Open)",
-                     "https://doi.org/10.1136/bmjopen-2017-017046"),
+                     "https://doi.org/10.1136/bmjopen-2017-017046", "Iba T et al. BMJ Open 2017;7:e017046", True),
     "isth_interim_2020": ("ISTH interim guidance 2020 (J Thromb Haemost)",
-                          "https://doi.org/10.1111/jth.14810"),
+                          "https://doi.org/10.1111/jth.14810", "Thachil J et al. J Thromb Haemost 2020;18:1023-1026",
+                          True),
     "attacc_critical_2021": ("REMAP-CAP/ACTIV-4a/ATTACC 2021: critically ill (N Engl J Med)",
-                             "https://doi.org/10.1056/NEJMoa2103417"),
-    "attacc_noncritical_2021": ("REMAP-CAP/ACTIV-4a/ATTACC 2021: non-critically ill (N Engl J Med)",
-                                "https://doi.org/10.1056/NEJMoa2105911"),
+                             "https://doi.org/10.1056/NEJMoa2103417",
+                             "REMAP-CAP, ACTIV-4a, ATTACC Investigators. N Engl J Med 2021;385:777-789", True),
+    "attacc_noncritical_2021": ("ATTACC/ACTIV-4a/REMAP-CAP 2021: non-critically ill (N Engl J Med)",
+                                "https://doi.org/10.1056/NEJMoa2105911",
+                                "ATTACC, ACTIV-4a, REMAP-CAP Investigators. N Engl J Med 2021;385:790-802", True),
     "inspiration_2021": ("INSPIRATION 2021: intermediate vs standard dose in ICU (JAMA)",
-                         "https://doi.org/10.1001/jama.2021.4152"),
+                         "https://doi.org/10.1001/jama.2021.4152",
+                         "INSPIRATION Investigators (Sadeghipour P et al.). JAMA 2021;325:1620-1630", True),
     "hep_covid_2021": ("HEP-COVID 2021: therapeutic vs standard heparin (JAMA Intern Med)",
-                       "https://doi.org/10.1001/jamainternmed.2021.6203"),
+                       "https://doi.org/10.1001/jamainternmed.2021.6203",
+                       "Spyropoulos AC et al. JAMA Intern Med 2021;181:1612-1620", True),
     "ash_2021": ("ASH 2021 guideline: anticoagulation in COVID-19 (Blood Adv)",
-                 "https://doi.org/10.1182/bloodadvances.2020003763"),
+                 "https://doi.org/10.1182/bloodadvances.2020003763", "Cuker A et al. Blood Adv 2021;5:872-888", True),
+    "ash_2022_acute": ("ASH 2022 update: therapeutic heparin in acute (non-critical) COVID-19 illness (Blood Adv)",
+                       "https://ashpublications.org/bloodadvances/article/6/17/4915/485124",
+                       "Cuker A et al. Blood Adv 2022;6:4915-4923", True),
+    "ash_2022_critical": ("ASH 2022 update: prophylactic over therapeutic dose in critical illness (Blood Adv)",
+                          "https://ashpublications.org/bloodadvances/article/6/17/4975/485690",
+                          "Cuker A et al. Blood Adv 2022;6:4975", True),
     "isth_2022": ("ISTH 2022 guideline: antithrombotic treatment in COVID-19 (J Thromb Haemost)",
-                  "https://doi.org/10.1111/jth.15808"),
+                  "https://doi.org/10.1111/jth.15808", "Schulman S et al. J Thromb Haemost 2022;20:2214-2225", False),
+    "isth_2023": ("ISTH 2023 update: antithrombotic treatment in COVID-19 (J Thromb Haemost)",
+                  "https://doi.org/10.1016/j.jtha.2024.02.011", "Schulman S et al. J Thromb Haemost 2024 (2023 update)",
+                  False),
+    "chest_2022": ("CHEST 2022 guideline update: VTE prevention in COVID-19 (Chest)",
+                   "https://doi.org/10.1016/j.chest.2022.02.006", "Moores LK et al. Chest 2022;162:213-225", False),
+    "nih_2024": ("NIH COVID-19 Treatment Guidelines, antithrombotic therapy (final version, 2024)",
+                 "https://www.ncbi.nlm.nih.gov/books/NBK570371/",
+                 "NIH COVID-19 Treatment Guidelines, final version 29 Feb 2024", False),
+    "ash_hit_2018": ("ASH 2018 guideline: heparin-induced thrombocytopenia (Blood Adv)",
+                     "https://ashpublications.org/bloodadvances/article/2/22/3360/16129",
+                     "Cuker A et al. Blood Adv 2018;2:3360-3392", True),
+    "warkentin_2001": ("Warkentin & Kelton 2001: temporal aspects of HIT (N Engl J Med)",
+                       "https://doi.org/10.1056/NEJM200104263441704",
+                       "Warkentin TE, Kelton JG. N Engl J Med 2001;344:1286-1292", False),
+    "enoxaparin_label": ("Enoxaparin prescribing information (DailyMed)",
+                         "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=enoxaparin",
+                         "Enoxaparin prescribing information (renal dosing, HIT, neuraxial boxed warning)", False),
+    "fondaparinux_label": ("Fondaparinux prescribing information (DailyMed)",
+                           "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=fondaparinux",
+                           "Fondaparinux (Arixtra) prescribing information (weight and renal limits)", False),
+    "piagnerelli_2020": ("Piagnerelli 2020: BMI-adjusted enoxaparin in ICU COVID-19 (Crit Care Med letter)",
+                         "https://pubmed.ncbi.nlm.nih.gov/?term=Piagnerelli+enoxaparin+COVID-19+Crit+Care+Med",
+                         "Piagnerelli M et al. Crit Care Med 2020 (letter)", False),
     "dose_classes_2023": ("Trial-pooled heparin dose classes (Clin Transl Sci 2023)",
-                          "https://pmc.ncbi.nlm.nih.gov/articles/PMC10499427/"),
+                          "https://pmc.ncbi.nlm.nih.gov/articles/PMC10499427/",
+                          "Clin Transl Sci 2023, PMC10499427, Table 1", False),
 }
 
-# Short citations for the detail's "Sources" list (the links carry the URLs).
-CITATIONS = {
-    "tang_2020": "Tang N et al. J Thromb Haemost 2020;18:1094-1099",
-    "iba_sic_2017": "Iba T et al. BMJ Open 2017;7:e017046",
+# Evidence links: key -> (label, absolute URL).
+EVIDENCE = {k: (v[0], v[1]) for k, v in SOURCES.items()}
+# Short citations: key -> text (the rule page; the assessment view's reference list).
+CITATIONS = {k: v[2] for k, v in SOURCES.items()}
+# Whether each identifier was checked against the publisher's or PubMed's record.
+VERIFIED = {k: v[3] for k, v in SOURCES.items()}
+CITATIONS.update({
     "isth_dic_2001": "Taylor FB Jr et al. Thromb Haemost 2001;86:1327-1330 (ISTH overt DIC)",
-    "isth_interim_2020": "Thachil J et al. J Thromb Haemost 2020;18:1023-1026",
-    "piagnerelli_2020": "Piagnerelli M et al. Crit Care Med 2020 (letter: BMI-adjusted enoxaparin, anti-Xa)",
-    "enoxaparin_label": "Enoxaparin prescribing information (renal dosing, HIT, hypersensitivity)",
-    "attacc_critical_2021": "REMAP-CAP, ACTIV-4a, ATTACC Investigators. N Engl J Med 2021;385:777-789",
-    "attacc_noncritical_2021": "ATTACC, ACTIV-4a, REMAP-CAP Investigators. N Engl J Med 2021;385:790-802",
-    "inspiration_2021": "INSPIRATION Investigators (Sadeghipour P et al.). JAMA 2021;325:1620-1630",
-    "hep_covid_2021": "Spyropoulos AC et al. JAMA Intern Med 2021;181:1612-1620",
-    "ash_2021": "Cuker A et al. Blood Adv 2021;5:872-888 (ASH; updates 2021-2022)",
-    "isth_2022": "Schulman S et al. J Thromb Haemost 2022;20:2214-2225 (ISTH)",
     "nih_2022": "NIH COVID-19 Treatment Guidelines, antithrombotic therapy (2022)",
-    "chest_2022": "Moores LK et al. Chest 2022;162:213-225 (CHEST)",
-    "dose_classes_2023": "Clin Transl Sci 2023, PMC10499427, Table 1 (dose classes)",
     "anti_xa_lab": "Laboratory guidance on LMWH anti-Xa sampling (peak 4 h post dose)",
-}
+})
+
+
+def source_url(kind: str, base_url: str) -> str:
+    """The rule page of `kind`, absolute: "<base>/docs/rules#<kind>"."""
+    return f"{base_url.rstrip('/')}{DOCS_PATH}#{kind}"
 
 
 def topic(kind: str) -> dict[str, str]:
@@ -115,4 +175,4 @@ def override_reasons(kind: str) -> list[dict[str, str]]:
 
 
 def links(*keys: str) -> list[dict[str, str]]:
-    return [{"label": EVIDENCE[k][0], "url": EVIDENCE[k][1], "type": "absolute"} for k in keys]
+    return [{"label": EVIDENCE[k][0], "url": EVIDENCE[k][1], "type": "absolute"} for k in dict.fromkeys(keys)]

@@ -72,6 +72,14 @@ def draft_entries(body: dict) -> dict[str, dict]:
             for e in bundle.get("entry", [])}
 
 
+def active_orders(body: dict) -> set[str]:
+    """"MedicationRequest/<id>" of the active orders in the request's prefetch."""
+    bundle = (body.get("prefetch") or {}).get("medications") or {}
+    return {f"MedicationRequest/{e['resource']['id']}" for e in bundle.get("entry", ())
+            if e.get("resource", {}).get("resourceType") == "MedicationRequest"
+            and e["resource"].get("status") in ("active", "on-hold")}
+
+
 def check_response(body: dict, payload: dict) -> None:
     """CDS Hooks notes §7/§12/§13 on every response, plus our card rules."""
     assert_valid_cds_response(payload)
@@ -83,7 +91,9 @@ def check_response(body: dict, payload: dict) -> None:
         assert 0 < len(card["summary"]) < 140
         assert card["detail"].strip()
         source = card["source"]
-        assert source["label"] and source["url"] == vocab.ORGANISATION_URL
+        # the service's own rule page for this kind (GET /docs/rules, absolute)
+        assert source["label"] and source["url"].startswith(("http://", "https://"))
+        assert source["url"].endswith(f"{vocab.DOCS_PATH}#{source['topic']['code']}")
         assert source["topic"]["system"] == vocab.CARD_KIND_SYSTEM
         assert source["topic"]["code"] in vocab.CARD_KINDS and source["topic"]["display"]
         reasons = card["overrideReasons"]
@@ -99,15 +109,20 @@ def check_response(body: dict, payload: dict) -> None:
         assert json.loads(view["appContext"]) == {"kind": source["topic"]["code"],
                                                    "hookInstance": body["hookInstance"]}
         assert ("selectionBehavior" in card) == ("suggestions" in card)
+        active = active_orders(body)
         for s in card.get("suggestions", ()):
             uuids.append(s["uuid"])
             seen_types: list[str] = []
             for action in s["actions"]:
                 if action["type"] == "delete":
                     assert "resource" not in action
-                    assert action["resourceId"] in drafts, "delete target must be a draftOrders entry"
-                    rtype = action["resourceId"].split("/")[0]
-                    assert rtype in seen_types, "a delete follows a create of the same type"
+                    if body["hook"] == "patient-view":
+                        # §18.1: deletes name an active order by its id
+                        assert action["resourceId"] in active, "delete target must be an active order"
+                    else:
+                        # CDS Hooks notes §12: in order hooks only draftOrders entries; a create of
+                        # the same type comes first when there is one (§18.4 HIT: a delete alone)
+                        assert action["resourceId"] in drafts, "delete target must be a draftOrders entry"
                     continue
                 resource = action["resource"]
                 get_fhir_model_class(resource["resourceType"]).model_validate(resource)  # R4B valid

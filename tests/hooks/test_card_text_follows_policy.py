@@ -22,16 +22,15 @@ def _card(tmp_path, keys, name="sic-positive"):
     return resp.get_json()["cards"][0]
 
 
-def test_sic_clause_drops_the_platelet_inr_condition_when_the_policy_does(tmp_path):
-    default = _card(tmp_path, {})
-    assert "with platelets + INR ≥ 3" in default["detail"]
-    loose = _card(tmp_path, {"sic.require_plt_inr_gt_2": False})
-    assert "with platelets + INR ≥ 3" not in loose["detail"]
-
-
-def test_bmi_tier_and_iu_per_kg_come_from_the_policy(tmp_path):
-    # BMI 88 / 1.70^2 = 30.45: with tier 1 at 30.2 still 60 mg; info dose 0.6 mg/kg = 60 IU/kg.
-    card = _card(tmp_path, {"dosing.bmi_tier1": 30.2, "dosing.info_mg_per_kg": 0.6})
+def test_bmi_tier_in_the_dose_line_comes_from_the_policy(tmp_path):
+    # BMI 88 / 1.70^2 = 30.45: with tier 1 at 30.2 still 60 mg, and the card says 30.2.
+    card = _card(tmp_path, {"dosing.bmi_tier1": 30.2})
     create = card["suggestions"][0]["actions"][0]["resource"]
     assert "BMI 30.2 or more" in create["note"][0]["text"]
-    assert "60 IU/kg" in card["detail"] and "50 IU/kg" not in card["detail"]
+    assert "BMI 30.2 or more" in card["detail"]
+
+
+def test_no_competing_dose_figure_whatever_the_policy(tmp_path):
+    # §18.2: the v1 "for information: 50 IU/kg would be ..." line is gone.
+    card = _card(tmp_path, {"dosing.info_mg_per_kg": 0.6})
+    assert "IU/kg" not in card["detail"] and "would be" not in card["detail"]

@@ -3,8 +3,8 @@ sharing one audit database, a third one as a restart. The lifecycle's clock is i
 (`state.extensions["clock"]`); the FHIR data stays dated at the real request time.
 
 Cards are picked by indicator, not by catalogue wording: the standard-prophylaxis example gives
-today's info card, sic-positive a warning with a created order, contraindicated a critical card
-without suggestions."""
+an info card, sic-positive a warning with a created order, contraindicated a critical card
+without suggestions (v2 catalogue, clinical-rules §18.1: see `_v2_variant`)."""
 from __future__ import annotations
 
 import json
@@ -20,10 +20,12 @@ from cds_service.hooks import lifecycle
 from cds_service.storage import IssuedCard, StorageError
 from cds_service.examples import build
 from conftest import in_scope
-from hook_helpers import LOINC, body_for, kind, medication, post  # noqa: F401
+from hook_helpers import LOINC, body_for, kind, medication, post
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0)
-DATA_NOW = datetime.now(timezone.utc)
+# The FHIR data of every call is dated from one instant: a body rebuilt a second later would carry
+# a "new" platelet count (its time moved), which rightly ends a snooze (§18.3) and made tests flaky.
+DATA_NOW = T0
 H = timedelta(hours=1)
 USER = "Practitioner/example"
 PV = "coagulopathy-risk"
@@ -55,15 +57,43 @@ def at(app, moment: datetime):
     return app
 
 
+def _v2_variant(name: str, body: dict) -> None:
+    """The v2 catalogue (§18.1) gives the indicator each test relies on:
+    - standard-prophylaxis without its oxygen record (severity unknown: prophylaxis pathway, no
+      signal, nothing active): the info standard_prophylaxis card;
+    - contraindicated (active bleeding) with apixaban active for atrial fibrillation: critical,
+      and no suggestion ("review with the treating team": another indication is recorded)."""
+    pid = body["context"]["patientId"]
+    if name == "standard-prophylaxis":
+        body["prefetch"]["procedures"]["entry"] = []
+    elif name == "contraindicated":
+        body["prefetch"]["conditions"]["entry"].append({"resource": {
+            "resourceType": "Condition", "id": f"{pid}-af",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I48.91"}]},
+            "subject": {"reference": f"Patient/{pid}"}}, "search": {"mode": "match"}})
+        body["prefetch"]["medications"] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {
+            "resourceType": "MedicationRequest", "id": f"{pid}-apixaban", "status": "active", "intent": "order",
+            "subject": {"reference": f"Patient/{pid}"},
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": "1364430"}], "text": "apixaban"},
+            "dosageInstruction": [{"timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+                                   "doseAndRate": [{"doseQuantity": {"value": 5, "unit": "mg",
+                                                                     "system": "http://unitsofmeasure.org",
+                                                                     "code": "mg"}}]}]},
+            "search": {"mode": "match"}}]}
+
+
 def call(app, name: str, moment: datetime, *, user: str = USER, encounter: str | None = None, mutate=None):
     """Post example `name` (data dated at the real now) with the lifecycle clock at `moment`."""
-    # The data dated once per test run (DATA_NOW): dated per call, two calls straddling a
-    # second saw another platelet time, a new situation digest, and so no snooze (a flaky test).
     body = build(name, DATA_NOW)
+    if encounter:   # before in_scope, so that the in-progress inpatient Encounter carries this id
+        body["context"]["encounterId"] = encounter
+    in_scope(body)
+    _v2_variant(name, body)
     body["hookInstance"] = str(uuid.uuid4())   # each chart open is a new hook call
     body["context"]["userId"] = user
-    if encounter:  # before in_scope, which puts that encounter in scope (it was the default one)
-        body["context"]["encounterId"] = encounter
     if mutate:
         mutate(body)
     return post(at(app, moment).test_client(), in_scope(body))["cards"]
@@ -128,7 +158,8 @@ def test_info_card_is_shown_once_per_24_h_across_workers_and_restarts(workers, d
 
 def test_a_retried_call_is_answered_again(workers):
     first, second = workers
-    body = body_for("standard-prophylaxis")
+    body = body_for("standard-prophylaxis", DATA_NOW)
+    _v2_variant("standard-prophylaxis", body)
     shown = one(post(at(first, T0).test_client(), body)["cards"], "info")
     retried = one(post(at(second, T0 + H / 60).test_client(), body)["cards"], "info")  # same hookInstance
     assert retried["summary"] == shown["summary"]

@@ -42,14 +42,14 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 AT_MOST_INFO = "at most info"
 PATIENT_VIEW = {
     "cov-sic-imv": ("warning", 40, False),
-    "cov-ddimer-ward": ("warning", 40, False),
+    "cov-ddimer-ward": ("warning", (70, 40), False),   # v2 therapeutic candidate: 70 mg q12h or 40 mg daily
     "cov-bmi-40": ("warning", 80, True),
     "cov-renal-umol": ("warning", 30, True),
-    "cov-plt-lt25": ("critical", None, False),
-    "cov-hit-history": ("critical", None, False),
-    "cov-active-bleed": ("critical", None, False),
+    "cov-plt-lt25": ("warning", None, False),        # v2 §18.1: contraindicated, nothing active: warning
+    "cov-hit-history": ("warning", None, False),     # v2: heparin_avoidance (fondaparinux create)
+    "cov-active-bleed": ("warning", None, False),
     "cov-on-therapeutic": (AT_MOST_INFO, None, False),
-    "cov-ddu-norange": ("warning", 40, False),
+    "cov-ddu-norange": ("warning", (70, 40), False),
     "cov-no-weight": ("warning", 40, False),
     "cov-healthy-control": ("info", 40, False),  # no signal: everyone admitted gets prophylaxis
 }
@@ -293,6 +293,9 @@ def test_patient_view_same_cards_with_prefetch_and_self_fetch(loaded, cds_servic
     assert top == indicator, [c["summary"] for c in with_prefetch]
     if dose_mg is None:
         assert heparins == []
+    elif isinstance(dose_mg, tuple):   # therapeutic candidate: the two at-most-one alternatives
+        therapeutic, prophylactic = dose_mg
+        assert sorted(_dose(r) for r in heparins) == sorted([(therapeutic, 2), (prophylactic, 1)])
     else:
         assert [(_ingredients(r), _dose(r)) for r in heparins] == [({"enoxaparin"}, (dose_mg, 1))]
         assert heparins[0]["status"] == "draft"
