@@ -149,7 +149,7 @@ class _DraftCards:
         if (f := check.finding("switch_product")):
             return self.switch(f)
         if (f := check.finding("undeterminable")):
-            return None if self.p["cards.not_determinable"] == "no_card" else self.undeterminable(f)
+            return None if self.p["cards.not_determinable"] == "none" else self.undeterminable(f)
         escalation = check.finding("escalation_in_critically_ill") or check.finding("escalation_with_caution")
         if escalation:
             return self.escalation(escalation)

@@ -21,6 +21,8 @@ NUM_LIST, DOSE_PAIRS = "list[number]", "list[[mg, doses/day]]"
 
 # v1 key names still accepted in a policy file, and the key each one now sets (§16).
 ALIASES = {"scope.require_covid_condition": "scope.require_covid"}
+# v1 values still accepted, and the value each one now means: key -> (old, new).
+VALUE_ALIASES = {"cards.not_determinable": ("no_card", "none")}
 INDICATOR_HOURS = "{info, warning, critical: hours}"
 
 _MODALITIES = {"IMV", "NIV", "CPAP", "HFNC", "ECMO", "low-flow"}
@@ -38,7 +40,7 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "scope.encounter_statuses": (["in-progress", "onleave"], STR_LIST, None),
     "scope.inpatient_classes": (["IMP", "ACUTE", "NONAC", "OBSENC", "SS"], STR_LIST, None),
     "codes.extra_file": (None, STR_OR_NULL, None),
-    "cards.not_determinable": ("info_card", STR, {"info_card", "no_card"}),
+    "cards.not_determinable": ("none", STR, {"none", "info_card"}),
     "cards.bmi_tier1_indicator": ("info", STR, {"info", "warning", "critical"}),
     "cards.bmi_tier2_indicator": ("warning", STR, {"info", "warning", "critical"}),
     "window.labs_hours": (72, NUM, None),
@@ -257,6 +259,9 @@ class Policy:
                 if new in flat and flat[new] != value:
                     raise PolicyError(f"policy keys {old!r} (alias) and {new!r} disagree")
                 flat[new] = value
+        for key, (old, new) in VALUE_ALIASES.items():   # v1 values still accepted
+            if flat.get(key) == old:
+                flat[key] = new
         unknown = sorted(set(flat) - set(DEFAULTS))
         if unknown:
             raise PolicyError(f"unknown policy key(s): {', '.join(unknown)}")
@@ -309,6 +314,7 @@ SOURCES: dict[str, str] = {
     "scope.min_age_years": "§1a Cockcroft-Gault and every dose here are for adults",
     "codes.": "fhir-data-requirements §1 (code data file, merged by union)",
     "cards.": "product decision (issue 5): info card or no card when advice is not determinable",
+    "cards.not_determinable": "§16 (v2): no card by default; \"info_card\" shows the order hooks' not-determinable card (v1 default); v1 \"no_card\" means \"none\"",
     "cards.bmi_tier": "§11 v2 urgency of a BMI-tier difference (a standard dose at BMI 30-<40 is not wrong by any guideline)",
     "cards.info_repeat_hours": "§16, §18.3 (card lifecycle: an info card at most once per user, patient, encounter)",
     "cards.override_snooze_hours": "§16, §18.3 (card lifecycle: snooze after a patient-view override, by indicator)",

@@ -81,7 +81,8 @@ GALLERY = [
     ("escalation_warning", "escalation-icu", "as the example", []),
     ("anti_xa", "bmi-42", "draft 80 mg daily (the right dose at BMI 42.2)",
      [lambda b: _set_draft_dose(b, 80)]),
-    ("not_determinable", "dose-ok", "draft 60 mg daily, no weight or height recorded",
+    ("not_determinable", "dose-ok", "draft 60 mg daily, no weight or height recorded, site policy "
+     "cards.not_determinable = info_card",
      [_drop_body_size, lambda b: _set_draft_dose(b, 60, "854238", "enoxaparin 60 mg/0.6 mL prefilled syringe")]),
 ]
 
@@ -96,7 +97,12 @@ def _set_draft_dose(body, mg, rxnorm="854241", text="enoxaparin 80 mg/0.8 mL pre
 def cards() -> list[tuple[str, str, str, dict]]:
     """(kind, example, change, card) for every gallery row, from a fresh app."""
     with tempfile.TemporaryDirectory() as tmp:
-        client = create_app({"database": str(Path(tmp) / "gallery.sqlite3"), "log_level": "ERROR"}).test_client()
+        # The not-determinable card is off by default (§16 cards.not_determinable = "none"); the
+        # gallery shows it as a site that turns it on sees it. No other row depends on that key.
+        policy = Path(tmp) / "policy.json"
+        policy.write_text(json.dumps({"cards.not_determinable": "info_card"}))
+        client = create_app({"database": str(Path(tmp) / "gallery.sqlite3"), "log_level": "ERROR",
+                             "policy": str(policy)}).test_client()
         out = []
         for kind, example, change, edits in GALLERY:
             body = build(example)

@@ -6,6 +6,15 @@ import pytest
 
 from hook_helpers import kind, only_card, run
 
+
+@pytest.fixture
+def app_config(tmp_path):
+    """These tests read what the order check says about an unreadable draft dose: the
+    not-determinable card, which a site turns on (§16 cards.not_determinable, default "none")."""
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"cards.not_determinable": "info_card"}')
+    return {"database": str(tmp_path / "cds.sqlite3"), "policy": str(policy)}
+
 DRAFT = ("context", "draftOrders", "entry", 0, "resource")
 DOSAGE = DRAFT + ("dosageInstruction", 0)
 

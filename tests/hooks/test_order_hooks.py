@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+from cds_service.app import create_app
 from hook_helpers import LOINC, draft_entries, kind, medication, only_card, run
 
 
@@ -141,13 +142,23 @@ def test_order_sign_checks_every_draft_and_ignores_non_anticoagulants(client):
     assert _update(card)["id"] == "draft-enox-obese"
 
 
-def test_undeterminable_draft_names_the_missing_weight(client):
-    def no_body(body):
-        body["prefetch"]["body"] = {"resourceType": "Bundle", "type": "searchset"}
-        draft = body["context"]["draftOrders"]["entry"][0]["resource"]
-        draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 60
+def _no_body_60_mg(body):
+    body["prefetch"]["body"] = {"resourceType": "Bundle", "type": "searchset"}
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 60
 
-    _, payload = run(client, "bmi-42", mutate=no_body)
+
+def test_undeterminable_draft_gives_no_card_by_default(client):
+    """§16 (v2): cards.not_determinable defaults to "none"."""
+    _, payload = run(client, "bmi-42", mutate=_no_body_60_mg)
+    assert payload["cards"] == []
+
+
+def test_undeterminable_draft_names_the_missing_weight(tmp_path):
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"cards.not_determinable": "info_card"}')   # the site turned it on
+    client = create_app({"database": str(tmp_path / "cds.sqlite3"), "policy": str(policy)}).test_client()
+    _, payload = run(client, "bmi-42", mutate=_no_body_60_mg)
     card = only_card(payload)
     # 60 mg once daily with no weight or height: BMI unknown, so the BMI tier cannot be checked.
     assert kind(card) == "not_determinable" and card["indicator"] == "info"

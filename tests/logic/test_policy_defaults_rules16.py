@@ -151,7 +151,7 @@ ADDED_FROM_RULES = {
     "orders.fondaparinux_therapeutic_mg_day": 5, "orders.fondaparinux_prophylactic_mg_day": 2.5,
     "orders.rivaroxaban_prophylactic_mg_day": 10, "orders.apixaban_prophylactic_mg_day": 5,
     "renal.severe_crcl_cutoff": 15, "dosing.info_mg_per_kg": 0.5,
-    "cards.not_determinable": "info_card",
+    "cards.not_determinable": "none",
     # v2 (§10.1 ASH 2018 HIT: recovery 150, >= 5 days, fall >= 50 %, < 100 from >= 150;
     # §10.2 HEP-COVID INR > 1.5, bilirubin >= 2.0 mg/dL; §10.4 bridge INR < 2; §11 KDIGO 0.3 mg/dL
     # in 48 h; §13.1 nearest 10 mg, at most 150 mg)
