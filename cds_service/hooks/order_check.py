@@ -265,17 +265,7 @@ class _DraftCards:
         return t.names([self.t.reason.get(c, c.replace("_", " ")) for c in codes])
 
     def stop_why(self, codes) -> str:
-        i = self.a.inputs
-        parts = []
-        for c in codes:
-            if c == "active_bleeding":
-                when = t.when(getattr(i.active_bleeding, "time", None))
-                parts.append("active bleeding recorded" + (f" ({when})" if when else ""))
-            elif c == "platelets_lt_25":
-                parts.append(f"platelets {t.reported(i.platelets, 0)}")
-            elif c == "fibrinogen_lt_0.5":
-                parts.append(f"fibrinogen {t.reported(i.fibrinogen, 2)}")
-        return "; ".join(parts) + "."
+        return t.stop_reasons(self.a.inputs, codes)
 
     # -- duplicates (§10.4) --------------------------------------------------------------------------
     def duplicate(self):

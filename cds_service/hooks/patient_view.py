@@ -223,17 +223,7 @@ class _Builder:
                             self.t.evidence_for("contraindicated"), recommendation=("contraindicated", *codes))
 
     def stop_evidence(self, codes) -> str:
-        i = self.a.inputs
-        parts = []
-        for c in codes:
-            if c == "active_bleeding":
-                when = t.when(getattr(i.active_bleeding, "time", None))
-                parts.append("active bleeding recorded" + (f" ({when})" if when else ""))
-            elif c == "platelets_lt_25":
-                parts.append(f"platelets {t.reported(i.platelets, 0)}")
-            elif c == "fibrinogen_lt_0.5":
-                parts.append(f"fibrinogen {t.reported(i.fibrinogen, 2)}")
-        return "; ".join(parts) + "."
+        return t.stop_reasons(self.a.inputs, codes)
 
     def hit_record(self):
         recs = [r for r in self.a.inputs.hit_records if r.onset is not None]

@@ -264,3 +264,17 @@ def detail(why: str | None, dose: str | None = None, check: str | None = None,
         head = [h if len(h) <= share else h[:share - 1].rsplit(" ", 1)[0] + "…" for h in head]
         text = "\n\n".join(head + tail)
     return text[:DETAIL_MAX]
+
+
+def stop_reasons(inputs, codes) -> str:
+    """The deciding values of the absolute stops (§10.1) among `codes`, as the lab reported them."""
+    parts = []
+    for c in codes:
+        if c == "active_bleeding":
+            moment = when(getattr(inputs.active_bleeding, "time", None))
+            parts.append("active bleeding recorded" + (f" ({moment})" if moment else ""))
+        elif c == "platelets_lt_25":
+            parts.append(f"platelets {reported(inputs.platelets, 0)}")
+        elif c == "fibrinogen_lt_0.5":
+            parts.append(f"fibrinogen {reported(inputs.fibrinogen, 2)}")
+    return "; ".join(parts) + "."
