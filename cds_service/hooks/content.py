@@ -47,7 +47,7 @@ CONTRAINDICATION_TEXT = {
     "platelets_lt_25": "platelets below {platelets_abs_min} ×10⁹/L",
     "fibrinogen_lt_0.5": "fibrinogen below {fibrinogen_abs_min_g_l} g/L",
     "hit_acute": "acute heparin-induced thrombocytopenia (HIT, recent onset, platelets not recovered)",
-    "hit_recent": "heparin-induced thrombocytopenia (HIT) within the last 100 days",
+    "hit_recent": "heparin-induced thrombocytopenia (HIT) within the last {hit_acute_days} days",
     "hit_suspected": "platelet fall on heparin: possible HIT (assess 4Ts)",
     "hit_history": "history of heparin-induced thrombocytopenia (HIT)",
     "heparin_allergy": "heparin, LMWH or pork-product hypersensitivity",

@@ -253,9 +253,10 @@ class _Builder:
         latest = i.platelets
         fall = (round(100 * (highest.value - latest.value) / highest.value)
                 if highest and latest and highest.value > 0 else None)
-        summary = self.t.summary["hit_suspected"].format(fall=fall if fall is not None else "≥ 50")
+        summary = self.t.summary["hit_suspected"].format(fall=fall if fall is not None
+                                                  else f"≥ {num(100 * self.p['safety.hit_suspected_fall_fraction'], 0)}")
         why = (f"**Why:** platelets {t.reported(latest, 0)}, highest since heparin started "
-               f"{t.reported(highest, 0)}; heparin since {t.when(i.heparin_started) or 'at least 5 days'}.")
+               f"{t.reported(highest, 0)}; heparin since {t.when(i.heparin_started) or 'at least ' + num(self.p['safety.hit_suspected_heparin_days'], 0) + ' days'}.")
         dose = ("**Action:** assess the 4Ts score; if intermediate or high, stop heparin, send an HIT "
                 "immunoassay and start a non-heparin anticoagulant.")
         return self._finish("hit_suspected", "warning", summary, why, dose, self.t.evidence_for("hit_suspected"),
@@ -314,7 +315,8 @@ class _Builder:
         summary = self.t.summary["duplicate"].format(first=items[0], second=t.names(items[1:]))
         why = f"**Why:** active together: {md(t.names(items))}."
         if s.duplicate == "info":
-            dose = "**Action:** a VKA bridge while INR is below 2: confirm the parenteral agent stops when INR is in range."
+            dose = (f"**Action:** a VKA bridge while INR is below {num(self.p['safety.bridge_inr_below'], 1)}: "
+                    "confirm the parenteral agent stops when INR is in range.")
         else:
             dose = "**Action:** confirm that the other agent stops; combined anticoagulants add bleeding risk."
         return self._finish("duplicate_anticoagulant", s.duplicate, summary, why, dose,
