@@ -118,6 +118,12 @@ def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list
     if first is None:
         return []
     out = [first]
+    if first.kind == "duplicate_anticoagulant" and check is not None and check.checked \
+            and (f := check.finding("switch_product")) is not None \
+            and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
+        # HIT history or allergy must not hide behind the duplicate; no switch (a create) while
+        # another anticoagulant is active: delete the draft, say why.
+        out.insert(0, b.avoid(f.reasons, "warning", "another anticoagulant is already active"))
     if first.kind != "duplicate_anticoagulant" and check is not None and check.finding("contraindicated"):
         duplicate = b.duplicate()
         if duplicate is not None:
@@ -206,7 +212,8 @@ class _DraftCards:
                 action = ("**Action:** therapeutic-intensity non-heparin anticoagulation (argatroban, bivalirudin, "
                           "treatment-dose fondaparinux or a DOAC) with haematology; stop every heparin.")
             elif hit == "hit_recent":
-                kind, summary = "contraindicated", f"HIT within 100 days: do not give {self.name}"
+                days = num(self.p["safety.hit_acute_days"], 0)
+                kind, summary = "contraindicated", f"HIT within {days} days: do not give {self.name}"
                 why = f"**Why:** HIT {onset}, platelets {t.reported(i.platelets, 0)}."
                 if i.platelets is None:
                     action = "**Action:** obtain a platelet count and haematology advice before any anticoagulant."
@@ -214,7 +221,8 @@ class _DraftCards:
                     action = "**Action:** no heparin; a non-heparin anticoagulant with haematology advice."
             else:
                 kind, summary = "hit_suspected", f"Platelet fall on heparin: do not give {self.name}; assess 4Ts"
-                why = f"**Why:** platelets {t.reported(i.platelets, 0)} after at least 5 days of heparin."
+                why = (f"**Why:** platelets {t.reported(i.platelets, 0)} after at least "
+                       f"{num(self.p['safety.hit_suspected_heparin_days'], 0)} days of heparin.")
                 action = "**Action:** a 4Ts assessment; if intermediate or high, HIT immunoassay and a non-heparin agent."
             return self.finish(kind, "critical", summary, why, action, self.t.evidence_for("hit_acute" if hit == "hit_acute" else "hit_suspected" if hit == "hit_suspected" else "heparin_specific"),
                                suggestions=self.delete_draft(f"Remove the draft {self.current}"),
@@ -242,6 +250,16 @@ class _DraftCards:
             action = "**Action:** consider not signing; a non-heparin alternative with haematology advice."
             return self.finish("contraindicated", urgency, summary, why, action,
                                self.t.evidence_for("fondaparinux_label"), recommendation=("order", *floors))
+        if "hit_acute" in reasons:
+            # A non-heparin draft in acute HIT (§10.1, §13.1): prophylaxis is not enough.
+            rec = self.hit_record()
+            onset = f"onset {t.when(rec.onset)}" if rec else "dated onset"
+            summary = f"Acute HIT: {self.current} is not enough; therapeutic non-heparin agent"
+            why = f"**Why:** HIT {onset}; platelets {t.reported(i.platelets, 0)}, not recovered."
+            action = ("**Action:** therapeutic-intensity non-heparin anticoagulation (argatroban, bivalirudin, "
+                      "treatment-dose fondaparinux or a DOAC) with haematology; stop every heparin.")
+            return self.finish("hit_acute", "critical", summary, why, action, self.t.evidence_for("hit_acute"),
+                               recommendation=("order", "hit_acute"))
         # hit_history / heparin_allergy (§18.4): warning; the switch to fondaparinux when §11 row 1
         # gives it (whatever the drafted dose), else delete the draft with the specialist text
         specific = [c for c in reasons if c in ("hit_history", "heparin_allergy", "hit_recent")]
@@ -250,11 +268,16 @@ class _DraftCards:
             return self.switch(Finding("switch_product", tuple(specific),
                                        Proposed("fondaparinux", reg.dose_mg, None, reg.doses_per_day or 1),
                                        urgency="warning"))
+        return self.avoid(specific, urgency, f"fondaparinux not possible ({self.weight()}, {self.crcl()})")
+
+    def avoid(self, specific, urgency, because: str):
+        """Heparin-specific contraindication, no switch offered: delete the draft only."""
         label = "HIT history" if "hit_history" in specific else "Heparin allergy"
         summary = f"{label}: avoid {self.name}; non-heparin agent with specialist advice"
         rec = self.hit_record()
-        why = (f"**Why:** {label} ({'onset ' + t.when(rec.onset) if rec else 'undated or over 100 days'}); "
-               f"fondaparinux not possible ({self.weight()}, {self.crcl()}).")
+        when = ("onset " + t.when(rec.onset) if rec
+                else f"undated or over {num(self.p['safety.hit_acute_days'], 0)} days")
+        why = f"**Why:** {label} ({when}); {because}."
         action = "**Action:** remove the draft; a non-heparin anticoagulant with haematology advice."
         return self.finish("heparin_avoidance", urgency if urgency != "critical" else "warning", summary, why, action,
                            self.t.evidence_for("heparin_specific"),
@@ -292,7 +315,8 @@ class _DraftCards:
             summary = f"Two anticoagulants drafted: {self.current} and {t.names([t.order_text(o) for o in drafted])}"
         why = f"**Why:** {md(t.names(names))} already {'is' if len(names) == 1 else 'are'} active or drafted."
         if urgency == "info":
-            action = "**Action:** a VKA bridge while INR is below 2: confirm the parenteral agent stops when INR is in range."
+            action = (f"**Action:** a VKA bridge while INR is below {num(self.p['safety.bridge_inr_below'], 1)}: "
+                      "confirm the parenteral agent stops when INR is in range.")
         else:
             action = "**Action:** confirm that the other agent stops; combined anticoagulants add bleeding risk."
         return self.finish("duplicate_anticoagulant", urgency, summary, why, action,

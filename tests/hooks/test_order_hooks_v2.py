@@ -246,3 +246,28 @@ def test_count_unit_pill_reads_as_the_product_strength(client):
     card = only_card(post(client, body))
     assert (card["indicator"], kind(card)) == ("warning", "dose_correction")
     assert card["summary"] == "Enoxaparin 40 mg SC daily at BMI 42.2: consider 80 mg SC daily"
+
+
+def test_acute_hit_and_a_prophylactic_fondaparinux_draft_is_critical_therapeutic_intensity(client):
+    """§10.1/§13.1: acute HIT needs a therapeutic-intensity non-heparin agent; 2.5 mg is not enough,
+    and the card must not call it a heparin allergy (found in the final pharmacist review)."""
+    def edit(body):
+        add_hit(body, days_ago=5)
+        set_lab(body, "platelets", 60)
+        set_draft(body, rxnorm="321208", dose=2.5, text="fondaparinux 2.5 mg SC daily")
+    card = only_card(post(client, draft_body("dose-ok", edit)))
+    assert (card["indicator"], kind(card)) == ("critical", "hit_acute")
+    assert "therapeutic-intensity non-heparin" in card["detail"]
+    assert "allergy" not in (card["summary"] + card["detail"]).lower()
+
+
+def test_hit_history_is_not_hidden_by_a_home_anticoagulant_duplicate(client):
+    """§18.4: with HIT history and a home DOAC, the heparin draft's HIT card comes first, and no
+    fondaparinux create is offered on top of the active anticoagulant (§18.1)."""
+    body = draft_body("hit-switch", lambda b: add_order(b, "apix-home-9", "apixaban", dose=5, per_day=2,
+                                                        route=None, kind="MedicationStatement"))
+    cards = post(client, body)["cards"]
+    assert [kind(c) for c in cards] == ["heparin_avoidance", "duplicate_anticoagulant"]
+    assert "HIT history" in cards[0]["summary"]
+    assert [a["type"] for a in actions(cards[0])] == ["delete"]
+    assert "fondaparinux" not in json.dumps(cards[0].get("suggestions", []))
