@@ -13,6 +13,8 @@ Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
     load-fixtures    load the synthetic patients into a FHIR R4 server
     migrate          apply the database's pending schema migrations (run on upgrade)
     fire             act as a CDS client: call a hook for a patient on a FHIR server
+    fhir             (= dev-fhir) local FHIR server with the synthetic patients and the SMART
+                     launcher the CDS Hooks Sandbox needs to open a card's assessment view
     test             run the test suite (pytest options pass through)
 
 The venv is reinstalled only when pyproject.toml changes. The command replaces this process
@@ -60,6 +62,8 @@ def main(argv: list[str]) -> int:
     if command == "test":
         ensure_venv("test")
         return run([str(PY), "-m", "pytest", *rest])
+    if command == "fhir":
+        command = "dev-fhir"
     ensure_venv("test" if (VENV / ".installed-test").exists() else "")
     return run([str(PY), "-m", "cds_service", command, *rest])
 

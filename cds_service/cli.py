@@ -266,6 +266,20 @@ def _add_fire(sub) -> None:
     p.set_defaults(func=lambda args: _lazy("fire", args))
 
 
+def _add_dev_fhir(sub) -> None:
+    p = sub.add_parser(
+        "dev-fhir", help="local testing only: FHIR server with the synthetic patients and a SMART launcher",
+        description="A FHIR server holding the 25 synthetic patients in memory (or proxying --upstream) "
+                    "with the SMART launch service the CDS Hooks Sandbox calls, so a card's assessment-view "
+                    "link opens. It approves every authorization: loopback only, refused with CDS_ENV=production.")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8090, help="port (default 8090)")
+    p.add_argument("--upstream", metavar="URL",
+                   help="proxy this loopback FHIR server (e.g. the test server or HAPI) instead of the "
+                        "in-memory patients")
+    p.set_defaults(func=lambda args: _lazy("devfhir", args))
+
+
 def _lazy(module: str, args: argparse.Namespace) -> int:
     from importlib import import_module
 
@@ -276,6 +290,7 @@ def _lazy(module: str, args: argparse.Namespace) -> int:
 COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
+COMMANDS += [_add_dev_fhir]  # issue 22: the Sandbox tester's FHIR server and SMART launcher
 
 
 def build_parser() -> argparse.ArgumentParser:
