@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Bootstrap and run: needs only python3 (with its venv module).
 
-    python3 dev.py serve [serve options]   # create .venv, install, run the service
+    python3 dev.py serve [serve options]   # create .venv, install, run the service (dev profile:
+                                           # info cards repeat on every call; --production: not)
     python3 dev.py test  [pytest options]  # create .venv, install with test extras, run all tests
     python3 dev.py <any cds-service subcommand ...>
 
@@ -13,8 +14,8 @@ Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
     load-fixtures    load the synthetic patients into a FHIR R4 server
     migrate          apply the database's pending schema migrations (run on upgrade)
     fire             act as a CDS client: call a hook for a patient on a FHIR server
-    fhir             (= dev-fhir) local FHIR server with the synthetic patients and the SMART
-                     launcher the CDS Hooks Sandbox needs to open a card's assessment view
+    dev-fhir         local FHIR server with the synthetic patients and the SMART launcher the
+                     CDS Hooks Sandbox needs to open a card's assessment view (`fhir` for short)
     test             run the test suite (pytest options pass through)
 
 The venv is reinstalled only when pyproject.toml changes. The command replaces this process
@@ -64,6 +65,9 @@ def main(argv: list[str]) -> int:
         return run([str(PY), "-m", "pytest", *rest])
     if command == "fhir":
         command = "dev-fhir"
+    if command == "serve" and "--production" not in rest and "--dev" not in rest \
+            and os.environ.get("CDS_ENV", "").strip().lower() != "production":
+        rest = ["--dev", *rest]  # testers reopen a patient and expect the card again (issue 22)
     ensure_venv("test" if (VENV / ".installed-test").exists() else "")
     return run([str(PY), "-m", "cds_service", command, *rest])
 
