@@ -1,0 +1,52 @@
+"""Issue 22, a newcomer's first start: a busy port is one line and exit 2, and granian's
+warning about the (explicitly set) thread count is not printed on every start."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+from cds_service import cli
+from cds_service.logging_setup import ThreadsSetFilter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_busy_port_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
+    for key in [k for k in os.environ if k.startswith("CDS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CDS_DATABASE", str(tmp_path / "db.sqlite3"))
+    monkeypatch.setattr(cli.os, "execv", lambda *a: (_ for _ in ()).throw(AssertionError("exec")))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert cli.main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"cds-service: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in err
+
+
+def test_free_port_is_not_reported():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert cli._port_in_use("127.0.0.1", port) is None
+
+
+def test_granian_threads_warning_is_dropped_other_lines_kept():
+    config = json.loads((ROOT / "cds_service" / "granian_logging.json").read_text())
+    assert config["handlers"]["console"]["filters"] == ["threads_set"]
+    keep = logging.LogRecord("_granian", logging.WARNING, "", 0, "Listening at: http://x", None, None)
+    drop = logging.LogRecord("_granian", logging.WARNING, "", 0,
+                             "Configuration allows spawning up to 64 Python threads, which seems quite high", None, None)
+    assert ThreadsSetFilter().filter(keep) and not ThreadsSetFilter().filter(drop)
+    argv = cli.granian_argv(__import__("cds_service.config", fromlist=["ServerConfig"]).ServerConfig(threads=64))
+    assert argv[argv.index("--blocking-threads") + 1] == "64"    # set explicitly, never granian's default
+
+
+def test_sqlite_side_files_are_ignored():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert {"*.sqlite3-wal", "*.sqlite3-shm"} <= set(ignored)
