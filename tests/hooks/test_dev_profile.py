@@ -59,6 +59,8 @@ def serve_env(monkeypatch, tmp_path):
     for key in [k for k in __import__("os").environ if k.startswith("CDS_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("CDS_DATABASE", str(tmp_path / "db.sqlite3"))
+    monkeypatch.setenv("CDS_POLICY", "")   # serve --dev writes it: removed again after the test
+    monkeypatch.delenv("CDS_POLICY")
     for key in ("CDS_BODY_TIMEOUT", "CDS_THREADS", "CDS_ACCESS_LOG", "CDS_ENV"):  # serve writes them
         monkeypatch.setenv(key, {"CDS_ACCESS_LOG": "true", "CDS_ENV": "development"}.get(key, "1"))
     execs = []

@@ -23,35 +23,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from cds_service import create_app
-from cds_service.integration.devfhir import DevFhir, DevFhirRefused, Running, check_allowed
-
-from .conftest import serve
+from cds_service.integration.devfhir import DevFhirRefused, check_allowed
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_ORIGIN = "http://localhost:8080"
-
-
-@pytest.fixture(scope="session")
-def dev_fhir():
-    running = Running(DevFhir()).start()
-    running.app.load_synthetic()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="session")
-def dev_service(tmp_path_factory):
-    """The service on a free loopback port; loopback FHIR servers are allowed by default."""
-    database = tmp_path_factory.mktemp("devfhir") / "cds.sqlite3"
-    server, thread, base = serve(create_app({"database": str(database), "fhir_timeout": 20.0}))
-    try:
-        yield base
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 class SandboxClient:
