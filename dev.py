@@ -4,6 +4,8 @@
     python3 dev.py serve [serve options]   # create .venv, install, run the service (dev profile:
                                            # info cards repeat on every call; --production: not)
     python3 dev.py test  [pytest options]  # create .venv, install with test extras, run all tests
+                                           # (in parallel, one worker per core; what CI runs)
+    python3 dev.py test --fast             # unit tests only: no servers, no browser (edit loop)
     python3 dev.py <any cds-service subcommand ...>
 
 Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
@@ -16,7 +18,7 @@ Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
     fire             act as a CDS client: call a hook for a patient on a FHIR server
     dev-fhir         local FHIR server with the synthetic patients and the SMART launcher the
                      CDS Hooks Sandbox needs to open a card's assessment view (`fhir` for short)
-    test             run the test suite (pytest options pass through)
+    test             run the test suite in parallel (--fast: unit tests only; pytest options pass through)
 
 The venv is reinstalled only when pyproject.toml changes. The command replaces this process
 (exec), so SIGTERM and SIGINT sent to `dev.py serve` reach the server itself.
@@ -62,7 +64,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "test":
         ensure_venv("test")
-        return run([str(PY), "-m", "pytest", *rest])
+        return run([str(PY), "-m", "pytest", *test_args(rest)])
     if command == "fhir":
         command = "dev-fhir"
     if command == "serve" and "--production" not in rest and "--dev" not in rest \
@@ -70,6 +72,14 @@ def main(argv: list[str]) -> int:
         rest = ["--dev", *rest]  # testers reopen a patient and expect the card again (issue 22)
     ensure_venv("test" if (VENV / ".installed-test").exists() else "")
     return run([str(PY), "-m", "cds_service", command, *rest])
+
+
+def test_args(rest: list[str]) -> list[str]:
+    """pytest-xdist on every core unless -n is given (-n 0: one process, e.g. for pdb).
+    --fast (tests/conftest.py) keeps the unit tests only."""
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in rest):
+        return rest
+    return ["-n", "auto", *rest]
 
 
 def run(cmd: list[str]) -> int:

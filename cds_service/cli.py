@@ -48,10 +48,6 @@ def _serve(args: argparse.Namespace) -> int:
     except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
-    busy = _port_in_use(server.host, server.port)  # one line and exit 2, not granian's traceback
-    if busy:
-        print(f"cds-service: {busy}", file=sys.stderr)
-        return 2
     for name in unknown_variables():
         _say(logging.WARNING, f"{name} is set but not a known setting (a typo?); it is ignored")
     for warning in production_warnings(cfg):
@@ -59,6 +55,10 @@ def _serve(args: argparse.Namespace) -> int:
     problem = check_schema_version(cfg)  # issue 16: never serve against a database at the wrong version
     if problem:
         print(f"cds-service: {problem}", file=sys.stderr)
+        return 2
+    busy = _port_in_use(server.host, server.port)  # one line and exit 2, not granian's traceback
+    if busy:
+        print(f"cds-service: {busy}", file=sys.stderr)
         return 2
     base = f"http://{server.host}:{server.port}"
     _say(logging.INFO, "cds-service starting", discovery=f"{base}/cds-services", workers=server.workers,

@@ -116,6 +116,17 @@ def assert_operation_outcome(resp, status: int, code: str | None = None) -> dict
     return body
 
 
+@pytest.fixture(autouse=True)
+def _no_port_probe_in_process(request, monkeypatch):
+    """Tests that run `serve` in this process replace os.execv, so nothing binds: the busy-port
+    check (cli._port_in_use) is off there, or another xdist worker's or another program's server
+    on the default port 8000 would fail them. tests/test_serve_start.py (marker port_check)
+    tests the check itself; subprocess tests are not affected."""
+    if request.node.get_closest_marker("port_check") is None:
+        from cds_service import cli
+        monkeypatch.setattr(cli, "_port_in_use", lambda host, port: None)
+
+
 @pytest.fixture
 def app_config(tmp_path):
     return {"database": str(tmp_path / "cds.sqlite3")}
@@ -280,10 +291,32 @@ def backend_db(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="unit tests only (python3 dev.py test --fast): leaves out the tests marked "
+                          "integration, server or slow and those needing PostgreSQL or Redis")
+
+
+FAST_LEAVES_OUT = ("integration", "server", "slow")
+
+
+def _fast_selection(config, items) -> None:
+    import backends
+    out = [item for item in items
+           if any(item.get_closest_marker(m) for m in FAST_LEAVES_OUT) or backends.needs(item)]
+    if out:
+        config.hook.pytest_deselected(items=out)
+        items[:] = [item for item in items if item not in set(out)]
+
+
 def pytest_collection_modifyitems(config, items):
     """Without PostgreSQL or Redis (a laptop), the tests that need them are left out and one
-    line says so; with CDS_REQUIRE_PG=1 (.ci/run where they exist) they run and fail instead."""
+    line says so; with CDS_REQUIRE_PG=1 (.ci/run where they exist) they run and fail instead.
+    With --fast, only unit tests are kept (no servers, no browser)."""
     import backends
+    if config.getoption("--fast"):
+        _fast_selection(config, items)
+        return
     wanted = {item: backends.needs(item) for item in items}
     if not any(wanted.values()) or backends.REQUIRED:
         return

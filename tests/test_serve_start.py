@@ -8,12 +8,15 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
+
 from cds_service import cli
 from cds_service.logging_setup import ThreadsSetFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.port_check
 def test_busy_port_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
     for key in [k for k in os.environ if k.startswith("CDS_")]:
         monkeypatch.delenv(key)
@@ -29,6 +32,7 @@ def test_busy_port_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
     assert "in use" in err
 
 
+@pytest.mark.port_check
 def test_free_port_is_not_reported():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -150,6 +150,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_dev_py_serve_passes_signals_to_the_server(tmp_path, sig):
     """Before: `kill <pid of dev.py serve>` left gunicorn running."""
