@@ -116,15 +116,30 @@ def assert_operation_outcome(resp, status: int, code: str | None = None) -> dict
     return body
 
 
+# What `cds-service serve` writes into os.environ for granian's workers (cli._serve, metrics).
+SERVE_WRITES = ("CDS_ENV", "CDS_POLICY", "CDS_BODY_TIMEOUT", "CDS_THREADS", "CDS_ACCESS_LOG",
+                "MALLOC_ARENA_MAX", "PROMETHEUS_MULTIPROC_DIR")
+
+
 @pytest.fixture(autouse=True)
-def _no_port_probe_in_process(request, monkeypatch):
-    """Tests that run `serve` in this process replace os.execv, so nothing binds: the busy-port
-    check (cli._port_in_use) is off there, or another xdist worker's or another program's server
-    on the default port 8000 would fail them. tests/test_serve_start.py (marker port_check)
-    tests the check itself; subprocess tests are not affected."""
+def _serve_in_process_isolated(request, monkeypatch):
+    """Tests that run `serve` in this process replace os.execv, so nothing binds:
+    - the busy-port check (cli._port_in_use) is off there, or another xdist worker's or another
+      program's server on the default port 8000 would fail them (tests/test_serve_start.py,
+      marker port_check, tests the check itself);
+    - what serve writes into os.environ is put back after each test: under xdist the tests a
+      worker runs after it differ from run to run."""
+    import os
+    for name in SERVE_WRITES:
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])   # its value is put back after the test
+        else:
+            monkeypatch.setenv(name, "unset")            # recorded as absent ...
+            monkeypatch.delenv(name)                     # ... and absent again after the test
     if request.node.get_closest_marker("port_check") is None:
         from cds_service import cli
         monkeypatch.setattr(cli, "_port_in_use", lambda host, port: None)
+
 
 
 @pytest.fixture
