@@ -12,7 +12,6 @@ import requests
 from werkzeug.serving import make_server
 
 from cds_service import create_app
-from cds_service.integration.devfhir import DevFhir, Running
 from cds_service.integration.fixtures import load_fixtures, post_bundle
 from integration.conftest import fhir_server  # noqa: F401  (the same session fixture)
 
@@ -92,17 +91,6 @@ def browser():
             yield instance
         finally:
             instance.close()
-
-
-# -- issue 22: dev-fhir (in-memory synthetic patients + SMART launcher) and a service in front --
-@pytest.fixture(scope="session")
-def dev_fhir():
-    running = Running(DevFhir()).start()
-    running.app.load_synthetic()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="session")
