@@ -322,7 +322,7 @@ def _add_dev_fhir(sub) -> None:
                     "with the SMART launch service the CDS Hooks Sandbox calls, so a card's assessment-view "
                     "link opens. It approves every authorization: loopback only, refused with CDS_ENV=production.")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8090, help="port (default 8090)")
+    p.add_argument("--port", type=int, default=8070, help="port (default 8070)")
     p.add_argument("--upstream", metavar="URL",
                    help="proxy this loopback FHIR server (e.g. the test server or HAPI) instead of the "
                         "in-memory patients")

@@ -61,7 +61,9 @@ DATE_PATHS = {
 CORS = {"Access-Control-Allow-Origin": "*",
         "Access-Control-Allow-Methods": "GET, POST, PUT, OPTIONS",
         "Access-Control-Allow-Headers": "Accept, Authorization, Content-Type, Prefer",
-        "Access-Control-Max-Age": "600"}
+        "Access-Control-Max-Age": "600",
+        # Chrome's Private Network Access: the public Sandbox (https) may call this loopback server
+        "Access-Control-Allow-Private-Network": "true"}
 
 
 class DevFhirRefused(Exception):
@@ -270,10 +272,12 @@ class DevFhir:
         return _json({"launch_id": self.new_launch(patient, encounter or self.current_encounter(patient),
                                                    app_context)})
 
-    def _smart_configuration(self) -> Response:
+    def _smart_configuration(self, request: Request) -> Response:
+        # Endpoints on the host the client used: the Sandbox may say localhost, we print 127.0.0.1.
+        base = request.host_url.rstrip("/")
         return _json({
-            "issuer": self.base, "authorization_endpoint": self.base + "/authorize",
-            "token_endpoint": self.base + "/token", "grant_types_supported": ["authorization_code"],
+            "issuer": base, "authorization_endpoint": base + "/authorize",
+            "token_endpoint": base + "/token", "grant_types_supported": ["authorization_code"],
             "code_challenge_methods_supported": ["S256"], "response_types_supported": ["code"],
             "token_endpoint_auth_methods_supported": ["none"],
             "scopes_supported": ["launch", "openid", "fhirUser", "patient/*.rs", "patient/*.read"],
@@ -287,7 +291,7 @@ class DevFhir:
         problems = [name for name, bad in (
             ("response_type", args.get("response_type") != "code"), ("client_id", not args.get("client_id")),
             ("redirect_uri", not redirect_uri), ("state", not state),
-            ("aud", (args.get("aud") or "").rstrip("/") != self.iss),
+            ("aud", not self._is_me(args.get("aud") or "")),
             ("launch", launch is None),
             ("code_challenge", args.get("code_challenge_method") != "S256" or not args.get("code_challenge")),
         ) if bad]
@@ -301,6 +305,15 @@ class DevFhir:
                                 "expires": time.time() + 300}
         sep = "&" if "?" in redirect_uri else "?"
         return Response(status=302, headers={"Location": redirect_uri + sep + urlencode({"code": code, "state": state})})
+
+    def _is_me(self, aud: str) -> bool:
+        """aud names this FHIR base: same port and path, any loopback host name."""
+        mine, theirs = urlsplit(self.iss), urlsplit(aud.rstrip("/"))
+        try:
+            return (theirs.scheme == "http" and is_loopback(theirs.hostname or "")
+                    and theirs.port == mine.port and theirs.path == mine.path)
+        except ValueError:
+            return False
 
     def _token(self, request: Request) -> Response:
         form = request.form
@@ -342,7 +355,7 @@ class DevFhir:
         if path == "/token" and request.method == "POST":
             return self._token(request)
         if path == "/fhir/.well-known/smart-configuration":
-            return self._smart_configuration()
+            return self._smart_configuration(request)
         if path == "/fhir/_services/smart/Launch" and request.method == "POST":
             return self._launch_service(request)
         if path == "/fhir/metadata":

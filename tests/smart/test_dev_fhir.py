@@ -123,6 +123,9 @@ def test_launch_authorize_token_with_patient_and_encounter(dev_fhir):
     assert bad.status_code == 400 and "aud" in bad.text
     ok = requests.get(dev_fhir.app.base + "/authorize?" + urlencode(query), allow_redirects=False, timeout=10)
     assert ok.status_code == 302
+    localhost = dev_fhir.iss.replace("127.0.0.1", "localhost")       # the same server by another name
+    assert requests.get(dev_fhir.app.base + "/authorize?" + urlencode({**query, "aud": localhost}),
+                        allow_redirects=False, timeout=10).status_code == 302
     back = parse_qs(urlsplit(ok.headers["Location"]).query)
     assert back["state"] == ["s1"]
     form = {"grant_type": "authorization_code", "code": back["code"][0], "redirect_uri": query["redirect_uri"],
