@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import venv
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -38,11 +39,39 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
 
+@contextmanager
+def _install_lock():
+    """One install at a time: `dev.py serve` and `dev.py fhir` started together on a fresh clone
+    both created the venv, and the second found python without pip yet (issue 22)."""
+    if os.name == "nt":
+        yield
+        return
+    import fcntl
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.parent / (VENV.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print("dev.py: waiting for another dev.py to finish installing", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_venv(extras: str) -> None:
     stamp = VENV / f".installed-{extras or 'base'}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest and PY.exists():
+
+    def current() -> bool:
+        return stamp.exists() and stamp.read_text() == digest and PY.exists()
+
+    if current():
         return
+    with _install_lock():
+        if not current():   # another dev.py may have installed it while this one waited
+            _install(extras, stamp, digest)
+
+
+def _install(extras: str, stamp: Path, digest: str) -> None:
     if not PY.exists():
         print(f"dev.py: creating virtual environment in {VENV}", file=sys.stderr, flush=True)
         try:

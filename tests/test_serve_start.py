@@ -54,3 +54,31 @@ def test_granian_threads_warning_is_dropped_other_lines_kept():
 def test_sqlite_side_files_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert {"*.sqlite3-wal", "*.sqlite3-shm"} <= set(ignored)
+
+
+def test_two_dev_py_first_runs_install_once(tmp_path, monkeypatch):
+    """`dev.py serve` and `dev.py fhir` started together on a fresh clone: one installs, the
+    other waits for it (before, the second found the venv's python without pip and crashed)."""
+    import threading
+    import time
+
+    import dev
+    venv = tmp_path / ".venv"
+    monkeypatch.setattr(dev, "VENV", venv)
+    monkeypatch.setattr(dev, "PY", venv / "bin" / "python")
+    installs = []
+
+    def install(extras, stamp, digest):
+        installs.append(extras)
+        time.sleep(0.3)                     # creating the venv and pip install take a while
+        dev.PY.parent.mkdir(parents=True)
+        dev.PY.write_text("")
+        stamp.write_text(digest)
+
+    monkeypatch.setattr(dev, "_install", install)
+    threads = [threading.Thread(target=dev.ensure_venv, args=("",)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert installs == [""]
