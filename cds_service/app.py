@@ -142,6 +142,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     smart.init_app(app, state)  # the assessment view (SMART app, /smart/...)
     from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
     app.register_blueprint(docs_blueprint)
+    from .terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
+    app.register_blueprint(terminology_blueprint)
 
     @app.before_request
     def _start() -> Response | None:
