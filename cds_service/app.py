@@ -144,6 +144,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(docs_blueprint)
     from .terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
     app.register_blueprint(terminology_blueprint)
+    from .docs_page.source_attributes import bp as attributes_blueprint  # issue 23: HTI-1 / FDA basis
+    app.register_blueprint(attributes_blueprint)
 
     @app.before_request
     def _start() -> Response | None:
