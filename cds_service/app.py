@@ -140,6 +140,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     storage.init_app(app, state)
     _log_startup(state)
     smart.init_app(app, state)  # the assessment view (SMART app, /smart/...)
+    from . import capture  # issue 23: CDS_CAPTURE_DIR, pseudonymised requests for `replay`
+    capture.init_app(app, state)
     from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
     app.register_blueprint(docs_blueprint)
     from .terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
@@ -236,6 +238,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         service = _service_or_404(state, service_id)
         body = parse_json_body()
         security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
+        if "capture" in state.extensions:  # issue 23: CDS_CAPTURE_DIR (capture.py, after the answer)
+            g.cds_capture_body = body
         if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
             g.hook_instance = body["hookInstance"][:256]
         status = 500

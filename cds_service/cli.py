@@ -278,6 +278,19 @@ COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migr
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
 
 
+def _add_replay(sub) -> None:  # issue 23: cds_service/replay.py
+    from .replay import add_parser
+    add_parser(sub)
+
+
+def _add_check(sub) -> None:  # issue 23: cds_service/check.py
+    from .check import add_parser
+    add_parser(sub)
+
+
+COMMANDS += [_add_replay, _add_check]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__.splitlines()[0])
     from .version import full_version  # issue 14 part B: package version + git describe
