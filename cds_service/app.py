@@ -145,6 +145,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
     app.register_blueprint(docs_blueprint)
     from .terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
+    from .terminology import check_policy as check_terminology_policy
+    check_terminology_policy(policy)
     app.register_blueprint(terminology_blueprint)
     from .docs_page.source_attributes import bp as attributes_blueprint  # issue 23: HTI-1 / FDA basis
     app.register_blueprint(attributes_blueprint)

@@ -36,6 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
         check_database_path(cfg.database)
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
+        from .terminology import check_policy
+        check_policy(policy)  # issue 23: vocabulary.system_base is a URL
         load_codes(policy["codes.extra_file"])
     except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)

@@ -129,6 +129,21 @@ def our_code(name: str, system: str | None, code: str | None) -> str | None:
     return None
 
 
+def check_policy(policy) -> None:
+    """`vocabulary.system_base`, when set, is an absolute http(s) URL (it becomes every card's
+    code system URI); a PolicyError at start-up otherwise."""
+    from urllib.parse import urlsplit
+
+    from .logic.policy import PolicyError
+    base = policy.values.get("vocabulary.system_base")
+    if base is None:
+        return
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise PolicyError(f"policy key 'vocabulary.system_base' must be an absolute http(s) URL without "
+                          f"query or fragment, such as https://terminology.hospital.org, got {base!r}")
+
+
 bp = Blueprint("terminology", __name__)
 
 

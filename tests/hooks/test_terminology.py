@@ -164,3 +164,12 @@ def test_our_code_reads_every_uri_we_ever_used(system):
     assert our_code("override-reason", system, "bleeding-risk") == "bleeding-risk"
     assert our_code("override-reason", "http://loinc.org", "bleeding-risk") is None
     assert our_code("card-kind", LEGACY_REASON, "x") is None
+
+
+@pytest.mark.parametrize("base", ["terminology.hospital.test", "ftp://x.test", "https://x.test/?a=1"])
+def test_a_system_base_that_is_not_a_url_stops_the_start(tmp_path, base):
+    from cds_service.logic.policy import PolicyError
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"vocabulary.system_base": base}))
+    with pytest.raises(PolicyError, match="vocabulary.system_base"):
+        create_app({"database": str(tmp_path / "db"), "policy": str(policy)})
