@@ -172,3 +172,16 @@ def test_check_fails_naming_the_broken_check(mode, serve_broken, key_files, caps
     results = _lines(capsys)
     assert code == 1
     assert {name for name, status in results.items() if status == "FAIL"} == {mode}, results
+
+
+def test_integrator_requests_are_used_for_another_service(serve_broken, key_files, tmp_path, capsys):
+    from cds_service.examples import build
+    plain = tmp_path / "request.json"
+    plain.write_text(json.dumps(build("sic-positive")))
+    captured = tmp_path / "capture.json"   # a CDS_CAPTURE_DIR file names its service
+    captured.write_text(json.dumps({"service": "broken", "request": build("standard-prophylaxis")}))
+    code = main(["check", serve_broken("none"), *_jwt_args(key_files[0]),
+                 "--request", str(plain), "--request", str(captured)])
+    out = capsys.readouterr().out
+    assert code == 0 and "PASS hook-calls: 2 of 2 answered 200" in out
+    assert main(["check", serve_broken("none"), "--request", str(tmp_path / "missing.json")]) == 2
