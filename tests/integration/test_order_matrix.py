@@ -365,3 +365,12 @@ def test_mutations_change_what_they_say():
         before = rendered(s.base)
         after = mutate(s.key, before, s.base, _NOW)
         assert after != before, s.key
+
+
+@needs_v3
+def test_every_reference_patient_has_a_row():
+    """§19.15: every reference patient × every draft. A patient added to conformance/patients/ needs
+    its facts in order_matrix.PATIENTS (and so a row in the README table)."""
+    files = {p.stem for p in DEFAULT_DIR.glob("*.json")}
+    assert files == {p.pid for p in PATIENTS}
+    assert {p.name for p in DRAFT_DIR.glob("*.json")} >= {d.file for d in DRAFTS}
