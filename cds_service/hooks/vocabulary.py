@@ -177,14 +177,26 @@ def system_url(name: str, base_url: str) -> str:
     return f"{base_url.rstrip('/')}{CODE_SYSTEM_PATH}/{name}"
 
 
-def topic(kind: str, base_url: str) -> dict[str, str]:
-    return {"system": system_url(CARD_KIND, base_url), "code": kind, "display": CARD_KINDS[kind]}
+def _base(base_url: str | None) -> str:
+    if base_url is None:  # callers without a base: the one cards use (policy, public URL or request)
+        from .cards import code_system_base
+        return code_system_base()
+    return base_url
 
 
-def override_reasons(kind: str, base_url: str) -> list[dict[str, str]]:
-    system = system_url(OVERRIDE_REASON, base_url)
+def topic(kind: str, base_url: str | None = None) -> dict[str, str]:
+    return {"system": system_url(CARD_KIND, _base(base_url)), "code": kind, "display": CARD_KINDS[kind]}
+
+
+# Offered by a kind that has no row in KIND_OVERRIDE_REASONS (every card offers reasons, each
+# with a display: CDS Hooks 3.0 cds-resp-4).
+DEFAULT_OVERRIDE_REASONS = ("already-addressed", "specialist-advice", "data-inaccurate", "clinical-judgement")
+
+
+def override_reasons(kind: str, base_url: str | None = None) -> list[dict[str, str]]:
+    system = system_url(OVERRIDE_REASON, _base(base_url))
     return [{"system": system, "code": code, "display": OVERRIDE_REASONS[code]}
-            for code in KIND_OVERRIDE_REASONS[kind]]
+            for code in KIND_OVERRIDE_REASONS.get(kind, DEFAULT_OVERRIDE_REASONS)]
 
 
 def links(*keys: str) -> list[dict[str, str]]:

@@ -173,3 +173,13 @@ def test_a_system_base_that_is_not_a_url_stops_the_start(tmp_path, base):
     policy.write_text(json.dumps({"vocabulary.system_base": base}))
     with pytest.raises(PolicyError, match="vocabulary.system_base"):
         create_app({"database": str(tmp_path / "db"), "policy": str(policy)})
+
+
+def test_every_card_kind_offers_override_reasons_with_display():
+    """cds-resp-4 on every card, also for a kind added without its own reason list."""
+    for kind in [*vocab.CARD_KINDS, "a_kind_without_a_row"]:
+        reasons = vocab.override_reasons(kind, "https://cds.test")
+        assert reasons and all(r["display"] == vocab.OVERRIDE_REASONS[r["code"]] for r in reasons)
+        assert {r["system"] for r in reasons} == {"https://cds.test/fhir/CodeSystem/override-reason"}
+    # no base given: the one cards use (outside a request, the local default)
+    assert vocab.topic("anti_xa")["system"] == "http://127.0.0.1:8000/fhir/CodeSystem/card-kind"
