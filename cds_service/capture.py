@@ -122,7 +122,7 @@ def init_app(app: Flask, state) -> None:
     if not cfg.capture_dir:
         return
     directory = Path(cfg.capture_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     pseudo = Pseudonymiser(site_key(cfg, directory))
     state.extensions["capture"] = pseudo
     log.warning("request capture is ON: pseudonymised hook requests are written to %s", directory)
@@ -149,6 +149,8 @@ def write(directory: Path, pseudo: Pseudonymiser, service_id: str, body: dict, r
               "status": resp.status_code, "request": pseudo.request(body), "response": pseudo.response(answer)}
     name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{service_id}-{secrets.token_hex(4)}.json"
     tmp = directory / f".{name}.tmp"
-    tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # still patient data: owner only
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps(record, option=orjson.OPT_INDENT_2))
     os.replace(tmp, directory / name)
     return directory / name

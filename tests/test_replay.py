@@ -57,6 +57,8 @@ def test_capture_is_pseudonymised_and_complete(two_instances):
     _, _, capture, _ = two_instances
     files = sorted(capture.glob("*.json"))
     assert len(files) == len(SCENARIOS)
+    original = capture.parent / "capture"
+    assert all((p.stat().st_mode & 0o777) == 0o600 for p in original.glob("*.json"))  # owner only
     raw = "".join(p.read_text() for p in files)
     patient_ids = {build(n)["context"]["patientId"] for n in SCENARIOS}
     assert TOKEN not in raw and "access_token" not in raw and "dr-jones" not in raw
