@@ -107,14 +107,18 @@ def site_key(cfg, directory: Path) -> bytes:
     if cfg.capture_key:
         return cfg.capture_key.encode()
     path = directory / KEY_FILE
+    key = secrets.token_hex(32).encode()
+    tmp = directory / f".{KEY_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
     try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        key = secrets.token_hex(32).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
-        return key
+        os.link(tmp, path)  # atomic: the first worker's key wins, complete, for every worker
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return path.read_bytes().strip()
 
 
 def init_app(app: Flask, state) -> None:

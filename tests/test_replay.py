@@ -182,3 +182,15 @@ def test_capture_names_and_person_resources_are_removed():
     assert med["requester"]["reference"] == f"https://ehr/fhir/Practitioner/{pseudo.pseudonym('Practitioner', '9')}"
     assert out["context"]["selections"] == [f"MedicationRequest/{med['id']}"]
     assert out["fhirServer"] == "https://fhir.invalid" and "fhirAuthorization" not in out
+
+
+def test_the_generated_site_key_is_kept_and_shared(tmp_path):
+    from types import SimpleNamespace
+
+    from cds_service.capture import site_key
+    cfg = SimpleNamespace(capture_key="")
+    first, second = site_key(cfg, tmp_path), site_key(cfg, tmp_path)   # two workers, or a restart
+    assert first == second and len(first) == 64
+    assert ((tmp_path / ".capture-key").stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [".capture-key"]
+    assert site_key(SimpleNamespace(capture_key="x" * 20), tmp_path) == b"x" * 20
