@@ -322,16 +322,25 @@ def backend_db(request, tmp_path):
 def pytest_addoption(parser):
     parser.addoption("--fast", action="store_true",
                      help="unit tests only (python3 dev.py test --fast): leaves out the tests marked "
-                          "integration, server or slow and those needing PostgreSQL or Redis")
+                          "integration, server or slow, those needing PostgreSQL or Redis, and the "
+                          "modules that start a service with tests/served_instance.py")
 
 
 FAST_LEAVES_OUT = ("integration", "server", "slow")
 
 
+def _uses_served_instance(item) -> bool:
+    """A test module that starts `cds-service serve` through tests/served_instance.py."""
+    module = getattr(item, "module", None)
+    return any(getattr(value, "__module__", None) == "served_instance" for value in vars(module).values()) \
+        if module is not None else False
+
+
 def _fast_selection(config, items) -> None:
     import backends
     out = [item for item in items
-           if any(item.get_closest_marker(m) for m in FAST_LEAVES_OUT) or backends.needs(item)]
+           if any(item.get_closest_marker(m) for m in FAST_LEAVES_OUT) or backends.needs(item)
+           or _uses_served_instance(item)]
     if out:
         config.hook.pytest_deselected(items=out)
         items[:] = [item for item in items if item not in set(out)]
