@@ -173,8 +173,13 @@ def test_dev_py_serve_passes_signals_to_the_server(tmp_path, sig):
         proc.wait(30)
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-        time.sleep(0.5)
-        leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        # Workers leave within the shutdown timeout; poll, no fixed sleep (slow under xdist).
+        deadline = time.monotonic() + 15
+        while True:
+            leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if not leftover or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert leftover == [], f"processes left running: {leftover}"
     finally:
         try:
