@@ -106,11 +106,12 @@ def main(argv: list[str]) -> int:
 
 
 def test_args(rest: list[str]) -> list[str]:
-    """pytest-xdist on every core unless -n is given (-n 0: one process, e.g. for pdb).
+    """pytest-xdist on every core (at most 4) unless -n is given (-n 0: one process, e.g. for pdb).
     --fast (tests/conftest.py) keeps the unit tests only."""
     if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in rest):
         return rest
-    return ["-n", "auto", *rest]
+    # At most 4: each worker starts its own Medplum server (node) and chromium.
+    return ["-n", "auto", "--maxprocesses", "4", *rest]
 
 
 def run(cmd: list[str]) -> int:

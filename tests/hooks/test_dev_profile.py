@@ -98,3 +98,10 @@ def test_dev_py_serve_adds_the_dev_profile(monkeypatch):
     dev.main(["fhir"])
     assert seen[0][-3:] == ["--dev", "--port", "9"]
     assert "--dev" not in seen[1] and seen[2][-1] == "dev-fhir"
+
+
+def test_dev_py_test_runs_in_parallel_unless_told_otherwise():
+    import dev
+    assert dev.test_args(["--fast"]) == ["-n", "auto", "--maxprocesses", "4", "--fast"]
+    assert dev.test_args(["-n", "0", "tests/x.py"]) == ["-n", "0", "tests/x.py"]
+    assert dev.test_args(["-n2"]) == ["-n2"] and dev.test_args(["--numprocesses=3"]) == ["--numprocesses=3"]
