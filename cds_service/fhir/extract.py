@@ -185,7 +185,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     # v2 (§8): flushes, circuit heparin, unmapped anticoagulants, statements, administrations.
     circuit = in_progress_circuit(procedures, ctx)
     problems = _Problems(ctx)
-    orders: list[MedicationOrder] = read_orders(active, meds, circuit, ctx, problems)
+    flushes: list[MedicationOrder] = []
+    orders: list[MedicationOrder] = read_orders(active, meds, circuit, ctx, problems, flushes)
     statements = read_statements([r for _, r in mine("MedicationStatement")], meds, circuit, ctx, problems)
     problems.flush()
     administrations = read_administrations(admins, meds, circuit, ctx)
@@ -211,5 +212,6 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         renal_replacement=renal_replacement(procedures, flags.get("eskd"), ctx),
         statements=tuple(statements), administrations=tuple(administrations),
         platelet_trend=platelet_trend, creatinine_series=creatinine_series,
-        heparin_started=heparin_started(administrations, orders),
+        heparin_started=heparin_started(administrations, orders, flushes),
+        heparin_flushes=tuple(flushes),
         rejected=ctx.rejected)

@@ -64,13 +64,17 @@ class _Builder:
         self.heparins = [e for e in self.active if e.ingredient in HEPARINS]
         self.non_heparin = [e for e in self.active if e.ingredient not in HEPARINS]
         self.ci = tuple(s.contraindications)
+        # §19.4: heparin flush/lock orders: never exposure, but heparin for HIT
+        self.flushes = [o for o in getattr(ev.assessment.inputs, "heparin_flushes", ())
+                        if isinstance(o.source, str) and o.source.startswith("MedicationRequest/")]
+        self.ecmo = bool(ev.assessment.inputs.respiratory.ecmo)
 
     # first row that applies (§18.1)
     def choose(self):
         a, rec = self.a, self.a.recommendation
         if rec.pathway == "contraindicated":
             return self.contraindicated()
-        if rec.pathway == "hit_acute" and (self.heparins or not self.non_heparin):
+        if rec.pathway == "hit_acute" and (self.heparins or self.flushes or not self.non_heparin):
             return self.hit_acute()
         if "hit_suspected" in self.ci:
             return self.hit_suspected()
@@ -81,6 +85,10 @@ class _Builder:
             return self.duplicate()
         if specific and not self.active:
             return self.heparin_avoidance(specific)
+        if self.ecmo:   # §19.4 ECMO guard: no prophylaxis, standard, candidate or deescalate card
+            if not self.active:
+                return self.ecmo_card()
+            return self.dose_review() if rec.pathway == "prophylaxis" else None
         if rec.pathway in ("deescalate", "review_therapeutic"):
             return self.deescalate()
         if rec.pathway == "therapeutic_candidate":
@@ -99,7 +107,7 @@ class _Builder:
     def _finish(self, kind: str, indicator: str, summary: str, why: str | None, dose: str | None,
                 evidence: t.Evidence, *, suggestions=(), selection="any", check: str | None = None,
                 extra=(), recommendation: tuple | None = None):
-        if self.non_heparin:   # §18.1: no create on any card while a non-heparin anticoagulant runs
+        if self.non_heparin or self.ecmo:   # §18.1; §19.4: no create on ECMO
             suggestions = _without_creates(suggestions)
         gives_heparin = any(a.get("type") == "create" and _is_heparin_request(a.get("resource"))
                             for s in suggestions for a in s["actions"])
@@ -225,6 +233,15 @@ class _Builder:
     def stop_evidence(self, codes) -> str:
         return t.stop_reasons(self.a.inputs, codes)
 
+    def ecmo_card(self):
+        """§19.4: on ECMO with no anticoagulant seen, one info card (the §18.3 repeat rule applies)."""
+        summary = "On ECMO: anticoagulation by the ECMO protocol"
+        why = ("**Why:** ECMO in progress and no anticoagulant order seen; the COVID-19 dose "
+               "recommendations do not apply to ECMO circuits.")
+        dose = "**Action:** follow the ECMO anticoagulation protocol (usually a UFH infusion)."
+        return self._finish("ecmo", "info", summary, why, dose, self.t.evidence_for("ecmo"),
+                            recommendation=("ecmo",))
+
     def hit_record(self):
         recs = [r for r in self.a.inputs.hit_records if r.onset is not None]
         return max(recs, key=lambda r: r.onset) if recs else None
@@ -237,10 +254,12 @@ class _Builder:
         summary = self.t.summary["hit_acute"].format(onset=onset_text, platelets=platelets)
         why = (f"**Why:** HIT with onset {t.when(rec.onset) if rec else 'recent'} and platelets "
                f"{t.reported(i.platelets, 0)}: not recovered.")
-        dose = ("**Action:** stop every heparin, flushes included; start a therapeutic-intensity non-heparin "
-                "anticoagulant (argatroban, bivalirudin, treatment-dose fondaparinux or a DOAC) with haematology. "
-                "No prophylactic dose.")
-        deletes = self.deletes(self.heparins)
+        agents = ("bivalirudin or argatroban by the ECMO protocol" if self.ecmo else
+                  "argatroban, bivalirudin, treatment-dose fondaparinux or a DOAC")
+        dose = ("**Action:** stop all heparin, including flushes and locks; start a therapeutic-intensity "
+                f"non-heparin anticoagulant ({agents}) with haematology. No prophylactic dose.")
+        deletes = self.deletes(self.heparins) + [
+            action_delete("Stop heparin flush/lock", o.source) for o in self.flushes]
         suggestions = [suggestion("Stop every heparin", *deletes)] if deletes else []
         return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
                             suggestions=suggestions, recommendation=("hit_acute",))

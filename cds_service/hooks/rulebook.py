@@ -20,6 +20,12 @@ class Rule:
     policy_keys: tuple[str, ...]
     evidence: tuple[str, ...]
 
+    def __post_init__(self):
+        # A one-paragraph rule written `("text")` is a str, not a tuple: iterated, it rendered
+        # one character per line on /docs/rules (§19.13). Normalise it to one paragraph.
+        if isinstance(self.rule, str):
+            object.__setattr__(self, "rule", (self.rule,))
+
 
 _NEURAXIAL = ("Every card whose suggestion gives heparin or enoxaparin adds one check line: neuraxial "
               "catheter or puncture, follow the timing rules (boxed warning).")
@@ -156,6 +162,19 @@ RULES: tuple[Rule, ...] = (
           "an info card naming what is missing, unless the policy turns it off. Nothing is guessed."),
          ("cards.not_determinable", "window.labs_hours", "window.weight_days"),
          ("isth_interim_2020",)),
+)
+
+# v3-exposure (clinical-rules §19.4)
+RULES += (
+    Rule("ecmo", "§19.4 (ECMO guard)", "patient-view",
+         ("ECMO in progress: the circuit is anticoagulated by its own protocol, which the COVID-19 trials did "
+          "not study. Patient-view shows no prophylaxis, standard-prophylaxis, therapeutic-candidate or "
+          "de-escalation card and no create suggestion; when no anticoagulant is seen, one info card: on ECMO, "
+          "anticoagulation by the ECMO protocol (shown at most once per repeat window). Circuit heparin (ECMO "
+          "or CRRT) counts as anticoagulant exposure but never triggers a de-escalation or review card. With HIT "
+          "on ECMO the text names bivalirudin or argatroban."),
+         ("cards.info_repeat_hours", "critical.modalities"),
+         ("elso_2021",)),
 )
 
 BY_KIND = {r.kind: r for r in RULES}

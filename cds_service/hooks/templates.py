@@ -172,6 +172,9 @@ class Templates:
             "fondaparinux_label": Evidence("fondaparinux label (contraindicated below 50 kg and at CrCl "
                                            "below 30 mL/min).", ("fondaparinux_label",)),
             "not_determinable": Evidence("ISTH interim guidance 2020.", ("isth_interim_2020",)),
+            # v3-exposure (§19.4)
+            "ecmo": Evidence("ELSO 2021 anticoagulation guideline; ASH 2021-2022 exclude ECMO circuits.",
+                             ("elso_2021",)),
         }
         # Summary templates (§18.1), filled per card with str.format.
         self.summary = {

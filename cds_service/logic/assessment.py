@@ -218,8 +218,9 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
     suspected = hit is None and hit_suspected(
         heparin_started=inputs.heparin_started, platelet_trend=inputs.platelet_trend,
         now=inputs.now, policy=p,
+        # §19.4: flushes and locks are heparin for HIT (the hit_suspected start)
         heparin_active=any(o.status == "active" and is_heparin(o.ingredient, o.drug_class)
-                           for o in inputs.orders),
+                           for o in inputs.orders + inputs.heparin_flushes),
         last_heparin_given=max((a.time for a in inputs.administrations
                                 if a.time is not None and is_heparin(a.ingredient, a.drug_class)),
                                default=None))

@@ -108,6 +108,9 @@ class MedicationOrder:
     # A code in an anticoagulant class that codes.json cannot map to an ingredient (ATC B01A*, or
     # an RxNorm product of an anticoagulant the file does not know): ingredient "unmapped",
     # drug_class UNMAPPED_ANTICOAGULANT. It is exposure (§10.4) and is never classified.
+    # v3 (§19.4): ECMO/CRRT circuit heparin. It IS exposure, but never triggers the escalation
+    # warning, `deescalate` or `review_therapeutic`.
+    circuit: bool = False
 
 
 UNMAPPED_ANTICOAGULANT = "unmapped_anticoagulant"
@@ -167,6 +170,7 @@ class Administration:
     dose_mg: float | None = None
     dose_units: float | None = None
     source: str | None = None
+    flush: bool = False          # v3 §19.4: a heparin flush/lock given (heparin for HIT, not exposure)
 
 
 @dataclass(frozen=True)
@@ -249,9 +253,12 @@ class PatientInputs:
     platelet_trend: tuple[Measurement, ...] = ()
     # Creatinine results in window.labs_hours, oldest first (mg/dL; reported_* as for creatinine).
     creatinine_series: tuple[Measurement, ...] = ()
-    # Earliest heparin (UFH or LMWH, any dose, no flushes) exposure: first administration, else
-    # the earliest authoredOn of an active heparin order. None when unknown or none.
+    # Earliest heparin (UFH or LMWH, any dose; v3 §19.4: flushes and locks included) exposure:
+    # first administration, else the earliest authoredOn of an active heparin order or flush.
     heparin_started: datetime | None = None
+    # v3 (§19.4): active heparin flush/lock orders. Never anticoagulant exposure, but heparin
+    # for HIT (the acute-HIT delete list, the hit_suspected heparin start).
+    heparin_flushes: tuple[MedicationOrder, ...] = ()
 
     # Why inputs were dropped (unknown unit, absurd value, ...): input name -> reason.
     rejected: dict[str, str] = field(default_factory=dict)

@@ -177,6 +177,14 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "cards.info_repeat_hours": (24, NUM, None),
     "cards.override_snooze_hours": ({"info": 72, "warning": 24, "critical": 4}, INDICATOR_HOURS, None),
     # -- end card lifecycle --
+    # -- v3 exposure and governance (clinical-rules §19.4, §19.14, §19.16) --
+    "orders.flush_max_units_per_hour": (50, NUM, None),
+    "cards.disabled_kinds": ([], STR_LIST, None),
+    "cards.silent_kinds": ([], STR_LIST, None),
+    "cards.silent": (False, BOOL, None),
+    "governance.owner": (None, STR_OR_NULL, None),
+    "governance.review_by": (None, STR_OR_NULL, None),
+    # -- end v3 exposure and governance --
 }
 
 
@@ -378,6 +386,10 @@ SOURCES: dict[str, str] = {
     "antixa.trough_max": "§12 Piagnerelli 2020 (trough in renal failure)",
     "antixa.peak_hours_post_dose": "§12 peak 4 h after an SC dose (range 3-5 h)",
     "antixa.steady_state_after_dose": "§12 steady state after the 3rd dose",
+    "orders.flush_max_units_per_hour": "§19.4, §19.16 v3 flush rule: with a rate, a flush only below 50 U/h and at <= 5 U/mL (heparin lock-flush labelling; ISMP)",
+    "cards.disabled_kinds": "§19.14, §19.16 v3 governance: card kinds the CDS committee turned off",
+    "cards.silent": "§19.14, §19.16 v3 governance: silent mode (computed, fingerprinted, audited as silent; the EHR gets no card); a pilot starts silent",
+    "governance.": "§19.14, §19.16 v3 governance: clinical owner and next review date (start-up log and /docs/rules warn when past)",
     "critical.": "§9 ATTACC/ACTIV-4a/REMAP-CAP, N Engl J Med 2021;385:777 (organ support)",
     "escalation.": "§13 ATTACC/ACTIV-4a/REMAP-CAP non-critically ill, N Engl J Med 2021;385:790; NIH 2022",
 }

@@ -131,10 +131,12 @@ def recommend(*, safety: Safety, critically_ill: bool | None, oxygen: str | None
         therapeutic = [o for o, c in safety.orders if c == "therapeutic"]
         heparin_only = all(o.ingredient in HEPARINS for o in therapeutic) and not any(
             e.ingredient not in HEPARINS for e in safety.anticoagulants_active)
-        if heparin_only and critically_ill is True and not other and not ecmo and not rrt \
+        # §19.4: circuit heparin (ECMO/CRRT) never triggers deescalate or review_therapeutic
+        circuit = any(getattr(o, "circuit", False) for o in therapeutic)
+        if heparin_only and not circuit and critically_ill is True and not other and not ecmo and not rrt \
                 and all(_authored_during(o, encounter) for o in therapeutic):
             return Recommendation("deescalate")
-        if heparin_only and not other and not ecmo and safety.escalation_cautions:
+        if heparin_only and not circuit and not other and not ecmo and safety.escalation_cautions:
             return Recommendation("review_therapeutic")
         return Recommendation("keep_therapeutic")
 

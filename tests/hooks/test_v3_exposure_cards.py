@@ -1,0 +1,118 @@
+"""patient-view under clinical rules §19.4 (v3): exposure as it is given. Expected cards worked
+from the rule text, through the Flask test client with full prefetch.
+
+Base patient: example "standard-prophylaxis" (female, 62 kg, 168 cm, low-flow O2, D-dimer 0.9x
+ULN, no anticoagulant): v2 shows `standard_prophylaxis` (info, enoxaparin 40 mg daily)."""
+from __future__ import annotations
+
+from hook_helpers import actions, kind, only_card, run
+from v2_bodies import add_hit, platelet_history, set_lab
+from v3_bodies import CRRT, ECMO, add_atc_order, add_heparin, add_procedure
+
+
+def test_base_patient_gets_the_standard_prophylaxis_reminder(client):
+    _, payload = run(client, "standard-prophylaxis")
+    assert kind(only_card(payload)) == "standard_prophylaxis"
+
+
+def test_therapeutic_heparin_infusion_whose_text_says_flush_is_exposure(client):
+    """The pharmacist's case: 25,000 U/250 mL at 1,400 U/h, "flush line with NS before starting".
+    v2 read a flush and suggested enoxaparin 40 mg on top (double anticoagulation). §19.4 step 1:
+    a rate of 1,400 U/h is not below 50 U/h, so this is exposure: no prophylaxis reminder. The
+    infusion is therapeutic, the patient not critically ill and without caution: keep_therapeutic."""
+    def mutate(body):
+        add_heparin(body, "hep-inf", units_per_ml=100, bag_ml=250, rate_u_h=1400,
+                    text="flush line with NS before starting")
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    assert payload["cards"] == []
+
+
+def test_pressure_bag_flush_does_not_hide_the_reminder(client):
+    """A heparinised pressure bag 2 U/mL x 500 mL on an arterial line, no rate: §19.4 step 2."""
+    def mutate(body):
+        add_heparin(body, "hep-bag", units_per_ml=2, bag_ml=500, text="arterial line pressure bag")
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    assert kind(only_card(payload)) == "standard_prophylaxis"
+
+
+def test_alteplase_catheter_clearance_never_hides_the_reminder(client):
+    """ATC B01AD02 (thrombolytic enzyme) is never anticoagulant exposure (§19.4)."""
+    def mutate(body):
+        add_atc_order(body, "alteplase-cath", "B01AD02", "alteplase 2 mg catheter clearance")
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    assert kind(only_card(payload)) == "standard_prophylaxis"
+
+
+def test_eptifibatide_never_hides_the_reminder(client):
+    def mutate(body):
+        add_atc_order(body, "eptifibatide", "B01AC16", "eptifibatide infusion")
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    assert kind(only_card(payload)) == "standard_prophylaxis"
+
+
+def test_ecmo_without_a_visible_anticoagulant_gets_the_ecmo_info_card(client):
+    """§19.4 ECMO guard: no prophylaxis/standard/candidate/deescalate card and no create; one info
+    card `ecmo` when no anticoagulant is seen."""
+    _, payload = run(client, "standard-prophylaxis", mutate=lambda b: add_procedure(b, ECMO))
+    card = only_card(payload)
+    assert (kind(card), card["indicator"]) == ("ecmo", "info")
+    assert card["summary"] == "On ECMO: anticoagulation by the ECMO protocol"
+    assert not card.get("suggestions")
+    assert "ELSO 2021" in card["detail"]
+
+
+def test_ecmo_heparin_for_the_circuit_is_exposure_no_enoxaparin_suggested(client):
+    """The reported case: ECMO, heparin infusion "for the circuit": v2 said "no anticoagulant
+    ordered: consider enoxaparin". §19.4: circuit heparin is exposure; no card at all."""
+    def mutate(body):
+        add_procedure(body, ECMO)
+        add_heparin(body, "hep-ecmo", units_per_ml=100, bag_ml=250, rate_u_h=800, text="for the ECMO circuit")
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    assert payload["cards"] == []
+
+
+def test_crrt_prefilter_heparin_is_exposure_and_never_a_review(client):
+    """CRRT with pre-filter heparin 500 U/h and platelets 42 (an escalation caution): the circuit
+    heparin is exposure (no reminder) and never triggers review_therapeutic (§19.4)."""
+    def mutate(body):
+        add_procedure(body, CRRT)
+        add_heparin(body, "hep-crrt", units_per_ml=100, bag_ml=250, rate_u_h=500, text="CRRT pre-filter")
+        set_lab(body, "platelets", 42)
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    assert payload["cards"] == []
+
+
+def test_acute_hit_delete_list_includes_flushes_and_locks(client):
+    """§19.4: flushes and locks still count as heparin exposure for HIT: the acute-HIT card stops
+    them too, and its text says "including flushes and locks"."""
+    def mutate(body):
+        add_hit(body, days_ago=6)
+        set_lab(body, "platelets", 60)
+        add_heparin(body, "hep-flush", units_per_ml=100, dose_units=300, text="flush PICC")
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    card = only_card(payload)
+    assert (kind(card), card["indicator"]) == ("hit_acute", "critical")
+    assert "including flushes and locks" in card["detail"]
+    assert [a["resourceId"] for a in actions(card) if a["type"] == "delete"] == ["MedicationRequest/hep-flush"]
+
+
+def test_hit_suspected_counts_a_flush_as_heparin(client):
+    """A flush for 8 days and platelets 250 -> 110 (a 56 % fall): hit_suspected (§10.1, §19.4)."""
+    def mutate(body):
+        add_heparin(body, "hep-flush", units_per_ml=100, dose_units=300, text="flush", hours_ago=8 * 24)
+        set_lab(body, "platelets", 110)
+        platelet_history(body, [(250, 5)])
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    assert kind(only_card(payload)) == "hit_suspected"
+
+
+def test_acute_hit_on_ecmo_names_bivalirudin_or_argatroban(client):
+    """ECMO with acute HIT and no anticoagulant: the HIT card names bivalirudin or argatroban."""
+    def mutate(body):
+        add_procedure(body, ECMO)
+        add_hit(body, days_ago=6)
+        set_lab(body, "platelets", 60)
+    _, payload = run(client, "standard-prophylaxis", mutate=mutate)
+    card = only_card(payload)
+    assert kind(card) == "hit_acute" and "bivalirudin or argatroban" in card["detail"]
+    assert all(a["type"] != "create" for a in actions(card))
