@@ -68,6 +68,7 @@ class _Builder:
         self.flushes = [o for o in getattr(ev.assessment.inputs, "heparin_flushes", ())
                         if isinstance(o.source, str) and o.source.startswith("MedicationRequest/")]
         self.ecmo = bool(ev.assessment.inputs.respiratory.ecmo)
+        self.possible_other = bool(getattr(s, "possible_other_indication", False))
 
     # first row that applies (§18.1)
     def choose(self):
@@ -112,9 +113,24 @@ class _Builder:
         gives_heparin = any(a.get("type") == "create" and _is_heparin_request(a.get("resource"))
                             for s in suggestions for a in s["actions"])
         extra = list(extra) + ([t.NEURAXIAL] if gives_heparin else [])
+        extra = self.v3_lines(kind, why, dose) + extra
         issued = card(kind, indicator, summary, t.detail(why, dose, check or self.missing_line(), extra, evidence),
                       suggestions=suggestions, selection=selection, evidence=evidence.keys)
         return _with_recommendation(issued, recommendation)
+
+    def v3_lines(self, kind: str, why: str | None, dose: str | None) -> list[str]:
+        """§19.8, §19.10, §19.12 check lines, each only when it applies."""
+        a, i, out = self.a, self.a.inputs, []
+        if self.possible_other and kind in ("contraindicated", "deescalate", "therapeutic_candidate",
+                                            "duplicate_anticoagulant", "dose_review"):
+            out.append(t.POSSIBLE_OTHER_INDICATION)
+        if "confirm_home_anticoagulant_status" in a.recommendation.notes:
+            out.append("Confirm home anticoagulant status.")
+        if getattr(i, "age_uncertain", False):
+            out.append(t.age_uncertain_line(i.birth_date))
+        elif getattr(i, "birth_date_partial", False) and "CrCl" in f"{why or ''} {dose or ''}":
+            out.append(f"CrCl: age approximate (birth date {md(i.birth_date or '')}).")
+        return out
 
     def exposure_text(self, e) -> str:
         if e.kind == "order" and e.source in self.orders:
@@ -212,6 +228,8 @@ class _Builder:
             other = a.safety.other_anticoagulation_indication
             if other:
                 dose = "**Action:** another indication for anticoagulation is recorded: review with the treating team."
+            elif self.possible_other:   # §19.12: the card stays, without the one-click delete
+                dose = "**Action:** consider stopping the anticoagulant; consider mechanical prophylaxis."
             else:
                 dose = "**Action:** consider stopping the anticoagulant; consider mechanical prophylaxis."
                 deletes = self.deletes(self.active)
@@ -297,13 +315,19 @@ class _Builder:
         indicator = "critical" if "hit_recent" in specific else "warning"
         why = f"**Why:** {self.specific_why(specific)}"
         actions = []
-        if reg.drug == "fondaparinux":
+        # §19.6 / v2 review: the label and the Action line describe exactly the actions carried; no
+        # create while a non-heparin anticoagulant is active (a home DOAC) or on ECMO (§18.1, §19.4)
+        creates = reg.drug == "fondaparinux" and not self.non_heparin and not self.ecmo
+        if creates:
             actions.append(self.create_regimen(reg, "HIT or allergy"))
             dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
+        elif self.non_heparin:
+            others = t.names([self.exposure_text(e) for e in self.non_heparin])
+            dose = f"**Action:** stop the heparin; {md(others)} is also active: review anticoagulation with haematology."
         else:
             dose = "**Action:** stop the heparin; a non-heparin agent with haematology advice."
         actions += self.deletes(self.heparins)
-        label = "Replace with fondaparinux" if reg.drug == "fondaparinux" else "Stop the heparin"
+        label = "Replace with fondaparinux" if creates else "Stop the heparin"
         suggestions = [suggestion(label, *actions)] if actions else []
         return self._finish("contraindicated", indicator, summary, why, dose,
                             self.t.evidence_for("heparin_specific"), suggestions=suggestions,
@@ -385,7 +409,8 @@ class _Builder:
         if reg.drug:
             actions.append(self.create_regimen(reg, "de-escalation to prophylaxis"))
         actions += self.deletes(targets)
-        suggestions = [suggestion(f"Switch to {self.regimen_dose(reg)}", *actions)] if actions else []
+        suggestions = [suggestion(f"Switch to {self.regimen_dose(reg)}", *actions)] \
+            if actions and not self.possible_other else []   # §19.12: no one-click de-escalation
         dose = self.body_dose(reg) + " Unless VTE or another indication is confirmed."
         return self._finish("deescalate", "warning", summary, why, dose, evidence, suggestions=suggestions,
                             recommendation=(rec.pathway, reg.drug, reg.dose_mg or reg.dose_units, reg.doses_per_day))
@@ -466,7 +491,8 @@ class _Builder:
         suggestions = []
         if text:
             actions = actions[:1] + self.deletes([exposure]) + actions[1:]
-            suggestions = [suggestion(f"Switch to therapeutic {text}", *actions)]
+            if not self.possible_other:   # §19.12: no one-click escalation update
+                suggestions = [suggestion(f"Switch to therapeutic {text}", *actions)]
             dose = f"**Dose:** 1 mg/kg actual weight, CrCl {shown('crcl', self.a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}."
         else:
             dose = "**Dose:** therapeutic dose by the local protocol (UFH infusion)."

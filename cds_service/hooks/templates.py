@@ -127,6 +127,15 @@ class Evidence:
 
 NEURAXIAL = "Neuraxial catheter or puncture: follow the timing rules (boxed warning)."
 NO_ANTIPLATELET = "Do not add an antiplatelet for COVID-19 [ISTH 2023]."
+# v3-exposure (§19.12, §19.8)
+POSSIBLE_OTHER_INDICATION = ("Possible other indication (history of VTE / long-term anticoagulant): review with "
+                             "the treating team.")
+
+
+def age_uncertain_line(birth_date: str | None) -> str:
+    """§19.8: every card for a patient whose partial birth date straddles 18."""
+    return (f"Age uncertain (birth date {md(birth_date or 'partial')}): adult prophylactic dosing assumed; "
+            "confirm the age.")
 
 
 class Templates:

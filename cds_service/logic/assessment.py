@@ -236,7 +236,8 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
         recent_ich=_recent(inputs.recent_intracranial_haemorrhage, p["safety.recent_ich_days"],
                            inputs.now),
         inr=inputs.inr, bilirubin_mg_dl=inputs.bilirubin,
-        other_indication=present(inputs.other_anticoagulation_indication))
+        other_indication=present(inputs.other_anticoagulation_indication),
+        possible_other_indication=present(getattr(inputs, "possible_other_indication", None)))
     regimen = recommend_regimen(
         contraindications=safety.contraindications, already_therapeutic=safety.already_therapeutic,
         crcl_ml_min=renal.crcl_ml_min, crcl_lt_30=renal.crcl_lt_30, bmi=anthro.bmi,
@@ -262,7 +263,7 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
         pregnant=pregnant, renal_replacement=renal.renal_replacement,
         creatinine_rising=renal.creatinine_rising, weight_kg=anthro.weight_kg, bmi=anthro.bmi,
         crcl_ml_min=renal.crcl_ml_min, crcl_bound=renal.crcl_bound, encounter=scope.encounter,
-        policy=p)
+        policy=p, age_uncertain=getattr(inputs, "age_uncertain", False))
     notes = list(regimen.notes) + list(rec.notes)
     if pregnant and inputs.d_dimer is not None:
         notes.append("d_dimer_pregnancy_caveat")  # §4.7: D-dimer rises in normal pregnancy

@@ -259,6 +259,14 @@ class PatientInputs:
     # v3 (§19.4): active heparin flush/lock orders. Never anticoagulant exposure, but heparin
     # for HIT (the acute-HIT delete list, the hit_suspected heparin start).
     heparin_flushes: tuple[MedicationOrder, ...] = ()
+    # v3 (§19.8): a partial birthDate (YYYY or YYYY-MM). `age_years` is from its earliest possible
+    # day; `age_uncertain` when the latest possible day would make the patient under
+    # scope.min_age_years (in scope, but never a therapeutic candidate; every card says so).
+    birth_date_partial: bool = False
+    age_uncertain: bool = False
+    # v3 (§19.12): an active Z79.01 / Z86.711 / Z86.718 Condition (the home-statement half of
+    # `possible_other_indication` is judged in logic/safety.py).
+    possible_other_indication: Flag | None = None
 
     # Why inputs were dropped (unknown unit, absurd value, ...): input name -> reason.
     rejected: dict[str, str] = field(default_factory=dict)

@@ -116,3 +116,76 @@ def test_acute_hit_on_ecmo_names_bivalirudin_or_argatroban(client):
     card = only_card(payload)
     assert kind(card) == "hit_acute" and "bivalirudin or argatroban" in card["detail"]
     assert all(a["type"] != "create" for a in actions(card))
+
+
+# ---------------------------------------------------------------- §19.8, §19.12, v2 leftover
+
+def _straddling_birth_date() -> str:
+    """YYYY-MM whose earliest day makes the patient 18 today and whose latest day does not."""
+    from datetime import datetime, timezone
+    today = datetime.now(timezone.utc).date()
+    assert today.day > 1   # (on the 1st both days give 18 only in some months; keep the test exact)
+    return f"{today.year - 18:04d}-{today.month:02d}"
+
+
+def test_partial_birth_date_straddling_18_is_in_scope_and_every_card_says_so(client):
+    """§19.8: in scope (earliest day), prophylaxis only, "age uncertain (birth date YYYY-MM)"."""
+    from v3_bodies import set_birth_date
+    birth = _straddling_birth_date()
+    _, payload = run(client, "standard-prophylaxis", mutate=lambda b: set_birth_date(b, birth))
+    card = only_card(payload)
+    assert kind(card) == "standard_prophylaxis"
+    assert f"Age uncertain (birth date {birth}): adult prophylactic dosing assumed; confirm the age." in card["detail"]
+
+
+def test_therapeutic_candidate_with_partial_birth_date_gets_prophylaxis_only(client):
+    from v3_bodies import set_birth_date
+    birth = _straddling_birth_date()
+    _, payload = run(client, "d-dimer-ward", mutate=lambda b: set_birth_date(b, birth))
+    card = only_card(payload)
+    assert kind(card) != "therapeutic_candidate"
+    assert "Age uncertain" in card["detail"]
+
+
+def test_history_of_pe_on_long_term_anticoagulant_gets_no_one_click_deescalation(client):
+    """The reported case: past PE on long-term anticoagulation (Z86.711, Z79.01), critically ill on
+    therapeutic enoxaparin. §19.12: the deescalate card stays, without its one-click suggestion, and
+    says "possible other indication ... review with the treating team"."""
+    from v2_bodies import add_condition, add_order
+
+    def mutate(body):
+        add_order(body, "enox-90", "enoxaparin", dose=90, per_day=2)
+        add_condition(body, "hx-pe", "Z86.711", text="personal history of PE")
+        add_condition(body, "ltac", "Z79.01", text="long-term anticoagulants")
+    _, payload = run(client, "sic-positive", mutate=mutate)
+    card = only_card(payload)
+    assert kind(card) == "deescalate"
+    assert not card.get("suggestions")
+    assert "Possible other indication (history of VTE / long-term anticoagulant): review with the treating team." \
+        in card["detail"]
+
+
+def test_without_a_possible_other_indication_the_deescalation_keeps_its_suggestion(client):
+    from v2_bodies import add_order
+    _, payload = run(client, "sic-positive", mutate=lambda b: add_order(b, "enox-90", "enoxaparin", dose=90, per_day=2))
+    card = only_card(payload)
+    assert kind(card) == "deescalate" and len(card["suggestions"]) == 1
+
+
+def test_hit_history_heparin_and_home_doac_action_matches_the_delete_only_suggestion(client):
+    """v2 leftover: HIT history, a heparin active and a home DOAC. The suggestion can only delete
+    (no create while a non-heparin anticoagulant runs), so neither its label nor the Action line
+    may say fondaparinux."""
+    from v2_bodies import add_order
+
+    def mutate(body):
+        add_order(body, "ufh-sc", "heparin", dose=5000, unit="units", per_day=2)
+        add_order(body, "home-apx", "apixaban", dose=5, per_day=2, route=None, kind="MedicationStatement")
+    _, payload = run(client, "hit", mutate=mutate)
+    card = only_card(payload)
+    assert kind(card) == "contraindicated"
+    (s,) = card["suggestions"]
+    assert [a["type"] for a in s["actions"]] == ["delete"]
+    assert "fondaparinux" not in s["label"].lower()
+    action_line = next(line for line in card["detail"].split("\n\n") if line.startswith("**Action:**"))
+    assert "fondaparinux" not in action_line
