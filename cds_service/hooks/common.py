@@ -15,7 +15,7 @@ from ..logic.inputs import PatientInputs
 from ..logic.policy import Policy
 from .. import metrics
 from ..storage import IssuedCard, StorageError
-from . import lifecycle
+from . import governance, lifecycle
 from .registry import HookCall
 
 log = logging.getLogger("cds_service.hooks")
@@ -110,6 +110,8 @@ def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation 
     assessment; storage/writer.py). A failed audit write is logged and does not withhold the advice. Patient-view cards first pass the
     card lifecycle (hooks/lifecycle.py, §18.3): repeats and snoozed cards are withheld and
     listed in the audit row under `card_lifecycle`."""
+    # §19.14: disabled kinds and silent cards never reach the EHR (nor the card lifecycle)
+    cards, governance_audit = governance.apply(call, cards, evaluation)
     cards, lifecycle_audit = lifecycle.apply(call, cards, evaluation)
     _link_assessment_view(call, cards)
     storage = call.state.extensions.get("storage")
@@ -118,6 +120,8 @@ def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation 
             audit = evaluation.audit_json() if evaluation else None
             if audit is not None and lifecycle_audit is not None:
                 audit["card_lifecycle"] = lifecycle_audit
+            if audit is not None:
+                audit["governance"] = governance_audit
             storage.record_call(
                 service_id=call.service.id, hook=call.service.hook, hook_instance=call.hook_instance,
                 patient_id=call.patient_id, evaluated_at=call.received_at, cards=cards,

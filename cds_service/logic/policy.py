@@ -230,6 +230,12 @@ def _check(key: str, value: Any) -> Any:
             raise PolicyError(f"policy key {key!r}: {bad!r} not among {sorted(map(str, allowed))}")
     if base == INDICATOR_HOURS:
         value = dict(value)
+    if key == "governance.review_by":   # §19.14: a calendar date, YYYY-MM-DD
+        from datetime import date
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise PolicyError(f"policy key {key!r} expects a date YYYY-MM-DD, got {value!r}") from None
     if base == "number" and key.startswith(("window.", "renal.", "dosing.", "safety.", "antixa.",
                                             "scope.", "hit.", "therapeutic.", "cards.")) \
             and value < 0:
