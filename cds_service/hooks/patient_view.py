@@ -110,7 +110,8 @@ class _Builder:
                 extra=(), recommendation: tuple | None = None):
         if self.non_heparin or self.ecmo:   # §18.1; §19.4: no create on ECMO
             suggestions = _without_creates(suggestions)
-        gives_heparin = any(a.get("type") == "create" and _is_heparin_request(a.get("resource"))
+        # §19.13: the neuraxial line on every card whose suggestion gives any anticoagulant
+        gives_heparin = any(a.get("type") == "create" and _is_anticoagulant_request(a.get("resource"))
                             for s in suggestions for a in s["actions"])
         extra = list(extra) + ([t.NEURAXIAL] if gives_heparin else [])
         extra = self.v3_lines(kind, why, dose) + extra
@@ -397,7 +398,8 @@ class _Builder:
         reg = self.prophylactic_regimen()
         if rec.pathway == "deescalate":
             summary = self.t.summary["deescalate"].format(drug=drug)
-            criteria = ", ".join(md(c.replace("vasoactive:", "")) for c in a.critical_illness.criteria) or "organ support"
+            criteria = ", ".join(md(t.CRITERIA_TEXT.get(c, c.replace("vasoactive:", "").replace("_", " ")))
+                                 for c in a.critical_illness.criteria) or "organ support"
             why = f"**Why:** critically ill ({criteria}) on {md(t.names([self.exposure_text(e) for e in targets]))}; no other indication recorded."
             evidence = self.t.evidence_for("deescalate")
         else:
@@ -411,7 +413,7 @@ class _Builder:
         actions += self.deletes(targets)
         suggestions = [suggestion(f"Switch to {self.regimen_dose(reg)}", *actions)] \
             if actions and not self.possible_other else []   # §19.12: no one-click de-escalation
-        dose = self.body_dose(reg) + " Unless VTE or another indication is confirmed."
+        dose = self.body_dose(reg) + " Unless VTE or another indication is confirmed. " + t.DEESCALATE_TIMING
         return self._finish("deescalate", "warning", summary, why, dose, evidence, suggestions=suggestions,
                             recommendation=(rec.pathway, reg.drug, reg.dose_mg or reg.dose_units, reg.doses_per_day))
 
@@ -426,8 +428,8 @@ class _Builder:
     def candidate_why(self) -> str:
         a = self.a
         return (f"**Why:** not critically ill, on low-flow oxygen; {self.d_dimer_why()}; "
-                f"platelets {t.reported(a.inputs.platelets, 0, dated=False)}, Hb "
-                f"{t.reported(a.inputs.hemoglobin, 1, dated=False)}; no bleeding caution.")
+                f"platelets {t.reported(a.inputs.platelets, 0)}, Hb "
+                f"{t.reported(a.inputs.hemoglobin, 1)}; no bleeding caution.")
 
     def multiple(self) -> str:
         m = self.a.d_dimer.multiple_of_uln
@@ -464,14 +466,13 @@ class _Builder:
         suggestions = []
         if text:
             summary = self.t.summary["candidate_none"].format(multiple=self.multiple(), dose=text)
-            suggestions.append(suggestion(f"Order therapeutic {text}", *actions, recommended=False))
+            suggestions.append(suggestion(f"Order therapeutic {text}", *actions))   # §19.13: no isRecommended
             dose = (f"**Dose:** 1 mg/kg actual weight ({t.reported(a.inputs.weight, 1, dated=False)}), CrCl "
                     f"{shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}, 14 days or until discharge; or prophylactic "
                     f"{self.regimen_dose()}.")
         else:
             summary = self.t.summary["candidate_protocol"].format(multiple=self.multiple())
-            dose = (f"**Dose:** therapeutic dose by the local protocol (UFH infusion): weight or renal function "
-                    f"does not allow a fixed dose; or prophylactic {self.regimen_dose()}.")
+            dose = f"**Dose:** {self.protocol_reason()}; or prophylactic {self.regimen_dose()}."
         if reg.drug:
             suggestions.append(suggestion(f"Order prophylactic {self.regimen_dose()}",
                                           self.create_regimen(reg, "prophylactic alternative")))
@@ -523,32 +524,80 @@ class _Builder:
             why = "**Why:** pregnant, no anticoagulant ordered; the trials excluded pregnancy."
             dose = (f"**Dose:** obstetric protocol, weight-banded on booking weight (non-pregnant default: "
                     f"{self.regimen_dose()}).") if reg.drug else "**Dose:** obstetric protocol."
-            return self._finish("standard_prophylaxis", "info", summary, why, dose, evidence,
+            return self._finish("standard_prophylaxis", "info", summary, why, dose, self.t.evidence_for("pregnancy"),
                                 recommendation=rec_tuple + ("pregnant",))
+        extra = self.low_platelet_lines()
         suggestions = []
         if reg.drug:
             suggestions.append(suggestion(f"Order {self.regimen_dose()}", self.create_regimen(reg, self.t.basis.get(reg.basis, reg.basis))))
             if a.anti_xa.indicated is True:
                 suggestions.append(anti_xa_suggestion(self.ev, a.anti_xa))
         dose_line = self.body_dose() if reg.drug else "**Dose:** no regimen can be given (see the assessment)."
+        if reg.basis == "pending_weight":
+            dose_line = self.no_weight_dose()
+        reason = self.dose_reason()
         if signal:
-            summary = self.t.summary["prophylaxis_signal"].format(signal=self.signal_text(), dose=self.regimen_dose())
+            summary = self.t.summary["prophylaxis_signal"].format(reason=reason, dose=self.regimen_dose())
             why = (f"**Why:** no anticoagulant ordered; {self.signal_why()} (prognostic signal, Tang 2020: "
                    "prophylactic dose, never higher for the signal alone).")
             return self._finish("prophylaxis_suggestion", "warning", summary, why, dose_line, evidence,
-                                suggestions=suggestions, recommendation=rec_tuple)
-        summary = self.t.summary["standard"].format(dose=self.regimen_dose()) if reg.drug else \
+                                suggestions=suggestions, recommendation=rec_tuple, extra=extra)
+        summary = self.t.summary["standard"].format(reason=reason, dose=self.regimen_dose()) if reg.drug else \
             "No VTE prophylaxis ordered: consider prophylaxis (dose needs weight and renal function)"
         why = "**Why:** admitted with COVID-19, no anticoagulant ordered, no contraindication recorded."
         return self._finish("standard_prophylaxis", "info", summary, why, dose_line, evidence,
-                            suggestions=suggestions, recommendation=rec_tuple)
+                            suggestions=suggestions, recommendation=rec_tuple, extra=extra)
+
+    # -- §19.13 text helpers --------------------------------------------------------------------
+    def dose_reason(self) -> str:
+        """What sets the dose, for the summary: "BMI 44.1", "CrCl 22.3 mL/min", "on renal replacement",
+        "no weight in 30 days"."""
+        a, reg = self.a, self.a.regimen
+        if reg.basis in ("crcl_lt_15", "crcl_lt_30"):
+            if a.renal.renal_replacement is True:
+                return "on renal replacement"
+            if a.renal.crcl_ml_min is not None:
+                return f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
+        if reg.basis == "pending_weight":
+            if a.inputs.weight is None:
+                return f"no weight in {num(self.p['window.weight_days'], 0)} days"
+            return "no height recorded"
+        if a.anthropometrics.bmi is not None:
+            return f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
+        return "standard dose"
+
+    def no_weight_dose(self) -> str:
+        a = self.a
+        if a.inputs.weight is None:
+            return (f"**Dose:** Weigh the patient today (no weight in the last {num(self.p['window.weight_days'], 0)} "
+                    f"days); then the dose follows BMI and renal function. Until then {self.regimen_dose()}.")
+        return f"**Dose:** Measure the height today; then the dose follows BMI. Until then {self.regimen_dose()}."
+
+    def low_platelet_lines(self) -> list[str]:
+        """§19.13: platelets < 50 on a prophylaxis card."""
+        if "platelets_lt_50" not in self.a.safety.escalation_cautions:
+            return []
+        return [f"Platelets {t.reported(self.a.inputs.platelets, 0)}: prophylactic dose only; repeat the count "
+                "[NIH 2024]."]
+
+    def protocol_reason(self) -> str:
+        """Why the candidate card gives no fixed therapeutic dose (§13.1, §19.13)."""
+        a, p = self.a, self.p
+        if a.inputs.weight is None:
+            return (f"Weigh the patient today (no weight in the last {num(p['window.weight_days'], 0)} days); then "
+                    "the therapeutic dose is 1 mg/kg")
+        per_dose = p["therapeutic.enoxaparin_mg_per_kg"] * a.anthropometrics.weight_kg \
+            if a.anthropometrics.weight_kg is not None else None
+        if per_dose is not None and round(per_dose, 6) > p["therapeutic.max_dose_mg"]:
+            return f"therapeutic dose {t.LOCAL_CAP}"
+        return "renal function does not allow a fixed therapeutic dose: the local protocol (UFH)"
 
     def signal_why(self) -> str:
         a = self.a
         parts = []
         if "sic_positive" in a.seed_trigger.reasons:
             parts.append(f"SIC {a.sic.total if a.sic.total is not None else 'positive'}: platelets "
-                         f"{t.reported(a.inputs.platelets, 0, dated=False)}, INR {t.reported(a.inputs.inr, 1)}")
+                         f"{t.reported(a.inputs.platelets, 0)}, INR {t.reported(a.inputs.inr, 1)}")
         if "d_dimer_gt_6x_uln" in a.seed_trigger.reasons:
             parts.append(self.d_dimer_why())
         return "; ".join(parts)
@@ -596,11 +645,9 @@ def _as_regimen(target, regimen):
         return regimen
 
 
-def _is_heparin_request(resource) -> bool:
-    if not isinstance(resource, dict) or resource.get("resourceType") != "MedicationRequest":
-        return False
-    text = (resource.get("medicationCodeableConcept") or {}).get("text", "").lower()
-    return "heparin" in text or "enoxaparin" in text or "dalteparin" in text or "tinzaparin" in text
+def _is_anticoagulant_request(resource) -> bool:
+    """A created MedicationRequest: every drug this service suggests is an anticoagulant."""
+    return isinstance(resource, dict) and resource.get("resourceType") == "MedicationRequest"
 
 
 def _without_creates(suggestions) -> list[dict]:

@@ -85,7 +85,7 @@ def test_hit_history_heparin_draft_is_a_warning_switch_to_fondaparinux(client):
     assert (card["indicator"], kind(card)) == ("warning", "product_switch")
     (s,) = card["suggestions"]
     assert [a["type"] for a in s["actions"]] == ["create", "delete"]
-    assert medication(s["actions"][0]["resource"]) == ("321208", 2.5, "mg", (1, 1, "d"))
+    assert medication(s["actions"][0]["resource"]) == ("861360", 2.5, "mg", (1, 1, "d"))   # §19.13: the product SCD, not the ingredient
     assert s["actions"][1]["resourceId"] == "MedicationRequest/draft-enox-hit"
     assert "CrCl" not in card["summary"]                       # v1 blamed CrCl: wrong
 

@@ -47,7 +47,7 @@ def test_silent_mode_writes_the_card_to_the_audit_row_and_returns_none(tmp_path)
     ((assessment,),) = db_rows(db, "SELECT assessment FROM hook_call")
     silent = json.loads(assessment)["governance"]["silent"]
     assert [(s["kind"], s["indicator"]) for s in silent] == [("standard_prophylaxis", "info")]
-    assert silent[0]["summary"].startswith("No VTE prophylaxis ordered")
+    assert silent[0]["summary"].startswith("No prophylaxis ordered")
     assert re.fullmatch(r"[0-9a-f]{16,}", silent[0]["fingerprint"])
     assert db_rows(db, "SELECT COUNT(*) FROM card") == [(0,)]
     # never entered the card lifecycle: the first real card after the pilot is not a "repeat"

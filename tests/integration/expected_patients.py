@@ -149,7 +149,8 @@ EXPECTED: dict[str, dict] = {
                          numbers={"crcl": 99.9, "ddimer_x": 8.0},
                          extra={"safety.current_order_class": "therapeutic", "safety.already_therapeutic": True},
                          card=None),
-    "cov-home-doac": _p(ntb=("no_low_flow_oxygen",), numbers={"bmi": 25.0, "crcl": 60.6, "ddimer_x": 1.8},
+    # §19.10 changes this: a home DOAC statement adds on_anticoagulant
+    "cov-home-doac": _p(ntb=("no_low_flow_oxygen", "on_anticoagulant"), numbers={"bmi": 25.0, "crcl": 60.6, "ddimer_x": 1.8},
                         extra={"safety.current_order_class": None, "safety.already_therapeutic": False},
                         card=None),
     "cov-pregnant": _p(ntb=("pregnancy",), numbers={"bmi": 28.7, "crcl": 140.2, "ddimer_x": 4.2},
