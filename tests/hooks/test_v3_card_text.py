@@ -113,3 +113,17 @@ def test_bmi_49_9_draft_of_60_mg_twice_daily_is_above_prophylactic(client):
     card = only_card(payload)
     assert (kind(card), card["indicator"]) == ("escalation_warning", "warning")
     assert all(a["type"] != "update" for s in card.get("suggestions", ()) for a in s["actions"])
+
+
+def test_order_hook_cards_say_age_uncertain_too(client):
+    """§19.8: "every card adds" the line, order-hook cards included (bmi-42 draft 40 mg daily at
+    BMI 42.2 gives a card; the birth date is made a year that straddles 18)."""
+    from datetime import datetime, timezone
+    today = datetime.now(timezone.utc).date()
+    if (today.month, today.day) == (12, 31):
+        pytest.skip("on 31 December no YYYY birth date straddles 18 (§19.8)")
+    year = f"{today.year - 18:04d}"
+    _, payload = run(client, "bmi-42", mutate=lambda b: set_birth_date(b, year))
+    assert payload["cards"]
+    for card in payload["cards"]:
+        assert f"Age uncertain (birth date {year}): adult prophylactic dosing assumed; confirm the age." in card["detail"]
