@@ -185,6 +185,11 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "governance.owner": (None, STR_OR_NULL, None),
     "governance.review_by": (None, STR_OR_NULL, None),
     # -- end v3 exposure and governance --
+    # -- standards and transparency (issue 23; cds_service/terminology.py, source_attributes.py) --
+    "vocabulary.system_base": (None, STR_OR_NULL, None),
+    "governance.developer": ("Not stated by this site (set governance.developer in the policy file)", STR, None),
+    "governance.funding": ("Not stated by this site (set governance.funding in the policy file)", STR, None),
+    # -- end standards and transparency --
 }
 
 
@@ -395,9 +400,13 @@ SOURCES: dict[str, str] = {
     "orders.flush_max_units_per_hour": "§19.4, §19.16 v3 flush rule: with a rate, a flush only below 50 U/h and at <= 5 U/mL (heparin lock-flush labelling; ISMP)",
     "cards.disabled_kinds": "§19.14, §19.16 v3 governance: card kinds the CDS committee turned off",
     "cards.silent": "§19.14, §19.16 v3 governance: silent mode (computed, fingerprinted, audited as silent; the EHR gets no card); a pilot starts silent",
-    "governance.": "§19.14, §19.16 v3 governance: clinical owner and next review date (start-up log and /docs/rules warn when past)",
+    "governance.owner": "§19.14, §19.16 v3 governance: clinical owner (shown on /docs/rules and in the overdue-review warning)",
+    "governance.review_by": "§19.14, §19.16 v3 governance: next review date, YYYY-MM-DD (start-up log and /docs/rules warn when past)",
     "critical.": "§9 ATTACC/ACTIV-4a/REMAP-CAP, N Engl J Med 2021;385:777 (organ support)",
     "escalation.": "§13 ATTACC/ACTIV-4a/REMAP-CAP non-critically ill, N Engl J Med 2021;385:790; NIH 2022",
+    "vocabulary.system_base": "issue 23: base our code systems are minted under (null: CDS_PUBLIC_BASE_URL); served at BASE/fhir/CodeSystem/NAME",
+    "governance.developer": "issue 23: ONC HTI-1 45 CFR 170.315(b)(11)(iv)(A)(2) developer of the intervention (site fills in)",
+    "governance.funding": "issue 23: ONC HTI-1 45 CFR 170.315(b)(11)(iv)(A)(3) funding source of the intervention's development (site fills in)",
 }
 
 
