@@ -76,8 +76,9 @@ def _quantity(table: Table, q: Any) -> float | None:
 
 
 def _rate_of(dosage: Mapping[str, Any]) -> tuple[bool, float | None, float | None]:
-    """(rate given, U/h, mL/h) of the first doseAndRate that carries a rate."""
-    for item in items(dosage.get("doseAndRate")):
+    """(rate given, U/h, mL/h) of the first doseAndRate that carries a rate (a MedicationAdministration's
+    dosage carries rateQuantity/rateRatio itself)."""
+    for item in [dosage] + items(dosage.get("doseAndRate")):
         if not isinstance(item, dict):
             continue
         if isinstance(item.get("rateQuantity"), dict):

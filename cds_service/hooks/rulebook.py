@@ -47,7 +47,7 @@ RULES: tuple[Rule, ...] = (
          ("isth_interim_2020", "ash_hit_2018", "enoxaparin_label")),
     Rule("hit_acute", "§10.1 (hit_acute), §13.1", "patient-view, order-select, order-sign",
          ("HIT with a dated onset within the acute window and a latest platelet count below 150 ×10⁹/L "
-          "(platelets not yet recovered). Stop every heparin, including flushes; a therapeutic-intensity "
+          "(platelets not yet recovered). Stop all heparin, including flushes and locks (§19.4); a therapeutic-intensity "
           "non-heparin anticoagulant (argatroban, bivalirudin, fondaparinux at treatment dose, or a DOAC) is "
           "needed, with haematology. No prophylaxis is suggested.",
           "No card when no heparin is active and a non-heparin anticoagulant is already running."),
@@ -62,7 +62,7 @@ RULES: tuple[Rule, ...] = (
     Rule("duplicate_anticoagulant", "§10.4, §18.1, §18.4", "patient-view, order-select, order-sign",
          ("Two or more active anticoagulant orders or home medicines (the same ingredient twice counts), or a "
           "drafted anticoagulant while another is active or drafted, whatever the dose class. Heparin flushes, "
-          "line locks and circuit heparin do not count. The card asks to confirm that the other agent stops.",
+          "pressure bags and catheter locks (§19.4) do not count; ECMO and CRRT circuit heparin does. The card asks to confirm that the other agent stops.",
           "Urgency: critical when two are therapeutic-class (and for a heparin drafted while argatroban, "
           "bivalirudin or therapeutic fondaparinux runs); info for a VKA with a parenteral anticoagulant while the "
           "latest INR is below 2 (the deliberate bridge); warning otherwise. No create suggestion on any card "

@@ -174,3 +174,16 @@ def test_prostacyclins_never_count_as_antiplatelets():
 def test_gp_iib_iiia_and_cangrelor_are_antiplatelets(code, ingredient):
     [order] = run(med_request(code, system=ATC)).orders
     assert (order.ingredient, order.drug_class) == (ingredient, "antiplatelet")
+
+
+@pytest.mark.parametrize("rate,flush", [(40, True), (1000, False)])
+def test_administration_rate_in_its_dosage_decides_too(rate, flush):
+    """A MedicationAdministration carries the rate in dosage.rateQuantity (step 1 applies)."""
+    med = {"resourceType": "Medication", "id": "med", "code": cc(RXNORM, "5224"),
+           "ingredient": [{"itemCodeableConcept": cc(RXNORM, "5224"),
+                           "strength": {"numerator": qty(2500, "[iU]"), "denominator": qty(500, "mL")}}]}
+    admin = {"resourceType": "MedicationAdministration", "id": "ma1", "status": "in-progress",
+             "subject": {"reference": "Patient/p1"}, "contained": [med], "medicationReference": {"reference": "#med"},
+             "effectivePeriod": {"start": "2024-03-09T08:00:00Z"}, "dosage": {"rateQuantity": qty(rate, "[iU]/h")}}
+    [given] = run(admin).administrations
+    assert given.flush is flush
