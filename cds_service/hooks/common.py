@@ -107,18 +107,21 @@ def _link_assessment_view(call: HookCall, cards: Sequence[IssuedCard]) -> None:
 
 def _with_age_line(cards: Sequence[IssuedCard], evaluation: Evaluation | None) -> list[IssuedCard]:
     """§19.8: every card, in every hook, for a patient whose partial birth date straddles 18 says
-    "Age uncertain (birth date YYYY-MM)". Inserted before the evidence line; the first (why)
+    "Age uncertain (birth date YYYY-MM)"; with a partial date that does not straddle 18, a card that
+    shows a CrCl says "age approximate". Inserted before the evidence line; the first (why)
     paragraph is shortened at a word if the detail would pass the §18.2 limit."""
     from . import templates as t
 
     inputs = evaluation.inputs if evaluation is not None else None
-    if not cards or not getattr(inputs, "age_uncertain", False):
+    if not cards or not getattr(inputs, "birth_date_partial", False):
         return list(cards)
-    line = t.age_uncertain_line(inputs.birth_date)
+    uncertain = getattr(inputs, "age_uncertain", False)
+    line = t.age_uncertain_line(inputs.birth_date) if uncertain else t.age_approximate_line(inputs.birth_date)
     out = []
     for issued in cards:
         detail = issued.card.get("detail") or ""
-        if line in detail:
+        # the CrCl line only on a card that shows a CrCl (§19.8)
+        if line in detail or (not uncertain and "CrCl" not in detail):
             out.append(issued)
             continue
         parts = detail.split("\n\n") if detail else []

@@ -130,7 +130,7 @@ class _Builder:
         if getattr(i, "age_uncertain", False):
             out.append(t.age_uncertain_line(i.birth_date))
         elif getattr(i, "birth_date_partial", False) and "CrCl" in f"{why or ''} {dose or ''}":
-            out.append(f"CrCl: age approximate (birth date {md(i.birth_date or '')}).")
+            out.append(t.age_approximate_line(i.birth_date))
         return out
 
     def exposure_text(self, e) -> str:

@@ -136,6 +136,11 @@ POSSIBLE_OTHER_INDICATION = ("Possible other indication (history of VTE / long-t
                              "the treating team.")
 
 
+def age_approximate_line(birth_date: str | None) -> str:
+    """§19.8: a card that shows a CrCl computed from a partial birth date."""
+    return f"CrCl: age approximate (birth date {md(birth_date or 'partial')})."
+
+
 def age_uncertain_line(birth_date: str | None) -> str:
     """§19.8: every card for a patient whose partial birth date straddles 18."""
     return (f"Age uncertain (birth date {md(birth_date or 'partial')}): adult prophylactic dosing assumed; "

@@ -134,6 +134,8 @@ def _flag_json(f: Flag) -> dict[str, Any]:
 def inputs_json(inputs: PatientInputs) -> dict[str, Any]:
     """Each input used, with value, canonical unit, time and source (card table, audit)."""
     out: dict[str, Any] = {"age_years": inputs.age_years, "sex": inputs.sex}
+    if getattr(inputs, "birth_date_partial", False):   # §19.8
+        out.update(birth_date_partial=True, age_uncertain=inputs.age_uncertain)
     for name in MEASUREMENTS:
         value = getattr(inputs, name)
         if value is None:

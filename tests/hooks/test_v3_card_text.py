@@ -127,3 +127,11 @@ def test_order_hook_cards_say_age_uncertain_too(client):
     assert payload["cards"]
     for card in payload["cards"]:
         assert f"Age uncertain (birth date {year}): adult prophylactic dosing assumed; confirm the age." in card["detail"]
+
+
+def test_order_hook_card_showing_a_crcl_from_a_partial_date_says_age_approximate(client):
+    _, payload = run(client, "crcl-22", mutate=lambda b: set_birth_date(b, "1946"))
+    assert any("CrCl" in card["detail"] for card in payload["cards"])
+    for card in payload["cards"]:
+        if "CrCl" in card["detail"]:
+            assert "CrCl: age approximate (birth date 1946)." in card["detail"]
