@@ -383,8 +383,12 @@ class _Builder:
         else:
             summary = self.t.summary["avoidance_specialist"].format(hit=hit)
             dose = f"**Dose:** {self.body_facts()}: fondaparinux not possible; a non-heparin agent via haematology."
+        # §19.4 names flushes as heparin for HIT; for a HIT history the rules are silent on them:
+        # say so, without a one-click delete (this service's choice)
+        extra = (["Heparin flush or lock active: use saline flushes and non-heparin locks."]
+                 if self.flushes else [])
         return self._finish("heparin_avoidance", "warning", summary, why, dose,
-                            self.t.evidence_for("heparin_specific"), suggestions=suggestions,
+                            self.t.evidence_for("heparin_specific"), suggestions=suggestions, extra=extra,
                             recommendation=("heparin_avoidance", reg.drug, reg.dose_mg, reg.doses_per_day))
 
     def therapeutic_exposures(self):

@@ -193,3 +193,13 @@ def test_hit_history_heparin_and_home_doac_action_matches_the_delete_only_sugges
     assert "fondaparinux" not in s["label"].lower()
     action_line = next(line for line in card["detail"].split("\n\n") if line.startswith("**Action:**"))
     assert "fondaparinux" not in action_line
+
+
+def test_hit_history_with_only_a_flush_names_the_flush(client):
+    """A flush is heparin for HIT (§19.4); with a HIT history (nothing else active) the avoidance
+    card says to use saline flushes (a choice: §19.4 names acute HIT and hit_suspected only)."""
+    _, payload = run(client, "hit", mutate=lambda b: add_heparin(b, "hep-flush", units_per_ml=100, dose_units=300,
+                                                                 text="flush PICC"))
+    card = only_card(payload)
+    assert kind(card) == "heparin_avoidance"
+    assert "Heparin flush or lock active: use saline flushes and non-heparin locks." in card["detail"]
