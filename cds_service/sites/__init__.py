@@ -1,0 +1,145 @@
+"""Site profiles (issue 24, CDS_SITES): one service, several hospitals, deny by default.
+
+Without CDS_SITES nothing here runs: the single-site variables (CDS_TRUSTED_ISSUERS,
+CDS_POLICY, CDS_FHIR_ALLOWLIST, CDS_AUTH) are one implicit site, "default", exactly as
+before, and audit rows and metrics carry site "default". With CDS_SITES set, the sites
+file replaces those variables (a set CDS_TRUSTED_ISSUERS or CDS_POLICY is refused at start)
+and every hook call, feedback and token-carrying discovery goes through `runtime.SitesRuntime`.
+
+The app calls, in this order: `prepare(state)` before the security layer, `init_app(app,
+state)` after the storage layer, `gate(...)` in the hook call, `discovery_body(state)` in
+discovery, and `readiness(state)` in /readyz.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, g, request
+
+from ..fhir.allowlist import refusal_reason
+from ..logging_setup import log_event
+from .model import SitesFileError
+from .runtime import PROTECTED, SiteRefused, SitesRuntime
+
+log = logging.getLogger("cds_service.sites")
+DEFAULT_SITE = "default"
+
+
+def enabled(state) -> bool:
+    return bool(getattr(state.config, "sites", ""))
+
+
+def runtime(state) -> SitesRuntime | None:
+    return state.extensions.get("sites")
+
+
+def current_site_id() -> str:
+    """The calling site of this request (a metric label): "default" without CDS_SITES,
+    "none" before a site is known."""
+    try:
+        return g.get("cds_site_id", DEFAULT_SITE)
+    except RuntimeError:  # outside a request (CLI, background writer)
+        return DEFAULT_SITE
+
+
+def prepare(state) -> None:
+    if enabled(state):
+        state.extensions["sites"] = SitesRuntime(state, state.config.sites)
+
+
+def init_app(app: Flask, state) -> None:
+    rt = runtime(state)
+    if rt is None:
+        return
+    rt.attach()
+    from ..security import invoked_url
+
+    @app.before_request
+    def _site_gate() -> None:
+        if request.method == "OPTIONS" or request.endpoint not in PROTECTED | {"discovery", "readyz"}:
+            return None
+        rt.maybe_reload()
+        if request.endpoint == "readyz":
+            return None
+        g.cds_site_id = "none"
+        header = request.headers.get("Authorization")
+        if request.endpoint == "discovery" and not header:
+            if rt.current.any_open:
+                return None
+            raise SiteRefused(401, "authentication", "discovery needs a bearer token on this service.")
+        site = rt.authenticate(header, invoked_url(state.config))
+        g.cds_site, g.cds_site_id = site, site.site.id
+        if request.endpoint == "discovery":
+            return None
+        service_id = (request.view_args or {}).get("service_id")
+        if state.registry.get(service_id) is None:
+            return None  # the view answers 404 for an unknown service, as without sites
+        if site.site.mode == "off":
+            log_event(log, logging.INFO, "site refused", check="site mode", site=site.site.id, path=request.path)
+            raise SiteRefused(403, "site mode", "the calling site is switched off on this service.")
+        if site.registry.get(service_id) is None:
+            log_event(log, logging.INFO, "site refused", check="service", site=site.site.id, path=request.path)
+            raise SiteRefused(403, "service", "this service is not enabled for the calling site.")
+        return None
+
+
+def gate(state, service, body: dict):
+    """(state, service) the hook call runs with: the calling site's (its policy, allowlist,
+    codes, mode) with CDS_SITES, the app's own without. Refuses a fhirServer outside the
+    site's allowlist with 403 (checked by fhir/allowlist.py, before any data is fetched)."""
+    site = g.get("cds_site") if enabled(state) else None
+    if site is None:
+        return state, service
+    server = body.get("fhirServer")
+    if server is not None:
+        reason = refusal_reason(server, site.site.fhir_allowlist)
+        if reason:
+            log_event(log, logging.INFO, "site refused", check="fhirServer", site=site.site.id,
+                      path=request.path)
+            raise SiteRefused(403, "fhirServer", "fhirServer is not on the calling site's FHIR allowlist.")
+    return site.state, site.registry.get(service.id)
+
+
+def discovery_body(state) -> dict[str, Any] | None:
+    """The discovery answer with CDS_SITES (None without): the calling site's services with a
+    token, every service of the sites with discovery_open without one."""
+    if not enabled(state):
+        return None
+    site = g.get("cds_site")
+    if site is not None:
+        return site.registry.discovery()
+    return {"services": runtime(state).current.open_services}
+
+
+def readiness(state) -> dict[str, str]:
+    """/readyz: every site's policy file and codes still load, and its keys are usable
+    (inline keys were checked at load; a jwks_url must answer). The body never names a site;
+    the log does (operators only)."""
+    rt = runtime(state)
+    if rt is None:
+        return {}
+    from ..fhir.codes import load_codes
+    from ..logic.policy import Policy
+    rt.maybe_reload()
+    failed = 0
+    for built in rt.current.sites.values():
+        problems = []
+        try:
+            load_codes(Policy.load(built.site.policy_path or None)["codes.extra_file"])
+        except Exception as exc:  # PolicyError, CodeDataError, a file gone since the load
+            problems.append(f"policy: {' '.join(str(exc).split())[:200]}")
+        for issuer in built.site.issuers:
+            url = issuer.trusted.jwks_url
+            if url and not rt.jwks._fetch(url):
+                problems.append(f"jwks_url of {issuer.trusted.iss[:100]!r} unusable")
+        if problems:
+            failed += 1
+            log_event(log, logging.WARNING, "site not ready", site=built.site.id, problems=problems)
+    if failed:
+        return {"sites": f"{failed} of {len(rt.current.sites)} sites have an unusable policy or keys (see the log)"}
+    return {"sites": "ok"}
+
+
+__all__ = ["SitesFileError", "SiteRefused", "current_site_id", "discovery_body", "enabled", "gate",
+           "init_app", "prepare", "readiness"]
