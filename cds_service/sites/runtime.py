@@ -91,14 +91,10 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
     from ..hooks import Registry, build_registry
 
     parsed = parse_sites(raw, source, Path(base))
+    loaded = load_policies(parsed)
     sites: dict[str, BuiltSite] = {}
     for site in parsed.sites.values():
-        try:
-            policy = Policy.load(site.policy_path or None)
-            codes = load_codes(policy["codes.extra_file"])
-        except (PolicyError, CodeDataError, OSError, ValueError) as exc:
-            raise SitesFileError(f"sites file {source!r}, site {site.id!r}: policy "
-                                 f"{site.policy_path or '(defaults)'!r}: {' '.join(str(exc).split())[:300]}") from None
+        policy, codes = loaded[site.id]
         registry = Registry([s for s in build_registry(codes) if s.id in site.services])
         cfg = replace(state.config, fhir_allowlist=site.fhir_allowlist, policy=site.policy_path)
         view = AppState(config=cfg, policy=policy, registry=registry,
@@ -123,6 +119,19 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
     open_services = [s.discovery() for s in state.registry if s.id in open_ids]
     return Built(file=parsed, raw=raw, base=base, sites=sites, validators=validators, tenants=tenants,
                  open_services=open_services, any_open=bool(open_ids))
+
+
+def load_policies(parsed: SitesFile) -> dict[str, tuple[Policy, Any]]:
+    """site id -> (policy, codes); SitesFileError naming the site and its policy file."""
+    out = {}
+    for site in parsed.sites.values():
+        try:
+            policy = Policy.load(site.policy_path or None)
+            out[site.id] = (policy, load_codes(policy["codes.extra_file"]))
+        except (PolicyError, CodeDataError, OSError, ValueError, TypeError) as exc:
+            raise SitesFileError(f"sites file {parsed.source!r}, site {site.id!r}: policy "
+                                 f"{site.policy_path or '(defaults)'!r}: {' '.join(str(exc).split())[:300]}") from None
+    return out
 
 
 class SitesRuntime:
@@ -213,7 +222,7 @@ class SitesRuntime:
     def authenticate(self, header: str | None, audience: str) -> BuiltSite:
         built = self.current
         if not header:
-            raise SiteRefused(401, "authentication", "a bearer token is required.")
+            raise SiteRefused(401, "authentication", "a JWT in the Authorization header is required.")
         token = header.strip().partition(" ")[2].strip()
         try:
             iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
