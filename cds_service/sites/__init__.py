@@ -30,7 +30,7 @@ def enabled(state) -> bool:
     return bool(getattr(state.config, "sites", ""))
 
 
-def runtime(state) -> SitesRuntime | None:
+def _runtime(state) -> SitesRuntime | None:
     return state.extensions.get("sites")
 
 
@@ -49,7 +49,7 @@ def prepare(state) -> None:
 
 
 def init_app(app: Flask, state) -> None:
-    rt = runtime(state)
+    rt = _runtime(state)
     if rt is None:
         return
     rt.attach()
@@ -109,14 +109,14 @@ def discovery_body(state) -> dict[str, Any] | None:
     site = g.get("cds_site")
     if site is not None:
         return site.registry.discovery()
-    return {"services": runtime(state).current.open_services}
+    return {"services": _runtime(state).current.open_services}
 
 
 def readiness(state) -> dict[str, str]:
     """/readyz: every site's policy file and codes still load, and its keys are usable
     (inline keys were checked at load; a jwks_url must answer). The body never names a site;
     the log does (operators only)."""
-    rt = runtime(state)
+    rt = _runtime(state)
     if rt is None:
         return {}
     from ..fhir.codes import load_codes
