@@ -255,7 +255,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             elapsed = time.perf_counter() - g.t0
             log_event(log, logging.INFO, "hook call", service=service.id,
                       hookInstance=getattr(g, "hook_instance", None), status=status,
-                      duration_ms=round(elapsed * 1000, 2))
+                      duration_ms=round(elapsed * 1000, 2),
+                      **({"site": g.cds_site_id} if "cds_site_id" in g else {}))  # the caller's own (issue 24)
             metrics.hook_call(service.id, status, elapsed)
 
     @app.post("/cds-services/<service_id>/feedback")

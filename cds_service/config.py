@@ -416,7 +416,7 @@ def production_warnings(cfg: Config) -> list[str]:
     if cfg.auth == "off":
         warnings.append("CDS_AUTH=off in production: any caller can request cards (allowed only "
                         "because CDS_ALLOW_INSECURE_PRODUCTION=true)")
-    if set(cfg.fhir_allowlist) == set(Config.fhir_allowlist):
+    if set(cfg.fhir_allowlist) == set(Config.fhir_allowlist) and not cfg.sites:  # sites: per site
         warnings.append("CDS_FHIR_ALLOWLIST is the default (any loopback port): set it to your FHIR "
                         "server's base URL")
     if not cfg.public_base_url:
