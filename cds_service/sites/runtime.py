@@ -34,7 +34,6 @@ from jwt.exceptions import PyJWTError
 
 from .. import metrics
 from ..errors import CDSError, operation_outcome
-from ..fhir.allowlist import refusal_reason
 from ..fhir.codes import CodeDataError, load_codes
 from ..logging_setup import log_event
 from ..logic.policy import Policy, PolicyError

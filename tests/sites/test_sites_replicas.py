@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
-from test_replicas import PUBLIC, Replica, replicas  # noqa: E402,F401  (the replicas fixture)
+from test_replicas import PUBLIC, replicas  # noqa: E402,F401  (the replicas fixture)
 
 from cds_service.cli import main as cli_main  # noqa: E402
 from cds_service.examples import build  # noqa: E402
