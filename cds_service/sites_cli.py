@@ -30,12 +30,23 @@ def _file_digest(path: str) -> str:
         return "unreadable"
 
 
-def describe(parsed) -> list[str]:
+def _policy_changes(policy) -> str:
+    """The keys of a site's policy that differ from the defaults: its committee's choices."""
+    import json
+    from .logic.policy import Policy
+    default = Policy.default().values
+    changed = [f"{k} = {json.dumps(v)[:80]}" for k, v in sorted(policy.values.items()) if v != default.get(k)]
+    return "; ".join(changed) if changed else "none"
+
+
+def describe(parsed, policies: dict | None = None) -> list[str]:
     lines = [f"sites file {parsed.source} (sha256:{parsed.sha256[:16]}): {len(parsed.sites)} site(s)"]
     for site in parsed.sites.values():
         lines += [f"site {site.id}",
                   f"  mode: {site.mode}",
                   f"  policy: {site.policy_path + ' (' + _file_digest(site.policy_path) + ')' if site.policy_path else 'defaults'}",
+                  *([f"  policy keys differing from the defaults: {_policy_changes(policies[site.id][0])}"]
+                    if policies else []),
                   f"  services: {', '.join(site.services)}",
                   f"  fhir_allowlist: {', '.join(site.fhir_allowlist)}",
                   f"  discovery_open: {str(site.discovery_open).lower()}"]
@@ -60,18 +71,17 @@ def _validated(path: str):
     from .sites.model import read_sites_file
     from .sites.runtime import load_policies
     raw, parsed = read_sites_file(path)
-    load_policies(parsed)
-    return raw, parsed
+    return raw, parsed, load_policies(parsed)
 
 
 def _check(args: argparse.Namespace) -> int:
     from .sites.model import SitesFileError
     try:
-        _, parsed = _validated(args.file)
+        _, parsed, policies = _validated(args.file)
     except SitesFileError as exc:
         print(f"cds-service sites: refused: {exc}", file=sys.stderr)
         return 2
-    print("\n".join(describe(parsed)))
+    print("\n".join(describe(parsed, policies)))
     return 0
 
 
@@ -84,7 +94,7 @@ def _reload(args: argparse.Namespace) -> int:
         print("cds-service sites: no sites file (give FILE or set CDS_SITES)", file=sys.stderr)
         return 2
     try:
-        raw, parsed = _validated(path)
+        raw, parsed, _ = _validated(path)
     except SitesFileError as exc:
         print(f"cds-service sites: refused, the running configuration stays: {exc}", file=sys.stderr)
         return 2

@@ -236,6 +236,7 @@ def test_sites_check_prints_fingerprints_never_key_material(site_dir, keys, caps
     jwk = json.loads((site_dir / "jwks-a.json").read_text())["keys"][0]
     assert jwk["x"] not in out and jwk["y"] not in out
     assert "site hospital-b" in out and "policy-b.json" in out and "mode: silent" in out
+    assert "policy keys differing from the defaults: dosing.bmi_tier2 = 45" in out
     assert out.count("key key-a: EC P-384, sha256:") == 2 and "tenant: c-east" in out
 
 
