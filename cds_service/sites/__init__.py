@@ -107,8 +107,8 @@ def discovery_body(state) -> dict[str, Any] | None:
     if not enabled(state):
         return None
     site = g.get("cds_site")
-    if site is not None:
-        return site.registry.discovery()
+    if site is not None:  # a site switched off is offered nothing
+        return site.registry.discovery() if site.site.mode != "off" else {"services": []}
     return {"services": _runtime(state).current.open_services}
 
 

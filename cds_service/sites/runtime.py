@@ -39,7 +39,7 @@ from ..logging_setup import log_event
 from ..logic.policy import Policy, PolicyError
 from ..security.jwks import JwksClient
 from ..security.replay import ReplayStoreUnavailable
-from ..security.tokens import AuthError, TokenValidator
+from ..security.tokens import MAX_TOKEN_CHARS, AuthError, TokenValidator
 from .model import Site, SitesFile, SitesFileError, parse_sites, read_sites_file
 
 log = logging.getLogger("cds_service.sites")
@@ -113,7 +113,7 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
                     replay_store=lambda: state.extensions["replay_store"])
     open_ids: list[str] = []
     for built in sites.values():
-        if built.site.discovery_open:
+        if built.site.discovery_open and built.site.mode != "off":
             open_ids += [s for s in built.site.services if s not in open_ids]
     open_services = [s.discovery() for s in state.registry if s.id in open_ids]
     return Built(file=parsed, raw=raw, base=base, sites=sites, validators=validators, tenants=tenants,
@@ -141,6 +141,7 @@ class SitesRuntime:
         self.current: Built | None = None
         self.boot_error: str | None = None
         self._last_check = 0.0
+        self._read_failing = False  # log a failing database once, not every check
         self._lock = threading.Lock()
         try:
             raw, _ = read_sites_file(path)
@@ -201,8 +202,12 @@ class SitesRuntime:
             try:
                 record = self.read_record()
             except Exception as exc:
-                log_event(log, logging.WARNING, "sites: accepted configuration not readable", error=str(exc)[:300])
+                if not self._read_failing:
+                    log_event(log, logging.WARNING, "sites: accepted configuration not readable; "
+                              "the current one stays", error=str(exc)[:300])
+                self._read_failing = True
                 return
+            self._read_failing = False
             if record is None or record.get("id") == self.current.reload_id:
                 return
             try:
@@ -222,11 +227,16 @@ class SitesRuntime:
         built = self.current
         if not header:
             raise SiteRefused(401, "authentication", "a JWT in the Authorization header is required.")
-        token = header.strip().partition(" ")[2].strip()
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
         try:
+            if scheme.lower() != "bearer" or len(token) > MAX_TOKEN_CHARS:
+                raise ValueError
             iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
         except (PyJWTError, AttributeError, ValueError, TypeError):
-            iss = None
+            metrics.jwt_rejected("token cannot be decoded")
+            log_event(log, logging.INFO, "site refused", check="token", path=request.path)
+            raise SiteRefused(401, "token", "the credential was not accepted.") from None
         if not isinstance(iss, str) or iss not in built.validators:
             metrics.jwt_rejected("iss not trusted")
             log_event(log, logging.INFO, "site refused", check="issuer", path=request.path)

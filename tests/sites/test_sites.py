@@ -106,6 +106,10 @@ def test_tenant_and_issuer_mismatches_are_refused(app, keys):
     assert status == 401 and diagnostics(body).startswith("token check failed")
     status, body = call(client, OS, fresh("bmi-42"), None)
     assert status == 401 and diagnostics(body).startswith("authentication check failed")
+    for header in ("Basic YTpi", "Bearer not-a-jwt", "Bearer " + "a" * 9000):
+        resp = client.post(OS, data=json.dumps(fresh("bmi-42")), content_type="application/json",
+                           headers={"Authorization": header})
+        assert resp.status_code == 401 and diagnostics(resp.get_json()) == "token check failed: the credential was not accepted."
     status, _ = call(client, PV + "/feedback", {"card": str(uuid.uuid4()), "outcome": "accepted",
                                                 "outcomeTimestamp": "2025-01-01T00:00:00Z"})
     assert status == 401
@@ -134,6 +138,11 @@ def test_site_set_to_off_gets_403(tmp_path, keys):
     assert status == 403 and diagnostics(body) == "site mode check failed: the calling site is switched off on this service."
     status, _ = call(client, OS, fresh("bmi-42", fhirServer=FHIR_B), keys.token("b", BASE + OS, tenant="b-1"))
     assert status == 200  # the other sites are unaffected
+    # Discovery offers an off site nothing, and token-less discovery leaves its services out.
+    disc = client.get("/cds-services", headers={"Authorization": "Bearer " + keys.token("a", BASE + "/cds-services", tenant="a-main")})
+    assert disc.status_code == 200 and disc.get_json() == {"services": []}
+    assert [s["id"] for s in client.get("/cds-services").get_json()["services"]] == \
+        ["coagulopathy-risk", "anticoagulant-order-check"]  # hospital B's; clinic C keeps discovery closed
 
 
 def test_services_and_discovery_follow_the_site(app, keys):
