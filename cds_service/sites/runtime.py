@@ -40,6 +40,7 @@ from ..logic.policy import Policy, PolicyError
 from ..security.jwks import JwksClient
 from ..security.replay import ReplayStoreUnavailable
 from ..security.tokens import MAX_TOKEN_CHARS, AuthError, TokenValidator
+from . import silent
 from .model import Site, SitesFile, SitesFileError, parse_sites, read_sites_file
 
 log = logging.getLogger("cds_service.sites")
@@ -94,6 +95,7 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
     sites: dict[str, BuiltSite] = {}
     for site in parsed.sites.values():
         policy, codes = loaded[site.id]
+        policy = silent.site_policy(policy, site.mode)  # §19.14 cards.silent, once it exists
         registry = Registry([s for s in build_registry(codes) if s.id in site.services])
         cfg = replace(state.config, fhir_allowlist=site.fhir_allowlist, policy=site.policy_path)
         view = AppState(config=cfg, policy=policy, registry=registry,

@@ -51,6 +51,15 @@ def fresh(name: str, **changes) -> dict:
     return body
 
 
+def silent_cards(assessment: dict) -> list[dict]:
+    """A silent site's cards in the audit row: under `silent` (sites/silent.py), or under
+    `governance.silent` once clinical rules §19.14's `cards.silent` has landed."""
+    if "governance" in assessment and assessment["governance"].get("silent"):
+        return assessment["governance"]["silent"]
+    assert assessment["silent"]["by"] == "site"
+    return assessment["silent"]["cards"]
+
+
 def diagnostics(body) -> str:
     return body["issue"][0]["diagnostics"]
 
@@ -122,8 +131,7 @@ def test_silent_site_gets_no_cards_and_its_cards_are_audited(app, keys):
     [row] = audit_rows(app, site_id="clinic-c")
     assessment = json.loads(row[2])
     assert row[3] == 0  # no card counted as shown
-    [silent] = assessment["silent"]["cards"]
-    assert assessment["silent"]["by"] == "site"
+    [silent] = silent_cards(assessment)
     assert silent["kind"] == "prophylaxis_suggestion" and silent["indicator"] == "warning"
     assert len(silent["fingerprint"]) == 32 and silent["uuid"]
     # The same request from live hospital A shows the card.
