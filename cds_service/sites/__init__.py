@@ -53,14 +53,13 @@ def init_app(app: Flask, state) -> None:
     if rt is None:
         return
     rt.attach()
+    rt.ensure_poller()
     from ..security import invoked_url
 
     @app.before_request
     def _site_gate() -> None:
-        if request.method == "OPTIONS" or request.endpoint not in PROTECTED | {"discovery", "readyz"}:
-            return None
-        rt.maybe_reload()
-        if request.endpoint == "readyz":
+        rt.ensure_poller()  # a no-op unless this process was forked after the app was made
+        if request.method == "OPTIONS" or request.endpoint not in PROTECTED | {"discovery"}:
             return None
         g.cds_site_id = "none"
         header = request.headers.get("Authorization")
@@ -121,7 +120,6 @@ def readiness(state) -> dict[str, str]:
         return {}
     from ..fhir.codes import load_codes
     from ..logic.policy import Policy
-    rt.maybe_reload()
     failed = 0
     for built in rt.current.sites.values():
         problems = []

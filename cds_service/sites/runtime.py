@@ -8,19 +8,22 @@ a site set to "off". The answer names the check that failed, never a site id: ca
 nothing about the other sites, and neither does a log line written while serving them.
 
 Reload: the accepted file (its text, sha256 and a reload id) is kept in the audit database's
-`meta` table (SQLite or PostgreSQL, so every worker and replica shares it). Each worker looks
-at it at most every CHECK_INTERVAL_S seconds, on its next request or /readyz, and applies a
-new reload id after building it in full; a file that fails is logged in one line and the old
-configuration stays. `cds-service sites reload` validates the file and writes that row;
+`meta` table (SQLite or PostgreSQL, so every worker and replica shares it). A thread in each
+worker looks at it every CHECK_INTERVAL_S seconds and applies a new reload id after building it
+in full; a file that fails is logged in one line and the old configuration stays. The thread,
+not a request, does this, so no request waits for it and no log line written while serving a
+caller names another site. `cds-service sites reload` validates the file and writes that row;
 SIGHUP makes granian respawn the workers, which read the file again and, if it is bad, fall
 back to the row (so a bad file never stops a worker).
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
+import weakref
 from collections import ChainMap
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -142,7 +145,7 @@ class SitesRuntime:
         self.jwks = JwksClient()
         self.current: Built | None = None
         self.boot_error: str | None = None
-        self._last_check = 0.0
+        self._poller_pid: int | None = None
         self._read_failing = False  # log a failing database once, not every check
         self._lock = threading.Lock()
         try:
@@ -192,15 +195,21 @@ class SitesRuntime:
         except Exception as exc:
             log_event(log, logging.WARNING, "sites: accepted configuration not recorded", error=str(exc)[:300])
 
-    def maybe_reload(self, force: bool = False) -> None:
-        """Apply a newer accepted configuration (at most every CHECK_INTERVAL_S)."""
-        now = time.monotonic()
-        if not force and now - self._last_check < CHECK_INTERVAL_S:
+    def ensure_poller(self) -> None:
+        """Start this process's reload thread (again after a fork: threads do not survive it)."""
+        if self._poller_pid == os.getpid():
             return
-        if not self._lock.acquire(blocking=force):
-            return
-        try:
-            self._last_check = now
+        self._lock = threading.Lock()  # a lock held at fork time would never be released here
+        with self._lock:
+            if self._poller_pid == os.getpid():
+                return
+            self._poller_pid = os.getpid()
+            threading.Thread(target=_poll, args=(weakref.ref(self),), name="cds-sites-reload",
+                             daemon=True).start()
+
+    def maybe_reload(self) -> None:
+        """Apply a newer accepted configuration, if there is one (the reload thread calls this)."""
+        with self._lock:
             try:
                 record = self.read_record()
             except Exception as exc:
@@ -221,8 +230,6 @@ class SitesRuntime:
             self.current = built
             log_event(log, logging.INFO, "sites configuration reloaded", sha256=built.file.sha256[:12],
                       sites=len(built.sites))
-        finally:
-            self._lock.release()
 
     # -- per request -------------------------------------------------------------------------
     def authenticate(self, header: str | None, audience: str) -> BuiltSite:
@@ -263,6 +270,20 @@ class SitesRuntime:
         metrics.jwt_rejected("tenant not allowed")
         log_event(log, logging.INFO, "site refused", check="tenant", path=request.path)
         raise SiteRefused(403, "tenant", "the token's tenant is not allowed for its issuer.")
+
+
+def _poll(ref) -> None:
+    """The reload thread: holds the runtime weakly, so a discarded app lets it end."""
+    while True:
+        time.sleep(max(CHECK_INTERVAL_S, 0.05))
+        runtime = ref()
+        if runtime is None:
+            return
+        try:
+            runtime.maybe_reload()
+        except Exception:  # never let the thread die: the next round tries again
+            log.exception("sites reload check failed")
+        del runtime
 
 
 def publish(store, raw: bytes, source: str, base: str) -> str:
