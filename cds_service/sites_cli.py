@@ -99,6 +99,12 @@ def _reload(args: argparse.Namespace) -> int:
         print(f"cds-service sites: refused, the running configuration stays: {exc}", file=sys.stderr)
         return 2
     database = args.database or os.environ.get("CDS_DATABASE", "") or "cds_service.sqlite3"
+    from .storage import is_postgres
+    if not is_postgres(database) and not os.path.isfile(database):
+        # Never create a database the running service does not use and report success.
+        print(f"cds-service sites: no database at {database!r}: give the running service's "
+              "CDS_DATABASE (--database)", file=sys.stderr)
+        return 2
     try:
         publish(open_storage(database), raw, path, str(Path(path).resolve().parent))
     except StorageError as exc:

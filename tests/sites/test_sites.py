@@ -205,6 +205,8 @@ def test_reload_changes_a_mode_without_restart_and_a_broken_file_is_refused(app,
     assert cli_main(["sites", "reload", str(path), "--database", db]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "unknown keys ['frobnicate']" in err
+    assert cli_main(["sites", "reload", str(path), "--database", str(site_dir / "typo.sqlite3")]) == 2
+    assert "no database at" in capsys.readouterr().err and not (site_dir / "typo.sqlite3").exists()
     time.sleep(0.3)  # several rounds of the reload thread
     assert a_is_silent()  # still silent, not off
 

@@ -2,6 +2,7 @@
 two-hospital sites file, and a reload that both replicas apply without a restart."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -48,6 +49,18 @@ def test_two_sites_on_two_replicas_and_a_reload_both_apply(tmp_path, replicas, p
         assert replica.post(OS, fresh("bmi-42"), token("a", "b-1", OS)).status_code == 403
         silent = replica.post(PV, fresh("sic-positive"), token("c", "c-east", PV))
         assert silent.status_code == 200 and silent.json() == {"cards": []}
+
+    # feedback-report --site on PostgreSQL: one B call and one silent C call per replica.
+    def site_calls(site: str) -> int:
+        import contextlib
+        import io
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli_main(["feedback-report", "--database", pg_url, "--json", "--site", site]) == 0
+        return json.loads(out.getvalue())["totals"]["hook_calls"]
+
+    until(lambda: site_calls("hospital-b") == 2 and site_calls("clinic-c") == 2, 10)
+    assert site_calls("hospital-a") == 2 and site_calls("nowhere") == 0
 
     def a_is_silent(replica) -> bool:
         resp = replica.post(PV, fresh("sic-positive"), token("a", "a-main", PV))
