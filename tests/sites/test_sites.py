@@ -201,12 +201,12 @@ def test_reload_changes_a_mode_without_restart_and_a_broken_file_is_refused(app,
         assert time.monotonic() < deadline, "reload not applied within 10 s"
         time.sleep(0.05)
     capsys.readouterr()
+    assert cli_main(["sites", "reload", str(path), "--database", str(site_dir / "typo.sqlite3")]) == 2
+    assert "no database at" in capsys.readouterr().err and not (site_dir / "typo.sqlite3").exists()
     path.write_text(sites_toml(mode_a="off").replace("[sites.hospital-b]", "[sites.hospital-b]\nfrobnicate = 1"))
     assert cli_main(["sites", "reload", str(path), "--database", db]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "unknown keys ['frobnicate']" in err
-    assert cli_main(["sites", "reload", str(path), "--database", str(site_dir / "typo.sqlite3")]) == 2
-    assert "no database at" in capsys.readouterr().err and not (site_dir / "typo.sqlite3").exists()
     time.sleep(0.3)  # several rounds of the reload thread
     assert a_is_silent()  # still silent, not off
 
