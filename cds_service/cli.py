@@ -36,6 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
         check_database_path(cfg.database)
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
+        from .terminology import check_policy
+        check_policy(policy)  # issue 23: vocabulary.system_base is a URL
         load_codes(policy["codes.extra_file"])
         if cfg.sites:  # issue 24: a bad sites file (or a site's policy) stops here, with one line
             from .sites.model import read_sites_file
@@ -284,6 +286,19 @@ COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migr
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
 from .sites_cli import add_parser as _add_sites  # noqa: E402  issue 24: site profiles
 COMMANDS += [_add_sites]
+
+
+def _add_replay(sub) -> None:  # issue 23: cds_service/replay.py
+    from .replay import add_parser
+    add_parser(sub)
+
+
+def _add_check(sub) -> None:  # issue 23: cds_service/check.py
+    from .check import add_parser
+    add_parser(sub)
+
+
+COMMANDS += [_add_replay, _add_check]
 
 
 def build_parser() -> argparse.ArgumentParser:
