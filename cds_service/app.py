@@ -288,6 +288,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             if problem:
                 loc, message = problem
                 raise BadRequest(f"Feedback item {where} is invalid at {loc}: {message}", expression=[where])
+        sites.check_feedback(state, items)  # CDS_SITES: only cards issued to the caller's site
         store = state.extensions.get("feedback_store")
         result = store(service, items) if store else {"received": len(items)}
         for item in items:

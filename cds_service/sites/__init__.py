@@ -100,6 +100,30 @@ def gate(state, service, body: dict):
     return site.state, site.registry.get(service.id)
 
 
+def check_feedback(state, items: list[dict]) -> None:
+    """With CDS_SITES, feedback may name only cards issued to the caller's site: a card of
+    another site is refused (403), so one site's token cannot skew another's report. A card
+    no site issued is stored as unmatched, as without sites."""
+    site = g.get("cds_site") if enabled(state) else None
+    store = state.extensions.get("storage")
+    if site is None or store is None:
+        return
+    uuids = sorted({item["card"] for item in items if isinstance(item.get("card"), str)})
+    if not uuids:
+        return
+    from ..storage import StorageError
+    marks = ", ".join("?" for _ in uuids)
+    try:  # query() commits this process's pending audit rows first
+        owners = {row[0] for row in store.query(
+            "SELECT hook_call.site_id FROM card JOIN hook_call ON hook_call.id = card.call_id"
+            f" WHERE card.uuid IN ({marks})", uuids)}
+    except StorageError:
+        return  # the store below answers 503 for a database that is down
+    if owners - {site.site.id}:
+        log_event(log, logging.INFO, "site refused", check="feedback", site=site.site.id, path=request.path)
+        raise SiteRefused(403, "feedback", "a card named was not issued to the calling site.")
+
+
 def discovery_body(state) -> dict[str, Any] | None:
     """The discovery answer with CDS_SITES (None without): the calling site's services with a
     token, every service of the sites with discovery_open without one."""

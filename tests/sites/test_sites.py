@@ -278,6 +278,12 @@ def test_feedback_report_for_one_site(app, keys, site_dir, capsys):
     resp = client.post(OS + "/feedback", data=json.dumps(feedback), content_type="application/json",
                        headers={"Authorization": "Bearer " + keys.token("b", BASE + OS + "/feedback", tenant="b-1")})
     assert resp.status_code == 200
+    # Hospital A's token cannot send feedback on hospital B's card (it would skew B's report).
+    resp = client.post(OS + "/feedback", data=json.dumps({**feedback, "outcomeTimestamp": "2025-01-02T00:00:00Z"}),
+                       content_type="application/json",
+                       headers={"Authorization": "Bearer " + keys.token("a", BASE + OS + "/feedback", tenant="a-main")})
+    assert resp.status_code == 403 and diagnostics(resp.get_json()) == \
+        "feedback check failed: a card named was not issued to the calling site."
     app.extensions["cds"].extensions["storage"].flush()
     reports = {}
     for site in ("hospital-a", "hospital-b", None):
