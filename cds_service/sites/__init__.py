@@ -23,7 +23,6 @@ from .model import SitesFileError
 from .runtime import PROTECTED, SiteRefused, SitesRuntime
 
 log = logging.getLogger("cds_service.sites")
-DEFAULT_SITE = "default"
 
 
 def enabled(state) -> bool:
@@ -32,15 +31,6 @@ def enabled(state) -> bool:
 
 def _runtime(state) -> SitesRuntime | None:
     return state.extensions.get("sites")
-
-
-def current_site_id() -> str:
-    """The calling site of this request (a metric label): "default" without CDS_SITES,
-    "none" before a site is known."""
-    try:
-        return g.get("cds_site_id", DEFAULT_SITE)
-    except RuntimeError:  # outside a request (CLI, background writer)
-        return DEFAULT_SITE
 
 
 def prepare(state) -> None:
@@ -87,9 +77,11 @@ def gate(state, service, body: dict):
     """(state, service) the hook call runs with: the calling site's (its policy, allowlist,
     codes, mode) with CDS_SITES, the app's own without. Refuses a fhirServer outside the
     site's allowlist with 403 (checked by fhir/allowlist.py, before any data is fetched)."""
-    site = g.get("cds_site") if enabled(state) else None
-    if site is None:
+    if not enabled(state):
         return state, service
+    site = g.get("cds_site")
+    if site is None:  # fail closed: no hook call runs without its site (never the app's own state)
+        raise SiteRefused(401, "authentication", "a JWT in the Authorization header is required.")
     server = body.get("fhirServer")
     if server is not None:
         reason = refusal_reason(server, site.site.fhir_allowlist)
@@ -104,9 +96,13 @@ def check_feedback(state, items: list[dict]) -> None:
     """With CDS_SITES, feedback may name only cards issued to the caller's site: a card of
     another site is refused (403), so one site's token cannot skew another's report. A card
     no site issued is stored as unmatched, as without sites."""
-    site = g.get("cds_site") if enabled(state) else None
+    if not enabled(state):
+        return
+    site = g.get("cds_site")
+    if site is None:  # fail closed, as in gate()
+        raise SiteRefused(401, "authentication", "a JWT in the Authorization header is required.")
     store = state.extensions.get("storage")
-    if site is None or store is None:
+    if store is None:
         return
     uuids = sorted({item["card"] for item in items if isinstance(item.get("card"), str)})
     if not uuids:
@@ -163,5 +159,5 @@ def readiness(state) -> dict[str, str]:
     return {"sites": "ok"}
 
 
-__all__ = ["SitesFileError", "SiteRefused", "current_site_id", "discovery_body", "enabled", "gate",
+__all__ = ["SitesFileError", "SiteRefused", "check_feedback", "discovery_body", "enabled", "gate",
            "init_app", "prepare", "readiness"]

@@ -104,3 +104,19 @@ def test_serve_refuses_a_bad_sites_file_before_binding(tmp_path):
     assert out.stderr.strip().splitlines() == [
         f"cds-service: sites file {str(tmp_path / 'sites.toml')!r}, site 'a': "
         "'issuers' must list at least one issuer (deny by default)"]
+
+
+def test_the_gate_fails_closed_without_a_site(tmp_path, keys):
+    """Were the authentication step ever skipped (a renamed endpoint, a reordered hook), a hook
+    call or feedback must be refused, never run with the app's own state."""
+    from cds_service import sites
+    from cds_service.sites import SiteRefused
+    path = write_sites(tmp_path, keys)
+    app = create_app({"sites": str(path), "database": str(tmp_path / "cds.sqlite3")})
+    state = app.extensions["cds"]
+    with app.test_request_context(OS, method="POST"):
+        with pytest.raises(SiteRefused) as exc:
+            sites.gate(state, state.registry.get("anticoagulant-order-check"), {"fhirServer": "http://127.0.0.1:8080/fhir"})
+        assert exc.value.status == 401
+        with pytest.raises(SiteRefused):
+            sites.check_feedback(state, [{"card": str(uuid.uuid4())}])
