@@ -296,3 +296,18 @@ def test_feedback_report_for_one_site(app, keys, site_dir, capsys):
     with pytest.raises(SystemExit) as exc:  # argparse: a site id is never SQL
         cli_main(["feedback-report", "--database", str(site_dir / "cds.sqlite3"), "--site", "x'; --"])
     assert exc.value.code == 2
+
+
+def test_every_metric_of_a_call_carries_the_calling_site(app, keys):
+    from prometheus_client.parser import text_string_to_metric_families
+    client = app.test_client()
+    status, _ = call(client, OS, fresh("bmi-42", fhirServer=FHIR_B), keys.token("b", BASE + OS, tenant="b-1"))
+    assert status == 200
+    assert call(client, OS, fresh("bmi-42"), keys.token("a", BASE + OS, tenant="nobody"))[0] == 403
+    samples = [s for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+               for s in f.samples if s.name.startswith("cds_")]
+    assert samples and all("site" in s.labels for s in samples)
+    labels = {(s.name, s.labels.get("site")) for s in samples if s.value}
+    assert ("cds_hook_calls_total", "hospital-b") in labels
+    assert ("cds_cards_total", "hospital-b") in labels
+    assert ("cds_jwt_rejections_total", "none") in labels  # refused before its site was known
