@@ -14,7 +14,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import metrics, schemas, security, smart, storage
+from . import metrics, schemas, security, sites, smart, storage
 from .config import Config, load_config
 from .fhir import data
 from .fhir.bundle import bundle_resources
@@ -45,6 +45,10 @@ class AppState:
     registry: Registry
     # Filled in by the data, storage and security layers when they are configured.
     extensions: dict[str, Any] = field(default_factory=dict)
+    # Site profiles (issue 24, cds_service/sites): the calling site's id and mode (live,
+    # silent, off); "default"/"live" is the implicit site of the single-site variables.
+    site: str = "default"
+    site_mode: str = "live"
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -119,6 +123,29 @@ def _service_or_404(state: AppState, service_id: str):
     return service
 
 
+def _governance_at_start(policy: Policy) -> None:
+    """§19.14: name the silent/disabled switches and warn when the clinical review is overdue
+    (/readyz stays green). An unknown card kind in a switch is a PolicyError: a typo must not
+    leave a kind the committee meant to silence reaching the EHR."""
+    from datetime import datetime, timezone
+
+    from .hooks import governance
+    from .hooks.vocabulary import CARD_KINDS
+    from .logic.policy import PolicyError
+    for key in ("cards.disabled_kinds", "cards.silent_kinds"):
+        unknown = sorted(set(policy[key]) - set(CARD_KINDS))
+        if unknown:
+            raise PolicyError(f"policy key {key!r}: unknown card kind(s) {unknown} (known: {sorted(CARD_KINDS)})")
+    if policy["cards.silent"] or policy["cards.silent_kinds"] or policy["cards.disabled_kinds"]:
+        log.warning("cards withheld by policy (governance)", extra={"fields": {
+            "cards.silent": policy["cards.silent"], "cards.silent_kinds": policy["cards.silent_kinds"],
+            "cards.disabled_kinds": policy["cards.disabled_kinds"], "policy_source": policy.source}})
+    warning = governance.review_warning(policy, datetime.now(timezone.utc).date())
+    if warning:
+        log.warning(warning, extra={"fields": {"governance.owner": policy["governance.owner"],
+                                               "governance.review_by": policy["governance.review_by"]}})
+
+
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     cfg = config if isinstance(config, Config) else load_config(config)
     configure_logging(cfg.log_level)
@@ -131,13 +158,16 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         log.warning("policy scope key differs from its default", extra={"fields": {
             "key": key, "value": value, "default": Policy.default()[key],
             "policy_source": policy.source}})
+    _governance_at_start(policy)
     codes = load_codes(policy["codes.extra_file"])  # a bad extra code file fails at start, not per call
     state = AppState(config=cfg, policy=policy, registry=build_registry(codes))
     app.extensions["cds"] = state
     # Layers that attach to the app, each in its own module.
+    sites.prepare(state)  # CDS_SITES (issue 24): parsed before the security layer, which it replaces
     security.init_app(app, state)
     data.init_app(app, state)
     storage.init_app(app, state)
+    sites.init_app(app, state)  # needs the storage layer (the accepted sites file is shared there)
     _log_startup(state)
     smart.init_app(app, state)  # the assessment view (SMART app, /smart/...)
     from . import capture  # issue 23: CDS_CAPTURE_DIR, pseudonymised requests for `replay`
@@ -233,7 +263,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.get("/cds-services")
     def discovery() -> Response:
-        return json_response(state.registry.discovery())
+        site_view = sites.discovery_body(state)  # None without CDS_SITES
+        return json_response(site_view if site_view is not None else state.registry.discovery())
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
@@ -247,7 +278,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         status = 500
         try:
             validate_hook_request(body, service)
-            result = service.handler(HookCall(service=service, body=body, state=state))
+            call_state, service = sites.gate(state, service, body)  # unchanged without CDS_SITES
+            result = service.handler(HookCall(service=service, body=body, state=call_state))
             status = 200
             return json_response(result)
         except (CDSError, RecursionError) as exc:  # RecursionError: answered 400 by _too_deep
@@ -257,7 +289,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             elapsed = time.perf_counter() - g.t0
             log_event(log, logging.INFO, "hook call", service=service.id,
                       hookInstance=getattr(g, "hook_instance", None), status=status,
-                      duration_ms=round(elapsed * 1000, 2))
+                      duration_ms=round(elapsed * 1000, 2),
+                      **({"site": g.cds_site_id} if "cds_site_id" in g else {}))  # the caller's own (issue 24)
             metrics.hook_call(service.id, status, elapsed)
 
     @app.post("/cds-services/<service_id>/feedback")
@@ -279,6 +312,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             if problem:
                 loc, message = problem
                 raise BadRequest(f"Feedback item {where} is invalid at {loc}: {message}", expression=[where])
+        sites.check_feedback(state, items)  # CDS_SITES: only cards issued to the caller's site
         store = state.extensions.get("feedback_store")
         result = store(service, items) if store else {"received": len(items)}
         for item in items:
@@ -327,6 +361,7 @@ def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
         except Exception as exc:  # ReplayStoreUnavailable
             checks["replay_store"] = f"unavailable ({exc})"
     checks["policy"] = "ok" if state.policy is not None else "not loaded"
+    checks.update(sites.readiness(state))  # every site's policy file and keys (issue 24)
     try:
         load_codes(state.policy["codes.extra_file"])
         checks["codes"] = "ok"

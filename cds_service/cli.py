@@ -47,6 +47,10 @@ def _serve(args: argparse.Namespace) -> int:
         from .terminology import check_policy
         check_policy(policy)  # issue 23: vocabulary.system_base is a URL
         load_codes(policy["codes.extra_file"])
+        if cfg.sites:  # issue 24: a bad sites file (or a site's policy) stops here, with one line
+            from .sites.model import read_sites_file
+            from .sites.runtime import load_policies
+            load_policies(read_sites_file(cfg.sites)[1])
     except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
@@ -267,6 +271,8 @@ def _add_feedback_report(sub) -> None:
     p = sub.add_parser("feedback-report", help="accept and override rates per service and card kind")
     p.add_argument("--database", help="SQLite file or postgresql:// URL (default: CDS_DATABASE)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    from .feedback_report import add_site_argument
+    add_site_argument(p)  # issue 24: --site
 
     def run(args):
         from .feedback_report import run as report
@@ -320,7 +326,7 @@ def _add_fire(sub) -> None:
 def _add_dev_fhir(sub) -> None:
     p = sub.add_parser(
         "dev-fhir", help="local testing only: FHIR server with the synthetic patients and a SMART launcher",
-        description="A FHIR server holding the 25 synthetic patients in memory (or proxying --upstream) "
+        description="A FHIR server holding the synthetic patients in memory (or proxying --upstream) "
                     "with the SMART launch service the CDS Hooks Sandbox calls, so a card's assessment-view "
                     "link opens. It approves every authorization: loopback only, refused with CDS_ENV=production.")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
@@ -342,6 +348,8 @@ COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
 COMMANDS += [_add_dev_fhir]  # issue 22: the Sandbox tester's FHIR server and SMART launcher
+from .sites_cli import add_parser as _add_sites  # noqa: E402  issue 24: site profiles
+COMMANDS += [_add_sites]
 
 
 def _add_replay(sub) -> None:  # issue 23: cds_service/replay.py

@@ -144,7 +144,7 @@ def _serve_in_process_isolated(request, monkeypatch):
 
 @pytest.fixture(scope="session")
 def dev_fhir():
-    """`cds-service dev-fhir` in a thread on a free port (issue 22): the 25 synthetic patients in
+    """`cds-service dev-fhir` in a thread on a free port (issue 22): the synthetic patients in
     memory, dated at the start of this session (per xdist worker), and the SMART launcher."""
     from cds_service.integration.devfhir import DevFhir, Running
     running = Running(DevFhir()).start()

@@ -18,9 +18,10 @@ ROW = re.compile(r"^\| [^|]+ \| `(?P<id>cov-[a-z0-9-]+)` \| [^|]+ \| (?P<card>.+
 
 
 def _rows() -> list[tuple[str, str]]:
+    """(id, expected card) from every "| Patient | Id | Scenario |" table (v2 and v3 patients)."""
     text = data_path("patients", "README.md").read_text()
-    table = text.split("| Patient | Id | Scenario |", 1)[1].split("\n\n", 1)[0]
-    return [(m["id"], m["card"]) for m in map(ROW.match, table.splitlines()) if m]
+    tables = [part.split("\n\n", 1)[0] for part in text.split("| Patient | Id | Scenario |")[1:]]
+    return [(m["id"], m["card"]) for table in tables for m in map(ROW.match, table.splitlines()) if m]
 
 
 def _pattern(quoted: str) -> re.Pattern:
@@ -35,10 +36,17 @@ def client(tmp_path_factory):
 
 
 def test_every_patient_has_a_row():
-    assert len(_rows()) == 25
+    ids = sorted(p.stem for p in data_path("patients").glob("cov-*.json"))
+    assert sorted(pid for pid, _ in _rows()) == ids
 
 
-@pytest.mark.parametrize("patient, expected", _rows())
+def _params():
+    # Rows the README marks as waiting for the v3 order check ("v3-orders") state what it will do.
+    return [pytest.param(pid, card, marks=pytest.mark.skip(reason="README: needs v3-orders"))
+            if "v3-orders" in card else pytest.param(pid, card) for pid, card in _rows()]
+
+
+@pytest.mark.parametrize("patient, expected", _params())
 def test_the_card_is_the_one_the_readme_quotes(client, dev_fhir, patient, expected):
     body = {"hookInstance": str(uuid.uuid4()), "hook": "patient-view", "fhirServer": dev_fhir.iss,
             "context": {"userId": "Practitioner/readme", "patientId": patient}}

@@ -7,7 +7,7 @@ launch id: it POSTs `{"launchUrl": <link url>, "parameters": {"patient": <id>, .
 Sandbox greys the link out. This server adds what is missing, in front of the synthetic
 patients:
 
-    <base>/fhir/...                        FHIR R4: the 25 synthetic patients held in memory
+    <base>/fhir/...                        FHIR R4: the synthetic patients held in memory
                                            (dated relative to start), or --upstream: proxied
     <base>/fhir/metadata                   CapabilityStatement (no oauth-uris extension: the
                                            Sandbox, launched open, refuses a secured server)
