@@ -55,6 +55,25 @@ def error_response(status: int, diagnostics: str, expression: list[str] | None =
     return json_response(operation_outcome(status, diagnostics, expression=expression), status)
 
 
+def cors_headers(cfg: Config, origin: str | None) -> list[tuple[str, str]]:
+    """The CORS headers every answer carries; one implementation for Flask (after_request)
+    and the ASGI front's own answers (serving.Front: /healthz, 401, 408, 413)."""
+    headers = []
+    if "*" in cfg.cors_origins:
+        headers.append(("Access-Control-Allow-Origin", "*"))
+    elif origin and origin in cfg.cors_origins:
+        headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    headers += [("Access-Control-Allow-Methods", ALLOWED_METHODS),
+                ("Access-Control-Allow-Headers", ALLOWED_HEADERS),
+                ("Access-Control-Max-Age", "600")]
+    return headers
+
+
+def healthz_payload() -> dict[str, str]:
+    # Liveness only: the process answers. Dependencies are /readyz's business.
+    return {"status": "ok", "version": full_version()}
+
+
 def _state() -> AppState:
     from flask import current_app
     return current_app.extensions["cds"]
@@ -152,16 +171,11 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.after_request
     def _cors(resp: Response) -> Response:
-        origins = state.config.cors_origins
-        origin = request.headers.get("Origin")
-        if "*" in origins:
-            resp.headers["Access-Control-Allow-Origin"] = "*"
-        elif origin and origin in origins:
-            resp.headers["Access-Control-Allow-Origin"] = origin
-            resp.headers.add("Vary", "Origin")
-        resp.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-        resp.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-        resp.headers["Access-Control-Max-Age"] = "600"
+        for name, value in cors_headers(state.config, request.headers.get("Origin")):
+            if name == "Vary":
+                resp.headers.add(name, value)
+            else:
+                resp.headers[name] = value
         return resp
 
     @app.errorhandler(CDSError)
@@ -201,8 +215,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        # Liveness only: the process answers. Dependencies are /readyz's business.
-        return json_response({"status": "ok", "version": full_version()})
+        # Served by the ASGI front in the event loop under `serve` (never behind a thread).
+        return json_response(healthz_payload())
 
     @app.get("/readyz")
     def readyz() -> Response:

@@ -66,18 +66,45 @@ def _serve(args: argparse.Namespace) -> int:
     # multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py). Set before granian forks.
     from . import metrics
     metrics.prepare_multiprocess(server.workers)
+    # L6: granian's listener uses SO_REUSEPORT, so a second server on a bound port would start
+    # silently and share its traffic. A plain bind tells (SO_REUSEADDR only skips TIME_WAIT).
+    busy = port_in_use(server.host, server.port)
+    if busy:
+        print(f"cds-service: {server.host}:{server.port} is already in use ({busy}); not starting",
+              file=sys.stderr)
+        return 2
+    os.environ["CDS_SERVE_PID"] = str(os.getpid())  # the workers watch it (serving.watch_parent)
     os.execv(sys.executable, granian_argv(server))
     return 0  # pragma: no cover
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """The reason `host:port` cannot be bound, or None."""
+    import socket
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None  # granian reports an unknown host itself
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def granian_argv(server) -> list[str]:
     """The granian command line for `server` (a config.ServerConfig); see README "Serving".
 
-    - WSGI on HTTP/1.1 only (what EHRs and reverse proxies speak; no h2c, no websockets).
+    - ASGI on HTTP/1.1 only (what EHRs and reverse proxies speak; no h2c, no websockets).
     - Headers must arrive within header_timeout, enforced in Rust before any Python runs:
       a slowloris socket costs a file descriptor, never a thread.
-    - Each worker runs the app on `threads` Python threads (blocking threads); requests
-      beyond them wait in granian, not in a Python thread.
+    - Each worker runs the Flask app on a pool of `threads` Python threads (serving.Front);
+      bodies are read, and /healthz answered, in the event loop, never on a thread.
     - SIGTERM: granian stops accepting, lets in-flight calls finish, and kills workers still
       busy after shutdown_timeout. A worker that dies is started again.
     - granian's own access log is off: the app writes JSON lines (serving.py).
@@ -86,22 +113,22 @@ def granian_argv(server) -> list[str]:
     # stays fragmented there: RSS crept from 150 to 190 MB over 10,000 soak requests; with
     # two arenas it stays flat (bench/RESULTS.md). Read at process start, hence before exec.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    return [sys.executable, "-m", "granian", "--interface", "wsgi", "--http", "1", "--no-ws",
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--http", "1", "--no-ws",
             "--host", server.host, "--port", str(server.port),
-            "--workers", str(server.workers), "--blocking-threads", str(server.threads),
+            # ASGI (issue 21): granian's event loop reads request bodies and answers /healthz;
+            # the app's `threads` run in serving.Front's own pool, not granian's.
+            "--workers", str(server.workers),
             # Connections admitted per worker (open, reading headers, or in a call); more
             # wait in the kernel backlog. Each costs a little Rust memory, no thread. Below
             # the number of slow sockets an attacker holds, health checks would queue.
             "--backpressure", "1024", "--backlog", "2048",
-            # A multi-threaded Rust runtime: a Python thread reading a request body blocks
-            # on it, and with the single-threaded one 40 slow bodies stalled the health check.
             "--runtime-mode", "mt", "--runtime-threads", "2",
             "--http1-header-read-timeout", str(max(1, round(server.header_timeout * 1000))),
             "--workers-kill-timeout", str(server.shutdown_timeout),
             "--respawn-failed-workers", "--no-access-log",
             # granian's own lines (start, workers, errors) as JSON on stderr, like the app's
             "--log-config", str(Path(__file__).resolve().parent / "granian_logging.json"),
-            "cds_service.wsgi:app"]
+            "cds_service.asgi:app"]
 
 
 def _check_server_flags(server) -> None:

@@ -116,9 +116,11 @@ def test_granian_command_line_carries_the_settings():
     argv = cli.granian_argv(ServerConfig(host="0.0.0.0", port=9000, workers=3, threads=16,
                                          header_timeout=2.5, shutdown_timeout=12))
     pairs = dict(zip(argv, argv[1:]))
-    assert pairs["--interface"] == "wsgi" and argv[-1] == "cds_service.wsgi:app"
-    assert (pairs["--host"], pairs["--port"], pairs["--workers"], pairs["--blocking-threads"]) == \
-        ("0.0.0.0", "9000", "3", "16")
+    # Issue 21: ASGI, so granian's event loop reads bodies; the app's threads are serving.Front's
+    # pool (CDS_THREADS, set by `serve`), not granian's blocking threads.
+    assert pairs["--interface"] == "asgi" and argv[-1] == "cds_service.asgi:app"
+    assert (pairs["--host"], pairs["--port"], pairs["--workers"]) == ("0.0.0.0", "9000", "3")
+    assert "--blocking-threads" not in argv
     assert pairs["--http1-header-read-timeout"] == "2500" and pairs["--workers-kill-timeout"] == "12"
 
 

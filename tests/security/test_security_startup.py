@@ -108,7 +108,7 @@ def test_serve_production_override_execs_gunicorn(clean_env, execv, capsys):
     clean_env.setenv("CDS_ALLOW_INSECURE_PRODUCTION", "true")
     cli.main(["serve", "--production"])
     assert len(execv) == 1
-    assert execv[0]["argv"][-1] == "cds_service.wsgi:app"
+    assert execv[0]["argv"][-1] == "cds_service.asgi:app"
     assert execv[0]["CDS_ENV"] == "production"  # so the workers re-check it
     assert "WARNING: CDS_AUTH=off" in capsys.readouterr().err
 
