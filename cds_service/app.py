@@ -120,6 +120,11 @@ def validate_hook_request(body: Any, service) -> dict:
     if problem:
         where, message = problem
         raise BadRequest(f"Invalid {service.hook} context at {where}: {message}", expression=[where])
+    token = body["fhirAuthorization"].get("access_token") if isinstance(body.get("fhirAuthorization"), dict) else None
+    if isinstance(token, str) and not header_safe(token):
+        # Issue 21 M3: `€` or a line break cannot go into an Authorization header (was a 500).
+        raise BadRequest("fhirAuthorization.access_token holds characters an HTTP header cannot carry.",
+                         expression=["fhirAuthorization.access_token"])
     ctx = body["context"]
     if "selections" in ctx:
         # The same reader the order check uses, so a selection that passes here is checked there.
@@ -129,6 +134,12 @@ def validate_hook_request(body: Any, service) -> dict:
             raise BadRequest(f"context.selections names orders not in context.draftOrders: {missing[:10]}",
                              expression=["context.selections"])
     return body
+
+
+def header_safe(value: str) -> bool:
+    """An HTTP field value as sent (RFC 9110 §5.5): tab, visible ASCII, space and obs-text
+    (0x80-0xFF, sent as Latin-1). Anything else (`€`, CR/LF, NUL, DEL) is refused."""
+    return all(c == "\t" or " " <= c <= "~" or "\x80" <= c <= "\xff" for c in value)
 
 
 def _service_or_404(state: AppState, service_id: str):
