@@ -333,6 +333,12 @@ def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
             checks["database"] = "ok"
         except StorageError as exc:
             checks["database"] = f"not writable ({exc})"
+        writer = getattr(store, "writer", None)
+        failing = getattr(writer, "failing", None)
+        if failing and checks["database"] == "ok":
+            # Issue 21 M6: a full disk let the one-row check pass while audit batches failed.
+            checks["database"] = (f"audit writer failing ({writer.waiting} rows waiting, "
+                                  f"{writer.dropped} lost): {failing[:200]}")
     replay = state.extensions.get("replay_store")
     if hasattr(replay, "check"):  # a jti store outside the database (Redis, issue 16)
         try:

@@ -58,6 +58,8 @@ CARDS = Counter("cds_cards", "Cards returned, by service, card kind and indicato
 CARDS_SUPPRESSED = Counter("cds_cards_suppressed", "Cards not shown (e.g. snoozed), by kind and reason.",
                            ["kind", "reason"])
 FEEDBACK = Counter("cds_feedback", "Feedback items stored, by service and outcome.", ["service", "outcome"])
+AUDIT_ROWS_LOST = Counter("cds_audit_rows_lost", "Audit or lifecycle rows the writer could not store, "
+                          "by reason (queue_full, refused, stop).", ["reason"])
 JWT_REJECTIONS = Counter("cds_jwt_rejections", "Client JWTs refused, by reason class.", ["reason"])
 
 # Label values are cut to this length: a bug upstream must not blow up the series count.
@@ -163,6 +165,10 @@ _JWT_CLASSES = [
 
 def jwt_reason_class(reason: str) -> str:
     return next((cls for needle, cls in _JWT_CLASSES if needle in reason), "claims")
+
+
+def audit_rows_lost(reason: str, count: int) -> None:
+    AUDIT_ROWS_LOST.labels(reason=_label(reason)).inc(count)
 
 
 def jwt_rejected(reason: str) -> None:

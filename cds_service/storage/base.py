@@ -209,8 +209,13 @@ class BaseStorage:
                     data_origin: dict[str, Any] | None = None) -> None:
         """Prepare one answered hook call with its cards (on the caller's thread: hashed,
         scrubbed, serialised) and hand it to the batched writer. StorageError only if the
-        audit key cannot be had (a random pepper in an unreachable database)."""
-        hashed = self.patient_hash(patient_id)
+        audit key cannot be had (a random pepper in an unreachable database); that row is
+        then counted as lost (`cds_audit_rows_lost_total{reason="unwritable"}`)."""
+        try:
+            hashed = self.patient_hash(patient_id)
+        except StorageError:
+            self._writer.lost(1, "unwritable")
+            raise
         marker = f"[patient:{hashed[:16]}]"
         assessment_json = (orjson.dumps(_scrub(assessment, patient_id, marker, self.patient_hash)).decode()
                            if assessment is not None else None)
@@ -247,7 +252,9 @@ class BaseStorage:
             if not exc.integrity:
                 raise  # the database is down: the writer keeps the batch and retries
             if len(items) == 1:
-                log.error("audit row refused by the database; dropped", extra={"fields": {"error": str(exc)}})
+                self._writer.lost(1, "refused")
+                log.error("audit row refused by the database; dropped", extra={"fields": {
+                    "error": str(exc)[:300], "dropped_total": self._writer.dropped}})
                 return
             for item in items:
                 self._commit_batch([item])
