@@ -4,7 +4,7 @@
                          configuration, no oauth-uris): ?iss=…&patient=<id> (the CDS Hooks Sandbox
                          sends ?fhirServiceUrl=…&patientId=… for open servers: both accepted).
     GET /smart/callback  OAuth redirect URI: ?code=…&state=…
-    GET /smart/view      the page (needs the session cookie)
+    GET /smart/view/<tab>  the page (needs that tab's session cookie; issue 21 M1)
     GET /smart/view.css  its stylesheet
 
 The launch and callback end in a 302/303 to a URL without parameters, so the page's URL never
@@ -34,7 +34,9 @@ from .sessions import SessionStore, new_session_id
 
 log = logging.getLogger("cds_service.smart")
 
-COOKIE = "cds_smart_session"
+COOKIE = "cds_smart_session"   # launch -> callback (path /smart)
+VIEW_COOKIE = "cds_smart_view"  # one per tab: path /smart/view/<tab>, so launches never share one
+_TAB = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 PENDING_TTL = 600          # seconds between the launch and the callback
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ERROR_CODE = re.compile(r"[a-z_]{1,40}")
@@ -70,11 +72,32 @@ def _expired() -> Response:
                  "Open the assessment again from the card or the app list in the EHR.")
 
 
-def _set_cookie(resp: Response, sid: str, max_age: int) -> Response:
-    host = urlsplit(request.host_url).hostname or ""
-    resp.set_cookie(COOKIE, sid, max_age=max(1, int(max_age)), path="/smart", httponly=True,
-                    samesite="Lax", secure=not is_loopback(host))
+def cookie_secure() -> bool:
+    """Secure unless the service is reached over plain http on loopback. Decided from
+    CDS_PUBLIC_BASE_URL when set (issue 21 M2: a reverse proxy on the same host sends a
+    loopback Host header while the browser is on https)."""
+    public = _state().config.public_base_url
+    if public:
+        return urlsplit(public).scheme.lower() == "https"
+    return not is_loopback(urlsplit(request.host_url).hostname or "")
+
+
+def _set_cookie(resp: Response, sid: str, max_age: int, *, name: str = COOKIE, path: str = "/smart") -> Response:
+    resp.set_cookie(name, sid, max_age=max(1, int(max_age)), path=path, httponly=True,
+                    samesite="Lax", secure=cookie_secure())
     return resp
+
+
+def _open_tab(record: dict, life: float) -> Response:
+    """Store a viewing session bound to a new tab id and send the browser to its own URL
+    (issue 21 M1). The id in the path picks the session; the cookie, scoped to that path,
+    proves it is this browser's. A second launch gets another tab id and another cookie, so
+    an open tab never changes patient."""
+    sid, tab = new_session_id(), secrets.token_urlsafe(18)
+    _store().put(sid, {**record, "tab": tab}, time.time() + life)
+    path = f"/smart/view/{tab}"
+    return _set_cookie(redirect(request.script_root + path, 303), sid, life, name=VIEW_COOKIE,
+                       path=request.script_root + path)
 
 
 def _fhir_id(value: Any) -> str | None:
@@ -170,11 +193,9 @@ def _open_launch(iss: str, args, app_context: dict | None) -> Response:
         return _page(400, "No patient", "The launch named no patient (a patient or patientId parameter, or a "
                      "patient in appContext, is needed with an open FHIR server).")
     ttl = _state().config.smart_session_ttl
-    sid = new_session_id()
-    _store().put(sid, {"mode": "open", "iss": iss, "patient": patient, "encounter": _fhir_id(args.get("encounter")),
-                       "app_context": app_context}, time.time() + ttl)
     log_event(log, logging.INFO, "assessment view: open server session", iss=loggable_url(iss))
-    return _set_cookie(redirect(request.script_root + "/smart/view", 303), sid, ttl)
+    return _open_tab({"mode": "open", "iss": iss, "patient": patient, "encounter": _fhir_id(args.get("encounter")),
+                      "app_context": app_context}, ttl)
 
 
 @bp.get("/callback")
@@ -223,21 +244,27 @@ def callback() -> Response:
     except (TypeError, ValueError):
         expires_in = cfg.smart_session_ttl
     life = max(1, min(expires_in, cfg.smart_session_ttl))
-    new_sid = new_session_id()
-    store.put(new_sid, {"mode": "smart", "iss": record["iss"], "token": token["access_token"],
-                        "scope": token.get("scope") if isinstance(token.get("scope"), str) else "",
-                        "patient": patient, "encounter": _fhir_id(token.get("encounter")),
-                        "app_context": _app_context(token.get("appContext")),
-                        "banner": token.get("need_patient_banner") is not False}, time.time() + life)
     log_event(log, logging.INFO, "assessment view: session started", iss=loggable_url(record["iss"]),
               expires_in=life)
-    return _set_cookie(redirect(request.script_root + "/smart/view", 303), new_sid, life)
+    return _open_tab({"mode": "smart", "iss": record["iss"], "token": token["access_token"],
+                      "scope": token.get("scope") if isinstance(token.get("scope"), str) else "",
+                      "patient": patient, "encounter": _fhir_id(token.get("encounter")),
+                      "app_context": _app_context(token.get("appContext")),
+                      "banner": token.get("need_patient_banner") is not False}, life)
 
 
 @bp.get("/view")
-def view() -> Response:
-    record = _store().get(request.cookies.get(COOKIE))
-    if record is None or record.get("mode") not in ("smart", "open"):
+def view_without_tab() -> Response:
+    # Before issue 21 the page lived here, on a browser-wide cookie: a second launch switched
+    # every open tab to its patient. A bookmark of it now asks for a new launch.
+    return _expired()
+
+
+@bp.get("/view/<tab>")
+def view(tab: str) -> Response:
+    record = _store().get(request.cookies.get(VIEW_COOKIE)) if _TAB.fullmatch(tab) else None
+    if record is None or record.get("mode") not in ("smart", "open") \
+            or not hmac.compare_digest(str(record.get("tab", "")).encode(), tab.encode()):
         return _expired()
     state = _state()
     remember_secret(record.get("token"))
