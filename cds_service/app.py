@@ -202,8 +202,16 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         if status == 404:
             return error_response(404, f"No such endpoint: {request.path}")
         if status == 405:
+            # Issue 21: GET on an unknown service id was 405 (README: 404), and every 405 listed
+            # GET, POST, OPTIONS, even the method it refused.
+            service_id = (request.view_args or {}).get("service_id")
+            if service_id is None and request.path.startswith("/cds-services/"):
+                service_id = request.path[len("/cds-services/"):].split("/", 1)[0]
+            if service_id is not None and state.registry.get(service_id) is None:
+                return error_response(404, f"Unknown CDS service {service_id[:100]!r}.")
+            allowed = sorted(set(getattr(exc, "valid_methods", None) or ()) | {"OPTIONS"})
             resp = error_response(405, f"Method {request.method} is not allowed on {request.path}.")
-            resp.headers["Allow"] = ALLOWED_METHODS
+            resp.headers["Allow"] = ", ".join(allowed)
             return resp
         if status == 413:
             return error_response(413, f"Request body exceeds the {state.config.max_body_bytes}-byte limit.")

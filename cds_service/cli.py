@@ -35,6 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = load_config()
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
         check_database_path(cfg.database)
+        from .schemas import check_startup as check_schemas
+        check_schemas()  # CDS_SCHEMA_DIR pointing nowhere: stop here, not 500 on every hook
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
         load_codes(policy["codes.extra_file"])
     except (ConfigError, PolicyError, CodeDataError) as exc:

@@ -10,12 +10,14 @@ from .config import ConfigError, ServerConfig, check_database_path
 from .fhir.codes import CodeDataError
 from .fhir.extract import preload_models
 from .logic.policy import PolicyError
+from .schemas import check_startup as check_schemas
 from .serving import ServingMiddleware
 
 try:
     server_cfg = ServerConfig.from_env()
     flask_app = create_app()
     check_database_path(flask_app.extensions["cds"].config.database)
+    check_schemas()
 except (ConfigError, PolicyError, CodeDataError) as exc:
     # One clear line, then the exception (the serve command checks all of this before it
     # starts the server, so this is reached only when the server is started another way).

@@ -191,3 +191,17 @@ def test_list_entries_that_would_silently_match_nothing_stop_serve(tmp_path, nam
     done = serve({"CDS_DATABASE": str(tmp_path / "db.sqlite3"), name: value})
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith(f"cds-service: {message}"), done.stderr
+
+
+def test_serve_refuses_a_schema_dir_pointing_nowhere(tmp_path):
+    """Issue 21: CDS_SCHEMA_DIR pointing nowhere started the service, /healthz stayed 200 and
+    every hook answered 500. Now `serve` stops before binding, with one line and exit 2."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update(CDS_SCHEMA_DIR=str(tmp_path / "nowhere"), CDS_DATABASE=str(tmp_path / "db.sqlite3"))
+    done = subprocess.run([sys.executable, "-m", "cds_service", "serve", "--port", "0"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-500:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("cds-service:")]
+    assert len(lines) == 1 and "CDS_SCHEMA_DIR=" in lines[0] and "nowhere" in lines[0]
