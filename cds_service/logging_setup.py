@@ -66,10 +66,17 @@ def redact(text: str) -> str:
     return text
 
 
+# Free text a clinician typed (feedback override comments): patient data, never logged.
+_PATIENT_TEXT_FIELD = re.compile(r"(?i)^(?:usercomment|override_comment|comment)$")
+
+
 def redact_value(value: Any, key: str = "") -> Any:
-    """`value` with credentials masked; dicts and lists recursively, by key name and by shape."""
+    """`value` with credentials masked; dicts and lists recursively, by key name and by shape.
+    Clinicians' comments are left out whole (issue 21)."""
     if key and _SECRET_FIELD.match(key) and value is not None:
         return "[REDACTED]"
+    if key and _PATIENT_TEXT_FIELD.match(key) and value is not None:
+        return "[comment omitted]"
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
