@@ -163,6 +163,15 @@ def launch() -> Response:
     app_context = _app_context(args.get("appContext"))
     if server is None:
         return _open_launch(iss, args, app_context)
+    for name, endpoint in (("authorize", server.authorize), ("token", server.token)):
+        why = oauth.endpoint_refusal(endpoint, iss, cfg.fhir_allowlist)
+        if why:
+            log_event(log, logging.WARNING, "assessment view: SMART endpoint refused", endpoint=name,
+                      url=loggable_url(endpoint), why=why)
+            return _page(403, "Authorization server not allowed",
+                         f"The EHR's {name} endpoint is not on its FHIR server's host and port, and this "
+                         "service is not configured to use it.",
+                         "An administrator can add it to CDS_FHIR_ALLOWLIST.")
     launch_id = args.get("launch")
     if not launch_id or len(launch_id) > 4096:
         return _page(400, "Launch incomplete", "The EHR's server requires authorization, but the launch URL "

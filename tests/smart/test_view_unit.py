@@ -32,7 +32,9 @@ TOKEN = "opaque-token-5f1c2b0e9a"
 
 @pytest.fixture
 def app(tmp_path):
-    return create_app({"database": str(tmp_path / "cds.sqlite3"), "fhir_allowlist": EHR,
+    # AUTH is listed: since issue 21 (L3) an authorization server off the FHIR server's host
+    # and port must be named by the site.
+    return create_app({"database": str(tmp_path / "cds.sqlite3"), "fhir_allowlist": f"{EHR},{AUTH}",
                        "smart_frame_ancestors": "https://ehr.example.org", "fhir_cache_size": 0})
 
 
