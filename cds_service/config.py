@@ -184,6 +184,9 @@ class Config:
     # SQLite file of the view's sessions (tokens encrypted with a key only the browser holds).
     # Empty: CDS_DATABASE + "-smart-sessions"; ":memory:" keeps them in this process.
     smart_session_db: str = ""
+    # Launches per minute per client address and worker (issue 21 L5: each launch stores a
+    # session and calls the EHR, with no credentials needed); 0 = no limit.
+    smart_launch_rate: int = 30
     # --- issue 16 (scale-out) + issue 15 (batched writer): see storage/, README "Scale-out" ---
     # CDS_DATABASE above is a SQLite file path or a postgresql:// URL.
     # PostgreSQL: longest wait for a pooled connection and statement_timeout (ms), inside the
@@ -315,6 +318,7 @@ def _smart_from_env(cls) -> dict[str, Any]:
         "smart_frame_ancestors": tuple(_split(_env("CDS_SMART_FRAME_ANCESTORS", None) or "")),
         "smart_session_ttl": _int("CDS_SMART_SESSION_TTL", 3600, 1, 7 * 86400),
         "smart_session_db": _env("CDS_SMART_SESSION_DB", "") or "",
+        "smart_launch_rate": _int("CDS_SMART_LAUNCH_RATE", cls.smart_launch_rate, 0, 1_000_000),
     }
 
 

@@ -17,6 +17,7 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,7 +38,8 @@ log = logging.getLogger("cds_service.smart")
 COOKIE = "cds_smart_session"   # launch -> callback (path /smart)
 VIEW_COOKIE = "cds_smart_view"  # one per tab: path /smart/view/<tab>, so launches never share one
 _TAB = re.compile(r"[A-Za-z0-9_\-]{16,64}")
-PENDING_TTL = 600          # seconds between the launch and the callback
+PENDING_TTL = 300          # seconds between the launch and the callback (issue 21 L5: was 600)
+UNUSED_TTL = 120           # a viewing session never opened ends after this (then its full life)
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:*]+")
@@ -94,7 +96,9 @@ def _open_tab(record: dict, life: float) -> Response:
     proves it is this browser's. A second launch gets another tab id and another cookie, so
     an open tab never changes patient."""
     sid, tab = new_session_id(), secrets.token_urlsafe(18)
-    _store().put(sid, {**record, "tab": tab}, time.time() + life)
+    # Short-lived until the page is first opened (issue 21 L5), then its full life.
+    _store().put(sid, {**record, "tab": tab, "unused": True, "life_until": time.time() + life},
+                 time.time() + min(life, UNUSED_TTL))
     path = f"/smart/view/{tab}"
     return _set_cookie(redirect(request.script_root + path, 303), sid, life, name=VIEW_COOKIE,
                        path=request.script_root + path)
@@ -141,10 +145,51 @@ def icon() -> Response:
     return resp
 
 
+class LaunchLimiter:
+    """At most `rate` launches per minute per client address (fixed one-minute windows, at
+    most 10,000 addresses remembered). In-process: each worker counts its own."""
+
+    def __init__(self, rate: int):
+        from cachetools import TTLCache
+        self.rate = rate
+        self._windows: TTLCache = TTLCache(maxsize=10_000, ttl=60)
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> int:
+        """0 when this launch may go on, else seconds until it may."""
+        if self.rate <= 0:
+            return 0
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._windows.get(address, (now, 0))
+            if now - start >= 60:
+                start, count = now, 0
+            if count >= self.rate:
+                return max(1, int(60 - (now - start)) + 1)
+            self._windows[address] = (start, count + 1)
+            return 0
+
+
+def _limiter() -> LaunchLimiter:
+    state = _state()
+    limiter = state.extensions.get("smart_launch_limiter")
+    if limiter is None:
+        limiter = state.extensions.setdefault("smart_launch_limiter", LaunchLimiter(state.config.smart_launch_rate))
+    return limiter
+
+
 @bp.get("/launch")
 def launch() -> Response:
     cfg = _state().config
     args = request.args
+    wait = _limiter().retry_after(request.remote_addr or "")
+    if wait:
+        # Before any session row or outbound call (issue 21 L5).
+        log_event(log, logging.WARNING, "assessment view: launch rate limit reached")
+        resp = _page(429, "Too many launches", "This browser's network address opened the assessment too "
+                     "often in the last minute.", "Wait a minute, then open it again from the EHR.")
+        resp.headers["Retry-After"] = str(wait)
+        return resp
     given = (args.get("iss") or args.get("fhirServiceUrl") or "").strip()
     iss = given.rstrip("/")
     if not iss:
@@ -275,6 +320,8 @@ def view(tab: str) -> Response:
     if record is None or record.get("mode") not in ("smart", "open") \
             or not hmac.compare_digest(str(record.get("tab", "")).encode(), tab.encode()):
         return _expired()
+    if record.pop("unused", False):
+        _store().put(request.cookies.get(VIEW_COOKIE), record, float(record.get("life_until") or time.time()))
     state = _state()
     remember_secret(record.get("token"))
     try:

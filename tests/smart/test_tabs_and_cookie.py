@@ -61,3 +61,41 @@ def test_cookie_secure_follows_the_public_base_url(tmp_path, public, host, secur
     resp = app.test_client().get("/smart/launch", query_string={"iss": BASE, "patient": "p-1"}, base_url=host)
     assert resp.status_code == 303
     assert ("Secure" in resp.headers["Set-Cookie"]) is secure
+
+
+@responses.activate
+def test_launches_are_rate_limited_per_address_before_any_session_or_outbound_call(tmp_path):
+    """Issue 21 L5: every unauthenticated launch stored a session row and called the EHR."""
+    _open_server()
+    app = create_app({"database": str(tmp_path / "db"), "fhir_allowlist": "http://127.0.0.1",
+                      "smart_launch_rate": 5})
+    client = app.test_client()
+
+    def launch(addr):
+        return client.get("/smart/launch", query_string={"iss": BASE, "patient": "p-1"},
+                          environ_base={"REMOTE_ADDR": addr})
+
+    assert [launch("10.0.0.1").status_code for _ in range(5)] == [303] * 5
+    calls = len(responses.calls)
+    refused = launch("10.0.0.1")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "Set-Cookie" not in refused.headers and len(responses.calls) == calls
+    assert launch("10.0.0.2").status_code == 303   # another address has its own budget
+
+
+@responses.activate
+def test_an_unopened_session_expires_quickly_an_opened_one_lives_on(tmp_path, monkeypatch):
+    from cds_service.smart import sessions
+    _open_server()
+    monkeypatch.setattr(views, "evaluate_for_view",
+                        lambda state, **kw: (_ for _ in ()).throw(CDSError("stop", status=412)))
+    app = create_app({"database": str(tmp_path / "db"), "fhir_allowlist": "http://127.0.0.1"})
+    browser = app.test_client()
+    opened = browser.get("/smart/launch", query_string={"iss": BASE, "patient": "p-1"}).headers["Location"]
+    unused = browser.get("/smart/launch", query_string={"iss": BASE, "patient": "p-2"}).headers["Location"]
+    assert browser.get(opened).status_code == 502          # opened: the page (data stopped here)
+    real = sessions.time.time
+    monkeypatch.setattr(sessions.time, "time", lambda: real() + views.UNUSED_TTL + 5)
+    monkeypatch.setattr(views.time, "time", lambda: real() + views.UNUSED_TTL + 5)
+    assert browser.get(unused).status_code == 401           # never opened: gone
+    assert browser.get(opened).status_code == 502           # still there
