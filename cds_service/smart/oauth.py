@@ -212,9 +212,11 @@ def exchange_code(token_endpoint: str, *, code: str, redirect_uri: str, client_i
     if raw is None:
         raise LaunchError("The token response was too large.")
     try:
-        import orjson
-        body = orjson.loads(raw)
-    except ValueError:
+        # stdlib json, not orjson: an odd expires_in (1e400, NaN, a 30-digit integer) must not
+        # cost the whole token answer; the view reads each field tolerantly.
+        import json
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
         raise LaunchError("The token response was not JSON.") from None
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) \
             or not body["access_token"]:

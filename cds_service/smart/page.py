@@ -233,7 +233,8 @@ def build(ev, *, series: dict, doses: list, start: datetime, app_context: dict |
 def _patient(ev) -> dict[str, str]:
     a = ev.assessment
     name = ""
-    for res in ev.data.resources:
+    from .data import usable
+    for res in usable(ev.data.resources):
         if res.get("resourceType") == "Patient" and res.get("id") == a.inputs.patient_id:
             for n in res.get("name") or []:
                 if isinstance(n, dict):

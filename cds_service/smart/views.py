@@ -29,7 +29,7 @@ from ..errors import CDSError
 from ..fhir.allowlist import is_loopback, loggable_url, refusal_reason
 from ..logging_setup import log_event, remember_secret
 from . import oauth
-from .data import administrations, evaluate_for_view, trend_series, trend_start
+from .data import administrations, evaluate_for_view, trend_series, trend_start, usable
 from .page import CSS, ICON, build, render_message, render_page
 from .sessions import SessionStore, new_session_id
 
@@ -295,7 +295,7 @@ def callback() -> Response:
                      "Open the assessment from a patient's chart.")
     try:
         expires_in = int(token.get("expires_in") or cfg.smart_session_ttl)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a list, "abc", NaN, 1e400 (issue 21 L4)
         expires_in = cfg.smart_session_ttl
     life = max(1, min(expires_in, cfg.smart_session_ttl))
     log_event(log, logging.INFO, "assessment view: session started", iss=loggable_url(record["iss"]),
@@ -337,8 +337,9 @@ def view(tab: str) -> Response:
         return _page(404, "Patient not found", "The EHR's FHIR server has no record of the patient this "
                      "assessment was opened for, so there is nothing to assess.",
                      "Open the assessment again from the patient's chart.")
-    series = trend_series(ev.data.resources, ev.assessment, ev.policy, ev.codes)
-    doses = administrations(ev.data.resources, ev.assessment, ev.codes)
+    resources = usable(ev.data.resources)   # the hooks' tolerant reading (issue 21 L4)
+    series = trend_series(resources, ev.assessment, ev.policy, ev.codes)
+    doses = administrations(resources, ev.assessment, ev.codes)
     model = build(ev, series=series, doses=doses, start=trend_start(ev.assessment, ev.assessment.now),
                   app_context=record.get("app_context"), open_server=record["mode"] == "open",
                   banner=record.get("banner", True))
