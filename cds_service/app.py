@@ -170,8 +170,16 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     storage.init_app(app, state)
     _log_startup(state)
     smart.init_app(app, state)  # the assessment view (SMART app, /smart/...)
+    from . import capture  # issue 23: CDS_CAPTURE_DIR, pseudonymised requests for `replay`
+    capture.init_app(app, state)
     from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
     app.register_blueprint(docs_blueprint)
+    from .terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
+    from .terminology import check_policy as check_terminology_policy
+    check_terminology_policy(policy)
+    app.register_blueprint(terminology_blueprint)
+    from .docs_page.source_attributes import bp as attributes_blueprint  # issue 23: HTI-1 / FDA basis
+    app.register_blueprint(attributes_blueprint)
 
     @app.before_request
     def _start() -> Response | None:
@@ -265,6 +273,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         service = _service_or_404(state, service_id)
         body = parse_json_body()
         security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
+        if "capture" in state.extensions:  # issue 23: CDS_CAPTURE_DIR (capture.py, after the answer)
+            g.cds_capture_body = body
         if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
             g.hook_instance = body["hookInstance"][:256]
         status = 500

@@ -38,6 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
         from .schemas import check_startup as check_schemas
         check_schemas()  # CDS_SCHEMA_DIR pointing nowhere: stop here, not 500 on every hook
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
+        from .terminology import check_policy
+        check_policy(policy)  # issue 23: vocabulary.system_base is a URL
         load_codes(policy["codes.extra_file"])
     except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
@@ -305,6 +307,19 @@ def _lazy(module: str, args: argparse.Namespace) -> int:
 COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
+
+
+def _add_replay(sub) -> None:  # issue 23: cds_service/replay.py
+    from .replay import add_parser
+    add_parser(sub)
+
+
+def _add_check(sub) -> None:  # issue 23: cds_service/check.py
+    from .check import add_parser
+    add_parser(sub)
+
+
+COMMANDS += [_add_replay, _add_check]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -205,6 +205,13 @@ class Config:
     cache: str = field(default="", repr=False)
     redis_timeout_ms: int = 100
     redis_prefix: str = "cds:"
+    # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/capture.py) ---
+    # Directory the service writes each hook request to (pseudonymised). Empty: off (default).
+    capture_dir: str = ""
+    # Site key of the HMAC pseudonyms. Empty: a random key kept in <capture_dir>/.capture-key.
+    capture_key: str = field(default="", repr=False)
+    # Capture is refused with CDS_ENV=production unless this is set.
+    capture_allow_production: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -246,6 +253,10 @@ class Config:
             cache=_env("CDS_CACHE", "") or "",
             redis_timeout_ms=_int("CDS_REDIS_TIMEOUT_MS", 100, 1, 60_000),
             redis_prefix=_env("CDS_REDIS_PREFIX", "cds:") or "cds:",
+            # issue 23: request capture
+            capture_dir=_env("CDS_CAPTURE_DIR", "") or "",
+            capture_key=_env("CDS_CAPTURE_KEY", "") or "",
+            capture_allow_production=_bool("CDS_CAPTURE_ALLOW_PRODUCTION", False),
         ).validated()
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> "Config":
@@ -306,6 +317,13 @@ class Config:
             raise ConfigError("CDS_REDIS_TIMEOUT_MS must be between 1 and 60000 ms")
         if self.database.startswith(("postgresql://", "postgres://")) is False and "://" in self.database:
             raise ConfigError("CDS_DATABASE must be a SQLite file path or a postgresql:// URL")
+        # issue 23: request capture writes (pseudonymised) patient data to disk
+        if self.capture_dir and self.env == "production" and not self.capture_allow_production:
+            raise ConfigError("refusing to start in production with CDS_CAPTURE_DIR set: request capture "
+                              "writes pseudonymised patient data to disk. Unset it, or set "
+                              "CDS_CAPTURE_ALLOW_PRODUCTION=1 if your governance allows it (README, Replay).")
+        if self.capture_key and len(self.capture_key) < 16:
+            raise ConfigError("CDS_CAPTURE_KEY must be at least 16 characters")
         return self
 
 

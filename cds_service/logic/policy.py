@@ -177,6 +177,11 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "cards.info_repeat_hours": (24, NUM, None),
     "cards.override_snooze_hours": ({"info": 72, "warning": 24, "critical": 4}, INDICATOR_HOURS, None),
     # -- end card lifecycle --
+    # -- standards and transparency (issue 23; cds_service/terminology.py, source_attributes.py) --
+    "vocabulary.system_base": (None, STR_OR_NULL, None),
+    "governance.developer": ("Not stated by this site (set governance.developer in the policy file)", STR, None),
+    "governance.funding": ("Not stated by this site (set governance.funding in the policy file)", STR, None),
+    # -- end standards and transparency --
 }
 
 
@@ -380,6 +385,9 @@ SOURCES: dict[str, str] = {
     "antixa.steady_state_after_dose": "§12 steady state after the 3rd dose",
     "critical.": "§9 ATTACC/ACTIV-4a/REMAP-CAP, N Engl J Med 2021;385:777 (organ support)",
     "escalation.": "§13 ATTACC/ACTIV-4a/REMAP-CAP non-critically ill, N Engl J Med 2021;385:790; NIH 2022",
+    "vocabulary.system_base": "issue 23: base our code systems are minted under (null: CDS_PUBLIC_BASE_URL); served at BASE/fhir/CodeSystem/NAME",
+    "governance.developer": "issue 23: ONC HTI-1 45 CFR 170.315(b)(11)(iv)(A)(2) developer of the intervention (site fills in)",
+    "governance.funding": "issue 23: ONC HTI-1 45 CFR 170.315(b)(11)(iv)(A)(3) funding source of the intervention's development (site fills in)",
 }
 
 
