@@ -61,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
     if cfg.auth == "off":
         print("WARNING: CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
               "patient data.", file=sys.stderr, flush=True)
-    # The workers read the serving settings from the environment (wsgi.py, ServingMiddleware).
+    # The workers read the serving settings from the environment (wsgi.py, asgi.py: serving.Front).
     os.environ.update({
         "CDS_BODY_TIMEOUT": f"{server.body_timeout:g}", "CDS_THREADS": str(server.threads),
         "CDS_ACCESS_LOG": "true" if server.access_log else "false",

@@ -408,13 +408,16 @@ def watch_parent(interval: float = 0.5, grace: float = 10.0) -> None:
     pid in CDS_SERVE_PID before it execs granian; a worker started any other way is left alone.
     On the parent's death the worker gets SIGTERM (a graceful stop: queued audit rows are
     flushed) and is ended `grace` seconds later if it is still there."""
+    import multiprocessing
     import os
     import signal
     expected = os.environ.get("CDS_SERVE_PID", "")
-    if not expected.isdigit() or os.getppid() != int(expected):
+    parent = multiprocessing.parent_process()   # granian's workers are multiprocessing children
+    if not expected.isdigit() or parent is None or parent.pid != int(expected):
         return
 
     def _watch() -> None:
+        # Also when the main process died while this worker was still importing the app.
         while os.getppid() == int(expected):
             time.sleep(interval)
         log_event(logging.getLogger("cds_service.serving"), logging.ERROR,

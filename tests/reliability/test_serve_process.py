@@ -53,6 +53,9 @@ def _alive(pid: int) -> bool:
 
 def test_workers_stop_when_the_main_process_is_killed(tmp_path):
     with running_server(tmp_path, "--workers", "2") as (port, proc):
+        deadline = time.monotonic() + 30
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)   # /healthz answers once the first worker is up
         workers = _children(proc.pid)
         assert len(workers) == 2, workers
         os.kill(proc.pid, signal.SIGKILL)
