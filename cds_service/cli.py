@@ -209,7 +209,7 @@ def _add_migrate(sub) -> None:
 
 def _add_serve(sub) -> None:
     p = sub.add_parser(
-        "serve", help="run the service under granian (HTTP/1.1, WSGI)",
+        "serve", help="run the service under granian (HTTP/1.1, ASGI front around the Flask app)",
         description="Run the service under granian. Every flag falls back to the CDS_* variable "
                     "named in its help, then to the default shown. All CDS_* variables are checked "
                     "before the port is bound (exit code 2 on a bad value).")
@@ -218,14 +218,14 @@ def _add_serve(sub) -> None:
     p.add_argument("--workers", type=int,
                    help="worker processes, each a Python interpreter (CDS_WORKERS; default 2)")
     p.add_argument("--threads", type=int,
-                   help="Python threads per worker running requests; a thread waits for a slow "
-                        "client's body up to --body-timeout (CDS_THREADS; default 64)")
+                   help="Python threads per worker running the app once a request has arrived "
+                        "whole; no thread waits for a client's body (CDS_THREADS; default 64)")
     p.add_argument("--header-timeout", type=float, metavar="SECONDS",
                    help="time a client has to send the request line and headers; the connection "
                         "is closed after it (CDS_HEADER_TIMEOUT; default 10, at most 60)")
     p.add_argument("--body-timeout", type=float, metavar="SECONDS",
-                   help="time a client has to send the request body; 408 after it "
-                        "(CDS_BODY_TIMEOUT; default 15)")
+                   help="time a client has to send the whole request body after its headers; "
+                        "408 after it (CDS_BODY_TIMEOUT; default 15)")
     p.add_argument("--shutdown-timeout", type=int, metavar="SECONDS",
                    help="on SIGTERM, how long in-flight calls may take to finish before workers "
                         "are killed (CDS_SHUTDOWN_TIMEOUT; default 30)")
