@@ -224,6 +224,13 @@ class Front:
 
         try:
             await self._handle(scope, receive, _send)
+        except Exception as exc:  # a fault of ours outside Flask's own handlers: still an OperationOutcome
+            logging.getLogger("cds_service.serving").error(
+                "unhandled error in the serving front", extra={"fields": {"error": type(exc).__name__,
+                                                                            "path": scope.get("path", "")[:200]}})
+            if sent["status"] == 0:
+                await self._error(_send, 500, "Internal error; the event was logged.",
+                                  _header_dict(scope.get("headers", [])).get("origin"), [])
         finally:
             if self.access_log_enabled:
                 client = scope.get("client") or ("", 0)

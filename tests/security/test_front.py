@@ -144,3 +144,16 @@ def test_other_routes_pass_through(tmp_path, path, method, status):
     assert out["status"] == status
     if method == "HEAD":
         assert out["body"] == b""
+
+
+def test_a_fault_in_the_front_is_a_500_operation_outcome(tmp_path, monkeypatch):
+    from cds_service import create_app, serving
+
+    def broken(app, environ):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(serving, "_run_wsgi", broken)
+    c = Client(front_for(create_app({"database": str(tmp_path / "db.sqlite3")})))
+    out = run(c.request("GET", "/cds-services", {"Host": "localhost", "Origin": "https://ehr.example"}))
+    assert out["status"] == 500 and json.loads(out["body"])["issue"][0]["code"] == "exception"
+    assert out["headers"]["access-control-allow-origin"]
