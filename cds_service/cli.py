@@ -53,6 +53,13 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"cds-service: {problem}", file=sys.stderr)
         return 2
+    # L6: granian's listener uses SO_REUSEPORT, so a second server on a bound port would start
+    # silently and share its traffic. A plain bind tells (SO_REUSEADDR only skips TIME_WAIT).
+    busy = port_in_use(server.host, server.port)
+    if busy:
+        print(f"cds-service: {server.host}:{server.port} is already in use ({busy}); not starting",
+              file=sys.stderr)
+        return 2
     base = f"http://{server.host}:{server.port}"
     print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
     print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)
@@ -70,13 +77,6 @@ def _serve(args: argparse.Namespace) -> int:
     # multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py). Set before granian forks.
     from . import metrics
     metrics.prepare_multiprocess(server.workers)
-    # L6: granian's listener uses SO_REUSEPORT, so a second server on a bound port would start
-    # silently and share its traffic. A plain bind tells (SO_REUSEADDR only skips TIME_WAIT).
-    busy = port_in_use(server.host, server.port)
-    if busy:
-        print(f"cds-service: {server.host}:{server.port} is already in use ({busy}); not starting",
-              file=sys.stderr)
-        return 2
     os.environ["CDS_SERVE_PID"] = str(os.getpid())  # the workers watch it (serving.watch_parent)
     os.execv(sys.executable, granian_argv(server))
     return 0  # pragma: no cover

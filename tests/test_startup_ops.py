@@ -95,6 +95,7 @@ def test_serve_prints_the_production_warnings_and_unknown_variables(tmp_path, mo
     monkeypatch.setenv("CDS_ALLOW_INSECURE_PRODUCTION", "true")
     monkeypatch.setenv("CDS_FHIR_TIMOUT", "5")  # a typo
     monkeypatch.setattr(cli.os, "execv", lambda path, argv: None)
+    monkeypatch.setattr(cli, "port_in_use", lambda host, port: None)
     cli.main(["serve", "--production"])
     err = capsys.readouterr().err
     assert "WARNING: CDS_FHIR_TIMOUT is set but not a known setting" in err

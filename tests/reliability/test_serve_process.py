@@ -25,6 +25,7 @@ def test_serve_refuses_a_port_that_is_already_bound(tmp_path):
     assert second.returncode == 2
     refusal = [line for line in second.stderr.splitlines() if line.startswith("cds-service:")]
     assert len(refusal) == 1 and f"127.0.0.1:{port} is already in use" in refusal[0], second.stderr
+    assert "CDS Hooks discovery" not in second.stdout   # refused before announcing anything
 
 
 def test_serve_refuses_a_port_bound_by_another_program(tmp_path):

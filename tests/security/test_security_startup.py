@@ -89,6 +89,7 @@ def execv(monkeypatch):
         calls.append({"argv": argv, "CDS_ENV": os.environ.get("CDS_ENV")})
 
     monkeypatch.setattr(cli.os, "execv", fake_execv)
+    monkeypatch.setattr(cli, "port_in_use", lambda host, port: None)  # whatever runs on :8000 here
     return calls
 
 
