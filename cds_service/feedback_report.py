@@ -270,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         conn = report_connection(path)
         try:
+            restrict_to_site(conn, getattr(args, "site", None))  # issue 24
             report = build_report(conn)
         finally:
             conn.close()
@@ -284,3 +285,49 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_report(report, path))
     return 0
+
+
+# --- issue 24: `feedback-report --site` (site profiles), kept apart from the report itself ----
+# The report's queries stay as they are: for one site, temporary views of the same names
+# (searched before the real tables, in SQLite and PostgreSQL) show only that site's rows.
+# Feedback joins its site through the card it answers; feedback naming no known card
+# (unmatched) belongs to no site and is left out.
+_SITE_VIEWS = {
+    "hook_call": "SELECT * FROM {m}hook_call WHERE site_id = {site}",
+    "card": "SELECT c.* FROM {m}card c JOIN {m}hook_call h ON h.id = c.call_id WHERE h.site_id = {site}",
+    "card_lifecycle": "SELECT l.* FROM {m}card_lifecycle l WHERE l.hook_instance IN "
+                      "(SELECT hook_instance FROM {m}hook_call WHERE site_id = {site})",
+    "feedback": "SELECT f.* FROM {m}feedback f WHERE f.card_uuid IN (SELECT c.uuid FROM {m}card c "
+                "JOIN {m}hook_call h ON h.id = c.call_id WHERE h.site_id = {site}) OR f.card_uuid IN "
+                "(SELECT l.card_uuid FROM {m}card_lifecycle l WHERE l.hook_instance IN "
+                "(SELECT hook_instance FROM {m}hook_call WHERE site_id = {site}))",
+}
+
+
+def site_id_argument(value: str) -> str:
+    from .sites.model import SITE_ID
+    if not SITE_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"a site id matches {SITE_ID.pattern}")
+    return value
+
+
+def add_site_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--site", type=site_id_argument,
+                        help="only this site's calls, cards and feedback (CDS_SITES; 'default' without it)")
+
+
+def restrict_to_site(conn, site: str | None) -> None:
+    """Make `conn` show only `site`'s rows to the report's queries (temporary views)."""
+    if not site:
+        return
+    literal = "'" + site.replace("'", "''") + "'"  # site_id_argument allows no quote anyway
+    sqlite = isinstance(conn, sqlite3.Connection)
+    prefix = "main." if sqlite else "public."
+    if not sqlite:  # temporary views only: this session's pg_temp, no table is written
+        conn.execute("SET default_transaction_read_only = off")
+    for name, select in _SITE_VIEWS.items():
+        if name == "card_lifecycle" and not _has_table(conn, name):
+            continue
+        conn.execute(f"CREATE TEMP VIEW {name} AS " + select.format(m=prefix, site=literal))
+    if not sqlite:
+        conn.execute("SET default_transaction_read_only = on")

@@ -41,6 +41,8 @@ def check_startup(cfg: Config) -> dict[str, TrustedIssuer] | None:
     """Refuse unsafe or broken security configuration with a clear ConfigError.
 
     Returns the trusted issuers when auth is required, else None."""
+    if cfg.sites:
+        return None  # the sites file names the issuers; cds_service/sites authenticates every call
     if cfg.env == "production" and cfg.auth == "off" and not cfg.allow_insecure_production:
         raise ConfigError(
             "refusing to start in production with CDS_AUTH=off. Set CDS_AUTH=required and "
@@ -72,6 +74,7 @@ def invoked_url(cfg: Config, base_url: str | None = None, path: str | None = Non
 # before reading the body: the Flask hook then takes the identity from it instead of
 # validating the token a second time (which the replay check would refuse).
 FRONT_AUTH_KEY = "cds.front_auth"
+FRONT_SITE_KEY = "cds.front_site"  # with CDS_SITES (issue 24): the calling site, found the same way
 
 
 def needs_token(cfg: Config, endpoint: str | None) -> bool:
@@ -127,7 +130,10 @@ def init_app(app: Flask, state) -> None:
     cfg = state.config
     issuers = check_startup(cfg)
     validator = None
-    if cfg.auth == "off":
+    if cfg.sites:
+        # Site profiles (issue 24): cds_service/sites authenticates and picks the site.
+        state.extensions.setdefault("replay_store", InMemoryReplayStore())
+    elif cfg.auth == "off":
         log.warning("CDS_AUTH=off: JWT client authentication is DISABLED; any caller is accepted. "
                     "Never expose this service to real patient data in this mode.")
         if cfg.env == "production":
