@@ -84,6 +84,7 @@ ANTI_XA_REASON_TEXT = {
     "weight_gt_120kg": "weight > {trigger_weight_high_kg} kg",
     "weight_lt_50kg": "weight < {trigger_weight_low_kg} kg",
     "crcl_lt_30": "CrCl < {crcl_cutoff} mL/min",
+    "renal_replacement": "renal replacement",
     "pregnancy": "pregnancy",
     "escalated_dose": "BMI-escalated dose",
     "current_intermediate_dose": "intermediate-dose LMWH",

@@ -253,5 +253,11 @@ class PatientInputs:
     # the earliest authoredOn of an active heparin order. None when unknown or none.
     heparin_started: datetime | None = None
 
+    # v3 (clinical rules §19.3, §19.6; data requirements §8a), read by v3-orders:
+    # active strong CYP3A4/P-gp inhibitors (orders or statements), by ingredient name;
+    interacting_drugs: tuple[str, ...] = ()
+    # the latest 4Ts score (site code via codes.extra_file) in the platelet-trend window.
+    four_ts: Measurement | None = None
+
     # Why inputs were dropped (unknown unit, absurd value, ...): input name -> reason.
     rejected: dict[str, str] = field(default_factory=dict)

@@ -385,6 +385,7 @@ class Safety:
     non_heparin_running: tuple[str, ...] = ()
     anticoagulants_active: tuple[Exposure, ...] = ()
     duplicate: str | None = None                  # §10.4 urgency, None when no duplicate
+    possible_other_indication: bool = False       # v3 §19.12 (computed by v3-exposure)
 
     @property
     def heparin_specific(self) -> tuple[str, ...]:

@@ -130,7 +130,8 @@ CARD_KINDS = {"prophylaxis_suggestion": "prophylaxis suggestion", "standard_prop
               "contraindicated": "contraindication", "not_determinable": "not determinable",
               "dose_correction": "dose correction", "product_switch": "product switch",
               "escalation_warning": "escalation warning", "anti_xa": "anti-Xa monitoring",
-              "duplicate_anticoagulant": "duplicate anticoagulant"}
+              "duplicate_anticoagulant": "duplicate anticoagulant", "dose_above_maximum": "dose above maximum",
+              "order_caution": "order caution"}
 
 
 def fill(template: str, policy) -> str:

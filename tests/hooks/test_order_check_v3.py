@@ -1,0 +1,206 @@
+"""clinical-rules §19 (v3): the order check fails closed. The reviewer's five headline reproductions
+(issue 19) and the §19.1-§19.3 / §19.6 rows near them, through HTTP (Flask test client). Written
+from the rules; every body is a reference example with the edits an EHR would send."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from hook_helpers import actions, body_for, kind, medication, only_card, post
+from v2_bodies import RXNORM, UCUM, add_condition, add_hit, add_order, as_patient_view, iso, set_lab
+
+ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+SNOMED = "http://snomed.info/sct"
+CODES = {"enoxaparin": "67108", "fondaparinux": "321208", "apixaban": "1364430", "rivaroxaban": "1114195",
+         "warfarin": "11289", "heparin": "5224", "dalteparin": "67109", "argatroban": "15202",
+         "edoxaban": "1599538", "dabigatran": "1546356"}
+
+
+def draft(body: dict, drug: str, dose: float | None, *, per_day: float = 1, unit: str = "mg",
+          code: str | None = None, route_sc: bool = True) -> dict:
+    """Replace the example's draft with `drug` `dose` `unit`, `per_day` times a day."""
+    d = body["context"]["draftOrders"]["entry"][0]["resource"]
+    d["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": CODES[drug]}], "text": drug}
+    dosage = d["dosageInstruction"][0]
+    if dose is None:
+        dosage.pop("doseAndRate", None)
+    else:
+        dosage["doseAndRate"] = [{"doseQuantity": {"value": dose, "unit": unit, "system": UCUM,
+                                                   "code": code or {"mg": "mg", "U": "[iU]"}.get(unit, unit)}}]
+    dosage["timing"] = {"repeat": {"frequency": 1, "period": 24 / per_day, "periodUnit": "h"}}
+    if not route_sc:
+        dosage.pop("route", None)
+    return d
+
+
+def example(name: str = "dose-ok", *, weight: float | None = None, creatinine: float | None = None) -> dict:
+    body = body_for(name)
+    if weight is not None:
+        set_lab(body, "weight", weight)
+    if creatinine is not None:
+        set_lab(body, "creatinine", creatinine)
+    return body
+
+
+def add_dialysis(body: dict, hours_ago: float = 20) -> None:
+    """A haemodialysis session (SNOMED 302497006) completed `hours_ago` (renal replacement, §11)."""
+    now = datetime.now(timezone.utc)
+    pid = body["context"]["patientId"]
+    body["prefetch"]["procedures"].setdefault("entry", []).append({"resource": {
+        "resourceType": "Procedure", "id": f"{pid}-hd", "status": "completed",
+        "code": {"coding": [{"system": SNOMED, "code": "302497006"}], "text": "haemodialysis"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "performedPeriod": {"start": iso(now - timedelta(hours=hours_ago + 4)), "end": iso(now - timedelta(hours=hours_ago))}},
+        "search": {"mode": "match"}})
+
+
+def pregnant(body: dict) -> None:
+    add_condition(body, "preg-1", "77386006", system=SNOMED, days_ago=100, text="pregnancy")
+
+
+def updated(card: dict) -> tuple:
+    (s,) = card["suggestions"]
+    (a,) = s["actions"]
+    assert a["type"] == "update"
+    return medication(a["resource"])
+
+
+# -- headline 1: gross overdoses ---------------------------------------------------------------------------
+def test_enoxaparin_150_mg_q12h_at_64_kg_is_critical_above_maximum_update_to_1_mg_kg(client):
+    body = example(weight=64)
+    draft(body, "enoxaparin", 150, per_day=2)
+    card = only_card(post(client, body))
+    assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
+    assert "matches the recommendation" not in card["detail"]
+    assert updated(card)[1:3] == (60, "mg")          # 1 mg/kg at 64 kg, nearest 10 mg
+    assert updated(card)[3] == (1, 12, "h")
+
+
+def test_enoxaparin_40_mg_four_times_daily_is_critical_not_intermediate(client):
+    body = example(weight=64)
+    draft(body, "enoxaparin", 40, per_day=4)
+    card = only_card(post(client, body))
+    assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
+    assert "ntermediate" not in card["summary"]
+
+
+def test_fondaparinux_10_mg_at_64_kg_is_critical_update_to_the_7_5_mg_band(client):
+    body = example(weight=64)
+    draft(body, "fondaparinux", 10)
+    card = only_card(post(client, body))
+    assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
+    assert updated(card)[1:3] == (7.5, "mg")
+
+
+# -- headline 2: dialysis and CrCl < 15 --------------------------------------------------------------------
+def test_enoxaparin_40_mg_twice_daily_at_crcl_10_is_not_info(client):
+    body = example(weight=64, creatinine=8.0)                # male 52 y, 64 kg: CrCl about 9.8
+    draft(body, "enoxaparin", 40, per_day=2)
+    card = only_card(post(client, body))
+    assert card["indicator"] == "critical"
+    assert [a["type"] for a in actions(card)] == ["delete"]
+    assert "UFH" in card["detail"]
+
+
+def test_enoxaparin_80_mg_twice_daily_on_haemodialysis_is_critical_and_names_dialysis_not_crcl(client):
+    body = example(weight=78, creatinine=2.6)                # post-dialysis CrCl about 32.9
+    add_dialysis(body)
+    draft(body, "enoxaparin", 80, per_day=2)
+    card = only_card(post(client, body))
+    assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
+    assert [a["type"] for a in actions(card)] == ["delete"]
+    assert "On renal replacement (last session" in card["detail"]
+    assert "CrCl" not in card["summary"] and "32" not in card["summary"]
+
+
+def test_active_enoxaparin_80_mg_twice_daily_on_haemodialysis_gives_a_patient_view_card(client):
+    body = example(weight=78, creatinine=2.6)
+    add_dialysis(body)
+    add_order(body, "enox-hd-1", "enoxaparin", dose=80, per_day=2)
+    card = only_card(post(client, as_patient_view(body)))
+    assert (card["indicator"], kind(card)) == ("critical", "dose_review")
+    assert "CrCl" not in card["summary"]
+
+
+# -- headline 3: DOACs and VKAs checked ----------------------------------------------------------------------
+def test_apixaban_draft_with_platelets_18_is_critical_with_a_delete(client):
+    body = example()
+    set_lab(body, "platelets", 18)
+    draft(body, "apixaban", 5, per_day=2)
+    card = only_card(post(client, body))
+    assert (card["indicator"], kind(card)) == ("critical", "contraindicated")
+    assert [a["type"] for a in actions(card)] == ["delete"]
+
+
+def test_rivaroxaban_draft_with_active_gi_bleeding_is_critical(client):
+    body = example()
+    add_condition(body, "gib-1", "K92.2", system=ICD10, days_ago=1, text="GI haemorrhage")
+    draft(body, "rivaroxaban", 20)
+    card = only_card(post(client, body))
+    assert (card["indicator"], kind(card)) == ("critical", "contraindicated")
+
+
+def test_warfarin_draft_in_pregnancy_is_critical(client):
+    body = example()
+    pregnant(body)
+    draft(body, "warfarin", 5)
+    card = only_card(post(client, body))
+    assert card["indicator"] == "critical" and "pregnancy" in card["summary"]
+    assert [a["type"] for a in actions(card)] == ["delete"]
+
+
+def test_rivaroxaban_10_mg_in_acute_hit_is_critical_not_only_a_duplicate(client):
+    body = example()
+    add_hit(body, days_ago=10)
+    set_lab(body, "platelets", 60)
+    draft(body, "rivaroxaban", 10)
+    cards = post(client, body)["cards"]
+    assert cards and cards[0]["indicator"] == "critical" and kind(cards[0]) == "hit_acute"
+    assert "not enough" in cards[0]["summary"]
+
+
+def test_apixaban_draft_with_platelets_18_in_acute_hit_is_not_a_stop(client):
+    # §19.1: in acute HIT platelets < 25 is the disease, not a stop for a DOAC
+    body = example()
+    add_hit(body, days_ago=10)
+    set_lab(body, "platelets", 18)
+    draft(body, "apixaban", 5, per_day=2)
+    cards = post(client, body)["cards"]
+    assert all(kind(c) != "contraindicated" for c in cards)
+
+
+# -- headline 4: HIT history with a treatment order -----------------------------------------------------------
+def test_hit_history_with_enoxaparin_70_mg_q12h_switches_to_treatment_dose_fondaparinux(client):
+    body = body_for("hit-switch")                           # 64 kg, CrCl normal, HIT 1100 days ago
+    draft(body, "enoxaparin", 70, per_day=2)
+    card = only_card(post(client, body))
+    assert kind(card) == "product_switch"
+    (s,) = card["suggestions"]
+    assert [a["type"] for a in s["actions"]] == ["create", "delete"]
+    assert medication(s["actions"][0]["resource"])[1:3] == (7.5, "mg")   # 50-100 kg band, not 2.5 mg
+    assert "7.5" in s["label"] and "2.5" not in s["label"]
+
+
+# -- headline 5: 40 mg daily at 45 kg and CrCl 18 ---------------------------------------------------------------
+def test_enoxaparin_40_mg_daily_at_45_kg_crcl_18_is_a_renal_warning_with_the_prophylactic_target(client):
+    body = example(weight=45, creatinine=3.0)                # 52 y male, 45 kg: CrCl about 18.3
+    draft(body, "enoxaparin", 40)
+    card = only_card(post(client, body))
+    assert card["indicator"] == "warning"
+    assert updated(card)[1:4] == (30, "mg", (1, 24, "h")) or updated(card)[1:4] == (30, "mg", (1, 1, "d"))
+    assert "therapeutic" not in card["detail"].lower()
+    assert "1-2" not in card["detail"] and "1.0-2.0" not in card["detail"]
+    assert "0.2-0.5" in card["detail"]
+
+
+# -- "matches the recommendation" only when it does -------------------------------------------------------------
+def test_a_draft_equal_to_the_regimen_gives_no_card(client):
+    body = example()
+    draft(body, "enoxaparin", 40)
+    assert post(client, body)["cards"] == []
+
+
+def test_unreadable_dose_is_said_not_passed(client):
+    body = example()
+    draft(body, "enoxaparin", 40, unit="tablespoon", code="[tbs_us]")
+    card = only_card(post(client, body))
+    assert card["indicator"] == "warning" and "dose not readable" in card["summary"]
