@@ -81,6 +81,9 @@ class _Builder:
             return self.duplicate()
         if specific and not self.active:
             return self.heparin_avoidance(specific)
+        severe = self.severe_renal_review()     # v3 §19.3 (v3-orders)
+        if severe is not None:
+            return severe
         if rec.pathway in ("deescalate", "review_therapeutic"):
             return self.deescalate()
         if rec.pathway == "therapeutic_candidate":
@@ -516,8 +519,8 @@ class _Builder:
                 continue
             order = self.orders[e.source][0]
             check = check_order(order, a, self.p)
-            finding = check.finding("dose_change")
-            if finding is None or finding.proposed is None:
+            finding = check.finding("dose_change") or check.finding("renal_dose")
+            if finding is None or finding.proposed is None or finding.action not in (None, "update"):
                 continue
             target = finding.proposed
             proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
@@ -532,6 +535,44 @@ class _Builder:
                                 recommendation=("dose_review", target.ingredient, target.dose_mg or target.dose_units,
                                                 target.doses_per_day))
         return None
+
+    def severe_renal_review(self):
+        """§19.3 (v3): an ACTIVE LMWH of intermediate or therapeutic intensity at CrCl < 15 or on
+        renal replacement: `dose_review` with the order check's urgency and text (critical twice
+        daily, warning once daily). No suggestion: the treating team decides the UFH plan."""
+        a = self.a
+        for e in self.heparins:
+            if e.kind != "order" or e.source not in self.orders:
+                continue
+            order = self.orders[e.source][0]
+            if order.ingredient not in ("enoxaparin", "dalteparin", "tinzaparin"):
+                continue
+            check = check_order(order, a, self.p)
+            f = next((f for f in check.findings if f.kind in ("dose_above_maximum", "renal_dose")
+                      and f.reasons and f.reasons[0] == "crcl_lt_15" and f.action == "delete"), None)
+            if f is None:
+                continue
+            renal = self.renal_phrase()
+            twice = f.kind == "dose_above_maximum"
+            summary = (f"{t.order_text(order)} active; {renal}: "
+                       + ("twice-daily LMWH not studied" if twice else "review LMWH"))
+            summary = summary[0].upper() + summary[1:]
+            why = f"**Why:** {md(t.order_text(order))} is active; {renal}: LMWH accumulates."
+            dose = "**Action:** " + t.V3_ACTION["renal_ufh_protocol"]
+            return self._finish("dose_review", f.urgency or "warning", summary, why, dose,
+                                t.V3_EVIDENCE["renal_severe"],
+                                recommendation=("dose_review", "crcl_lt_15", order.ingredient,
+                                                order.dose_mg, order.doses_per_day))
+        return None
+
+    def renal_phrase(self) -> str:
+        """§19.3: "On renal replacement (last session D)", never a post-dialysis CrCl."""
+        r = self.a.renal
+        if r.renal_replacement is True:
+            flag = self.a.inputs.renal_replacement
+            moment = t.when(getattr(flag, "time", None)) if flag is not None else ""
+            return f"on renal replacement (last session {moment})" if moment else "on renal replacement"
+        return f"CrCl {shown('crcl', r.crcl_ml_min, 1, self.p)} mL/min" if r.crcl_ml_min is not None else "CrCl unknown"
 
     def review_context(self, reasons) -> str:
         a = self.a
