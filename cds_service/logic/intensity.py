@@ -96,12 +96,9 @@ def draft_intensity(order: MedicationOrder, *, weight_kg: float | None, bmi: flo
 
 
 def _by_class(order, weight_kg, crcl_lt_30, p) -> Intensity | None:
-    cls = classify_order(order, weight_kg, crcl_lt_30, p)
-    if cls == "prophylactic":
-        # above the fixed prophylactic list: at least intermediate (e.g. 40 mg twice daily at
-        # 130 kg is 0.31 mg/kg but is not on the list unless it is an accepted equivalent)
-        return "intermediate"
-    return cls
+    """Where the list does not decide, §10.3's mg/kg class (§19.0): 60 mg daily at 92 kg is
+    prophylactic (0.65 mg/kg/day), 80 mg daily at 75 kg intermediate (1.07)."""
+    return classify_order(order, weight_kg, crcl_lt_30, p)
 
 
 @dataclass(frozen=True)
@@ -115,6 +112,8 @@ class RenalState:
 
     def below(self, limit: float, policy: Policy) -> bool | None:
         from .regimen import crcl_below
+        if self.rrt:
+            return True     # §19.0: renal replacement counts as CrCl < 15 in every rule
         return crcl_below(self.crcl, None if self.rrt else self.bound, limit, policy)
 
 

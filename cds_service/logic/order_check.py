@@ -496,6 +496,9 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
     matches = accepted or (target is not None and _matches(draft, target, p))
     obesity = _obesity_equivalent(draft, ctx, p)
     intent_normal = normal is not None and _matches(draft, normal, p)
+    if ctx.bmi is None and name == "enoxaparin" and _same(draft.doses_per_day, 1, p) and any(
+            _same(draft.dose_mg, mg, p) for mg in (p["dosing.bmi_tier1_mg"], p["dosing.bmi_tier2_mg"])):
+        intent_normal = True    # a BMI-tier dose while BMI is unknown: prophylactic intent, BMI needed
     intensity = draft_intensity(draft, weight_kg=ctx.weight_kg, bmi=ctx.bmi, crcl_lt_30=ctx.crcl_lt_30,
                                 policy=p, accepted=matches or obesity or intent_normal)
     prophylactic_intent = intensity == "prophylactic"
@@ -534,6 +537,8 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
         # §19.0 fails closed: a dose that cannot be read is said (warning), never passed
         return result(stop, *v3, Finding("undeterminable", tuple(f"{m}_unreadable" for m in missing),
                                          missing=missing, urgency="warning"))
+    if any(f.kind == "contraindicated" for f in v3):
+        notes.add("mechanical_prophylaxis")
     if v3 or stop is not None:
         switch = any(f.action == "switch" for f in v3)
         anti_xa = None if switch else _anti_xa_by_intensity(draft, ctx, intensity, p)
@@ -573,7 +578,10 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
                                 continuous=False)
         if name == "enoxaparin" and regimen.basis == "pending_weight":
             notes.add("pending_weight")
-        anti_xa = _anti_xa_by_intensity(resulting, ctx, "prophylactic", p)
+        if name in LMWH and target is not None and _matches(resulting, target, p):
+            anti_xa = _lmwh_anti_xa(resulting, ctx, regimen, p)     # the regimen's own answer
+        else:
+            anti_xa = _anti_xa_by_intensity(resulting, ctx, "prophylactic", p)
         return result(*findings, anti_xa=anti_xa)
     esc = _above_prophylactic(draft, ctx, p, intensity, matches, regimen, notes)
     anti_xa = _anti_xa_by_intensity(draft, ctx, intensity, p)

@@ -141,8 +141,8 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
         daily = mg * n
         if below15 is True:
             if prophylactic_intent:
-                out.append(Finding("renal_dose", ("crcl_lt_15",), Proposed("heparin", None, p["renal.ufh_units"],
-                                                                           p["renal.ufh_doses_per_day"]),
+                out.append(Finding("switch_product", ("crcl_lt_15",), Proposed("heparin", None, p["renal.ufh_units"],
+                                                                               p["renal.ufh_doses_per_day"]),
                                    urgency="warning", action="switch"))
             elif nm.cmp_ge(n, 2, p):
                 out.append(Finding("dose_above_maximum", ("crcl_lt_15", "twice_daily"), urgency="critical",
@@ -151,7 +151,7 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
                 out.append(Finding("renal_dose", ("crcl_lt_15", "once_daily"), urgency="warning",
                                    action="delete"))
             return out
-        if below30 is True:
+        if below30 is True and (p["renal.overrides_bmi_rule"] or not prophylactic_intent):
             over_bid = nm.cmp_ge(n, 2, p) and nm.cmp_gt(mg, p["renal.enoxaparin_mg"], p)
             over_daily = w is not None and nm.cmp_le(n, 1, p) and \
                 nm.cmp_gt(daily, round_up_to_step(per_kg * w, step), p)
@@ -166,7 +166,7 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
                 if obese:
                     out.append(Finding("renal_dose", ("crcl_lt_30", "renal_obesity"), urgency="warning"))
                 else:
-                    out.append(Finding("renal_dose", ("crcl_lt_30",),
+                    out.append(Finding("dose_change", ("crcl_lt_30",),
                                        Proposed("enoxaparin", p["renal.enoxaparin_mg"], None, 1),
                                        urgency="warning", action="update"))
             return out
@@ -199,7 +199,12 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
                                    values=(("max_iu", per_kg_max * w),)))
         elif intensity != "prophylactic":
             out.append(Finding("weight_unknown", ("weight",), urgency="warning", missing=("weight",)))
-        if below30 is True:
+        if below15 is True and prophylactic_intent:
+            # §11 row 3a: UFH in every service below CrCl 15 or on renal replacement
+            out.append(Finding("switch_product", ("crcl_lt_15",), Proposed("heparin", None, p["renal.ufh_units"],
+                                                                           p["renal.ufh_doses_per_day"]),
+                               urgency="warning", action="switch"))
+        elif below30 is True:
             out.append(Finding("renal_dose", ("lmwh_iu_crcl_lt_30",), urgency="warning"))
     if name == "fondaparinux" and mg is not None and n is not None:
         if w is not None:
