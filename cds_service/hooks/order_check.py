@@ -673,6 +673,10 @@ class _DraftCards:
             if f.proposed is not None and f.action == "update":
                 p = f.proposed
                 short = t.dose_text(p.ingredient, p.dose_mg, p.dose_units, p.doses_per_day)
+                if p.ingredient == self.order.ingredient:
+                    short = short.removeprefix(t.DRUG.get(p.ingredient, p.ingredient) + " ")
+                if r0 == "crcl_lt_30":
+                    return f"{cur} at {self.crcl()}: consider {short}"
                 return f"{cur} above the maximum at {self.weight_short()}: consider {short}"
             if r0 == "crcl_lt_15":
                 return f"{cur}: twice-daily LMWH, {self.renal_phrase().lower().replace('on ', 'on ', 1)}"
