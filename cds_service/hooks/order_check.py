@@ -164,25 +164,29 @@ def all_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
 # -- one card per draft -------------------------------------------------------------------------------
 def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list,
                 replaced: set[str] | None = None) -> list:
-    """The draft's card, first finding that applies; a contraindication card is followed by the
-    duplicate card when another anticoagulant is active or drafted too (the prescriber must know
-    both: the draft is contraindicated, and the other agent needs review)."""
+    """v3 (§19): one card per finding of the draft (each §19 check is a card of its own), the
+    duplicate card (§10.4, §19.9) among them, most severe first. Silence means every check found
+    nothing (§19.0). A HIT switch (a create) is never offered while another anticoagulant is
+    active: the draft is deleted instead, and the duplicate card says why."""
     b = _DraftCards(ev, resource, order, check, other_drafts, replaced or set())
-    first = b.choose()
-    if first is None:
-        return []
-    out = [first]
-    if first.kind == "duplicate_anticoagulant" and check is not None and check.checked \
-            and (f := check.finding("switch_product")) is not None \
-            and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
-        # HIT history or allergy must not hide behind the duplicate; no switch (a create) while
-        # another anticoagulant is active: delete the draft, say why.
-        out.insert(0, b.avoid(f.reasons, "warning", "another anticoagulant is already active"))
-    if first.kind != "duplicate_anticoagulant" and check is not None and (
-            check.finding("contraindicated") or first.card.get("indicator") == "critical"):
-        duplicate = b.duplicate()
-        if duplicate is not None:
-            out.append(duplicate)
+    out = []
+    duplicate = b.duplicate()
+    findings = [f for f in check.findings if f.kind != "already_anticoagulated"] \
+        if check is not None and check.checked else []
+    for f in findings:
+        if f.kind == "undeterminable" and f.urgency is None and ev.policy["cards.not_determinable"] == "none":
+            continue
+        if f.kind == "switch_product" and duplicate is not None \
+                and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
+            out.append(b.avoid(f.reasons, "warning", "another anticoagulant is already active"))
+            continue
+        issued = b.render(f)
+        if issued is not None:
+            out.append(issued)
+    if duplicate is not None:
+        out.append(duplicate)
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    out.sort(key=lambda c: rank.get(c.card.get("indicator"), 3))   # stable: finding order within
     return out
 
 
@@ -253,7 +257,7 @@ class _DraftCards:
     # -- pieces --------------------------------------------------------------------------------------
     def finish(self, kind, indicator, summary, why, action, evidence, *, suggestions=(), selection="any",
                gives_heparin=False, recommendation=None):
-        extra = self.also_lines() + self.anti_xa_lines(kind)
+        extra = self.anti_xa_lines(kind)
         if gives_heparin or any(a.get("type") == "create" for s in suggestions for a in s.get("actions", ())):
             extra.append(t.NEURAXIAL)   # §19.13: any anticoagulant a suggestion gives
         issued = card(kind, indicator, summary, t.detail(why, action, self.missing_line(), extra, evidence),

@@ -51,6 +51,8 @@ from .regimen import Regimen, crcl_below, recommend_regimen
 from .safety import (HEPARIN_SPECIFIC as _HEPARIN_SPECIFIC, HEPARINS, LMWH, OrderClass, classify_order,
                      hit_platelets_known)
 
+# The v3 order check (§19) is in place: the §19.15 matrix test runs (tests/integration/test_order_matrix.py).
+V3 = True
 CHECKED = frozenset({"enoxaparin", "dalteparin", "tinzaparin", "heparin", "fondaparinux"})
 IU_DOSED = frozenset({"heparin", "dalteparin", "tinzaparin"})
 HEPARIN_SPECIFIC = frozenset(_HEPARIN_SPECIFIC)
@@ -434,12 +436,12 @@ def _above_prophylactic(draft: MedicationOrder, ctx: OrderContext, p: Policy, in
     name = draft.ingredient
     if intensity not in ("intermediate", "therapeutic") or matches or not ctx.in_scope:
         return None
-    if name in DOACS:
-        if intensity != "therapeutic":
-            return None
-    elif name not in HEPARINS and name != "fondaparinux":
+    if name in DOACS and intensity != "therapeutic":
         return None
-    if ctx.pathway == "therapeutic_candidate" and intensity == "therapeutic":
+    # §19.1's table applies the rule to "all" drafts (§19.2's text names heparins, fondaparinux and
+    # DOACs): a VKA, argatroban or bivalirudin draft with no indication recorded is warned too.
+    if ctx.pathway == "therapeutic_candidate" and intensity == "therapeutic" and name in HEPARINS:
+        # the recommendation is therapeutic heparin (LMWH); therapeutic DOACs are not recommended
         notes.add("therapeutic_candidate")
         return None
     if ctx.other_indication:
@@ -523,13 +525,6 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
         return result(*v3, *extra, esc)
 
     stop = _contraindication(draft, ctx, p, notes, intensity)
-    if stop is not None and stop.kind == "contraindicated" and stop.urgency == "critical":
-        return result(stop, *[f for f in v3 if f.urgency == "critical"])
-    if stop is not None and stop.kind == "switch_product":
-        return result(stop)
-    if stop is not None and name in HEPARINS:
-        return result(stop)
-
     infusion = name == "heparin" and (draft.continuous or draft.route == "intravenous")
     missing = () if infusion else tuple(
         n for n, v in (("dose", _dose(draft)), ("frequency", draft.doses_per_day)) if v is None)
@@ -539,10 +534,17 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
                                          missing=missing, urgency="warning"))
     if any(f.kind == "contraindicated" for f in v3):
         notes.add("mechanical_prophylaxis")
+    # §19.2 exemptions the card set itself decides: a stop, a HIT card for this draft, or a
+    # §19.3 switch/delete card at CrCl < 15 (UFH follows)
+    exempt = stop is not None or any(f.kind == "contraindicated" for f in v3) or bool(
+        set(ctx.contraindications) & {"hit_acute", "hit_suspected"}) or any(
+        f.reasons[:1] == ("crcl_lt_15",) for f in v3)
     if v3 or stop is not None:
         switch = any(f.action == "switch" for f in v3)
         anti_xa = None if switch else _anti_xa_by_intensity(draft, ctx, intensity, p)
-        return result(stop, *v3, anti_xa=anti_xa)
+        esc = None if exempt or prophylactic_intent else _above_prophylactic(
+            draft, ctx, p, intensity, matches, regimen, notes)
+        return result(stop, *v3, esc, anti_xa=anti_xa)
     if cls is None and intensity is None:
         return result(Finding("undeterminable", ("weight_unknown",), missing=("weight",), urgency="warning"))
 

@@ -468,6 +468,10 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
 
 # Kinds the rules name are matched exactly; for findings the rules give no kind name, the test
 # accepts the kinds listed here (the integrator narrows them once v3-orders has named its kinds).
+# v3-orders named its kinds: "order_caution" (a warning without a one-click change: DOAC in pregnancy,
+# ECMO, argatroban start dose, DOAC renal rules, interactions, dalteparin at CrCl < 30, a fondaparinux
+# dose below its band), "product_switch" (LMWH -> UFH at CrCl < 15), "contraindicated" (the
+# fondaparinux label floors, as in v2).
 KIND_ALIASES: dict[str, set[str]] = {
     "contraindicated": {"contraindicated"},
     "hit_acute": {"hit_acute"},
@@ -477,14 +481,14 @@ KIND_ALIASES: dict[str, set[str]] = {
     "duplicate_anticoagulant": {"duplicate_anticoagulant"},
     "hit_history": {"product_switch", "heparin_avoidance", "contraindicated", "hit_history"},
     "dti_running": {"contraindicated", "heparin_avoidance", "duplicate_anticoagulant", "product_switch"},
-    "pregnancy": {"pregnancy", "contraindicated", "drug_caution"},
-    "ecmo": {"ecmo", "drug_caution"},
-    "argatroban_dose": {"argatroban_dose", "dose_correction", "drug_caution", "hepatic_caution"},
-    "renal": {"dose_correction", "renal_dose", "dose_review", "renal"},
+    "pregnancy": {"pregnancy", "contraindicated", "drug_caution", "order_caution"},
+    "ecmo": {"ecmo", "drug_caution", "order_caution"},
+    "argatroban_dose": {"argatroban_dose", "dose_correction", "drug_caution", "hepatic_caution", "order_caution"},
+    "renal": {"dose_correction", "renal_dose", "dose_review", "renal", "order_caution", "contraindicated", "product_switch"},
     "input_unknown": {"not_determinable", "input_unknown", "weight_unknown", "renal_unknown", "dose_unknown"},
-    "fondaparinux_dose": {"dose_correction", "dose_check", "fondaparinux_dose", "dose_above_maximum"},
-    "doac_renal": {"doac_renal", "renal_dose", "dose_correction", "renal"},
-    "interaction": {"interaction", "drug_interaction"},
+    "fondaparinux_dose": {"dose_correction", "dose_check", "fondaparinux_dose", "dose_above_maximum", "order_caution"},
+    "doac_renal": {"doac_renal", "renal_dose", "dose_correction", "renal", "order_caution"},
+    "interaction": {"interaction", "drug_interaction", "order_caution"},
     "dose_correction": {"dose_correction"},
 }
 
