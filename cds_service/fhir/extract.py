@@ -42,6 +42,7 @@ from ..logic.policy import Policy
 from .codes import Codes, load_codes
 from .context import OBS_SPECS, Checker, Context, StrictChecker, code_sets, preload_models
 from .context import window_span
+from .interactions import interacting_drugs
 from .exposure import (_Problems, heparin_started, in_progress_circuit, read_administrations, read_orders,
                        read_statements, renal_replacement)
 from .flags import ConditionFindings, pregnancy_flag, read_allergies, read_conditions
@@ -211,5 +212,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         renal_replacement=renal_replacement(procedures, flags.get("eskd"), ctx),
         statements=tuple(statements), administrations=tuple(administrations),
         platelet_trend=platelet_trend, creatinine_series=creatinine_series,
+        interacting_drugs=interacting_drugs(requests, [r for _, r in mine("MedicationStatement")], meds,
+                                            ctx.codes),
         heparin_started=heparin_started(administrations, orders),
         rejected=ctx.rejected)

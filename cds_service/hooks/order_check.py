@@ -229,7 +229,7 @@ class _DraftCards:
         self.shown = f
         if f.kind == "contraindicated":
             return self.contraindicated(f)
-        if f.kind == "switch_product":
+        if f.kind == "switch_product" and f.action != "update":
             return self.switch(f)
         if f.kind == "undeterminable":
             return self.undeterminable(f)
@@ -423,10 +423,34 @@ class _DraftCards:
         s = self.a.safety
         own = self.order.source
         active = [e for e in getattr(s, "anticoagulants_active", ()) if e.source is None or e.source != own]
+        # §19.9: a replaced order (priorPrescription, or stopped in the same order set) is a dose change
+        active = [e for e in active if e.source is None or e.source not in self.replaced]
+        # §19.9: continuation of a home medicine (same ingredient, same or lower daily dose)
+        self.reconcile = None
+        kept = []
+        for e in active:
+            if e.kind == "statement" and e.ingredient == self.order.ingredient:
+                home = next((m for m in self.a.inputs.statements if m.source == e.source), None)
+                home_day = _daily(home)
+                mine = _daily(self.order)
+                if home_day is None:
+                    self.reconcile = e
+                    continue
+                if mine is not None and mine <= home_day + 1e-9:
+                    continue
+            kept.append(e)
+        active = kept
         drafted = [o for o in self.other_drafts if o.source != own]
         if not active and not drafted:
+            if self.reconcile is not None:
+                home = t.DRUG.get(self.reconcile.ingredient, self.reconcile.ingredient)
+                return self.finish("duplicate_anticoagulant", "info", f"Home {home} dose unknown: reconcile",
+                                   f"**Why:** {md(home)} (home medicine) is recorded without a readable dose.",
+                                   f"**Action:** reconcile the home {md(home)} dose with {md(self.current)}.",
+                                   self.t.evidence_for("duplicate_anticoagulant"),
+                                   recommendation=("order", "reconcile", self.order.ingredient))
             return None
-        draft_class = self.check.draft_class if self.check is not None else None
+        draft_class = (self.check.intensity or self.check.draft_class) if self.check is not None else None
         exposure_cls = getattr(safety_mod, "Exposure", None)
         urgency = "warning"
         if exposure_cls is not None and hasattr(safety_mod, "duplicate_urgency"):
@@ -437,12 +461,20 @@ class _DraftCards:
                                                              self.a.renal.crcl_lt_30, self.p), o.source)
                       for o in drafted]
             urgency = safety_mod.duplicate_urgency(items, self.a.inputs.inr, self.p) or "warning"
+            ingredients = {e.ingredient for e in items}
+            if urgency == "info" and "argatroban" in ingredients:
+                # §19.9: argatroban raises the INR: no "INR < 2 = bridge" while it runs
+                urgency = "critical" if sum(1 for e in items if e.order_class == "therapeutic") >= 2 else "warning"
         names = [self.exposure_text(e) for e in active] + [t.order_text(o) + " (draft)" for o in drafted]
         summary = f"{self.capital(self.current)} drafted while {t.names(names)} is active"
         if drafted and not active:
             summary = f"Two anticoagulants drafted: {self.current} and {t.names([t.order_text(o) for o in drafted])}"
         why = f"**Why:** {md(t.names(names))} already {'is' if len(names) == 1 else 'are'} active or drafted."
-        if urgency == "info":
+        if "argatroban" in {e.ingredient for e in active} | {o.ingredient for o in drafted} | {self.order.ingredient} \
+                and ("warfarin" in {e.ingredient for e in active} | {o.ingredient for o in drafted} | {self.order.ingredient}):
+            action = ("**Action:** overlap per the argatroban label (stop argatroban when INR > 4 on combined "
+                      "therapy); confirm the plan with haematology.")
+        elif urgency == "info":
             action = (f"**Action:** a VKA bridge while INR is below {num(self.p['safety.bridge_inr_below'], 1)}: "
                       "confirm the parenteral agent stops when INR is in range.")
         else:
@@ -589,6 +621,8 @@ class _DraftCards:
                 state=state, creatinine="last creatinine " + t.reported(self.a.inputs.creatinine, 2)))
         if f.kind == "fondaparinux_band":
             return self.capital(A["fondaparinux_band"].format(band=num(f.value("band_mg"), 1)))
+        if f.kind == "switch_product":
+            return f"{self.renal_phrase()}: UFH 5,000 U SC instead of LMWH (HEP-COVID excluded CrCl < 15)."
         if f.kind == "renal_dose":
             if r0 == "crcl_lt_15":
                 return f"{self.renal_phrase()}: " + (A["renal_ufh_protocol"] if f.action == "delete"
@@ -597,6 +631,8 @@ class _DraftCards:
                 return self.capital(A["renal_obesity"])
             if r0 == "crcl_lt_30":
                 return f"{self.renal_phrase()}: {num(self.p['renal.enoxaparin_mg'], 0)} mg once daily."
+            if r0 == "apixaban_dose_criteria":
+                return "At least two of age ≥ 80, weight ≤ 60 kg, creatinine ≥ 1.5 mg/dL: check the indication-specific label dose."
             return self.capital(A.get(r0, "check the renal dose."))
         if f.kind == "dose_above_maximum":
             if r0 == "doac_max":
@@ -621,6 +657,7 @@ class _DraftCards:
         "fondaparinux_band": ("order_caution", "fondaparinux"), "liver": ("order_caution", "doac"),
         "argatroban_start": ("order_caution", "argatroban"), "ecmo_oral": ("order_caution", "ecmo"),
         "interaction": ("order_caution", "doac"),
+        "switch_product": ("product_switch", "renal_severe"),
     }
 
     def v3(self, f):
@@ -649,6 +686,7 @@ class _DraftCards:
             suggestions = self.delete_draft(f"Remove the draft {self.current}")
         elif f.action == "update" and f.proposed is not None:
             target = f.proposed
+            kind = "product_switch" if target.ingredient != name else kind
             proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
             updated = updated_draft(self.ev.codes, self.resource, self.order, target)
             if updated is not None:
@@ -691,6 +729,10 @@ class _DraftCards:
             if r0 == "crcl_lt_15":
                 return f"{cur}: {self.renal_phrase()}; UFH per protocol"
             return f"{cur} at {self.crcl_actual()}: check the renal dose"
+        if f.kind == "switch_product":
+            p = f.proposed
+            short = t.dose_text(p.ingredient, p.dose_mg, p.dose_units, p.doses_per_day) if p else "UFH"
+            return f"{self.renal_phrase()}: change {self.current} to {short}"
         if f.kind == "weight_unknown":
             return f"Weigh the patient today: {self.current} cannot be checked"
         if f.kind == "renal_unknown":
@@ -719,6 +761,8 @@ class _DraftCards:
             return "**Why:** pregnancy recorded."
         if f.kind in ("dose_above_maximum", "fondaparinux_band", "weight_unknown"):
             return f"**Why:** draft {md(self.current)}; {self.weight()}; {self.renal_phrase()}."
+        if f.kind == "switch_product":
+            return f"**Why:** {self.renal_phrase()}; creatinine {t.reported(i.creatinine, 2)}: LMWH accumulates."
         if f.kind in ("renal_dose", "renal_unknown"):
             if r0 in ("rivaroxaban_crcl_lt_50", "dabigatran_renal", "edoxaban_crcl_15_50", "edoxaban_crcl_lt_15",
                       "edoxaban_crcl_gt_95"):
@@ -805,6 +849,13 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
+def _daily(order) -> float | None:
+    if order is None or order.doses_per_day is None:
+        return None
+    dose = order.dose_mg if order.dose_mg is not None else order.dose_units
+    return None if dose is None else dose * order.doses_per_day
+
+
 # -- the updated draft --------------------------------------------------------------------------------
 def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
     """The WHOLE draft with only dose and timing changed (and the product coding when the
@@ -831,7 +882,8 @@ def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
             target["route"] = new["route"]
         else:
             target.setdefault("route", new["route"])
-    if _strength_changes(codes, resource, order, proposed) or not _codeable_ok(codes, updated):
+    if proposed.ingredient != order.ingredient or _strength_changes(codes, resource, order, proposed) \
+            or not _codeable_ok(codes, updated):
         updated.pop("medicationReference", None)
         updated["medicationCodeableConcept"] = product(
             codes, product_key(proposed.ingredient, proposed.dose_mg, proposed.dose_units, codes))

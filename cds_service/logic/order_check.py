@@ -53,6 +53,7 @@ from .safety import (HEPARIN_SPECIFIC as _HEPARIN_SPECIFIC, HEPARINS, LMWH, Orde
 
 # The v3 order check (§19) is in place: the §19.15 matrix test runs (tests/integration/test_order_matrix.py).
 V3 = True
+STOP_CODES = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
 CHECKED = frozenset({"enoxaparin", "dalteparin", "tinzaparin", "heparin", "fondaparinux"})
 IU_DOSED = frozenset({"heparin", "dalteparin", "tinzaparin"})
 HEPARIN_SPECIFIC = frozenset(_HEPARIN_SPECIFIC)
@@ -105,6 +106,9 @@ class OrderContext:
     inhibitors: tuple[str, ...] = ()             # strong CYP3A4/P-gp inhibitors active (§8a)
     in_scope: bool = True                        # COVID-19 scope (§1a): the guidance parts only
     four_ts: int | None = None                   # latest 4Ts score after the platelet fall (§19.6)
+    statements: tuple[MedicationOrder, ...] = ()  # home medicines (continuation, §19.9)
+    age_years: int | None = None                 # apixaban dose-reduction criteria (§19.3)
+    creatinine_mg_dl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,12 @@ def _prophylactic_target(draft: MedicationOrder, ctx: OrderContext, regimen: Reg
         return _regimen_order(regimen), (regimen.basis,)
     if name == "heparin":
         per_day = draft.doses_per_day
+        for e in bmi_tier2_equivalents(p):
+            # §19.0/§19.11: UFH 7,500 U q8h at BMI >= 40 and weight > 100 kg
+            if e["drug"] == "heparin" and ctx.bmi is not None and nm.cmp_ge(ctx.bmi, p["dosing.bmi_tier2"], p) \
+                    and ctx.weight_kg is not None and nm.cmp_gt(ctx.weight_kg, e.get("min_weight_kg", 0), p) \
+                    and "units" in e:
+                return Proposed("heparin", None, e["units"], int(e["per_day"])), ("bmi_ge_40",)
         ok_per_day = next((n for n in UFH_PROPHYLACTIC_DOSES_PER_DAY
                            if _same(per_day, n, p)), None)
         return _ufh(p, ok_per_day), ("ufh_prophylactic_dose",)
@@ -450,12 +460,13 @@ def _above_prophylactic(draft: MedicationOrder, ctx: OrderContext, p: Policy, in
     if ctx.ecmo and name not in DOACS:
         notes.add("ecmo")       # circuit heparin; an LMWH/fondaparinux draft gets the ECMO card
         return None
-    if name == "heparin" and ctx.renal_replacement is True:
-        notes.add("circuit")    # CRRT circuit heparin (§19.2 exemption)
+    if any(_daily(sm) is not None and _daily(draft) is not None and sm.ingredient == name
+           and _daily(draft) <= _daily(sm) + 1e-9 for sm in ctx.statements):
+        notes.add("continuation")   # §19.9: a home medicine continued at the same or a lower dose
         return None
     proposed, action = None, None
     if intensity == "intermediate" and name in HEPARINS and ctx.critically_ill is True \
-            and not ctx.possible_other_indication and regimen.drug == name:
+            and not ctx.possible_other_indication and regimen.drug in HEPARINS and not ctx.non_heparin_running:
         proposed, action = _regimen_order(regimen), "update"
     if ctx.critically_ill is None:
         notes.add("severity_unknown")
@@ -536,7 +547,9 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
         notes.add("mechanical_prophylaxis")
     # §19.2 exemptions the card set itself decides: a stop, a HIT card for this draft, or a
     # §19.3 switch/delete card at CrCl < 15 (UFH follows)
-    exempt = stop is not None or any(f.kind == "contraindicated" for f in v3) or bool(
+    hard_stop = stop is not None and (stop.kind == "switch_product" or bool(
+        set(stop.reasons) & (set(STOP_CODES) | set(HEPARIN_SPECIFIC) | {"hit_acute", "non_heparin_anticoagulant_running"})))
+    exempt = hard_stop or any(f.kind == "contraindicated" for f in v3) or bool(
         set(ctx.contraindications) & {"hit_acute", "hit_suspected"}) or any(
         f.reasons[:1] == ("crcl_lt_15",) for f in v3)
     if v3 or stop is not None:
@@ -614,7 +627,13 @@ def context_from_assessment(assessment: Any, policy: Policy | None = None) -> Or
         crcl_actual_ml_min=a.renal.crcl_actual_weight_ml_min,
         inhibitors=tuple(getattr(a.inputs, "interacting_drugs", ())),
         in_scope=a.scope.in_scope,
-        four_ts=_four_ts(a.inputs, p))
+        four_ts=_four_ts(a.inputs, p), age_years=a.inputs.age_years, statements=a.inputs.statements,
+        creatinine_mg_dl=a.renal.creatinine_mg_dL)
+
+
+def _daily(order: MedicationOrder) -> float | None:
+    dose = _dose(order)
+    return None if dose is None or order.doses_per_day is None else dose * order.doses_per_day
 
 
 def _four_ts(inputs: Any, p: Policy) -> int | None:

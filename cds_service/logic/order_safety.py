@@ -82,9 +82,11 @@ def safety_findings(draft: MedicationOrder, ctx: Any, p: Policy, *, intensity: I
     stops = [c for c in STOPS if c in ci]
     if hit_live and name in NON_HEPARIN_HIT_AGENTS and "platelets_lt_25" in stops:
         stops.remove("platelets_lt_25")   # the thrombocytopenia is the disease [Cuker 2018]
-    if stops and not heparin:   # heparin drafts: the v2 stop (HIT first) in order_check.py
+    if stops and (not heparin or "hit_acute" in ci):
+        # heparin drafts: the v2 stop in order_check.py; in acute HIT the HIT card deletes the
+        # heparin and this card says the stop (no delete of its own)
         out.append(Finding("contraindicated", tuple(stops), urgency="critical",
-                           action=None if no_delete else "delete",
+                           action=None if no_delete or heparin else "delete",
                            values=(("review", no_delete),)))
     # -- HIT and VKAs / prophylactic non-heparin drafts ---------------------------------------------
     if vka and hit_live:
@@ -126,6 +128,18 @@ def safety_findings(draft: MedicationOrder, ctx: Any, p: Policy, *, intensity: I
 
 
 def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regimen_match) -> list:
+    out = _dose_findings_raw(draft, ctx, p, intensity=intensity, renal=renal,
+                             prophylactic_intent=prophylactic_intent, regimen_match=regimen_match)
+    heparin = draft.ingredient in LMWH or draft.ingredient == "heparin"
+    if heparin and (set(ctx.contraindications) & {"hit_acute", "hit_suspected", "hit_recent", "hit_history",
+                                                  "heparin_allergy"} or ctx.non_heparin_running):
+        # the HIT card replaces the heparin: no one-click heparin update or switch beside it
+        from dataclasses import replace as _replace
+        out = [_replace(f, proposed=None, action=None) if f.action in ("update", "switch") else f for f in out]
+    return out
+
+
+def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, regimen_match) -> list:
     from .order_check import Finding, Proposed
     name = draft.ingredient
     mg, units, n = draft.dose_mg, draft.dose_units, draft.doses_per_day
@@ -143,7 +157,7 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
             if prophylactic_intent:
                 out.append(Finding("switch_product", ("crcl_lt_15",), Proposed("heparin", None, p["renal.ufh_units"],
                                                                                p["renal.ufh_doses_per_day"]),
-                                   urgency="warning", action="switch"))
+                                   urgency="warning", action="update"))
             elif nm.cmp_ge(n, 2, p):
                 out.append(Finding("dose_above_maximum", ("crcl_lt_15", "twice_daily"), urgency="critical",
                                    action="delete"))
@@ -182,6 +196,10 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
                 out.append(Finding("dose_above_maximum", ("more_than_2_a_day",) if too_often else ("enoxaparin_max",),
                                    target, urgency="critical", action="update"))
                 return out
+        elif nm.cmp_gt(n, p["orders.enoxaparin_max_doses_per_day"], p):
+            out.append(Finding("dose_above_maximum", ("more_than_2_a_day",), urgency="critical"))
+            out.append(Finding("weight_unknown", ("weight",), urgency="warning", missing=("weight",)))
+            return out
         elif not prophylactic_intent and (
                 (nm.cmp_ge(n, 2, p) and nm.cmp_gt(mg, p["orders.no_weight_intermediate_q12h_mg"], p))
                 or (nm.cmp_lt(n, 2, p) and nm.cmp_gt(daily, p["orders.no_weight_intermediate_daily_mg"], p))
@@ -199,20 +217,18 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
                                    values=(("max_iu", per_kg_max * w),)))
         elif intensity != "prophylactic":
             out.append(Finding("weight_unknown", ("weight",), urgency="warning", missing=("weight",)))
-        if below15 is True and prophylactic_intent:
-            # §11 row 3a: UFH in every service below CrCl 15 or on renal replacement
-            out.append(Finding("switch_product", ("crcl_lt_15",), Proposed("heparin", None, p["renal.ufh_units"],
-                                                                           p["renal.ufh_doses_per_day"]),
-                               urgency="warning", action="switch"))
-        elif below30 is True:
+        if below30 is True:
+            # §19.3: the renal table is for enoxaparin; dalteparin/tinzaparin get the warning only
             out.append(Finding("renal_dose", ("lmwh_iu_crcl_lt_30",), urgency="warning"))
     if name == "fondaparinux" and mg is not None and n is not None:
         if w is not None:
             band = fondaparinux_band_mg(w, p)
             if band is not None and (nm.cmp_gt(mg, band, p) or nm.cmp_gt(n, 1, p)):
+                # no one-click to another contraindicated dose at CrCl < 30 or unknown (label)
+                renal_ok = below30 is False
                 out.append(Finding("dose_above_maximum", ("fondaparinux_band",),
-                                   Proposed("fondaparinux", band, None, 1), urgency="critical",
-                                   action="update"))
+                                   Proposed("fondaparinux", band, None, 1) if renal_ok else None,
+                                   urgency="critical", action="update" if renal_ok else None))
             elif band is not None and nm.cmp_gt(mg, p["hit.fondaparinux_mg"], p) and nm.cmp_lt(mg, band, p):
                 out.append(Finding("fondaparinux_band", ("not_labelled",), urgency="warning",
                                    values=(("band_mg", band),)))
@@ -251,7 +267,8 @@ def _doac_renal(draft, ctx, p, renal: RenalState) -> list:
     daily = mg * n
     lt = lambda x: nm.cmp_lt(crcl, x, p)  # noqa: E731
     hit = None
-    if name == "rivaroxaban" and lt(50) and nm.cmp_gt(daily, 15, p):
+    if name == "rivaroxaban" and (lt(15) or (lt(50) and nm.cmp_gt(daily, 15, p))):
+        # (CrCl < 15 or renal replacement: avoid, rivaroxaban label; §19.3 names only the 15 mg rule)
         hit = "rivaroxaban_crcl_lt_50"
     elif name == "dabigatran" and (lt(15) or (lt(30) and nm.cmp_gt(mg, 75, p))):
         hit = "dabigatran_renal"
@@ -259,6 +276,12 @@ def _doac_renal(draft, ctx, p, renal: RenalState) -> list:
         hit = "edoxaban_crcl_lt_15" if lt(15) else "edoxaban_crcl_gt_95"
     elif name == "edoxaban" and nm.cmp_le(crcl, 50, p) and rounded(mg, p) >= 60:
         hit = "edoxaban_crcl_15_50"
+    if name == "apixaban" and mg is not None and nm.cmp_ge(mg, 5, p) and nm.cmp_ge(n, 2, p):
+        criteria = sum([ctx.age_years is not None and ctx.age_years >= 80,
+                        ctx.weight_kg is not None and nm.cmp_le(ctx.weight_kg, 60, p),
+                        ctx.creatinine_mg_dl is not None and nm.cmp_ge(ctx.creatinine_mg_dl, 1.5, p)])
+        if criteria >= 2:
+            hit = "apixaban_dose_criteria"
     if hit is None:
         return []
     return [Finding("renal_dose", (hit,), urgency="warning", values=(("crcl_actual", crcl),))]

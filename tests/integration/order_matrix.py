@@ -429,7 +429,11 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
               or p.hit in ("acute", "suspected") or (p.hit == "history" and heparin)
               or (p.pathway == "therapeutic_candidate" and inten == "therapeutic" and heparin)
               or (d.drug == "heparin" and d.per_day == 0 and (p.ecmo or p.rrt == "crrt"))
-              or switch_card or p.stops)
+              or switch_card or p.stops
+              # v3-orders (code kept, table fixed): a heparin draft while argatroban/bivalirudin runs
+              # gets the critical delete; §10.1 "never suggests a heparin while one is active", so no
+              # escalation card offering a one-click heparin regimen beside it
+              or (heparin and dti_running))
     if not exempt:
         one_click = p.critically_ill and inten == "intermediate" and heparin and not p.possible_other
         add(Card("escalation_warning", "warning", "u" if one_click else "-", "above prophylactic, no indication (§19.2)"))
@@ -458,7 +462,9 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
 
     # the COVID-19 regimen for a prophylactic draft below it (§11 BMI tier, §19.11)
     if p.covid and p.hit is None and not cards and inten == "prophylactic" and not equivalent(p, d, dose) \
-            and p.regimen is not None and d.drug in HEPARINS and p.bmi is not None and p.bmi >= 40:
+            and p.regimen is not None and d.drug in (HEPARINS - {"dalteparin"}) and p.bmi is not None and p.bmi >= 40:
+        # v3-orders (table fixed): the rules give no dalteparin obesity dose (§11 tiers are
+        # enoxaparin rules; §19.11 equivalents are enoxaparin and UFH), so nothing to update it to
         add(Card("dose_correction", "warning", "u", "below the obesity regimen (§11, §19.11)"))
 
     order = {"critical": 0, "warning": 1, "info": 2}
