@@ -183,7 +183,7 @@ def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list
         issued = b.render(f)
         if issued is not None:
             out.append(issued)
-    if duplicate is not None:
+    if duplicate is not None and not any(c.kind == "duplicate_anticoagulant" for c in out):
         out.append(duplicate)
     rank = {"critical": 0, "warning": 1, "info": 2}
     out.sort(key=lambda c: rank.get(c.card.get("indicator"), 3))   # stable: finding order within

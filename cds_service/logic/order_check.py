@@ -532,7 +532,9 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
                         if v is None) if name in DOACS else ()
         extra = [Finding("undeterminable", tuple(f"{m}_unreadable" for m in missing), missing=missing,
                          urgency="warning")] if missing else []
-        esc = _above_prophylactic(draft, ctx, p, intensity, matches, regimen, notes)
+        exempt = any(f.kind in ("contraindicated", "hit_vka") for f in v3) or bool(
+            set(ctx.contraindications) & {"hit_acute", "hit_suspected"})
+        esc = None if exempt else _above_prophylactic(draft, ctx, p, intensity, matches, regimen, notes)
         return result(*v3, *extra, esc)
 
     stop = _contraindication(draft, ctx, p, notes, intensity)
@@ -553,7 +555,7 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
         set(ctx.contraindications) & {"hit_acute", "hit_suspected"}) or any(
         f.reasons[:1] == ("crcl_lt_15",) for f in v3)
     if v3 or stop is not None:
-        switch = any(f.action == "switch" for f in v3)
+        switch = any(f.action == "switch" for f in v3) or (stop is not None and stop.kind == "switch_product")
         anti_xa = None if switch else _anti_xa_by_intensity(draft, ctx, intensity, p)
         esc = None if exempt or prophylactic_intent else _above_prophylactic(
             draft, ctx, p, intensity, matches, regimen, notes)

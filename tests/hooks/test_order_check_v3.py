@@ -57,6 +57,16 @@ def pregnant(body: dict) -> None:
     add_condition(body, "preg-1", "77386006", system=SNOMED, days_ago=100, text="pregnancy")
 
 
+def headline(payload: dict) -> dict:
+    """The first (most severe) card; §19 gives each finding its own card."""
+    assert payload["cards"], "expected a card"
+    return payload["cards"][0]
+
+
+def kinds_of(payload: dict) -> list[str]:
+    return [kind(c) for c in payload["cards"]]
+
+
 def updated(card: dict) -> tuple:
     (s,) = card["suggestions"]
     (a,) = s["actions"]
@@ -68,17 +78,22 @@ def updated(card: dict) -> tuple:
 def test_enoxaparin_150_mg_q12h_at_64_kg_is_critical_above_maximum_update_to_1_mg_kg(client):
     body = example(weight=64)
     draft(body, "enoxaparin", 150, per_day=2)
-    card = only_card(post(client, body))
+    payload = post(client, body)
+    card = headline(payload)
     assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
     assert "matches the recommendation" not in card["detail"]
     assert updated(card)[1:3] == (60, "mg")          # 1 mg/kg at 64 kg, nearest 10 mg
     assert updated(card)[3] == (1, 12, "h")
+    # the example is a therapeutic candidate (ward, low-flow O2, D-dimer 2.4x ULN): a therapeutic
+    # heparin draft is exempt from §19.2's escalation card; the ceiling still fires
+    assert kinds_of(payload) == ["dose_above_maximum"]
 
 
 def test_enoxaparin_40_mg_four_times_daily_is_critical_not_intermediate(client):
     body = example(weight=64)
     draft(body, "enoxaparin", 40, per_day=4)
-    card = only_card(post(client, body))
+    payload = post(client, body)
+    card = headline(payload)
     assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
     assert "ntermediate" not in card["summary"]
 
@@ -86,7 +101,8 @@ def test_enoxaparin_40_mg_four_times_daily_is_critical_not_intermediate(client):
 def test_fondaparinux_10_mg_at_64_kg_is_critical_update_to_the_7_5_mg_band(client):
     body = example(weight=64)
     draft(body, "fondaparinux", 10)
-    card = only_card(post(client, body))
+    payload = post(client, body)
+    card = headline(payload)
     assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
     assert updated(card)[1:3] == (7.5, "mg")
 
@@ -126,16 +142,19 @@ def test_apixaban_draft_with_platelets_18_is_critical_with_a_delete(client):
     body = example()
     set_lab(body, "platelets", 18)
     draft(body, "apixaban", 5, per_day=2)
-    card = only_card(post(client, body))
+    payload = post(client, body)
+    card = headline(payload)
     assert (card["indicator"], kind(card)) == ("critical", "contraindicated")
     assert [a["type"] for a in actions(card)] == ["delete"]
+    assert kinds_of(payload) == ["contraindicated"]       # a stop: no escalation card beside it
 
 
 def test_rivaroxaban_draft_with_active_gi_bleeding_is_critical(client):
     body = example()
     add_condition(body, "gib-1", "K92.2", system=ICD10, days_ago=1, text="GI haemorrhage")
     draft(body, "rivaroxaban", 20)
-    card = only_card(post(client, body))
+    payload = post(client, body)
+    card = headline(payload)
     assert (card["indicator"], kind(card)) == ("critical", "contraindicated")
 
 
@@ -143,7 +162,8 @@ def test_warfarin_draft_in_pregnancy_is_critical(client):
     body = example()
     pregnant(body)
     draft(body, "warfarin", 5)
-    card = only_card(post(client, body))
+    payload = post(client, body)
+    card = headline(payload)
     assert card["indicator"] == "critical" and "pregnancy" in card["summary"]
     assert [a["type"] for a in actions(card)] == ["delete"]
 

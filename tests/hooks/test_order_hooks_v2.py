@@ -57,8 +57,9 @@ def test_a_doac_draft_is_checked_for_duplicates_too(client):
     def edit(body):
         set_draft(body, rxnorm="1364430", dose=5, per_day=2, text="apixaban 5 mg tablet")
         add_order(body, "enox-active-3", "enoxaparin", dose=40)
-    card = only_card(post(client, draft_body("dose-ok", edit)))
-    assert kind(card) == "duplicate_anticoagulant"
+    # §19.1/§19.2: the DOAC draft is also checked (above prophylactic, no indication: its own card)
+    cards = post(client, draft_body("dose-ok", edit))["cards"]
+    (card,) = [c for c in cards if kind(c) == "duplicate_anticoagulant"]
     assert card["summary"].startswith("Apixaban 5 mg") and "enoxaparin 40 mg SC daily" in card["summary"]
 
 
@@ -66,7 +67,7 @@ def test_two_therapeutic_anticoagulants_drafted_and_active_are_critical(client):
     def edit(body):
         set_draft(body, dose=80, per_day=2)                  # 78 kg: 80 mg q12h is therapeutic
         add_order(body, "apix-ther-3", "apixaban", dose=5, per_day=2, route=None)
-    card = only_card(post(client, draft_body("dose-ok", edit)))
+    card = post(client, draft_body("dose-ok", edit))["cards"][0]   # §19.2 escalation card follows
     assert (card["indicator"], kind(card)) == ("critical", "duplicate_anticoagulant")
 
 

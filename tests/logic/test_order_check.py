@@ -129,7 +129,9 @@ def test_hit_switches_to_fondaparinux_only_at_crcl_30_or_more(crcl, switched):
         assert result.findings[0].reasons == ("hit_history",)
         assert result.anti_xa is None
     else:
-        assert kinds(result) == ["contraindicated"]
+        # §19.3: at CrCl < 30 the renal card stays beside the HIT card, without a heparin update
+        assert kinds(result)[0] == "contraindicated"
+        assert all(f.action is None for f in result.findings[1:])
         assert result.findings[0].reasons == ("hit_history",)
         assert "hit_non_heparin_agent" in result.notes
         assert ("confirm_renal_function" in result.notes) is (crcl is None)
@@ -146,7 +148,9 @@ def test_hit_with_a_therapeutic_heparin_draft_is_not_switched_to_prophylaxis():
     # CrCl < 30: no fondaparinux; delete with the treatment text
     result = check_draft(enox(75, 2), ctx(contraindications=("hit_history",), crcl_ml_min=25.0,
                                           crcl_lt_30=True), P)
-    assert [(f.kind, f.action) for f in result.findings] == [("contraindicated", "delete")]
+    # the renal ceiling is said too (critical, no heparin update beside the HIT card)
+    assert [(f.kind, f.action) for f in result.findings] == [("dose_above_maximum", None),
+                                                             ("contraindicated", "delete")]
     assert "hit_treatment_non_heparin" in result.notes
 
 
@@ -161,7 +165,11 @@ def test_severe_renal_failure_switches_lmwh_to_ufh(crcl, expected):
 
 def test_severe_renal_failure_ufh_frequency_from_policy_and_bound():
     p = P.with_overrides({"renal.ufh_doses_per_day": 3})
+    # §19.3 changes v2 for dalteparin: the table is for enoxaparin; dalteparin at CrCl < 30 gets the
+    # warning "anti-Xa-guided or UFH" (no switch)
     result = check_draft(iu("dalteparin", 5000, 1), ctx(crcl_ml_min=10.0, crcl_lt_30=True), p)
+    assert [(f.kind, f.reasons, f.proposed) for f in result.findings] == [("renal_dose", ("lmwh_iu_crcl_lt_30",), None)]
+    result = check_draft(enox(40, 1), ctx(crcl_ml_min=10.0, crcl_lt_30=True), p)
     assert result.findings[0].proposed == Proposed("heparin", None, 5000, 3)
     # CrCl known only as "< 12" (creatinine "> x") is below 15 too
     result = check_draft(enox(30, 1), ctx(crcl_ml_min=None, crcl_lt_30=True,
@@ -212,7 +220,8 @@ def test_therapeutic_q12h_at_crcl_below_30_goes_once_daily():
     assert result.draft_class == "therapeutic" and result.intent == "escalated"
     # §19.3 changes v2's warning: any twice-daily dose above 30 mg at CrCl 15-<30 is critical,
     # updated to 1 mg/kg once daily for a therapeutic-intensity draft
-    assert [(f.kind, f.urgency) for f in result.findings] == [("dose_above_maximum", "critical")]
+    assert [(f.kind, f.urgency) for f in result.findings] == [("dose_above_maximum", "critical"),
+                                                              ("above_prophylactic", "warning")]
     assert result.findings[0].proposed == Proposed("enoxaparin", 70, None, 1)
     # §19.7: therapeutic LMWH gets no routine anti-Xa
     assert result.anti_xa.indicated is False
@@ -232,8 +241,9 @@ def test_critically_ill_with_renal_failure_gets_both():
     context = ctx(weight_kg=70.0, crcl_ml_min=20.0, crcl_lt_30=True, critically_ill=True,
                   cautions=("platelets_lt_50",))
     result = check_draft(enox(70, 2), context, P)
-    # §19.3: the renal ceiling is critical and comes first (one card per draft)
-    assert kinds(result) == ["dose_above_maximum"]
+    # §19.3: the renal ceiling is critical and comes first; §19.2's warning is a card of its own
+    assert kinds(result) == ["dose_above_maximum", "above_prophylactic"]
+    assert result.finding("above_prophylactic").reasons == ("critically_ill", "platelets_lt_50")
 
 
 @pytest.mark.parametrize("draft, cls", [
