@@ -69,7 +69,10 @@ def handle(call: HookCall) -> dict:
         check = check_order(order, ev.assessment, ev.policy)
         checks.append(check.to_json())
         for problem in _dose_problems(order, check):
-            ev.extra_audit.setdefault("problems", []).append(problem)
+            # said in the call's `problems` (assessment view, audit) and in a card, never guessed
+            ev.extra_audit.setdefault("draft_problems", []).append(problem)
+            if isinstance(getattr(ev.data, "problems", None), dict):
+                ev.data.problems[f"draft {resource.get('id') if isinstance(resource.get('id'), str) else ''}"[:80]] = problem
         other = [o for r, o in others if r is not resource]
         got = draft_cards(ev, resource, order, check, other, replaced)
         if call.service.hook == "order-sign" and any(c.kind == "duplicate_anticoagulant" for c in got) \

@@ -72,6 +72,8 @@ class _Builder:
             return self.contraindicated()
         if rec.pathway == "hit_acute" and (self.heparins or not self.non_heparin):
             return self.hit_acute()
+        if rec.pathway == "hit_acute" and any(e.drug_class == "vka" and e.kind == "order" for e in self.active):
+            return self.hit_acute_vka()     # v3 §19.1 (v3-orders)
         if "hit_suspected" in self.ci:
             return self.hit_suspected()
         specific = [c for c in self.ci if c in HEPARIN_SPECIFIC_ROW]
@@ -247,6 +249,23 @@ class _Builder:
         suggestions = [suggestion("Stop every heparin", *deletes)] if deletes else []
         return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
                             suggestions=suggestions, recommendation=("hit_acute",))
+
+    def hit_acute_vka(self):
+        """§19.1 (v3): an active VKA order in acute HIT: critical, stop warfarin, give vitamin K
+        [Cuker 2018: venous limb gangrene]. One suggestion deleting the VKA order."""
+        i = self.a.inputs
+        vkas = [e for e in self.active if e.drug_class == "vka" and e.kind == "order"]
+        rec = self.hit_record()
+        onset = t.when(rec.onset, time=False) if rec else "recent"
+        summary = f"Acute HIT (onset {onset}) and warfarin active: stop warfarin; give vitamin K"
+        why = (f"**Why:** HIT with onset {t.when(rec.onset) if rec else 'recent'}, platelets "
+               f"{t.reported(i.platelets, 0)}: warfarin in acute HIT risks venous limb gangrene.")
+        dose = ("**Action:** stop warfarin and give vitamin K; a therapeutic non-heparin anticoagulant with "
+                "haematology; restart warfarin only once platelets are ≥ 150 ×10⁹/L, overlapping ≥ 5 days.")
+        deletes = self.deletes(vkas)
+        suggestions = [suggestion("Stop warfarin", *deletes)] if deletes else []
+        return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
+                            suggestions=suggestions, recommendation=("hit_acute", "vka"))
 
     def hit_suspected(self):
         i = self.a.inputs

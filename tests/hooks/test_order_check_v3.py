@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from hook_helpers import actions, body_for, kind, medication, only_card, post
 from v2_bodies import RXNORM, UCUM, add_condition, add_hit, add_order, as_patient_view, iso, set_lab
 
@@ -224,3 +226,52 @@ def test_unreadable_dose_is_said_not_passed(client):
     draft(body, "enoxaparin", 40, unit="tablespoon", code="[tbs_us]")
     card = only_card(post(client, body))
     assert card["indicator"] == "warning" and "dose not readable" in card["summary"]
+
+
+# -- §19.1: an active VKA in acute HIT (patient-view) ---------------------------------------------------------------
+def test_active_warfarin_in_acute_hit_is_critical_stop_and_vitamin_k(client):
+    body = example()
+    add_hit(body, days_ago=10)
+    set_lab(body, "platelets", 60)
+    add_order(body, "warf-1", "warfarin", dose=5, route=None)
+    card = headline(post(client, as_patient_view(body)))
+    assert (card["indicator"], kind(card)) == ("critical", "hit_acute")
+    assert "vitamin K" in card["summary"]
+    assert [(a["type"], a["resourceId"]) for a in actions(card)] == [("delete", "MedicationRequest/warf-1")]
+
+
+# -- malformed doses, rates and units: a reason, never a 500 (§19.0 fails closed) ----------------------------------
+MALFORMED = [
+    {"doseQuantity": {"value": -40, "unit": "mg", "system": UCUM, "code": "mg"}},
+    {"doseQuantity": {"value": "forty", "unit": "mg", "system": UCUM, "code": "mg"}},
+    {"doseQuantity": {"value": 40, "unit": "furlong", "system": UCUM, "code": "[fur_us]"}},
+    {"doseQuantity": {"value": 1e308, "unit": "mg", "system": UCUM, "code": "mg"}},
+    {"rateQuantity": {"value": "fast", "unit": "mL/h"}},
+    {"doseRange": {"low": {"value": 10, "unit": "mg"}}},
+]
+
+
+@pytest.mark.parametrize("dose_and_rate", MALFORMED)
+@pytest.mark.parametrize("drug", ["enoxaparin", "apixaban", "fondaparinux", "dalteparin"])
+def test_malformed_dose_is_said_never_a_500(client, drug, dose_and_rate):
+    body = example()
+    d = draft(body, drug, 40)
+    d["dosageInstruction"][0]["doseAndRate"] = [dose_and_rate]
+    payload = post(client, body)          # 200, valid CDS Hooks response (post asserts both)
+    assert payload["cards"], "an unreadable dose must never be silent"
+    assert any("not readable" in c["summary"] or c["indicator"] in ("critical", "warning") for c in payload["cards"])
+
+
+def test_malformed_dose_reason_is_in_the_audited_problems(tmp_path):
+    import json as _json
+
+    from cds_service import create_app
+    from hook_helpers import db_rows
+    db = str(tmp_path / "cds.sqlite3")
+    client = create_app({"database": db}).test_client()
+    body = example()
+    d = draft(body, "enoxaparin", 40)
+    d["dosageInstruction"][0]["doseAndRate"] = [MALFORMED[2]]
+    post(client, body)
+    ((assessment,),) = db_rows(db, "SELECT assessment FROM hook_call")
+    assert _json.loads(assessment)["draft_problems"] == ["draft enoxaparin: dose not readable"]
