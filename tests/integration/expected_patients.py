@@ -165,7 +165,8 @@ D40, D60Q12, D90Q12 = "enoxaparin-40mg-daily.json", "enoxaparin-60mg-q12h.json",
 ORDER_SELECT: list[tuple[str, str, dict]] = [
     ("cov-bmi-40", D40, {"when": "now", "indicator": "warning", "update": (80, 1)}),
     ("cov-renal-umol", D40, {"when": "now", "indicator": "warning", "update": (30, 1)}),
-    ("cov-renal-umol", D60Q12, {"when": "now", "indicator": "warning", "update": (60, 1)}),
+    # §19.3 changes the urgency: twice daily above 30 mg at CrCl 15-<30 is critical (update 1 mg/kg daily)
+    ("cov-renal-umol", D60Q12, {"when": "now", "indicator": "critical", "update": (60, 1)}),
     ("cov-healthy-control", D40, {"when": "now", "indicator": None}),
     ("cov-child", D40, {"when": "now", "indicator": None}),
     ("cov-outpatient", D40, {"when": "now", "indicator": None}),
@@ -181,7 +182,8 @@ ORDER_SELECT: list[tuple[str, str, dict]] = [
                             "never": {"fondaparinux", "enoxaparin", "heparin"}, "kinds": {"duplicate_anticoagulant"}}),
     ("cov-hit-remote-lowweight", D40, {"when": "cards_v2", "indicator": "warning", "delete_draft": True,
                                        "never": {"fondaparinux", "enoxaparin", "heparin"}}),
-    ("cov-plt-fall", D40, {"when": "cards_v2", "indicator": "critical", "delete_draft": True,
+    # §19.6: a heparin draft in hit_suspected is a warning (critical once 4Ts >= 4)
+    ("cov-plt-fall", D40, {"when": "cards_v2", "indicator": "warning", "delete_draft": True,
                            "never": {"fondaparinux", "enoxaparin", "heparin"}, "kinds": {"duplicate_anticoagulant"}}),
     ("cov-argatroban", D40, {"when": "cards_v2", "indicator": "critical", "delete_draft": True,
                              "never": {"enoxaparin", "heparin"}}),
