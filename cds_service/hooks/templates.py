@@ -223,6 +223,7 @@ class Templates:
             "standard": f"standard dose (BMI below {val('dosing.bmi_tier1')})",
             "bmi_ge_30": f"BMI {val('dosing.bmi_tier1')} or more",
             "bmi_ge_40": f"BMI {val('dosing.bmi_tier2')} or more",
+            "bmi_ge_50": f"BMI {val('dosing.bmi_tier3')} or more (site option)",
             "crcl_lt_30": f"renal dose, CrCl below {val('renal.crcl_cutoff', 0)} mL/min",
             "crcl_lt_15": f"CrCl below {val('renal.severe_crcl_cutoff', 0, 15)} mL/min or renal replacement: UFH",
             "pending_weight": "no recorded weight or height yet: standard dose until one is",

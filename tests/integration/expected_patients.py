@@ -116,7 +116,7 @@ EXPECTED: dict[str, dict] = {
                                    numbers={"bmi": 18.7, "crcl": 48.6, "ddimer_x": 2.4},
                                    card=("heparin_avoidance", "warning")),
     "cov-plt-fall": _p(ntb=("heparin_specific_contraindication",),
-                       regimen=("fondaparinux", 2.5, None, 1, "hit_history"),
+                       regimen=(None, None, None, None, "hit_suspected"),   # §19.6 row 0b (v2: fondaparinux)
                        contraindications=("hit_suspected",), numbers={"bmi": 26.5, "crcl": 75.2, "ddimer_x": 4.4},
                        extra={"safety.current_order_class": "prophylactic"},
                        card=("hit_suspected", "warning")),
