@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from ..fhir.bundle import bundle_resources
@@ -482,6 +483,24 @@ class _DraftCards:
                       "confirm the parenteral agent stops when INR is in range.")
         else:
             action = "**Action:** confirm that the other agent stops; combined anticoagulants add bleeding risk."
+        # §19.9: a home DOAC/VKA with a therapeutic parenteral draft; a DOAC given in the last 24 h
+        intensity = self.check.intensity if self.check is not None else None
+        parenteral = self.order.ingredient in safety_mod.PARENTERAL or self.order.drug_class == "dti"
+        home = [e for e in active if e.kind == "statement" and e.drug_class in ("doac", "vka")]
+        if intensity == "therapeutic" and parenteral:
+            since = self.ev.now - timedelta(hours=24)
+            given = [x for x in self.a.inputs.administrations
+                     if x.drug_class == "doac" and x.time is not None and x.time >= since]
+            if given:
+                urgency = "critical"
+                action = (f"**Action:** {md(t.DRUG.get(given[-1].ingredient, given[-1].ingredient))} was given "
+                          f"{t.when(given[-1].time)}: start {md(self.current)} only when the next dose would be due.")
+            elif home:
+                h = home[0]
+                name = t.DRUG.get(h.ingredient, h.ingredient)
+                when = "when INR < 2" if h.drug_class == "vka" else f"when the next {name} dose would be due"
+                action = (f"**Action:** confirm the last {md(name)} dose (the home list may be stale); start "
+                          f"{md(self.current)} {when}.")
         return self.finish("duplicate_anticoagulant", urgency, summary, why, action,
                            self.t.evidence_for("duplicate_anticoagulant"),
                            recommendation=("order", "duplicate", self.order.ingredient,

@@ -275,3 +275,35 @@ def test_malformed_dose_reason_is_in_the_audited_problems(tmp_path):
     post(client, body)
     ((assessment,),) = db_rows(db, "SELECT assessment FROM hook_call")
     assert _json.loads(assessment)["draft_problems"] == ["draft enoxaparin: dose not readable"]
+
+
+# -- §19.9 home DOAC + therapeutic heparin draft; a DOAC given in the last 24 h -------------------------------------
+def _apixaban_given(body: dict, hours_ago: float) -> None:
+    pid = body["context"]["patientId"]
+    body["prefetch"].setdefault("administrations", {"resourceType": "Bundle", "type": "searchset"}) \
+        .setdefault("entry", []).append({"resource": {
+            "resourceType": "MedicationAdministration", "id": "apix-given-1", "status": "completed",
+            "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "1364430"}], "text": "apixaban"},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": iso(datetime.now(timezone.utc) - timedelta(hours=hours_ago))},
+            "search": {"mode": "match"}})
+
+
+def test_home_apixaban_with_a_therapeutic_heparin_draft_asks_for_the_last_dose(client):
+    body = example(weight=80)
+    add_order(body, "apix-home-9", "apixaban", dose=5, per_day=2, route=None, kind="MedicationStatement")
+    draft(body, "enoxaparin", 80, per_day=2)
+    cards = post(client, body)["cards"]
+    (dup,) = [c for c in cards if kind(c) == "duplicate_anticoagulant"]
+    assert dup["indicator"] == "warning"
+    assert "confirm the last apixaban dose" in dup["detail"] and "next apixaban dose would be due" in dup["detail"]
+
+
+def test_a_doac_given_in_the_last_24_h_with_a_therapeutic_parenteral_draft_is_critical(client):
+    body = example(weight=80)
+    add_order(body, "apix-home-9", "apixaban", dose=5, per_day=2, route=None, kind="MedicationStatement")
+    _apixaban_given(body, hours_ago=6)
+    draft(body, "enoxaparin", 80, per_day=2)
+    cards = post(client, body)["cards"]
+    (dup,) = [c for c in cards if kind(c) == "duplicate_anticoagulant"]
+    assert dup["indicator"] == "critical"
