@@ -1,29 +1,35 @@
-"""anticoagulant-order-check (order-select) and anticoagulant-order-sign (order-sign), v2
-(clinical-rules §18.4, §10.4, §11).
+"""anticoagulant-order-check (order-select) and anticoagulant-order-sign (order-sign), v3
+(clinical-rules §19, which overrides §18.4, §10.4 and §11 where they differ).
 
 Which drafts: order-select checks the MedicationRequests named in `selections`; order-sign every
-MedicationRequest in `draftOrders` (fhir-data-requirements §9). A draft of any anticoagulant
-(DOACs and VKAs too) is checked for duplicates; enoxaparin, dalteparin, tinzaparin, heparin and
-fondaparinux drafts also for dose, product and contraindications (`logic.order_check`). Flushes
-and locks are not anticoagulants (fhir/orders.py never maps them). With no draft left the answer
-is `{"cards": []}` and no FHIR data is read. Order-hook cards are never snoozed (§18.3).
+MedicationRequest in `draftOrders` (fhir-data-requirements §9). Drafts with status stopped or
+cancelled are discontinuations (§19.9), not drafts. EVERY anticoagulant draft is checked
+(`logic.order_check` + `logic.order_safety`): heparins, dalteparin, tinzaparin, fondaparinux, DOACs,
+VKAs, argatroban, bivalirudin. With no draft left the answer is `{"cards": []}` and no FHIR data is
+read. Order-hook cards are never snoozed (§18.3).
 
-One card per draft, first that applies:
+Scope (§19.0): the safety layer runs for every adult inpatient; out of COVID-19 scope (only
+`no_covid_evidence`) it still runs while `orders.safety_checks_ignore_covid_scope` is true, and the
+COVID-19 guidance parts (regimen updates, the above-prophylactic warning) do not.
+
+One card per finding (each §19 check is a card), the duplicate card among them, most severe first.
+Silence means every check found nothing for the inputs that were known (§19.0):
 
 | Finding | Kind, indicator | Suggestion |
 |---|---|---|
-| `hit_acute` / `hit_recent` / `hit_suspected` and a heparin draft | hit_acute / contraindicated / hit_suspected, critical | delete the draft |
-| a heparin draft while argatroban, bivalirudin or therapeutic fondaparinux runs | contraindicated, critical | none |
-| active bleeding, platelets < 25, fibrinogen < 0.5 | contraindicated, critical | none |
-| fondaparinux draft below 50 kg or at CrCl < 30 | contraindicated, warning | none |
-| `hit_history` / heparin allergy, fondaparinux not possible | heparin_avoidance, warning | delete the draft |
-| another anticoagulant active (orders and home medicines) or drafted (§10.4) | duplicate_anticoagulant, §10.4 urgency | none |
-| product switch (HIT history -> fondaparinux; CrCl < 15 or RRT -> UFH) | product_switch, warning | create the product, then delete the draft |
-| dose not checkable | not_determinable, info (or none: `cards.not_determinable`) | none |
-| above-prophylactic dose, critically ill or with a caution (never with ECMO, another indication, or a therapeutic draft for a therapeutic candidate) | escalation_warning, warning | update the draft to the regimen |
-| dose or frequency differs (BMI-tier urgency from the policy; equivalents and low-weight doses accepted) | dose_correction, the finding's urgency | update the draft; anti-Xa when indicated |
-| anti-Xa indicated only | anti_xa, info | anti-Xa ServiceRequest |
+| §10.1 stop (bleeding, platelets < 25, fibrinogen < 0.5) | contraindicated, critical | delete the draft, unless HIT, another (or a possible other) indication or ECMO: then "review with haematology today" |
+| heparin draft in acute / suspected / recent HIT; HIT history or allergy by intensity (§19.6) | hit_acute critical; hit_suspected warning (critical at 4Ts >= 4); product_switch (create fondaparinux 2.5 mg, or the treatment band for a therapeutic draft, + delete) or heparin_avoidance | as stated |
+| VKA in acute/suspected HIT; prophylactic non-heparin in HIT (§19.1) | hit_acute / hit_suspected | delete the VKA draft |
+| pregnancy with a VKA / DOAC (§19.1) | contraindicated critical / order_caution warning | delete the VKA draft unless another indication |
+| ceilings (§19.2) and the CrCl 15-<30 / < 15 rows (§19.3) | dose_above_maximum, critical | update to the labelled dose, delete, or none (text names the maximum) |
+| renal (§19.3): prophylactic LMWH at CrCl 15-<30 -> 30 mg; < 15 or RRT -> UFH 5,000 U | dose_correction / product_switch, warning | update |
+| weight or renal function unknown / changing (§19.2); a dose that cannot be read | not_determinable, warning | none |
+| liver, argatroban start dose, ECMO, CYP3A4/P-gp inhibitors, DOAC renal rules, dalteparin at CrCl < 30, fondaparinux below its band | order_caution, warning | none |
+| above prophylactic with no indication (§19.2) | escalation_warning, warning | update only for an intermediate heparin draft in the critically ill |
+| another anticoagulant active or drafted (§10.4, §19.9; replacement and continuation are not duplicates) | duplicate_anticoagulant, §19.9 urgency | none |
+| below the §11 regimen (BMI tiers; §19.11 equivalents accepted, never corrected down) | dose_correction, the BMI-tier urgency | update |
 
+Anti-Xa advice is one line inside another card, never a card of its own (§19.7).
 The sandbox applies only the first actionable action of a suggestion: creates and updates lead.
 """
 from __future__ import annotations
@@ -948,9 +954,9 @@ SELECT_SERVICE = Service(
     id="anticoagulant-order-check",
     hook="order-select",
     title="Anticoagulant dose check (order entry)",
-    description=("Checks a drafted enoxaparin, dalteparin, tinzaparin, heparin or fondaparinux "
-                 "order against weight, BMI, renal function and contraindications, and offers a "
-                 "corrected draft and an anti-Xa order when indicated."),
+    description=("Checks every drafted anticoagulant (heparins, fondaparinux, DOACs, VKAs, argatroban, "
+                 "bivalirudin) against dose ceilings, renal function, HIT, bleeding stops, pregnancy and "
+                 "duplicates (clinical-rules §19); offers a corrected draft where the rules give one."),
     handler=handle,
     prefetch=PREFETCH,
     usage_requirements=USAGE,

@@ -1,5 +1,20 @@
 """Check of one DRAFT anticoagulant order against the assessment (order-select / order-sign).
 
+v3 (clinical-rules §19; overrides the v2 rules below where they differ): every anticoagulant draft
+is checked. `check_draft` computes the §19.0 intensity (`logic/intensity.py`) and renal state
+(renal replacement counts as CrCl `renal.rrt_equivalent_crcl`), runs the §19.1-§19.3 safety layer
+(`logic/order_safety.py`: stops, HIT and VKAs, pregnancy, ceilings, renal table, unknown inputs,
+liver, argatroban, ECMO, DOAC renal rules, interactions), the §19.6 HIT intensities (heparin draft
+with a heparin-specific contraindication: fondaparinux 2.5 mg for prophylactic/intermediate,
+the treatment band for therapeutic), and §19.2's above-prophylactic-without-indication warning
+(`above_prophylactic`; one-click update only for an intermediate heparin draft in the critically
+ill). "Matches the regimen" (`OrderCheck.matches_regimen`) is true only for the §11 regimen or an
+accepted §19.11 equivalent. The v2 prophylactic path (dose correction to the §11 regimen) runs only
+when the safety layer found nothing, and only in COVID-19 scope.
+
+v2 description (kept for the rules it still applies):
+Check of one DRAFT anticoagulant order against the assessment (order-select / order-sign).
+
 Checked products: enoxaparin, dalteparin, tinzaparin, heparin (UFH), fondaparinux. Any other
 ingredient gives `checked = False` and no findings. Rules, in order (sources as in
 clinical-rules.md §10-§13; every number a policy key):
