@@ -170,6 +170,19 @@ def hit_suspected(*, heparin_started: datetime | None, platelet_trend: Iterable[
     return fall or to_low
 
 
+def four_ts_clears(four_ts: Measurement | None, platelet_trend: Iterable[Measurement], now: datetime,
+                   policy: Policy) -> bool:
+    """§19.6 (v3): a recorded 4Ts score <= 3, dated after the latest platelet count (the fall) and
+    within hit.four_ts_clear_hours of now, clears hit_suspected [Cuker 2018: low 4Ts, heparin
+    continues]."""
+    if four_ts is None or four_ts.time is None or four_ts.value > 3:
+        return False
+    if now - four_ts.time > timedelta(hours=policy["hit.four_ts_clear_hours"]):
+        return False
+    counts = [m.time for m in platelet_trend if m.time is not None]
+    return not counts or four_ts.time >= max(counts)
+
+
 def contraindications(*, active_bleeding: bool, platelets: Measurement | None,
                       fibrinogen_g_l: Measurement | None, hit_history: bool,
                       heparin_allergy: bool, policy: Policy, hit: str | None = None,

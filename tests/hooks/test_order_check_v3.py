@@ -307,3 +307,51 @@ def test_a_doac_given_in_the_last_24_h_with_a_therapeutic_parenteral_draft_is_cr
     cards = post(client, body)["cards"]
     (dup,) = [c for c in cards if kind(c) == "duplicate_anticoagulant"]
     assert dup["indicator"] == "critical"
+
+
+# -- §19.6: a recorded 4Ts score (site code through codes.extra_file) -----------------------------------------------
+def _four_ts_client(tmp_path):
+    import json as _json
+
+    from cds_service import create_app
+    extra = tmp_path / "codes-extra.json"
+    extra.write_text(_json.dumps({"systems": {"SITE": "http://hospital.example/codes"},
+                                  "observations": {"four_ts": {"codes": ["SITE:4ts"]}}}))
+    policy = tmp_path / "policy.json"
+    policy.write_text(_json.dumps({"codes.extra_file": str(extra)}))
+    return create_app({"database": str(tmp_path / "c.sqlite3"), "policy": str(policy)}).test_client()
+
+
+def _platelet_fall_with_four_ts(score: int | None, hours_ago: float = 1) -> dict:
+    from v2_bodies import platelet_history
+    body = example()
+    add_order(body, "enox-long-4", "enoxaparin", dose=40, hours_ago=8 * 24)
+    set_lab(body, "platelets", 110)
+    platelet_history(body, [(260, 6)])
+    if score is not None:
+        pid = body["context"]["patientId"]
+        body["prefetch"]["labs"]["entry"].append({"resource": {
+            "resourceType": "Observation", "id": "four-ts-1", "status": "final",
+            "code": {"coding": [{"system": "http://hospital.example/codes", "code": "4ts"}], "text": "4Ts score"},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": iso(datetime.now(timezone.utc) - timedelta(hours=hours_ago)),
+            "valueQuantity": {"value": score, "unit": "{score}", "system": UCUM, "code": "{score}"}},
+            "search": {"mode": "match"}})
+    return body
+
+
+@pytest.mark.parametrize("score, expected", [(None, "warning"), (3, None), (4, "critical")])
+def test_four_ts_clears_or_raises_a_heparin_draft_in_a_platelet_fall(tmp_path, score, expected):
+    client = _four_ts_client(tmp_path)
+    cards = post(client, _platelet_fall_with_four_ts(score))["cards"]
+    hit = [c for c in cards if kind(c) == "hit_suspected"]
+    if expected is None:
+        assert hit == []          # 4Ts <= 3 after the fall clears hit_suspected (§19.6)
+    else:
+        assert [c["indicator"] for c in hit] == [expected]
+
+
+def test_a_four_ts_older_than_72_h_clears_nothing(tmp_path):
+    client = _four_ts_client(tmp_path)
+    cards = post(client, _platelet_fall_with_four_ts(2, hours_ago=80))["cards"]
+    assert [c["indicator"] for c in cards if kind(c) == "hit_suspected"] == ["warning"]
