@@ -300,13 +300,35 @@ class _Builder:
         indicator = "critical" if "hit_recent" in specific else "warning"
         why = f"**Why:** {self.specific_why(specific)}"
         actions = []
-        if reg.drug == "fondaparinux":
+        # §19.6 (v3): by the intensity of the active heparin, as the order check reads a draft:
+        # prophylactic/intermediate -> fondaparinux 2.5 mg (row 1); therapeutic -> the treatment
+        # band when CrCl >= 30, no renal replacement and weight known; otherwise stop, no create.
+        rank = {"prophylactic": 1, "intermediate": 2, "therapeutic": 3}
+        checks = [check_order(self.orders[e.source][0], self.a, self.p) for e in self.heparins
+                  if e.kind == "order" and e.source in self.orders]
+        top = max(checks, key=lambda c: rank.get(c.intensity or "", 0), default=None)
+        intensity = top.intensity if top is not None else None
+        switch = top.finding("switch_product") if top is not None else None
+        if switch is not None and switch.proposed is not None and switch.proposed.ingredient == "fondaparinux":
+            p_ = switch.proposed
+            actions.append(self.create("fondaparinux", p_.dose_mg, None, p_.doses_per_day,
+                                       "Replaces a heparin (HIT or allergy) (coagulopathy-risk service)."))
+            text = t.dose_text("fondaparinux", p_.dose_mg, None, p_.doses_per_day)
+            dose = f"**Action:** stop the heparin; consider {md(text)} ({self.body_facts()})."
+            if intensity == "therapeutic":
+                dose = (f"**Action:** stop the heparin; treatment-dose {md(text)} (weight band) with haematology "
+                        f"({self.body_facts()}).")
+            elif intensity == "intermediate":
+                dose += " " + t.V3_ACTION["hit_intermediate"][:1].upper() + t.V3_ACTION["hit_intermediate"][1:]
+        elif intensity == "therapeutic":
+            dose = "**Action:** stop the heparin; " + t.V3_ACTION["hit_treatment_delete"]
+        elif reg.drug == "fondaparinux" and top is None:
             actions.append(self.create_regimen(reg, "HIT or allergy"))
             dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
         else:
             dose = "**Action:** stop the heparin; a non-heparin agent with haematology advice."
         actions += self.deletes(self.heparins)
-        label = "Replace with fondaparinux" if reg.drug == "fondaparinux" else "Stop the heparin"
+        label = "Replace with fondaparinux" if any(a.get("type") == "create" for a in actions) else "Stop the heparin"
         suggestions = [suggestion(label, *actions)] if actions else []
         return self._finish("contraindicated", indicator, summary, why, dose,
                             self.t.evidence_for("heparin_specific"), suggestions=suggestions,

@@ -355,3 +355,15 @@ def test_a_four_ts_older_than_72_h_clears_nothing(tmp_path):
     client = _four_ts_client(tmp_path)
     cards = post(client, _platelet_fall_with_four_ts(2, hours_ago=80))["cards"]
     assert [c["indicator"] for c in cards if kind(c) == "hit_suspected"] == ["warning"]
+
+
+# -- §19.6 in patient-view: an ACTIVE therapeutic heparin with HIT history is never replaced by prophylaxis --------
+def test_active_therapeutic_enoxaparin_with_hit_history_is_replaced_by_treatment_dose_fondaparinux(client):
+    body = body_for("hit-switch")                            # 64 kg, CrCl normal, HIT 1100 days ago
+    add_order(body, "enox-70-bid", "enoxaparin", dose=70, per_day=2)
+    card = headline(post(client, as_patient_view(body)))
+    (s,) = card["suggestions"]
+    creates = [a for a in s["actions"] if a["type"] == "create"]
+    assert [medication(a["resource"])[1:3] for a in creates] == [(7.5, "mg")]     # not 2.5 mg
+    assert [a["resourceId"] for a in s["actions"] if a["type"] == "delete"] == ["MedicationRequest/enox-70-bid"]
+    assert s["label"] == "Replace with fondaparinux"
