@@ -13,6 +13,9 @@ Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
     load-fixtures    load the synthetic patients into a FHIR R4 server
     migrate          apply the database's pending schema migrations (run on upgrade)
     fire             act as a CDS client: call a hook for a patient on a FHIR server
+    sites            site profiles (CDS_SITES): check a sites file, reload it
+    replay           replay captured hook requests against two service versions and diff the cards
+    check            black-box conformance self-check of a deployed CDS service
     test             run the test suite (pytest options pass through)
 
 The venv is reinstalled only when pyproject.toml changes. The command replaces this process

@@ -14,7 +14,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import metrics, schemas, security, smart, storage
+from . import metrics, schemas, security, sites, smart, storage
 from .config import Config, load_config
 from .fhir import data
 from .fhir.bundle import bundle_resources
@@ -45,6 +45,10 @@ class AppState:
     registry: Registry
     # Filled in by the data, storage and security layers when they are configured.
     extensions: dict[str, Any] = field(default_factory=dict)
+    # Site profiles (issue 24, cds_service/sites): the calling site's id and mode (live,
+    # silent, off); "default"/"live" is the implicit site of the single-site variables.
+    site: str = "default"
+    site_mode: str = "live"
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -135,13 +139,23 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     state = AppState(config=cfg, policy=policy, registry=build_registry(codes))
     app.extensions["cds"] = state
     # Layers that attach to the app, each in its own module.
+    sites.prepare(state)  # CDS_SITES (issue 24): parsed before the security layer, which it replaces
     security.init_app(app, state)
     data.init_app(app, state)
     storage.init_app(app, state)
+    sites.init_app(app, state)  # needs the storage layer (the accepted sites file is shared there)
     _log_startup(state)
     smart.init_app(app, state)  # the assessment view (SMART app, /smart/...)
+    from . import capture  # issue 23: CDS_CAPTURE_DIR, pseudonymised requests for `replay`
+    capture.init_app(app, state)
     from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
     app.register_blueprint(docs_blueprint)
+    from .terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
+    from .terminology import check_policy as check_terminology_policy
+    check_terminology_policy(policy)
+    app.register_blueprint(terminology_blueprint)
+    from .docs_page.source_attributes import bp as attributes_blueprint  # issue 23: HTI-1 / FDA basis
+    app.register_blueprint(attributes_blueprint)
 
     @app.before_request
     def _start() -> Response | None:
@@ -225,19 +239,23 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.get("/cds-services")
     def discovery() -> Response:
-        return json_response(state.registry.discovery())
+        site_view = sites.discovery_body(state)  # None without CDS_SITES
+        return json_response(site_view if site_view is not None else state.registry.discovery())
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
         service = _service_or_404(state, service_id)
         body = parse_json_body()
         security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
+        if "capture" in state.extensions:  # issue 23: CDS_CAPTURE_DIR (capture.py, after the answer)
+            g.cds_capture_body = body
         if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
             g.hook_instance = body["hookInstance"][:256]
         status = 500
         try:
             validate_hook_request(body, service)
-            result = service.handler(HookCall(service=service, body=body, state=state))
+            call_state, service = sites.gate(state, service, body)  # unchanged without CDS_SITES
+            result = service.handler(HookCall(service=service, body=body, state=call_state))
             status = 200
             return json_response(result)
         except (CDSError, RecursionError) as exc:  # RecursionError: answered 400 by _too_deep
@@ -247,7 +265,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             elapsed = time.perf_counter() - g.t0
             log_event(log, logging.INFO, "hook call", service=service.id,
                       hookInstance=getattr(g, "hook_instance", None), status=status,
-                      duration_ms=round(elapsed * 1000, 2))
+                      duration_ms=round(elapsed * 1000, 2),
+                      **({"site": g.cds_site_id} if "cds_site_id" in g else {}))  # the caller's own (issue 24)
             metrics.hook_call(service.id, status, elapsed)
 
     @app.post("/cds-services/<service_id>/feedback")
@@ -269,6 +288,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
             if problem:
                 loc, message = problem
                 raise BadRequest(f"Feedback item {where} is invalid at {loc}: {message}", expression=[where])
+        sites.check_feedback(state, items)  # CDS_SITES: only cards issued to the caller's site
         store = state.extensions.get("feedback_store")
         result = store(service, items) if store else {"received": len(items)}
         for item in items:
@@ -316,6 +336,7 @@ def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
         except Exception as exc:  # ReplayStoreUnavailable
             checks["replay_store"] = f"unavailable ({exc})"
     checks["policy"] = "ok" if state.policy is not None else "not loaded"
+    checks.update(sites.readiness(state))  # every site's policy file and keys (issue 24)
     try:
         load_codes(state.policy["codes.extra_file"])
         checks["codes"] = "ok"

@@ -36,7 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
         check_database_path(cfg.database)
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
+        from .terminology import check_policy
+        check_policy(policy)  # issue 23: vocabulary.system_base is a URL
         load_codes(policy["codes.extra_file"])
+        if cfg.sites:  # issue 24: a bad sites file (or a site's policy) stops here, with one line
+            from .sites.model import read_sites_file
+            from .sites.runtime import load_policies
+            load_policies(read_sites_file(cfg.sites)[1])
     except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
@@ -216,6 +222,8 @@ def _add_feedback_report(sub) -> None:
     p = sub.add_parser("feedback-report", help="accept and override rates per service and card kind")
     p.add_argument("--database", help="SQLite file or postgresql:// URL (default: CDS_DATABASE)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    from .feedback_report import add_site_argument
+    add_site_argument(p)  # issue 24: --site
 
     def run(args):
         from .feedback_report import run as report
@@ -276,6 +284,21 @@ def _lazy(module: str, args: argparse.Namespace) -> int:
 COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
+from .sites_cli import add_parser as _add_sites  # noqa: E402  issue 24: site profiles
+COMMANDS += [_add_sites]
+
+
+def _add_replay(sub) -> None:  # issue 23: cds_service/replay.py
+    from .replay import add_parser
+    add_parser(sub)
+
+
+def _add_check(sub) -> None:  # issue 23: cds_service/check.py
+    from .check import add_parser
+    add_parser(sub)
+
+
+COMMANDS += [_add_replay, _add_check]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -202,6 +202,17 @@ class Config:
     cache: str = field(default="", repr=False)
     redis_timeout_ms: int = 100
     redis_prefix: str = "cds:"
+    # --- issue 24: site profiles (cds_service/sites, README "Sites") ---
+    # Path of the sites file (TOML or JSON). Set, it replaces CDS_TRUSTED_ISSUERS, CDS_POLICY,
+    # CDS_FHIR_ALLOWLIST and CDS_JWT_ALGORITHMS, and every hook call needs a site's token.
+    sites: str = ""
+    # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/capture.py) ---
+    # Directory the service writes each hook request to (pseudonymised). Empty: off (default).
+    capture_dir: str = ""
+    # Site key of the HMAC pseudonyms. Empty: a random key kept in <capture_dir>/.capture-key.
+    capture_key: str = field(default="", repr=False)
+    # Capture is refused with CDS_ENV=production unless this is set.
+    capture_allow_production: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -243,6 +254,11 @@ class Config:
             cache=_env("CDS_CACHE", "") or "",
             redis_timeout_ms=_int("CDS_REDIS_TIMEOUT_MS", 100, 1, 60_000),
             redis_prefix=_env("CDS_REDIS_PREFIX", "cds:") or "cds:",
+            sites=_env("CDS_SITES", "") or "",
+            # issue 23: request capture
+            capture_dir=_env("CDS_CAPTURE_DIR", "") or "",
+            capture_key=_env("CDS_CAPTURE_KEY", "") or "",
+            capture_allow_production=_bool("CDS_CAPTURE_ALLOW_PRODUCTION", False),
         ).validated()
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> "Config":
@@ -261,7 +277,14 @@ class Config:
     def validated(self) -> "Config":
         if self.auth not in ("off", "required"):
             raise ConfigError(f"CDS_AUTH must be 'off' or 'required', not {self.auth!r}")
-        if self.auth == "required" and not self.trusted_issuers:
+        if self.sites and self.auth != "required":
+            return replace(self, auth="required").validated()  # a site is known only by its token
+        if self.sites:
+            for name, value in (("CDS_TRUSTED_ISSUERS", self.trusted_issuers), ("CDS_POLICY", self.policy)):
+                if value:
+                    raise ConfigError(f"CDS_SITES replaces {name}: move it into the sites file "
+                                      "(README \"Sites\") and unset it")
+        if self.auth == "required" and not self.trusted_issuers and not self.sites:
             raise ConfigError("CDS_AUTH=required needs CDS_TRUSTED_ISSUERS (a JSON trust file)")
         if self.fhir_timeout <= 0:
             raise ConfigError("CDS_FHIR_TIMEOUT must be > 0 seconds")
@@ -269,7 +292,7 @@ class Config:
             raise ConfigError("CDS_DATABASE_SYNC must be 'normal' or 'full'")
         if self.max_body_bytes <= 0:
             raise ConfigError("CDS_MAX_BODY_BYTES must be > 0")
-        if "*" in self.fhir_allowlist and self.auth != "off":
+        if "*" in self.fhir_allowlist and (self.auth != "off" or self.sites):
             raise ConfigError("CDS_FHIR_ALLOWLIST='*' is accepted only with CDS_AUTH=off")
         if self.fhir_cache_ttl < 0:
             raise ConfigError("CDS_FHIR_CACHE_TTL must be >= 0 seconds (0 turns the FHIR cache off)")
@@ -303,6 +326,13 @@ class Config:
             raise ConfigError("CDS_REDIS_TIMEOUT_MS must be between 1 and 60000 ms")
         if self.database.startswith(("postgresql://", "postgres://")) is False and "://" in self.database:
             raise ConfigError("CDS_DATABASE must be a SQLite file path or a postgresql:// URL")
+        # issue 23: request capture writes (pseudonymised) patient data to disk
+        if self.capture_dir and self.env == "production" and not self.capture_allow_production:
+            raise ConfigError("refusing to start in production with CDS_CAPTURE_DIR set: request capture "
+                              "writes pseudonymised patient data to disk. Unset it, or set "
+                              "CDS_CAPTURE_ALLOW_PRODUCTION=1 if your governance allows it (README, Replay).")
+        if self.capture_key and len(self.capture_key) < 16:
+            raise ConfigError("CDS_CAPTURE_KEY must be at least 16 characters")
         return self
 
 
@@ -404,7 +434,7 @@ def production_warnings(cfg: Config) -> list[str]:
     if cfg.auth == "off":
         warnings.append("CDS_AUTH=off in production: any caller can request cards (allowed only "
                         "because CDS_ALLOW_INSECURE_PRODUCTION=true)")
-    if set(cfg.fhir_allowlist) == set(Config.fhir_allowlist):
+    if set(cfg.fhir_allowlist) == set(Config.fhir_allowlist) and not cfg.sites:  # sites: per site
         warnings.append("CDS_FHIR_ALLOWLIST is the default (any loopback port): set it to your FHIR "
                         "server's base URL")
     if not cfg.public_base_url:

@@ -24,12 +24,12 @@ from urllib.parse import quote
 
 _LATEST = """
 WITH ranked AS (
-    SELECT card_uuid, service_id, outcome, override_code,
+    SELECT card_uuid, service_id, outcome, override_code, override_system,
            ROW_NUMBER() OVER (PARTITION BY card_uuid, service_id
                               ORDER BY outcome_timestamp DESC, id DESC) AS rn
     FROM feedback
 )
-SELECT h.service_id, c.kind, r.outcome, r.override_code
+SELECT h.service_id, c.kind, r.outcome, r.override_code, r.override_system
 FROM card c
 JOIN hook_call h ON h.id = c.call_id
 LEFT JOIN ranked r ON r.card_uuid = c.uuid AND r.service_id = h.service_id AND r.rn = 1
@@ -68,7 +68,7 @@ def report_connection(target: str):
 
 def _new_group() -> dict[str, Any]:
     return {"cards": 0, "accepted": 0, "overridden": 0, "override_reasons": {}, "suppressed": 0,
-            "suppressed_reasons": {}}
+            "suppressed_reasons": {}, "override_categories": {}}
 
 
 def _rates(counts: dict[str, Any]) -> dict[str, Any]:
@@ -80,13 +80,19 @@ def _rates(counts: dict[str, Any]) -> dict[str, Any]:
     counts["override_reasons"] = dict(sorted(counts["override_reasons"].items(), key=lambda kv: (-kv[1], kv[0])))
     counts["shown"] = issued
     counts["suppressed_reasons"] = dict(sorted(counts["suppressed_reasons"].items()))
+    counts["override_categories"] = dict(sorted(counts["override_categories"].items(),
+                                                key=lambda kv: (-kv[1], kv[0])))
     return counts
 
 
 def build_report(conn) -> dict[str, Any]:
     """conn: a sqlite3 or psycopg connection (report_connection)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for service, kind, outcome, reason in conn.execute(_LATEST):
+    categories, category_totals = _category_map(), {}
+    for service, kind, outcome, reason_code, reason_system in conn.execute(_LATEST):
+        reason = _reason_label(reason_system, reason_code)
+        if outcome == "overridden":
+            _tally_category(category_totals, categories, reason_system, reason_code, reason or NO_REASON)
         keys = [("service", service), ("kind", kind), ("service_kind", f"{service}\t{kind}")]
         for key in keys:
             g = groups.setdefault(key, _new_group())
@@ -96,6 +102,7 @@ def build_report(conn) -> dict[str, Any]:
             if outcome == "overridden":
                 code = reason or "(no reason given)"
                 g["override_reasons"][code] = g["override_reasons"].get(code, 0) + 1
+                _count_category(g, categories, reason_system, reason_code)
     suppressed_total, suppressed_by_reason = 0, {}
     if _has_table(conn, "card_lifecycle"):  # databases from before the card lifecycle have none
         for service, kind, reason in conn.execute(_SUPPRESSED):
@@ -124,8 +131,81 @@ def build_report(conn) -> dict[str, Any]:
     }
     return {"totals": totals, "by_service": section("service"), "by_kind": section("kind"),
             "by_service_and_kind": section("service_kind"),
+            "override_categories": _category_totals(category_totals),
             "lifecycle": {"suppressed": suppressed_total,
                           "suppressed_reasons": dict(sorted(suppressed_by_reason.items()))}}
+
+
+# -- CDS Hooks 3.0 non-adherence categories (issue 23) -------------------------------------------
+# Our override reasons map to the 3.0 categories through the override-reason CodeSystem's
+# property (terminology.py). A reason written under any of our system URIs, including the
+# pre-issue-23 https://cds.example.org/CodeSystem/override-reason, is the same reason; a coding
+# sent directly in the 3.0 system counts under its own category; any other system is
+# "(unmapped)".
+UNMAPPED = "(unmapped)"
+NO_REASON = "(no reason given)"
+
+
+def _category_map() -> dict[str, str]:
+    from .terminology import reason_categories
+    return reason_categories()
+
+
+def _reason_label(system: str | None, code: str | None) -> str | None:
+    """The reason as reported: our code, or "code (system)" for a coding from elsewhere."""
+    from .hooks.vocabulary import OVERRIDE_REASON
+    from .terminology import our_code
+    if not code:
+        return None
+    ours = our_code(OVERRIDE_REASON, system, code)
+    return ours if ours is not None else f"{code} ({system})"
+
+
+def _category_of(categories: dict[str, str], system: str | None, code: str | None) -> str:
+    from .hooks.vocabulary import OVERRIDE_REASON
+    from .terminology import NON_ADHERENCE_SYSTEM, our_code
+    if not code:
+        return NO_REASON
+    if system == NON_ADHERENCE_SYSTEM:
+        return code
+    ours = our_code(OVERRIDE_REASON, system, code)
+    return categories.get(ours, UNMAPPED) if ours is not None else UNMAPPED
+
+
+def _count_category(group: dict[str, Any], categories: dict[str, str], system, code) -> None:
+    category = _category_of(categories, system, code)
+    group["override_categories"][category] = group["override_categories"].get(category, 0) + 1
+
+
+def _tally_category(totals: dict[str, dict[str, Any]], categories: dict[str, str], system, code,
+                    reason: str) -> None:
+    """One overridden card into the report-wide table: its 3.0 category and, under it, our reason."""
+    from .terminology import NON_ADHERENCE_CATEGORIES, NON_ADHERENCE_SYSTEM
+    category = _category_of(categories, system, code)
+    row = totals.setdefault(category, {
+        "category": category,
+        "system": NON_ADHERENCE_SYSTEM if category in NON_ADHERENCE_CATEGORIES else None,
+        "display": NON_ADHERENCE_CATEGORIES.get(category), "overridden": 0, "reasons": {}})
+    row["overridden"] += 1
+    row["reasons"][reason] = row["reasons"].get(reason, 0) + 1
+
+
+def _category_totals(totals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = sorted(totals.values(), key=lambda r: (-r["overridden"], r["category"]))
+    for r in rows:
+        r["reasons"] = dict(sorted(r["reasons"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return rows
+
+
+def _category_lines(report: dict[str, Any]) -> list[str]:
+    rows = report.get("override_categories") or []
+    if not rows:
+        return []
+    lines = ["Overrides by CDS Hooks 3.0 non-adherence category (category: count; our reasons)"]
+    for r in rows:
+        reasons = ", ".join(f"{code} x {n}" for code, n in r["reasons"].items())
+        lines.append(f"  {r['category']}: {r['overridden']}" + (f" ({reasons})" if reasons else ""))
+    return lines
 
 
 def _pct(value: float | None) -> str:
@@ -161,6 +241,7 @@ def format_report(report: dict[str, Any], path: str) -> str:
     if reasons:
         lines.append("Override reasons (card kind: reason code x count)")
         lines += [f"  {kind}: {code} x {n}" for kind, code, n in reasons]
+    lines += _category_lines(report)
     withheld = [(r["kind"], reason, n) for r in report["by_kind"] for reason, n in r["suppressed_reasons"].items()]
     if withheld:
         lines.append("Suppressed cards (card kind: why x count)")
@@ -189,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         conn = report_connection(path)
         try:
+            restrict_to_site(conn, getattr(args, "site", None))  # issue 24
             report = build_report(conn)
         finally:
             conn.close()
@@ -203,3 +285,49 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_report(report, path))
     return 0
+
+
+# --- issue 24: `feedback-report --site` (site profiles), kept apart from the report itself ----
+# The report's queries stay as they are: for one site, temporary views of the same names
+# (searched before the real tables, in SQLite and PostgreSQL) show only that site's rows.
+# Feedback joins its site through the card it answers; feedback naming no known card
+# (unmatched) belongs to no site and is left out.
+_SITE_VIEWS = {
+    "hook_call": "SELECT * FROM {m}hook_call WHERE site_id = {site}",
+    "card": "SELECT c.* FROM {m}card c JOIN {m}hook_call h ON h.id = c.call_id WHERE h.site_id = {site}",
+    "card_lifecycle": "SELECT l.* FROM {m}card_lifecycle l WHERE l.hook_instance IN "
+                      "(SELECT hook_instance FROM {m}hook_call WHERE site_id = {site})",
+    "feedback": "SELECT f.* FROM {m}feedback f WHERE f.card_uuid IN (SELECT c.uuid FROM {m}card c "
+                "JOIN {m}hook_call h ON h.id = c.call_id WHERE h.site_id = {site}) OR f.card_uuid IN "
+                "(SELECT l.card_uuid FROM {m}card_lifecycle l WHERE l.hook_instance IN "
+                "(SELECT hook_instance FROM {m}hook_call WHERE site_id = {site}))",
+}
+
+
+def site_id_argument(value: str) -> str:
+    from .sites.model import SITE_ID
+    if not SITE_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"a site id matches {SITE_ID.pattern}")
+    return value
+
+
+def add_site_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--site", type=site_id_argument,
+                        help="only this site's calls, cards and feedback (CDS_SITES; 'default' without it)")
+
+
+def restrict_to_site(conn, site: str | None) -> None:
+    """Make `conn` show only `site`'s rows to the report's queries (temporary views)."""
+    if not site:
+        return
+    literal = "'" + site.replace("'", "''") + "'"  # site_id_argument allows no quote anyway
+    sqlite = isinstance(conn, sqlite3.Connection)
+    prefix = "main." if sqlite else "public."
+    if not sqlite:  # temporary views only: this session's pg_temp, no table is written
+        conn.execute("SET default_transaction_read_only = off")
+    for name, select in _SITE_VIEWS.items():
+        if name == "card_lifecycle" and not _has_table(conn, name):
+            continue
+        conn.execute(f"CREATE TEMP VIEW {name} AS " + select.format(m=prefix, site=literal))
+    if not sqlite:
+        conn.execute("SET default_transaction_read_only = on")

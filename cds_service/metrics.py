@@ -16,6 +16,9 @@ patient id, token, URL or free text ever becomes a label):
 | `cds_feedback_total` | service, outcome (accepted / overridden; items in stored requests) |
 | `cds_jwt_rejections_total` | reason (a class from `jwt_reason_class`, never the token) |
 
+Every metric also has the label `site` (issue 24): the calling site's id from CDS_SITES,
+`default` without it, `none` before the caller is known.
+
 **Several worker processes.** The server runs several processes; a scrape reaches one of
 them. Per-process counters would then jump between the workers' values (Prometheus reads
 them as resets) and each worker's share would be lost. So when PROMETHEUS_MULTIPROC_DIR is
@@ -43,22 +46,22 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MULTIPROCESS = bool(os.environ.get(MULTIPROC_ENV))
 
 HOOK_CALLS = Counter("cds_hook_calls", "Hook calls answered, by service and HTTP status.",
-                     ["service", "status"])
+                     ["service", "status", "site"])
 HOOK_LATENCY = Histogram("cds_hook_call_duration_seconds", "Hook call latency (whole request), by service.",
-                         ["service"],
+                         ["service", "site"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
-FHIR_REQUESTS = Counter("cds_fhir_requests", "HTTP requests sent to fhirServer, by service.", ["service"])
+FHIR_REQUESTS = Counter("cds_fhir_requests", "HTTP requests sent to fhirServer, by service.", ["service", "site"])
 FHIR_ROUND_TRIPS = Counter("cds_fhir_round_trips", "Sequential rounds of FHIR requests, by service.",
-                           ["service"])
-FHIR_CACHE = Counter("cds_fhir_cache", "Self-fetch cache lookups, by result (hit, miss, or error: the shared cache did not answer).", ["result"])
+                           ["service", "site"])
+FHIR_CACHE = Counter("cds_fhir_cache", "Self-fetch cache lookups, by result (hit, miss, or error: the shared cache did not answer).", ["result", "site"])
 PRECONDITION_FAILED = Counter("cds_precondition_failed", "412 answers (required FHIR data unobtainable), "
-                              "by service and cause.", ["service", "cause"])
+                              "by service and cause.", ["service", "cause", "site"])
 CARDS = Counter("cds_cards", "Cards returned, by service, card kind and indicator.",
-                ["service", "kind", "indicator"])
+                ["service", "kind", "indicator", "site"])
 CARDS_SUPPRESSED = Counter("cds_cards_suppressed", "Cards not shown (e.g. snoozed), by kind and reason.",
-                           ["kind", "reason"])
-FEEDBACK = Counter("cds_feedback", "Feedback items stored, by service and outcome.", ["service", "outcome"])
-JWT_REJECTIONS = Counter("cds_jwt_rejections", "Client JWTs refused, by reason class.", ["reason"])
+                           ["kind", "reason", "site"])
+FEEDBACK = Counter("cds_feedback", "Feedback items stored, by service and outcome.", ["service", "outcome", "site"])
+JWT_REJECTIONS = Counter("cds_jwt_rejections", "Client JWTs refused, by reason class.", ["reason", "site"])
 
 # Label values are cut to this length: a bug upstream must not blow up the series count.
 _MAX_LABEL = 64
@@ -68,27 +71,37 @@ def _label(value: object) -> str:
     return str(value)[:_MAX_LABEL] if value is not None else "none"
 
 
+def _site() -> str:
+    """The calling site (issue 24, cds_service/sites): an id from the sites file, "default"
+    without CDS_SITES, "none" while the caller is not yet known. Never request data."""
+    try:
+        from flask import g
+        return _label(g.get("cds_site_id", "default"))
+    except RuntimeError:  # outside a request
+        return "default"
+
+
 # --- recording (called by the app, the data layer, the hooks and the stores) ---------------
 
 def hook_call(service: str, status: int, seconds: float) -> None:
-    HOOK_CALLS.labels(_label(service), str(int(status))).inc()
-    HOOK_LATENCY.labels(_label(service)).observe(max(seconds, 0.0))
+    HOOK_CALLS.labels(_label(service), str(int(status)), _site()).inc()
+    HOOK_LATENCY.labels(_label(service), _site()).observe(max(seconds, 0.0))
 
 
 def fhir_exchange(service: str, requests: int, round_trips: int) -> None:
     if requests:
-        FHIR_REQUESTS.labels(_label(service)).inc(requests)
+        FHIR_REQUESTS.labels(_label(service), _site()).inc(requests)
     if round_trips:
-        FHIR_ROUND_TRIPS.labels(_label(service)).inc(round_trips)
+        FHIR_ROUND_TRIPS.labels(_label(service), _site()).inc(round_trips)
 
 
 def fhir_cache(hit: bool) -> None:
-    FHIR_CACHE.labels("hit" if hit else "miss").inc()
+    FHIR_CACHE.labels("hit" if hit else "miss", _site()).inc()
 
 
 def fhir_cache_error() -> None:
     """The shared FHIR cache (Redis, issue 16) did not answer; the call went on without it."""
-    FHIR_CACHE.labels("error").inc()
+    FHIR_CACHE.labels("error", _site()).inc()
 
 
 # (substring of the data layer's reason, cause); first match wins.
@@ -115,21 +128,21 @@ def precondition_cause(reason: str) -> str:
 
 def precondition_failed(service: str, reasons) -> None:
     for cause in sorted({precondition_cause(str(r)) for r in reasons}):
-        PRECONDITION_FAILED.labels(_label(service), cause).inc()
+        PRECONDITION_FAILED.labels(_label(service), cause, _site()).inc()
 
 
 def card_issued(service: str, kind: str, indicator: str) -> None:
-    CARDS.labels(_label(service), _label(kind), _label(indicator)).inc()
+    CARDS.labels(_label(service), _label(kind), _label(indicator), _site()).inc()
 
 
 def card_suppressed(kind: str, reason: str) -> None:
     """Count a card the service decided not to show (snoozed, deduplicated, policy).
     `reason` must come from a fixed vocabulary (e.g. "snoozed"), never from request data."""
-    CARDS_SUPPRESSED.labels(_label(kind), _label(reason)).inc()
+    CARDS_SUPPRESSED.labels(_label(kind), _label(reason), _site()).inc()
 
 
 def feedback(service: str, outcome: str) -> None:
-    FEEDBACK.labels(_label(service), _label(outcome)).inc()
+    FEEDBACK.labels(_label(service), _label(outcome), _site()).inc()
 
 
 # (substring of AuthError.reason, class); first match wins. Never the token or a claim value.
@@ -166,7 +179,7 @@ def jwt_reason_class(reason: str) -> str:
 
 
 def jwt_rejected(reason: str) -> None:
-    JWT_REJECTIONS.labels(jwt_reason_class(reason)).inc()
+    JWT_REJECTIONS.labels(jwt_reason_class(reason), _site()).inc()
 
 
 # --- exposition -------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ def scrape(client, **kwargs) -> dict[tuple, float]:
 
 
 def delta(before, after, name, **labels) -> float:
+    labels.setdefault("site", "default")  # issue 24: every metric carries the calling site
     key = (name, tuple(sorted(labels.items())))
     return after.get(key, 0.0) - before.get(key, 0.0)
 

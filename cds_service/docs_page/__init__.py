@@ -42,7 +42,10 @@ def render(policy) -> str:
              "<h1>COVID-19 coagulopathy CDS: the rule behind each card</h1>",
              "<p>Decision support for hospitalised adults with COVID-19; it never prescribes. Section numbers "
              "refer to the service's clinical rules (version 2). Policy values are those this service runs with "
-             f"(policy: <code>{source}</code>).</p><ul>"]
+             f"(policy: <code>{source}</code>).</p>",
+             # issue 23: the HTI-1 source attributes and the FDA criterion-4 basis, generated
+             "<p>Source attributes (ONC HTI-1) and the basis of the recommendations: "
+             "<a href='/docs/source-attributes'>/docs/source-attributes</a>.</p><ul>"]
     parts += [f"<li><a href='#{escape(r.kind)}'>{escape(vocab.CARD_KINDS[r.kind])}</a> "
               f"(<code>{escape(r.kind)}</code>)</li>" for r in rulebook.RULES]
     parts.append("</ul>")

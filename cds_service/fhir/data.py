@@ -260,7 +260,7 @@ class DataLayer:
         server = body.get("fhirServer")
         if not isinstance(server, str) or not server:
             return "the request has no fhirServer"
-        reason = refusal_reason(server, self.config.fhir_allowlist)
+        reason = refusal_reason(server, call.state.config.fhir_allowlist)  # the calling site's (issue 24)
         if reason:
             # Logged (never the token) so an operator can see why and fix CDS_FHIR_ALLOWLIST.
             log_event(log, logging.WARNING, "fhirServer refused, no request sent", reason=reason,

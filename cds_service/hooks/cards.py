@@ -133,6 +133,18 @@ def public_base_url() -> str:
     return (configured or request.host_url).rstrip("/")
 
 
+def code_system_base(base_url: str | None = None) -> str:
+    """The base our code systems are minted under (issue 23): the policy's
+    `vocabulary.system_base` when a site sets one, else `base_url` or the public base URL."""
+    if has_request_context():
+        state = current_app.extensions.get("cds")
+        policy = getattr(state, "policy", None)
+        configured = policy.values.get("vocabulary.system_base") if policy is not None else None
+        if configured:
+            return configured.rstrip("/")
+    return (base_url or public_base_url()).rstrip("/")
+
+
 # -- card shapes ------------------------------------------------------------------------------
 def action_create(description: str, resource: dict) -> dict:
     return {"type": "create", "description": description, "resource": resource}
@@ -170,9 +182,9 @@ def card(kind: str, indicator: str, summary: str | Sequence[str], detail: str, *
         "indicator": indicator,
         "source": {"label": vocab.SOURCE_LABEL,
                    "url": vocab.source_url(kind, base_url or public_base_url()),
-                   "topic": vocab.topic(kind)},
+                   "topic": vocab.topic(kind, code_system_base(base_url))},
         "suggestions": list(suggestions),
-        "overrideReasons": vocab.override_reasons(kind),
+        "overrideReasons": vocab.override_reasons(kind, code_system_base(base_url)),
         # The evidence line's citations. The assessment view's `smart` link (issue 13) is appended
         # per call where the hookInstance is known (hooks/common.respond): one call, kept there.
         "links": vocab.links(*evidence),

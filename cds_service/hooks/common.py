@@ -16,6 +16,7 @@ from ..logic.policy import Policy
 from .. import metrics
 from ..storage import IssuedCard, StorageError
 from . import lifecycle
+from ..sites import silent
 from .registry import HookCall
 
 log = logging.getLogger("cds_service.hooks")
@@ -112,17 +113,20 @@ def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation 
     listed in the audit row under `card_lifecycle`."""
     cards, lifecycle_audit = lifecycle.apply(call, cards, evaluation)
     _link_assessment_view(call, cards)
+    audit = evaluation.audit_json() if evaluation else None
+    if audit is not None and lifecycle_audit is not None:
+        audit["card_lifecycle"] = lifecycle_audit
+    # A silent site (issue 24): the cards go to the audit row, not to the EHR.
+    cards, audit = silent.withhold(call, cards, audit, evaluation)
     storage = call.state.extensions.get("storage")
     if storage is not None:
         try:
-            audit = evaluation.audit_json() if evaluation else None
-            if audit is not None and lifecycle_audit is not None:
-                audit["card_lifecycle"] = lifecycle_audit
             storage.record_call(
                 service_id=call.service.id, hook=call.service.hook, hook_instance=call.hook_instance,
                 patient_id=call.patient_id, evaluated_at=call.received_at, cards=cards,
                 assessment=audit,
-                data_origin=evaluation.data.origin if evaluation else None)
+                data_origin=evaluation.data.origin if evaluation else None,
+                site_id=getattr(call.state, "site", "default"))
         except StorageError as exc:
             log.error("audit row not written", extra={"fields": {
                 "service": call.service.id, "hookInstance": call.hook_instance, "error": str(exc)}})

@@ -1,9 +1,9 @@
 """Our own code systems and the fixed card furniture: source, card kinds, override reasons,
 evidence links. Defined here once; cards, the audit trail and the feedback report use them.
 
-- Card kind (`CARD_KIND_SYSTEM`): what a card is about. It is the card's `source.topic`, and
+- Card kind (`CARD_KIND`, system `system_url(CARD_KIND, base)`): what a card is about. It is the card's `source.topic`, and
   the audit trail keeps it with the card uuid so feedback can be reported per kind.
-- Override reason (`OVERRIDE_REASON_SYSTEM`): the reasons a clinician can pick when
+- Override reason (`OVERRIDE_REASON`): the reasons a clinician can pick when
   dismissing a card. Each card kind offers the subset that makes sense for it.
 """
 from __future__ import annotations
@@ -14,10 +14,17 @@ SOURCE_LABEL = "COVID-19 coagulopathy CDS: rule and evidence"
 # <public base URL> + DOCS_PATH + "#" + kind.
 DOCS_PATH = "/docs/rules"
 
-# Code systems of our own codings (card kind as source.topic, override reasons). They are
-# identifiers, not pages: kept stable (the audit trail, feedback and reports join on them).
-CARD_KIND_SYSTEM = "https://cds.example.org/CodeSystem/card-kind"
-OVERRIDE_REASON_SYSTEM = "https://cds.example.org/CodeSystem/override-reason"
+# Code systems of our own codings (card kind as source.topic, override reasons), minted under
+# the service's public base (issue 23): <base>/fhir/CodeSystem/<name>, where the service serves
+# each as a FHIR R4 CodeSystem (cds_service/terminology.py). The base is the policy's
+# `vocabulary.system_base` when a site sets one, else CDS_PUBLIC_BASE_URL (hooks/cards.py).
+CODE_SYSTEM_PATH = "/fhir/CodeSystem"
+CARD_KIND = "card-kind"
+OVERRIDE_REASON = "override-reason"
+# The URIs before issue 23 (a placeholder domain): rows written with them are read as the same
+# codes (terminology.our_code).
+LEGACY_SYSTEMS = {CARD_KIND: "https://cds.example.org/CodeSystem/card-kind",
+                  OVERRIDE_REASON: "https://cds.example.org/CodeSystem/override-reason"}
 
 # code -> display
 CARD_KINDS = {
@@ -192,13 +199,31 @@ def source_url(kind: str, base_url: str) -> str:
     return f"{base_url.rstrip('/')}{DOCS_PATH}#{kind}"
 
 
-def topic(kind: str) -> dict[str, str]:
-    return {"system": CARD_KIND_SYSTEM, "code": kind, "display": CARD_KINDS[kind]}
+def system_url(name: str, base_url: str) -> str:
+    """The URI (and URL) of our code system `name`: "<base>/fhir/CodeSystem/<name>"."""
+    return f"{base_url.rstrip('/')}{CODE_SYSTEM_PATH}/{name}"
 
 
-def override_reasons(kind: str) -> list[dict[str, str]]:
-    return [{"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": OVERRIDE_REASONS[code]}
-            for code in KIND_OVERRIDE_REASONS[kind]]
+def _base(base_url: str | None) -> str:
+    if base_url is None:  # callers without a base: the one cards use (policy, public URL or request)
+        from .cards import code_system_base
+        return code_system_base()
+    return base_url
+
+
+def topic(kind: str, base_url: str | None = None) -> dict[str, str]:
+    return {"system": system_url(CARD_KIND, _base(base_url)), "code": kind, "display": CARD_KINDS[kind]}
+
+
+# Offered by a kind that has no row in KIND_OVERRIDE_REASONS (every card offers reasons, each
+# with a display: CDS Hooks 3.0 cds-resp-4).
+DEFAULT_OVERRIDE_REASONS = ("already-addressed", "specialist-advice", "data-inaccurate", "clinical-judgement")
+
+
+def override_reasons(kind: str, base_url: str | None = None) -> list[dict[str, str]]:
+    system = system_url(OVERRIDE_REASON, _base(base_url))
+    return [{"system": system, "code": code, "display": OVERRIDE_REASONS[code]}
+            for code in KIND_OVERRIDE_REASONS.get(kind, DEFAULT_OVERRIDE_REASONS)]
 
 
 def links(*keys: str) -> list[dict[str, str]]:

@@ -207,6 +207,11 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "orders.tinzaparin_max_iu_kg_daily": (175, NUM, None),
     "orders.enoxaparin_max_doses_per_day": (2, NUM, None),
     # -- end v3 order check --
+    # -- standards and transparency (issue 23; cds_service/terminology.py, source_attributes.py) --
+    "vocabulary.system_base": (None, STR_OR_NULL, None),
+    "governance.developer": ("Not stated by this site (set governance.developer in the policy file)", STR, None),
+    "governance.funding": ("Not stated by this site (set governance.funding in the policy file)", STR, None),
+    # -- end standards and transparency --
 }
 
 
@@ -458,6 +463,9 @@ SOURCES: dict[str, str] = {
     "dosing.accept_0_5_mg_kg_bid_cap_mg": "§19.11 v3: 0.5 mg/kg twice daily is capped at 60 mg per dose (added key)",
     "dosing.bmi_tier3": "§19.11 v3 optional row 6a (site decision): enoxaparin 60 mg twice daily at BMI >= 50 (local policy, unverified)",
     "escalation.": "§13 ATTACC/ACTIV-4a/REMAP-CAP non-critically ill, N Engl J Med 2021;385:790; NIH 2022",
+    "vocabulary.system_base": "issue 23: base our code systems are minted under (null: CDS_PUBLIC_BASE_URL); served at BASE/fhir/CodeSystem/NAME",
+    "governance.developer": "issue 23: ONC HTI-1 45 CFR 170.315(b)(11)(iv)(A)(2) developer of the intervention (site fills in)",
+    "governance.funding": "issue 23: ONC HTI-1 45 CFR 170.315(b)(11)(iv)(A)(3) funding source of the intervention's development (site fills in)",
 }
 
 

@@ -41,6 +41,8 @@ def check_startup(cfg: Config) -> dict[str, TrustedIssuer] | None:
     """Refuse unsafe or broken security configuration with a clear ConfigError.
 
     Returns the trusted issuers when auth is required, else None."""
+    if cfg.sites:
+        return None  # the sites file names the issuers; cds_service/sites authenticates every call
     if cfg.env == "production" and cfg.auth == "off" and not cfg.allow_insecure_production:
         raise ConfigError(
             "refusing to start in production with CDS_AUTH=off. Set CDS_AUTH=required and "
@@ -80,7 +82,10 @@ def init_app(app: Flask, state) -> None:
     cfg = state.config
     issuers = check_startup(cfg)
     validator = None
-    if cfg.auth == "off":
+    if cfg.sites:
+        # Site profiles (issue 24): cds_service/sites authenticates and picks the site.
+        state.extensions.setdefault("replay_store", InMemoryReplayStore())
+    elif cfg.auth == "off":
         log.warning("CDS_AUTH=off: JWT client authentication is DISABLED; any caller is accepted. "
                     "Never expose this service to real patient data in this mode.")
         if cfg.env == "production":

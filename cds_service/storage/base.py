@@ -206,7 +206,7 @@ class BaseStorage:
     def record_call(self, *, service_id: str, hook: str, hook_instance: str, patient_id: str,
                     evaluated_at: datetime, cards: Sequence[IssuedCard],
                     assessment: dict[str, Any] | None = None,
-                    data_origin: dict[str, Any] | None = None) -> None:
+                    data_origin: dict[str, Any] | None = None, site_id: str = "default") -> None:
         """Prepare one answered hook call with its cards (on the caller's thread: hashed,
         scrubbed, serialised) and hand it to the batched writer. StorageError only if the
         audit key cannot be had (a random pepper in an unreachable database)."""
@@ -217,7 +217,7 @@ class BaseStorage:
         origin_json = (orjson.dumps(_scrub(data_origin, patient_id, marker, self.patient_hash)).decode()
                        if data_origin else None)
         call_row = (hook_instance, service_id, hook, hashed, utc_iso(evaluated_at), _now(), origin_json,
-                    assessment_json, full_version())
+                    assessment_json, full_version(), site_id)
         card_rows, suggestion_rows = [], []
         for issued in cards:
             card = issued.card
@@ -233,7 +233,7 @@ class BaseStorage:
         self._writer.submit(_Call(service_id, call_row, card_rows, suggestion_rows))
 
     _CALL_COLUMNS = ("hook_instance", "service_id", "hook", "patient_hash", "evaluated_at", "recorded_at",
-                     "data_origin", "assessment", "service_version")
+                     "data_origin", "assessment", "service_version", "site_id")
     _LIFECYCLE_COLUMNS = ("card_uuid", "hook_instance", "service_id", "kind", "indicator", "fingerprint",
                           "user_hash", "patient_hash", "encounter_hash", "situation", "at_epoch", "status", "reason")
 

@@ -160,10 +160,10 @@ def test_redis_down_calls_go_on_without_the_cache(rsps, caplog):
         port = probe.getsockname()[1]
     app = make_app(cache=f"redis://127.0.0.1:{port}/0", redis_timeout_ms=50)
     FakeFhir(rsps, answers(app))
-    before = metrics.FHIR_CACHE.labels("error")._value.get()
+    before = metrics.FHIR_CACHE.labels("error", "default")._value.get()
     caplog.set_level("ERROR")
     first = gather(app, request_body())
     again = gather(app, request_body())
     assert first.fhir_calls == again.fhir_calls == 2 and again.resources == first.resources
-    assert metrics.FHIR_CACHE.labels("error")._value.get() - before >= 4
+    assert metrics.FHIR_CACHE.labels("error", "default")._value.get() - before >= 4
     assert sum("FHIR cache (Redis) unavailable" in r.getMessage() for r in caplog.records) == 1

@@ -94,10 +94,14 @@ def check_response(body: dict, payload: dict) -> None:
         # the service's own rule page for this kind (GET /docs/rules, absolute)
         assert source["label"] and source["url"].startswith(("http://", "https://"))
         assert source["url"].endswith(f"{vocab.DOCS_PATH}#{source['topic']['code']}")
-        assert source["topic"]["system"] == vocab.CARD_KIND_SYSTEM
+        # issue 23: our codes are minted under one base (the public base, or the policy's
+        # vocabulary.system_base: tests/hooks/test_terminology.py) and resolve there
+        system = source["topic"]["system"]
+        assert system.startswith(("http://", "https://")) and system.endswith(f"{vocab.CODE_SYSTEM_PATH}/card-kind")
+        base = system[: -len(f"{vocab.CODE_SYSTEM_PATH}/card-kind")]
         assert source["topic"]["code"] in vocab.CARD_KINDS and source["topic"]["display"]
         reasons = card["overrideReasons"]
-        assert reasons and all(r["system"] == vocab.OVERRIDE_REASON_SYSTEM and r["code"] in vocab.OVERRIDE_REASONS
+        assert reasons and all(r["system"] == vocab.system_url(vocab.OVERRIDE_REASON, base) and r["code"] in vocab.OVERRIDE_REASONS
                                and r["display"] == vocab.OVERRIDE_REASONS[r["code"]] for r in reasons)
         evidence = [link for link in card["links"] if link["type"] == "absolute"]
         assert evidence and all(link["url"].startswith("https://") and "appContext" not in link

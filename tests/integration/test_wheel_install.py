@@ -122,7 +122,7 @@ def test_installed_wheel_serves_cards(installed, served):
     calls = {tuple(sorted(s.labels.items())): s.value
              for family in text_string_to_metric_families(text) if family.name == "cds_hook_calls"
              for s in family.samples if s.name == "cds_hook_calls_total"}
-    assert calls.get((("service", "coagulopathy-risk"), ("status", "200"))) == 1.0, text[:3000]
+    assert calls.get((("service", "coagulopathy-risk"), ("site", "default"), ("status", "200"))) == 1.0, text[:3000]
     version = _run([str(bin_dir / "cds-service"), "--version"], env=env, cwd=work).stdout
     assert version.startswith("cds-service ") and "git" not in version  # no checkout: no git describe
 

@@ -166,6 +166,8 @@ def test_every_policy_key_is_from_16_or_documented_as_added():
         # v3: numbers §19.2 and §19.11 state without a key (v3-orders)
         "dosing.accept_0_5_mg_kg_bid_cap_mg", "orders.dalteparin_max_iu_kg_daily", "orders.dalteparin_max_iu_day",
         "orders.tinzaparin_max_iu_kg_daily", "orders.enoxaparin_max_doses_per_day",
+        # issue 23 (not clinical): code system base, HTI-1 developer and funding
+        "vocabulary.system_base", "governance.developer", "governance.funding",
     }
 
 

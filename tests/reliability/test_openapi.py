@@ -63,8 +63,10 @@ def test_api_conforms(case, wsgi_app):
     case.validate_response(response, excluded_checks=excluded)
     assert response.status_code < 500, response.text[:500]
     headers = response.headers  # lower-case keys, list values
-    if case.path == "/docs/rules" and response.status_code == 200:   # the rule page: HTML for people
-        assert headers["content-type"][0].startswith("text/html")
+    if case.path in ("/docs/rules", "/docs/source-attributes") and response.status_code == 200:
+        assert headers["content-type"][0].startswith("text/html")       # pages for people
+    elif case.path == "/fhir/CodeSystem/{name}" and response.status_code == 200:
+        assert headers["content-type"][0].startswith("application/fhir+json")   # issue 23
     elif response.status_code != 204:
         assert headers["content-type"][0].startswith("application/json")
     assert headers.get("access-control-allow-origin")

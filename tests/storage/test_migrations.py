@@ -69,8 +69,8 @@ def test_sqlite_creates_itself_and_records_its_version(tmp_path):
     db = tmp_path / "cds.sqlite3"
     open_storage(str(db)).check_writable()          # zero configuration: the first write creates it
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [(1, "initial")]
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [(1, "initial"), (2, "site_id")]
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
 
 
 def test_a_sqlite_database_from_before_numbered_migrations_is_brought_up(tmp_path):
@@ -89,9 +89,10 @@ def test_a_sqlite_database_from_before_numbered_migrations_is_brought_up(tmp_pat
     conn.close()
     assert cli_main(["migrate", "--database", str(db)]) == 0
     conn = sqlite3.connect(db)
-    assert [r[1] for r in conn.execute("PRAGMA table_info(hook_call)")][-1] == "service_version"
-    assert conn.execute("SELECT hook_instance FROM hook_call").fetchall() == [("old",)]
-    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (1,)
+    # 0002 (issue 24) adds site_id after service_version; the old row is the implicit site's.
+    assert [r[1] for r in conn.execute("PRAGMA table_info(hook_call)")][-2:] == ["service_version", "site_id"]
+    assert conn.execute("SELECT hook_instance, site_id FROM hook_call").fetchall() == [("old", "default")]
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (2,)
     assert open_storage(str(db)).patient_hash("p") == open_storage(str(db), pepper="abc").patient_hash("p")
 
 

@@ -1,0 +1,163 @@
+"""Site profiles (issue 24, CDS_SITES): one service, several hospitals, deny by default.
+
+Without CDS_SITES nothing here runs: the single-site variables (CDS_TRUSTED_ISSUERS,
+CDS_POLICY, CDS_FHIR_ALLOWLIST, CDS_AUTH) are one implicit site, "default", exactly as
+before, and audit rows and metrics carry site "default". With CDS_SITES set, the sites
+file replaces those variables (a set CDS_TRUSTED_ISSUERS or CDS_POLICY is refused at start)
+and every hook call, feedback and token-carrying discovery goes through `runtime.SitesRuntime`.
+
+The app calls, in this order: `prepare(state)` before the security layer, `init_app(app,
+state)` after the storage layer, `gate(...)` in the hook call, `discovery_body(state)` in
+discovery, and `readiness(state)` in /readyz.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, g, request
+
+from ..fhir.allowlist import refusal_reason
+from ..logging_setup import log_event
+from .model import SitesFileError
+from .runtime import PROTECTED, SiteRefused, SitesRuntime
+
+log = logging.getLogger("cds_service.sites")
+
+
+def enabled(state) -> bool:
+    return bool(getattr(state.config, "sites", ""))
+
+
+def _runtime(state) -> SitesRuntime | None:
+    return state.extensions.get("sites")
+
+
+def prepare(state) -> None:
+    if enabled(state):
+        state.extensions["sites"] = SitesRuntime(state, state.config.sites)
+
+
+def init_app(app: Flask, state) -> None:
+    rt = _runtime(state)
+    if rt is None:
+        return
+    rt.attach()
+    rt.ensure_poller()
+    from ..security import invoked_url
+
+    @app.before_request
+    def _site_gate() -> None:
+        rt.ensure_poller()  # a no-op unless this process was forked after the app was made
+        if request.method == "OPTIONS" or request.endpoint not in PROTECTED | {"discovery"}:
+            return None
+        g.cds_site_id = "none"
+        header = request.headers.get("Authorization")
+        if request.endpoint == "discovery" and not header:
+            if rt.current.any_open:
+                return None
+            raise SiteRefused(401, "authentication", "discovery needs a bearer token on this service.")
+        site = rt.authenticate(header, invoked_url(state.config))
+        g.cds_site, g.cds_site_id = site, site.site.id
+        if request.endpoint == "discovery":
+            return None
+        service_id = (request.view_args or {}).get("service_id")
+        if state.registry.get(service_id) is None:
+            return None  # the view answers 404 for an unknown service, as without sites
+        if site.site.mode == "off":
+            log_event(log, logging.INFO, "site refused", check="site mode", site=site.site.id, path=request.path)
+            raise SiteRefused(403, "site mode", "the calling site is switched off on this service.")
+        if site.registry.get(service_id) is None:
+            log_event(log, logging.INFO, "site refused", check="service", site=site.site.id, path=request.path)
+            raise SiteRefused(403, "service", "this service is not enabled for the calling site.")
+        return None
+
+
+def gate(state, service, body: dict):
+    """(state, service) the hook call runs with: the calling site's (its policy, allowlist,
+    codes, mode) with CDS_SITES, the app's own without. Refuses a fhirServer outside the
+    site's allowlist with 403 (checked by fhir/allowlist.py, before any data is fetched)."""
+    if not enabled(state):
+        return state, service
+    site = g.get("cds_site")
+    if site is None:  # fail closed: no hook call runs without its site (never the app's own state)
+        raise SiteRefused(401, "authentication", "a JWT in the Authorization header is required.")
+    server = body.get("fhirServer")
+    if server is not None:
+        reason = refusal_reason(server, site.site.fhir_allowlist)
+        if reason:
+            log_event(log, logging.INFO, "site refused", check="fhirServer", site=site.site.id,
+                      path=request.path)
+            raise SiteRefused(403, "fhirServer", "fhirServer is not on the calling site's FHIR allowlist.")
+    return site.state, site.registry.get(service.id)
+
+
+def check_feedback(state, items: list[dict]) -> None:
+    """With CDS_SITES, feedback may name only cards issued to the caller's site: a card of
+    another site is refused (403), so one site's token cannot skew another's report. A card
+    no site issued is stored as unmatched, as without sites."""
+    if not enabled(state):
+        return
+    site = g.get("cds_site")
+    if site is None:  # fail closed, as in gate()
+        raise SiteRefused(401, "authentication", "a JWT in the Authorization header is required.")
+    store = state.extensions.get("storage")
+    if store is None:
+        return
+    uuids = sorted({item["card"] for item in items if isinstance(item.get("card"), str)})
+    if not uuids:
+        return
+    from ..storage import StorageError
+    marks = ", ".join("?" for _ in uuids)
+    try:  # query() commits this process's pending audit rows first
+        owners = {row[0] for row in store.query(
+            "SELECT hook_call.site_id FROM card JOIN hook_call ON hook_call.id = card.call_id"
+            f" WHERE card.uuid IN ({marks})", uuids)}
+    except StorageError:
+        return  # the store below answers 503 for a database that is down
+    if owners - {site.site.id}:
+        log_event(log, logging.INFO, "site refused", check="feedback", site=site.site.id, path=request.path)
+        raise SiteRefused(403, "feedback", "a card named was not issued to the calling site.")
+
+
+def discovery_body(state) -> dict[str, Any] | None:
+    """The discovery answer with CDS_SITES (None without): the calling site's services with a
+    token, every service of the sites with discovery_open without one."""
+    if not enabled(state):
+        return None
+    site = g.get("cds_site")
+    if site is not None:  # a site switched off is offered nothing
+        return site.registry.discovery() if site.site.mode != "off" else {"services": []}
+    return {"services": _runtime(state).current.open_services}
+
+
+def readiness(state) -> dict[str, str]:
+    """/readyz: every site's policy file and codes still load, and its keys are usable
+    (inline keys were checked at load; a jwks_url must answer). The body never names a site;
+    the log does (operators only)."""
+    rt = _runtime(state)
+    if rt is None:
+        return {}
+    from ..fhir.codes import load_codes
+    from ..logic.policy import Policy
+    failed = 0
+    for built in rt.current.sites.values():
+        problems = []
+        try:
+            load_codes(Policy.load(built.site.policy_path or None)["codes.extra_file"])
+        except Exception as exc:  # PolicyError, CodeDataError, a file gone since the load
+            problems.append(f"policy: {' '.join(str(exc).split())[:200]}")
+        for issuer in built.site.issuers:
+            url = issuer.trusted.jwks_url
+            if url and not rt.jwks._fetch(url):
+                problems.append(f"jwks_url of {issuer.trusted.iss[:100]!r} unusable")
+        if problems:
+            failed += 1
+            log_event(log, logging.WARNING, "site not ready", site=built.site.id, problems=problems)
+    if failed:
+        return {"sites": "a site has an unusable policy file or keys (the log names it)"}
+    return {"sites": "ok"}
+
+
+__all__ = ["SitesFileError", "SiteRefused", "check_feedback", "discovery_body", "enabled", "gate",
+           "init_app", "prepare", "readiness"]

@@ -1,0 +1,299 @@
+"""Site profiles at run time: who called (iss + tenant -> one site), what that site may do,
+and reloading the sites file without a restart.
+
+Deny by default: with CDS_SITES set, a hook call or feedback without a token, or whose
+verified (iss, tenant) matches no site, is refused; so is a fhirServer outside the site's
+allowlist (fhir/allowlist.py decides), a service the site has not enabled, and every call of
+a site set to "off". The answer names the check that failed, never a site id: callers learn
+nothing about the other sites, and neither does a log line written while serving them.
+
+Reload: the accepted file (its text, sha256 and a reload id) is kept in the audit database's
+`meta` table (SQLite or PostgreSQL, so every worker and replica shares it). A thread in each
+worker looks at it every CHECK_INTERVAL_S seconds and applies a new reload id after building it
+in full; a file that fails is logged in one line and the old configuration stays. The thread,
+not a request, does this, so no request waits for it and no log line written while serving a
+caller names another site. `cds-service sites reload` validates the file and writes that row;
+SIGHUP makes granian respawn the workers, which read the file again and, if it is bad, fall
+back to the row (so a bad file never stops a worker).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections import ChainMap
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jwt
+import orjson
+from flask import g, request
+from jwt.exceptions import PyJWTError
+
+from .. import metrics
+from ..errors import CDSError, operation_outcome
+from ..fhir.codes import CodeDataError, load_codes
+from ..logging_setup import log_event
+from ..logic.policy import Policy, PolicyError
+from ..security.jwks import JwksClient
+from ..security.replay import ReplayStoreUnavailable
+from ..security.tokens import MAX_TOKEN_CHARS, AuthError, TokenValidator
+from . import silent
+from .model import Site, SitesFile, SitesFileError, parse_sites, read_sites_file
+
+log = logging.getLogger("cds_service.sites")
+
+CHECK_INTERVAL_S = 2.0
+META_KEY = "sites_config"
+PROTECTED = frozenset({"call_service", "feedback"})
+
+
+class SiteRefused(CDSError):
+    """401/403 naming the check that failed (never a site)."""
+
+    def __init__(self, status: int, check: str, diagnostics: str):
+        super().__init__(f"{check} check failed: {diagnostics}", status=status)
+        self.check = check
+
+    def outcome(self) -> dict[str, Any]:
+        body = operation_outcome(self.status, self.diagnostics)
+        body["issue"][0]["code"] = "login" if self.status == 401 else "forbidden"
+        return body
+
+
+@dataclass
+class BuiltSite:
+    site: Site
+    policy: Policy
+    registry: Any               # the site's enabled services, prefetch with the site's codes
+    state: Any                  # app.AppState seen by this site's hook calls
+
+
+@dataclass
+class Built:
+    file: SitesFile
+    raw: bytes
+    base: str
+    sites: dict[str, BuiltSite]
+    validators: dict[str, TokenValidator]                   # by iss
+    tenants: dict[str, list[tuple[frozenset[str], str]]]    # iss -> [(tenants, site id)]
+    open_services: list[dict] = field(default_factory=list)  # token-less discovery
+    any_open: bool = False
+    reload_id: str = ""
+
+
+def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
+    """Parse, load every site's policy and codes, and make its request state; SitesFileError
+    (one line) on any problem."""
+    from ..app import AppState  # the app and hooks modules import this package
+    from ..hooks import Registry, build_registry
+
+    parsed = parse_sites(raw, source, Path(base))
+    loaded = load_policies(parsed)
+    sites: dict[str, BuiltSite] = {}
+    for site in parsed.sites.values():
+        policy, codes = loaded[site.id]
+        policy = silent.site_policy(policy, site.mode)  # §19.14 cards.silent, once it exists
+        registry = Registry([s for s in build_registry(codes) if s.id in site.services])
+        cfg = replace(state.config, fhir_allowlist=site.fhir_allowlist, policy=site.policy_path)
+        view = AppState(config=cfg, policy=policy, registry=registry,
+                        extensions=ChainMap({}, state.extensions), site=site.id, site_mode=site.mode)
+        sites[site.id] = BuiltSite(site=site, policy=policy, registry=registry, state=view)
+    validators: dict[str, TokenValidator] = {}
+    tenants: dict[str, list[tuple[frozenset[str], str]]] = {}
+    for built in sites.values():
+        for issuer in built.site.issuers:
+            iss = issuer.trusted.iss
+            tenants.setdefault(iss, []).append((issuer.trusted.tenants, built.site.id))
+            if iss not in validators:
+                # The tenant is matched to a site after the signature (a 403 naming that check).
+                validators[iss] = TokenValidator(
+                    issuers={iss: replace(issuer.trusted, tenants=frozenset())},
+                    algorithms=issuer.algorithms, max_lifetime=state.config.jwt_max_lifetime, jwks=jwks,
+                    replay_store=lambda: state.extensions["replay_store"])
+    open_ids: list[str] = []
+    for built in sites.values():
+        if built.site.discovery_open and built.site.mode != "off":
+            open_ids += [s for s in built.site.services if s not in open_ids]
+    open_services = [s.discovery() for s in state.registry if s.id in open_ids]
+    return Built(file=parsed, raw=raw, base=base, sites=sites, validators=validators, tenants=tenants,
+                 open_services=open_services, any_open=bool(open_ids))
+
+
+def load_policies(parsed: SitesFile) -> dict[str, tuple[Policy, Any]]:
+    """site id -> (policy, codes); SitesFileError naming the site and its policy file."""
+    out = {}
+    for site in parsed.sites.values():
+        try:
+            policy = Policy.load(site.policy_path or None)
+            out[site.id] = (policy, load_codes(policy["codes.extra_file"]))
+        except (PolicyError, CodeDataError, OSError, ValueError, TypeError) as exc:
+            raise SitesFileError(f"sites file {parsed.source!r}, site {site.id!r}: policy "
+                                 f"{site.policy_path or '(defaults)'!r}: {' '.join(str(exc).split())[:300]}") from None
+    return out
+
+
+class SitesRuntime:
+    def __init__(self, state, path: str):
+        self.state = state
+        self.path = path
+        self.jwks = JwksClient()
+        self.current: Built | None = None
+        self.boot_error: str | None = None
+        self._poller_pid: int | None = None
+        self._read_failing = False  # log a failing database once, not every check
+        self._lock = threading.Lock()
+        try:
+            raw, _ = read_sites_file(path)
+            self.current = build(raw, path, str(Path(path).resolve().parent), state, self.jwks)
+        except SitesFileError as exc:
+            self.boot_error = str(exc)  # init_app falls back to the accepted row, or fails
+
+    # -- the shared record -----------------------------------------------------------------
+    def _storage(self):
+        return self.state.extensions.get("storage")
+
+    def read_record(self) -> dict | None:
+        store = self._storage()
+        if store is None:
+            return None
+        rows = store._read(lambda conn: conn.execute(
+            "SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchall())
+        return orjson.loads(rows[0][0]) if rows else None
+
+    def from_record(self, record: dict) -> Built:
+        built = build(record["text"].encode("utf-8"), record["source"], record["base"], self.state, self.jwks)
+        built.reload_id = record["id"]
+        return built
+
+    def attach(self) -> None:
+        """After the storage layer: adopt or publish the accepted configuration."""
+        try:
+            record = self.read_record()
+        except Exception as exc:  # the database may be down at boot: the worker still boots
+            log_event(log, logging.WARNING, "sites: accepted configuration not readable", error=str(exc)[:300])
+            record = None
+        if self.current is None:
+            if record is None:
+                from ..config import ConfigError
+                raise ConfigError(self.boot_error or "sites file not loaded")
+            self.current = self.from_record(record)
+            log_event(log, logging.ERROR, "sites file refused; the accepted configuration stays",
+                      error=self.boot_error, sha256=record["sha256"][:12])
+            return
+        if record is not None and record.get("sha256") == self.current.file.sha256:
+            self.current.reload_id = record["id"]
+            return
+        try:
+            self.current.reload_id = publish(self._storage(), self.current.raw, self.path,
+                                             self.current.base) if self._storage() else ""
+        except Exception as exc:
+            log_event(log, logging.WARNING, "sites: accepted configuration not recorded", error=str(exc)[:300])
+
+    def ensure_poller(self) -> None:
+        """Start this process's reload thread (again after a fork: threads do not survive it)."""
+        if self._poller_pid == os.getpid():
+            return
+        self._lock = threading.Lock()  # a lock held at fork time would never be released here
+        with self._lock:
+            if self._poller_pid == os.getpid():
+                return
+            self._poller_pid = os.getpid()
+            threading.Thread(target=_poll, args=(weakref.ref(self),), name="cds-sites-reload",
+                             daemon=True).start()
+
+    def maybe_reload(self) -> None:
+        """Apply a newer accepted configuration, if there is one (the reload thread calls this)."""
+        with self._lock:
+            try:
+                record = self.read_record()
+            except Exception as exc:
+                if not self._read_failing:
+                    log_event(log, logging.WARNING, "sites: accepted configuration not readable; "
+                              "the current one stays", error=str(exc)[:300])
+                self._read_failing = True
+                return
+            self._read_failing = False
+            if record is None or record.get("id") == self.current.reload_id:
+                return
+            try:
+                built = self.from_record(record)
+            except SitesFileError as exc:
+                log_event(log, logging.ERROR, "sites reload refused; the old configuration stays", error=str(exc))
+                self.current.reload_id = record.get("id", "")  # logged once, not every check
+                return
+            self.current = built
+            log_event(log, logging.INFO, "sites configuration reloaded", sha256=built.file.sha256[:12],
+                      sites=len(built.sites))
+
+    # -- per request -------------------------------------------------------------------------
+    def authenticate(self, header: str | None, audience: str) -> BuiltSite:
+        built = self.current
+        if not header:
+            raise SiteRefused(401, "authentication", "a JWT in the Authorization header is required.")
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        try:
+            if scheme.lower() != "bearer" or len(token) > MAX_TOKEN_CHARS:
+                raise ValueError
+            iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except (PyJWTError, AttributeError, ValueError, TypeError):
+            metrics.jwt_rejected("token cannot be decoded")
+            log_event(log, logging.INFO, "site refused", check="token", path=request.path)
+            raise SiteRefused(401, "token", "the credential was not accepted.") from None
+        if not isinstance(iss, str) or iss not in built.validators:
+            metrics.jwt_rejected("iss not trusted")
+            log_event(log, logging.INFO, "site refused", check="issuer", path=request.path)
+            raise SiteRefused(401, "issuer", "the token's issuer is not trusted by this service.")
+        try:
+            identity = built.validators[iss].validate(header, audience)
+        except AuthError as exc:
+            metrics.jwt_rejected(exc.reason)
+            log_event(log, logging.DEBUG, "authentication rejected", reason=exc.reason, path=request.path,
+                      **exc.context)
+            raise SiteRefused(401, "token", "the credential was not accepted.") from None
+        except ReplayStoreUnavailable as exc:
+            from ..errors import ServiceUnavailable
+            log_event(log, logging.ERROR, "audit store unavailable: jti cannot be recorded, call refused",
+                      path=request.path, error=str(exc))
+            raise ServiceUnavailable("Audit store unavailable: the request could not be recorded, so it "
+                                     "was not processed. Retry later.") from None
+        g.cds_client = identity
+        for tenants, site_id in built.tenants[iss]:
+            if not tenants or identity.tenant in tenants:
+                return built.sites[site_id]
+        metrics.jwt_rejected("tenant not allowed")
+        log_event(log, logging.INFO, "site refused", check="tenant", path=request.path)
+        raise SiteRefused(403, "tenant", "the token's tenant is not allowed for its issuer.")
+
+
+def _poll(ref) -> None:
+    """The reload thread: holds the runtime weakly, so a discarded app lets it end."""
+    while True:
+        time.sleep(max(CHECK_INTERVAL_S, 0.05))
+        runtime = ref()
+        if runtime is None:
+            return
+        try:
+            runtime.maybe_reload()
+        except Exception:  # never let the thread die: the next round tries again
+            log.exception("sites reload check failed")
+        del runtime
+
+
+def publish(store, raw: bytes, source: str, base: str) -> str:
+    """Record `raw` as the accepted sites file (every worker and replica applies it); the id."""
+    import hashlib
+    reload_id = uuid.uuid4().hex
+    value = orjson.dumps({"id": reload_id, "sha256": hashlib.sha256(raw).hexdigest(),
+                          "text": raw.decode("utf-8"), "source": source, "base": base,
+                          "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}).decode()
+    store._write(lambda conn: conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (META_KEY, value)))
+    return reload_id
