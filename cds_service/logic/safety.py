@@ -287,9 +287,19 @@ def classify_order(order: MedicationOrder, weight_kg: float | None, crcl_lt_30: 
     p, name = policy, order.ingredient
     if weight_kg is not None and weight_kg <= 0:  # absurd; fhir/ should have rejected it
         weight_kg = None
+    # v3 §19.0: the intensity list decides first; §10.3's mg/kg classes only where it does not
+    # (40 mg once daily under 57 kg is prophylactic, not "intermediate"/"therapeutic")
+    mg, n = order.dose_mg, order.doses_per_day
+    if name == "dabigatran" and mg is not None and n is not None and nm.cmp_le(n, 1, p) \
+            and any(round(mg, 6) == v for v in (110.0, 220.0)):
+        return "prophylactic"
+    if name == "edoxaban" and mg is not None and n is not None and nm.cmp_le(n, 1, p) and nm.cmp_le(mg, 30, p):
+        return "prophylactic"
     if name in ALWAYS_THERAPEUTIC or order.drug_class in ("vka", "dti"):
         return "therapeutic"
     if name == "enoxaparin":
+        if mg is not None and n is not None and nm.cmp_le(n, 1, p) and nm.cmp_le(mg * n, p["dosing.standard_mg"], p):
+            return "prophylactic"
         return _enoxaparin(order, weight_kg, crcl_lt_30, p)
     if name in ("dalteparin", "tinzaparin"):
         return _iu_lmwh(order, weight_kg, p)

@@ -367,3 +367,23 @@ def test_active_therapeutic_enoxaparin_with_hit_history_is_replaced_by_treatment
     assert [medication(a["resource"])[1:3] for a in creates] == [(7.5, "mg")]     # not 2.5 mg
     assert [a["resourceId"] for a in s["actions"] if a["type"] == "delete"] == ["MedicationRequest/enox-70-bid"]
     assert s["label"] == "Replace with fondaparinux"
+
+
+def test_active_40_mg_daily_at_45_kg_crcl_18_is_prophylactic_not_therapeutic(tmp_path):
+    """Headline 5 in patient-view: the active order is prophylactic intensity (§19.0), the renal
+    dose review offers 30 mg, and the anti-Xa target is the prophylactic one (§19.7)."""
+    import json as _json
+
+    from cds_service import create_app
+    from hook_helpers import db_rows
+    db = str(tmp_path / "cds.sqlite3")
+    client = create_app({"database": db}).test_client()
+    body = example(weight=45, creatinine=3.0)
+    add_order(body, "enox-40-daily", "enoxaparin", dose=40)
+    cards = post(client, as_patient_view(body))["cards"]
+    ((assessment,),) = db_rows(db, "SELECT assessment FROM hook_call")
+    a = _json.loads(assessment)
+    assert a["safety"]["current_order_class"] == "prophylactic" and a["safety"]["already_therapeutic"] is False
+    assert (a["anti_xa"]["target_low"], a["anti_xa"]["target_high"]) == (0.2, 0.5)
+    # the example is a ward therapeutic candidate: the card is the candidate's, never keep_therapeutic
+    assert a["recommendation"]["pathway"] != "keep_therapeutic" and cards
