@@ -44,13 +44,13 @@ from ..fhir.codes import Codes
 from ..fhir.context import Validator
 from ..fhir.orders import first_dosage, normalise_order
 from ..logic import safety as safety_mod
-from ..logic.order_check import CHECKED, Finding, Proposed, check_order
+from ..logic.order_check import check_order
 from ..logic.safety import HEPARINS
 from . import templates as t
 from .cards import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
                     product, product_key, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, codes_for, evaluate, respond
-from .content import anti_xa_suggestion, shown
+from .content import shown
 from .registry import HookCall, Service
 
 HIT_CRITICAL = ("hit_acute", "hit_recent", "hit_suspected")
@@ -213,28 +213,6 @@ class _DraftCards:
         self.draft_ref = f"MedicationRequest/{resource['id']}" if isinstance(resource.get("id"), str) \
             and resource["id"] else None
 
-    def choose(self):
-        """v3 (§19): critical findings first, then a warning contraindication, the duplicate card,
-        then the first other finding. Silence means every check found nothing (§19.0)."""
-        check = self.check
-        if check is None or not check.checked:
-            return self.duplicate()
-        findings = [f for f in check.findings if f.kind != "already_anticoagulated"]
-        for f in findings:
-            if f.urgency == "critical":
-                return self.render(f)
-        for f in findings:
-            if f.kind == "contraindicated":
-                return self.render(f)
-        duplicate = self.duplicate()
-        if duplicate is not None:
-            return duplicate
-        for f in findings:
-            if f.kind == "undeterminable" and f.urgency is None and self.p["cards.not_determinable"] == "none":
-                continue
-            return self.render(f)
-        return None
-
     def render(self, f):
         self.shown = f
         if f.kind == "contraindicated":
@@ -249,22 +227,6 @@ class _DraftCards:
             return self.dose_change(f)
         return self.v3(f)
 
-    def also_lines(self) -> list[str]:
-        """The other v3 findings of this draft, one short line each (at most two): one card per
-        draft, but nothing found is left unsaid (§19.0)."""
-        if self.check is None or not self.check.checked:
-            return []
-        out = []
-        for f in self.check.findings:
-            if f is self.shown or f.kind in ("already_anticoagulated", "dose_change") \
-                    or f.urgency not in ("critical", "warning"):
-                continue
-            text = self.short(f)
-            if text:
-                out.append(f"**Also:** {text}")
-        return out[:2]
-
-    # -- pieces --------------------------------------------------------------------------------------
     def finish(self, kind, indicator, summary, why, action, evidence, *, suggestions=(), selection="any",
                gives_heparin=False, recommendation=None):
         extra = self.anti_xa_lines(kind)
@@ -616,15 +578,6 @@ class _DraftCards:
                            recommendation=("order", "escalation", self.order.ingredient, intensity))
 
     # -- v3 findings (§19.1-§19.3) ---------------------------------------------------------------------
-    def short(self, f) -> str | None:
-        """One line for a finding shown inside another card."""
-        if f.kind in ("contraindicated", "switch_product", "undeterminable", "above_prophylactic"):
-            return {"contraindicated": "contraindication (" + self.reason_text(f.reasons) + ")",
-                    "switch_product": "another product is advised",
-                    "undeterminable": "dose not readable",
-                    "above_prophylactic": "above-prophylactic dose without a recorded indication"}[f.kind] + "."
-        return self.v3_action(f)
-
     def v3_action(self, f) -> str:
         A, r0 = t.V3_ACTION, (f.reasons[0] if f.reasons else "")
         name = self.name
@@ -857,21 +810,6 @@ class _DraftCards:
         if "bmi" in found and a.anthropometrics.bmi is not None:
             return f" at BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
         return ""
-
-    def anti_xa_only(self):
-        ax = self.check.anti_xa
-        from .content import ANTI_XA_REASON_TEXT, labels
-        reasons = t.names(labels(ANTI_XA_REASON_TEXT, ax.reasons, self.p))
-        summary = f"{self.capital(self.current)}: anti-Xa monitoring indicated ({reasons})"
-        why = f"**Why:** {reasons}; the dose itself matches the recommendation."
-        target = (f"target {num(ax.target_low, 2)}-{num(ax.target_high, 2)} IU/mL"
-                  if ax.target_low is not None else "no validated target: discuss with haematology")
-        action = (f"**Check:** peak anti-Xa {num(self.p['antixa.peak_hours_post_dose'], 1)} h after a dose, from the "
-                  f"{_ordinal(self.p['antixa.steady_state_after_dose'])} dose on; {target}.")
-        return self.finish("anti_xa", "info", summary, why, action, self.t.evidence_for("anti_xa"),
-                           suggestions=[anti_xa_suggestion(self.ev, ax)],
-                           recommendation=("order", "anti_xa", self.order.ingredient))
-
 
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
