@@ -193,8 +193,12 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
                     daily, round_up_to_step(p["orders.enoxaparin_max_mg_kg_daily"] * w, step), p))
             if too_often or over:
                 target = Proposed("enoxaparin", round_to_step(per_kg * w, step), None, 2)
+                # never a one-click INCREASE of the daily dose (20 mg four times daily at 64 kg is
+                # 80 mg a day; 1 mg/kg twice daily would be 120): then the text names the maximum
+                raises = nm.cmp_gt(target.dose_mg * 2, daily, p)
                 out.append(Finding("dose_above_maximum", ("more_than_2_a_day",) if too_often else ("enoxaparin_max",),
-                                   target, urgency="critical", action="update"))
+                                   None if raises else target, urgency="critical",
+                                   action=None if raises else "update"))
                 return out
         elif nm.cmp_gt(n, p["orders.enoxaparin_max_doses_per_day"], p):
             out.append(Finding("dose_above_maximum", ("more_than_2_a_day",), urgency="critical"))

@@ -377,7 +377,10 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
                 add(Card("renal", "warning", "-" if (obese or in_hit) else "u", "CrCl 15–< 30: 30 mg daily (§19.3)"))
         else:
             if d.per_day > 2:
-                add(Card("dose_above_maximum", "critical", "u" if (w is not None and not in_hit) else "-",
+                # v3-orders (code kept, table fixed): no one-click update that RAISES the daily dose
+                # (40 mg x 4 = 160 mg a day; 1 mg/kg twice daily at 135 kg would be 280 mg)
+                raises = w is not None and 2 * round_10(w) > dose * d.per_day
+                add(Card("dose_above_maximum", "critical", "u" if (w is not None and not in_hit and not raises) else "-",
                          "more than 2 doses a day (§19.2)"))
             elif w is not None and d.per_day == 2 and dose > _ceil10(1.0 * w):
                 add(Card("dose_above_maximum", "critical", "-" if in_hit else "u", "above 1 mg/kg q12h (§19.2)"))

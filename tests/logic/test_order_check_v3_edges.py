@@ -263,3 +263,11 @@ def test_half_mg_per_kg_twice_daily_only_when_the_site_accepts_it():
     # 0.5 x 110 kg = 55 -> 60 mg twice daily (nearest 10, 5 up), capped at 60 mg
     assert check_draft(enox(60, 2), ctx(bmi=41.0, weight_kg=110.0), p).matches_regimen is True
     assert check_draft(enox(60, 2), ctx(bmi=41.0, weight_kg=110.0), P).matches_regimen is False
+
+
+@pytest.mark.parametrize("mg, weight, update", [(40, 64.0, True), (20, 64.0, False), (40, 135.0, False)])
+def test_more_than_two_doses_a_day_never_updates_to_a_higher_daily_dose(mg, weight, update):
+    r = check_draft(enox(mg, 4), ctx(weight_kg=weight), P)
+    f = r.findings[0]
+    assert (f.kind, f.urgency) == ("dose_above_maximum", "critical")
+    assert (f.action == "update") is update
