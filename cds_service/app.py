@@ -123,6 +123,29 @@ def _service_or_404(state: AppState, service_id: str):
     return service
 
 
+def _governance_at_start(policy: Policy) -> None:
+    """§19.14: name the silent/disabled switches and warn when the clinical review is overdue
+    (/readyz stays green). An unknown card kind in a switch is a PolicyError: a typo must not
+    leave a kind the committee meant to silence reaching the EHR."""
+    from datetime import datetime, timezone
+
+    from .hooks import governance
+    from .hooks.vocabulary import CARD_KINDS
+    from .logic.policy import PolicyError
+    for key in ("cards.disabled_kinds", "cards.silent_kinds"):
+        unknown = sorted(set(policy[key]) - set(CARD_KINDS))
+        if unknown:
+            raise PolicyError(f"policy key {key!r}: unknown card kind(s) {unknown} (known: {sorted(CARD_KINDS)})")
+    if policy["cards.silent"] or policy["cards.silent_kinds"] or policy["cards.disabled_kinds"]:
+        log.warning("cards withheld by policy (governance)", extra={"fields": {
+            "cards.silent": policy["cards.silent"], "cards.silent_kinds": policy["cards.silent_kinds"],
+            "cards.disabled_kinds": policy["cards.disabled_kinds"], "policy_source": policy.source}})
+    warning = governance.review_warning(policy, datetime.now(timezone.utc).date())
+    if warning:
+        log.warning(warning, extra={"fields": {"governance.owner": policy["governance.owner"],
+                                               "governance.review_by": policy["governance.review_by"]}})
+
+
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     cfg = config if isinstance(config, Config) else load_config(config)
     configure_logging(cfg.log_level)
@@ -135,6 +158,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         log.warning("policy scope key differs from its default", extra={"fields": {
             "key": key, "value": value, "default": Policy.default()[key],
             "policy_source": policy.source}})
+    _governance_at_start(policy)
     codes = load_codes(policy["codes.extra_file"])  # a bad extra code file fails at start, not per call
     state = AppState(config=cfg, policy=policy, registry=build_registry(codes))
     app.extensions["cds"] = state

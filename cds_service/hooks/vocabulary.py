@@ -48,6 +48,8 @@ CARD_KINDS = {
     # v3 order check (clinical-rules §19.2, §19.3)
     "dose_above_maximum": "Draft anticoagulant dose above the labelled maximum",
     "order_caution": "Draft anticoagulant: a caution to check before signing",
+    # v3 (clinical-rules §19.4)
+    "ecmo": "On ECMO: anticoagulation by the ECMO protocol",
 }
 
 OVERRIDE_REASONS = {
@@ -95,6 +97,7 @@ KIND_OVERRIDE_REASONS = {
     "dose_above_maximum": ("therapeutic-indication", "specialist-advice", "data-inaccurate", "clinical-judgement"),
     "order_caution": ("already-addressed", "specialist-advice", "therapeutic-indication", "data-inaccurate",
                       "clinical-judgement"),
+    "ecmo": ("already-addressed", "specialist-advice", "clinical-judgement"),
 }
 
 # Sources: key -> (label, absolute URL, short citation, verified). EVIDENCE (label, URL) and
@@ -180,6 +183,20 @@ SOURCES = {
     "wang_2014": ("Wang 2014: enoxaparin and UFH prophylaxis in obesity (Thromb Haemost)",
                   "https://doi.org/10.1160/TH13-07-0540", "Wang TF et al. Thromb Haemost 2014;111:88-93", False),
 }
+
+# v3-exposure citations (clinical-rules §19.4, §19.13). NIH is cited as "final (archived)".
+SOURCES["nih_2024"] = ("NIH COVID-19 Treatment Guidelines, antithrombotic therapy (final, archived 2024)",
+                       *SOURCES["nih_2024"][1:2],
+                       "NIH COVID-19 Treatment Guidelines, final (archived) version 29 Feb 2024", False)
+SOURCES.update({
+    "elso_2021": ("ELSO 2021 adult and pediatric anticoagulation guidelines (ASAIO J)",
+                  "https://doi.org/10.1097/MAT.0000000000001652",
+                  "McMichael ABV et al. ASAIO J 2022;68:303-310", True),
+    "rcog_37a": ("RCOG Green-top Guideline 37a: reducing the risk of VTE in pregnancy and the puerperium",
+                 "https://www.rcog.org.uk/guidance/browse-all-guidance/green-top-guidelines/"
+                 "reducing-the-risk-of-thrombosis-and-embolism-during-pregnancy-and-the-puerperium-green-top-guideline-no-37a/",
+                 "RCOG Green-top Guideline No. 37a (2015)", False),
+})
 
 # Evidence links: key -> (label, absolute URL).
 EVIDENCE = {k: (v[0], v[1]) for k, v in SOURCES.items()}

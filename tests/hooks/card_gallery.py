@@ -54,6 +54,14 @@ def _acute_hit(body):
     add_order(body, "gallery-ufh", "heparin", dose=5000, unit="units", per_day=2)
 
 
+def _ecmo(body):
+    pid = body["context"]["patientId"]
+    body["prefetch"]["procedures"].setdefault("entry", []).append({"resource": {
+        "resourceType": "Procedure", "id": f"{pid}-ecmo", "status": "in-progress",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "233573008"}]},
+        "subject": {"reference": f"Patient/{pid}"}}, "search": {"mode": "match"}})
+
+
 def _drop_body_size(body):
     drop(body, "body", "weight")
     drop(body, "body", "height")
@@ -87,6 +95,7 @@ GALLERY = [
     ("not_determinable", "dose-ok", "draft 60 mg daily, no weight or height recorded, site policy "
      "cards.not_determinable = info_card",
      [_drop_body_size, lambda b: _set_draft_dose(b, 60, "854238", "enoxaparin 60 mg/0.6 mL prefilled syringe")]),
+    ("ecmo", "standard-prophylaxis", "ECMO in progress, no anticoagulant seen (v3 §19.4)", [_ecmo]),
 ]
 
 
