@@ -174,7 +174,7 @@ EXPECTED: dict[str, dict] = {
                         extra={"safety.anticoagulants_active": []}, card=("standard_prophylaxis", "info")),
     "cov-partial-birth": _p(ntb=("age_uncertain",), numbers={"bmi": 25.7, "crcl": 130.1, "ddimer_x": 7.2},
                             extra={"inputs.age_years": 18}, card=("prophylaxis_suggestion", "warning")),
-    "cov-hx-pe": _p(pathway="deescalate", regimen=(None, None, None, None, "already_therapeutic"), anti_xa=True,
+    "cov-hx-pe": _p(pathway="deescalate", regimen=(None, None, None, None, "already_therapeutic"), anti_xa=False,  # §19.7
                     numbers={"bmi": 27.4, "crcl": 85.9, "ddimer_x": 5.8},
                     extra={"safety.possible_other_indication": True,
                            "safety.other_anticoagulation_indication": False},

@@ -470,7 +470,10 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
         both_ther = inten == "therapeutic" and a.intensity == "therapeutic" and not a.statement
         if a.drug == "argatroban" and vka:
             level = "critical"   # §19.9: no INR bridge while argatroban runs
-        elif both_ther and (vka or a.drug == "warfarin") and (p.inr or _DEFAULT_INR) < 2:
+        elif both_ther and (vka or a.drug == "warfarin") and (p.inr or _DEFAULT_INR) < 2 \
+                and not (a.drug in DOACS or d.drug in DOACS):
+            # v3-orders (table fixed): §10.4's bridge is "a VKA with a PARENTERAL anticoagulant";
+            # a DOAC order with a VKA draft is two therapeutic inpatient agents: critical (§19.9)
             level = "info"       # the deliberate VKA bridge (§10.4)
         elif both_ther:
             level = "critical"
@@ -566,8 +569,7 @@ SITUATIONS: list[Situation] = [
     Situation("crrt-prefilter-heparin", "cov-sic-imv",
               "add a CRRT Procedure (SNOMED 714749008) in progress since now−1d and an active UFH order 500 U/h "
               "IV (25,000 U/250 mL) with the text \"CRRT circuit, pre-filter\"",
-              ("E40", "Hiv", "A5"), {"rrt": "crrt", "active": (Active("heparin", "therapeutic"),)},
-              xfail="needs v3-exposure §19.4"),
+              ("E40", "Hiv", "A5"), {"rrt": "crrt", "active": (Active("heparin", "therapeutic"),)}),
     Situation("pressure-bag", "cov-sic-imv",
               "add an active heparin order 1,000 U in 500 mL (2 U/mL) for an arterial-line pressure bag, no rate",
               ("E40", "Hiv"), xfail="needs v3-exposure §19.4", xfail_drafts=("E40",)),
@@ -594,8 +596,7 @@ SITUATIONS: list[Situation] = [
     Situation("out-of-covid-scope", "cov-non-covid", "none: `cov-non-covid` is the situation", ()),
     Situation("partial-birth-date", "cov-child",
               "birthDate becomes the year only, `YYYY` = (now − 18 y).year: earliest day → 18 y (adult), latest → 17 y",
-              ("E40", "E150b", "E1kg"), {"adult_inpatient": True, "covid": True, "age": 18, "pathway": "prophylaxis"},
-              xfail="needs v3-exposure §19.8", xfail_drafts=("E150b", "E1kg")),
+              ("E40", "E150b", "E1kg"), {"adult_inpatient": True, "covid": True, "age": 18, "pathway": "prophylaxis"}),
 ]
 
 
