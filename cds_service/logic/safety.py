@@ -383,6 +383,30 @@ def anticoagulant_exposure(classed: Iterable[tuple[MedicationOrder, OrderClass |
     return tuple(out)
 
 
+def _daily_dose(order: MedicationOrder) -> float | None:
+    dose = order.dose_mg if order.dose_mg is not None else order.dose_units
+    return None if dose is None or order.doses_per_day is None else dose * order.doses_per_day
+
+
+def without_continuations(exposure: Iterable[Exposure], classed: Iterable[tuple[MedicationOrder, OrderClass | None]],
+                          statements: Iterable[MedicationOrder]) -> tuple[Exposure, ...]:
+    """§19.9 (v3): a home statement continued by an inpatient order of the same ingredient at the
+    same or a lower daily dose is a continuation, not a duplicate (the statement drops out)."""
+    orders = [o for o, _ in classed]
+    by_source = {s.source: s for s in statements}
+    out = []
+    for e in exposure:
+        if e.kind == "statement":
+            home = by_source.get(e.source)
+            home_day = _daily_dose(home) if home is not None else None
+            if home_day is not None and any(
+                    o.ingredient == e.ingredient and _daily_dose(o) is not None and _daily_dose(o) <= home_day + 1e-9
+                    for o in orders):
+                continue
+        out.append(e)
+    return tuple(out)
+
+
 def duplicate_urgency(exposure: Iterable[Exposure], inr: Measurement | None,
                       policy: Policy) -> str | None:
     """§10.4 urgency of duplicate anticoagulation: None when fewer than two are active."""
@@ -479,7 +503,7 @@ def assess_safety(*, active_bleeding: bool, recent_bleeding: bool, bleeding_diso
         possible_other_indication=possible_other_indication or home_anticoagulant,
         non_heparin_running=running_non_heparin_therapeutic(orders, policy),
         anticoagulants_active=exposure,
-        duplicate=duplicate_urgency(exposure, inr, policy),
+        duplicate=duplicate_urgency(without_continuations(exposure, classed, statements), inr, policy),
         current_order_class=highest_class(c for _, c in classed),
         orders=classed,
         undetermined=tuple(code for code, m, key in (

@@ -189,10 +189,7 @@ EXPECTED: dict[str, dict] = {
 
 # Patient-view cards that can only be right once the other v3 branch lands (CONTRACT-v3.md):
 # the test is xfail(strict=True) with this reason, so after the merge it turns XPASS.
-CARD_NEEDS = {
-    "cov-apixaban-continued": "needs v3-orders §19.9",   # continuation, not a duplicate
-    "cov-bmi-55": "needs v3-orders §19.11",              # 60 mg twice daily accepted at BMI >= 50
-}
+CARD_NEEDS: dict[str, str] = {}
 
 # order-select on the patient with a draft from conformance/patients/draft-orders/ (§18.4).
 # when: "now" = must hold as soon as v2 data and logic are merged (issue 11), "cards_v2" = the
