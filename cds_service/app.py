@@ -336,6 +336,7 @@ def _log_startup(state: AppState) -> None:
         log.error("JSON schemas could not be compiled", extra={"fields": {"error": str(exc)}})
     log_event(log, logging.INFO, "cds-service started", version=full_version(), auth=state.config.auth,
               env=state.config.env, policy=state.policy.source, schemas=schema_state,
+              info_repeat_hours=state.policy["cards.info_repeat_hours"],
               services=[service.id for service in state.registry])
 
 

@@ -5,12 +5,14 @@ Subcommands are registered in one table (COMMANDS) so each lives next to its cod
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEV_POLICY = Path(__file__).resolve().parent / "data" / "dev-policy.toml"  # issue 22: the dev profile
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,6 +24,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.production:
         os.environ["CDS_ENV"] = "production"  # granian's workers re-check it (wsgi.py)
+    if args.dev:
+        if os.environ.get("CDS_ENV", "").strip().lower() == "production":
+            print("cds-service: --dev (info cards repeat on every call) is refused with CDS_ENV=production",
+                  file=sys.stderr)
+            return 2
+        os.environ.setdefault("CDS_POLICY", str(DEV_POLICY))  # a site's own policy file wins
     try:
         # Everything is parsed and checked here, before a port is bound: a bad value stops
         # the command with one line naming the variable and exit code 2.
@@ -47,22 +55,33 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
     for name in unknown_variables():
-        print(f"cds-service: WARNING: {name} is set but not a known setting (a typo?); it is ignored",
-              file=sys.stderr, flush=True)
+        _say(logging.WARNING, f"{name} is set but not a known setting (a typo?); it is ignored")
     for warning in production_warnings(cfg):
-        print(f"cds-service: WARNING: {warning}", file=sys.stderr, flush=True)
+        _say(logging.WARNING, warning)
     problem = check_schema_version(cfg)  # issue 16: never serve against a database at the wrong version
     if problem:
         print(f"cds-service: {problem}", file=sys.stderr)
         return 2
+    busy = _port_in_use(server.host, server.port)  # one line and exit 2, not granian's traceback
+    if busy:
+        print(f"cds-service: {busy}", file=sys.stderr)
+        return 2
     base = f"http://{server.host}:{server.port}"
-    print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
-    print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)
-    print(f"  {sys.executable} -m cds_service example sic-positive | curl -s -X POST "
-          f"{base}/cds-services/coagulopathy-risk -H 'Content-Type: application/json' -d @-", flush=True)
+    _say(logging.INFO, "cds-service starting", discovery=f"{base}/cds-services", workers=server.workers,
+         threads=server.threads, info_repeat_hours=policy["cards.info_repeat_hours"], policy=policy.source,
+         try_it=f"{sys.executable} -m cds_service example sic-positive | curl -s -X POST "
+                f"{base}/cds-services/coagulopathy-risk -H 'Content-Type: application/json' -d @-")
+    if policy["cards.info_repeat_hours"] == 0:
+        _say(logging.INFO, "dev profile: info cards repeat on every call (cards.info_repeat_hours = 0); "
+                           "production shows an info card once per 24 h per user, patient and encounter"
+             if args.dev and cfg.policy == str(DEV_POLICY) else
+             "info cards repeat on every call (cards.info_repeat_hours = 0 in the policy file)")
+    elif args.dev:
+        _say(logging.WARNING, "dev profile not applied: CDS_POLICY names a policy file, whose "
+                              "cards.info_repeat_hours is used", info_repeat_hours=policy["cards.info_repeat_hours"])
     if cfg.auth == "off":
-        print("WARNING: CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
-              "patient data.", file=sys.stderr, flush=True)
+        _say(logging.WARNING, "CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
+                              "patient data.")
     # The workers read the serving settings from the environment (wsgi.py, ServingMiddleware).
     os.environ.update({
         "CDS_BODY_TIMEOUT": f"{server.body_timeout:g}", "CDS_THREADS": str(server.threads),
@@ -74,6 +93,32 @@ def _serve(args: argparse.Namespace) -> int:
     metrics.prepare_multiprocess(server.workers)
     os.execv(sys.executable, granian_argv(server))
     return 0  # pragma: no cover
+
+
+def _say(level: int, msg: str, **fields) -> None:
+    """One JSON log line on stderr, in the workers' format (logging_setup.JsonFormatter), before
+    logging is configured: every line the service writes is JSON, the first one too."""
+    from .logging_setup import JsonFormatter
+    record = logging.LogRecord("cds_service.cli", level, __file__, 0, msg, None, None)
+    record.fields = fields
+    print(JsonFormatter().format(record), file=sys.stderr, flush=True)
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """A sentence when host:port cannot be bound (another server has it), else None. A test
+    bind with SO_REUSEADDR, as granian binds: a port in TIME_WAIT is not "in use"."""
+    import socket
+    if port == 0:
+        return None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return f"cannot listen on {host}:{port}: {why.lower()} (is another server running there? use --port)"
+    return None
 
 
 def granian_argv(server) -> list[str]:
@@ -210,6 +255,10 @@ def _add_serve(sub) -> None:
     p.add_argument("--production", action="store_true",
                    help="same as CDS_ENV=production: refuse to start with CDS_AUTH=off, warn about "
                         "development settings (see README, Security; default: off)")
+    p.add_argument("--dev", action="store_true",
+                   help="dev profile for testers (python3 dev.py serve sets it): the packaged dev policy, "
+                        "info cards repeat on every call (cards.info_repeat_hours = 0) unless CDS_POLICY "
+                        "names a policy file; refused with --production (default: off)")
     p.set_defaults(func=_serve)
 
 
@@ -274,6 +323,20 @@ def _add_fire(sub) -> None:
     p.set_defaults(func=lambda args: _lazy("fire", args))
 
 
+def _add_dev_fhir(sub) -> None:
+    p = sub.add_parser(
+        "dev-fhir", help="local testing only: FHIR server with the synthetic patients and a SMART launcher",
+        description="A FHIR server holding the synthetic patients in memory (or proxying --upstream) "
+                    "with the SMART launch service the CDS Hooks Sandbox calls, so a card's assessment-view "
+                    "link opens. It approves every authorization: loopback only, refused with CDS_ENV=production.")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8070, help="port (default 8070)")
+    p.add_argument("--upstream", metavar="URL",
+                   help="proxy this loopback FHIR server (e.g. the test server or HAPI) instead of the "
+                        "in-memory patients")
+    p.set_defaults(func=lambda args: _lazy("devfhir", args))
+
+
 def _lazy(module: str, args: argparse.Namespace) -> int:
     from importlib import import_module
 
@@ -284,6 +347,7 @@ def _lazy(module: str, args: argparse.Namespace) -> int:
 COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
+COMMANDS += [_add_dev_fhir]  # issue 22: the Sandbox tester's FHIR server and SMART launcher
 from .sites_cli import add_parser as _add_sites  # noqa: E402  issue 24: site profiles
 COMMANDS += [_add_sites]
 

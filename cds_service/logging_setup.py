@@ -114,6 +114,15 @@ def _redacted(record: logging.LogRecord) -> bool:
             and (not isinstance(fields, dict) or fields is getattr(record, "_cds_fields", None)))
 
 
+class ThreadsSetFilter(logging.Filter):
+    """Drops granian's start warning that --blocking-threads is high for the core count: the
+    thread count is set explicitly (CDS_THREADS, default 64: a thread waits for a slow
+    client's body, README "Serving") and stated in the service's own start line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Configuration allows spawning up to")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload = {

@@ -46,8 +46,8 @@ _UNIT_TEXT = {"10*9/L": "×10⁹/L", "10*3/uL": "×10³/µL", "10^3/uL": "×10³
 
 # -- values as the lab reported them ----------------------------------------------------------
 def when(moment: datetime | None, *, time: bool = True) -> str:
-    """"4 Dec 08:00" (UTC); the year is added when it is not this year ("30 Nov 2023"); "" when
-    unknown."""
+    """"4 Dec 08:00 UTC" (the zone said: a clinician reads local time otherwise; issue 22); the
+    year is added when it is not this year ("30 Nov 2023"); "" when unknown."""
     if moment is None:
         return ""
     if moment.tzinfo is None:
@@ -56,7 +56,7 @@ def when(moment: datetime | None, *, time: bool = True) -> str:
     text = f"{m.day} {m.strftime('%b')}"
     if m.year != datetime.now(timezone.utc).year:
         return f"{text} {m.year}"
-    return f"{text} {m.strftime('%H:%M')}" if time else text
+    return f"{text} {m.strftime('%H:%M')} UTC" if time else text
 
 
 def unit_text(unit: str | None) -> str:

@@ -110,7 +110,9 @@ def test_serve_production_override_execs_gunicorn(clean_env, execv, capsys):
     assert len(execv) == 1
     assert execv[0]["argv"][-1] == "cds_service.wsgi:app"
     assert execv[0]["CDS_ENV"] == "production"  # so the workers re-check it
-    assert "WARNING: CDS_AUTH=off" in capsys.readouterr().err
+    err = capsys.readouterr().err   # issue 22: JSON lines
+    assert any(line["level"] == "WARNING" and line["msg"].startswith("CDS_AUTH=off")
+               for line in map(json.loads, err.splitlines()))
 
 
 def test_serve_production_with_auth_execs_gunicorn(clean_env, execv, tmp_path, jwks):
