@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from .codes import Codes
 from .orders import is_current_order, medication_codings
+from .read import codings
 
 
 def interacting_drugs(requests: list[dict], statements: list[dict], meds: Mapping[str, dict],
@@ -29,3 +30,28 @@ def interacting_drugs(requests: list[dict], statements: list[dict], meds: Mappin
 
 def _active(statement: Any) -> bool:
     return isinstance(statement, dict) and statement.get("status") == "active"
+
+
+# clinical rules §19.3: cards name the modality ("On haemodialysis (last session D)", "On CRRT"),
+# never a post-dialysis CrCl. SNOMED codes of codes.json "renal_replacement".
+_RRT_MODES = {"714749008": "crrt", "302497006": "haemodialysis", "71192002": "peritoneal"}
+
+
+def renal_replacement_mode(procedures: list[dict], flag: Any) -> str | None:
+    """The modality of the renal-replacement evidence `flag` (fhir/exposure.renal_replacement):
+    "crrt", "haemodialysis", "peritoneal", "dialysis" (another dialysis code) or "eskd" (the
+    evidence is an end-stage kidney disease Condition); None when there is none."""
+    from .context import source_of
+    if flag is None or not getattr(flag, "present", False):
+        return None
+    source = getattr(flag, "source", None) or ""
+    if source.startswith("Condition/"):
+        return "eskd"
+    for proc in procedures:
+        if source_of(proc) != source:
+            continue
+        for system, code in codings(proc.get("code")):
+            if code in _RRT_MODES:
+                return _RRT_MODES[code]
+        return "dialysis"
+    return "dialysis"

@@ -259,9 +259,7 @@ class _DraftCards:
         """§19.3: never a CrCl as the reason on renal replacement."""
         r = self.a.renal
         if r.renal_replacement is True:
-            flag = self.a.inputs.renal_replacement
-            moment = t.when(getattr(flag, "time", None)) if flag is not None else ""
-            return f"On renal replacement (last session {moment})" if moment else "On renal replacement"
+            return t.rrt_phrase(self.a.inputs)
         return self.crcl()
 
     def delete_draft(self, label: str):

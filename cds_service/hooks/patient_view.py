@@ -710,9 +710,8 @@ class _Builder:
         """§19.3: "On renal replacement (last session D)", never a post-dialysis CrCl."""
         r = self.a.renal
         if r.renal_replacement is True:
-            flag = self.a.inputs.renal_replacement
-            moment = t.when(getattr(flag, "time", None)) if flag is not None else ""
-            return f"on renal replacement (last session {moment})" if moment else "on renal replacement"
+            phrase = t.rrt_phrase(self.a.inputs)
+            return phrase[:1].lower() + phrase[1:]
         return f"CrCl {shown('crcl', r.crcl_ml_min, 1, self.p)} mL/min" if r.crcl_ml_min is not None else "CrCl unknown"
 
     def review_context(self, reasons) -> str:

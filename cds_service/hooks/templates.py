@@ -372,3 +372,16 @@ V3_EVIDENCE = {
     "above_critical": Evidence("ASH 2021/2022; NIH 2024 (final, archived).", ("ash_2022_critical", "nih_2024")),
     "unknown": Evidence("enoxaparin label; fail-closed order check (§19.2).", ("enoxaparin_label",)),
 }
+
+
+def rrt_phrase(inputs) -> str:
+    """§19.3 (v3): "On haemodialysis (last session D)", "On CRRT", ... never a post-dialysis CrCl."""
+    flag = getattr(inputs, "renal_replacement", None)
+    moment = when(getattr(flag, "time", None)) if flag is not None else ""
+    mode = getattr(inputs, "renal_replacement_mode", None)
+    if mode == "crrt":
+        return "On CRRT"
+    if mode == "eskd":
+        return "End-stage kidney disease (renal replacement)"
+    name = {"haemodialysis": "haemodialysis", "peritoneal": "peritoneal dialysis"}.get(mode, "dialysis")
+    return f"On {name} (last session {moment})" if moment else f"On {name}"

@@ -271,6 +271,9 @@ class PatientInputs:
     # v3 (clinical rules §19.3, §19.6; data requirements §8a), read by v3-orders:
     # active strong CYP3A4/P-gp inhibitors (orders or statements), by ingredient name;
     interacting_drugs: tuple[str, ...] = ()
+    # the modality of the renal replacement evidence (§19.3 card text): "haemodialysis", "crrt",
+    # "peritoneal", "dialysis" or "eskd"; None without renal replacement.
+    renal_replacement_mode: str | None = None
     # the latest 4Ts score (site code via codes.extra_file) in the platelet-trend window.
     four_ts: Measurement | None = None
 

@@ -126,7 +126,7 @@ def test_enoxaparin_80_mg_twice_daily_on_haemodialysis_is_critical_and_names_dia
     card = only_card(post(client, body))
     assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
     assert [a["type"] for a in actions(card)] == ["delete"]
-    assert "On renal replacement (last session" in card["detail"]
+    assert "On haemodialysis (last session" in card["detail"]
     assert "CrCl" not in card["summary"] and "32.9" not in card["summary"]
 
 
