@@ -123,6 +123,7 @@ class OrderContext:
     four_ts: int | None = None                   # latest 4Ts score after the platelet fall (§19.6)
     statements: tuple[MedicationOrder, ...] = ()  # home medicines (continuation, §19.9)
     age_years: int | None = None                 # apixaban dose-reduction criteria (§19.3)
+    rrt_mode: str | None = None                  # "crrt", "haemodialysis", ... (§19.2 circuit exemption)
     creatinine_mg_dl: float | None = None
 
 
@@ -475,6 +476,9 @@ def _above_prophylactic(draft: MedicationOrder, ctx: OrderContext, p: Policy, in
     if ctx.ecmo and name not in DOACS:
         notes.add("ecmo")       # circuit heparin; an LMWH/fondaparinux draft gets the ECMO card
         return None
+    if name == "heparin" and (draft.continuous or draft.route == "intravenous") and ctx.rrt_mode == "crrt":
+        notes.add("circuit")        # §19.2: CRRT circuit heparin is not a COVID-19 intensity question
+        return None
     if any(_daily(sm) is not None and _daily(draft) is not None and sm.ingredient == name
            and _daily(draft) <= _daily(sm) + 1e-9 for sm in ctx.statements):
         notes.add("continuation")   # §19.9: a home medicine continued at the same or a lower dose
@@ -645,7 +649,8 @@ def context_from_assessment(assessment: Any, policy: Policy | None = None) -> Or
         inhibitors=tuple(getattr(a.inputs, "interacting_drugs", ())),
         in_scope=a.scope.in_scope,
         four_ts=_four_ts(a.inputs, p), age_years=a.inputs.age_years, statements=a.inputs.statements,
-        creatinine_mg_dl=a.renal.creatinine_mg_dL)
+        creatinine_mg_dl=a.renal.creatinine_mg_dL,
+        rrt_mode=getattr(a.inputs, "renal_replacement_mode", None))
 
 
 def _daily(order: MedicationOrder) -> float | None:

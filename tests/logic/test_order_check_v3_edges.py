@@ -271,3 +271,9 @@ def test_more_than_two_doses_a_day_never_updates_to_a_higher_daily_dose(mg, weig
     f = r.findings[0]
     assert (f.kind, f.urgency) == ("dose_above_maximum", "critical")
     assert (f.action == "update") is update
+
+
+def test_ufh_infusion_draft_on_crrt_is_circuit_heparin_not_an_escalation():
+    ufh = MedicationOrder("heparin", "anticoagulant", continuous=True, route="intravenous", status="draft", source=DRAFT)
+    assert not has(check_draft(ufh, ctx(rrt_mode="crrt", renal_replacement=True), P), "above_prophylactic")
+    assert has(check_draft(ufh, ctx(rrt_mode="haemodialysis", renal_replacement=True), P), "above_prophylactic")
