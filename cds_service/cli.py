@@ -43,6 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = load_config()
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
         check_database_path(cfg.database)
+        from .schemas import check_startup as check_schemas
+        check_schemas()  # CDS_SCHEMA_DIR pointing nowhere: stop here, not 500 on every hook
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
         from .terminology import check_policy
         check_policy(policy)  # issue 23: vocabulary.system_base is a URL
@@ -62,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"cds-service: {problem}", file=sys.stderr)
         return 2
+    # L6: granian's listener uses SO_REUSEPORT, so a second server on a bound port would start
+    # silently and share its traffic; a plain test bind tells.
     busy = _port_in_use(server.host, server.port)  # one line and exit 2, not granian's traceback
     if busy:
         print(f"cds-service: {busy}", file=sys.stderr)
@@ -82,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     if cfg.auth == "off":
         _say(logging.WARNING, "CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
                               "patient data.")
-    # The workers read the serving settings from the environment (wsgi.py, ServingMiddleware).
+    # The workers read the serving settings from the environment (wsgi.py, asgi.py: serving.Front).
     os.environ.update({
         "CDS_BODY_TIMEOUT": f"{server.body_timeout:g}", "CDS_THREADS": str(server.threads),
         "CDS_ACCESS_LOG": "true" if server.access_log else "false",
@@ -91,6 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
     # multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py). Set before granian forks.
     from . import metrics
     metrics.prepare_multiprocess(server.workers)
+    os.environ["CDS_SERVE_PID"] = str(os.getpid())  # the workers watch it (serving.watch_parent)
     os.execv(sys.executable, granian_argv(server))
     return 0  # pragma: no cover
 
@@ -124,11 +129,11 @@ def _port_in_use(host: str, port: int) -> str | None:
 def granian_argv(server) -> list[str]:
     """The granian command line for `server` (a config.ServerConfig); see README "Serving".
 
-    - WSGI on HTTP/1.1 only (what EHRs and reverse proxies speak; no h2c, no websockets).
+    - ASGI on HTTP/1.1 only (what EHRs and reverse proxies speak; no h2c, no websockets).
     - Headers must arrive within header_timeout, enforced in Rust before any Python runs:
       a slowloris socket costs a file descriptor, never a thread.
-    - Each worker runs the app on `threads` Python threads (blocking threads); requests
-      beyond them wait in granian, not in a Python thread.
+    - Each worker runs the Flask app on a pool of `threads` Python threads (serving.Front);
+      bodies are read, and /healthz answered, in the event loop, never on a thread.
     - SIGTERM: granian stops accepting, lets in-flight calls finish, and kills workers still
       busy after shutdown_timeout. A worker that dies is started again.
     - granian's own access log is off: the app writes JSON lines (serving.py).
@@ -137,22 +142,22 @@ def granian_argv(server) -> list[str]:
     # stays fragmented there: RSS crept from 150 to 190 MB over 10,000 soak requests; with
     # two arenas it stays flat (bench/RESULTS.md). Read at process start, hence before exec.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    return [sys.executable, "-m", "granian", "--interface", "wsgi", "--http", "1", "--no-ws",
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--http", "1", "--no-ws",
             "--host", server.host, "--port", str(server.port),
-            "--workers", str(server.workers), "--blocking-threads", str(server.threads),
+            # ASGI (issue 21): granian's event loop reads request bodies and answers /healthz;
+            # the app's `threads` run in serving.Front's own pool, not granian's.
+            "--workers", str(server.workers),
             # Connections admitted per worker (open, reading headers, or in a call); more
             # wait in the kernel backlog. Each costs a little Rust memory, no thread. Below
             # the number of slow sockets an attacker holds, health checks would queue.
             "--backpressure", "1024", "--backlog", "2048",
-            # A multi-threaded Rust runtime: a Python thread reading a request body blocks
-            # on it, and with the single-threaded one 40 slow bodies stalled the health check.
             "--runtime-mode", "mt", "--runtime-threads", "2",
             "--http1-header-read-timeout", str(max(1, round(server.header_timeout * 1000))),
             "--workers-kill-timeout", str(server.shutdown_timeout),
             "--respawn-failed-workers", "--no-access-log",
             # granian's own lines (start, workers, errors) as JSON on stderr, like the app's
             "--log-config", str(Path(__file__).resolve().parent / "granian_logging.json"),
-            "cds_service.wsgi:app"]
+            "cds_service.asgi:app"]
 
 
 def _check_server_flags(server) -> None:
@@ -229,7 +234,7 @@ def _add_migrate(sub) -> None:
 
 def _add_serve(sub) -> None:
     p = sub.add_parser(
-        "serve", help="run the service under granian (HTTP/1.1, WSGI)",
+        "serve", help="run the service under granian (HTTP/1.1, ASGI front around the Flask app)",
         description="Run the service under granian. Every flag falls back to the CDS_* variable "
                     "named in its help, then to the default shown. All CDS_* variables are checked "
                     "before the port is bound (exit code 2 on a bad value).")
@@ -238,14 +243,14 @@ def _add_serve(sub) -> None:
     p.add_argument("--workers", type=int,
                    help="worker processes, each a Python interpreter (CDS_WORKERS; default 2)")
     p.add_argument("--threads", type=int,
-                   help="Python threads per worker running requests; a thread waits for a slow "
-                        "client's body up to --body-timeout (CDS_THREADS; default 64)")
+                   help="Python threads per worker running the app once a request has arrived "
+                        "whole; no thread waits for a client's body (CDS_THREADS; default 64)")
     p.add_argument("--header-timeout", type=float, metavar="SECONDS",
                    help="time a client has to send the request line and headers; the connection "
                         "is closed after it (CDS_HEADER_TIMEOUT; default 10, at most 60)")
     p.add_argument("--body-timeout", type=float, metavar="SECONDS",
-                   help="time a client has to send the request body; 408 after it "
-                        "(CDS_BODY_TIMEOUT; default 15)")
+                   help="time a client has to send the whole request body after its headers; "
+                        "408 after it (CDS_BODY_TIMEOUT; default 15)")
     p.add_argument("--shutdown-timeout", type=int, metavar="SECONDS",
                    help="on SIGTERM, how long in-flight calls may take to finish before workers "
                         "are killed (CDS_SHUTDOWN_TIMEOUT; default 30)")

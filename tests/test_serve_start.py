@@ -48,7 +48,9 @@ def test_granian_threads_warning_is_dropped_other_lines_kept():
                              "Configuration allows spawning up to 64 Python threads, which seems quite high", None, None)
     assert ThreadsSetFilter().filter(keep) and not ThreadsSetFilter().filter(drop)
     argv = cli.granian_argv(__import__("cds_service.config", fromlist=["ServerConfig"]).ServerConfig(threads=64))
-    assert argv[argv.index("--blocking-threads") + 1] == "64"    # set explicitly, never granian's default
+    # ASGI (issue 21): granian's own thread counts are set explicitly; the app's 64 threads are
+    # serving.Front's pool, sized from CDS_THREADS, never granian's default.
+    assert argv[argv.index("--interface") + 1] == "asgi" and argv[argv.index("--runtime-threads") + 1] == "2"
 
 
 def test_sqlite_side_files_are_ignored():

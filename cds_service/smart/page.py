@@ -204,8 +204,9 @@ class Score:
 
 def build(ev, *, series: dict, doses: list, start: datetime, app_context: dict | None,
           open_server: bool, banner: bool = True) -> dict[str, Any]:
-    """The page's view model. `banner` False (the EHR's need_patient_banner) leaves the patient's
-    name out: the EHR shows it around the app."""
+    """The page's view model. The patient's name, birth date and the time the data was read
+    are always shown (issue 21 M1: with the EHR's banner off, no name was shown at all);
+    `banner` is kept in the model for the record."""
     a, p = ev.assessment, ev.policy
     i = a.inputs
     now = a.now
@@ -248,7 +249,8 @@ def _platelet_unit(m) -> str:
 def _patient(ev) -> dict[str, str]:
     a = ev.assessment
     name = ""
-    for res in ev.data.resources:
+    from .data import usable
+    for res in usable(ev.data.resources):
         if res.get("resourceType") == "Patient" and res.get("id") == a.inputs.patient_id:
             for n in res.get("name") or []:
                 if isinstance(n, dict):
@@ -568,8 +570,8 @@ PAGE = _ENV.from_string("""<!doctype html>
 </head><body>
 <header class="banner">
   <h1>Coagulopathy assessment</h1>
-  <p class="who">{% if v.banner %}<strong>{{ v.patient.name }}</strong> · {% endif %}{{ v.patient.age }} · {{ v.patient.sex }}{% if v.patient.birth %} · born {{ v.patient.birth }}{% endif %}</p>
-  <p class="meta">Evaluated {{ v.now }} from the EHR's FHIR data, with the same rules as the cards.
+  <p class="who"><strong>{{ v.patient.name }}</strong> · born {{ v.patient.birth or "(birth date not recorded)" }} · {{ v.patient.age }} · {{ v.patient.sex }}</p>
+  <p class="meta">Data read from the EHR at <strong>{{ v.now }}</strong>; evaluated with the same rules as the cards.
   {% if v.opened_from %}Opened from the <strong>{{ v.opened_from }}</strong> card.{% endif %}</p>
   {% if v.open_server %}<p class="warn">Read from an open FHIR server without authorization (test set-up).</p>{% endif %}
 </header>

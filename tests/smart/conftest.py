@@ -57,7 +57,9 @@ def view_service(auth_server, loaded_fhir, tmp_path_factory):
     FHIR server itself (open mode)."""
     database = tmp_path_factory.mktemp("smart") / "cds.sqlite3"
     app = create_app({"fhir_allowlist": f"{auth_server.iss},{loaded_fhir}", "database": str(database),
-                      "fhir_timeout": 20.0})
+                      "fhir_timeout": 20.0,
+                      # every test here launches from 127.0.0.1; the limit has its own test
+                      "smart_launch_rate": 0})
     server, thread, base = serve(app)
     try:
         yield base
