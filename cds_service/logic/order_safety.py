@@ -133,9 +133,12 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
     heparin = draft.ingredient in LMWH or draft.ingredient == "heparin"
     if heparin and (set(ctx.contraindications) & {"hit_acute", "hit_suspected", "hit_recent", "hit_history",
                                                   "heparin_allergy"} or ctx.non_heparin_running):
-        # the HIT card replaces the heparin: no one-click heparin update or switch beside it
+        # the HIT card replaces the heparin: no one-click heparin update or switch beside it. A
+        # `dose_change`/`switch_product` is nothing but its proposal, so it goes (the HIT or
+        # non-heparin card deletes the draft); other findings keep their text without the proposal.
         from dataclasses import replace as _replace
-        out = [_replace(f, proposed=None, action=None) if f.action in ("update", "switch") else f for f in out]
+        out = [_replace(f, proposed=None, action=None) if f.action in ("update", "switch") else f for f in out
+               if not (f.kind in ("dose_change", "switch_product") and f.action in ("update", "switch"))]
     return out
 
 

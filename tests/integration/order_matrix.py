@@ -377,8 +377,10 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
         renal_low = crcl is not None and crcl < 30
         if crcl is not None and crcl < 15:
             prophylactic_intent = d.per_day == 1 and dose <= 40   # the regimen/equivalent at normal renal function
-            if prophylactic_intent:
-                add(Card("renal", "warning", "-" if in_hit else "u", "LMWH at CrCl < 15 / RRT → UFH 5,000 U (§19.3)"))
+            if prophylactic_intent and not in_hit:   # in HIT the HIT card deletes it (a switch to UFH is moot)
+                add(Card("renal", "warning", "u", "LMWH at CrCl < 15 / RRT → UFH 5,000 U (§19.3)"))
+                switch_card = True
+            elif prophylactic_intent:
                 switch_card = True
             elif d.per_day == 1:
                 add(Card("renal", "warning", "d", "LMWH ≥ intermediate once daily at CrCl < 15 / RRT (§19.3)"))
@@ -392,7 +394,8 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
                 add(Card("dose_above_maximum", "critical", "-" if in_hit else "u", "CrCl 15–< 30 ceiling (§19.3)"))
             elif d.per_day == 1 and dose > 30:
                 obese = (p.bmi or 0) >= 40 or (w or 0) > 120
-                add(Card("renal", "warning", "-" if (obese or in_hit) else "u", "CrCl 15–< 30: 30 mg daily (§19.3)"))
+                if obese or not in_hit:   # review H1: in HIT the card was only its update (the HIT card deletes)
+                    add(Card("renal", "warning", "-" if obese else "u", "CrCl 15–< 30: 30 mg daily (§19.3)"))
         else:
             if d.per_day > 2:
                 # v3-orders (code kept, table fixed): no one-click update that RAISES the daily dose
@@ -580,6 +583,8 @@ SITUATIONS: list[Situation] = [
               ("E40", "E1kg", "Hiv", "F2.5", "A5", "W5"), {"ecmo": True}),
     Situation("hit-acute-plt20-argatroban", "cov-hit-acute", "latest platelet count 20 ×10⁹/L (was 60)",
               ("Arg", "A5", "E40"), {"stops": ("platelets_lt_25",)}),
+    Situation("hit-history-crcl-lt30", "cov-hit-history", "latest creatinine 3.0 mg/dL (was 0.9): CrCl 19.8 mL/min "
+              "(review H1: was an HTTP 500)", ("E40", "Hiv"), {"scr": 3.0, "crcl": 19.8}),
     Situation("warfarin-hit-acute", "cov-hit-acute", "none: `cov-hit-acute` × W5 in the main table", ()),
     Situation("nirmatrelvir-apixaban", "cov-ddimer-ward",
               "add an active nirmatrelvir/ritonavir order (RxNorm 2587892 + ritonavir 85762, ATC J05AE30; unverified)",

@@ -105,6 +105,10 @@ def mutate(key: str, resources: list[dict], pid: str, now: datetime) -> list[dic
     out = copy.deepcopy(resources)
     if key == "no-creatinine":
         out = [r for r in out if not (r["resourceType"] == "Observation" and _codes(r) & CREATININE)]
+    elif key == "hit-history-crcl-lt30":
+        latest = max((r for r in out if r["resourceType"] == "Observation" and "2160-0" in _codes(r)),
+                     key=lambda r: r["effectiveDateTime"])
+        latest["valueQuantity"] = {**latest["valueQuantity"], "value": 3.0}
     elif key == "rising-creatinine":
         latest = next(r for r in out if r["resourceType"] == "Observation" and "2160-0" in _codes(r))
         later = copy.deepcopy(latest)

@@ -1,0 +1,70 @@
+"""The independent v3 review's harm findings (review-v3.md H1-H10), each through HTTP (Flask test
+client), written from clinical-rules §19. Every body is a reference example with the edits an EHR
+would send."""
+from __future__ import annotations
+
+from hook_helpers import actions, kind, post
+from test_order_check_v3 import draft, example
+from v2_bodies import add_hit, add_order, set_lab
+
+
+def _heparin_infusion(body: dict, draft_id: str = "ufh-draft") -> dict:
+    """A second draft: heparin (UFH) infusion 1,000 units/h IV."""
+    first = body["context"]["draftOrders"]["entry"][0]["resource"]
+    import copy
+    d = copy.deepcopy(first)
+    d["id"] = draft_id
+    d["medicationCodeableConcept"] = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                  "code": "5224"}], "text": "heparin infusion"}
+    d["dosageInstruction"] = [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
+                               "doseAndRate": [{"rateQuantity": {"value": 1000, "unit": "units/h",
+                                                                 "system": "http://unitsofmeasure.org",
+                                                                 "code": "[iU]/h"}}]}]
+    body["context"]["draftOrders"]["entry"].append({"resource": d})
+    return d
+
+
+# -- H1: HIT/argatroban + CrCl < 30 or renal replacement + enoxaparin 40 mg daily: an answer, never a 500 ----------
+def test_hit_history_at_crcl_below_30_with_enoxaparin_40_daily_is_the_hit_card_not_a_500(client):
+    # §18.4/§19.6: HIT history and a heparin draft -> warning, delete the draft (fondaparinux impossible
+    # at CrCl < 30); §19.0: the check fails closed, never silence and never a 500.
+    for creatinine in (3.0, 5.0):                           # 64 kg: CrCl about 23 and 14 mL/min
+        body = example(creatinine=creatinine)
+        add_hit(body, days_ago=400)
+        d = draft(body, "enoxaparin", 40)
+        cards = post(client, body)["cards"]
+        hit = [c for c in cards if kind(c) in ("heparin_avoidance", "hit_acute", "product_switch")]
+        assert hit, [c["summary"] for c in cards]
+        assert ("delete", f"MedicationRequest/{d['id']}") in [(a["type"], a.get("resourceId")) for a in actions(hit[0])]
+        assert not any(a["type"] in ("update", "create") for c in cards for a in actions(c))
+
+
+def test_acute_hit_at_crcl_below_15_with_enoxaparin_40_daily_is_critical_hit_acute(client):
+    body = example(creatinine=5.0)
+    add_hit(body, days_ago=10)
+    set_lab(body, "platelets", 60)
+    draft(body, "enoxaparin", 40)
+    cards = post(client, body)["cards"]
+    assert (cards[0]["indicator"], kind(cards[0])) == ("critical", "hit_acute")
+
+
+def test_argatroban_running_at_crcl_below_15_with_enoxaparin_40_daily_is_answered(client):
+    # §10.1/§19.9: a heparin draft while argatroban runs is a critical duplicate
+    body = example(creatinine=5.0)
+    add_order(body, "arg-1", "argatroban", dose=None, route=None)
+    draft(body, "enoxaparin", 40)
+    cards = post(client, body)["cards"]
+    assert cards and cards[0]["indicator"] == "critical"
+    assert not any(a["type"] in ("update", "create") for c in cards for a in actions(c))
+
+
+def test_order_sign_one_renal_hit_draft_does_not_lose_the_other_drafts_cards(client):
+    body = example(creatinine=3.0)
+    body["hook"] = "order-sign"
+    body["context"].pop("selections", None)
+    add_hit(body, days_ago=400)
+    draft(body, "enoxaparin", 40)
+    ufh = _heparin_infusion(body)
+    cards = post(client, body)["cards"]
+    deleted = {a.get("resourceId") for c in cards for a in actions(c) if a["type"] == "delete"}
+    assert f"MedicationRequest/{ufh['id']}" in deleted
