@@ -199,6 +199,16 @@ def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list
             out.append(issued)
     if duplicate is not None and not any(c.kind == "duplicate_anticoagulant" for c in out):
         out.append(duplicate)
+    # §19.1: an active VKA order in acute HIT is stopped (vitamin K) whatever is drafted; a heparin
+    # draft's hit_acute card already names it and deletes it (contraindicated)
+    vkas = b.active_vkas() if "hit_acute" in b.contraindications() else []
+    if vkas and order.ingredient not in HEPARINS and order.drug_class != "vka":
+        out.append(b.hit_acute_vka(vkas))
+        others = [e for e in getattr(ev.assessment.safety, "anticoagulants_active", ())
+                  if e.source != order.source]
+        if all(e in vkas for e in others) and not [o for o in other_drafts if o.source != order.source]:
+            # the VKA is being stopped: no 'overlap with the VKA' duplicate card beside it
+            out = [c for c in out if c.kind != "duplicate_anticoagulant"]
     rank = {"critical": 0, "warning": 1, "info": 2}
     out.sort(key=lambda c: rank.get(c.card.get("indicator"), 3))   # stable: finding order within
     return out
@@ -266,6 +276,30 @@ class _DraftCards:
             return t.rrt_phrase(self.a.inputs)
         return self.crcl()
 
+    def contraindications(self) -> tuple:
+        return tuple(getattr(self.a.safety, "contraindications", ()) or ())
+
+    def active_vkas(self) -> list:
+        return [e for e in getattr(self.a.safety, "anticoagulants_active", ())
+                if e.drug_class == "vka" and e.kind == "order" and isinstance(e.source, str)
+                and e.source.startswith("MedicationRequest/")]
+
+    def hit_acute_vka(self, vkas):
+        """§19.1: an active VKA order with hit_acute: critical, stop warfarin, give vitamin K
+        [Cuker 2018: venous limb gangrene]. Text only: an order hook may delete only draftOrders
+        entries (CDS Hooks notes §12), so the active VKA order is named, not deleted."""
+        i = self.a.inputs
+        rec = self.hit_record()
+        onset = f"onset {t.when(rec.onset)}" if rec else "dated onset"
+        names = t.names(sorted({t.DRUG.get(e.ingredient, e.ingredient) for e in vkas}))
+        summary = f"Acute HIT and {names} active: stop {names}; give vitamin K"
+        why = (f"**Why:** HIT {onset}; platelets {t.reported(i.platelets, 0)}: a VKA in acute HIT risks venous "
+               "limb gangrene.")
+        action = (f"**Action:** stop {md(names)} and give vitamin K; therapeutic non-heparin anticoagulant with "
+                  "haematology; restart a VKA only once platelets are ≥ 150 ×10⁹/L, overlapping ≥ 5 days.")
+        return self.finish("hit_acute", "critical", summary, why, action, self.t.evidence_for("hit_acute"),
+                           recommendation=("order", "hit_acute", "vka"))
+
     def delete_draft(self, label: str):
         if self.draft_ref is None:
             return []
@@ -302,14 +336,19 @@ class _DraftCards:
                 verb = "stop" if bleeding else "do not give"
                 kind, summary = "hit_acute", f"Acute HIT: {verb} {self.name}; therapeutic non-heparin agent"
                 why = f"**Why:** HIT {onset}; platelets {t.reported(i.platelets, 0)}, not recovered."
+                vkas = self.active_vkas()   # §19.1: an active VKA stops too (vitamin K)
+                vka_names = t.names(sorted({t.DRUG.get(e.ingredient, e.ingredient) for e in vkas}))
+                vka_line = f" Stop {md(vka_names)} and give vitamin K (venous limb gangrene)." if vkas else ""
                 if bleeding:
                     summary = f"Acute HIT with {self.reason_text([c for c in reasons if c in STOPS])}: stop all heparin"
                     action = ("**Action:** stop all heparin, including flushes and locks; urgent haematology; no "
-                              "anticoagulant while bleeding.")
+                              "anticoagulant while bleeding." + vka_line)
                 else:
                     action = ("**Action:** therapeutic-intensity non-heparin anticoagulation (argatroban, bivalirudin, "
                               "treatment-dose fondaparinux or a DOAC) with haematology; stop every heparin, including "
-                              "flushes." + ecmo)
+                              "flushes." + vka_line + ecmo)
+                if vkas:   # the active VKA is not a draftOrders entry: named, not deleted (CDS Hooks notes §12)
+                    summary = f"Acute HIT: {verb} {self.name}; stop {vka_names}, give vitamin K"
             elif hit == "hit_recent":
                 days = num(self.p["safety.hit_acute_days"], 0)
                 kind, summary = "contraindicated", f"HIT within {days} days: do not give {self.name}"

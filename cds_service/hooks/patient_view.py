@@ -275,16 +275,25 @@ class _Builder:
         rec = self.hit_record()
         onset_text = t.when(rec.onset, time=False) if rec else "recent"
         platelets = t.reported(i.platelets, 0, dated=False) if i.platelets else "unknown"
-        summary = self.t.summary["hit_acute"].format(onset=onset_text, platelets=platelets)
+        # §19.1: an active VKA order in acute HIT is stopped with the heparin (venous limb gangrene)
+        vkas = [e for e in self.active if e.drug_class == "vka" and e.kind == "order"]
+        if vkas:
+            summary = (f"Acute HIT (onset {onset_text}, platelets {platelets}): stop all heparin and warfarin; "
+                       "give vitamin K")
+        else:
+            summary = self.t.summary["hit_acute"].format(onset=onset_text, platelets=platelets)
         why = (f"**Why:** HIT with onset {t.when(rec.onset) if rec else 'recent'} and platelets "
                f"{t.reported(i.platelets, 0)}: not recovered.")
         agents = ("bivalirudin or argatroban by the ECMO protocol" if self.ecmo else
                   "argatroban, bivalirudin, treatment-dose fondaparinux or a DOAC")
-        dose = ("**Action:** stop all heparin, including flushes and locks; start a therapeutic-intensity "
-                f"non-heparin anticoagulant ({agents}) with haematology. No prophylactic dose.")
+        dose = ("**Action:** stop all heparin, including flushes and locks; "
+                + ("stop warfarin and give vitamin K (venous limb gangrene); " if vkas else "")
+                + f"start a therapeutic-intensity non-heparin anticoagulant ({agents}) with haematology. "
+                "No prophylactic dose.")
         deletes = self.deletes(self.heparins) + [
-            action_delete("Stop heparin flush/lock", o.source) for o in self.flushes]
-        suggestions = [suggestion("Stop every heparin", *deletes)] if deletes else []
+            action_delete("Stop heparin flush/lock", o.source) for o in self.flushes] + self.deletes(vkas)
+        label = "Stop every heparin and warfarin" if vkas and self.deletes(vkas) else "Stop every heparin"
+        suggestions = [suggestion(label, *deletes)] if deletes else []
         return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
                             suggestions=suggestions, recommendation=("hit_acute",))
 

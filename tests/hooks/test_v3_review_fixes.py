@@ -68,3 +68,54 @@ def test_order_sign_one_renal_hit_draft_does_not_lose_the_other_drafts_cards(cli
     cards = post(client, body)["cards"]
     deleted = {a.get("resourceId") for c in cards for a in actions(c) if a["type"] == "delete"}
     assert f"MedicationRequest/{ufh['id']}" in deleted
+
+
+# -- H2: acute HIT with an active VKA: name and stop warfarin, vitamin K (§19.1), in both hooks --------------------
+def _acute_hit_on_warfarin(with_heparin: bool) -> dict:
+    body = example()
+    add_hit(body, days_ago=10)
+    set_lab(body, "platelets", 60)
+    add_order(body, "warf-1", "warfarin", dose=5, route=None)
+    if with_heparin:
+        add_order(body, "ufh-1", "heparin", dose=5000, unit="units", per_day=2)
+    return body
+
+
+def _deleted(card: dict) -> set:
+    return {a.get("resourceId") for a in actions(card) if a["type"] == "delete"}
+
+
+def test_patient_view_acute_hit_with_heparin_and_warfarin_stops_both_and_says_vitamin_k(client):
+    from v2_bodies import as_patient_view
+    cards = post(client, as_patient_view(_acute_hit_on_warfarin(with_heparin=True)))["cards"]
+    card = cards[0]
+    assert (card["indicator"], kind(card)) == ("critical", "hit_acute")
+    assert "warfarin" in card["summary"] and "vitamin K" in card["summary"]
+    assert {"MedicationRequest/warf-1", "MedicationRequest/ufh-1"} <= _deleted(card)
+
+
+def test_order_select_heparin_draft_in_acute_hit_on_warfarin_stops_warfarin_too(client):
+    body = _acute_hit_on_warfarin(with_heparin=True)
+    d = draft(body, "enoxaparin", 40)
+    cards = post(client, body)["cards"]
+    card = cards[0]
+    assert (card["indicator"], kind(card)) == ("critical", "hit_acute")
+    assert "warfarin" in card["summary"] and "vitamin K" in card["summary"]
+    # the draft is deleted; the active warfarin order is named, not deleted (order hooks may delete only
+    # draftOrders entries, CDS Hooks notes §12)
+    assert f"MedicationRequest/{d['id']}" in _deleted(card) and "warfarin" in card["detail"]
+
+
+def test_order_select_argatroban_draft_in_acute_hit_on_warfarin_says_stop_warfarin_not_overlap(client):
+    body = _acute_hit_on_warfarin(with_heparin=False)
+    d = body["context"]["draftOrders"]["entry"][0]["resource"]
+    d["medicationCodeableConcept"] = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                  "code": "15202"}], "text": "argatroban"}
+    d["dosageInstruction"] = [{"doseAndRate": [{"rateQuantity": {"value": 2, "unit": "ug/kg/min",
+                                                                 "system": "http://unitsofmeasure.org",
+                                                                 "code": "ug/kg/min"}}]}]
+    cards = post(client, body)["cards"]
+    vka = [c for c in cards if "vitamin K" in c["summary"]]
+    assert vka and vka[0]["indicator"] == "critical" and "warfarin" in vka[0]["summary"]
+    # no card endorsing the argatroban-warfarin overlap (stop argatroban at INR > 4) in acute HIT
+    assert not any("INR > 4" in c["summary"] + c["detail"] or kind(c) == "duplicate_anticoagulant" for c in cards)
