@@ -73,11 +73,17 @@ class _Builder:
     # first row that applies (§18.1)
     def choose(self):
         a, rec = self.a, self.a.recommendation
+        acute = rec.pathway == "hit_acute"
         if rec.pathway == "contraindicated":
-            return self.contraindicated()
-        if rec.pathway == "hit_acute" and (self.heparins or self.flushes or not self.non_heparin):
+            # §19.1 (overrides the v2 §13.1 order): in acute HIT, platelets < 25 alone is the disease,
+            # not a stop: the hit_acute card (therapeutic non-heparin agent). Bleeding or fibrinogen stop.
+            if "hit_acute" in self.ci and [c for c in self.ci if c in STOPS] == ["platelets_lt_25"]:
+                acute = True
+            else:
+                return self.contraindicated()
+        if acute and (self.heparins or self.flushes or not self.non_heparin):
             return self.hit_acute()
-        if rec.pathway == "hit_acute" and any(e.drug_class == "vka" and e.kind == "order" for e in self.active):
+        if acute and any(e.drug_class == "vka" and e.kind == "order" for e in self.active):
             return self.hit_acute_vka()     # v3 §19.1 (v3-orders)
         if "hit_suspected" in self.ci:
             return self.hit_suspected()
@@ -242,15 +248,16 @@ class _Builder:
                 if deletes:
                     suggestions = [suggestion("Stop " + t.names([self.exposure_text(e) for e in self.active
                                                                    if e.kind == "order"]), *deletes)]
-            if "hit_acute" in self.ci:
-                dose += " Acute HIT too: stop all heparin, urgent haematology, no anticoagulant."
+            if "hit_acute" in self.ci:   # §19.6: in acute HIT the heparin stops, it is not 'consider'
+                dose = dose.replace("consider stopping the anticoagulant", "stop the anticoagulant")
+                dose += " Acute HIT too: stop all heparin, urgent haematology, no anticoagulant while this lasts."
             return self._finish("contraindicated", "critical", summary, why, dose,
                                 self.t.evidence_for("contraindicated"), suggestions=suggestions,
                                 recommendation=("contraindicated", *codes))
         summary = self.t.summary["contraindicated_none"].format(reason=self.reason_text(codes))
         dose = "**Action:** no pharmacological prophylaxis; intermittent pneumatic compression."
         if "hit_acute" in self.ci:
-            dose += " Acute HIT too: urgent haematology, no anticoagulant."
+            dose += " Acute HIT too: urgent haematology, no anticoagulant while this lasts."
         return self._finish("contraindicated", "warning", summary, why, dose,
                             self.t.evidence_for("contraindicated"), recommendation=("contraindicated", *codes))
 

@@ -119,3 +119,35 @@ def test_order_select_argatroban_draft_in_acute_hit_on_warfarin_says_stop_warfar
     assert vka and vka[0]["indicator"] == "critical" and "warfarin" in vka[0]["summary"]
     # no card endorsing the argatroban-warfarin overlap (stop argatroban at INR > 4) in acute HIT
     assert not any("INR > 4" in c["summary"] + c["detail"] or kind(c) == "duplicate_anticoagulant" for c in cards)
+
+
+# -- H3: acute HIT with platelets < 25 and no bleeding: the hit_acute card, never "no anticoagulant" (§19.1) ----------
+def _acute_hit_platelets_20(*, heparin: bool, bleeding: bool = False) -> dict:
+    from v2_bodies import add_condition, as_patient_view
+    body = example()
+    add_hit(body, days_ago=10)
+    set_lab(body, "platelets", 20)
+    if heparin:
+        add_order(body, "ufh-1", "heparin", dose=5000, unit="units", per_day=2)
+    if bleeding:
+        add_condition(body, "gib-1", "K92.2", days_ago=1, text="GI haemorrhage")
+    return as_patient_view(body)
+
+
+def test_patient_view_acute_hit_platelets_20_on_heparin_is_hit_acute_stop_heparin(client):
+    card = post(client, _acute_hit_platelets_20(heparin=True))["cards"][0]
+    assert (card["indicator"], kind(card)) == ("critical", "hit_acute")
+    assert "no anticoagulant" not in card["detail"].lower() and "consider stopping" not in card["detail"]
+    assert "therapeutic" in card["detail"] and "MedicationRequest/ufh-1" in _deleted(card)
+
+
+def test_patient_view_acute_hit_platelets_20_without_heparin_is_hit_acute_not_mechanical_only(client):
+    card = post(client, _acute_hit_platelets_20(heparin=False))["cards"][0]
+    assert (card["indicator"], kind(card)) == ("critical", "hit_acute")
+    assert "no anticoagulant" not in card["detail"].lower()
+
+
+def test_patient_view_acute_hit_with_bleeding_says_stop_not_consider_stopping(client):
+    card = post(client, _acute_hit_platelets_20(heparin=True, bleeding=True))["cards"][0]
+    assert card["indicator"] == "critical"
+    assert "consider stopping" not in card["detail"] and "stop" in card["detail"]
