@@ -58,6 +58,7 @@ log = logging.getLogger("cds_service.hooks.order_check")
 from .registry import HookCall, Service
 
 HIT_CRITICAL = ("hit_acute", "hit_recent", "hit_suspected")
+HIT_CODES = HIT_CRITICAL + ("hit_history",)
 INHIBITOR_NAMES = {"nirmatrelvir": "nirmatrelvir/ritonavir", "ritonavir": "ritonavir", "ketoconazole": "ketoconazole",
                    "itraconazole": "itraconazole", "clarithromycin": "clarithromycin"}
 STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
@@ -193,6 +194,12 @@ def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list
         if f.kind == "switch_product" and duplicate is not None \
                 and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
             out.append(b.avoid(f.reasons, "warning", "another anticoagulant is already active"))
+            continue
+        if f.kind == "switch_product" and ev.assessment.inputs.respiratory.ecmo \
+                and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
+            # §19.4: on ECMO no one-click switch of (circuit) heparin to SC fondaparinux: delete the
+            # draft, circuit anticoagulation with bivalirudin or argatroban by the ECMO protocol
+            out.append(b.avoid(f.reasons, f.urgency or "warning", "ECMO in progress", ecmo=True))
             continue
         issued = b.render(f)
         if issued is not None:
@@ -408,15 +415,19 @@ class _DraftCards:
             because = "a treatment dose is drafted: " + t.V3_ACTION["hit_treatment_delete"].rstrip(".")
         return self.avoid(specific, urgency, because)
 
-    def avoid(self, specific, urgency, because: str):
+    def avoid(self, specific, urgency, because: str, ecmo: bool = False):
         """Heparin-specific contraindication, no switch offered: delete the draft only."""
-        label = "HIT history" if "hit_history" in specific else "Heparin allergy"
+        label = "Recent HIT" if "hit_recent" in specific else "HIT history" if "hit_history" in specific \
+            else "Heparin allergy"
         summary = f"{label}: avoid {self.name}; non-heparin agent with specialist advice"
         rec = self.hit_record()
         when = ("onset " + t.when(rec.onset) if rec
                 else f"undated or over {num(self.p['safety.hit_acute_days'], 0)} days")
         why = f"**Why:** {label} ({when}); {because}."
         action = "**Action:** remove the draft; a non-heparin anticoagulant with haematology advice."
+        if ecmo:
+            action = ("**Action:** remove the draft; on ECMO: bivalirudin or argatroban by the ECMO protocol, with "
+                      "haematology (no SC agent for the circuit).")
         w = self.a.anthropometrics.weight_kg
         if w is not None and w < self.p["hit.fondaparinux_min_weight_kg"]:
             action += " " + self.capital(t.V3_ACTION["hit_mechanical"])   # §19.6 remote HIT < 50 kg
@@ -629,6 +640,8 @@ class _DraftCards:
         if f.kind in ("pregnancy_vka", "pregnancy_doac", "liver", "argatroban_start"):
             return self.capital(A[f.kind])
         if f.kind == "ecmo_oral":
+            if set(self.contraindications()) & set(HIT_CODES):   # §19.4: never 'usually a UFH infusion' in HIT
+                return self.capital(A["ecmo_hit"])
             return self.capital(A["ecmo_oral" if r0 == "oral" else "ecmo_lmwh"])
         if f.kind == "interaction":
             inhibitor = t.names([INHIBITOR_NAMES.get(x, x) for x in f.reasons])

@@ -270,6 +270,8 @@ class _Builder:
         why = ("**Why:** ECMO in progress and no anticoagulant order seen; the COVID-19 dose "
                "recommendations do not apply to ECMO circuits.")
         dose = "**Action:** follow the ECMO anticoagulation protocol (usually a UFH infusion)."
+        if any(c.startswith("hit") for c in self.ci):   # §19.4: with HIT, never a UFH infusion
+            dose = "**Action:** on ECMO with HIT: bivalirudin or argatroban by the ECMO protocol."
         return self._finish("ecmo", "info", summary, why, dose, self.t.evidence_for("ecmo"),
                             recommendation=("ecmo",))
 
@@ -366,7 +368,12 @@ class _Builder:
         intensity = top.intensity if top is not None else None
         switch = top.finding("switch_product") if top is not None else None
         may_create = not self.non_heparin and not self.ecmo
-        if may_create and switch is not None and switch.proposed is not None \
+        if self.ecmo:
+            # §19.4: the heparin on ECMO is the circuit's anticoagulant: never a one-click stop or an SC
+            # replacement; bivalirudin or argatroban by the ECMO protocol (review H6)
+            dose = ("**Action:** on ECMO: replace the heparin with bivalirudin or argatroban by the ECMO protocol, "
+                    "with haematology; do not stop it without a replacement.")
+        elif may_create and switch is not None and switch.proposed is not None \
                 and switch.proposed.ingredient == "fondaparinux":
             p_ = switch.proposed
             actions.append(self.create("fondaparinux", p_.dose_mg, None, p_.doses_per_day,
@@ -388,7 +395,7 @@ class _Builder:
             dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
         else:
             dose = "**Action:** stop the heparin; a non-heparin agent with haematology advice."
-        actions += self.deletes(self.heparins)
+        actions += [] if self.ecmo else self.deletes(self.heparins)
         creates = any(a.get("type") == "create" for a in actions)
         label = "Replace with fondaparinux" if creates else "Stop the heparin"
         suggestions = [suggestion(label, *actions)] if actions else []

@@ -151,3 +151,52 @@ def test_patient_view_acute_hit_with_bleeding_says_stop_not_consider_stopping(cl
     card = post(client, _acute_hit_platelets_20(heparin=True, bleeding=True))["cards"][0]
     assert card["indicator"] == "critical"
     assert "consider stopping" not in card["detail"] and "stop" in card["detail"]
+
+
+# -- H6: HIT on ECMO: never "usually a UFH infusion"; no one-click fondaparinux for circuit heparin (§19.4) ----------
+def _on_ecmo(body: dict) -> dict:
+    from v3_bodies import ECMO, add_procedure
+    add_procedure(body, ECMO, hours_ago=48)
+    return body
+
+
+def test_acute_hit_on_ecmo_lmwh_draft_never_recommends_a_ufh_infusion(client):
+    for drug, dose in (("enoxaparin", 40), ("fondaparinux", 7.5)):
+        body = _on_ecmo(example())
+        add_hit(body, days_ago=10)
+        set_lab(body, "platelets", 60)
+        draft(body, drug, dose)
+        cards = post(client, body)["cards"]
+        text = " ".join(c["summary"] + c["detail"] for c in cards)
+        assert "UFH infusion" not in text, drug
+        assert "bivalirudin or argatroban" in text, drug
+
+
+def test_hit_history_on_ecmo_heparin_infusion_draft_is_not_switched_to_fondaparinux(client):
+    body = _on_ecmo(example())
+    add_hit(body, days_ago=400)
+    d = body["context"]["draftOrders"]["entry"][0]["resource"]
+    d["medicationCodeableConcept"] = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                  "code": "5224"}], "text": "heparin infusion"}
+    d["dosageInstruction"] = [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
+                               "doseAndRate": [{"rateQuantity": {"value": 1000, "unit": "units/h",
+                                                                 "system": "http://unitsofmeasure.org",
+                                                                 "code": "[iU]/h"}}]}]
+    cards = post(client, body)["cards"]
+    assert cards, "HIT history and a heparin draft: a card (§19.6)"
+    assert not any(a["type"] == "create" for c in cards for a in actions(c))
+    assert "fondaparinux" not in " ".join(c["summary"] for c in cards)
+    assert any("bivalirudin or argatroban" in c["detail"] for c in cards)
+
+
+def test_patient_view_hit_history_on_ecmo_does_not_stop_the_circuit_heparin_by_one_click(client):
+    from v2_bodies import as_patient_view
+    from v3_bodies import add_heparin
+    body = _on_ecmo(example())
+    add_hit(body, days_ago=400)
+    add_heparin(body, "ufh-ecmo", units_per_ml=100, bag_ml=250, rate_u_h=1000)
+    cards = post(client, as_patient_view(body))["cards"]
+    assert cards
+    assert not any(a["type"] in ("delete", "create") for c in cards for a in actions(c))
+    assert any("bivalirudin or argatroban" in c["detail"] for c in cards)
+    assert not any("argatroban at CrCl" in c["detail"] for c in cards)
