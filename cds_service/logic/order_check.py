@@ -473,6 +473,11 @@ def _above_prophylactic(draft: MedicationOrder, ctx: OrderContext, p: Policy, in
     if ctx.other_indication:
         notes.add("other_anticoagulation_indication")
         return None
+    if name not in HEPARINS and set(ctx.contraindications) & {"hit_acute", "hit_recent", "hit_suspected"}:
+        # §19.1/§19.2: HIT within hit.acute_days (or suspected) is the indication for a therapeutic
+        # non-heparin agent; never 'use the prophylactic dose' (review H4)
+        notes.add("hit_indication")
+        return None
     if ctx.ecmo and name not in DOACS:
         notes.add("ecmo")       # circuit heparin; an LMWH/fondaparinux draft gets the ECMO card
         return None

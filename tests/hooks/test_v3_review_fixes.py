@@ -200,3 +200,22 @@ def test_patient_view_hit_history_on_ecmo_does_not_stop_the_circuit_heparin_by_o
     assert not any(a["type"] in ("delete", "create") for c in cards for a in actions(c))
     assert any("bivalirudin or argatroban" in c["detail"] for c in cards)
     assert not any("argatroban at CrCl" in c["detail"] for c in cards)
+
+
+# -- H4: HIT within 100 days or suspected is the indication for a therapeutic non-heparin draft (§19.1, §19.2) ------
+def test_acute_hit_treatment_dose_fondaparinux_is_not_told_to_use_the_prophylactic_dose(client):
+    body = example()                                          # 64 kg: 7.5 mg is the labelled band
+    add_hit(body, days_ago=10)
+    set_lab(body, "platelets", 60)
+    draft(body, "fondaparinux", 7.5)
+    cards = post(client, body)["cards"]
+    assert not any(kind(c) == "escalation_warning" or "prophylactic dose" in c["detail"] for c in cards)
+
+
+def test_recent_hit_with_recovered_platelets_therapeutic_apixaban_gets_no_escalation(client):
+    body = example()
+    add_hit(body, days_ago=20)                                # hit_recent: within 100 days, platelets recovered
+    set_lab(body, "platelets", 200)
+    draft(body, "apixaban", 5, per_day=2)
+    cards = post(client, body)["cards"]
+    assert not any(kind(c) == "escalation_warning" for c in cards)
