@@ -219,3 +219,43 @@ def test_recent_hit_with_recovered_platelets_therapeutic_apixaban_gets_no_escala
     draft(body, "apixaban", 5, per_day=2)
     cards = post(client, body)["cards"]
     assert not any(kind(c) == "escalation_warning" for c in cards)
+
+
+# -- H10: a HIT / bleeding / pregnancy Condition is never dropped for an irrelevant invalid field ----------------------
+def _empty_strings(condition: dict, where: str) -> None:
+    if where == "display":
+        condition["code"]["coding"][0]["display"] = ""
+    elif where == "text":
+        condition["code"]["text"] = ""
+    elif where == "status display":
+        condition["clinicalStatus"]["coding"][0]["display"] = ""
+
+
+def test_hit_condition_with_an_empty_display_or_text_still_blocks_heparin(client):
+    from v2_bodies import as_patient_view
+    for where in ("display", "text", "status display"):
+        body = example()
+        cond = add_hit(body, days_ago=400)
+        cond["code"]["coding"][0]["display"] = "HIT"
+        cond["clinicalStatus"]["coding"][0]["display"] = "Active"
+        _empty_strings(cond, where)
+        draft(body, "enoxaparin", 40)
+        cards = post(client, body)["cards"]
+        assert any(kind(c) in ("product_switch", "heparin_avoidance") for c in cards), where
+        pv = post(client, as_patient_view(body))["cards"]
+        assert not any(kind(c) == "therapeutic_candidate" for c in pv), where
+
+
+def test_bleeding_and_pregnancy_conditions_with_an_empty_display_are_read(client):
+    from v2_bodies import add_condition
+    body = example()
+    cond = add_condition(body, "gib-1", "K92.2", days_ago=1, text="GI haemorrhage")
+    cond["code"]["coding"][0]["display"] = ""
+    draft(body, "apixaban", 5, per_day=2)
+    card = post(client, body)["cards"][0]
+    assert (card["indicator"], kind(card)) == ("critical", "contraindicated")
+    body = example()
+    cond = add_condition(body, "preg-1", "77386006", system="http://snomed.info/sct", days_ago=100, text="")
+    draft(body, "warfarin", 5)
+    card = post(client, body)["cards"][0]
+    assert card["indicator"] == "critical" and "pregnancy" in card["summary"]
