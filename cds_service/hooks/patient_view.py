@@ -714,6 +714,23 @@ class _Builder:
             check = check_order(order, a, self.p)
             f = next((f for f in check.findings if f.kind in ("dose_above_maximum", "renal_dose")
                       and f.reasons and f.reasons[0] == "crcl_lt_15" and f.action == "delete"), None)
+            switch = next((f for f in check.findings if f.kind == "switch_product" and f.reasons
+                           and f.reasons[0] == "crcl_lt_15" and f.proposed is not None), None)
+            if f is None and switch is not None:
+                # §19.3 row 'CrCl < 15 or renal replacement | prophylactic intent | warning; update to
+                # UFH': the order check would change this order, so patient-view says so (§18.1
+                # dose_review, warning, no suggestion; review H5)
+                renal = self.renal_phrase()
+                ufh = t.dose_text(switch.proposed.ingredient, switch.proposed.dose_mg, switch.proposed.dose_units,
+                                  switch.proposed.doses_per_day)
+                summary = f"{t.order_text(order)} active; {renal}: consider {ufh}"
+                summary = summary[0].upper() + summary[1:]
+                why = f"**Why:** {md(t.order_text(order))} is active; {renal}: LMWH accumulates."
+                dose = f"**Action:** consider {md(ufh)} instead of the LMWH (renal replacement or CrCl < 15)."
+                return self._finish("dose_review", switch.urgency or "warning", summary, why, dose,
+                                    t.V3_EVIDENCE["renal_severe"],
+                                    recommendation=("dose_review", "crcl_lt_15", order.ingredient,
+                                                    order.dose_mg, order.doses_per_day))
             if f is None:
                 continue
             renal = self.renal_phrase()

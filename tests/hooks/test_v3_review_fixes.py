@@ -259,3 +259,24 @@ def test_bleeding_and_pregnancy_conditions_with_an_empty_display_are_read(client
     draft(body, "warfarin", 5)
     card = post(client, body)["cards"][0]
     assert card["indicator"] == "critical" and "pregnancy" in card["summary"]
+
+
+# -- H5: patient-view: an active enoxaparin 40 mg daily at CrCl < 15 or on renal replacement (§19.3, §18.1) -----------
+def test_patient_view_active_enoxaparin_40_daily_at_crcl_below_15_is_a_dose_review(client):
+    from v2_bodies import as_patient_view
+    body = example(creatinine=7.0)                            # 64 kg: CrCl about 12 mL/min
+    add_order(body, "enox-1", "enoxaparin", dose=40)
+    card = post(client, as_patient_view(body))["cards"][0]
+    assert (card["indicator"], kind(card)) == ("warning", "dose_review")
+    assert "UFH" in card["summary"] or "heparin" in card["summary"].lower()
+
+
+def test_patient_view_active_enoxaparin_40_daily_on_haemodialysis_is_a_dose_review_naming_dialysis(client):
+    from v2_bodies import as_patient_view
+    from test_order_check_v3 import add_dialysis
+    body = example()
+    add_dialysis(body)
+    add_order(body, "enox-1", "enoxaparin", dose=40)
+    card = post(client, as_patient_view(body))["cards"][0]
+    assert (card["indicator"], kind(card)) == ("warning", "dose_review")
+    assert "CrCl" not in card["summary"]
