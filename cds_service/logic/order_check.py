@@ -533,9 +533,13 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
     matches = accepted or (target is not None and _matches(draft, target, p))
     obesity = _obesity_equivalent(draft, ctx, p)
     intent_normal = normal is not None and _matches(draft, normal, p)
-    if ctx.bmi is None and name == "enoxaparin" and _same(draft.doses_per_day, 1, p) and any(
+    if ctx.bmi is None and ctx.weight_kg is not None and name == "enoxaparin" \
+            and _same(draft.doses_per_day, 1, p) and any(
             _same(draft.dose_mg, mg, p) for mg in (p["dosing.bmi_tier1_mg"], p["dosing.bmi_tier2_mg"])):
-        intent_normal = True    # a BMI-tier dose while BMI is unknown: prophylactic intent, BMI needed
+        # a BMI-tier dose while only the height is missing: prophylactic intent, BMI needed. With the
+        # weight unknown too, §10.3's no-weight table decides (60-80 mg daily is intermediate), so
+        # the renal-unknown and escalation cards speak (review H7: it was silent).
+        intent_normal = True
     intensity = draft_intensity(draft, weight_kg=ctx.weight_kg, bmi=ctx.bmi, crcl_lt_30=ctx.crcl_lt_30,
                                 policy=p, accepted=matches or obesity or intent_normal)
     prophylactic_intent = intensity == "prophylactic"

@@ -280,3 +280,16 @@ def test_patient_view_active_enoxaparin_40_daily_on_haemodialysis_is_a_dose_revi
     card = post(client, as_patient_view(body))["cards"][0]
     assert (card["indicator"], kind(card)) == ("warning", "dose_review")
     assert "CrCl" not in card["summary"]
+
+
+# -- H7: weight unknown: enoxaparin 60 or 80 mg once daily is intermediate (§10.3), never silent (§19.0, §19.2) --------
+def test_weight_unknown_enoxaparin_60_or_80_daily_is_not_silent(client):
+    from v2_bodies import drop
+    for dose in (60, 80):
+        body = example()
+        drop(body, "body", "weight")
+        drop(body, "bedside", "weight")
+        draft(body, "enoxaparin", dose)
+        cards = post(client, body)["cards"]
+        assert cards, dose
+        assert any(c["indicator"] in ("warning", "critical") for c in cards), dose
