@@ -293,3 +293,71 @@ def test_weight_unknown_enoxaparin_60_or_80_daily_is_not_silent(client):
         cards = post(client, body)["cards"]
         assert cards, dose
         assert any(c["indicator"] in ("warning", "critical") for c in cards), dose
+
+
+# -- H8/H9: flush, pressure bag and lock by §19.4, concentration from units ÷ dispensed volume, frequency capped ------
+def _heparin_order(body: dict, rid: str, *, dose: dict, timing: dict | None = None, dispense_ml: float | None = None,
+                   strength: tuple | None = None, text: str = "heparin") -> dict:
+    from v2_bodies import _entries, iso
+    from datetime import datetime, timedelta, timezone
+    pid = body["context"]["patientId"]
+    dosage = {"text": text, "doseAndRate": [{"doseQuantity": dose}]}
+    if timing:
+        dosage["timing"] = timing
+    r = {"resourceType": "MedicationRequest", "id": rid, "status": "active", "intent": "order",
+         "subject": {"reference": f"Patient/{pid}"},
+         "authoredOn": iso(datetime.now(timezone.utc) - timedelta(hours=24)), "dosageInstruction": [dosage]}
+    coding = [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5224"}]
+    if strength:
+        r["contained"] = [{"resourceType": "Medication", "id": "med", "code": {"coding": coding},
+                           "ingredient": [{"itemCodeableConcept": {"coding": coding}, "strength": {
+                               "numerator": {"value": strength[0], "system": "http://unitsofmeasure.org", "code": "[iU]"},
+                               "denominator": {"value": strength[1], "system": "http://unitsofmeasure.org", "code": "mL"}}}]}]
+        r["medicationReference"] = {"reference": "#med"}
+    else:
+        r["medicationCodeableConcept"] = {"coding": coding, "text": text}
+    if dispense_ml:
+        r["dispenseRequest"] = {"quantity": {"value": dispense_ml, "unit": "mL", "system": "http://unitsofmeasure.org",
+                                             "code": "mL"}}
+    if body["context"].get("encounterId"):
+        r["encounter"] = {"reference": f"Encounter/{body['context']['encounterId']}"}
+    _entries(body, "medications").append({"resource": r, "search": {"mode": "match"}})
+    return r
+
+
+U = {"system": "http://unitsofmeasure.org", "code": "[iU]", "unit": "units"}
+ML = {"system": "http://unitsofmeasure.org", "code": "mL", "unit": "mL"}
+HOURLY = {"repeat": {"frequency": 1, "period": 1, "periodUnit": "h"}}
+Q4H = {"repeat": {"frequency": 1, "period": 4, "periodUnit": "h"}}
+Q8H = {"repeat": {"frequency": 1, "period": 8, "periodUnit": "h"}}
+
+
+def _duplicate_with_enoxaparin(client, body) -> bool:
+    draft(body, "enoxaparin", 40)
+    return any(kind(c) == "duplicate_anticoagulant" for c in post(client, body)["cards"])
+
+
+def test_pressure_bag_concentration_from_dose_over_dispensed_volume_is_not_exposure(client):
+    # §19.4 step 2 with data requirements §8a (units ÷ volume): 1,000 U, dispense 500 mL = 2 U/mL
+    body = example()
+    _heparin_order(body, "bag-1", dose={"value": 1000, **U}, dispense_ml=500,
+                   text="heparin 1,000 units in 500 mL sodium chloride 0.9%, arterial line pressure bag")
+    assert not _duplicate_with_enoxaparin(client, body)
+
+
+def test_hourly_flush_and_four_hourly_lock_are_exposure(client):
+    # §19.4 is silent on frequency; chosen conservatively: more often than a flush (every 6 h) or a lock
+    # (daily) plausibly is, it is exposure (an hourly 500 U "flush" is 12,000 U a day)
+    cases = [dict(dose={"value": 10, **ML}, timing=HOURLY, strength=(25000, 500), text="heparin 10 mL every hour"),
+             dict(dose={"value": 5, **ML}, timing=HOURLY, strength=(100, 1), text="heparin flush 5 mL every hour"),
+             dict(dose={"value": 5, **ML}, timing=Q4H, strength=(5000, 1), text="heparin catheter lock every 4 h")]
+    for case in cases:
+        body = example()
+        _heparin_order(body, "hep-1", **case)
+        assert _duplicate_with_enoxaparin(client, body), case["text"]
+
+
+def test_an_eight_hourly_500_unit_flush_stays_a_flush(client):
+    body = example()
+    _heparin_order(body, "flush-1", dose={"value": 5, **ML}, timing=Q8H, strength=(100, 1), text="heparin flush")
+    assert not _duplicate_with_enoxaparin(client, body)

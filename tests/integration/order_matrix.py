@@ -575,7 +575,7 @@ SITUATIONS: list[Situation] = [
               ("E40", "Hiv", "A5"), {"rrt": "crrt", "active": (Active("heparin", "therapeutic"),)}),
     Situation("pressure-bag", "cov-sic-imv",
               "add an active heparin order 1,000 U in 500 mL (2 U/mL) for an arterial-line pressure bag, no rate",
-              ("E40", "Hiv"), xfail="needs v3-exposure §19.4", xfail_drafts=("E40",)),
+              ("E40", "Hiv")),
     Situation("hd-catheter-lock", "cov-haemodialysis",
               "add an active heparin order 5,000 U/mL × 2 mL per lumen, route/text \"catheter lock\", no rate",
               ("E40", "H5b")),
