@@ -283,6 +283,13 @@ class _DraftCards:
             return t.rrt_phrase(self.a.inputs)
         return self.crcl()
 
+    def renal_why(self) -> str:
+        """The renal facts of a why line: on renal replacement the modality only (§19.3: never the
+        post-dialysis CrCl or creatinine; review-v3 M2), else CrCl and the creatinine as reported."""
+        if self.a.renal.renal_replacement is True:
+            return self.renal_phrase()
+        return f"{self.crcl()}, creatinine {t.reported(self.a.inputs.creatinine, 2)}"
+
     def contraindications(self) -> tuple:
         return tuple(getattr(self.a.safety, "contraindications", ()) or ())
 
@@ -797,12 +804,12 @@ class _DraftCards:
         if f.kind in ("dose_above_maximum", "fondaparinux_band", "weight_unknown"):
             return f"**Why:** draft {md(self.current)}; {self.weight()}; {self.renal_phrase()}."
         if f.kind == "switch_product":
-            return f"**Why:** {self.renal_phrase()}; creatinine {t.reported(i.creatinine, 2)}: LMWH accumulates."
+            return f"**Why:** {self.renal_why()}: LMWH accumulates."
         if f.kind in ("renal_dose", "renal_unknown"):
             if r0 in ("rivaroxaban_crcl_lt_50", "dabigatran_renal", "edoxaban_crcl_15_50", "edoxaban_crcl_lt_15",
                       "edoxaban_crcl_gt_95"):
                 return f"**Why:** {self.crcl_actual()} (Cockcroft-Gault on actual weight, as the label); draft {md(self.current)}."
-            return f"**Why:** {self.renal_phrase()}; creatinine {t.reported(i.creatinine, 2)}; draft {md(self.current)}."
+            return f"**Why:** {self.renal_why()}; draft {md(self.current)}."
         if f.kind == "liver":
             return f"**Why:** INR {t.reported(i.inr, 1)}, bilirubin {t.reported(i.bilirubin, 1)}."
         if f.kind == "argatroban_start":
@@ -833,11 +840,11 @@ class _DraftCards:
         context = self.context(f.reasons)
         summary = f"{self.capital(self.current)}{context}: consider {short}"
         if "renal_frequency" in f.reasons:
-            why = (f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}: the label gives a "
+            why = (f"**Why:** {self.renal_why()}: the label gives a "
                    "therapeutic dose once daily below 30 mL/min.")
         else:
             parts = [f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}" if a.anthropometrics.bmi is not None else None,
-                     self.weight(), f"{self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}"]
+                     self.weight(), self.renal_why()]
             why = "**Why:** " + "; ".join(x for x in parts if x) + "."
         basis = self.t.basis.get(a.regimen.basis, "") if target.ingredient == a.regimen.drug else ""
         action = f"**Dose:** {proposed}" + (f" ({basis})." if basis else ".")
@@ -859,6 +866,9 @@ class _DraftCards:
         kinds = {"bmi_ge_40": "bmi", "bmi_ge_30": "bmi", "standard": "bmi", "crcl_lt_30": "crcl",
                  "renal_frequency": "crcl", "crcl_lt_15": "crcl"}
         found = {kinds.get(r) for r in reasons}
+        if "crcl" in found and a.renal.renal_replacement is True:
+            phrase = self.renal_phrase()
+            return f" ({phrase[:1].lower()}{phrase[1:]})"
         if "crcl" in found and a.renal.crcl_ml_min is not None:
             return f" at CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
         if "bmi" in found and a.anthropometrics.bmi is not None:

@@ -222,7 +222,9 @@ class _Builder:
             parts.append(f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}")
         if a.inputs.weight is not None:
             parts.append(f"weight {t.reported(a.inputs.weight, 1, dated=False)}")
-        if a.renal.crcl_ml_min is not None:
+        if a.renal.renal_replacement is True:   # §19.3: the modality, never a post-dialysis CrCl (review-v3 M2)
+            parts.append(self.renal_phrase())
+        elif a.renal.crcl_ml_min is not None:
             parts.append(f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min, creatinine {t.reported(a.inputs.creatinine, 2)}")
         basis = self.t.basis.get(reg.basis, "")
         lead = "; ".join(parts) or "no weight or renal function recorded"

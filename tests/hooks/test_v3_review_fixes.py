@@ -361,3 +361,26 @@ def test_an_eight_hourly_500_unit_flush_stays_a_flush(client):
     body = example()
     _heparin_order(body, "flush-1", dose={"value": 5, **ML}, timing=Q8H, strength=(100, 1), text="heparin flush")
     assert not _duplicate_with_enoxaparin(client, body)
+
+
+# -- M2: on haemodialysis cards name the modality, never the post-dialysis CrCl or creatinine (§19.3) ------------------
+def test_haemodialysis_cards_never_show_the_post_dialysis_crcl(client):
+    import re
+    from v2_bodies import as_patient_view
+    from test_order_check_v3 import add_dialysis
+    bodies = []
+    pv = example(creatinine=2.2)                              # post-dialysis creatinine: CrCl about 35
+    add_dialysis(pv)
+    bodies.append(as_patient_view(pv))
+    for dose, per_day in ((80, 1), (40, 1), (60, 1)):
+        b = example(creatinine=2.2)
+        add_dialysis(b)
+        draft(b, "enoxaparin", dose, per_day=per_day)
+        bodies.append(b)
+    for b in bodies:
+        cards = post(client, b)["cards"]
+        assert cards
+        for c in cards:
+            text = c["summary"] + c["detail"]
+            assert not re.search(r"CrCl \d", text) and "creatinine" not in text, text
+            assert "haemodialysis" in text
