@@ -849,7 +849,9 @@ class _DraftCards:
         basis = self.t.basis.get(a.regimen.basis, "") if target.ingredient == a.regimen.drug else ""
         action = f"**Dose:** {proposed}" + (f" ({basis})." if basis else ".")
         suggestions = []
-        updated = updated_draft(self.ev.codes, self.resource, self.order, target)
+        updated = updated_draft(self.ev.codes, self.resource, self.order, target) if f.action == "update" else None
+        if f.action != "update":   # §19.11: a lower daily dose at BMI >= 40 is never one click
+            action += " No one-click change: a higher obesity regimen may be intended; confirm the intent."
         if updated is not None:
             suggestions.append(suggestion(f"Change to {proposed}", action_update(f"Change the draft to {proposed}", updated),
                                           recommended=True))

@@ -617,7 +617,14 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
                        "bmi_ge_40": p["cards.bmi_tier2_indicator"],
                        "bmi_ge_50": p["cards.bmi_tier2_indicator"]}.get(reasons[0], "warning") \
                 if reasons else "warning"
-            findings.append(Finding("dose_change", reasons, ptarget, urgency=urgency, action="update"))
+            # §19.11 'never corrects an accepted higher obesity regimen down': at BMI >= 40 a target
+            # with a LOWER daily dose is said, never one click (review-v3 M3: 60 mg q12h at BMI 49.9
+            # is 0.39 mg/kg, "prophylactic" by §10.3, and was cut to 80 mg daily)
+            lowers = ctx.bmi is not None and nm.cmp_ge(ctx.bmi, p["dosing.bmi_tier2"], p) \
+                and _daily(draft) is not None and _daily(ptarget) is not None \
+                and nm.cmp_lt(_daily(ptarget), _daily(draft), p)
+            findings.append(Finding("dose_change", reasons, ptarget, urgency=urgency,
+                                    action=None if lowers else "update"))
             resulting = replace(draft, dose_mg=ptarget.dose_mg, dose_units=ptarget.dose_units,
                                 doses_per_day=ptarget.doses_per_day, route=ptarget.route,
                                 continuous=False)

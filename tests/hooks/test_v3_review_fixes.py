@@ -384,3 +384,11 @@ def test_haemodialysis_cards_never_show_the_post_dialysis_crcl(client):
             text = c["summary"] + c["detail"]
             assert not re.search(r"CrCl \d", text) and "creatinine" not in text, text
             assert "haemodialysis" in text
+
+
+# -- M3: at BMI >= 40 a lower daily dose is never one click (§19.11) ----------------------------------------------------
+def test_bmi_49_9_enoxaparin_60_q12h_is_not_cut_to_80_daily_by_one_click(client):
+    body = example(weight=152.8)                              # height of dose-ok: BMI about 49.9 at 152.8 kg
+    draft(body, "enoxaparin", 60, per_day=2)
+    cards = post(client, body)["cards"]
+    assert not any(a["type"] == "update" and "80" in a["description"] for c in cards for a in actions(c))
