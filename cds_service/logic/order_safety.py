@@ -127,6 +127,12 @@ def safety_findings(draft: MedicationOrder, ctx: Any, p: Policy, *, intensity: I
     return out
 
 
+def _treatment_context(ctx) -> bool:
+    """A treatment dose is plausibly meant: another indication recorded, or the therapeutic-candidate
+    pathway (§19.2)."""
+    return bool(getattr(ctx, "other_indication", False)) or getattr(ctx, "pathway", None) == "therapeutic_candidate"
+
+
 def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regimen_match) -> list:
     out = _dose_findings_raw(draft, ctx, p, intensity=intensity, renal=renal,
                              prophylactic_intent=prophylactic_intent, regimen_match=regimen_match)
@@ -199,6 +205,10 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
                 # never a one-click INCREASE of the daily dose (20 mg four times daily at 64 kg is
                 # 80 mg a day; 1 mg/kg twice daily would be 120): then the text names the maximum
                 raises = nm.cmp_gt(target.dose_mg * 2, daily, p)
+                # review-v3 M4 (a rule-level deviation from §19.2's literal 'update to 1 mg/kg twice
+                # daily'): a prophylactic strength (<= 40 mg) given too often, with no indication and
+                # no therapeutic-candidate pathway, is a frequency slip: no one-click treatment dose
+                raises = raises or (nm.cmp_le(mg, p["dosing.standard_mg"], p) and not _treatment_context(ctx))
                 out.append(Finding("dose_above_maximum", ("more_than_2_a_day",) if too_often else ("enoxaparin_max",),
                                    None if raises else target, urgency="critical",
                                    action=None if raises else "update"))
@@ -233,6 +243,10 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
             if band is not None and (nm.cmp_gt(mg, band, p) or nm.cmp_gt(n, 1, p)):
                 # no one-click to another contraindicated dose at CrCl < 30 or unknown (label)
                 renal_ok = below30 is False
+                # review-v3 M4: 2.5 mg (the prophylactic strength) more than once a day with no
+                # indication is a frequency slip, not a request for the treatment band: no one click
+                if nm.cmp_le(mg, p["hit.fondaparinux_mg"], p) and not _treatment_context(ctx):
+                    renal_ok = False
                 out.append(Finding("dose_above_maximum", ("fondaparinux_band",),
                                    Proposed("fondaparinux", band, None, 1) if renal_ok else None,
                                    urgency="critical", action="update" if renal_ok else None))

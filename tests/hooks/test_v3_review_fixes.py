@@ -392,3 +392,14 @@ def test_bmi_49_9_enoxaparin_60_q12h_is_not_cut_to_80_daily_by_one_click(client)
     draft(body, "enoxaparin", 60, per_day=2)
     cards = post(client, body)["cards"]
     assert not any(a["type"] == "update" and "80" in a["description"] for c in cards for a in actions(c))
+
+
+# -- M4: a prophylactic strength given too often, no indication: no one-click treatment dose ----------------------------
+def test_prophylactic_strength_too_often_without_indication_gets_no_one_click_treatment_dose(client):
+    for drug, dose, per_day in (("enoxaparin", 40, 4), ("fondaparinux", 2.5, 2)):
+        body = example()
+        set_lab(body, "d-dimer", 0.4)                         # no signal: not a therapeutic candidate
+        draft(body, drug, dose, per_day=per_day)
+        cards = post(client, body)["cards"]
+        assert cards[0]["indicator"] == "critical" and kind(cards[0]) == "dose_above_maximum"
+        assert not any(a["type"] == "update" for c in cards for a in actions(c)), drug

@@ -401,7 +401,11 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
                 # v3-orders (code kept, table fixed): no one-click update that RAISES the daily dose
                 # (40 mg x 4 = 160 mg a day; 1 mg/kg twice daily at 135 kg would be 280 mg)
                 raises = w is not None and 2 * round_10(w) > dose * d.per_day
-                add(Card("dose_above_maximum", "critical", "u" if (w is not None and not in_hit and not raises) else "-",
+                # review-v3 M4: a prophylactic strength (<= 40 mg) too often is a frequency slip: the
+                # 1 mg/kg update only with another indication or on the therapeutic-candidate pathway
+                slip = dose <= 40 and not (p.other_indication or p.pathway == "therapeutic_candidate")
+                add(Card("dose_above_maximum", "critical", "u" if (w is not None and not in_hit and not raises
+                                                                   and not slip) else "-",
                          "more than 2 doses a day (§19.2)"))
             elif w is not None and d.per_day == 2 and dose > _ceil10(1.0 * w):
                 add(Card("dose_above_maximum", "critical", "-" if in_hit else "u", "above 1 mg/kg q12h (§19.2)"))
