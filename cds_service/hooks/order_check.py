@@ -770,6 +770,8 @@ class _DraftCards:
                 return f"{cur} at {self.crcl()}: consider enoxaparin {num(self.p['renal.enoxaparin_mg'], 0)} mg SC daily"
             if r0 == "crcl_lt_15":
                 return f"{cur}: {self.renal_phrase()}; UFH per protocol"
+            if r0 == "crcl_lt_30":   # the enoxaparin table uses the policy-weight CrCl of the why line
+                return f"{cur} at {self.renal_phrase()}: check the renal dose"
             return f"{cur} at {self.crcl_actual()}: check the renal dose"
         if f.kind == "switch_product":
             p = f.proposed

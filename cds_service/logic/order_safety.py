@@ -178,7 +178,12 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
             over_bid = nm.cmp_ge(n, 2, p) and nm.cmp_gt(mg, p["renal.enoxaparin_mg"], p)
             over_daily = w is not None and nm.cmp_le(n, 1, p) and \
                 nm.cmp_gt(daily, round_up_to_step(per_kg * w, step), p)
-            if over_bid or over_daily or nm.cmp_gt(n, 2, p):
+            if over_bid and prophylactic_intent and obese and not nm.cmp_gt(n, 2, p):
+                # review-v3 M6: §19.3 row 2 has no obesity exception, but row 1 and §11 renal_obesity
+                # say a fixed 30 mg can be far below 0.5 mg/kg at BMI >= 40: the card stays
+                # (critical, row 2), the one-click 30 mg daily does not
+                out.append(Finding("renal_dose", ("crcl_lt_30", "renal_obesity"), urgency="critical"))
+            elif over_bid or over_daily or nm.cmp_gt(n, 2, p):
                 if intensity == "therapeutic" and w is not None:
                     target = Proposed("enoxaparin", round_to_step(per_kg * w, step), None, 1)
                 else:

@@ -403,3 +403,16 @@ def test_prophylactic_strength_too_often_without_indication_gets_no_one_click_tr
         cards = post(client, body)["cards"]
         assert cards[0]["indicator"] == "critical" and kind(cards[0]) == "dose_above_maximum"
         assert not any(a["type"] == "update" for c in cards for a in actions(c)), drug
+
+
+# -- M6: BMI >= 40 at CrCl < 30: a twice-daily prophylactic-intent draft is not cut to 30 mg daily by one click ---------
+def test_bmi_over_40_crcl_below_30_enoxaparin_40_q12h_is_not_updated_to_30_mg(client):
+    import re
+    body = example(weight=135, creatinine=5.0)                # BMI about 44, CrCl below 30 on the policy weight
+    draft(body, "enoxaparin", 40, per_day=2)
+    cards = post(client, body)["cards"]
+    assert cards and cards[0]["indicator"] == "critical"
+    assert not any(a["type"] == "update" for c in cards for a in actions(c))
+    assert any("obesity" in c["detail"] for c in cards)
+    for c in cards:   # one CrCl per card
+        assert len(set(re.findall(r"CrCl ([\d.]+)", c["summary"] + c["detail"]))) <= 1
