@@ -188,8 +188,14 @@ def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list
     duplicate = b.duplicate()
     findings = [f for f in check.findings if f.kind != "already_anticoagulated"] \
         if check is not None and check.checked else []
+    # §19.4/§19.2 (review-v3 M16): with ECMO/CRRT circuit heparin running, an LMWH draft gets the
+    # duplicate card only: no one-click switch to SC UFH on top of the circuit heparin
+    circuit = any(getattr(o, "circuit", False) for o, _ in getattr(ev.assessment.safety, "orders", ()))
     for f in findings:
         if f.kind == "undeterminable" and f.urgency is None and ev.policy["cards.not_determinable"] == "none":
+            continue
+        if circuit and duplicate is not None and f.kind == "switch_product" and f.action == "update" \
+                and f.proposed is not None and f.proposed.ingredient == "heparin":
             continue
         if f.kind == "switch_product" and duplicate is not None \
                 and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:

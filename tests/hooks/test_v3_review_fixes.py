@@ -416,3 +416,34 @@ def test_bmi_over_40_crcl_below_30_enoxaparin_40_q12h_is_not_updated_to_30_mg(cl
     assert any("obesity" in c["detail"] for c in cards)
     for c in cards:   # one CrCl per card
         assert len(set(re.findall(r"CrCl ([\d.]+)", c["summary"] + c["detail"]))) <= 1
+
+
+# -- M16: CRRT circuit heparin: no escalation for a UFH infusion draft, no one-click SC UFH on top (§19.2, §19.4) --------
+def _on_crrt_with_circuit_heparin() -> dict:
+    from v3_bodies import CRRT, add_heparin, add_procedure
+    body = example()
+    add_procedure(body, CRRT, hours_ago=24)
+    add_heparin(body, "ufh-crrt", units_per_ml=100, bag_ml=250, rate_u_h=500,
+                text="heparin 25,000 units/250 mL: 500 units/h into the CRRT circuit, pre-filter")
+    return body
+
+
+def test_crrt_circuit_heparin_and_an_lmwh_draft_gets_the_duplicate_card_only(client):
+    body = _on_crrt_with_circuit_heparin()
+    draft(body, "enoxaparin", 40)
+    cards = post(client, body)["cards"]
+    assert any(kind(c) == "duplicate_anticoagulant" for c in cards)
+    assert not any(a["type"] == "update" for c in cards for a in actions(c))
+
+
+def test_crrt_circuit_heparin_and_a_ufh_infusion_draft_gets_no_escalation(client):
+    body = _on_crrt_with_circuit_heparin()
+    d = body["context"]["draftOrders"]["entry"][0]["resource"]
+    d["medicationCodeableConcept"] = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                  "code": "5224"}], "text": "heparin infusion"}
+    d["dosageInstruction"] = [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
+                               "doseAndRate": [{"rateQuantity": {"value": 1000, "unit": "units/h",
+                                                                 "system": "http://unitsofmeasure.org",
+                                                                 "code": "[iU]/h"}}]}]
+    cards = post(client, body)["cards"]
+    assert not any(kind(c) == "escalation_warning" for c in cards)

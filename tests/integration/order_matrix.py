@@ -377,7 +377,9 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
         renal_low = crcl is not None and crcl < 30
         if crcl is not None and crcl < 15:
             prophylactic_intent = d.per_day == 1 and dose <= 40   # the regimen/equivalent at normal renal function
-            if prophylactic_intent and not in_hit:   # in HIT the HIT card deletes it (a switch to UFH is moot)
+            # review-v3 M16: with CRRT circuit heparin running, no one-click SC UFH on top (duplicate card only)
+            circuit = p.rrt == "crrt" and any(a.drug == "heparin" and not a.statement for a in p.active)
+            if prophylactic_intent and not in_hit and not circuit:   # in HIT the HIT card deletes it
                 add(Card("renal", "warning", "u", "LMWH at CrCl < 15 / RRT → UFH 5,000 U (§19.3)"))
                 switch_card = True
             elif prophylactic_intent:
