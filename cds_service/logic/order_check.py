@@ -262,6 +262,9 @@ def _obesity_equivalent(draft: MedicationOrder, ctx: OrderContext, p: Policy) ->
     return False
 
 
+UFH_HIGH_WEIGHT_KG = 100   # §19.0 "7,500 U q8h at weight > 100 kg" (as logic/intensity.py reads it)
+
+
 def _accepted_equivalent(draft: MedicationOrder, ctx: OrderContext, regimen: Regimen,
                          p: Policy) -> bool:
     """§11 v2 / §19.11: an obesity equivalent at BMI >= 40, or a low-weight dose under 50 kg
@@ -269,6 +272,12 @@ def _accepted_equivalent(draft: MedicationOrder, ctx: OrderContext, regimen: Reg
     if draft.ingredient not in ("enoxaparin", "heparin"):
         return False
     if _obesity_equivalent(draft, ctx, p):
+        return True
+    # §19.0: prophylactic UFH is '7,500 U q8h at weight > 100 kg or BMI >= 40' (Wang 2014, §19.11);
+    # §19.11's list is headed 'at BMI >= 40' only, §19.0's wording is the safer one (review-v3 M17)
+    if draft.ingredient == "heparin" and ctx.weight_kg is not None \
+            and nm.cmp_gt(ctx.weight_kg, UFH_HIGH_WEIGHT_KG, p) and _same(draft.dose_units, 7500, p) \
+            and _same(draft.doses_per_day, 3, p):
         return True
     renal_low = ctx.crcl_lt_30 is True or ctx.renal_replacement is True
     return draft.ingredient == "enoxaparin" and not renal_low and _weight_low(ctx, p) \

@@ -447,3 +447,12 @@ def test_crrt_circuit_heparin_and_a_ufh_infusion_draft_gets_no_escalation(client
                                                                  "code": "[iU]/h"}}]}]
     cards = post(client, body)["cards"]
     assert not any(kind(c) == "escalation_warning" for c in cards)
+
+
+# -- M17: UFH 7,500 U q8h above 100 kg is prophylaxis (§19.0), never "corrected" to 5,000 U ------------------------------
+def test_ufh_7500_q8h_at_105_kg_is_not_corrected_down(client):
+    body = example(weight=105)                                # BMI about 34: the weight rule, not the BMI rule
+    draft(body, "heparin", 7500, per_day=3, unit="U")
+    cards = post(client, body)["cards"]
+    assert not any(a["type"] == "update" for c in cards for a in actions(c))
+    assert not any(kind(c) == "escalation_warning" for c in cards)
