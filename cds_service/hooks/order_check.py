@@ -212,6 +212,9 @@ def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list
             out.append(issued)
     if duplicate is not None and not any(c.kind == "duplicate_anticoagulant" for c in out):
         out.append(duplicate)
+    unreadable = (getattr(ev.assessment.inputs, "rejected", None) or {}).get("conditions.unreadable_safety")
+    if unreadable:   # §19.0 fails closed (review-v3 H10): a dropped safety record is said
+        out.append(b.unreadable_safety(unreadable))
     # §19.1: an active VKA order in acute HIT is stopped (vitamin K) whatever is drafted; a heparin
     # draft's hit_acute card already names it and deletes it (contraindicated)
     vkas = b.active_vkas() if "hit_acute" in b.contraindications() else []
@@ -295,6 +298,14 @@ class _DraftCards:
         if self.a.renal.renal_replacement is True:
             return self.renal_phrase()
         return f"{self.crcl()}, creatinine {t.reported(self.a.inputs.creatinine, 2)}"
+
+    def unreadable_safety(self, reason: str):
+        what = reason.split(" record", 1)[0]
+        summary = f"A {what} record could not be read: review it before {self.current}"
+        why = f"**Why:** {md(reason[:200])}; it was left out of this check."
+        action = f"**Action:** review the {what} record in the chart before signing (HIT: no heparin until reviewed)."
+        return self.finish("not_determinable", "warning", summary, why, action, self.t.evidence_for("not_determinable"),
+                           recommendation=("order", "unreadable_safety", self.order.ingredient))
 
     def contraindications(self) -> tuple:
         return tuple(getattr(self.a.safety, "contraindications", ()) or ())

@@ -87,6 +87,13 @@ class _Builder:
             return self.hit_acute_vka()     # v3 §19.1 (v3-orders)
         if "hit_suspected" in self.ci:
             return self.hit_suspected()
+        unreadable = (getattr(a.inputs, "rejected", None) or {}).get("conditions.unreadable_safety")
+        if unreadable:   # §19.0 fails closed (review-v3 H10): before any dose or candidate card
+            what = unreadable.split(" record", 1)[0]
+            return self._finish("not_determinable", "warning", f"A {what} record could not be read: review it",
+                                f"**Why:** {md(unreadable[:200])}; it was left out of this assessment.",
+                                "**Action:** review the record in the chart before any anticoagulant decision.",
+                                self.t.evidence_for("not_determinable"), recommendation=("unreadable_safety",))
         specific = [c for c in self.ci if c in HEPARIN_SPECIFIC_ROW]
         if specific and self.heparins:
             return self.heparin_specific_active(specific)

@@ -456,3 +456,17 @@ def test_ufh_7500_q8h_at_105_kg_is_not_corrected_down(client):
     cards = post(client, body)["cards"]
     assert not any(a["type"] == "update" for c in cards for a in actions(c))
     assert not any(kind(c) == "escalation_warning" for c in cards)
+
+
+def test_a_hit_condition_that_must_be_dropped_is_said_in_both_hooks(client):
+    # §19.0 fails closed: a HIT record with an unreadable onset (a field the rules read) cannot be
+    # used, but its loss is said, never silence
+    from v2_bodies import as_patient_view
+    body = example()
+    cond = add_hit(body, days_ago=400)
+    cond["onsetDateTime"] = "2024-13-45"
+    draft(body, "enoxaparin", 40)
+    cards = post(client, body)["cards"]
+    assert any(c["indicator"] == "warning" and "HIT record could not be read" in c["summary"] for c in cards)
+    pv = post(client, as_patient_view(body))["cards"]
+    assert pv and "HIT record could not be read" in pv[0]["summary"]
