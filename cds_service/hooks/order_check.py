@@ -513,6 +513,9 @@ class _DraftCards:
             if urgency == "info" and "argatroban" in ingredients:
                 # §19.9: argatroban raises the INR: no "INR < 2 = bridge" while it runs
                 urgency = "critical" if sum(1 for e in items if e.order_class == "therapeutic") >= 2 else "warning"
+            if urgency == "info" and set(self.contraindications()) & {"hit_acute", "hit_recent", "hit_suspected"}:
+                # review-v3 M7: no §10.4 'VKA bridge' in HIT (the heparin must stop now): at least a warning
+                urgency = "warning"
         names = [self.exposure_text(e) for e in active] + [t.order_text(o) + " (draft)" for o in drafted]
         summary = f"{self.capital(self.current)} drafted while {t.names(names)} is active"
         if drafted and not active:

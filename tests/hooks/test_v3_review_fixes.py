@@ -470,3 +470,16 @@ def test_a_hit_condition_that_must_be_dropped_is_said_in_both_hooks(client):
     assert any(c["indicator"] == "warning" and "HIT record could not be read" in c["summary"] for c in cards)
     pv = post(client, as_patient_view(body))["cards"]
     assert pv and "HIT record could not be read" in pv[0]["summary"]
+
+
+# -- M7: acute HIT + a VKA draft: no "VKA bridge" info card ------------------------------------------------------------
+def test_acute_hit_vka_draft_is_never_called_a_bridge(client):
+    body = example()
+    add_hit(body, days_ago=10)
+    set_lab(body, "platelets", 60)
+    add_order(body, "ufh-1", "heparin", dose=5000, unit="units", per_day=2)
+    draft(body, "warfarin", 5, route_sc=False)
+    cards = post(client, body)["cards"]
+    assert cards[0]["indicator"] == "critical"
+    assert not any("bridge" in (c["summary"] + c["detail"]).lower() for c in cards)
+    assert not any(c["indicator"] == "info" for c in cards)
