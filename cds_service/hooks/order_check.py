@@ -259,7 +259,9 @@ class _DraftCards:
 
     def finish(self, kind, indicator, summary, why, action, evidence, *, suggestions=(), selection="any",
                gives_heparin=False, recommendation=None):
-        extra = self.anti_xa_lines(kind)
+        # §19.7 (review-v3 M12): no anti-Xa line on a card that deletes or replaces the LMWH
+        deletes = any(a.get("type") == "delete" for s in suggestions for a in s.get("actions", ()))
+        extra = [] if deletes or kind in ("heparin_avoidance", "hit_suspected") else self.anti_xa_lines(kind)
         if gives_heparin or any(a.get("type") == "create" for s in suggestions for a in s.get("actions", ())):
             extra.append(t.NEURAXIAL)   # §19.13: any anticoagulant a suggestion gives
         issued = card(kind, indicator, summary, t.detail(why, action, self.missing_line(), extra, evidence),

@@ -483,3 +483,22 @@ def test_acute_hit_vka_draft_is_never_called_a_bridge(client):
     assert cards[0]["indicator"] == "critical"
     assert not any("bridge" in (c["summary"] + c["detail"]).lower() for c in cards)
     assert not any(c["indicator"] == "info" for c in cards)
+
+
+# -- M12: no anti-Xa advice inside a card that deletes or replaces the LMWH (§19.7) --------------------------------------
+def test_no_anti_xa_line_in_a_card_that_removes_the_lmwh(client):
+    from test_order_check_v3 import add_dialysis
+    bodies = []
+    b = example()
+    add_dialysis(b)
+    draft(b, "enoxaparin", 80)                                # §19.3 delete card on haemodialysis
+    bodies.append(b)
+    b = example(weight=45)
+    add_hit(b, days_ago=400)                                   # HIT history, < 50 kg: avoid, delete
+    draft(b, "enoxaparin", 40)
+    bodies.append(b)
+    for b in bodies:
+        cards = post(client, b)["cards"]
+        removing = [c for c in cards if any(a["type"] == "delete" for a in actions(c))]
+        assert removing
+        assert not any("Anti-Xa" in c["detail"] for c in removing)
