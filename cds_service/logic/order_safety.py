@@ -127,6 +127,11 @@ def safety_findings(draft: MedicationOrder, ctx: Any, p: Policy, *, intensity: I
     return out
 
 
+# Dalteparin single-dose prefilled syringes (dalteparin label; the treatment weight bands use 12,500,
+# 15,000 and 18,000 IU); 18,000 is also orders.dalteparin_max_iu_day.
+DALTEPARIN_SYRINGES_IU = (2500, 5000, 7500, 10000, 12500, 15000, 18000)
+
+
 def _treatment_context(ctx) -> bool:
     """A treatment dose is plausibly meant: another indication recorded, or the therapeutic-candidate
     pathway (§19.2)."""
@@ -233,7 +238,12 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
             per_kg_max = p[f"orders.{name}_max_iu_kg_daily"]
             over = nm.cmp_gt(daily, per_kg_max * w, p)
             if name == "dalteparin":
-                over = over or nm.cmp_gt(daily, p["orders.dalteparin_max_iu_day"], p)
+                # §19.2: 'above' = above the weight-based maximum rounded up to the next product step
+                # (review-v3 M5: 15,000 IU at 70 kg is the label's syringe for 200 IU/kg)
+                ceiling = next((x for x in DALTEPARIN_SYRINGES_IU if x >= per_kg_max * w - 1e-6),
+                               p["orders.dalteparin_max_iu_day"])
+                ceiling = min(ceiling, p["orders.dalteparin_max_iu_day"])
+                over = nm.cmp_gt(daily, ceiling, p) or nm.cmp_gt(daily, p["orders.dalteparin_max_iu_day"], p)
             if over:
                 out.append(Finding("dose_above_maximum", (f"{name}_max",), urgency="critical",
                                    values=(("max_iu", per_kg_max * w),)))

@@ -502,3 +502,15 @@ def test_no_anti_xa_line_in_a_card_that_removes_the_lmwh(client):
         removing = [c for c in cards if any(a["type"] == "delete" for a in actions(c))]
         assert removing
         assert not any("Anti-Xa" in c["detail"] for c in removing)
+
+
+# -- M5: dalteparin: the label's syringe for 200 IU/kg is never "above the maximum" (§19.2 product step) ----------------
+def test_dalteparin_weight_band_syringes_are_not_above_the_maximum(client):
+    for weight, dose in ((60, 12500), (70, 15000), (86, 18000), (64, 12900)):
+        body = example(weight=weight)
+        draft(body, "dalteparin", dose, unit="U")
+        cards = post(client, body)["cards"]
+        assert not any(kind(c) == "dose_above_maximum" for c in cards), (weight, dose)
+    body = example(weight=70)
+    draft(body, "dalteparin", 17500, unit="U")                 # above the 15,000 IU syringe at 70 kg
+    assert any(kind(c) == "dose_above_maximum" for c in post(client, body)["cards"])
