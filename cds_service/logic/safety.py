@@ -299,7 +299,8 @@ def classify_order(order: MedicationOrder, weight_kg: float | None, crcl_lt_30: 
     if name == "dabigatran" and mg is not None and n is not None and nm.cmp_le(n, 1, p) \
             and any(round(mg, 6) == v for v in (110.0, 220.0)):
         return "prophylactic"
-    if name == "edoxaban" and mg is not None and n is not None and nm.cmp_le(n, 1, p) and nm.cmp_le(mg, 30, p):
+    if name == "edoxaban" and p["orders.edoxaban_prophylactic_regimen"] and mg is not None and n is not None \
+            and nm.cmp_le(n, 1, p) and nm.cmp_le(mg, 30, p):   # §19.0: only where labelled (policy)
         return "prophylactic"
     if name in ALWAYS_THERAPEUTIC or order.drug_class in ("vka", "dti"):
         return "therapeutic"

@@ -514,3 +514,12 @@ def test_dalteparin_weight_band_syringes_are_not_above_the_maximum(client):
     body = example(weight=70)
     draft(body, "dalteparin", 17500, unit="U")                 # above the 15,000 IU syringe at 70 kg
     assert any(kind(c) == "dose_above_maximum" for c in post(client, body)["cards"])
+
+
+# -- M18: edoxaban 30 mg daily is a reduced treatment dose, not prophylaxis (§19.0: only where labelled) -----------------
+def test_edoxaban_30_mg_daily_with_no_indication_gets_the_escalation_warning(client):
+    body = example()
+    set_lab(body, "d-dimer", 0.4)
+    draft(body, "edoxaban", 30)
+    cards = post(client, body)["cards"]
+    assert any(kind(c) == "escalation_warning" for c in cards)
