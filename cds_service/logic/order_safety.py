@@ -163,6 +163,17 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
     below30 = renal.below(p["renal.crcl_cutoff"], p)
     obese = (ctx.bmi is not None and nm.cmp_ge(ctx.bmi, p["antixa.trigger_bmi"], p)) or \
         (w is not None and nm.cmp_gt(w, p["antixa.trigger_weight_high_kg"], p))
+    if n is None and mg is not None:
+        # review-v3 M15: frequency unreadable, but one dose already above any labelled regimen's
+        # single dose (enoxaparin 1.5 mg/kg once daily; the DOAC per-dose maximum) is said as such;
+        # the 'frequency not readable' card still follows
+        if name == "enoxaparin" and w is not None and nm.cmp_gt(
+                mg, round_up_to_step(p["orders.enoxaparin_max_mg_kg_daily"] * w, p["therapeutic.round_to_mg"]), p):
+            out.append(Finding("dose_above_maximum", ("enoxaparin_max", "frequency_unreadable"), urgency="critical"))
+        cap = p["orders.doac_max"].get(name) if name in DOACS else None
+        if cap is not None and nm.cmp_gt(mg, cap["per_dose"], p):
+            out.append(Finding("dose_above_maximum", ("doac_max", "frequency_unreadable"), urgency="critical",
+                               values=(("per_dose", cap["per_dose"]), ("per_day", cap["per_day"]))))
     if name == "enoxaparin" and mg is not None and n is not None:
         step = p["therapeutic.round_to_mg"]
         per_kg = p["therapeutic.enoxaparin_mg_per_kg"]

@@ -523,3 +523,16 @@ def test_edoxaban_30_mg_daily_with_no_indication_gets_the_escalation_warning(cli
     draft(body, "edoxaban", 30)
     cards = post(client, body)["cards"]
     assert any(kind(c) == "escalation_warning" for c in cards)
+
+
+# -- M15: frequency unreadable, but a single dose already above any maximum: critical, not only "not checked" -------------
+def test_enoxaparin_150_mg_without_frequency_at_64_kg_is_critical(client):
+    body = example(weight=64)
+    d = draft(body, "enoxaparin", 150)
+    d["dosageInstruction"][0].pop("timing", None)
+    cards = post(client, body)["cards"]
+    assert cards[0]["indicator"] == "critical" and kind(cards[0]) == "dose_above_maximum"
+    body = example(weight=64)
+    d = draft(body, "enoxaparin", 40)
+    d["dosageInstruction"][0].pop("timing", None)
+    assert all(c["indicator"] != "critical" for c in post(client, body)["cards"])
