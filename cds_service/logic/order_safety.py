@@ -129,6 +129,7 @@ def safety_findings(draft: MedicationOrder, ctx: Any, p: Policy, *, intensity: I
 
 # Dalteparin single-dose prefilled syringes (dalteparin label; the treatment weight bands use 12,500,
 # 15,000 and 18,000 IU); 18,000 is also orders.dalteparin_max_iu_day.
+UFH_SC_STEP_UNITS = 5000   # SC UFH doses are rounded to 5,000 U steps (review-v3 M14)
 DALTEPARIN_SYRINGES_IU = (2500, 5000, 7500, 10000, 12500, 15000, 18000)
 
 
@@ -163,6 +164,13 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
     below30 = renal.below(p["renal.crcl_cutoff"], p)
     obese = (ctx.bmi is not None and nm.cmp_ge(ctx.bmi, p["antixa.trigger_bmi"], p)) or \
         (w is not None and nm.cmp_gt(w, p["antixa.trigger_weight_high_kg"], p))
+    if name == "heparin" and units is not None and w is not None and not draft.continuous \
+            and draft.route != "intravenous":
+        # review-v3 M14: SC UFH above 250 U/kg per dose (rounded up to 5,000 U) is above any SC regimen
+        ceiling = round_up_to_step(p["orders.ufh_sc_max_units_kg_dose"] * w, UFH_SC_STEP_UNITS)
+        if nm.cmp_gt(units, ceiling, p):
+            out.append(Finding("dose_above_maximum", ("ufh_sc_max",), urgency="critical",
+                               values=(("max_units", ceiling),)))
     if n is None and mg is not None:
         # review-v3 M15: frequency unreadable, but one dose already above any labelled regimen's
         # single dose (enoxaparin 1.5 mg/kg once daily; the DOAC per-dose maximum) is said as such;

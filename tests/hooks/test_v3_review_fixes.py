@@ -536,3 +536,17 @@ def test_enoxaparin_150_mg_without_frequency_at_64_kg_is_critical(client):
     d = draft(body, "enoxaparin", 40)
     d["dosageInstruction"][0].pop("timing", None)
     assert all(c["indicator"] != "critical" for c in post(client, body)["cards"])
+
+
+# -- M14: SC UFH has an upper bound: 25,000 U SC q12h at 64 kg is not "intermediate" --------------------------------------
+def test_sc_ufh_25000_q12h_at_64_kg_is_critical_above_the_maximum(client):
+    body = example(weight=64)
+    draft(body, "heparin", 25000, per_day=2, unit="U")
+    cards = post(client, body)["cards"]
+    assert cards[0]["indicator"] == "critical" and kind(cards[0]) == "dose_above_maximum"
+    assert not any("Intermediate" in c["summary"] for c in cards)
+    body = example(weight=64)
+    draft(body, "heparin", 15000, per_day=2, unit="U")       # 234 U/kg: a treatment dose, not above it
+    cards = post(client, body)["cards"]
+    assert not any(kind(c) == "dose_above_maximum" for c in cards)
+    assert not any("Intermediate" in c["summary"] for c in cards)
