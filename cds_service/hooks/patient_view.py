@@ -344,8 +344,24 @@ class _Builder:
                                                   else f"≥ {num(100 * self.p['safety.hit_suspected_fall_fraction'], 0)}")
         why = (f"**Why:** platelets {t.reported(latest, 0)}, highest since heparin started "
                f"{t.reported(highest, 0)}; heparin since {t.when(i.heparin_started) or 'at least ' + num(self.p['safety.hit_suspected_heparin_days'], 0) + ' days'}.")
-        dose = ("**Action:** assess the 4Ts score; if intermediate or high, stop heparin, send an HIT "
-                "immunoassay and start a non-heparin anticoagulant.")
+        score = getattr(i, "four_ts", None)
+        four = int(score.value) if score is not None and score.value is not None else None
+        if four is not None and four >= 4:
+            # §19.6 (review-v3 M8), as the order hooks read it: 4Ts >= 4 -> critical, stop all heparin
+            # including flushes; therapeutic-intensity non-heparin agent; immunoassay; haematology
+            why = why[:-1] + f"; 4Ts {four}."
+            dose = ("**Action:** stop all heparin, including flushes; therapeutic-intensity non-heparin "
+                    "anticoagulant unless bleeding risk is high; HIT immunoassay; haematology.")
+            deletes = self.deletes(self.heparins) + [
+                action_delete("Stop heparin flush/lock", o.source) for o in self.flushes]
+            return self._finish("hit_suspected", "critical", f"Platelets fell {fall if fall is not None else '≥ 50'} % "
+                                f"on heparin, 4Ts {four}: stop all heparin", why, dose,
+                                self.t.evidence_for("hit_suspected"),
+                                suggestions=[suggestion("Stop every heparin", *deletes)] if deletes else [],
+                                recommendation=("hit_suspected", "4ts_high"))
+        dose = ("**Action:** assess the 4Ts score; if 4 or more: stop all heparin, including flushes; "
+                "therapeutic-intensity non-heparin anticoagulant unless bleeding risk is high; HIT immunoassay; "
+                "haematology.")
         return self._finish("hit_suspected", "warning", summary, why, dose, self.t.evidence_for("hit_suspected"),
                             recommendation=("hit_suspected",))
 

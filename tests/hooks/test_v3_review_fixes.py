@@ -550,3 +550,17 @@ def test_sc_ufh_25000_q12h_at_64_kg_is_critical_above_the_maximum(client):
     cards = post(client, body)["cards"]
     assert not any(kind(c) == "dose_above_maximum" for c in cards)
     assert not any("Intermediate" in c["summary"] for c in cards)
+
+
+# -- M8: patient-view reads a recorded 4Ts like the order hooks (§19.6) -------------------------------------------------
+def test_patient_view_platelet_fall_with_4ts_5_is_critical_and_stops_the_heparin(tmp_path):
+    from test_order_check_v3 import _four_ts_client, _platelet_fall_with_four_ts
+    from v2_bodies import as_patient_view
+    client = _four_ts_client(tmp_path)
+    card = post(client, as_patient_view(_platelet_fall_with_four_ts(5)))["cards"][0]
+    assert (card["indicator"], kind(card)) == ("critical", "hit_suspected")
+    assert "therapeutic-intensity" in card["detail"] and "flushes" in card["detail"]
+    assert "MedicationRequest/enox-long-4" in _deleted(card)
+    # with 4Ts <= 3 after the fall, no HIT card (§19.6 clears it)
+    cards = post(client, as_patient_view(_platelet_fall_with_four_ts(3)))["cards"]
+    assert not any(kind(c) == "hit_suspected" for c in cards)
