@@ -90,6 +90,13 @@ def _path(value: Any, what: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def key_thumbprint(key) -> str:
+    """sha256 of a public key's SubjectPublicKeyInfo (DER), hex."""
+    from cryptography.hazmat.primitives import serialization
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
 def _issuer(entry: Any, base: Path) -> SiteIssuer:
     if not isinstance(entry, dict):
         raise ValueError("each issuers entry must be a table/object")
@@ -121,7 +128,10 @@ def _issuer(entry: Any, base: Path) -> SiteIssuer:
     bad = [a for a in algorithms if a not in ALG_KEY_TYPES]
     if bad:
         raise ValueError(f"{where}: 'algorithms' may list only {sorted(ALG_KEY_TYPES)}, not {bad[:5]}")
-    keys = sorted((k.kid, k.kty, k.crv or "", k.alg or "") for k in (trusted.keys or {}).values())
+    # The key material itself (SPKI sha256), not only kid/kty: two sites sharing an iss with a
+    # different key under the same kid must be refused, else one site's key signs in as the other.
+    keys = sorted((k.kid, k.kty, k.crv or "", k.alg or "", key_thumbprint(k.key))
+                  for k in (trusted.keys or {}).values())
     signature = json.dumps([keys, trusted.jwks_url, sorted(trusted.jku), sorted(algorithms)])
     return SiteIssuer(trusted=trusted, algorithms=algorithms, signature=signature)
 

@@ -80,7 +80,7 @@ class Built:
     raw: bytes
     base: str
     sites: dict[str, BuiltSite]
-    validators: dict[str, TokenValidator]                   # by iss
+    validators: dict[str, dict[str, TokenValidator]]        # iss -> site id -> validator
     tenants: dict[str, list[tuple[frozenset[str], str]]]    # iss -> [(tenants, site id)]
     open_services: list[dict] = field(default_factory=list)  # token-less discovery
     any_open: bool = False
@@ -104,18 +104,20 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
         view = AppState(config=cfg, policy=policy, registry=registry,
                         extensions=ChainMap({}, state.extensions), site=site.id, site_mode=site.mode)
         sites[site.id] = BuiltSite(site=site, policy=policy, registry=registry, state=view)
-    validators: dict[str, TokenValidator] = {}
+    validators: dict[str, dict[str, TokenValidator]] = {}
     tenants: dict[str, list[tuple[frozenset[str], str]]] = {}
     for built in sites.values():
         for issuer in built.site.issuers:
             iss = issuer.trusted.iss
             tenants.setdefault(iss, []).append((issuer.trusted.tenants, built.site.id))
-            if iss not in validators:
-                # The tenant is matched to a site after the signature (a 403 naming that check).
-                validators[iss] = TokenValidator(
-                    issuers={iss: replace(issuer.trusted, tenants=frozenset())},
-                    algorithms=issuer.algorithms, max_lifetime=state.config.jwt_max_lifetime, jwks=jwks,
-                    replay_store=lambda: state.extensions["replay_store"])
+            # One validator per (iss, site), holding only that site's keys: a token is verified
+            # with the keys of the site its tenant names, so one site's key never signs in as
+            # another (model.py also refuses a shared iss whose keys differ). The tenant is
+            # matched after the signature (a 403 naming that check).
+            validators.setdefault(iss, {})[built.site.id] = TokenValidator(
+                issuers={iss: replace(issuer.trusted, tenants=frozenset())},
+                algorithms=issuer.algorithms, max_lifetime=state.config.jwt_max_lifetime, jwks=jwks,
+                replay_store=lambda: state.extensions["replay_store"])
     open_ids: list[str] = []
     for built in sites.values():
         if built.site.discovery_open and built.site.mode != "off":
@@ -251,7 +253,16 @@ class SitesRuntime:
             log_event(log, logging.INFO, "site refused", check="issuer", path=request.path)
             raise SiteRefused(401, "issuer", "the token's issuer is not trusted by this service.")
         try:
-            identity = built.validators[iss].validate(header, audience)
+            claimed = jwt.decode(token, options={"verify_signature": False}).get("tenant")
+        except (PyJWTError, AttributeError, ValueError, TypeError):
+            claimed = None
+        claimed = claimed if isinstance(claimed, str) else None
+        # The site the (unverified) tenant names; its own keys verify the token. No match: any
+        # entry's keys verify it, then the tenant check below refuses it with 403.
+        candidates = built.tenants[iss]
+        chosen = next((sid for ts, sid in candidates if not ts or claimed in ts), candidates[0][1])
+        try:
+            identity = built.validators[iss][chosen].validate(header, audience)
         except AuthError as exc:
             metrics.jwt_rejected(exc.reason)
             log_event(log, logging.DEBUG, "authentication rejected", reason=exc.reason, path=request.path,
@@ -264,8 +275,8 @@ class SitesRuntime:
             raise ServiceUnavailable("Audit store unavailable: the request could not be recorded, so it "
                                      "was not processed. Retry later.") from None
         g.cds_client = identity
-        for tenants, site_id in built.tenants[iss]:
-            if not tenants or identity.tenant in tenants:
+        for tenants, site_id in candidates:
+            if site_id == chosen and (not tenants or identity.tenant in tenants):
                 return built.sites[site_id]
         metrics.jwt_rejected("tenant not allowed")
         log_event(log, logging.INFO, "site refused", check="tenant", path=request.path)
