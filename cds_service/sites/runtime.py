@@ -12,9 +12,12 @@ Reload: the accepted file (its text, sha256 and a reload id) is kept in the audi
 worker looks at it every CHECK_INTERVAL_S seconds and applies a new reload id after building it
 in full; a file that fails is logged in one line and the old configuration stays. The thread,
 not a request, does this, so no request waits for it and no log line written while serving a
-caller names another site. `cds-service sites reload` validates the file and writes that row;
-SIGHUP makes granian respawn the workers, which read the file again and, if it is bad, fall
-back to the row (so a bad file never stops a worker).
+caller names another site. `cds-service sites reload` validates the file and writes that row.
+
+Which configuration wins (one rule, whatever the boot order): once a record exists, it does.
+A worker that (re)starts with a local file differing from the record (a respawn, SIGHUP, a
+replica restarted with an older file) adopts the record and logs a WARNING; only `sites reload`
+publishes a file. The local file is published only when the database holds no record yet.
 """
 from __future__ import annotations
 
@@ -190,6 +193,25 @@ class SitesRuntime:
             return
         if record is not None and record.get("sha256") == self.current.file.sha256:
             self.current.reload_id = record["id"]
+            return
+        if record is not None:
+            # The accepted record wins over a local file that differs (README "Sites", "Which
+            # configuration wins"): a respawned worker or a restarted replica must never undo a
+            # `sites reload` (an incident switch-off, a dropped key) with an older file on its
+            # disk. Only `cds-service sites reload` publishes a file.
+            try:
+                adopted = self.from_record(record)
+            except SitesFileError as exc:  # e.g. its policy paths do not resolve on this host
+                log_event(log, logging.ERROR, "sites: the accepted configuration cannot be built here; "
+                          "this worker runs its local sites file", error=str(exc), path=self.path,
+                          sha256=self.current.file.sha256[:12], accepted=str(record.get("sha256", ""))[:12])
+                self.current.reload_id = record.get("id", "")
+                return
+            log_event(log, logging.WARNING, "sites file differs from the accepted configuration; the "
+                      "accepted one is used (run `cds-service sites reload` to publish the file)",
+                      path=self.path, sha256=self.current.file.sha256[:12],
+                      accepted=str(record.get("sha256", ""))[:12], accepted_at=record.get("at", ""))
+            self.current = adopted
             return
         try:
             self.current.reload_id = publish(self._storage(), self.current.raw, self.path,

@@ -223,6 +223,32 @@ def test_a_worker_booting_on_a_broken_file_keeps_the_accepted_configuration(app,
     assert status == 200 and "80 mg" in body["cards"][0]["summary"]
 
 
+def test_a_respawned_worker_never_undoes_a_reload_with_its_older_local_file(app, site_dir, keys, caplog):
+    """Review #3: `sites reload incident.toml` (hospital B off), then a worker respawns (or a
+    replica restarts) with CDS_SITES still naming the old file: the accepted record wins on both
+    workers, the respawn logs that its file differs, and only an explicit reload publishes it."""
+    db = str(site_dir / "cds.sqlite3")
+    incident = site_dir / "incident.toml"
+    incident.write_text(sites_toml().replace('[sites.hospital-b]\nmode = "live"', '[sites.hospital-b]\nmode = "off"'))
+    runtime = app.extensions["cds"].extensions["sites"]
+    assert cli_main(["sites", "reload", str(incident), "--database", db]) == 0
+    runtime.maybe_reload()
+    token = lambda: keys.token("b", BASE + OS, tenant="b-1")  # noqa: E731
+    off = lambda worker: call(worker.test_client(), OS, fresh("bmi-42", fhirServer=FHIR_B), token())  # noqa: E731
+    assert diagnostics(off(app)[1]).startswith("site mode check failed")
+    with caplog.at_level(logging.WARNING, logger="cds_service.sites"):
+        respawned = create_app({"sites": str(site_dir / "sites.toml"), "database": db})
+    assert any("differs from the accepted configuration" in r.getMessage() for r in caplog.records)
+    runtime.maybe_reload()
+    for worker in (app, respawned):
+        assert off(worker)[0] == 403 and diagnostics(off(worker)[1]).startswith("site mode check failed")
+    # The operator explicitly re-publishes the original file: both workers go back to live.
+    assert cli_main(["sites", "reload", str(site_dir / "sites.toml"), "--database", db]) == 0
+    for worker in (app, respawned):
+        worker.extensions["cds"].extensions["sites"].maybe_reload()
+        assert call(worker.test_client(), OS, fresh("bmi-42", fhirServer=FHIR_B), token())[0] == 200
+
+
 def test_a_broken_file_with_nothing_accepted_stops_start(tmp_path):
     (tmp_path / "sites.toml").write_text('[sites.x]\nmode = "loud"\n')
     with pytest.raises(ConfigError, match="site 'x': 'mode' must be one of"):
