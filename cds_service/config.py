@@ -206,6 +206,9 @@ class Config:
     # Path of the sites file (TOML or JSON). Set, it replaces CDS_TRUSTED_ISSUERS, CDS_POLICY,
     # CDS_FHIR_ALLOWLIST and CDS_JWT_ALGORITHMS, and every hook call needs a site's token.
     sites: str = ""
+    # Secret (>= 16 chars) that signs the accepted sites file in the database (HMAC), so a
+    # database writer alone cannot add a trusted issuer (review #5). `sites reload` needs it too.
+    sites_reload_key: str = field(default="", repr=False)
     # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/capture.py) ---
     # Directory the service writes each hook request to (pseudonymised). Empty: off (default).
     capture_dir: str = ""
@@ -255,6 +258,7 @@ class Config:
             redis_timeout_ms=_int("CDS_REDIS_TIMEOUT_MS", 100, 1, 60_000),
             redis_prefix=_env("CDS_REDIS_PREFIX", "cds:") or "cds:",
             sites=_env("CDS_SITES", "") or "",
+            sites_reload_key=_env("CDS_SITES_RELOAD_KEY", "") or "",
             # issue 23: request capture
             capture_dir=_env("CDS_CAPTURE_DIR", "") or "",
             capture_key=_env("CDS_CAPTURE_KEY", "") or "",
@@ -296,6 +300,8 @@ class Config:
             raise ConfigError("CDS_FHIR_ALLOWLIST='*' is accepted only with CDS_AUTH=off")
         if self.fhir_cache_ttl < 0:
             raise ConfigError("CDS_FHIR_CACHE_TTL must be >= 0 seconds (0 turns the FHIR cache off)")
+        if self.sites_reload_key and len(self.sites_reload_key) < 16:
+            raise ConfigError("CDS_SITES_RELOAD_KEY must be at least 16 characters")
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ConfigError("CDS_METRICS_TOKEN must be at least 16 characters")
         if self.smart_open_servers not in ("auto", "on", "off"):
@@ -437,6 +443,10 @@ def production_warnings(cfg: Config) -> list[str]:
     if set(cfg.fhir_allowlist) == set(Config.fhir_allowlist) and not cfg.sites:  # sites: per site
         warnings.append("CDS_FHIR_ALLOWLIST is the default (any loopback port): set it to your FHIR "
                         "server's base URL")
+    if cfg.sites and not cfg.sites_reload_key:
+        warnings.append("CDS_SITES_RELOAD_KEY is unset: whoever can write the audit database can "
+                        "change the accepted sites file (add a trusted issuer); set it on every "
+                        "replica and for `cds-service sites reload`")
     if not cfg.public_base_url:
         warnings.append("CDS_PUBLIC_BASE_URL is unset: the JWT aud check trusts the request's Host "
                         "header; set the public URL the EHR calls")

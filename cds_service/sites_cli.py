@@ -106,12 +106,15 @@ def _reload(args: argparse.Namespace) -> int:
               "CDS_DATABASE (--database)", file=sys.stderr)
         return 2
     try:
-        publish(open_storage(database), raw, path, str(Path(path).resolve().parent))
+        publish(open_storage(database), raw, path, str(Path(path).resolve().parent),
+                os.environ.get("CDS_SITES_RELOAD_KEY", ""))
     except StorageError as exc:
         print(f"cds-service sites: not recorded: {exc}", file=sys.stderr)
         return 2
     print(f"accepted sites file {path} (sha256:{parsed.sha256[:16]}, {len(parsed.sites)} site(s)); "
-          "every worker and replica on this database applies it within 10 s")
+          "every worker and replica on this database applies it within 10 s"
+          + ("" if os.environ.get("CDS_SITES_RELOAD_KEY") else
+             " (unsigned: workers with CDS_SITES_RELOAD_KEY set ignore it)"))
     return 0
 
 

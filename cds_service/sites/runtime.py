@@ -21,6 +21,8 @@ publishes a file. The local file is published only when the database holds no re
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import threading
@@ -152,6 +154,7 @@ class SitesRuntime:
         self.boot_error: str | None = None
         self._poller_pid: int | None = None
         self._read_failing = False  # log a failing database once, not every check
+        self._unsigned_seen: str | None = None
         self._lock = threading.Lock()
         try:
             raw, _ = read_sites_file(path)
@@ -169,7 +172,17 @@ class SitesRuntime:
             return None
         rows = store._read(lambda conn: conn.execute(
             "SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchall())
-        return orjson.loads(rows[0][0]) if rows else None
+        record = orjson.loads(rows[0][0]) if rows else None
+        if record is not None and not verified(record, self._key()):
+            if record.get("id") != self._unsigned_seen:  # once per record, not every check
+                self._unsigned_seen = record.get("id")
+                log_event(log, logging.ERROR, "sites: the accepted configuration in the database is not "
+                          "signed with CDS_SITES_RELOAD_KEY; ignored", sha256=str(record.get("sha256", ""))[:12])
+            return None
+        return record
+
+    def _key(self) -> str:
+        return getattr(self.state.config, "sites_reload_key", "")
 
     def from_record(self, record: dict) -> Built:
         built = build(record["text"].encode("utf-8"), record["source"], record["base"], self.state, self.jwks)
@@ -215,7 +228,7 @@ class SitesRuntime:
             return
         try:
             self.current.reload_id = publish(self._storage(), self.current.raw, self.path,
-                                             self.current.base) if self._storage() else ""
+                                             self.current.base, self._key()) if self._storage() else ""
         except Exception as exc:
             log_event(log, logging.WARNING, "sites: accepted configuration not recorded", error=str(exc)[:300])
 
@@ -319,13 +332,31 @@ def _poll(ref) -> None:
         del runtime
 
 
-def publish(store, raw: bytes, source: str, base: str) -> str:
-    """Record `raw` as the accepted sites file (every worker and replica applies it); the id."""
-    import hashlib
+def record_mac(key: str, record: dict) -> str:
+    """HMAC-SHA256 of the fields a worker builds from, under CDS_SITES_RELOAD_KEY."""
+    message = orjson.dumps([record.get(k) for k in ("id", "sha256", "text", "source", "base", "at")])
+    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def verified(record: dict | None, key: str) -> bool:
+    """With a reload key, a record counts only if its MAC is right (review #5: a database
+    writer alone cannot make the workers trust an issuer); without one, every record does."""
+    if record is None or not key:
+        return record is not None
+    mac = record.get("mac")
+    return isinstance(mac, str) and hmac.compare_digest(mac, record_mac(key, record))
+
+
+def publish(store, raw: bytes, source: str, base: str, key: str = "") -> str:
+    """Record `raw` as the accepted sites file (every worker and replica applies it); the id.
+    `key` (CDS_SITES_RELOAD_KEY) signs it."""
     reload_id = uuid.uuid4().hex
-    value = orjson.dumps({"id": reload_id, "sha256": hashlib.sha256(raw).hexdigest(),
-                          "text": raw.decode("utf-8"), "source": source, "base": base,
-                          "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}).decode()
+    record = {"id": reload_id, "sha256": hashlib.sha256(raw).hexdigest(),
+              "text": raw.decode("utf-8"), "source": source, "base": base,
+              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if key:
+        record["mac"] = record_mac(key, record)
+    value = orjson.dumps(record).decode()
     store._write(lambda conn: conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (META_KEY, value)))

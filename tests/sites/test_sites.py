@@ -249,6 +249,50 @@ def test_a_respawned_worker_never_undoes_a_reload_with_its_older_local_file(app,
         assert call(worker.test_client(), OS, fresh("bmi-42", fhirServer=FHIR_B), token())[0] == 200
 
 
+def test_with_a_reload_key_a_database_write_alone_cannot_add_an_issuer(site_dir, keys, monkeypatch):
+    """Review #5: the record in `meta` is signed with CDS_SITES_RELOAD_KEY; a row written by
+    anyone holding only the database's credentials is ignored, a signed reload applies."""
+    import sqlite3
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from security_helpers import public_jwk, sign
+    reload_key = "k" * 32
+    db = site_dir / "cds.sqlite3"
+    app = create_app({"sites": str(site_dir / "sites.toml"), "database": str(db), "sites_reload_key": reload_key})
+    runtime = app.extensions["cds"].extensions["sites"]
+    evil = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.dumps(public_jwk(evil, "e1", "ES384")).replace('":', '" =')
+    forged = (f'[sites.hospital-a]\nmode = "live"\nfhir_allowlist = ["{FHIR_A}"]\n'
+              f'[[sites.hospital-a.issuers]]\niss = "https://evil.example.net"\njwks = {{keys = [{jwk}]}}\n')
+
+    class Writer:  # a plain SQL writer on the same database, without the key
+        def _write(self, fn):
+            conn = sqlite3.connect(db)
+            fn(conn)
+            conn.commit()
+            conn.close()
+
+    sites_runtime.publish(Writer(), forged.encode(), "x.toml", str(site_dir))
+    runtime.maybe_reload()
+    now = int(time.time())
+    token = sign({"alg": "ES384", "typ": "JWT", "kid": "e1"},
+                 {"iss": "https://evil.example.net", "aud": BASE + "/cds-services", "exp": now + 300,
+                  "iat": now, "jti": str(uuid.uuid4())}, evil, "ES384")
+    client = app.test_client()
+    assert client.get("/cds-services", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    # The operator's reload, signed with the key, applies.
+    (site_dir / "sites.toml").write_text(sites_toml(mode_a="off"))
+    monkeypatch.setenv("CDS_SITES_RELOAD_KEY", reload_key)
+    assert cli_main(["sites", "reload", str(site_dir / "sites.toml"), "--database", str(db)]) == 0
+    runtime.maybe_reload()
+    assert runtime.current.sites["hospital-a"].site.mode == "off"
+    from cds_service.config import Config, production_warnings
+    assert any(w.startswith("CDS_SITES_RELOAD_KEY is unset")
+               for w in production_warnings(Config(env="production", auth="required", sites="s.toml")))
+    assert not any("RELOAD_KEY" in w for w in production_warnings(
+        Config(env="production", auth="required", sites="s.toml", sites_reload_key=reload_key)))
+
+
 def test_a_broken_file_with_nothing_accepted_stops_start(tmp_path):
     (tmp_path / "sites.toml").write_text('[sites.x]\nmode = "loud"\n')
     with pytest.raises(ConfigError, match="site 'x': 'mode' must be one of"):
