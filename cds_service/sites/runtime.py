@@ -123,11 +123,27 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
                 issuers={iss: replace(issuer.trusted, tenants=frozenset())},
                 algorithms=issuer.algorithms, max_lifetime=state.config.jwt_max_lifetime, jwks=jwks,
                 replay_store=lambda: state.extensions["replay_store"])
-    open_ids: list[str] = []
+    # Token-less discovery lists each open site's own entry (its prefetch templates carry the
+    # site's codes.extra_file codes). A service whose entries differ between open sites is
+    # left out: an EHR configured from a template without its local codes would prefetch
+    # without them, and a present prefetch key is taken as complete (review #6).
+    entries: dict[str, list[dict]] = {}
     for built in sites.values():
         if built.site.discovery_open and built.site.mode != "off":
-            open_ids += [s for s in built.site.services if s not in open_ids]
-    open_services = [s.discovery() for s in state.registry if s.id in open_ids]
+            for service in built.registry:
+                entries.setdefault(service.id, []).append(service.discovery())
+    open_ids = list(entries)
+    open_services = []
+    for service in state.registry:
+        found = entries.get(service.id)
+        if not found:
+            continue
+        if any(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) != orjson.dumps(found[0], option=orjson.OPT_SORT_KEYS)
+               for e in found[1:]):
+            log_event(log, logging.WARNING, "sites: token-less discovery leaves out a service whose "
+                      "prefetch differs between open sites", service=service.id)
+            continue
+        open_services.append(found[0])
     return Built(file=parsed, raw=raw, base=base, sites=sites, validators=validators, tenants=tenants,
                  open_services=open_services, any_open=bool(open_ids))
 
