@@ -132,31 +132,35 @@ def discovery_body(state) -> dict[str, Any] | None:
 
 
 def readiness(state) -> dict[str, str]:
-    """/readyz: every site's policy file and codes still load, and its keys are usable
-    (inline keys were checked at load; a jwks_url must answer). The body never names a site;
-    the log does (operators only)."""
+    """/readyz: every site's policy file and codes still load (503 if not), and its keys'
+    state. Unauthenticated, so no network (review #7): a jwks_url is judged by the JWKS cache
+    (a fetch that failed within the last minute, nothing cached); one site's EHR key endpoint
+    being down is "degraded" (still ready: the other sites are served), never a 503 for all.
+    The body never names a site; the log does."""
     rt = _runtime(state)
     if rt is None:
         return {}
     from ..fhir.codes import load_codes
     from ..logic.policy import Policy
-    failed = 0
+    failed = degraded = 0
     for built in rt.current.sites.values():
-        problems = []
+        problems, key_problems = [], []
         try:
             load_codes(Policy.load(built.site.policy_path or None)["codes.extra_file"])
         except Exception as exc:  # PolicyError, CodeDataError, a file gone since the load
             problems.append(f"policy: {' '.join(str(exc).split())[:200]}")
         for issuer in built.site.issuers:
             url = issuer.trusted.jwks_url
-            if url and not rt.jwks._fetch(url):
-                problems.append(f"jwks_url of {issuer.trusted.iss[:100]!r} unusable")
-        if problems:
-            failed += 1
-            log_event(log, logging.WARNING, "site not ready", site=built.site.id, problems=problems)
-    if failed:
-        return {"sites": "a site has an unusable policy file or keys (the log names it)"}
-    return {"sites": "ok"}
+            if url and rt.jwks.status(url) == "failed":
+                key_problems.append(f"jwks_url of {issuer.trusted.iss[:100]!r} unusable")
+        failed += bool(problems)
+        degraded += bool(key_problems)
+        if problems or key_problems:
+            log_event(log, logging.WARNING, "site not ready", site=built.site.id, problems=problems + key_problems)
+    result = {"sites": "a site has an unusable policy file (the log names it)" if failed else "ok"}
+    if degraded:
+        result["sites_keys"] = "degraded: a site's JWKS could not be fetched (the log names it)"
+    return result
 
 
 __all__ = ["SitesFileError", "SiteRefused", "check_feedback", "discovery_body", "enabled", "gate",
