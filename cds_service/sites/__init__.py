@@ -163,5 +163,33 @@ def readiness(state) -> dict[str, str]:
     return result
 
 
+def smart_allowlist(state) -> tuple[str, ...] | None:
+    """The assessment view's FHIR allowlist with CDS_SITES (None without): the union of the
+    allowlists of the sites not switched off, never the global CDS_FHIR_ALLOWLIST, whose
+    default admits any loopback port (review #9)."""
+    rt = _runtime(state)
+    if rt is None:
+        return None
+    out: list[str] = []
+    for built in rt.current.sites.values():
+        if built.site.mode != "off":
+            out += [e for e in built.site.fhir_allowlist if e not in out]
+    return tuple(out)
+
+
+def view_state(state, iss: str):
+    """The request state (policy, codes) the assessment view of a launch from `iss` runs with:
+    the site whose allowlist admits it. Several such sites must agree on the policy, else None
+    (the view refuses rather than show another site's dose). Without CDS_SITES: `state`."""
+    rt = _runtime(state)
+    if rt is None:
+        return state
+    found = [b for b in rt.current.sites.values()
+             if b.site.mode != "off" and refusal_reason(iss, b.site.fhir_allowlist) is None]
+    if not found or any(b.policy.values != found[0].policy.values for b in found[1:]):
+        return None
+    return found[0].state
+
+
 __all__ = ["SitesFileError", "SiteRefused", "check_feedback", "discovery_body", "enabled", "gate",
            "init_app", "prepare", "readiness"]

@@ -71,3 +71,28 @@ def test_readyz_makes_no_outbound_fetch_and_a_sites_key_outage_does_not_fail_it(
     checks = resp.get_json()["checks"]
     assert resp.status_code == 200 and checks["sites_keys"].startswith("degraded")
     assert "hospital" not in resp.get_data(as_text=True)
+
+
+# -- #9: the SMART launch honours the sites' allowlists, and the view the site's policy
+
+def test_smart_launch_uses_the_union_of_the_sites_allowlists_and_the_view_the_sites_policy(tmp_path, keys):
+    import responses
+    from cds_service import sites
+    from sites_helpers import FHIR_A, FHIR_B
+    path = write_sites(tmp_path, keys)
+    app = app_for(path, tmp_path, env="production")
+    client = app.test_client()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(responses.GET, "http://127.0.0.1:9999/anything/.well-known/smart-configuration", status=404)
+        mock.add(responses.GET, "http://127.0.0.1:9999/anything/metadata", status=404)
+        resp = client.get("/smart/launch?iss=http://127.0.0.1:9999/anything&launch=x")
+        assert resp.status_code == 403 and len(mock.calls) == 0  # no probe of another loopback port
+        mock.add(responses.GET, FHIR_B + "/.well-known/smart-configuration", status=404)
+        mock.add(responses.GET, FHIR_B + "/metadata", status=404)
+        client.get(f"/smart/launch?iss={FHIR_B}&launch=x")  # a site's base passes the allowlist
+        assert mock.calls and mock.calls[0].request.url.startswith(FHIR_B)
+    state = app.extensions["cds"]
+    with app.test_request_context("/smart/view"):
+        assert sites.view_state(state, FHIR_B).policy["dosing.bmi_tier2"] == 45
+        assert sites.view_state(state, FHIR_A).policy["dosing.bmi_tier2"] == 40  # A and C agree
+        assert sites.view_state(state, "http://127.0.0.1:9999/x") is None
