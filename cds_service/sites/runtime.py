@@ -302,7 +302,9 @@ class SitesRuntime:
         if not isinstance(iss, str) or iss not in built.validators:
             metrics.jwt_rejected("iss not trusted")
             log_event(log, logging.INFO, "site refused", check="issuer", path=request.path)
-            raise SiteRefused(401, "issuer", "the token's issuer is not trusted by this service.")
+            # The same answer as a bad signature (review #11): a caller must not learn which
+            # issuers (hospitals) this service trusts. The log keeps the reason.
+            raise SiteRefused(401, "token", "the credential was not accepted.")
         try:
             claimed = jwt.decode(token, options={"verify_signature": False}).get("tenant")
         except (PyJWTError, AttributeError, ValueError, TypeError):

@@ -96,3 +96,20 @@ def test_smart_launch_uses_the_union_of_the_sites_allowlists_and_the_view_the_si
         assert sites.view_state(state, FHIR_B).policy["dosing.bmi_tier2"] == 45
         assert sites.view_state(state, FHIR_A).policy["dosing.bmi_tier2"] == 40  # A and C agree
         assert sites.view_state(state, "http://127.0.0.1:9999/x") is None
+
+
+# -- #11: no issuer oracle
+
+def test_an_unknown_issuer_and_a_bad_signature_get_the_same_401(tmp_path, keys):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sites_helpers import ISS_A, ISS_B
+    path = write_sites(tmp_path, keys)
+    client = app_for(path, tmp_path).test_client()
+    stranger = Keys()
+    stranger.a = stranger.b = ec.generate_private_key(ec.SECP384R1())
+    answers = set()
+    for iss in (ISS_A, ISS_B, "https://ehr.unknown.example.org"):
+        resp = client.get("/cds-services", headers={"Authorization": "Bearer " + stranger.token(
+            "a", BASE + "/cds-services", tenant="a-main", iss=iss)})
+        answers.add((resp.status_code, resp.get_data()))
+    assert len(answers) == 1 and next(iter(answers))[0] == 401
