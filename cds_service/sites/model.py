@@ -21,7 +21,9 @@ verified (iss, tenant) picks exactly one site. Keys starting with "_" are commen
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -136,7 +138,29 @@ def _issuer(entry: Any, base: Path) -> SiteIssuer:
     return SiteIssuer(trusted=trusted, algorithms=algorithms, signature=signature)
 
 
-def _site(site_id: str, entry: Any, base: Path) -> Site:
+def _weak_url(raw: str, *, jwks: bool = False) -> str | None:
+    """Why a URL must not be used with CDS_ENV=production (review #12), or None: plain http, or
+    a literal loopback, private, link-local (cloud metadata) or otherwise reserved address.
+    The EHR's bearer token is sent to a fhirServer; a jwks_url decides which keys are trusted."""
+    try:
+        server = parse_server_url(raw)
+    except ValueError:
+        return None  # the allowlist / trust parser refuses it with its own reason
+    if server.scheme != "https":
+        return "plain http"
+    if server.host == "localhost":
+        return "a loopback host"
+    try:
+        address = ipaddress.ip_address(server.host.strip("[]"))
+    except ValueError:
+        return None  # a DNS name
+    if address.is_loopback or address.is_link_local or address.is_private or address.is_reserved \
+            or address.is_unspecified or address.is_multicast:
+        return "a loopback, private, link-local or reserved address"
+    return None
+
+
+def _site(site_id: str, entry: Any, base: Path, production: bool = False) -> Site:
     if not isinstance(entry, dict):
         raise ValueError("must be a table/object")
     unknown = {k for k in entry if not str(k).startswith("_")} - _SITE_KEYS
@@ -162,6 +186,9 @@ def _site(site_id: str, entry: Any, base: Path) -> Site:
             parse_server_url(raw)  # the allowlist's own parser: an entry it cannot read admits nothing
         except ValueError as exc:
             raise ValueError(f"'fhir_allowlist' entry {raw[:200]!r} is unusable: {exc}") from None
+        weak = _weak_url(raw) if production else None
+        if weak:
+            raise ValueError(f"'fhir_allowlist' entry {raw[:200]!r} is {weak}: refused with CDS_ENV=production")
     discovery_open = entry.get("discovery_open", True)
     if not isinstance(discovery_open, bool):
         raise ValueError("'discovery_open' must be true or false")
@@ -169,6 +196,13 @@ def _site(site_id: str, entry: Any, base: Path) -> Site:
     if not isinstance(issuers, list) or not issuers:
         raise ValueError("'issuers' must list at least one issuer (deny by default)")
     parsed = tuple(_issuer(i, base) for i in issuers)
+    if production:
+        for issuer in parsed:
+            for url in sorted({*issuer.trusted.jku, *([issuer.trusted.jwks_url] if issuer.trusted.jwks_url else [])}):
+                weak = _weak_url(url)
+                if weak:
+                    raise ValueError(f"issuer {issuer.trusted.iss[:200]!r}: key URL {url[:200]!r} is {weak}: "
+                                     "refused with CDS_ENV=production")
     seen = [i.trusted.iss for i in parsed]
     if len(set(seen)) != len(seen):
         raise ValueError("an iss is listed twice; put its tenants in one entry")
@@ -197,8 +231,13 @@ def _cross_checks(sites: dict[str, Site]) -> None:
             seen |= issuer.trusted.tenants
 
 
-def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None) -> SitesFile:
-    """Parse and check a whole sites file (policy files are loaded by the runtime)."""
+def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None,
+                production: bool | None = None) -> SitesFile:
+    """Parse and check a whole sites file (policy files are loaded by the runtime).
+    `production` (default: CDS_ENV=production in the environment) also refuses plain-http,
+    loopback, private and link-local FHIR bases and key URLs."""
+    if production is None:
+        production = os.environ.get("CDS_ENV", "").strip().lower() == "production"
     where = f"sites file {source!r}"
     if len(raw) > MAX_FILE_BYTES:
         raise SitesFileError(f"{where} is larger than {MAX_FILE_BYTES} bytes")
@@ -230,7 +269,7 @@ def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None) -> 
         if not SITE_ID.fullmatch(site_id):
             raise SitesFileError(f"{where}: site id {site_id[:80]!r} must match {SITE_ID.pattern}")
         try:
-            sites[site_id] = _site(site_id, entry, base)
+            sites[site_id] = _site(site_id, entry, base, production)
         except (ValueError, TypeError, RecursionError) as exc:
             raise SitesFileError(f"{where}, site {site_id!r}: {_one_line(exc)}") from None
     try:
@@ -240,10 +279,10 @@ def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None) -> 
     return SitesFile(sites=sites, sha256=hashlib.sha256(raw).hexdigest(), source=source)
 
 
-def read_sites_file(path: str) -> tuple[bytes, SitesFile]:
+def read_sites_file(path: str, production: bool | None = None) -> tuple[bytes, SitesFile]:
     """(raw bytes, parsed file) of `path`, or SitesFileError."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise SitesFileError(f"sites file {path!r} cannot be read: {exc.strerror or type(exc).__name__}") from None
-    return raw, parse_sites(raw, path, Path(path).resolve().parent)
+    return raw, parse_sites(raw, path, Path(path).resolve().parent, production=production)

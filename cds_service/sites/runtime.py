@@ -98,7 +98,7 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
     from ..app import AppState  # the app and hooks modules import this package
     from ..hooks import Registry, build_registry
 
-    parsed = parse_sites(raw, source, Path(base))
+    parsed = parse_sites(raw, source, Path(base), production=state.config.env == "production")
     loaded = load_policies(parsed)
     sites: dict[str, BuiltSite] = {}
     for site in parsed.sites.values():
@@ -173,7 +173,7 @@ class SitesRuntime:
         self._unsigned_seen: str | None = None
         self._lock = threading.Lock()
         try:
-            raw, _ = read_sites_file(path)
+            raw, _ = read_sites_file(path, production=state.config.env == "production")
             self.current = build(raw, path, str(Path(path).resolve().parent), state, self.jwks)
         except SitesFileError as exc:
             self.boot_error = str(exc)  # init_app falls back to the accepted row, or fails

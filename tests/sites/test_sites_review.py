@@ -80,7 +80,7 @@ def test_smart_launch_uses_the_union_of_the_sites_allowlists_and_the_view_the_si
     from cds_service import sites
     from sites_helpers import FHIR_A, FHIR_B
     path = write_sites(tmp_path, keys)
-    app = app_for(path, tmp_path, env="production")
+    app = app_for(path, tmp_path)
     client = app.test_client()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add(responses.GET, "http://127.0.0.1:9999/anything/.well-known/smart-configuration", status=404)
@@ -113,3 +113,30 @@ def test_an_unknown_issuer_and_a_bad_signature_get_the_same_401(tmp_path, keys):
             "a", BASE + "/cds-services", tenant="a-main", iss=iss)})
         answers.add((resp.status_code, resp.get_data()))
     assert len(answers) == 1 and next(iter(answers))[0] == 401
+
+
+# -- #12: weak FHIR bases and key URLs are refused in production
+
+@pytest.mark.parametrize("entry", ["http://fhir.hospital.example.org/r4", "http://127.0.0.1:8090/fhir",
+                                   "https://127.0.0.1/fhir", "https://localhost/fhir", "https://10.0.0.5/fhir",
+                                   "https://169.254.169.254/latest", "https://[::1]/fhir", "https://[fd00::1]/fhir"])
+def test_production_refuses_weak_fhir_bases(tmp_path, keys, entry):
+    from cds_service.sites.model import SitesFileError, parse_sites
+    write_sites(tmp_path, keys)
+    text = sites_toml().replace('fhir_allowlist = ["http://127.0.0.1:8090/fhir"]', f'fhir_allowlist = ["https://fhir.b.example.org/r4", "{entry}"]')
+    with pytest.raises(SitesFileError, match="refused with CDS_ENV=production") as exc:
+        parse_sites(text.encode(), "s.toml", tmp_path, production=True)
+    assert "\n" not in str(exc.value)
+    parse_sites(text.encode(), "s.toml", tmp_path, production=False)  # a laptop keeps loopback
+
+
+def test_production_refuses_a_loopback_jwks_url_and_accepts_a_clean_file(tmp_path, keys, monkeypatch):
+    from cds_service.sites.model import SitesFileError, parse_sites
+    write_sites(tmp_path, keys)
+    clean = sites_toml().replace("http://127.0.0.1:8080/fhir", "https://fhir.a.example.org/r4").replace(
+        "http://127.0.0.1:8090/fhir", "https://fhir.b.example.org/r4")
+    monkeypatch.setenv("CDS_ENV", "production")  # the CLI's default (sites check / reload)
+    assert len(parse_sites(clean.encode(), "s.toml", tmp_path).sites) == 3
+    weak = clean.replace('jwks_file = "jwks-b.json"', 'jwks_url = "http://localhost:9/jwks"')
+    with pytest.raises(SitesFileError, match="key URL 'http://localhost:9/jwks' is plain http"):
+        parse_sites(weak.encode(), "s.toml", tmp_path)
