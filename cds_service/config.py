@@ -284,7 +284,12 @@ class Config:
         if self.sites and self.auth != "required":
             return replace(self, auth="required").validated()  # a site is known only by its token
         if self.sites:
-            for name, value in (("CDS_TRUSTED_ISSUERS", self.trusted_issuers), ("CDS_POLICY", self.policy)):
+            # Every variable the sites file replaces is refused when set (review #12b), so a
+            # narrowing value (discovery closed, fewer algorithms) cannot look as if it applied.
+            for name, value in (("CDS_TRUSTED_ISSUERS", self.trusted_issuers), ("CDS_POLICY", self.policy),
+                                ("CDS_DISCOVERY_OPEN", not self.discovery_open),
+                                ("CDS_JWT_ALGORITHMS", tuple(self.jwt_algorithms) != Config.jwt_algorithms),
+                                ("CDS_FHIR_ALLOWLIST", tuple(self.fhir_allowlist) != Config.fhir_allowlist)):
                 if value:
                     raise ConfigError(f"CDS_SITES replaces {name}: move it into the sites file "
                                       "(README \"Sites\") and unset it")

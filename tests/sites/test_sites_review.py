@@ -140,3 +140,15 @@ def test_production_refuses_a_loopback_jwks_url_and_accepts_a_clean_file(tmp_pat
     weak = clean.replace('jwks_file = "jwks-b.json"', 'jwks_url = "http://localhost:9/jwks"')
     with pytest.raises(SitesFileError, match="key URL 'http://localhost:9/jwks' is plain http"):
         parse_sites(weak.encode(), "s.toml", tmp_path)
+
+
+# -- #12b: every single-site variable the sites file replaces is refused when set
+
+@pytest.mark.parametrize("name, value", [("CDS_DISCOVERY_OPEN", "false"), ("CDS_JWT_ALGORITHMS", "ES384"),
+                                         ("CDS_FHIR_ALLOWLIST", "https://fhir.example.org/r4")])
+def test_cds_sites_refuses_a_narrowing_single_site_variable(tmp_path, monkeypatch, name, value):
+    from cds_service.config import ConfigError, load_config
+    monkeypatch.setenv("CDS_SITES", str(tmp_path / "sites.toml"))
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"CDS_SITES replaces {name}"):
+        load_config()
