@@ -212,7 +212,7 @@ class Config:
     # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/capture.py) ---
     # Directory the service writes each hook request to (pseudonymised). Empty: off (default).
     capture_dir: str = ""
-    # Site key of the HMAC pseudonyms. Empty: a random key kept in <capture_dir>/.capture-key.
+    # Site key of the HMAC pseudonyms. Empty: a random key kept beside the capture directory.
     capture_key: str = field(default="", repr=False)
     # Capture is refused with CDS_ENV=production unless this is set.
     capture_allow_production: bool = False
