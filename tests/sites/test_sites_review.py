@@ -152,3 +152,77 @@ def test_cds_sites_refuses_a_narrowing_single_site_variable(tmp_path, monkeypatc
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"CDS_SITES replaces {name}"):
         load_config()
+
+
+# -- #13: check and replay traffic is marked and left out of feedback-report
+
+def test_check_and_replay_traffic_is_marked_and_left_out_of_the_report(tmp_path, capsys):
+    from cds_service.check import Checker
+    from cds_service.cli import main as cli_main
+    from cds_service.examples import build
+    from cds_service.replay import _post
+    db = str(tmp_path / "cds.sqlite3")
+    app = create_app({"database": db, "audit_batch_ms": 0})
+    client = app.test_client()
+    path = "/cds-services/anticoagulant-order-check"
+    cards = {}
+    for tool in (None, "check"):
+        body = build("bmi-42")
+        body["hookInstance"] = str(uuid.uuid4())
+        resp = client.post(path, data=json.dumps(body), content_type="application/json",
+                           headers={"X-CDS-Synthetic": tool} if tool else {})
+        assert resp.status_code == 200
+        cards[tool] = resp.get_json()["cards"][0]
+    feedback = {"card": cards["check"]["uuid"], "outcome": "overridden", "outcomeTimestamp": "2025-01-01T00:00:00Z"}
+    assert client.post(path + "/feedback", data=json.dumps({"feedback": [feedback]}), content_type="application/json",
+                       headers={"X-CDS-Synthetic": "check"}).status_code == 200
+    app.extensions["cds"].extensions["storage"].flush()
+    totals = {}
+    for extra in ([], ["--include-synthetic"]):
+        capsys.readouterr()
+        assert cli_main(["feedback-report", "--database", db, "--json", *extra]) == 0
+        totals[bool(extra)] = json.loads(capsys.readouterr().out)["totals"]
+    assert (totals[False]["hook_calls"], totals[False]["feedback_items"]) == (1, 0)
+    assert (totals[True]["hook_calls"], totals[True]["feedback_items"]) == (2, 1)
+
+    # The tools send the mark on every request.
+    sent = []
+
+    class Session:
+        def post(self, url, data=None, json=None, headers=None, timeout=None):
+            sent.append(headers or {})
+            return type("R", (), {"status_code": 200, "json": lambda self: {"cards": []}})()
+
+    Checker("http://cds.test", session=Session()).post("x", {})
+    _post(Session(), "http://cds.test", {"service": "x"}, {}, None, 5)
+    assert [h.get("X-CDS-Synthetic") for h in sent] == ["check", "replay"]
+
+
+# -- #19: a lifecycle row is never attributed to another site through a reused hookInstance
+
+def test_a_reused_hook_instance_does_not_move_lifecycle_rows_between_sites(tmp_path, keys, capsys):
+    from cds_service.cli import main as cli_main
+    from cds_service.examples import build
+    from sites_helpers import PV
+    path = write_sites(tmp_path, keys)
+    app = app_for(path, tmp_path, audit_batch_ms=0)
+    client = app.test_client()
+    shared = str(uuid.uuid4())
+    for who, tenant, hook_instance in (("a", "a-main", str(uuid.uuid4())), ("a", "a-main", shared), ("b", "b-1", shared)):
+        body = build("standard-prophylaxis")
+        body.pop("fhirServer", None)
+        body.pop("fhirAuthorization", None)
+        body["hookInstance"] = hook_instance
+        body["context"]["userId"] = "Practitioner/1"
+        resp = client.post(PV, data=json.dumps(body), content_type="application/json",
+                           headers={"Authorization": "Bearer " + keys.token(who, BASE + PV, tenant=tenant)})
+        assert resp.status_code == 200
+    app.extensions["cds"].extensions["storage"].flush()
+    capsys.readouterr()
+    assert cli_main(["feedback-report", "--database", str(tmp_path / "cds.sqlite3"), "--json", "--site", "hospital-b"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"]["hook_calls"] == 1
+    assert report["lifecycle"]["suppressed"] == 0  # hospital A's withheld repeat is not B's
+    capsys.readouterr()
+    assert cli_main(["feedback-report", "--database", str(tmp_path / "cds.sqlite3"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lifecycle"]["suppressed"] == 1  # it exists
