@@ -226,3 +226,23 @@ def test_a_reused_hook_instance_does_not_move_lifecycle_rows_between_sites(tmp_p
     capsys.readouterr()
     assert cli_main(["feedback-report", "--database", str(tmp_path / "cds.sqlite3"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["lifecycle"]["suppressed"] == 1  # it exists
+
+
+# -- #18: /readyz bodies carry no database error text
+
+def test_readyz_body_names_the_failed_check_never_the_database_error(tmp_path, monkeypatch, caplog):
+    from cds_service.storage import StorageError
+    app = create_app({"database": str(tmp_path / "cds.sqlite3")})
+    store = app.extensions["cds"].extensions["storage"]
+    secret = "connection to server at db.internal (10.1.2.3), port 5432 failed: user cds_admin /srv/secret/cds.sqlite3"
+
+    def broken(*args, **kwargs):
+        raise StorageError(secret)
+
+    monkeypatch.setattr(store, "check_writable", broken)
+    resp = app.test_client().get("/readyz")
+    assert resp.status_code == 503
+    body = resp.get_data(as_text=True)
+    assert "db.internal" not in body and "cds_admin" not in body and "/srv/secret" not in body
+    assert resp.get_json()["checks"]["database"].startswith("not writable")
+    assert any("db.internal" in r.getMessage() or "db.internal" in str(getattr(r, "fields", "")) for r in caplog.records)
