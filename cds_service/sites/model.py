@@ -92,6 +92,19 @@ def _path(value: Any, what: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def read_capped(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A referenced file's bytes: a regular file of at most `limit` bytes (review #20: a
+    `jwks_file = "/dev/zero"` or a huge file must not be read until memory runs out)."""
+    import stat
+    with open(path, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(0, f"larger than {limit} bytes")
+    return data
+
+
 def key_thumbprint(key) -> str:
     """sha256 of a public key's SubjectPublicKeyInfo (DER), hex."""
     from cryptography.hazmat.primitives import serialization
@@ -115,7 +128,9 @@ def _issuer(entry: Any, base: Path) -> SiteIssuer:
             raise ValueError(f"{where}: give 'jwks' or 'jwks_file', not both")
         path = _path(entry["jwks_file"], f"{where}: 'jwks_file'", base)
         try:
-            trust_entry["jwks"] = json.loads(path.read_text(encoding="utf-8"))
+            trust_entry["jwks"] = json.loads(read_capped(path).decode("utf-8"))
+        except RecursionError:
+            raise ValueError(f"{where}: jwks_file {str(path)!r} is nested too deeply") from None
         except OSError as exc:
             raise ValueError(f"{where}: jwks_file {str(path)!r} cannot be read: "
                              f"{exc.strerror or type(exc).__name__}") from None

@@ -150,11 +150,17 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
 
 def load_policies(parsed: SitesFile) -> dict[str, tuple[Policy, Any]]:
     """site id -> (policy, codes); SitesFileError naming the site and its policy file."""
+    from .model import read_capped
     out = {}
     for site in parsed.sites.values():
         try:
+            if site.policy_path:
+                read_capped(Path(site.policy_path))  # a regular file of bounded size (review #20)
             policy = Policy.load(site.policy_path or None)
             out[site.id] = (policy, load_codes(policy["codes.extra_file"]))
+        except RecursionError:
+            raise SitesFileError(f"sites file {parsed.source!r}, site {site.id!r}: policy "
+                                 f"{site.policy_path!r} is nested too deeply") from None
         except (PolicyError, CodeDataError, OSError, ValueError, TypeError) as exc:
             raise SitesFileError(f"sites file {parsed.source!r}, site {site.id!r}: policy "
                                  f"{site.policy_path or '(defaults)'!r}: {' '.join(str(exc).split())[:300]}") from None
@@ -276,8 +282,9 @@ class SitesRuntime:
                 return
             try:
                 built = self.from_record(record)
-            except SitesFileError as exc:
-                log_event(log, logging.ERROR, "sites reload refused; the old configuration stays", error=str(exc))
+            except Exception as exc:  # SitesFileError, or anything unforeseen: logged once per record
+                error = str(exc) if isinstance(exc, SitesFileError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+                log_event(log, logging.ERROR, "sites reload refused; the old configuration stays", error=error)
                 self.current.reload_id = record.get("id", "")  # logged once, not every check
                 return
             self.current = built

@@ -246,3 +246,25 @@ def test_readyz_body_names_the_failed_check_never_the_database_error(tmp_path, m
     assert "db.internal" not in body and "cds_admin" not in body and "/srv/secret" not in body
     assert resp.get_json()["checks"]["database"].startswith("not writable")
     assert any("db.internal" in r.getMessage() or "db.internal" in str(getattr(r, "fields", "")) for r in caplog.records)
+
+
+# -- #20: deep or unbounded referenced files are refused in one line
+
+@pytest.mark.parametrize("what", ["deep-policy", "deep-jwks", "dev-zero-jwks", "big-policy"])
+def test_a_deep_or_unbounded_referenced_file_is_refused_in_one_line(tmp_path, keys, what):
+    from cds_service.sites.model import SitesFileError, read_sites_file
+    from cds_service.sites.runtime import load_policies
+    path = write_sites(tmp_path, keys)
+    text = sites_toml()
+    if what == "deep-policy":
+        (tmp_path / "policy-b.json").write_text("[" * 100_000 + "]" * 100_000)
+    elif what == "big-policy":
+        (tmp_path / "policy-b.json").write_text('{"dosing.bmi_tier2": 45, "_pad": "' + "x" * (2 << 20) + '"}')
+    elif what == "deep-jwks":
+        (tmp_path / "jwks-b.json").write_text('{"keys": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    else:
+        text = text.replace('jwks_file = "jwks-b.json"', 'jwks_file = "/dev/zero"')
+    path.write_text(text)
+    with pytest.raises(SitesFileError) as exc:
+        load_policies(read_sites_file(str(path))[1])
+    assert "\n" not in str(exc.value) and "hospital-b" in str(exc.value)
