@@ -154,8 +154,11 @@ def load_policies(parsed: SitesFile) -> dict[str, tuple[Policy, Any]]:
     out = {}
     for site in parsed.sites.values():
         try:
-            if site.policy_path:
-                read_capped(Path(site.policy_path))  # a regular file of bounded size (review #20)
+            if site.policy_path and os.path.exists(site.policy_path):
+                try:  # a regular file of bounded size (review #20); a missing one: Policy.load says so
+                    read_capped(Path(site.policy_path))
+                except OSError as exc:
+                    raise PolicyError(f"policy file {exc.strerror or type(exc).__name__}") from None
             policy = Policy.load(site.policy_path or None)
             out[site.id] = (policy, load_codes(policy["codes.extra_file"]))
         except RecursionError:
