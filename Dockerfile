@@ -11,7 +11,8 @@ COPY pyproject.toml README.md ./
 COPY cds_service ./cds_service
 RUN pip install .
 
-# Schemas are read from disk (not package data); the patients and examples serve the loader and curl.
+# The schemas are package data; CDS_SCHEMA_DIR names conformance/schemas, a link to those same files
+# (README, Configuration: an override only). The patients and examples serve the loader and curl.
 COPY conformance ./conformance
 COPY examples ./examples
 ENV CDS_SCHEMA_DIR=/app/conformance/schemas \

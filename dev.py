@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Bootstrap and run: needs only python3 (with its venv module).
 
-    python3 dev.py serve [serve options]   # create .venv, install, run the service
+    python3 dev.py serve [serve options]   # create .venv, install, run the service (dev profile:
+                                           # info cards repeat on every call; --production: not)
     python3 dev.py test  [pytest options]  # create .venv, install with test extras, run all tests
+                                           # (in parallel, one worker per core; what CI runs)
+    python3 dev.py test --fast             # unit tests only: no servers, no browser (edit loop)
     python3 dev.py <any cds-service subcommand ...>
 
 Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
@@ -16,7 +19,9 @@ Subcommands (`python3 dev.py SUBCOMMAND --help` for each one's options):
     sites            site profiles (CDS_SITES): check a sites file, reload it
     replay           replay captured hook requests against two service versions and diff the cards
     check            black-box conformance self-check of a deployed CDS service
-    test             run the test suite (pytest options pass through)
+    dev-fhir         local FHIR server with the synthetic patients and the SMART launcher the
+                     CDS Hooks Sandbox needs to open a card's assessment view (`fhir` for short)
+    test             run the test suite in parallel (--fast: unit tests only; pytest options pass through)
 
 The venv is reinstalled only when pyproject.toml changes. The command replaces this process
 (exec), so SIGTERM and SIGINT sent to `dev.py serve` reach the server itself.
@@ -28,6 +33,7 @@ import os
 import subprocess
 import sys
 import venv
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -36,11 +42,39 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
 
+@contextmanager
+def _install_lock():
+    """One install at a time: `dev.py serve` and `dev.py fhir` started together on a fresh clone
+    both created the venv, and the second found python without pip yet (issue 22)."""
+    if os.name == "nt":
+        yield
+        return
+    import fcntl
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.parent / (VENV.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print("dev.py: waiting for another dev.py to finish installing", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_venv(extras: str) -> None:
     stamp = VENV / f".installed-{extras or 'base'}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest and PY.exists():
+
+    def current() -> bool:
+        return stamp.exists() and stamp.read_text() == digest and PY.exists()
+
+    if current():
         return
+    with _install_lock():
+        if not current():   # another dev.py may have installed it while this one waited
+            _install(extras, stamp, digest)
+
+
+def _install(extras: str, stamp: Path, digest: str) -> None:
     if not PY.exists():
         print(f"dev.py: creating virtual environment in {VENV}", file=sys.stderr, flush=True)
         try:
@@ -62,9 +96,23 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "test":
         ensure_venv("test")
-        return run([str(PY), "-m", "pytest", *rest])
+        return run([str(PY), "-m", "pytest", *test_args(rest)])
+    if command == "fhir":
+        command = "dev-fhir"
+    if command == "serve" and "--production" not in rest and "--dev" not in rest \
+            and os.environ.get("CDS_ENV", "").strip().lower() != "production":
+        rest = ["--dev", *rest]  # testers reopen a patient and expect the card again (issue 22)
     ensure_venv("test" if (VENV / ".installed-test").exists() else "")
     return run([str(PY), "-m", "cds_service", command, *rest])
+
+
+def test_args(rest: list[str]) -> list[str]:
+    """pytest-xdist on every core (at most 4) unless -n is given (-n 0: one process, e.g. for pdb).
+    --fast (tests/conftest.py) keeps the unit tests only."""
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in rest):
+        return rest
+    # At most 4: each worker starts its own Medplum server (node) and chromium.
+    return ["-n", "auto", "--maxprocesses", "4", *rest]
 
 
 def run(cmd: list[str]) -> int:

@@ -59,6 +59,25 @@ def error_response(status: int, diagnostics: str, expression: list[str] | None =
     return json_response(operation_outcome(status, diagnostics, expression=expression), status)
 
 
+def cors_headers(cfg: Config, origin: str | None) -> list[tuple[str, str]]:
+    """The CORS headers every answer carries; one implementation for Flask (after_request)
+    and the ASGI front's own answers (serving.Front: /healthz, 401, 408, 413)."""
+    headers = []
+    if "*" in cfg.cors_origins:
+        headers.append(("Access-Control-Allow-Origin", "*"))
+    elif origin and origin in cfg.cors_origins:
+        headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    headers += [("Access-Control-Allow-Methods", ALLOWED_METHODS),
+                ("Access-Control-Allow-Headers", ALLOWED_HEADERS),
+                ("Access-Control-Max-Age", "600")]
+    return headers
+
+
+def healthz_payload() -> dict[str, str]:
+    # Liveness only: the process answers. Dependencies are /readyz's business.
+    return {"status": "ok", "version": full_version()}
+
+
 def _state() -> AppState:
     from flask import current_app
     return current_app.extensions["cds"]
@@ -105,6 +124,11 @@ def validate_hook_request(body: Any, service) -> dict:
     if problem:
         where, message = problem
         raise BadRequest(f"Invalid {service.hook} context at {where}: {message}", expression=[where])
+    token = body["fhirAuthorization"].get("access_token") if isinstance(body.get("fhirAuthorization"), dict) else None
+    if isinstance(token, str) and not header_safe(token):
+        # Issue 21 M3: `€` or a line break cannot go into an Authorization header (was a 500).
+        raise BadRequest("fhirAuthorization.access_token holds characters an HTTP header cannot carry.",
+                         expression=["fhirAuthorization.access_token"])
     ctx = body["context"]
     if "selections" in ctx:
         # The same reader the order check uses, so a selection that passes here is checked there.
@@ -116,11 +140,40 @@ def validate_hook_request(body: Any, service) -> dict:
     return body
 
 
+def header_safe(value: str) -> bool:
+    """An HTTP field value as sent (RFC 9110 §5.5): tab, visible ASCII, space and obs-text
+    (0x80-0xFF, sent as Latin-1). Anything else (`€`, CR/LF, NUL, DEL) is refused."""
+    return all(c == "\t" or " " <= c <= "~" or "\x80" <= c <= "\xff" for c in value)
+
+
 def _service_or_404(state: AppState, service_id: str):
     service = state.registry.get(service_id)
     if service is None:
         raise NotFound(f"Unknown CDS service {service_id!r}.")
     return service
+
+
+def _governance_at_start(policy: Policy) -> None:
+    """§19.14: name the silent/disabled switches and warn when the clinical review is overdue
+    (/readyz stays green). An unknown card kind in a switch is a PolicyError: a typo must not
+    leave a kind the committee meant to silence reaching the EHR."""
+    from datetime import datetime, timezone
+
+    from .hooks import governance
+    from .hooks.vocabulary import CARD_KINDS
+    from .logic.policy import PolicyError
+    for key in ("cards.disabled_kinds", "cards.silent_kinds"):
+        unknown = sorted(set(policy[key]) - set(CARD_KINDS))
+        if unknown:
+            raise PolicyError(f"policy key {key!r}: unknown card kind(s) {unknown} (known: {sorted(CARD_KINDS)})")
+    if policy["cards.silent"] or policy["cards.silent_kinds"] or policy["cards.disabled_kinds"]:
+        log.warning("cards withheld by policy (governance)", extra={"fields": {
+            "cards.silent": policy["cards.silent"], "cards.silent_kinds": policy["cards.silent_kinds"],
+            "cards.disabled_kinds": policy["cards.disabled_kinds"], "policy_source": policy.source}})
+    warning = governance.review_warning(policy, datetime.now(timezone.utc).date())
+    if warning:
+        log.warning(warning, extra={"fields": {"governance.owner": policy["governance.owner"],
+                                               "governance.review_by": policy["governance.review_by"]}})
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
@@ -135,6 +188,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         log.warning("policy scope key differs from its default", extra={"fields": {
             "key": key, "value": value, "default": Policy.default()[key],
             "policy_source": policy.source}})
+    _governance_at_start(policy)
     codes = load_codes(policy["codes.extra_file"])  # a bad extra code file fails at start, not per call
     state = AppState(config=cfg, policy=policy, registry=build_registry(codes))
     app.extensions["cds"] = state
@@ -166,16 +220,11 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.after_request
     def _cors(resp: Response) -> Response:
-        origins = state.config.cors_origins
-        origin = request.headers.get("Origin")
-        if "*" in origins:
-            resp.headers["Access-Control-Allow-Origin"] = "*"
-        elif origin and origin in origins:
-            resp.headers["Access-Control-Allow-Origin"] = origin
-            resp.headers.add("Vary", "Origin")
-        resp.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-        resp.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-        resp.headers["Access-Control-Max-Age"] = "600"
+        for name, value in cors_headers(state.config, request.headers.get("Origin")):
+            if name == "Vary":
+                resp.headers.add(name, value)
+            else:
+                resp.headers[name] = value
         return resp
 
     @app.errorhandler(CDSError)
@@ -191,8 +240,16 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
         if status == 404:
             return error_response(404, f"No such endpoint: {request.path}")
         if status == 405:
+            # Issue 21: GET on an unknown service id was 405 (README: 404), and every 405 listed
+            # GET, POST, OPTIONS, even the method it refused.
+            service_id = (request.view_args or {}).get("service_id")
+            if service_id is None and request.path.startswith("/cds-services/"):
+                service_id = request.path[len("/cds-services/"):].split("/", 1)[0]
+            if service_id is not None and state.registry.get(service_id) is None:
+                return error_response(404, f"Unknown CDS service {service_id[:100]!r}.")
+            allowed = sorted(set(getattr(exc, "valid_methods", None) or ()) | {"OPTIONS"})
             resp = error_response(405, f"Method {request.method} is not allowed on {request.path}.")
-            resp.headers["Allow"] = ALLOWED_METHODS
+            resp.headers["Allow"] = ", ".join(allowed)
             return resp
         if status == 413:
             return error_response(413, f"Request body exceeds the {state.config.max_body_bytes}-byte limit.")
@@ -215,8 +272,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        # Liveness only: the process answers. Dependencies are /readyz's business.
-        return json_response({"status": "ok", "version": full_version()})
+        # Served by the ASGI front in the event loop under `serve` (never behind a thread).
+        return json_response(healthz_payload())
 
     @app.get("/readyz")
     def readyz() -> Response:
@@ -312,6 +369,7 @@ def _log_startup(state: AppState) -> None:
         log.error("JSON schemas could not be compiled", extra={"fields": {"error": str(exc)}})
     log_event(log, logging.INFO, "cds-service started", version=full_version(), auth=state.config.auth,
               env=state.config.env, policy=state.policy.source, schemas=schema_state,
+              info_repeat_hours=state.policy["cards.info_repeat_hours"],
               services=[service.id for service in state.registry])
 
 
@@ -337,6 +395,14 @@ def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
             cause = next((c for k, c in (("readonly", "readonly"), ("read-only", "readonly"), ("locked", "locked"),
                                          ("disk", "disk full"), ("full", "disk full")) if k in text), "the log says why")
             checks["database"] = f"not writable ({cause})"
+        writer = getattr(store, "writer", None)
+        failing = getattr(writer, "failing", None)
+        if failing and checks["database"] == "ok":
+            # Issue 21 M6: a full disk let the one-row check pass while audit batches failed.
+            # Review #18: the writer's error text goes to the log, not the unauthenticated body.
+            _readiness_failed("database", RuntimeError(failing))
+            checks["database"] = (f"audit writer failing ({writer.waiting} rows waiting, "
+                                  f"{writer.dropped} lost; the log says why)")
     replay = state.extensions.get("replay_store")
     if hasattr(replay, "check"):  # a jti store outside the database (Redis, issue 16)
         try:

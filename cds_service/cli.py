@@ -5,12 +5,14 @@ Subcommands are registered in one table (COMMANDS) so each lives next to its cod
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DEV_POLICY = Path(__file__).resolve().parent / "data" / "dev-policy.toml"  # issue 22: the dev profile
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,6 +24,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.production:
         os.environ["CDS_ENV"] = "production"  # granian's workers re-check it (wsgi.py)
+    if args.dev:
+        if os.environ.get("CDS_ENV", "").strip().lower() == "production":
+            print("cds-service: --dev (info cards repeat on every call) is refused with CDS_ENV=production",
+                  file=sys.stderr)
+            return 2
+        os.environ.setdefault("CDS_POLICY", str(DEV_POLICY))  # a site's own policy file wins
     try:
         # Everything is parsed and checked here, before a port is bound: a bad value stops
         # the command with one line naming the variable and exit code 2.
@@ -35,6 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = load_config()
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
         check_database_path(cfg.database)
+        from .schemas import check_startup as check_schemas
+        check_schemas()  # CDS_SCHEMA_DIR pointing nowhere: stop here, not 500 on every hook
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
         from .terminology import check_policy
         check_policy(policy)  # issue 23: vocabulary.system_base is a URL
@@ -47,23 +57,36 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
     for name in unknown_variables():
-        print(f"cds-service: WARNING: {name} is set but not a known setting (a typo?); it is ignored",
-              file=sys.stderr, flush=True)
+        _say(logging.WARNING, f"{name} is set but not a known setting (a typo?); it is ignored")
     for warning in production_warnings(cfg):
-        print(f"cds-service: WARNING: {warning}", file=sys.stderr, flush=True)
+        _say(logging.WARNING, warning)
     problem = check_schema_version(cfg)  # issue 16: never serve against a database at the wrong version
     if problem:
         print(f"cds-service: {problem}", file=sys.stderr)
         return 2
+    # L6: granian's listener uses SO_REUSEPORT, so a second server on a bound port would start
+    # silently and share its traffic; a plain test bind tells.
+    busy = _port_in_use(server.host, server.port)  # one line and exit 2, not granian's traceback
+    if busy:
+        print(f"cds-service: {busy}", file=sys.stderr)
+        return 2
     base = f"http://{server.host}:{server.port}"
-    print(f"CDS Hooks discovery: {base}/cds-services", flush=True)
-    print("Try a hook call (returns cards; the example is dated relative to now):", flush=True)
-    print(f"  {sys.executable} -m cds_service example sic-positive | curl -s -X POST "
-          f"{base}/cds-services/coagulopathy-risk -H 'Content-Type: application/json' -d @-", flush=True)
+    _say(logging.INFO, "cds-service starting", discovery=f"{base}/cds-services", workers=server.workers,
+         threads=server.threads, info_repeat_hours=policy["cards.info_repeat_hours"], policy=policy.source,
+         try_it=f"{sys.executable} -m cds_service example sic-positive | curl -s -X POST "
+                f"{base}/cds-services/coagulopathy-risk -H 'Content-Type: application/json' -d @-")
+    if policy["cards.info_repeat_hours"] == 0:
+        _say(logging.INFO, "dev profile: info cards repeat on every call (cards.info_repeat_hours = 0); "
+                           "production shows an info card once per 24 h per user, patient and encounter"
+             if args.dev and cfg.policy == str(DEV_POLICY) else
+             "info cards repeat on every call (cards.info_repeat_hours = 0 in the policy file)")
+    elif args.dev:
+        _say(logging.WARNING, "dev profile not applied: CDS_POLICY names a policy file, whose "
+                              "cards.info_repeat_hours is used", info_repeat_hours=policy["cards.info_repeat_hours"])
     if cfg.auth == "off":
-        print("WARNING: CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
-              "patient data.", file=sys.stderr, flush=True)
-    # The workers read the serving settings from the environment (wsgi.py, ServingMiddleware).
+        _say(logging.WARNING, "CDS_AUTH=off - JWT authentication is disabled. Never expose this to real "
+                              "patient data.")
+    # The workers read the serving settings from the environment (wsgi.py, asgi.py: serving.Front).
     os.environ.update({
         "CDS_BODY_TIMEOUT": f"{server.body_timeout:g}", "CDS_THREADS": str(server.threads),
         "CDS_ACCESS_LOG": "true" if server.access_log else "false",
@@ -72,18 +95,45 @@ def _serve(args: argparse.Namespace) -> int:
     # multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py). Set before granian forks.
     from . import metrics
     metrics.prepare_multiprocess(server.workers)
+    os.environ["CDS_SERVE_PID"] = str(os.getpid())  # the workers watch it (serving.watch_parent)
     os.execv(sys.executable, granian_argv(server))
     return 0  # pragma: no cover
+
+
+def _say(level: int, msg: str, **fields) -> None:
+    """One JSON log line on stderr, in the workers' format (logging_setup.JsonFormatter), before
+    logging is configured: every line the service writes is JSON, the first one too."""
+    from .logging_setup import JsonFormatter
+    record = logging.LogRecord("cds_service.cli", level, __file__, 0, msg, None, None)
+    record.fields = fields
+    print(JsonFormatter().format(record), file=sys.stderr, flush=True)
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """A sentence when host:port cannot be bound (another server has it), else None. A test
+    bind with SO_REUSEADDR, as granian binds: a port in TIME_WAIT is not "in use"."""
+    import socket
+    if port == 0:
+        return None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return f"cannot listen on {host}:{port}: {why.lower()} (is another server running there? use --port)"
+    return None
 
 
 def granian_argv(server) -> list[str]:
     """The granian command line for `server` (a config.ServerConfig); see README "Serving".
 
-    - WSGI on HTTP/1.1 only (what EHRs and reverse proxies speak; no h2c, no websockets).
+    - ASGI on HTTP/1.1 only (what EHRs and reverse proxies speak; no h2c, no websockets).
     - Headers must arrive within header_timeout, enforced in Rust before any Python runs:
       a slowloris socket costs a file descriptor, never a thread.
-    - Each worker runs the app on `threads` Python threads (blocking threads); requests
-      beyond them wait in granian, not in a Python thread.
+    - Each worker runs the Flask app on a pool of `threads` Python threads (serving.Front);
+      bodies are read, and /healthz answered, in the event loop, never on a thread.
     - SIGTERM: granian stops accepting, lets in-flight calls finish, and kills workers still
       busy after shutdown_timeout. A worker that dies is started again.
     - granian's own access log is off: the app writes JSON lines (serving.py).
@@ -92,22 +142,22 @@ def granian_argv(server) -> list[str]:
     # stays fragmented there: RSS crept from 150 to 190 MB over 10,000 soak requests; with
     # two arenas it stays flat (bench/RESULTS.md). Read at process start, hence before exec.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    return [sys.executable, "-m", "granian", "--interface", "wsgi", "--http", "1", "--no-ws",
+    return [sys.executable, "-m", "granian", "--interface", "asgi", "--http", "1", "--no-ws",
             "--host", server.host, "--port", str(server.port),
-            "--workers", str(server.workers), "--blocking-threads", str(server.threads),
+            # ASGI (issue 21): granian's event loop reads request bodies and answers /healthz;
+            # the app's `threads` run in serving.Front's own pool, not granian's.
+            "--workers", str(server.workers),
             # Connections admitted per worker (open, reading headers, or in a call); more
             # wait in the kernel backlog. Each costs a little Rust memory, no thread. Below
             # the number of slow sockets an attacker holds, health checks would queue.
             "--backpressure", "1024", "--backlog", "2048",
-            # A multi-threaded Rust runtime: a Python thread reading a request body blocks
-            # on it, and with the single-threaded one 40 slow bodies stalled the health check.
             "--runtime-mode", "mt", "--runtime-threads", "2",
             "--http1-header-read-timeout", str(max(1, round(server.header_timeout * 1000))),
             "--workers-kill-timeout", str(server.shutdown_timeout),
             "--respawn-failed-workers", "--no-access-log",
             # granian's own lines (start, workers, errors) as JSON on stderr, like the app's
             "--log-config", str(Path(__file__).resolve().parent / "granian_logging.json"),
-            "cds_service.wsgi:app"]
+            "cds_service.asgi:app"]
 
 
 def _check_server_flags(server) -> None:
@@ -184,7 +234,7 @@ def _add_migrate(sub) -> None:
 
 def _add_serve(sub) -> None:
     p = sub.add_parser(
-        "serve", help="run the service under granian (HTTP/1.1, WSGI)",
+        "serve", help="run the service under granian (HTTP/1.1, ASGI front around the Flask app)",
         description="Run the service under granian. Every flag falls back to the CDS_* variable "
                     "named in its help, then to the default shown. All CDS_* variables are checked "
                     "before the port is bound (exit code 2 on a bad value).")
@@ -193,14 +243,14 @@ def _add_serve(sub) -> None:
     p.add_argument("--workers", type=int,
                    help="worker processes, each a Python interpreter (CDS_WORKERS; default 2)")
     p.add_argument("--threads", type=int,
-                   help="Python threads per worker running requests; a thread waits for a slow "
-                        "client's body up to --body-timeout (CDS_THREADS; default 64)")
+                   help="Python threads per worker running the app once a request has arrived "
+                        "whole; no thread waits for a client's body (CDS_THREADS; default 64)")
     p.add_argument("--header-timeout", type=float, metavar="SECONDS",
                    help="time a client has to send the request line and headers; the connection "
                         "is closed after it (CDS_HEADER_TIMEOUT; default 10, at most 60)")
     p.add_argument("--body-timeout", type=float, metavar="SECONDS",
-                   help="time a client has to send the request body; 408 after it "
-                        "(CDS_BODY_TIMEOUT; default 15)")
+                   help="time a client has to send the whole request body after its headers; "
+                        "408 after it (CDS_BODY_TIMEOUT; default 15)")
     p.add_argument("--shutdown-timeout", type=int, metavar="SECONDS",
                    help="on SIGTERM, how long in-flight calls may take to finish before workers "
                         "are killed (CDS_SHUTDOWN_TIMEOUT; default 30)")
@@ -210,6 +260,10 @@ def _add_serve(sub) -> None:
     p.add_argument("--production", action="store_true",
                    help="same as CDS_ENV=production: refuse to start with CDS_AUTH=off, warn about "
                         "development settings (see README, Security; default: off)")
+    p.add_argument("--dev", action="store_true",
+                   help="dev profile for testers (python3 dev.py serve sets it): the packaged dev policy, "
+                        "info cards repeat on every call (cards.info_repeat_hours = 0) unless CDS_POLICY "
+                        "names a policy file; refused with --production (default: off)")
     p.set_defaults(func=_serve)
 
 
@@ -274,6 +328,20 @@ def _add_fire(sub) -> None:
     p.set_defaults(func=lambda args: _lazy("fire", args))
 
 
+def _add_dev_fhir(sub) -> None:
+    p = sub.add_parser(
+        "dev-fhir", help="local testing only: FHIR server with the synthetic patients and a SMART launcher",
+        description="A FHIR server holding the synthetic patients in memory (or proxying --upstream) "
+                    "with the SMART launch service the CDS Hooks Sandbox calls, so a card's assessment-view "
+                    "link opens. It approves every authorization: loopback only, refused with CDS_ENV=production.")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8070, help="port (default 8070)")
+    p.add_argument("--upstream", metavar="URL",
+                   help="proxy this loopback FHIR server (e.g. the test server or HAPI) instead of the "
+                        "in-memory patients")
+    p.set_defaults(func=lambda args: _lazy("devfhir", args))
+
+
 def _lazy(module: str, args: argparse.Namespace) -> int:
     from importlib import import_module
 
@@ -284,6 +352,7 @@ def _lazy(module: str, args: argparse.Namespace) -> int:
 COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
+COMMANDS += [_add_dev_fhir]  # issue 22: the Sandbox tester's FHIR server and SMART launcher
 from .sites_cli import add_parser as _add_sites  # noqa: E402  issue 24: site profiles
 COMMANDS += [_add_sites]
 

@@ -184,6 +184,9 @@ class Config:
     # SQLite file of the view's sessions (tokens encrypted with a key only the browser holds).
     # Empty: CDS_DATABASE + "-smart-sessions"; ":memory:" keeps them in this process.
     smart_session_db: str = ""
+    # Launches per minute per client address and worker (issue 21 L5: each launch stores a
+    # session and calls the EHR, with no credentials needed); 0 = no limit.
+    smart_launch_rate: int = 30
     # --- issue 16 (scale-out) + issue 15 (batched writer): see storage/, README "Scale-out" ---
     # CDS_DATABASE above is a SQLite file path or a postgresql:// URL.
     # PostgreSQL: longest wait for a pooled connection and statement_timeout (ms), inside the
@@ -356,6 +359,7 @@ def _smart_from_env(cls) -> dict[str, Any]:
         "smart_frame_ancestors": tuple(_split(_env("CDS_SMART_FRAME_ANCESTORS", None) or "")),
         "smart_session_ttl": _int("CDS_SMART_SESSION_TTL", 3600, 1, 7 * 86400),
         "smart_session_db": _env("CDS_SMART_SESSION_DB", "") or "",
+        "smart_launch_rate": _int("CDS_SMART_LAUNCH_RATE", cls.smart_launch_rate, 0, 1_000_000),
     }
 
 
@@ -368,7 +372,7 @@ def load_config(overrides: dict[str, Any] | None = None) -> Config:
 # start-up check does not call them typos.
 OTHER_VARIABLES = {
     "CDS_HOST", "CDS_PORT", "CDS_WORKERS", "CDS_THREADS", "CDS_HEADER_TIMEOUT", "CDS_BODY_TIMEOUT",
-    "CDS_SHUTDOWN_TIMEOUT", "CDS_ACCESS_LOG", "CDS_SCHEMA_DIR", "CDS_VENV", "CDS_FUZZ_PROFILE",
+    "CDS_SHUTDOWN_TIMEOUT", "CDS_ACCESS_LOG", "CDS_SCHEMA_DIR", "CDS_SERVE_PID", "CDS_VENV", "CDS_FUZZ_PROFILE",
     "CDS_REQUIRE_INTEGRATION", "CDS_REQUIRE_BROWSER", "CDS_REQUIRE_PG", "CDS_TEST_PG", "CDS_TEST_REDIS",
     "CDS_BENCH_PG", "CDS_TEST_CARDS_V2",
 }
@@ -383,14 +387,12 @@ class ServerConfig:
     port: int = 8000
     # Worker processes (each a Python interpreter with the whole app).
     workers: int = 2
-    # Python threads per worker running the app (granian's blocking threads). A thread
-    # waiting for a slow client's body holds no GIL but is taken until the body arrives or
-    # body_timeout passes, and the kernel may hand most slow sockets to one worker: 64 keeps
-    # 40 of them from taking a worker's last thread (README "Serving").
+    # Python threads per worker running the Flask app (serving.Front's pool). Since issue 21
+    # no thread waits for a client's body; they wait only on FHIR and the database.
     threads: int = 64
     # Seconds a client may take to send the request line and headers (granian, in Rust).
     header_timeout: float = 10.0
-    # Seconds a client may take to send the body, once the app starts reading it.
+    # Seconds a client may take to send the whole body after its headers (one deadline).
     body_timeout: float = 15.0
     # Seconds SIGTERM waits for in-flight calls before workers are killed.
     shutdown_timeout: int = 30

@@ -11,6 +11,14 @@ Card lifecycle (clinical-rules §18.3): `shown` is the cards issued (`cards`); `
 counts patient-view cards the service built but withheld (an info card repeated within
 `cards.info_repeat_hours`, or a card snoozed after an override), with `suppressed_reasons`.
 Suppressed cards are not in the rates: nobody saw them.
+
+Alert rates (clinical-rules §19.14, `alert_rates`): per card kind and indicator, the cards
+shown, silent (computed and audited, never sent: `cards.silent`, `cards.silent_kinds`),
+suppressed (card lifecycle), disabled (`cards.disabled_kinds`), accepted and overridden, each
+also per 100 patient-days, with the override reasons. A patient-day is one distinct patient +
+encounter + UTC day seen by any hook call (the audit row's patient hash, its encounter
+pseudonym, and the day of `evaluated_at`); a call whose encounter is not recorded counts as the
+patient's "no encounter" bucket that day.
 """
 from __future__ import annotations
 
@@ -47,6 +55,75 @@ WHERE NOT EXISTS (SELECT 1 FROM card c JOIN hook_call h ON h.id = c.call_id
 _SUPPRESSED = """
 SELECT service_id, kind, reason FROM card_lifecycle WHERE status = 'suppressed'
 """
+
+
+_ALERT_LATEST = """
+WITH ranked AS (
+    SELECT card_uuid, service_id, outcome, override_code,
+           ROW_NUMBER() OVER (PARTITION BY card_uuid, service_id
+                              ORDER BY outcome_timestamp DESC, id DESC) AS rn
+    FROM feedback
+)
+SELECT c.kind, c.indicator, r.outcome, r.override_code
+FROM card c
+JOIN hook_call h ON h.id = c.call_id
+LEFT JOIN ranked r ON r.card_uuid = c.uuid AND r.service_id = h.service_id AND r.rn = 1
+"""
+_ALERT_SUPPRESSED = "SELECT kind, indicator FROM card_lifecycle WHERE status = 'suppressed'"
+_CALLS = "SELECT patient_hash, evaluated_at, assessment FROM hook_call"
+
+
+def _json(value) -> dict:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, (str, bytes)):
+        try:
+            out = json.loads(value)
+        except ValueError:
+            return {}
+        return out if isinstance(out, dict) else {}
+    return {}
+
+
+def alert_rates(conn) -> dict[str, Any]:
+    """§19.14 alert rates per card kind and indicator (see the module docstring)."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def group(kind: str, indicator: str) -> dict[str, Any]:
+        return groups.setdefault((kind, indicator), {
+            "shown": 0, "silent": 0, "suppressed": 0, "disabled": 0, "accepted": 0, "overridden": 0,
+            "override_reasons": {}})
+
+    for kind, indicator, outcome, reason in conn.execute(_ALERT_LATEST):
+        g = group(kind, indicator)
+        g["shown"] += 1
+        if outcome in ("accepted", "overridden"):
+            g[outcome] += 1
+        if outcome == "overridden":
+            code = reason or "(no reason given)"
+            g["override_reasons"][code] = g["override_reasons"].get(code, 0) + 1
+    if _has_table(conn, "card_lifecycle"):
+        for kind, indicator in conn.execute(_ALERT_SUPPRESSED):
+            group(kind, indicator)["suppressed"] += 1
+    days: set[tuple[str, str, str]] = set()
+    for patient_hash, evaluated_at, assessment in conn.execute(_CALLS):
+        audit = _json(assessment)
+        governance = audit.get("governance") if isinstance(audit.get("governance"), dict) else {}
+        day = str(evaluated_at)[:10]
+        days.add((patient_hash, str(governance.get("encounter") or ""), day))
+        for status in ("silent", "disabled"):
+            for entry in governance.get(status) or ():
+                if isinstance(entry, dict) and isinstance(entry.get("kind"), str):
+                    group(entry["kind"], str(entry.get("indicator") or "info"))[status] += 1
+    patient_days = len(days)
+    rows = []
+    for (kind, indicator), g in sorted(groups.items()):
+        per = {k: (round(100 * g[k] / patient_days, 2) if patient_days else None)
+               for k in ("shown", "silent", "suppressed", "disabled", "accepted", "overridden")}
+        rows.append({"kind": kind, "indicator": indicator, **{k: v for k, v in g.items() if k != "override_reasons"},
+                     "per_100_patient_days": per,
+                     "override_reasons": dict(sorted(g["override_reasons"].items(), key=lambda kv: (-kv[1], kv[0])))})
+    return {"patient_days": patient_days, "by_kind_and_indicator": rows}
 
 
 def _has_table(conn, name: str) -> bool:
@@ -135,7 +212,8 @@ def build_report(conn) -> dict[str, Any]:
             "by_service_and_kind": section("service_kind"),
             "override_categories": _category_totals(category_totals),
             "lifecycle": {"suppressed": suppressed_total,
-                          "suppressed_reasons": dict(sorted(suppressed_by_reason.items()))}}
+                          "suppressed_reasons": dict(sorted(suppressed_by_reason.items()))},
+            "alert_rates": alert_rates(conn)}
 
 
 # -- CDS Hooks 3.0 non-adherence categories (issue 23) -------------------------------------------
@@ -248,7 +326,30 @@ def format_report(report: dict[str, Any], path: str) -> str:
     if withheld:
         lines.append("Suppressed cards (card kind: why x count)")
         lines += [f"  {kind}: {reason} x {n}" for kind, reason, n in withheld]
+    lines += _format_alert_rates(report.get("alert_rates"))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _format_alert_rates(rates: dict[str, Any] | None) -> list[str]:
+    """§19.14: counts, then (per 100 patient-days), per card kind and indicator."""
+    if not rates:
+        return []
+    cols = ("shown", "silent", "suppressed", "disabled", "accepted", "overridden")
+    lines = ["", f"Alert rates per 100 patient-days (patient-days: {rates['patient_days']}; count (rate))"]
+    rows = rates["by_kind_and_indicator"]
+    width = max([len("Card kind / indicator")] + [len(f"{r['kind']} / {r['indicator']}") for r in rows])
+    lines.append(f"{'Card kind / indicator':<{width}} " + " ".join(f"{c:>18}" for c in cols))
+    for r in rows:
+        cells = []
+        for c in cols:
+            per = r["per_100_patient_days"][c]
+            cells.append(f"{r[c]} ({'-' if per is None else f'{per:.2f}'})".rjust(18))
+        lines.append(f"{r['kind'] + ' / ' + r['indicator']:<{width}} " + " ".join(cells))
+        if r["override_reasons"]:
+            lines.append("  override reasons: " + ", ".join(f"{k} x {n}" for k, n in r["override_reasons"].items()))
+    if not rows:
+        lines.append("(no cards)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

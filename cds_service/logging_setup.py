@@ -66,10 +66,17 @@ def redact(text: str) -> str:
     return text
 
 
+# Free text a clinician typed (feedback override comments): patient data, never logged.
+_PATIENT_TEXT_FIELD = re.compile(r"(?i)^(?:usercomment|override_comment|comment)$")
+
+
 def redact_value(value: Any, key: str = "") -> Any:
-    """`value` with credentials masked; dicts and lists recursively, by key name and by shape."""
+    """`value` with credentials masked; dicts and lists recursively, by key name and by shape.
+    Clinicians' comments are left out whole (issue 21)."""
     if key and _SECRET_FIELD.match(key) and value is not None:
         return "[REDACTED]"
+    if key and _PATIENT_TEXT_FIELD.match(key) and value is not None:
+        return "[comment omitted]"
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
@@ -91,6 +98,8 @@ class RedactingFilter(logging.Filter):
                 message = record.getMessage()
             except Exception:  # a bad format string must not lose the record
                 message = str(record.msg)
+            if len(message) > MAX_MESSAGE_CHARS:
+                message = f"{message[:MAX_MESSAGE_CHARS]}…(+{len(message) - MAX_MESSAGE_CHARS} chars)"
             record.msg = record._cds_msg = redact(message)  # type: ignore[attr-defined]
             record.args = ()
         if record.exc_info and record.exc_info[1] is not None:
@@ -101,7 +110,7 @@ class RedactingFilter(logging.Filter):
             record.stack_info = record._cds_stack = redact(record.stack_info)  # type: ignore[attr-defined]
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict) and fields is not getattr(record, "_cds_fields", None):
-            record.fields = record._cds_fields = redact_value(fields)  # type: ignore[attr-defined]
+            record.fields = record._cds_fields = bounded(redact_value(fields))  # type: ignore[attr-defined]
         return True
 
 
@@ -112,6 +121,15 @@ def _redacted(record: logging.LogRecord) -> bool:
             and not record.exc_info
             and (not record.stack_info or record.stack_info is getattr(record, "_cds_stack", None))
             and (not isinstance(fields, dict) or fields is getattr(record, "_cds_fields", None)))
+
+
+class ThreadsSetFilter(logging.Filter):
+    """Drops granian's start warning that --blocking-threads is high for the core count: the
+    thread count is set explicitly (CDS_THREADS, default 64: a thread waits for a slow
+    client's body, README "Serving") and stated in the service's own start line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Configuration allows spawning up to")
 
 
 class JsonFormatter(logging.Formatter):
@@ -170,5 +188,30 @@ def log_event(logger: logging.Logger, level: int, msg: str, **fields) -> None:
     # `_cds_fields` mark tells RedactingFilter these fields are done.
     if not logger.isEnabledFor(level):
         return
-    redacted = redact_value(fields)
+    redacted = bounded(redact_value(fields))
     logger.log(level, msg, extra={"fields": redacted, "_cds_fields": redacted}, stacklevel=2)
+
+
+MAX_FIELD_CHARS = 512   # any one logged string (issue 21 M5: a 100 KB value made a 100 KB line)
+MAX_FIELD_ITEMS = 50    # any one logged list or dict
+MAX_MESSAGE_CHARS = 2000
+
+
+def bounded(value: Any, depth: int = 0) -> Any:
+    """`value` with every string, list and dict cut to a fixed size (and nesting to 4 levels)."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_FIELD_CHARS else f"{value[:MAX_FIELD_CHARS]}…(+{len(value) - MAX_FIELD_CHARS} chars)"
+    if depth >= 4 and isinstance(value, (dict, list, tuple)):
+        return f"({type(value).__name__} nested too deep)"
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {str(k)[:64]: bounded(v, depth + 1) for k, v in items[:MAX_FIELD_ITEMS]}
+        if len(items) > MAX_FIELD_ITEMS:
+            out["…"] = f"+{len(items) - MAX_FIELD_ITEMS} more"
+        return out
+    if isinstance(value, (list, tuple)):
+        out = [bounded(v, depth + 1) for v in value[:MAX_FIELD_ITEMS]]
+        if len(value) > MAX_FIELD_ITEMS:
+            out.append(f"+{len(value) - MAX_FIELD_ITEMS} more")
+        return out
+    return value

@@ -61,6 +61,8 @@ CARDS = Counter("cds_cards", "Cards returned, by service, card kind and indicato
 CARDS_SUPPRESSED = Counter("cds_cards_suppressed", "Cards not shown (e.g. snoozed), by kind and reason.",
                            ["kind", "reason", "site"])
 FEEDBACK = Counter("cds_feedback", "Feedback items stored, by service and outcome.", ["service", "outcome", "site"])
+AUDIT_ROWS_LOST = Counter("cds_audit_rows_lost", "Audit or lifecycle rows the writer could not store, "
+                          "by reason (queue_full, refused, stop, unwritable).", ["reason", "site"])
 JWT_REJECTIONS = Counter("cds_jwt_rejections", "Client JWTs refused, by reason class.", ["reason", "site"])
 
 # Label values are cut to this length: a bug upstream must not blow up the series count.
@@ -176,6 +178,12 @@ _JWT_CLASSES = [
 
 def jwt_reason_class(reason: str) -> str:
     return next((cls for needle, cls in _JWT_CLASSES if needle in reason), "claims")
+
+
+def audit_rows_lost(reason: str, count: int) -> None:
+    # The writer thread serves every site: its rows are counted under the site of the request
+    # that lost them when there is one (queue full), else "default".
+    AUDIT_ROWS_LOST.labels(_label(reason), _site()).inc(count)
 
 
 def jwt_rejected(reason: str) -> None:

@@ -81,6 +81,20 @@ def is_valid(name: str, instance: Any) -> bool:
         return False
 
 
+def check_startup() -> None:
+    """Compile every schema now, or raise ConfigError naming CDS_SCHEMA_DIR (issue 21: pointing
+    nowhere, the service started, /healthz stayed 200 and every hook answered 500). Called by
+    `serve` before it binds and by every worker at import, like every other setting."""
+    from .config import ConfigError
+    try:
+        compile_all()
+    except Exception as exc:  # missing directory, no schemas, unreadable or invalid JSON
+        where = f"CDS_SCHEMA_DIR={os.environ['CDS_SCHEMA_DIR']!r}" if os.environ.get("CDS_SCHEMA_DIR") \
+            else f"the packaged schemas ({SCHEMA_DIR})"
+        raise ConfigError(f"{where} is not valid: {type(exc).__name__}: {str(exc)[:200]} "
+                          f"(a directory with {', '.join(n + '.schema.json' for n in SCHEMA_NAMES[:2])}, …)") from None
+
+
 def compile_all() -> None:
     """Compile every schema the service uses now (start-up, /readyz); raises if one cannot."""
     for name in SCHEMA_NAMES:

@@ -123,6 +123,12 @@ INPUT_WINDOWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "creatinine_series": ("creatinine results over time", ("window.labs_hours",)),
     "heparin_started": ("first heparin exposure", ("window.platelet_trend_days",)),
     "rejected": ("inputs dropped and why (unknown unit, absurd value)", ()),
+    # v3-exposure (clinical rules §19.4, §19.8, §19.12)
+    "heparin_flushes": ("heparin flush and lock orders (heparin for HIT, never anticoagulant exposure)",
+                        ("orders.flush_max_units_per_hour",)),
+    "birth_date_partial": ("a partial birth date (YYYY or YYYY-MM)", ("scope.min_age_years",)),
+    "age_uncertain": ("a partial birth date whose latest possible day is under 18", ("scope.min_age_years",)),
+    "possible_other_indication": ("history of VTE or long-term anticoagulant (Z79.01, Z86.711, Z86.718)", ()),
 }
 
 

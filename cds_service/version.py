@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 
 from . import __version__
@@ -17,10 +16,10 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def package_version() -> str:
-    try:
-        return metadata.version("cds-service")
-    except metadata.PackageNotFoundError:  # imported from a checkout without an install
-        return __version__
+    """The running code's own version (cds_service.__version__, from which pyproject.toml takes the
+    wheel's). Not the installed metadata: an editable install keeps the version it was installed
+    with, and `--version` then disagreed with the code and the CHANGELOG (issue 22)."""
+    return __version__
 
 
 @lru_cache(maxsize=1)

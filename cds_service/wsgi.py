@@ -1,7 +1,9 @@
-"""WSGI entry point: `granian --interface wsgi cds_service.wsgi:app` (what `cds-service serve`
-runs). Configuration comes from CDS_* env vars, the serving ones included (config.ServerConfig).
-`flask_app` is the bare Flask app; `app` wraps it in serving.ServingMiddleware (body read
-deadline, JSON access log)."""
+"""WSGI entry point, for other WSGI servers and the benchmarks: `granian --interface wsgi
+cds_service.wsgi:app`. `cds-service serve` runs the ASGI front instead (asgi.py, issue 21),
+which imports `flask_app` and `server_cfg` from here. Configuration comes from CDS_* env vars,
+the serving ones included (config.ServerConfig). `app` wraps the Flask app in
+serving.ServingMiddleware (a helper-thread body reader with a deadline, JSON access log): it
+is not slow-body safe at scale, the ASGI front is."""
 import gc
 import sys
 
@@ -10,12 +12,14 @@ from .config import ConfigError, ServerConfig, check_database_path
 from .fhir.codes import CodeDataError
 from .fhir.extract import preload_models
 from .logic.policy import PolicyError
+from .schemas import check_startup as check_schemas
 from .serving import ServingMiddleware
 
 try:
     server_cfg = ServerConfig.from_env()
     flask_app = create_app()
     check_database_path(flask_app.extensions["cds"].config.database)
+    check_schemas()
 except (ConfigError, PolicyError, CodeDataError) as exc:
     # One clear line, then the exception (the serve command checks all of this before it
     # starts the server, so this is reached only when the server is started another way).

@@ -116,6 +116,45 @@ def assert_operation_outcome(resp, status: int, code: str | None = None) -> dict
     return body
 
 
+# What `cds-service serve` writes into os.environ for granian's workers (cli._serve, metrics).
+SERVE_WRITES = ("CDS_ENV", "CDS_POLICY", "CDS_BODY_TIMEOUT", "CDS_THREADS", "CDS_ACCESS_LOG",
+                "MALLOC_ARENA_MAX", "PROMETHEUS_MULTIPROC_DIR")
+
+
+@pytest.fixture(autouse=True)
+def _serve_in_process_isolated(request, monkeypatch):
+    """Tests that run `serve` in this process replace os.execv, so nothing binds:
+    - the busy-port check (cli._port_in_use) is off there, or another xdist worker's or another
+      program's server on the default port 8000 would fail them (tests/test_serve_start.py,
+      marker port_check, tests the check itself);
+    - what serve writes into os.environ is put back after each test: under xdist the tests a
+      worker runs after it differ from run to run."""
+    import os
+    for name in SERVE_WRITES:
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])   # its value is put back after the test
+        else:
+            monkeypatch.setenv(name, "unset")            # recorded as absent ...
+            monkeypatch.delenv(name)                     # ... and absent again after the test
+    if request.node.get_closest_marker("port_check") is None:
+        from cds_service import cli
+        monkeypatch.setattr(cli, "_port_in_use", lambda host, port: None)
+
+
+
+@pytest.fixture(scope="session")
+def dev_fhir():
+    """`cds-service dev-fhir` in a thread on a free port (issue 22): the synthetic patients in
+    memory, dated at the start of this session (per xdist worker), and the SMART launcher."""
+    from cds_service.integration.devfhir import DevFhir, Running
+    running = Running(DevFhir()).start()
+    running.app.load_synthetic()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture
 def app_config(tmp_path):
     return {"database": str(tmp_path / "cds.sqlite3")}
@@ -280,10 +319,41 @@ def backend_db(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="unit tests only (python3 dev.py test --fast): leaves out the tests marked "
+                          "integration, server or slow, those needing PostgreSQL or Redis, and the "
+                          "modules that start a service with tests/served_instance.py")
+
+
+FAST_LEAVES_OUT = ("integration", "server", "slow")
+
+
+def _uses_served_instance(item) -> bool:
+    """A test module that starts `cds-service serve` through tests/served_instance.py."""
+    module = getattr(item, "module", None)
+    return any(getattr(value, "__module__", None) == "served_instance" for value in vars(module).values()) \
+        if module is not None else False
+
+
+def _fast_selection(config, items) -> None:
+    import backends
+    out = [item for item in items
+           if any(item.get_closest_marker(m) for m in FAST_LEAVES_OUT) or backends.needs(item)
+           or _uses_served_instance(item)]
+    if out:
+        config.hook.pytest_deselected(items=out)
+        items[:] = [item for item in items if item not in set(out)]
+
+
 def pytest_collection_modifyitems(config, items):
     """Without PostgreSQL or Redis (a laptop), the tests that need them are left out and one
-    line says so; with CDS_REQUIRE_PG=1 (.ci/run where they exist) they run and fail instead."""
+    line says so; with CDS_REQUIRE_PG=1 (.ci/run where they exist) they run and fail instead.
+    With --fast, only unit tests are kept (no servers, no browser)."""
     import backends
+    if config.getoption("--fast"):
+        _fast_selection(config, items)
+        return
     wanted = {item: backends.needs(item) for item in items}
     if not any(wanted.values()) or backends.REQUIRED:
         return

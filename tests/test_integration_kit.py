@@ -82,7 +82,7 @@ def test_render_leaves_other_strings_and_the_template_untouched():
 
 def test_one_patient_per_scenario_each_with_expectations():
     assert sorted(p.stem for p in template_paths(DEFAULT_DIR)) == PATIENT_IDS
-    assert len(PATIENT_IDS) == 25
+    assert len(PATIENT_IDS) == 35   # 25 v1/v2 patients + 10 of issue 20 (clinical rules §19)
     assert {pid for pid, _, _ in ORDER_SELECT} <= set(PATIENT_IDS)
     assert {draft for _, draft, _ in ORDER_SELECT} <= {p.name for p in DRAFTS.glob("*.json")}
 

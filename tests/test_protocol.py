@@ -87,6 +87,20 @@ def test_wrong_method_is_405(client):
     assert_operation_outcome(client.delete("/cds-services"), 405)
 
 
+def test_allow_lists_the_methods_of_that_path_and_unknown_services_are_404(client):
+    """Issue 21: every 405 listed GET, POST, OPTIONS (even the refused method), and GET on an
+    unknown service id was 405 where the README says 404."""
+    resp = client.get(PV)
+    assert resp.status_code == 405 and resp.headers["Allow"] == "OPTIONS, POST"
+    resp = client.delete("/cds-services")
+    assert resp.status_code == 405 and resp.headers["Allow"] == "GET, HEAD, OPTIONS"
+    resp = client.get(PV + "/feedback")
+    assert resp.status_code == 405 and resp.headers["Allow"] == "OPTIONS, POST"
+    for path in ("/cds-services/no-such-service", "/cds-services/no-such-service/feedback"):
+        for method in ("GET", "PUT", "DELETE"):
+            assert_operation_outcome(client.open(path, method=method), 404, "not-found")
+
+
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b"\"text\"", b"\xff\xfe"])
 def test_malformed_json_is_400(client, raw):
     assert_operation_outcome(post(client, PV, raw), 400, "invalid")

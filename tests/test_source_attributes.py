@@ -140,7 +140,7 @@ def test_fda_basis_has_inputs_with_windows_logic_validation_and_limitations(serv
                for rules in basis["logic"]["by_pathway"].values() for r in rules)
     tests = basis["validation"]["tests"]
     assert tests["test_functions"] > 1000 and tests["band_edge_tests"] > 0
-    assert basis["validation"]["reference_patients"]["patients"] == 25
+    assert basis["validation"]["reference_patients"]["patients"] == 35   # + 10 of issue 20 (§19)
     limits = basis["known_limitations"]
     assert limits["unverified_codes"]["count"] > 0 and "LOINC:32684-3" in limits["unverified_codes"]["codes"]
     assert {"policy_prefix": "ibw.", "source": "§2 Devine 1974 (unverified)"} in limits["rules_marked_unverified"]

@@ -2,6 +2,7 @@
 `dev.py` signal forwarding and help, `serve --help`."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -95,12 +96,14 @@ def test_serve_prints_the_production_warnings_and_unknown_variables(tmp_path, mo
     monkeypatch.setenv("CDS_ALLOW_INSECURE_PRODUCTION", "true")
     monkeypatch.setenv("CDS_FHIR_TIMOUT", "5")  # a typo
     monkeypatch.setattr(cli.os, "execv", lambda path, argv: None)
+    monkeypatch.setattr(cli, "_port_in_use", lambda host, port: None)
     cli.main(["serve", "--production"])
-    err = capsys.readouterr().err
-    assert "WARNING: CDS_FHIR_TIMOUT is set but not a known setting" in err
-    assert "WARNING: CDS_FHIR_ALLOWLIST is the default" in err
-    assert "WARNING: CDS_PUBLIC_BASE_URL is unset" in err
-    assert "WARNING: CDS_AUTH=off in production" in err
+    # Issue 22: every line is JSON (the first one too), so the warnings are JSON lines.
+    warnings = [line["msg"] for line in map(json.loads, capsys.readouterr().err.splitlines())
+                if line["level"] == "WARNING"]
+    for start in ("CDS_FHIR_TIMOUT is set but not a known setting", "CDS_FHIR_ALLOWLIST is the default",
+                  "CDS_PUBLIC_BASE_URL is unset", "CDS_AUTH=off in production"):
+        assert any(w.startswith(start) for w in warnings), start
 
 
 def test_unknown_variables_knows_every_documented_one():
@@ -116,9 +119,11 @@ def test_granian_command_line_carries_the_settings():
     argv = cli.granian_argv(ServerConfig(host="0.0.0.0", port=9000, workers=3, threads=16,
                                          header_timeout=2.5, shutdown_timeout=12))
     pairs = dict(zip(argv, argv[1:]))
-    assert pairs["--interface"] == "wsgi" and argv[-1] == "cds_service.wsgi:app"
-    assert (pairs["--host"], pairs["--port"], pairs["--workers"], pairs["--blocking-threads"]) == \
-        ("0.0.0.0", "9000", "3", "16")
+    # Issue 21: ASGI, so granian's event loop reads bodies; the app's threads are serving.Front's
+    # pool (CDS_THREADS, set by `serve`), not granian's blocking threads.
+    assert pairs["--interface"] == "asgi" and argv[-1] == "cds_service.asgi:app"
+    assert (pairs["--host"], pairs["--port"], pairs["--workers"]) == ("0.0.0.0", "9000", "3")
+    assert "--blocking-threads" not in argv
     assert pairs["--http1-header-read-timeout"] == "2500" and pairs["--workers-kill-timeout"] == "12"
 
 
@@ -148,6 +153,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_dev_py_serve_passes_signals_to_the_server(tmp_path, sig):
     """Before: `kill <pid of dev.py serve>` left gunicorn running."""
@@ -170,8 +176,13 @@ def test_dev_py_serve_passes_signals_to_the_server(tmp_path, sig):
         proc.wait(30)
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-        time.sleep(0.5)
-        leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        # Workers leave within the shutdown timeout; poll, no fixed sleep (slow under xdist).
+        deadline = time.monotonic() + 15
+        while True:
+            leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if not leftover or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert leftover == [], f"processes left running: {leftover}"
     finally:
         try:
@@ -189,3 +200,17 @@ def test_list_entries_that_would_silently_match_nothing_stop_serve(tmp_path, nam
     done = serve({"CDS_DATABASE": str(tmp_path / "db.sqlite3"), name: value})
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith(f"cds-service: {message}"), done.stderr
+
+
+def test_serve_refuses_a_schema_dir_pointing_nowhere(tmp_path):
+    """Issue 21: CDS_SCHEMA_DIR pointing nowhere started the service, /healthz stayed 200 and
+    every hook answered 500. Now `serve` stops before binding, with one line and exit 2."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update(CDS_SCHEMA_DIR=str(tmp_path / "nowhere"), CDS_DATABASE=str(tmp_path / "db.sqlite3"))
+    done = subprocess.run([sys.executable, "-m", "cds_service", "serve", "--port", "0"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-500:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("cds-service:")]
+    assert len(lines) == 1 and "CDS_SCHEMA_DIR=" in lines[0] and "nowhere" in lines[0]

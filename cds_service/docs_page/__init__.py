@@ -15,7 +15,7 @@ from html import escape
 
 from flask import Blueprint, Response, current_app
 
-from ..hooks import rulebook
+from ..hooks import governance, rulebook
 from ..hooks import vocabulary as vocab
 
 bp = Blueprint("docs", __name__)
@@ -33,8 +33,25 @@ def _value(policy, key: str) -> str:
     return json.dumps(values[key], ensure_ascii=False)
 
 
-def render(policy) -> str:
-    """The whole page for `policy` (a logic.policy.Policy)."""
+def _governance(policy, today) -> list[str]:
+    """§19.14: the clinical owner and review date, and a warning once the date has passed."""
+    values = getattr(policy, "values", {})
+    if "governance.owner" not in values:
+        return []
+    owner, due = values.get("governance.owner"), values.get("governance.review_by")
+    out = [f"<p class='meta'>Clinical owner: {escape(owner or 'not named')} · next review: "
+           f"{escape(due or 'not set')}</p>"]
+    warning = governance.review_warning(policy, today)
+    if warning:
+        out.append(f"<p role='alert' style='border:2px solid #b00;padding:.5rem'><strong>Warning:</strong> "
+                   f"{escape(warning)}.</p>")
+    return out
+
+
+def render(policy, today=None) -> str:
+    """The whole page for `policy` (a logic.policy.Policy); `today` (a date) for the review warning."""
+    from datetime import datetime, timezone
+    today = today or datetime.now(timezone.utc).date()
     source = escape(str(getattr(policy, "source", "defaults")))
     parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
              "<title>COVID-19 coagulopathy CDS: card rules</title>",
@@ -42,7 +59,7 @@ def render(policy) -> str:
              "<h1>COVID-19 coagulopathy CDS: the rule behind each card</h1>",
              "<p>Decision support for hospitalised adults with COVID-19; it never prescribes. Section numbers "
              "refer to the service's clinical rules (version 2). Policy values are those this service runs with "
-             f"(policy: <code>{source}</code>).</p>",
+             f"(policy: <code>{source}</code>).</p>", *_governance(policy, today),
              # issue 23: the HTI-1 source attributes and the FDA criterion-4 basis, generated
              "<p>Source attributes (ONC HTI-1) and the basis of the recommendations: "
              "<a href='/docs/source-attributes'>/docs/source-attributes</a>.</p><ul>"]
@@ -53,7 +70,8 @@ def render(policy) -> str:
         parts.append(f"<section id='{escape(r.kind)}'><h2>{escape(vocab.CARD_KINDS[r.kind])}</h2>")
         parts.append(f"<p class='meta'>Card kind <code>{escape(r.kind)}</code> · rules {escape(r.sections)} · "
                      f"{escape(r.hooks)}</p>")
-        parts += [f"<p>{escape(p)}</p>" for p in r.rule]
+        rule = (r.rule,) if isinstance(r.rule, str) else r.rule   # never one character per line (§19.13)
+        parts += [f"<p>{escape(p)}</p>" for p in rule]
         if r.policy_keys:
             parts.append("<h3>Policy keys</h3><table><tr><th>Key</th><th>Value here</th></tr>")
             parts += [f"<tr><td><code>{escape(k)}</code></td><td><code>{escape(_value(policy, k))}</code></td></tr>"

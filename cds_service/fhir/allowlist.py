@@ -12,8 +12,9 @@ access token to it, so it is checked on the parsed URL, never with a string pref
   not `/fhirx`;
 - `*` admits any server (config accepts it only with CDS_AUTH=off);
 - whatever the list says, `https` is required unless the host is loopback
-  (127.0.0.0/8, ::1, localhost), and URLs with user info, a query, a fragment or
-  `.`/`..` path segments are refused.
+  (127.0.0.0/8, ::1, localhost), and URLs with user info, a query, a fragment,
+  `.`/`..` path segments or a `;` in the path (`..;` is `..` to Tomcat) are refused,
+  plain, percent-encoded or encoded twice. The same check applies to every followed link.
 """
 from __future__ import annotations
 
@@ -65,11 +66,18 @@ def parse_server_url(url: str) -> ServerURL:
 
 
 def _bad_path(path: str) -> bool:
-    """Dot segments, or an encoded slash/backslash that a server may decode into one."""
-    lowered = path.lower()
-    if "%2f" in lowered or "%5c" in lowered or "\\" in path:
-        return True
-    return any(unquote(s) in (".", "..") for s in path.split("/"))
+    """Dot segments, `;` path parameters, or an encoded slash/backslash that a server may
+    decode into one. Checked on the path decoded once and twice (a proxy may decode first).
+
+    `;` is refused outright (issue 21 M4): Tomcat-based servers such as HAPI read
+    `/fhir/..;/admin` as `/admin`, and FHIR REST paths never carry path parameters."""
+    for text in (path, unquote(path), unquote(unquote(path))):
+        lowered = text.lower()
+        if "%2f" in lowered or "%5c" in lowered or "\\" in text or ";" in text:
+            return True
+        if any(segment in (".", "..") for segment in text.split("/")):
+            return True
+    return False
 
 
 def _entry_admits(entry: ServerURL, server: ServerURL) -> bool:

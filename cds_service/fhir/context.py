@@ -7,6 +7,7 @@ emits (R4BValidator, off the hot path) and the per-call context (now, policy, re
 from __future__ import annotations
 
 import hashlib
+import re
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -155,8 +156,18 @@ def _log_dropped(resource: Mapping[str, Any], reason: str | None) -> None:
     # Never the resource id: ids are, or embed, the patient id (Patient/<mrn>,
     # Observation/<mrn>-plt), and no raw patient id may reach a log line (issue 14).
     if reason is not None:
-        rtype = resource.get("resourceType")
-        log.warning("dropped a %s resource: %s", rtype if isinstance(rtype, str) else "(no type)", reason)
+        rtype = resource.get("resourceType")  # a type the service reads: reasons exist only for those
+        log.warning("dropped a %s resource: %s", rtype[:40] if isinstance(rtype, str) else "(no type)",
+                    loggable_reason(reason))
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|unknown field `[^`]*`")
+
+
+def loggable_reason(reason: str) -> str:
+    """A validation reason without the input it quotes (issue 21 M5): msgspec says
+    "Invalid enum value 'x'" and "unknown field `x`", and x may be a name or an id."""
+    return _QUOTED.sub(lambda m: "unknown field" if m.group(0).startswith("unknown") else "'…'", reason)[:200]
 
 
 class Checker:

@@ -236,8 +236,10 @@ class DataLayer:
             key.refetch_why = "its prefetch was an OperationOutcome"
         elif not self._take(key, value):
             key.refetch_why = "its prefetch was not a usable " + ("resource" if is_read else "Bundle")
-            log_event(log, logging.WARNING, "unusable prefetch value, refetching", key=name,
-                      resourceType=value.get("resourceType") if isinstance(value, dict) else None)
+            # The key and the kind of fault only: never a value from the input (issue 21 M5:
+            # a resourceType holding a patient's name and id reached the log, at any length).
+            log_event(log, logging.WARNING, "unusable prefetch value, refetching", key=name[:64],
+                      fault=prefetch_fault(value, is_read))
         else:
             key.source = "prefetch"
         return key
@@ -536,3 +538,17 @@ def _dedup(items: Iterable[dict]) -> list[dict]:
 def init_app(app, state) -> None:
     """Attach the data layer: handlers call `state.extensions["data"].gather(call)`."""
     state.extensions["data"] = DataLayer(state.config)
+
+
+def prefetch_fault(value: Any, is_read: bool) -> str:
+    """What is wrong with an unusable prefetch value, in words that hold none of its content."""
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__}, not an object"
+    rtype = value.get("resourceType")
+    if rtype is None:
+        return "no resourceType"
+    if not isinstance(rtype, str):
+        return "resourceType is not a string"
+    if not is_read and rtype != "Bundle":
+        return "resourceType is not Bundle"
+    return "resource or Bundle not usable"

@@ -34,7 +34,8 @@ the service reads, msgspec); fhir.resources R4B validation is off this path (con
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import calendar
+from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from ..logic.inputs import Flag, MedicationOrder, PatientInputs
@@ -55,12 +56,31 @@ __all__ = ["extract_inputs", "preload_models", "observation_time", "OBS_SPECS"]
 
 
 def _age(birth: Any, now: datetime) -> int | None:
+    """Age in completed years at `now`; a partial date uses its earliest possible day (§19.8)."""
     born = parse_date(birth)
     if born is None:
         return None
-    today = now.date()
+    return _years(born, now.date())
+
+
+def _years(born: date, today: date) -> int | None:
     years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
     return years if years >= 0 else None
+
+
+def _partial_birth(birth: Any, now: datetime, min_age: float) -> tuple[bool, bool]:
+    """(partial, age uncertain) of a birthDate (§19.8): YYYY or YYYY-MM is partial; uncertain when
+    its LATEST possible day would make the patient younger than `min_age` while the earliest
+    does not."""
+    if not isinstance(birth, str) or parse_date(birth) is None or len(birth.strip()) not in (4, 7):
+        return False, False
+    text = birth.strip()
+    year = int(text[:4])
+    month = int(text[5:7]) if len(text) == 7 else 12
+    last = date(year, month, calendar.monthrange(year, month)[1])
+    earliest, latest = _years(parse_date(text), now.date()), _years(last, now.date())
+    uncertain = earliest is not None and earliest >= min_age and (latest is None or latest < min_age)
+    return True, uncertain
 
 
 class _Scope:
@@ -132,6 +152,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         patient = None
     birth = patient.get("birthDate") if patient else None
     ctx.age = _age(birth, now)
+    partial_birth, age_uncertain = _partial_birth(birth, now, policy["scope.min_age_years"])
     gender = patient.get("gender") if patient else None
     ctx.sex = gender if gender in ("male", "female") else None
 
@@ -185,7 +206,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     # v2 (§8): flushes, circuit heparin, unmapped anticoagulants, statements, administrations.
     circuit = in_progress_circuit(procedures, ctx)
     problems = _Problems(ctx)
-    orders: list[MedicationOrder] = read_orders(active, meds, circuit, ctx, problems)
+    flushes: list[MedicationOrder] = []
+    orders: list[MedicationOrder] = read_orders(active, meds, circuit, ctx, problems, flushes)
     statements = read_statements([r for _, r in mine("MedicationStatement")], meds, circuit, ctx, problems)
     problems.flush()
     administrations = read_administrations(admins, meds, circuit, ctx)
@@ -211,5 +233,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         renal_replacement=renal_replacement(procedures, flags.get("eskd"), ctx),
         statements=tuple(statements), administrations=tuple(administrations),
         platelet_trend=platelet_trend, creatinine_series=creatinine_series,
-        heparin_started=heparin_started(administrations, orders),
+        heparin_started=heparin_started(administrations, orders, flushes),
+        heparin_flushes=tuple(flushes),
+        birth_date_partial=partial_birth, age_uncertain=age_uncertain,
+        possible_other_indication=flags.get("possible_other_indication"),
         rejected=ctx.rejected)

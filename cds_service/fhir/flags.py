@@ -15,7 +15,9 @@ from .context import (ACTIVE_CLINICAL, MIN_TIME, VERIFICATION_IGNORED, Candidate
                       source_of)
 from .read import codings, concept_codes, items, parse_datetime
 
-OTHER_INDICATION_SETS = ("vte", "af_flutter", "mechanical_valve", "intracardiac_thrombus")
+OTHER_INDICATION_SETS = ("vte", "af_flutter", "mechanical_valve", "intracardiac_thrombus",
+                         # v3 firm indications (clinical rules §19.12): ACS, arterial thrombosis, APS
+                         "acs", "arterial_thrombosis", "antiphospholipid_syndrome")
 
 
 def dated_onset(resource: Mapping[str, Any]) -> datetime | None:
@@ -94,6 +96,9 @@ def read_conditions(conditions: list[dict], ctx: Context, flags: dict[str, Flag]
                 encounter_id=enc_id if enc_type == "Encounter" else None, time=when, source=src))
         if any(name in matched for name in OTHER_INDICATION_SETS) and (active or not status):
             _flag_update(flags, "other_anticoagulation_indication", src, when)
+        # v3 (§19.12): history of VTE / long-term anticoagulant (Z79.01, Z86.711, Z86.718), active
+        if "possible_other_indication" in matched and (active or not status):
+            _flag_update(flags, "possible_other_indication", src, when)
         if "intracranial_haemorrhage" in matched and when is not None \
                 and ctx.now - ich_days <= when <= ctx.now + timedelta(minutes=ctx.policy["window.future_tolerance_minutes"]):
             _flag_update(flags, "recent_intracranial_haemorrhage", src, when)

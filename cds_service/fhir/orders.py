@@ -22,7 +22,6 @@ for draft orders in the order hooks (§9), so nothing here filters on `status`.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
@@ -73,17 +72,29 @@ def _order_codes(codes: Codes) -> _OrderCodes:
     )
 
 
-ANTICOAGULANT_ATC_PREFIX = "B01A"   # ATC antithrombotic agents (data requirements §8 step 3)
-FLUSH_MAX_UNITS_PER_ML = 100.0      # heparin lock/flush products (data requirements §8, v2)
-_FLUSH_WORDS = re.compile(r"(?<![a-z])(flush|flushes|flushing|lock|locks)(?![a-z])", re.IGNORECASE)
+# ATC fallback for unmapped anticoagulant codes (clinical rules §19.4; data requirements §8 step
+# 3): B01AA, B01AE, B01AF, B01AX05, and B01AB except B01AB02 (antithrombin) and B01AB09
+# (danaparoid, a non-heparin agent allowed in HIT). Never B01AC (antiplatelets, prostacyclins)
+# nor B01AD (thrombolytic enzymes: alteplase 2 mg catheter clearance is not exposure).
+ANTICOAGULANT_ATC_PREFIXES = ("B01AA", "B01AB", "B01AE", "B01AF")
+ANTICOAGULANT_ATC_CODES = frozenset({"B01AX05"})
+NOT_ANTICOAGULANT_ATC = frozenset({"B01AB02", "B01AB09"})
+
+
+def anticoagulant_atc(code: str) -> bool:
+    code = code.strip().upper()
+    if code in NOT_ANTICOAGULANT_ATC:
+        return False
+    return code in ANTICOAGULANT_ATC_CODES or code.startswith(ANTICOAGULANT_ATC_PREFIXES)
 
 
 def unmapped_anticoagulant(found: list[Coding], codes: Codes) -> Coding | None:
     """The first coding naming an anticoagulant class the data file cannot map to an
-    ingredient (ATC B01A*, or an RxNorm code listed as an anticoagulant product), or None."""
+    ingredient (the §19.4 ATC fallback, or an RxNorm code listed as an anticoagulant product),
+    or None."""
     oc = _order_codes(codes)
     for coding in found:
-        if coding[0] == oc.atc and coding[1].upper().startswith(ANTICOAGULANT_ATC_PREFIX):
+        if coding[0] == oc.atc and anticoagulant_atc(coding[1]):
             return coding
         if coding in oc.anticoagulant_products:
             return coding
@@ -99,39 +110,14 @@ def _texts(*values: Any) -> list[str]:
     return [v for v in values if isinstance(v, str)]
 
 
-FLUSH_ONLY_MAX_UNITS_PER_ML = 10.0   # never an anticoagulant dose, even run as an infusion (line flush bags)
-
-
 def is_heparin_flush(resource: Mapping[str, Any], found: list[Coding], dosage: Mapping[str, Any] | None,
-                     codes: Codes, medications: Mapping[str, dict] | None = None) -> bool:
-    """A heparin lock/flush (data requirements §8, v2): a flush product code; a route or dosage
-    text that says flush or lock; or a product of <= 100 U/mL (strength map or the Medication's
-    ingredient strength). The concentration rule is narrowed: a 25,000 U/250 mL (100 U/mL) or
-    25,000 U/500 mL (50 U/mL) premixed bag given with a rate is a therapeutic infusion, so above
-    10 U/mL the concentration only marks a flush when the dosage has no rate."""
-    oc = _order_codes(codes)
-    if any(c in oc.flush_products for c in found):
-        return True
-    dosage = dosage or {}
-    route = dosage.get("route") if isinstance(dosage.get("route"), dict) else {}
-    texts = _texts(dosage.get("text"), dosage.get("patientInstruction"), route.get("text"))
-    if any(_FLUSH_WORDS.search(t) for t in texts):
-        return True
-    rated = any(isinstance(dosage.get(k), dict) for k in ("rateQuantity", "rateRatio")) or any(
-        isinstance(item, dict) and any(isinstance(item.get(k), dict) for k in ("rateQuantity", "rateRatio", "rateRange"))
-        for item in items(dosage.get("doseAndRate")))
-    limit = FLUSH_ONLY_MAX_UNITS_PER_ML if rated else FLUSH_MAX_UNITS_PER_ML
-    concentrations: list[float] = []
-    for coding in found:
-        spec = oc.scd.get(coding)
-        if spec and spec.get("ingredient") == "heparin" and spec.get("unit") == "U" and spec.get("volume_ml"):
-            concentrations.append(float(spec["amount"]) / float(spec["volume_ml"]))
-    medication = find_medication(resource, medications or {}) if "medicationReference" in resource else None
-    for ingredient in items((medication or {}).get("ingredient")):
-        per_ml = _units_per_ml(ingredient.get("strength") if isinstance(ingredient, dict) else None)
-        if per_ml is not None:
-            concentrations.append(per_ml)
-    return any(c <= limit for c in concentrations)
+                     codes: Codes, medications: Mapping[str, dict] | None = None, *,
+                     max_units_per_hour: float | None = None) -> bool:
+    """A heparin flush, pressure-bag flush or catheter lock by the five steps of clinical rules
+    §19.4 (exposure.heparin_flush_kind). Text alone never makes one."""
+    from .exposure import FLUSH_DEFAULT_MAX_UNITS_PER_HOUR, heparin_flush_kind   # (exposure imports this module)
+    limit = FLUSH_DEFAULT_MAX_UNITS_PER_HOUR if max_units_per_hour is None else max_units_per_hour
+    return heparin_flush_kind(resource, found, dosage, codes, medications, max_units_per_hour=limit) is not None
 
 
 def _units_per_ml(ratio: Any) -> float | None:
@@ -299,6 +285,8 @@ class Normalised:
 
     orders: list[MedicationOrder]
     flush: bool = False                  # a heparin lock/flush: never an anticoagulant
+    # v3 (§19.4): the flush/lock as orders, kept apart: heparin exposure for HIT only
+    flush_orders: tuple[MedicationOrder, ...] = ()
     unmapped: Coding | None = None       # anticoagulant-class code the file cannot map
     unknown_rxnorm: tuple[str, ...] = () # RxNorm codes that map to nothing at all
 
@@ -310,7 +298,8 @@ def _encounter_id(reference: Any) -> str | None:
 
 def read_medication(resource: Mapping[str, Any], codes: Codes,
                     medications: Mapping[str, dict] | None = None, *,
-                    allow_unmapped: bool = False) -> Normalised:
+                    allow_unmapped: bool = False,
+                    flush_max_units_per_hour: float | None = None) -> Normalised:
     """One MedicationOrder per anticoagulant/antiplatelet ingredient of a MedicationRequest
     (or, v2, a MedicationStatement: its `dosage`, `context` and effective start).
 
@@ -349,8 +338,8 @@ def read_medication(resource: Mapping[str, Any], codes: Codes,
                     authored_on=authored, encounter_id=encounter)], unmapped=unmapped)
             return Normalised([], unknown_rxnorm=tuple(rxnorm_codes(found, codes)))
         return Normalised([])
-    if any(n == "heparin" for n, _ in named) and is_heparin_flush(resource, found, dosage, codes, medications):
-        return Normalised([], flush=True)
+    flush = any(n == "heparin" for n, _ in named) and is_heparin_flush(
+        resource, found, dosage, codes, medications, max_units_per_hour=flush_max_units_per_hour)
     dose_and_rate = _first_dose_and_rate(dosage)
     quantity = dose_and_rate.get("doseQuantity")
     if not isinstance(quantity, dict) and isinstance(dose_and_rate.get("doseRange"), dict):
@@ -370,17 +359,21 @@ def read_medication(resource: Mapping[str, Any], codes: Codes,
             doses_per_day=per_day, route=route,
             continuous=has_rate or (ingredient == "heparin" and route == "intravenous"),
             status=status, source=source, authored_on=authored, encounter_id=encounter))
+    if flush:
+        return Normalised([], flush=True, flush_orders=tuple(o for o in orders if o.ingredient == "heparin"))
     return Normalised(orders)
 
 
 def normalise_orders(resource: Mapping[str, Any], codes: Codes,
-                     medications: Mapping[str, dict] | None = None) -> list[MedicationOrder]:
+                     medications: Mapping[str, dict] | None = None, *,
+                     flush_max_units_per_hour: float | None = None) -> list[MedicationOrder]:
     """One MedicationOrder per anticoagulant/antiplatelet ingredient (combination products
     give several); [] when the request is not one, is ignored (as needed, a heparin flush, ...)
     or its drug is unmapped. Used for drafts (§9), which are never unmapped exposure."""
     if not isinstance(resource, Mapping) or resource.get("resourceType") != "MedicationRequest":
         return []
-    return read_medication(resource, codes, medications).orders
+    return read_medication(resource, codes, medications,
+                           flush_max_units_per_hour=flush_max_units_per_hour).orders
 
 
 def normalise_order(resource: Mapping[str, Any], codes: Codes,

@@ -212,8 +212,9 @@ def product_key(drug: str, dose_mg: float | None = None, dose_units: float | Non
     """The suggestion_products key for a drug and dose: the SCD of that strength when one is
     shipped (enoxaparin_60, heparin_5000), else the ingredient."""
     strength = dose_mg if dose_mg is not None else dose_units
-    if strength is not None and float(strength).is_integer():
-        key = f"{drug}_{int(strength)}"
+    if strength is not None:
+        # §19.13: fondaparinux is suggested by its product (2.5 mg, 7.5 mg keys keep the decimal)
+        key = f"{drug}_{int(strength)}" if float(strength).is_integer() else f"{drug}_{float(strength):g}"
         if codes is None or key in codes.data["suggestion_products"]:
             return key
     return drug

@@ -3,7 +3,7 @@ request -> data -> assessment -> cards -> audit."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Sequence
 
@@ -15,7 +15,7 @@ from ..logic.inputs import PatientInputs
 from ..logic.policy import Policy
 from .. import metrics
 from ..storage import IssuedCard, StorageError
-from . import lifecycle
+from . import governance, lifecycle
 from ..sites import silent
 from .. import synthetic
 from .registry import HookCall
@@ -107,16 +107,52 @@ def _link_assessment_view(call: HookCall, cards: Sequence[IssuedCard]) -> None:
             links.append(assessment_link(issued.kind, call.hook_instance, base))
 
 
+def _with_age_line(cards: Sequence[IssuedCard], evaluation: Evaluation | None) -> list[IssuedCard]:
+    """§19.8: every card, in every hook, for a patient whose partial birth date straddles 18 says
+    "Age uncertain (birth date YYYY-MM)"; with a partial date that does not straddle 18, a card that
+    shows a CrCl says "age approximate". Inserted before the evidence line; the first (why)
+    paragraph is shortened at a word if the detail would pass the §18.2 limit."""
+    from . import templates as t
+
+    inputs = evaluation.inputs if evaluation is not None else None
+    if not cards or not getattr(inputs, "birth_date_partial", False):
+        return list(cards)
+    uncertain = getattr(inputs, "age_uncertain", False)
+    line = t.age_uncertain_line(inputs.birth_date) if uncertain else t.age_approximate_line(inputs.birth_date)
+    out = []
+    for issued in cards:
+        detail = issued.card.get("detail") or ""
+        # the CrCl line only on a card that shows a CrCl (§19.8)
+        if line in detail or (not uncertain and "CrCl" not in detail):
+            out.append(issued)
+            continue
+        parts = detail.split("\n\n") if detail else []
+        at = len(parts) - 1 if parts and parts[-1].startswith("**Evidence:**") else len(parts)
+        parts.insert(at, line)
+        text = "\n\n".join(parts)
+        over = len(text) - t.DETAIL_MAX
+        if over > 0 and len(parts) > 1 and len(parts[0]) > over + 40:
+            parts[0] = parts[0][:len(parts[0]) - over - 1].rsplit(" ", 1)[0] + "…"
+            text = "\n\n".join(parts)
+        out.append(replace(issued, card={**issued.card, "detail": text[:t.DETAIL_MAX]}))
+    return out
+
+
 def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation | None = None) -> dict:
     """The response body, after queueing the audit row for the batched writer (same cards, same
     assessment; storage/writer.py). A failed audit write is logged and does not withhold the advice. Patient-view cards first pass the
     card lifecycle (hooks/lifecycle.py, §18.3): repeats and snoozed cards are withheld and
     listed in the audit row under `card_lifecycle`."""
+    cards = _with_age_line(cards, evaluation)
+    # §19.14: disabled kinds and silent cards never reach the EHR (nor the card lifecycle)
+    cards, governance_audit = governance.apply(call, cards, evaluation)
     cards, lifecycle_audit = lifecycle.apply(call, cards, evaluation)
     _link_assessment_view(call, cards)
     audit = evaluation.audit_json() if evaluation else None
     if audit is not None and lifecycle_audit is not None:
         audit["card_lifecycle"] = lifecycle_audit
+    if audit is not None:
+        audit["governance"] = governance_audit
     # A silent site (issue 24): the cards go to the audit row, not to the EHR.
     cards, audit = silent.withhold(call, cards, audit, evaluation)
     audit = synthetic.mark(audit)  # check/replay traffic, left out of feedback-report (review #13)

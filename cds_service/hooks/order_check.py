@@ -29,12 +29,14 @@ The sandbox applies only the first actionable action of a suggestion: creates an
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import replace
 from typing import Any
 
 from ..fhir.bundle import bundle_resources
 from ..fhir.codes import Codes
-from ..fhir.context import Validator
+from ..fhir.context import Validator, loggable_reason
+from ..logging_setup import log_event
 from ..fhir.orders import first_dosage, normalise_order
 from ..logic import safety as safety_mod
 from ..logic.order_check import CHECKED, Finding, Proposed, check_order
@@ -43,6 +45,8 @@ from . import templates as t
 from .cards import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
                     product, product_key, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, codes_for, evaluate, respond
+
+log = logging.getLogger("cds_service.hooks.order_check")
 from .content import anti_xa_suggestion, shown
 from .registry import HookCall, Service
 
@@ -480,6 +484,7 @@ def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
     syringe strength changes): same id, status draft, same subject/encounter. None when the
     draft has no id to target or the result is not valid R4B."""
     if not isinstance(resource.get("id"), str) or not resource["id"]:
+        log_event(log, logging.INFO, "update suggestion dropped: the draft has no id to target")
         return None
     updated = copy.deepcopy(resource)
     updated["status"] = "draft"
@@ -504,9 +509,41 @@ def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
         updated.pop("medicationReference", None)
         updated["medicationCodeableConcept"] = product(
             codes, product_key(proposed.ingredient, proposed.dose_mg, proposed.dose_units, codes))
-    # A draft with malformed fields (e.g. intent as an object) stays malformed once updated:
-    # never suggest a resource that is not valid FHIR; the card still says what to change.
-    return None if Validator().problem(updated) else updated
+    if Validator().problem(updated) is None:
+        return updated
+    # Issue 21: the Sandbox sends MedicationRequest.category as an object, so the updated order
+    # failed validation and the suggestion was silently dropped. Rebuild it from the fields the
+    # update needs plus each of the draft's other fields that is valid on its own.
+    clean, left_out = _clean_copy(updated)
+    problem = Validator().problem(clean)
+    if problem is None:
+        log_event(log, logging.INFO, "updated draft built without the draft's malformed fields",
+                  fields=left_out[:20])
+        return clean
+    # A malformed field the update needs (intent or subject as an object) stays malformed: never
+    # suggest a resource that is not valid FHIR; the card still says what to change. Said, not silent.
+    log_event(log, logging.WARNING, "update suggestion dropped: the updated draft is not valid FHIR",
+              reason=loggable_reason(problem), fields=left_out[:20])
+    return None
+
+
+# What an update must carry (the fields we change, and those a MedicationRequest cannot do
+# without); anything else of the draft is kept only if it is valid on its own.
+_UPDATE_CORE = ("resourceType", "id", "status", "intent", "subject", "encounter", "medicationCodeableConcept",
+                "medicationReference", "dosageInstruction")
+
+
+def _clean_copy(updated: dict) -> tuple[dict, list[str]]:
+    core = {k: updated[k] for k in _UPDATE_CORE if k in updated}
+    clean, left_out = dict(core), []
+    for key, value in updated.items():
+        if key in core:
+            continue
+        if Validator().problem({**core, key: value}) is None:
+            clean[key] = value
+        else:
+            left_out.append(str(key)[:64])
+    return clean, left_out
 
 
 def _scd_amount(codes: Codes, resource: dict) -> float | None:

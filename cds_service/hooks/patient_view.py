@@ -64,13 +64,18 @@ class _Builder:
         self.heparins = [e for e in self.active if e.ingredient in HEPARINS]
         self.non_heparin = [e for e in self.active if e.ingredient not in HEPARINS]
         self.ci = tuple(s.contraindications)
+        # §19.4: heparin flush/lock orders: never exposure, but heparin for HIT
+        self.flushes = [o for o in getattr(ev.assessment.inputs, "heparin_flushes", ())
+                        if isinstance(o.source, str) and o.source.startswith("MedicationRequest/")]
+        self.ecmo = bool(ev.assessment.inputs.respiratory.ecmo)
+        self.possible_other = bool(getattr(s, "possible_other_indication", False))
 
     # first row that applies (§18.1)
     def choose(self):
         a, rec = self.a, self.a.recommendation
         if rec.pathway == "contraindicated":
             return self.contraindicated()
-        if rec.pathway == "hit_acute" and (self.heparins or not self.non_heparin):
+        if rec.pathway == "hit_acute" and (self.heparins or self.flushes or not self.non_heparin):
             return self.hit_acute()
         if "hit_suspected" in self.ci:
             return self.hit_suspected()
@@ -81,6 +86,10 @@ class _Builder:
             return self.duplicate()
         if specific and not self.active:
             return self.heparin_avoidance(specific)
+        if self.ecmo:   # §19.4 ECMO guard: no prophylaxis, standard, candidate or deescalate card
+            if not self.active:
+                return self.ecmo_card()
+            return self.dose_review() if rec.pathway == "prophylaxis" else None
         if rec.pathway in ("deescalate", "review_therapeutic"):
             return self.deescalate()
         if rec.pathway == "therapeutic_candidate":
@@ -99,14 +108,30 @@ class _Builder:
     def _finish(self, kind: str, indicator: str, summary: str, why: str | None, dose: str | None,
                 evidence: t.Evidence, *, suggestions=(), selection="any", check: str | None = None,
                 extra=(), recommendation: tuple | None = None):
-        if self.non_heparin:   # §18.1: no create on any card while a non-heparin anticoagulant runs
+        if self.non_heparin or self.ecmo:   # §18.1; §19.4: no create on ECMO
             suggestions = _without_creates(suggestions)
-        gives_heparin = any(a.get("type") == "create" and _is_heparin_request(a.get("resource"))
+        # §19.13: the neuraxial line on every card whose suggestion gives any anticoagulant
+        gives_heparin = any(a.get("type") == "create" and _is_anticoagulant_request(a.get("resource"))
                             for s in suggestions for a in s["actions"])
         extra = list(extra) + ([t.NEURAXIAL] if gives_heparin else [])
+        extra = self.v3_lines(kind, why, dose) + extra
         issued = card(kind, indicator, summary, t.detail(why, dose, check or self.missing_line(), extra, evidence),
                       suggestions=suggestions, selection=selection, evidence=evidence.keys)
         return _with_recommendation(issued, recommendation)
+
+    def v3_lines(self, kind: str, why: str | None, dose: str | None) -> list[str]:
+        """§19.8, §19.10, §19.12 check lines, each only when it applies."""
+        a, i, out = self.a, self.a.inputs, []
+        if self.possible_other and kind in ("contraindicated", "deescalate", "therapeutic_candidate",
+                                            "duplicate_anticoagulant", "dose_review"):
+            out.append(t.POSSIBLE_OTHER_INDICATION)
+        if "confirm_home_anticoagulant_status" in a.recommendation.notes:
+            out.append("Confirm home anticoagulant status.")
+        if getattr(i, "age_uncertain", False):
+            out.append(t.age_uncertain_line(i.birth_date))
+        elif getattr(i, "birth_date_partial", False) and "CrCl" in f"{why or ''} {dose or ''}":
+            out.append(t.age_approximate_line(i.birth_date))
+        return out
 
     def exposure_text(self, e) -> str:
         if e.kind == "order" and e.source in self.orders:
@@ -204,6 +229,8 @@ class _Builder:
             other = a.safety.other_anticoagulation_indication
             if other:
                 dose = "**Action:** another indication for anticoagulation is recorded: review with the treating team."
+            elif self.possible_other:   # §19.12: the card stays, without the one-click delete
+                dose = "**Action:** consider stopping the anticoagulant; consider mechanical prophylaxis."
             else:
                 dose = "**Action:** consider stopping the anticoagulant; consider mechanical prophylaxis."
                 deletes = self.deletes(self.active)
@@ -225,6 +252,15 @@ class _Builder:
     def stop_evidence(self, codes) -> str:
         return t.stop_reasons(self.a.inputs, codes)
 
+    def ecmo_card(self):
+        """§19.4: on ECMO with no anticoagulant seen, one info card (the §18.3 repeat rule applies)."""
+        summary = "On ECMO: anticoagulation by the ECMO protocol"
+        why = ("**Why:** ECMO in progress and no anticoagulant order seen; the COVID-19 dose "
+               "recommendations do not apply to ECMO circuits.")
+        dose = "**Action:** follow the ECMO anticoagulation protocol (usually a UFH infusion)."
+        return self._finish("ecmo", "info", summary, why, dose, self.t.evidence_for("ecmo"),
+                            recommendation=("ecmo",))
+
     def hit_record(self):
         recs = [r for r in self.a.inputs.hit_records if r.onset is not None]
         return max(recs, key=lambda r: r.onset) if recs else None
@@ -237,10 +273,12 @@ class _Builder:
         summary = self.t.summary["hit_acute"].format(onset=onset_text, platelets=platelets)
         why = (f"**Why:** HIT with onset {t.when(rec.onset) if rec else 'recent'} and platelets "
                f"{t.reported(i.platelets, 0)}: not recovered.")
-        dose = ("**Action:** stop every heparin, flushes included; start a therapeutic-intensity non-heparin "
-                "anticoagulant (argatroban, bivalirudin, treatment-dose fondaparinux or a DOAC) with haematology. "
-                "No prophylactic dose.")
-        deletes = self.deletes(self.heparins)
+        agents = ("bivalirudin or argatroban by the ECMO protocol" if self.ecmo else
+                  "argatroban, bivalirudin, treatment-dose fondaparinux or a DOAC")
+        dose = ("**Action:** stop all heparin, including flushes and locks; start a therapeutic-intensity "
+                f"non-heparin anticoagulant ({agents}) with haematology. No prophylactic dose.")
+        deletes = self.deletes(self.heparins) + [
+            action_delete("Stop heparin flush/lock", o.source) for o in self.flushes]
         suggestions = [suggestion("Stop every heparin", *deletes)] if deletes else []
         return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
                             suggestions=suggestions, recommendation=("hit_acute",))
@@ -278,13 +316,19 @@ class _Builder:
         indicator = "critical" if "hit_recent" in specific else "warning"
         why = f"**Why:** {self.specific_why(specific)}"
         actions = []
-        if reg.drug == "fondaparinux":
+        # §19.6 / v2 review: the label and the Action line describe exactly the actions carried; no
+        # create while a non-heparin anticoagulant is active (a home DOAC) or on ECMO (§18.1, §19.4)
+        creates = reg.drug == "fondaparinux" and not self.non_heparin and not self.ecmo
+        if creates:
             actions.append(self.create_regimen(reg, "HIT or allergy"))
             dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
+        elif self.non_heparin:
+            others = t.names([self.exposure_text(e) for e in self.non_heparin])
+            dose = f"**Action:** stop the heparin; {md(others)} is also active: review anticoagulation with haematology."
         else:
             dose = "**Action:** stop the heparin; a non-heparin agent with haematology advice."
         actions += self.deletes(self.heparins)
-        label = "Replace with fondaparinux" if reg.drug == "fondaparinux" else "Stop the heparin"
+        label = "Replace with fondaparinux" if creates else "Stop the heparin"
         suggestions = [suggestion(label, *actions)] if actions else []
         return self._finish("contraindicated", indicator, summary, why, dose,
                             self.t.evidence_for("heparin_specific"), suggestions=suggestions,
@@ -339,8 +383,12 @@ class _Builder:
         else:
             summary = self.t.summary["avoidance_specialist"].format(hit=hit)
             dose = f"**Dose:** {self.body_facts()}: fondaparinux not possible; a non-heparin agent via haematology."
+        # §19.4 names flushes as heparin for HIT; for a HIT history the rules are silent on them:
+        # say so, without a one-click delete (this service's choice)
+        extra = (["Heparin flush or lock active: use saline flushes and non-heparin locks."]
+                 if self.flushes else [])
         return self._finish("heparin_avoidance", "warning", summary, why, dose,
-                            self.t.evidence_for("heparin_specific"), suggestions=suggestions,
+                            self.t.evidence_for("heparin_specific"), suggestions=suggestions, extra=extra,
                             recommendation=("heparin_avoidance", reg.drug, reg.dose_mg, reg.doses_per_day))
 
     def therapeutic_exposures(self):
@@ -354,7 +402,8 @@ class _Builder:
         reg = self.prophylactic_regimen()
         if rec.pathway == "deescalate":
             summary = self.t.summary["deescalate"].format(drug=drug)
-            criteria = ", ".join(md(c.replace("vasoactive:", "")) for c in a.critical_illness.criteria) or "organ support"
+            criteria = ", ".join(md(t.CRITERIA_TEXT.get(c, c.replace("vasoactive:", "").replace("_", " ")))
+                                 for c in a.critical_illness.criteria) or "organ support"
             why = f"**Why:** critically ill ({criteria}) on {md(t.names([self.exposure_text(e) for e in targets]))}; no other indication recorded."
             evidence = self.t.evidence_for("deescalate")
         else:
@@ -366,8 +415,9 @@ class _Builder:
         if reg.drug:
             actions.append(self.create_regimen(reg, "de-escalation to prophylaxis"))
         actions += self.deletes(targets)
-        suggestions = [suggestion(f"Switch to {self.regimen_dose(reg)}", *actions)] if actions else []
-        dose = self.body_dose(reg) + " Unless VTE or another indication is confirmed."
+        suggestions = [suggestion(f"Switch to {self.regimen_dose(reg)}", *actions)] \
+            if actions and not self.possible_other else []   # §19.12: no one-click de-escalation
+        dose = self.body_dose(reg) + " Unless VTE or another indication is confirmed. " + t.DEESCALATE_TIMING
         return self._finish("deescalate", "warning", summary, why, dose, evidence, suggestions=suggestions,
                             recommendation=(rec.pathway, reg.drug, reg.dose_mg or reg.dose_units, reg.doses_per_day))
 
@@ -382,8 +432,8 @@ class _Builder:
     def candidate_why(self) -> str:
         a = self.a
         return (f"**Why:** not critically ill, on low-flow oxygen; {self.d_dimer_why()}; "
-                f"platelets {t.reported(a.inputs.platelets, 0, dated=False)}, Hb "
-                f"{t.reported(a.inputs.hemoglobin, 1, dated=False)}; no bleeding caution.")
+                f"platelets {t.reported(a.inputs.platelets, 0)}, Hb "
+                f"{t.reported(a.inputs.hemoglobin, 1)}; no bleeding caution.")
 
     def multiple(self) -> str:
         m = self.a.d_dimer.multiple_of_uln
@@ -420,14 +470,13 @@ class _Builder:
         suggestions = []
         if text:
             summary = self.t.summary["candidate_none"].format(multiple=self.multiple(), dose=text)
-            suggestions.append(suggestion(f"Order therapeutic {text}", *actions, recommended=False))
+            suggestions.append(suggestion(f"Order therapeutic {text}", *actions))   # §19.13: no isRecommended
             dose = (f"**Dose:** 1 mg/kg actual weight ({t.reported(a.inputs.weight, 1, dated=False)}), CrCl "
                     f"{shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}, 14 days or until discharge; or prophylactic "
                     f"{self.regimen_dose()}.")
         else:
             summary = self.t.summary["candidate_protocol"].format(multiple=self.multiple())
-            dose = (f"**Dose:** therapeutic dose by the local protocol (UFH infusion): weight or renal function "
-                    f"does not allow a fixed dose; or prophylactic {self.regimen_dose()}.")
+            dose = f"**Dose:** {self.protocol_reason()}; or prophylactic {self.regimen_dose()}."
         if reg.drug:
             suggestions.append(suggestion(f"Order prophylactic {self.regimen_dose()}",
                                           self.create_regimen(reg, "prophylactic alternative")))
@@ -447,7 +496,8 @@ class _Builder:
         suggestions = []
         if text:
             actions = actions[:1] + self.deletes([exposure]) + actions[1:]
-            suggestions = [suggestion(f"Switch to therapeutic {text}", *actions)]
+            if not self.possible_other:   # §19.12: no one-click escalation update
+                suggestions = [suggestion(f"Switch to therapeutic {text}", *actions)]
             dose = f"**Dose:** 1 mg/kg actual weight, CrCl {shown('crcl', self.a.renal.crcl_ml_min, 1, self.p)} mL/min: {text}."
         else:
             dose = "**Dose:** therapeutic dose by the local protocol (UFH infusion)."
@@ -478,32 +528,80 @@ class _Builder:
             why = "**Why:** pregnant, no anticoagulant ordered; the trials excluded pregnancy."
             dose = (f"**Dose:** obstetric protocol, weight-banded on booking weight (non-pregnant default: "
                     f"{self.regimen_dose()}).") if reg.drug else "**Dose:** obstetric protocol."
-            return self._finish("standard_prophylaxis", "info", summary, why, dose, evidence,
+            return self._finish("standard_prophylaxis", "info", summary, why, dose, self.t.evidence_for("pregnancy"),
                                 recommendation=rec_tuple + ("pregnant",))
+        extra = self.low_platelet_lines()
         suggestions = []
         if reg.drug:
             suggestions.append(suggestion(f"Order {self.regimen_dose()}", self.create_regimen(reg, self.t.basis.get(reg.basis, reg.basis))))
             if a.anti_xa.indicated is True:
                 suggestions.append(anti_xa_suggestion(self.ev, a.anti_xa))
         dose_line = self.body_dose() if reg.drug else "**Dose:** no regimen can be given (see the assessment)."
+        if reg.basis == "pending_weight":
+            dose_line = self.no_weight_dose()
+        reason = self.dose_reason()
         if signal:
-            summary = self.t.summary["prophylaxis_signal"].format(signal=self.signal_text(), dose=self.regimen_dose())
+            summary = self.t.summary["prophylaxis_signal"].format(reason=reason, dose=self.regimen_dose())
             why = (f"**Why:** no anticoagulant ordered; {self.signal_why()} (prognostic signal, Tang 2020: "
                    "prophylactic dose, never higher for the signal alone).")
             return self._finish("prophylaxis_suggestion", "warning", summary, why, dose_line, evidence,
-                                suggestions=suggestions, recommendation=rec_tuple)
-        summary = self.t.summary["standard"].format(dose=self.regimen_dose()) if reg.drug else \
+                                suggestions=suggestions, recommendation=rec_tuple, extra=extra)
+        summary = self.t.summary["standard"].format(reason=reason, dose=self.regimen_dose()) if reg.drug else \
             "No VTE prophylaxis ordered: consider prophylaxis (dose needs weight and renal function)"
         why = "**Why:** admitted with COVID-19, no anticoagulant ordered, no contraindication recorded."
         return self._finish("standard_prophylaxis", "info", summary, why, dose_line, evidence,
-                            suggestions=suggestions, recommendation=rec_tuple)
+                            suggestions=suggestions, recommendation=rec_tuple, extra=extra)
+
+    # -- §19.13 text helpers --------------------------------------------------------------------
+    def dose_reason(self) -> str:
+        """What sets the dose, for the summary: "BMI 44.1", "CrCl 22.3 mL/min", "on renal replacement",
+        "no weight in 30 days"."""
+        a, reg = self.a, self.a.regimen
+        if reg.basis in ("crcl_lt_15", "crcl_lt_30"):
+            if a.renal.renal_replacement is True:
+                return "on renal replacement"
+            if a.renal.crcl_ml_min is not None:
+                return f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
+        if reg.basis == "pending_weight":
+            if a.inputs.weight is None:
+                return f"no weight in {num(self.p['window.weight_days'], 0)} days"
+            return "no height recorded"
+        if a.anthropometrics.bmi is not None:
+            return f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
+        return "standard dose"
+
+    def no_weight_dose(self) -> str:
+        a = self.a
+        if a.inputs.weight is None:
+            return (f"**Dose:** Weigh the patient today (no weight in the last {num(self.p['window.weight_days'], 0)} "
+                    f"days); then the dose follows BMI and renal function. Until then {self.regimen_dose()}.")
+        return f"**Dose:** Measure the height today; then the dose follows BMI. Until then {self.regimen_dose()}."
+
+    def low_platelet_lines(self) -> list[str]:
+        """§19.13: platelets < 50 on a prophylaxis card."""
+        if "platelets_lt_50" not in self.a.safety.escalation_cautions:
+            return []
+        return [f"Platelets {t.reported(self.a.inputs.platelets, 0)}: prophylactic dose only; repeat the count "
+                "[NIH 2024]."]
+
+    def protocol_reason(self) -> str:
+        """Why the candidate card gives no fixed therapeutic dose (§13.1, §19.13)."""
+        a, p = self.a, self.p
+        if a.inputs.weight is None:
+            return (f"Weigh the patient today (no weight in the last {num(p['window.weight_days'], 0)} days); then "
+                    "the therapeutic dose is 1 mg/kg")
+        per_dose = p["therapeutic.enoxaparin_mg_per_kg"] * a.anthropometrics.weight_kg \
+            if a.anthropometrics.weight_kg is not None else None
+        if per_dose is not None and round(per_dose, 6) > p["therapeutic.max_dose_mg"]:
+            return f"therapeutic dose {t.LOCAL_CAP}"
+        return "renal function does not allow a fixed therapeutic dose: the local protocol (UFH)"
 
     def signal_why(self) -> str:
         a = self.a
         parts = []
         if "sic_positive" in a.seed_trigger.reasons:
             parts.append(f"SIC {a.sic.total if a.sic.total is not None else 'positive'}: platelets "
-                         f"{t.reported(a.inputs.platelets, 0, dated=False)}, INR {t.reported(a.inputs.inr, 1)}")
+                         f"{t.reported(a.inputs.platelets, 0)}, INR {t.reported(a.inputs.inr, 1)}")
         if "d_dimer_gt_6x_uln" in a.seed_trigger.reasons:
             parts.append(self.d_dimer_why())
         return "; ".join(parts)
@@ -551,11 +649,9 @@ def _as_regimen(target, regimen):
         return regimen
 
 
-def _is_heparin_request(resource) -> bool:
-    if not isinstance(resource, dict) or resource.get("resourceType") != "MedicationRequest":
-        return False
-    text = (resource.get("medicationCodeableConcept") or {}).get("text", "").lower()
-    return "heparin" in text or "enoxaparin" in text or "dalteparin" in text or "tinzaparin" in text
+def _is_anticoagulant_request(resource) -> bool:
+    """A created MedicationRequest: every drug this service suggests is an anticoagulant."""
+    return isinstance(resource, dict) and resource.get("resourceType") == "MedicationRequest"
 
 
 def _without_creates(suggestions) -> list[dict]:

@@ -20,6 +20,12 @@ class Rule:
     policy_keys: tuple[str, ...]
     evidence: tuple[str, ...]
 
+    def __post_init__(self):
+        # A one-paragraph rule written `("text")` is a str, not a tuple: iterated, it rendered
+        # one character per line on /docs/rules (§19.13). Normalise it to one paragraph.
+        if isinstance(self.rule, str):
+            object.__setattr__(self, "rule", (self.rule,))
+
 
 _NEURAXIAL = ("Every card whose suggestion gives heparin or enoxaparin adds one check line: neuraxial "
               "catheter or puncture, follow the timing rules (boxed warning).")
@@ -41,7 +47,7 @@ RULES: tuple[Rule, ...] = (
          ("isth_interim_2020", "ash_hit_2018", "enoxaparin_label")),
     Rule("hit_acute", "§10.1 (hit_acute), §13.1", "patient-view, order-select, order-sign",
          ("HIT with a dated onset within the acute window and a latest platelet count below 150 ×10⁹/L "
-          "(platelets not yet recovered). Stop every heparin, including flushes; a therapeutic-intensity "
+          "(platelets not yet recovered). Stop all heparin, including flushes and locks (§19.4); a therapeutic-intensity "
           "non-heparin anticoagulant (argatroban, bivalirudin, fondaparinux at treatment dose, or a DOAC) is "
           "needed, with haematology. No prophylaxis is suggested.",
           "No card when no heparin is active and a non-heparin anticoagulant is already running."),
@@ -56,7 +62,7 @@ RULES: tuple[Rule, ...] = (
     Rule("duplicate_anticoagulant", "§10.4, §18.1, §18.4", "patient-view, order-select, order-sign",
          ("Two or more active anticoagulant orders or home medicines (the same ingredient twice counts), or a "
           "drafted anticoagulant while another is active or drafted, whatever the dose class. Heparin flushes, "
-          "line locks and circuit heparin do not count. The card asks to confirm that the other agent stops.",
+          "pressure bags and catheter locks (§19.4) do not count; ECMO and CRRT circuit heparin does. The card asks to confirm that the other agent stops.",
           "Urgency: critical when two are therapeutic-class (and for a heparin drafted while argatroban, "
           "bivalirudin or therapeutic fondaparinux runs); info for a VKA with a parenteral anticoagulant while the "
           "latest INR is below 2 (the deliberate bridge); warning otherwise. No create suggestion on any card "
@@ -156,6 +162,19 @@ RULES: tuple[Rule, ...] = (
           "an info card naming what is missing, unless the policy turns it off. Nothing is guessed."),
          ("cards.not_determinable", "window.labs_hours", "window.weight_days"),
          ("isth_interim_2020",)),
+)
+
+# v3-exposure (clinical-rules §19.4)
+RULES += (
+    Rule("ecmo", "§19.4 (ECMO guard)", "patient-view",
+         ("ECMO in progress: the circuit is anticoagulated by its own protocol, which the COVID-19 trials did "
+          "not study. Patient-view shows no prophylaxis, standard-prophylaxis, therapeutic-candidate or "
+          "de-escalation card and no create suggestion; when no anticoagulant is seen, one info card: on ECMO, "
+          "anticoagulation by the ECMO protocol (shown at most once per repeat window). Circuit heparin (ECMO "
+          "or CRRT) counts as anticoagulant exposure but never triggers a de-escalation or review card. With HIT "
+          "on ECMO the text names bivalirudin or argatroban."),
+         ("cards.info_repeat_hours", "critical.modalities"),
+         ("elso_2021",)),
 )
 
 BY_KIND = {r.kind: r for r in RULES}

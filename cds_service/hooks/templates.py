@@ -46,8 +46,8 @@ _UNIT_TEXT = {"10*9/L": "×10⁹/L", "10*3/uL": "×10³/µL", "10^3/uL": "×10³
 
 # -- values as the lab reported them ----------------------------------------------------------
 def when(moment: datetime | None, *, time: bool = True) -> str:
-    """"4 Dec 08:00" (UTC); the year is added when it is not this year ("30 Nov 2023"); "" when
-    unknown."""
+    """"4 Dec 08:00 UTC" (the zone said: a clinician reads local time otherwise; issue 22); the
+    year is added when it is not this year ("30 Nov 2023"); "" when unknown."""
     if moment is None:
         return ""
     if moment.tzinfo is None:
@@ -56,7 +56,7 @@ def when(moment: datetime | None, *, time: bool = True) -> str:
     text = f"{m.day} {m.strftime('%b')}"
     if m.year != datetime.now(timezone.utc).year:
         return f"{text} {m.year}"
-    return f"{text} {m.strftime('%H:%M')}" if time else text
+    return f"{text} {m.strftime('%H:%M')} UTC" if time else text
 
 
 def unit_text(unit: str | None) -> str:
@@ -126,7 +126,25 @@ class Evidence:
 
 
 NEURAXIAL = "Neuraxial catheter or puncture: follow the timing rules (boxed warning)."
+# §19.13 card text
+DEESCALATE_TIMING = "Start the prophylactic dose when the next therapeutic dose would be due."
+LOCAL_CAP = "above 150 mg per dose: local policy, use the UFH protocol"
+CRITERIA_TEXT = {"vasopressor_procedure": "vasopressor therapy", "ECMO": "ECMO", "low-flow": "low-flow oxygen"}
 NO_ANTIPLATELET = "Do not add an antiplatelet for COVID-19 [ISTH 2023]."
+# v3-exposure (§19.12, §19.8)
+POSSIBLE_OTHER_INDICATION = ("Possible other indication (history of VTE / long-term anticoagulant): review with "
+                             "the treating team.")
+
+
+def age_approximate_line(birth_date: str | None) -> str:
+    """§19.8: a card that shows a CrCl computed from a partial birth date."""
+    return f"CrCl: age approximate (birth date {md(birth_date or 'partial')})."
+
+
+def age_uncertain_line(birth_date: str | None) -> str:
+    """§19.8: every card for a patient whose partial birth date straddles 18."""
+    return (f"Age uncertain (birth date {md(birth_date or 'partial')}): adult prophylactic dosing assumed; "
+            "confirm the age.")
 
 
 class Templates:
@@ -150,16 +168,20 @@ class Templates:
                                          "(Warkentin 2001).", ("ash_hit_2018", "warkentin_2001")),
             "duplicate_anticoagulant": Evidence("combined anticoagulants add bleeding risk (enoxaparin label); "
                                                 "ISTH 2022.", ("enoxaparin_label", "isth_2022")),
-            "deescalate": Evidence("NIH 2024; ASH 2022 (critically ill: prophylactic over therapeutic dose).",
-                                   ("nih_2024", "ash_2022_critical")),
-            "review_therapeutic": Evidence("NIH 2024: these are contraindications to therapeutic dosing.",
-                                           ("nih_2024",)),
+            "deescalate": Evidence("NIH 2024 final (archived); ASH 2022 (critically ill: prophylactic over "
+                                   "therapeutic dose).", ("nih_2024", "ash_2022_critical")),
+            "review_therapeutic": Evidence("NIH 2024 final (archived): these are contraindications to therapeutic "
+                                           "dosing.", ("nih_2024",)),
             "therapeutic_candidate": Evidence("ASH 2022 update (conditional, very low certainty); "
                                               "ATTACC/ACTIV-4a/REMAP-CAP 2021.",
                                               ("ash_2022_acute", "attacc_noncritical_2021")),
-            "prophylaxis_critical": Evidence("ASH 2021-2022 and INSPIRATION: prophylactic dose in critical "
-                                             "illness.", ("ash_2021", "inspiration_2021")),
-            "prophylaxis": Evidence("ISTH interim guidance 2020; ASH 2021.", ("isth_interim_2020", "ash_2021")),
+            # §19.13: current evidence lines (v2 cited "ISTH interim 2020; ASH 2021")
+            "prophylaxis_critical": Evidence("ASH 2022 (critically ill: prophylactic dose); ISTH 2022 and its 2023 "
+                                             "update; CHEST 2022.", ("ash_2022_critical", "isth_2023", "chest_2022")),
+            "prophylaxis": Evidence("ASH 2022; ISTH 2022 and its 2023 update; CHEST 2022.",
+                                    ("ash_2022_acute", "isth_2023", "chest_2022")),
+            "pregnancy": Evidence("RCOG Green-top Guideline 37a (obstetric thromboprophylaxis, weight-banded).",
+                                  ("rcog_37a",)),
             "dose_review": Evidence("Piagnerelli 2020 (BMI-adjusted dose); enoxaparin label.",
                                     ("piagnerelli_2020", "enoxaparin_label")),
             "renal_dose": Evidence("enoxaparin label (renal dosing below CrCl 30 mL/min).", ("enoxaparin_label",)),
@@ -172,6 +194,9 @@ class Templates:
             "fondaparinux_label": Evidence("fondaparinux label (contraindicated below 50 kg and at CrCl "
                                            "below 30 mL/min).", ("fondaparinux_label",)),
             "not_determinable": Evidence("ISTH interim guidance 2020.", ("isth_interim_2020",)),
+            # v3-exposure (§19.4)
+            "ecmo": Evidence("ELSO 2021 anticoagulation guideline; ASH 2021-2022 exclude ECMO circuits.",
+                             ("elso_2021",)),
         }
         # Summary templates (§18.1), filled per card with str.format.
         self.summary = {
@@ -191,8 +216,9 @@ class Templates:
             "candidate_protocol": "Ward, O2, D-dimer {multiple}× ULN: therapeutic heparin is an option "
                                   "(local protocol)",
             "candidate_on": "On {active}; ward, O2, D-dimer {multiple}× ULN: therapeutic dose is an option",
-            "prophylaxis_signal": "{signal}: consider {dose}",
-            "standard": "No VTE prophylaxis ordered: consider {dose}",
+            # §19.13: the summary names the dose reason; the 2020 signal moves to the why line
+            "prophylaxis_signal": "No prophylaxis ordered; {reason}: consider {dose}",
+            "standard": "No prophylaxis ordered; {reason}: consider {dose}",
             "standard_pregnant": "No VTE prophylaxis ordered: follow the obstetric protocol",
             "dose_review": "{active} ordered; {context}: consider {dose}",
         }

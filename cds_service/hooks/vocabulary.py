@@ -45,6 +45,8 @@ CARD_KINDS = {
     "product_switch": "Draft anticoagulant should be a different product",
     "escalation_warning": "Above-prophylactic dose drafted without an indication for it",
     "anti_xa": "Anti-Xa monitoring indicated",
+    # v3 (clinical-rules §19.4)
+    "ecmo": "On ECMO: anticoagulation by the ECMO protocol",
 }
 
 OVERRIDE_REASONS = {
@@ -89,6 +91,7 @@ KIND_OVERRIDE_REASONS = {
     "escalation_warning": ("therapeutic-indication", "specialist-advice", "data-inaccurate",
                            "clinical-judgement"),
     "anti_xa": ("already-addressed", "specialist-advice", "clinical-judgement"),
+    "ecmo": ("already-addressed", "specialist-advice", "clinical-judgement"),
 }
 
 # Sources: key -> (label, absolute URL, short citation, verified). EVIDENCE (label, URL) and
@@ -153,6 +156,20 @@ SOURCES = {
                           "https://pmc.ncbi.nlm.nih.gov/articles/PMC10499427/",
                           "Clin Transl Sci 2023, PMC10499427, Table 1", False),
 }
+
+# v3-exposure citations (clinical-rules §19.4, §19.13). NIH is cited as "final (archived)".
+SOURCES["nih_2024"] = ("NIH COVID-19 Treatment Guidelines, antithrombotic therapy (final, archived 2024)",
+                       *SOURCES["nih_2024"][1:2],
+                       "NIH COVID-19 Treatment Guidelines, final (archived) version 29 Feb 2024", False)
+SOURCES.update({
+    "elso_2021": ("ELSO 2021 adult and pediatric anticoagulation guidelines (ASAIO J)",
+                  "https://doi.org/10.1097/MAT.0000000000001652",
+                  "McMichael ABV et al. ASAIO J 2022;68:303-310", True),
+    "rcog_37a": ("RCOG Green-top Guideline 37a: reducing the risk of VTE in pregnancy and the puerperium",
+                 "https://www.rcog.org.uk/guidance/browse-all-guidance/green-top-guidelines/"
+                 "reducing-the-risk-of-thrombosis-and-embolism-during-pregnancy-and-the-puerperium-green-top-guideline-no-37a/",
+                 "RCOG Green-top Guideline No. 37a (2015)", False),
+})
 
 # Evidence links: key -> (label, absolute URL).
 EVIDENCE = {k: (v[0], v[1]) for k, v in SOURCES.items()}

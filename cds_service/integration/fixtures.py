@@ -8,6 +8,7 @@ value that is exactly a placeholder is replaced when the Bundle is rendered:
     "{{now}}"              -> "2024-05-01T10:00:00Z"   (dateTime, UTC, whole seconds)
     "{{now-6h}}"           -> six hours earlier; offsets chain: "{{now-4h+30min}}"
     "{{date:now-67y-30d}}" -> "1957-03-31"              (a FHIR date)
+    "{{year:now-18y}}"     -> "2006"                    (a partial FHIR date, v3 §19.8)
 
 Units: y (calendar years), d, h, min. Anything else that looks like a placeholder is an
 error, never passed through. Every entry is a PUT with a fixed id, so loading twice
@@ -33,7 +34,7 @@ DEFAULT_DIR = data.path("patients")
 FHIR_JSON = "application/fhir+json"
 TIMEOUT_S = 60
 
-_PLACEHOLDER = re.compile(r"^\{\{(date:)?now((?:[+-]\d+(?:y|d|h|min))*)\}\}$")
+_PLACEHOLDER = re.compile(r"^\{\{(date:|year:)?now((?:[+-]\d+(?:y|d|h|min))*)\}\}$")
 _OFFSET = re.compile(r"([+-])(\d+)(y|d|h|min)")
 _UNITS = {"d": "days", "h": "hours", "min": "minutes"}
 
@@ -60,6 +61,8 @@ def render_placeholder(text: str, now: datetime) -> str:
             moment = _shift_years(moment, n)
         else:
             moment += timedelta(**{_UNITS[unit]: n})
+    if match.group(1) == "year:":
+        return f"{moment.year:04d}"
     if match.group(1):
         return moment.date().isoformat()
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -134,6 +134,8 @@ def _flag_json(f: Flag) -> dict[str, Any]:
 def inputs_json(inputs: PatientInputs) -> dict[str, Any]:
     """Each input used, with value, canonical unit, time and source (card table, audit)."""
     out: dict[str, Any] = {"age_years": inputs.age_years, "sex": inputs.sex}
+    if getattr(inputs, "birth_date_partial", False):   # §19.8
+        out.update(birth_date_partial=True, age_uncertain=inputs.age_uncertain)
     for name in MEASUREMENTS:
         value = getattr(inputs, name)
         if value is None:
@@ -218,8 +220,9 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
     suspected = hit is None and hit_suspected(
         heparin_started=inputs.heparin_started, platelet_trend=inputs.platelet_trend,
         now=inputs.now, policy=p,
+        # §19.4: flushes and locks are heparin for HIT (the hit_suspected start)
         heparin_active=any(o.status == "active" and is_heparin(o.ingredient, o.drug_class)
-                           for o in inputs.orders),
+                           for o in inputs.orders + inputs.heparin_flushes),
         last_heparin_given=max((a.time for a in inputs.administrations
                                 if a.time is not None and is_heparin(a.ingredient, a.drug_class)),
                                default=None))
@@ -235,7 +238,8 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
         recent_ich=_recent(inputs.recent_intracranial_haemorrhage, p["safety.recent_ich_days"],
                            inputs.now),
         inr=inputs.inr, bilirubin_mg_dl=inputs.bilirubin,
-        other_indication=present(inputs.other_anticoagulation_indication))
+        other_indication=present(inputs.other_anticoagulation_indication),
+        possible_other_indication=present(getattr(inputs, "possible_other_indication", None)))
     regimen = recommend_regimen(
         contraindications=safety.contraindications, already_therapeutic=safety.already_therapeutic,
         crcl_ml_min=renal.crcl_ml_min, crcl_lt_30=renal.crcl_lt_30, bmi=anthro.bmi,
@@ -261,7 +265,7 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
         pregnant=pregnant, renal_replacement=renal.renal_replacement,
         creatinine_rising=renal.creatinine_rising, weight_kg=anthro.weight_kg, bmi=anthro.bmi,
         crcl_ml_min=renal.crcl_ml_min, crcl_bound=renal.crcl_bound, encounter=scope.encounter,
-        policy=p)
+        policy=p, age_uncertain=getattr(inputs, "age_uncertain", False))
     notes = list(regimen.notes) + list(rec.notes)
     if pregnant and inputs.d_dimer is not None:
         notes.append("d_dimer_pregnancy_caveat")  # §4.7: D-dimer rises in normal pregnancy

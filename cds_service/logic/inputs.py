@@ -108,6 +108,9 @@ class MedicationOrder:
     # A code in an anticoagulant class that codes.json cannot map to an ingredient (ATC B01A*, or
     # an RxNorm product of an anticoagulant the file does not know): ingredient "unmapped",
     # drug_class UNMAPPED_ANTICOAGULANT. It is exposure (§10.4) and is never classified.
+    # v3 (§19.4): ECMO/CRRT circuit heparin. It IS exposure, but never triggers the escalation
+    # warning, `deescalate` or `review_therapeutic`.
+    circuit: bool = False
 
 
 UNMAPPED_ANTICOAGULANT = "unmapped_anticoagulant"
@@ -167,6 +170,7 @@ class Administration:
     dose_mg: float | None = None
     dose_units: float | None = None
     source: str | None = None
+    flush: bool = False          # v3 §19.4: a heparin flush/lock given (heparin for HIT, not exposure)
 
 
 @dataclass(frozen=True)
@@ -249,9 +253,20 @@ class PatientInputs:
     platelet_trend: tuple[Measurement, ...] = ()
     # Creatinine results in window.labs_hours, oldest first (mg/dL; reported_* as for creatinine).
     creatinine_series: tuple[Measurement, ...] = ()
-    # Earliest heparin (UFH or LMWH, any dose, no flushes) exposure: first administration, else
-    # the earliest authoredOn of an active heparin order. None when unknown or none.
+    # Earliest heparin (UFH or LMWH, any dose; v3 §19.4: flushes and locks included) exposure:
+    # first administration, else the earliest authoredOn of an active heparin order or flush.
     heparin_started: datetime | None = None
+    # v3 (§19.4): active heparin flush/lock orders. Never anticoagulant exposure, but heparin
+    # for HIT (the acute-HIT delete list, the hit_suspected heparin start).
+    heparin_flushes: tuple[MedicationOrder, ...] = ()
+    # v3 (§19.8): a partial birthDate (YYYY or YYYY-MM). `age_years` is from its earliest possible
+    # day; `age_uncertain` when the latest possible day would make the patient under
+    # scope.min_age_years (in scope, but never a therapeutic candidate; every card says so).
+    birth_date_partial: bool = False
+    age_uncertain: bool = False
+    # v3 (§19.12): an active Z79.01 / Z86.711 / Z86.718 Condition (the home-statement half of
+    # `possible_other_indication` is judged in logic/safety.py).
+    possible_other_indication: Flag | None = None
 
     # Why inputs were dropped (unknown unit, absurd value, ...): input name -> reason.
     rejected: dict[str, str] = field(default_factory=dict)

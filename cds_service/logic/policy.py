@@ -177,6 +177,14 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "cards.info_repeat_hours": (24, NUM, None),
     "cards.override_snooze_hours": ({"info": 72, "warning": 24, "critical": 4}, INDICATOR_HOURS, None),
     # -- end card lifecycle --
+    # -- v3 exposure and governance (clinical-rules §19.4, §19.14, §19.16) --
+    "orders.flush_max_units_per_hour": (50, NUM, None),
+    "cards.disabled_kinds": ([], STR_LIST, None),
+    "cards.silent_kinds": ([], STR_LIST, None),
+    "cards.silent": (False, BOOL, None),
+    "governance.owner": (None, STR_OR_NULL, None),
+    "governance.review_by": (None, STR_OR_NULL, None),
+    # -- end v3 exposure and governance --
     # -- standards and transparency (issue 23; cds_service/terminology.py, source_attributes.py) --
     "vocabulary.system_base": (None, STR_OR_NULL, None),
     "governance.developer": ("Not stated by this site (set governance.developer in the policy file)", STR, None),
@@ -227,6 +235,12 @@ def _check(key: str, value: Any) -> Any:
             raise PolicyError(f"policy key {key!r}: {bad!r} not among {sorted(map(str, allowed))}")
     if base == INDICATOR_HOURS:
         value = dict(value)
+    if key == "governance.review_by":   # §19.14: a calendar date, YYYY-MM-DD
+        from datetime import date
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise PolicyError(f"policy key {key!r} expects a date YYYY-MM-DD, got {value!r}") from None
     if base == "number" and key.startswith(("window.", "renal.", "dosing.", "safety.", "antixa.",
                                             "scope.", "hit.", "therapeutic.", "cards.")) \
             and value < 0:
@@ -383,6 +397,11 @@ SOURCES: dict[str, str] = {
     "antixa.trough_max": "§12 Piagnerelli 2020 (trough in renal failure)",
     "antixa.peak_hours_post_dose": "§12 peak 4 h after an SC dose (range 3-5 h)",
     "antixa.steady_state_after_dose": "§12 steady state after the 3rd dose",
+    "orders.flush_max_units_per_hour": "§19.4, §19.16 v3 flush rule: with a rate, a flush only below 50 U/h and at <= 5 U/mL (heparin lock-flush labelling; ISMP)",
+    "cards.disabled_kinds": "§19.14, §19.16 v3 governance: card kinds the CDS committee turned off",
+    "cards.silent": "§19.14, §19.16 v3 governance: silent mode (computed, fingerprinted, audited as silent; the EHR gets no card); a pilot starts silent",
+    "governance.owner": "§19.14, §19.16 v3 governance: clinical owner (shown on /docs/rules and in the overdue-review warning)",
+    "governance.review_by": "§19.14, §19.16 v3 governance: next review date, YYYY-MM-DD (start-up log and /docs/rules warn when past)",
     "critical.": "§9 ATTACC/ACTIV-4a/REMAP-CAP, N Engl J Med 2021;385:777 (organ support)",
     "escalation.": "§13 ATTACC/ACTIV-4a/REMAP-CAP non-critically ill, N Engl J Med 2021;385:790; NIH 2022",
     "vocabulary.system_base": "issue 23: base our code systems are minted under (null: CDS_PUBLIC_BASE_URL); served at BASE/fhir/CodeSystem/NAME",

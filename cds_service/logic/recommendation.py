@@ -21,7 +21,10 @@ this order: critically_ill (true), severity_unknown (null), no_low_flow_oxygen (
 not "low-flow" while escalation.require_low_flow; an unknown oxygen is severity_unknown), d_dimer_not_above_uln (multiple <=
 escalation.d_dimer_multiple, settled), d_dimer_unknown, escalation_caution, cautions_unchecked (no
 platelet count or haemoglobin in the labs window), pregnancy, heparin_specific_contraindication
-(also a running non-heparin therapeutic anticoagulant), renal_replacement, disabled
+(also a running non-heparin therapeutic anticoagulant), on_anticoagulant (v3 §19.10: an active DOAC
+or VKA, order or statement, or fondaparinux at any dose; the note `confirm_home_anticoagulant_status`
+when only home statements say so), renal_replacement, age_uncertain (v3 §19.8: a partial birth date
+whose latest possible day is under 18; the code is this service's, §19.8 names none), disabled
 (escalation.enabled false).
 
 `therapeutic` (therapeutic_candidate only; else null): enoxaparin
@@ -50,7 +53,9 @@ PATHWAYS = ("contraindicated", "hit_acute", "deescalate", "review_therapeutic",
 NOT_THERAPEUTIC = ("critically_ill", "severity_unknown", "no_low_flow_oxygen",
                    "d_dimer_not_above_uln", "d_dimer_unknown", "escalation_caution",
                    "cautions_unchecked", "pregnancy", "heparin_specific_contraindication",
-                   "renal_replacement", "disabled")
+                   "on_anticoagulant", "renal_replacement", "age_uncertain", "disabled")
+# §19.10: a DOAC or VKA (order or statement) or fondaparinux at any dose makes a patient no candidate.
+ON_ANTICOAGULANT_CLASSES = frozenset({"doac", "vka"})
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def recommend(*, safety: Safety, critically_ill: bool | None, oxygen: str | None
               renal_replacement: bool | None, creatinine_rising: bool,
               weight_kg: float | None, bmi: float | None, crcl_ml_min: float | None,
               crcl_bound: tuple[str, float] | None, encounter: EncounterInfo | None,
-              policy: Policy) -> Recommendation:
+              policy: Policy, age_uncertain: bool = False) -> Recommendation:
     p = policy
     ci = safety.contraindications
     if any(c in ALL_ANTICOAGULANT_STOPS for c in ci):
@@ -131,13 +136,17 @@ def recommend(*, safety: Safety, critically_ill: bool | None, oxygen: str | None
         therapeutic = [o for o, c in safety.orders if c == "therapeutic"]
         heparin_only = all(o.ingredient in HEPARINS for o in therapeutic) and not any(
             e.ingredient not in HEPARINS for e in safety.anticoagulants_active)
-        if heparin_only and critically_ill is True and not other and not ecmo and not rrt \
+        # §19.4: circuit heparin (ECMO/CRRT) never triggers deescalate or review_therapeutic
+        circuit = any(getattr(o, "circuit", False) for o in therapeutic)
+        if heparin_only and not circuit and critically_ill is True and not other and not ecmo and not rrt \
                 and all(_authored_during(o, encounter) for o in therapeutic):
             return Recommendation("deescalate")
-        if heparin_only and not other and not ecmo and safety.escalation_cautions:
+        if heparin_only and not circuit and not other and not ecmo and safety.escalation_cautions:
             return Recommendation("review_therapeutic")
         return Recommendation("keep_therapeutic")
 
+    on_anticoagulant = [e for e in safety.anticoagulants_active
+                        if e.drug_class in ON_ANTICOAGULANT_CLASSES or e.ingredient == "fondaparinux"]
     threshold = p["escalation.d_dimer_multiple"]
     d_dimer_above = None if d_dimer_multiple_range is None else nm.exact(nm.settle(
         lambda m: nm.cmp_gt(m, threshold, p), *d_dimer_multiple_range))
@@ -155,12 +164,17 @@ def recommend(*, safety: Safety, critically_ill: bool | None, oxygen: str | None
         "pregnancy": pregnant,
         "heparin_specific_contraindication": bool(safety.heparin_specific
                                                   or safety.non_heparin_running),
+        "on_anticoagulant": bool(on_anticoagulant),
         "renal_replacement": rrt,
+        "age_uncertain": age_uncertain,
         "disabled": not p["escalation.enabled"],
     }
     because = tuple(code for code in NOT_THERAPEUTIC if failing[code])
     if because:
-        return Recommendation("prophylaxis", because)
+        notes = ()
+        if on_anticoagulant and all(e.kind == "statement" for e in on_anticoagulant):
+            notes = ("confirm_home_anticoagulant_status",)   # §19.10: only a home statement
+        return Recommendation("prophylaxis", because, notes=notes)
     dose = therapeutic_dose(weight_kg=weight_kg, crcl_ml_min=crcl_ml_min, crcl_bound=crcl_bound,
                             renal_replacement=renal_replacement,
                             creatinine_rising=creatinine_rising, policy=p)

@@ -215,10 +215,16 @@ def escalation_cautions(*, platelets: Measurement | None, hemoglobin_g_dl: Measu
     return tuple(code for code in CAUTIONS if hits[code])
 
 
+INR_RAISING = frozenset({"vka", "doac", "dti"})   # §19.5: VKA, DOAC, argatroban, bivalirudin
+
+
 def severe_liver_disease(*, inr: Measurement | None, bilirubin_mg_dl: Measurement | None,
                          anticoagulants: Iterable[MedicationOrder], policy: Policy) -> bool:
-    """INR > safety.severe_liver_inr with no VKA or DOAC active, and bilirubin >= the limit."""
-    if any(o.drug_class in ("vka", "doac") for o in anticoagulants):
+    """INR > safety.severe_liver_inr and bilirubin >= the limit, ignoring an INR raised while a VKA,
+    a DOAC, argatroban or bivalirudin is active (§19.5; v2 ignored VKA and DOAC only). A caution for
+    therapeutic dosing only, never a contraindication to prophylaxis."""
+    if any(o.drug_class in INR_RAISING or o.ingredient in ("argatroban", "bivalirudin")
+           for o in anticoagulants):
         return False
     inr_gt = lab_above(inr, policy["safety.severe_liver_inr"], policy)
     bili_low = lab_below(bilirubin_mg_dl, policy["safety.severe_liver_bilirubin_mg_dl"], policy)
@@ -385,6 +391,9 @@ class Safety:
     non_heparin_running: tuple[str, ...] = ()
     anticoagulants_active: tuple[Exposure, ...] = ()
     duplicate: str | None = None                  # §10.4 urgency, None when no duplicate
+    # v3 (§19.12; contract): Z79.01 / Z86.711 / Z86.718, or an active home anticoagulant
+    # statement. Removes one-click suggestions, never a card.
+    possible_other_indication: bool = False
 
     @property
     def heparin_specific(self) -> tuple[str, ...]:
@@ -411,6 +420,7 @@ class Safety:
             "non_heparin_anticoagulant_running": list(self.non_heparin_running),
             "anticoagulants_active": [e.to_json() for e in self.anticoagulants_active],
             "duplicate_anticoagulant": ({"urgency": self.duplicate} if self.duplicate else None),
+            "possible_other_indication": self.possible_other_indication,
         }
 
 
@@ -422,8 +432,10 @@ def assess_safety(*, active_bleeding: bool, recent_bleeding: bool, bleeding_diso
                   suspected: bool = False, statements: Iterable[MedicationOrder] = (),
                   recent_ich: bool = False, inr: Measurement | None = None,
                   bilirubin_mg_dl: Measurement | None = None,
-                  other_indication: bool = False) -> Safety:
+                  other_indication: bool = False,
+                  possible_other_indication: bool = False) -> Safety:
     orders, statements = tuple(orders), tuple(statements)
+    home_anticoagulant = any(s.status == "active" and is_anticoagulant(s) for s in statements)
     classed = classified_orders(orders, weight_kg, crcl_lt_30, policy)
     exposure = anticoagulant_exposure(classed, statements)
     active_anticoagulants = [o for o in orders + statements
@@ -441,6 +453,7 @@ def assess_safety(*, active_bleeding: bool, recent_bleeding: bool, bleeding_diso
                                               anticoagulants=active_anticoagulants,
                                               policy=policy)),
         other_anticoagulation_indication=other_indication,
+        possible_other_indication=possible_other_indication or home_anticoagulant,
         non_heparin_running=running_non_heparin_therapeutic(orders, policy),
         anticoagulants_active=exposure,
         duplicate=duplicate_urgency(exposure, inr, policy),

@@ -59,11 +59,59 @@ def check_startup(cfg: Config) -> dict[str, TrustedIssuer] | None:
     return load_trust_file(cfg.trusted_issuers)
 
 
-def invoked_url(cfg: Config) -> str:
-    """The URL the client called, which the JWT `aud` must equal (notes §11 step 6)."""
+def invoked_url(cfg: Config, base_url: str | None = None, path: str | None = None) -> str:
+    """The URL the client called, which the JWT `aud` must equal (notes §11 step 6).
+
+    `base_url`/`path` are given by the ASGI front (serving.Front), which checks the JWT
+    before Flask runs; without them the current Flask request's are used."""
+    path = request.path if path is None else path
     if cfg.public_base_url:
-        return cfg.public_base_url + request.path
-    return request.base_url
+        return cfg.public_base_url + path
+    return request.base_url if base_url is None else base_url
+
+
+# Set in the WSGI environ by the ASGI front once it has checked the JWT on the headers,
+# before reading the body: the Flask hook then takes the identity from it instead of
+# validating the token a second time (which the replay check would refuse).
+FRONT_AUTH_KEY = "cds.front_auth"
+FRONT_SITE_KEY = "cds.front_site"  # with CDS_SITES (issue 24): the calling site, found the same way
+
+
+def needs_token(cfg: Config, endpoint: str | None) -> bool:
+    """Whether a call to this Flask endpoint needs a JWT (CDS_AUTH=required)."""
+    if cfg.auth == "off":
+        return False
+    return endpoint in PROTECTED_ENDPOINTS or (endpoint == DISCOVERY_ENDPOINT and not cfg.discovery_open)
+
+
+def authenticate(validator: TokenValidator, header: str | None, url: str, path: str) -> ClientIdentity:
+    """Validate the request's `Authorization` header; the one implementation of the JWT
+    check, called by the Flask hook below and by the ASGI front (serving.Front).
+
+    Raises Unauthorized (401, generic body; the reason goes to the DEBUG log) or
+    ServiceUnavailable (503: the jti cannot be recorded, so the call is refused)."""
+    try:
+        return validator.validate(header, url)
+    except AuthError as exc:
+        log_event(log, logging.DEBUG, "authentication rejected", reason=exc.reason,
+                  path=path[:200], **exc.context)
+        metrics.jwt_rejected(exc.reason)
+        raise Unauthorized(exc.reason) from None
+    except ReplayStoreUnavailable as exc:
+        # Fail closed (the jti could not be recorded, so the token is not accepted), but
+        # as 503 + Retry-After: the database is at fault, not the caller's credential.
+        log_event(log, logging.ERROR, "audit store unavailable: jti cannot be recorded, call refused",
+                  path=path[:200], error=str(exc)[:300])
+        metrics.jwt_rejected("audit store unavailable")
+        raise ServiceUnavailable(
+            "Audit store unavailable: the request could not be recorded, so it was not "
+            "processed. Retry later.") from None
+
+
+def mask_credential(header: str | None) -> None:
+    """Whatever the mode, the request's credential never reaches a log or an error body."""
+    if header:
+        remember_secret(header.strip().partition(" ")[2].strip() or header)
 
 
 def client_identity() -> ClientIdentity | None:
@@ -106,33 +154,18 @@ def init_app(app: Flask, state) -> None:
         if cfg.env == "production" and not cfg.public_base_url:
             log.warning("CDS_PUBLIC_BASE_URL is not set: the JWT aud check trusts the request's Host header.")
 
-    protected = PROTECTED_ENDPOINTS if cfg.discovery_open else PROTECTED_ENDPOINTS | {DISCOVERY_ENDPOINT}
-
     @app.before_request
     def _authenticate() -> None:
         if request.method == "OPTIONS":
             return None  # CORS preflight: browsers never send credentials on it
         header = request.headers.get("Authorization")
-        if header:  # whatever the mode, the credential never reaches a log or an error body
-            remember_secret(header.strip().partition(" ")[2].strip() or header)
-        if validator is None or request.endpoint not in protected:
+        mask_credential(header)
+        if validator is None or not needs_token(cfg, request.endpoint):
             return None
-        try:
-            g.cds_client = validator.validate(header, invoked_url(cfg))
-        except AuthError as exc:
-            log_event(log, logging.DEBUG, "authentication rejected", reason=exc.reason,
-                      path=request.path, **exc.context)
-            metrics.jwt_rejected(exc.reason)
-            raise Unauthorized(exc.reason) from None
-        except ReplayStoreUnavailable as exc:
-            # Fail closed (the jti could not be recorded, so the token is not accepted), but
-            # as 503 + Retry-After: the database is at fault, not the caller's credential.
-            log_event(log, logging.ERROR, "audit store unavailable: jti cannot be recorded, call refused",
-                      path=request.path, error=str(exc))
-            metrics.jwt_rejected("audit store unavailable")
-            raise ServiceUnavailable(
-                "Audit store unavailable: the request could not be recorded, so it was not "
-                "processed. Retry later.") from None
+        if FRONT_AUTH_KEY in request.environ:  # checked on the headers by the ASGI front
+            g.cds_client = request.environ[FRONT_AUTH_KEY]
+            return None
+        g.cds_client = authenticate(validator, header, invoked_url(cfg), request.path)
         return None
 
     @app.after_request

@@ -44,7 +44,7 @@ def init_app(app: Flask, state) -> None:
         return
     rt.attach()
     rt.ensure_poller()
-    from ..security import invoked_url
+    from ..security import FRONT_AUTH_KEY, FRONT_SITE_KEY, invoked_url
 
     @app.before_request
     def _site_gate() -> None:
@@ -57,7 +57,13 @@ def init_app(app: Flask, state) -> None:
             if rt.current.any_open:
                 return None
             raise SiteRefused(401, "authentication", "discovery needs a bearer token on this service.")
-        site = rt.authenticate(header, invoked_url(state.config))
+        if FRONT_SITE_KEY in request.environ:
+            # Authenticated on the headers by the ASGI front before the body was read (issue 21):
+            # the same rt.authenticate, run once (a second run would meet its own jti as a replay).
+            site = request.environ[FRONT_SITE_KEY]
+            g.cds_client = request.environ.get(FRONT_AUTH_KEY)
+        else:
+            site = rt.authenticate(header, invoked_url(state.config))
         g.cds_site, g.cds_site_id = site, site.site.id
         if request.endpoint == "discovery":
             return None

@@ -70,6 +70,23 @@ def evaluate_for_view(state, *, iss: str, patient_id: str, encounter_id: str | N
     return evaluate(call)
 
 
+def usable(resources: list) -> list[dict]:
+    """The resources the hooks would read: JSON objects whose fields that the service reads
+    have the right shape (fhir.model.problem, the hooks' own tolerant check). The page reads
+    only these (issue 21 L4: it read raw resources and gave a 500 where the hooks did not)."""
+    from ..fhir import model
+    out = []
+    for res in resources:
+        if not isinstance(res, dict):
+            continue
+        try:
+            if model.problem(res) is None:
+                out.append(res)
+        except Exception:  # an unhashable resourceType: not a resource the hooks would read
+            continue
+    return out
+
+
 def trend_start(assessment, now: datetime) -> datetime:
     """The later of now - 14 days and the start of the current encounter (when known)."""
     start = now - timedelta(days=TREND_DAYS)

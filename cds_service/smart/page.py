@@ -7,7 +7,7 @@ explained in words; every threshold shown is read from the policy.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -202,11 +202,13 @@ class Score:
 
 def build(ev, *, series: dict, doses: list, start: datetime, app_context: dict | None,
           open_server: bool, banner: bool = True) -> dict[str, Any]:
-    """The page's view model. `banner` False (the EHR's need_patient_banner) leaves the patient's
-    name out: the EHR shows it around the app."""
+    """The page's view model. The patient's name, birth date and the time the data was read
+    are always shown (issue 21 M1: with the EHR's banner off, no name was shown at all);
+    `banner` is kept in the model for the record."""
     a, p = ev.assessment, ev.policy
     i = a.inputs
     now = a.now
+    plt_unit = _platelet_unit(i.platelets)
     return {
         "now": stamp(now),
         "patient": _patient(ev),
@@ -216,11 +218,11 @@ def build(ev, *, series: dict, doses: list, start: datetime, app_context: dict |
         "recommendation": _recommendation(a, p),
         "signal": _signal(a, p),
         "scores": _scores(a, p),
-        "charts": _charts(series, doses, start, now, p),
+        "charts": _charts(series, doses, start, now, p, plt_unit),
         "trend_days": max(1, round((now - start).total_seconds() / 86400)),
         "doses": [(stamp(d.time), d.text) for d in doses],
-        "safety": _safety(a, p),
-        "inputs": _inputs(a, now),
+        "safety": _safety(a, p, plt_unit),
+        "inputs": _inputs(a, now, plt_unit),
         "flags": _flags(i, now),
         "orders": [_order(o, c) for o, c in a.safety.orders],
         "rejected": sorted((INPUT_LABELS.get(k, k), v) for k, v in i.rejected.items()),
@@ -229,10 +231,24 @@ def build(ev, *, series: dict, doses: list, start: datetime, app_context: dict |
     }
 
 
+CANONICAL_PLATELETS = "×10⁹/L"
+
+
+def _platelet_unit(m) -> str:
+    """One platelet unit on the page (issue 22): the lab's own when it equals ×10⁹/L number for
+    number (×10³/µL, /nL), so the count, its chart and the thresholds read alike; else ×10⁹/L."""
+    if m is None or not m.reported_unit or m.reported_value is None or m.value is None:
+        return CANONICAL_PLATELETS
+    if abs(m.reported_value - m.value) > 1e-9 * max(1.0, abs(m.value)):
+        return CANONICAL_PLATELETS
+    return UNIT_TEXT.get(m.reported_unit, m.reported_unit) or CANONICAL_PLATELETS
+
+
 def _patient(ev) -> dict[str, str]:
     a = ev.assessment
     name = ""
-    for res in ev.data.resources:
+    from .data import usable
+    for res in usable(ev.data.resources):
         if res.get("resourceType") == "Patient" and res.get("id") == a.inputs.patient_id:
             for n in res.get("name") or []:
                 if isinstance(n, dict):
@@ -311,6 +327,17 @@ def _signal(a, p) -> str:
             + " and ".join(words.get(r, r) for r in st.reasons) + ".")
 
 
+def _pt_difference(seconds: float | None) -> str:
+    """PT against its reference: "prolonged 2.5 s", never "prolonged -0.7 s" (issue 22)."""
+    if seconds is None:
+        return ""
+    if seconds > 0:
+        return f" (prolonged {fmt(seconds)} s)"
+    if seconds < 0:
+        return f" (shorter than reference by {fmt(-seconds)} s)"
+    return " (equal to reference)"
+
+
 def _mtext(m) -> str:
     if m is None:
         return "—"
@@ -343,8 +370,7 @@ def _scores(a, p) -> list[Score]:
     out.append(Score("ISTH overt DIC (Taylor 2001)", verdict, [
         ("Platelets", _mtext(i.platelets), points_text(dic.platelet_points)),
         ("D-dimer", _mtext(i.d_dimer.value) if i.d_dimer else "—", points_text(dic.d_dimer_points)),
-        ("Prothrombin time", _mtext(pt) + (f" (prolonged {fmt(dic.pt_prolongation_s)} s)"
-                                           if dic.pt_prolongation_s is not None else ""), points_text(dic.pt_points)),
+        ("Prothrombin time", _mtext(pt) + _pt_difference(dic.pt_prolongation_s), points_text(dic.pt_points)),
         ("Fibrinogen", _mtext(i.fibrinogen), points_text(dic.fibrinogen_points))],
         missing_names(dic.missing), fill("Overt DIC at a total of {dic.overt_threshold} or more.", p),
         "unknown" if dic.overt is None else ("positive" if dic.overt else "negative")))
@@ -388,7 +414,7 @@ def _scores(a, p) -> list[Score]:
     return out
 
 
-def _charts(series, doses, start, now, p) -> list[dict]:
+def _charts(series, doses, start, now, p, plt_unit: str = CANONICAL_PLATELETS) -> list[dict]:
     R = charts.RefLine
     spec = [
         ("d_dimer", "D-dimer", "× ULN", (R(1.0, "1× ULN"), R(p["d_dimer.marked_multiple"],
@@ -406,6 +432,11 @@ def _charts(series, doses, start, now, p) -> list[dict]:
     for key, title, unit, lines in spec:
         pts = series.get(key, [])
         pts, unit, lines = _as_reported(pts, unit, lines)
+        if key == "platelets" and pts and all(x.value == (x.reported_value if x.reported_value is not None
+                                                          else x.value) for x in pts):
+            # ×10³/µL and ×10⁹/L are the same number: every point in the page's one unit
+            pts = [replace(x, shown=reported_text(x.value, plt_unit, x.comparator)) for x in pts]
+            unit = plt_unit
         svg = charts.chart(title, unit, pts, start, now, lines=lines, doses=doses, chart_id=f"chart-{key}")
         latest = pts[-1].shown if pts else "no result"
         if key == "d_dimer" and pts:
@@ -430,7 +461,7 @@ def _as_reported(pts, unit: str, lines):
     return new_pts, UNIT_TEXT.get(pts[0].reported_unit, pts[0].reported_unit), new_lines
 
 
-def _safety(a, p) -> dict[str, list]:
+def _safety(a, p, plt_unit: str = CANONICAL_PLATELETS) -> dict[str, list]:
     i, s = a.inputs, a.safety
     undetermined = set(s.undetermined)
 
@@ -450,7 +481,7 @@ def _safety(a, p) -> dict[str, list]:
                 state, word = "unknown", "could not be checked (CrCl unknown)"
             else:
                 state, word = "absent", "not present"
-            out.append((fill(text, p), state, word))
+            out.append((fill(text, p).replace(CANONICAL_PLATELETS, plt_unit), state, word))
         return out
     # Codes the rules add later (v2: hit_acute, recent intracranial haemorrhage, ...) are shown too.
     extra_ci = {c: c.replace("_", " ").capitalize() for c in s.contraindications if c not in CONTRAINDICATIONS}
@@ -460,7 +491,7 @@ def _safety(a, p) -> dict[str, list]:
             "cautions": rows({**CAUTIONS, **extra_ca}, set(s.escalation_cautions))}
 
 
-def _inputs(a, now) -> list[dict]:
+def _inputs(a, now, plt_unit: str = CANONICAL_PLATELETS) -> list[dict]:
     i = a.inputs
     rows = []
     for name in MEASUREMENTS:
@@ -469,7 +500,8 @@ def _inputs(a, now) -> list[dict]:
             continue
         m = value.value if name == "d_dimer" else value.seconds if name == "pt" else value
         note = ""
-        if m.reported_unit and m.unit and m.reported_unit != m.unit:
+        if m.reported_unit and m.unit and m.reported_unit != m.unit and not (
+                name == "platelets" and plt_unit != CANONICAL_PLATELETS):   # same number, page's unit
             note = f"= {reported_text(m.value, m.unit, m.comparator)}"
         shown = _mtext(m)
         if name == "d_dimer" and value.basis_from_unit and value.basis_from_unit not in shown:
@@ -536,8 +568,8 @@ PAGE = _ENV.from_string("""<!doctype html>
 </head><body>
 <header class="banner">
   <h1>Coagulopathy assessment</h1>
-  <p class="who">{% if v.banner %}<strong>{{ v.patient.name }}</strong> · {% endif %}{{ v.patient.age }} · {{ v.patient.sex }}{% if v.patient.birth %} · born {{ v.patient.birth }}{% endif %}</p>
-  <p class="meta">Evaluated {{ v.now }} from the EHR's FHIR data, with the same rules as the cards.
+  <p class="who"><strong>{{ v.patient.name }}</strong> · born {{ v.patient.birth or "(birth date not recorded)" }} · {{ v.patient.age }} · {{ v.patient.sex }}</p>
+  <p class="meta">Data read from the EHR at <strong>{{ v.now }}</strong>; evaluated with the same rules as the cards.
   {% if v.opened_from %}Opened from the <strong>{{ v.opened_from }}</strong> card.{% endif %}</p>
   {% if v.open_server %}<p class="warn">Read from an open FHIR server without authorization (test set-up).</p>{% endif %}
 </header>

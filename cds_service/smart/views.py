@@ -4,7 +4,7 @@
                          configuration, no oauth-uris): ?iss=…&patient=<id> (the CDS Hooks Sandbox
                          sends ?fhirServiceUrl=…&patientId=… for open servers: both accepted).
     GET /smart/callback  OAuth redirect URI: ?code=…&state=…
-    GET /smart/view      the page (needs the session cookie)
+    GET /smart/view/<tab>  the page (needs that tab's session cookie; issue 21 M1)
     GET /smart/view.css  its stylesheet
 
 The launch and callback end in a 302/303 to a URL without parameters, so the page's URL never
@@ -17,6 +17,7 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,14 +29,17 @@ from ..errors import CDSError
 from ..fhir.allowlist import is_loopback, loggable_url, refusal_reason
 from ..logging_setup import log_event, remember_secret
 from . import oauth
-from .data import administrations, evaluate_for_view, trend_series, trend_start
+from .data import administrations, evaluate_for_view, trend_series, trend_start, usable
 from .page import CSS, ICON, build, render_message, render_page
 from .sessions import SessionStore, new_session_id
 
 log = logging.getLogger("cds_service.smart")
 
-COOKIE = "cds_smart_session"
-PENDING_TTL = 600          # seconds between the launch and the callback
+COOKIE = "cds_smart_session"   # launch -> callback (path /smart)
+VIEW_COOKIE = "cds_smart_view"  # one per tab: path /smart/view/<tab>, so launches never share one
+_TAB = re.compile(r"[A-Za-z0-9_\-]{16,64}")
+PENDING_TTL = 300          # seconds between the launch and the callback (issue 21 L5: was 600)
+UNUSED_TTL = 120           # a viewing session never opened ends after this (then its full life)
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:*]+")
@@ -70,11 +74,34 @@ def _expired() -> Response:
                  "Open the assessment again from the card or the app list in the EHR.")
 
 
-def _set_cookie(resp: Response, sid: str, max_age: int) -> Response:
-    host = urlsplit(request.host_url).hostname or ""
-    resp.set_cookie(COOKIE, sid, max_age=max(1, int(max_age)), path="/smart", httponly=True,
-                    samesite="Lax", secure=not is_loopback(host))
+def cookie_secure() -> bool:
+    """Secure unless the service is reached over plain http on loopback. Decided from
+    CDS_PUBLIC_BASE_URL when set (issue 21 M2: a reverse proxy on the same host sends a
+    loopback Host header while the browser is on https)."""
+    public = _state().config.public_base_url
+    if public:
+        return urlsplit(public).scheme.lower() == "https"
+    return not is_loopback(urlsplit(request.host_url).hostname or "")
+
+
+def _set_cookie(resp: Response, sid: str, max_age: int, *, name: str = COOKIE, path: str = "/smart") -> Response:
+    resp.set_cookie(name, sid, max_age=max(1, int(max_age)), path=path, httponly=True,
+                    samesite="Lax", secure=cookie_secure())
     return resp
+
+
+def _open_tab(record: dict, life: float) -> Response:
+    """Store a viewing session bound to a new tab id and send the browser to its own URL
+    (issue 21 M1). The id in the path picks the session; the cookie, scoped to that path,
+    proves it is this browser's. A second launch gets another tab id and another cookie, so
+    an open tab never changes patient."""
+    sid, tab = new_session_id(), secrets.token_urlsafe(18)
+    # Short-lived until the page is first opened (issue 21 L5), then its full life.
+    _store().put(sid, {**record, "tab": tab, "unused": True, "life_until": time.time() + life},
+                 time.time() + min(life, UNUSED_TTL))
+    path = f"/smart/view/{tab}"
+    return _set_cookie(redirect(request.script_root + path, 303), sid, life, name=VIEW_COOKIE,
+                       path=request.script_root + path)
 
 
 def _fhir_id(value: Any) -> str | None:
@@ -120,10 +147,51 @@ def icon() -> Response:
     return resp
 
 
+class LaunchLimiter:
+    """At most `rate` launches per minute per client address (fixed one-minute windows, at
+    most 10,000 addresses remembered). In-process: each worker counts its own."""
+
+    def __init__(self, rate: int):
+        from cachetools import TTLCache
+        self.rate = rate
+        self._windows: TTLCache = TTLCache(maxsize=10_000, ttl=60)
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str) -> int:
+        """0 when this launch may go on, else seconds until it may."""
+        if self.rate <= 0:
+            return 0
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._windows.get(address, (now, 0))
+            if now - start >= 60:
+                start, count = now, 0
+            if count >= self.rate:
+                return max(1, int(60 - (now - start)) + 1)
+            self._windows[address] = (start, count + 1)
+            return 0
+
+
+def _limiter() -> LaunchLimiter:
+    state = _state()
+    limiter = state.extensions.get("smart_launch_limiter")
+    if limiter is None:
+        limiter = state.extensions.setdefault("smart_launch_limiter", LaunchLimiter(state.config.smart_launch_rate))
+    return limiter
+
+
 @bp.get("/launch")
 def launch() -> Response:
     cfg = _state().config
     args = request.args
+    wait = _limiter().retry_after(request.remote_addr or "")
+    if wait:
+        # Before any session row or outbound call (issue 21 L5).
+        log_event(log, logging.WARNING, "assessment view: launch rate limit reached")
+        resp = _page(429, "Too many launches", "This browser's network address opened the assessment too "
+                     "often in the last minute.", "Wait a minute, then open it again from the EHR.")
+        resp.headers["Retry-After"] = str(wait)
+        return resp
     given = (args.get("iss") or args.get("fhirServiceUrl") or "").strip()
     iss = given.rstrip("/")
     if not iss:
@@ -131,7 +199,8 @@ def launch() -> Response:
                      "Open the assessment from the EHR, which adds iss and launch to the URL.")
     from .. import sites  # CDS_SITES: the sites' allowlists, not the global one (review #9)
     site_list = sites.smart_allowlist(_state())
-    if refusal_reason(iss, cfg.fhir_allowlist if site_list is None else site_list):
+    allowlist = cfg.fhir_allowlist if site_list is None else site_list
+    if refusal_reason(iss, allowlist):
         log_event(log, logging.WARNING, "assessment view: iss refused by the allowlist", iss=loggable_url(iss))
         return _page(403, "FHIR server not allowed",
                      "This service is not configured to read data from that EHR's FHIR server.",
@@ -144,6 +213,15 @@ def launch() -> Response:
     app_context = _app_context(args.get("appContext"))
     if server is None:
         return _open_launch(iss, args, app_context)
+    for name, endpoint in (("authorize", server.authorize), ("token", server.token)):
+        why = oauth.endpoint_refusal(endpoint, iss, allowlist)
+        if why:
+            log_event(log, logging.WARNING, "assessment view: SMART endpoint refused", endpoint=name,
+                      url=loggable_url(endpoint), why=why)
+            return _page(403, "Authorization server not allowed",
+                         f"The EHR's {name} endpoint is not on its FHIR server's host and port, and this "
+                         "service is not configured to use it.",
+                         "An administrator can add it to CDS_FHIR_ALLOWLIST.")
     launch_id = args.get("launch")
     if not launch_id or len(launch_id) > 4096:
         return _page(400, "Launch incomplete", "The EHR's server requires authorization, but the launch URL "
@@ -174,11 +252,9 @@ def _open_launch(iss: str, args, app_context: dict | None) -> Response:
         return _page(400, "No patient", "The launch named no patient (a patient or patientId parameter, or a "
                      "patient in appContext, is needed with an open FHIR server).")
     ttl = _state().config.smart_session_ttl
-    sid = new_session_id()
-    _store().put(sid, {"mode": "open", "iss": iss, "patient": patient, "encounter": _fhir_id(args.get("encounter")),
-                       "app_context": app_context}, time.time() + ttl)
     log_event(log, logging.INFO, "assessment view: open server session", iss=loggable_url(iss))
-    return _set_cookie(redirect(request.script_root + "/smart/view", 303), sid, ttl)
+    return _open_tab({"mode": "open", "iss": iss, "patient": patient, "encounter": _fhir_id(args.get("encounter")),
+                      "app_context": app_context}, ttl)
 
 
 @bp.get("/callback")
@@ -224,25 +300,33 @@ def callback() -> Response:
                      "Open the assessment from a patient's chart.")
     try:
         expires_in = int(token.get("expires_in") or cfg.smart_session_ttl)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a list, "abc", NaN, 1e400 (issue 21 L4)
         expires_in = cfg.smart_session_ttl
     life = max(1, min(expires_in, cfg.smart_session_ttl))
-    new_sid = new_session_id()
-    store.put(new_sid, {"mode": "smart", "iss": record["iss"], "token": token["access_token"],
-                        "scope": token.get("scope") if isinstance(token.get("scope"), str) else "",
-                        "patient": patient, "encounter": _fhir_id(token.get("encounter")),
-                        "app_context": _app_context(token.get("appContext")),
-                        "banner": token.get("need_patient_banner") is not False}, time.time() + life)
     log_event(log, logging.INFO, "assessment view: session started", iss=loggable_url(record["iss"]),
               expires_in=life)
-    return _set_cookie(redirect(request.script_root + "/smart/view", 303), new_sid, life)
+    return _open_tab({"mode": "smart", "iss": record["iss"], "token": token["access_token"],
+                      "scope": token.get("scope") if isinstance(token.get("scope"), str) else "",
+                      "patient": patient, "encounter": _fhir_id(token.get("encounter")),
+                      "app_context": _app_context(token.get("appContext")),
+                      "banner": token.get("need_patient_banner") is not False}, life)
 
 
 @bp.get("/view")
-def view() -> Response:
-    record = _store().get(request.cookies.get(COOKIE))
-    if record is None or record.get("mode") not in ("smart", "open"):
+def view_without_tab() -> Response:
+    # Before issue 21 the page lived here, on a browser-wide cookie: a second launch switched
+    # every open tab to its patient. A bookmark of it now asks for a new launch.
+    return _expired()
+
+
+@bp.get("/view/<tab>")
+def view(tab: str) -> Response:
+    record = _store().get(request.cookies.get(VIEW_COOKIE)) if _TAB.fullmatch(tab) else None
+    if record is None or record.get("mode") not in ("smart", "open") \
+            or not hmac.compare_digest(str(record.get("tab", "")).encode(), tab.encode()):
         return _expired()
+    if record.pop("unused", False):
+        _store().put(request.cookies.get(VIEW_COOKIE), record, float(record.get("life_until") or time.time()))
     from .. import sites
     state = sites.view_state(_state(), record["iss"])  # CDS_SITES: that site's policy and codes
     if state is None:
@@ -263,8 +347,9 @@ def view() -> Response:
         return _page(404, "Patient not found", "The EHR's FHIR server has no record of the patient this "
                      "assessment was opened for, so there is nothing to assess.",
                      "Open the assessment again from the patient's chart.")
-    series = trend_series(ev.data.resources, ev.assessment, ev.policy, ev.codes)
-    doses = administrations(ev.data.resources, ev.assessment, ev.codes)
+    resources = usable(ev.data.resources)   # the hooks' tolerant reading (issue 21 L4)
+    series = trend_series(resources, ev.assessment, ev.policy, ev.codes)
+    doses = administrations(resources, ev.assessment, ev.codes)
     model = build(ev, series=series, doses=doses, start=trend_start(ev.assessment, ev.assessment.now),
                   app_context=record.get("app_context"), open_server=record["mode"] == "open",
                   banner=record.get("banner", True))

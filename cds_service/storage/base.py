@@ -209,8 +209,13 @@ class BaseStorage:
                     data_origin: dict[str, Any] | None = None, site_id: str = "default") -> None:
         """Prepare one answered hook call with its cards (on the caller's thread: hashed,
         scrubbed, serialised) and hand it to the batched writer. StorageError only if the
-        audit key cannot be had (a random pepper in an unreachable database)."""
-        hashed = self.patient_hash(patient_id)
+        audit key cannot be had (a random pepper in an unreachable database); that row is
+        then counted as lost (`cds_audit_rows_lost_total{reason="unwritable"}`)."""
+        try:
+            hashed = self.patient_hash(patient_id)
+        except StorageError:
+            self._writer.lost(1, "unwritable")
+            raise
         marker = f"[patient:{hashed[:16]}]"
         assessment_json = (orjson.dumps(_scrub(assessment, patient_id, marker, self.patient_hash)).decode()
                            if assessment is not None else None)
@@ -247,7 +252,9 @@ class BaseStorage:
             if not exc.integrity:
                 raise  # the database is down: the writer keeps the batch and retries
             if len(items) == 1:
-                log.error("audit row refused by the database; dropped", extra={"fields": {"error": str(exc)}})
+                self._writer.lost(1, "refused")
+                log.error("audit row refused by the database; dropped", extra={"fields": {
+                    "error": str(exc)[:300], "dropped_total": self._writer.dropped}})
                 return
             for item in items:
                 self._commit_batch([item])
@@ -280,6 +287,7 @@ class BaseStorage:
         are stored once. This process's pending audit rows are committed first, so a
         feedback row never refers to an audit row a crash could still lose."""
         rows = [_feedback_row(index, item) for index, item in enumerate(items)]
+        cut = sum(1 for row in rows if row["comment"] and row["comment"].endswith(COMMENT_CUT_MARK))
         received = _now()
         if self._writer.last_error is None:  # database failing: do not wait, the write below decides
             self._writer.flush(self.FLUSH_BEFORE_FEEDBACK_S)
@@ -305,7 +313,10 @@ class BaseStorage:
                     continue
                 stored += 1
                 unmatched += not matched
-            return {"stored": stored, "duplicates": duplicates, "unmatched": unmatched}
+            result = {"stored": stored, "duplicates": duplicates, "unmatched": unmatched}
+            if cut:
+                result["comments_cut"] = cut  # said, not silent: the client sees it was shortened
+            return result
 
         return self._write(write)
 
@@ -472,7 +483,20 @@ def _feedback_row(index: int, item: dict[str, Any]) -> dict[str, Any]:
         "code": reason.get("code") or None,
         "system": reason.get("system") or None,
         "display": reason.get("display") or None,
-        "comment": override.get("userComment") or None,
+        "comment": capped_comment(override.get("userComment")),
     }
+
+
+COMMENT_MAX_CHARS = 1000
+COMMENT_CUT_MARK = " […cut at 1,000 characters]"
+
+
+def capped_comment(value: Any) -> str | None:
+    """A clinician's override comment as stored: at most COMMENT_MAX_CHARS characters (issue 21).
+    It is free text a clinician typed and may name the patient: patient data, kept under the
+    site's retention, and never logged (logging_setup omits `userComment`/`override_comment`)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= COMMENT_MAX_CHARS else value[:COMMENT_MAX_CHARS] + COMMENT_CUT_MARK
 
 

@@ -16,8 +16,10 @@ committed, so no behaviour depends on timing:
 Crash window (documented in the README): a `kill -9` or power loss loses at most the items
 not yet committed: `max_rows` items or `max_delay_ms` of audit and lifecycle rows in normal
 running; while the database is down, the items queued meanwhile (at most `queue_max`, then
-new ones are dropped with an error log). Never feedback: it is written synchronously.
-On a normal exit (a graceful SIGTERM stop of the server's workers, atexit) the queue is flushed.
+new ones are dropped, counted and logged). Never feedback: it is written synchronously.
+On a normal exit (a graceful SIGTERM stop of the server's workers, atexit) the queue is flushed;
+rows that still cannot be stored are counted (`cds_audit_rows_lost`) and logged with their number.
+While commits fail, /readyz answers 503 (app.readiness reads `failing`).
 """
 from __future__ import annotations
 
@@ -79,7 +81,7 @@ class BatchWriter:
         with self._cond:
             self._ensure_thread()
             if len(self._queue) + len(self._inflight) >= self.queue_max:
-                self._dropped += 1
+                self.lost(1, "queue_full")
                 self._log_error(f"audit queue full ({self.queue_max} rows): a row was dropped", "full")
                 return
             self._queue.append(item)
@@ -117,11 +119,35 @@ class BatchWriter:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            left = 0 if ok or self._pid != os.getpid() else len(self._queue) + len(self._inflight)
+        if left:
+            # Issue 21 M6: a graceful stop with the database failing (a full disk) dropped
+            # the queued rows silently. Always one line (not rate-limited), with the count.
+            self.lost(left, "stop")
+            log.error(f"stopping with {left} {self._name} rows not stored; they are lost",
+                      extra={"fields": {"writer": self._name, "lost": left, "dropped_total": self._dropped,
+                                        "error": (self.last_error or "")[:300]}})
         return ok
+
+    def lost(self, count: int, reason: str) -> None:
+        """Count rows that will never be stored (queue full, refused by the database, stop)."""
+        from .. import metrics
+        self._dropped += count
+        metrics.audit_rows_lost(reason, count)
 
     @property
     def dropped(self) -> int:
         return self._dropped
+
+    @property
+    def failing(self) -> str | None:
+        """Why the last commit failed, while the writer is failing (None once one succeeds)."""
+        return self.last_error
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._queue) + len(self._inflight)
 
     # -- the writer thread ---------------------------------------------------------------------
     def _after_fork(self) -> None:
@@ -166,7 +192,8 @@ class BatchWriter:
                 self._commit(batch)
             except Exception as exc:  # the database is down: keep the rows, retry with backoff
                 self.last_error = str(exc)
-                self._log_error(f"audit batch of {len(batch)} rows not committed, will retry: {exc}", "commit")
+                self._log_error(f"audit batch of {len(batch)} rows not committed, will retry: {str(exc)[:300]}",
+                                "commit")
                 with self._cond:
                     self._queue.extendleft(reversed(batch))
                     self._inflight = []

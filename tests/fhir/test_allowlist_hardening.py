@@ -10,6 +10,14 @@ from cds_service.fhir.allowlist import refusal_reason, same_base
     "https://ehr.example.org/fhir/..%2f..%2fadmin",
     "https://ehr.example.org/fhir/..%2F..%2Fadmin",
     "https://ehr.example.org/fhir/..%5cadmin",
+    # Issue 21 M4: `..;` is `..` to Tomcat-based servers (HAPI); `;` path parameters at all.
+    "https://ehr.example.org/fhir/..;/admin",
+    "https://ehr.example.org/fhir/..;jsessionid=x/admin",
+    "https://ehr.example.org/fhir/.;/Patient",
+    "https://ehr.example.org/fhir/%2e%2e;/admin",
+    "https://ehr.example.org/fhir/..%3b/admin",
+    "https://ehr.example.org/fhir/Patient;x=1",
+    "https://ehr.example.org/fhir/%252e%252e/admin",
 ])
 def test_encoded_separators_never_stay_under_the_base(url):
     assert same_base(url, "https://ehr.example.org/fhir") is False

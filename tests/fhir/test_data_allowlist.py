@@ -100,6 +100,13 @@ def test_next_links_must_stay_under_fhir_server():
     "http://10.0.0.5/fhir",  # plain http to a non-loopback host
     "https://ehr.example.org/fhir",  # https, but not on the default list
     "http://localhost@evil.com/fhir",
+    # Issue 21 M4: Tomcat (HAPI) reads `..;` as `..`, and `;` starts a path parameter.
+    "http://localhost:8080/fhir/..;/admin",
+    "http://localhost:8080/fhir/..;x=1/admin",
+    "http://localhost:8080/fhir/%2e%2e;/admin",
+    "http://localhost:8080/fhir/%2E%2E%3B/admin",
+    "http://localhost:8080/fhir;jsessionid=1",
+    "http://localhost:8080/fhir/%252e%252e/admin",
 ])
 def test_refused_server_gets_no_request_and_the_log_says_why(server, caplog):
     app = make_app()

@@ -283,8 +283,9 @@ def test_product_codes_map_to_their_ingredient(code, ingredient):
 
 
 def test_unmapped_anticoagulant_class_code_is_exposure_and_named_once():
+    # §19.4 changes the second code (v2 counted any B01AX; only B01AX05 counts now)
     a = med_request("B01AE99", system=ATC, rid="mr-x1")
-    b = med_request("B01AX99", system=ATC, rid="mr-x2")
+    b = med_request("B01AF99", system=ATC, rid="mr-x2")
     inputs = run(patient(), a, b)
     assert [(o.ingredient, o.drug_class) for o in inputs.orders] == [("unmapped", UNMAPPED_ANTICOAGULANT)] * 2
     assert list(inputs.rejected).count("medications.unmapped_anticoagulant") == 1
@@ -345,13 +346,16 @@ def heparin_with_strength(units_per_ml, rid="hep"):
 
 @pytest.mark.parametrize("strength,order", [(100, False), (10, False), (1000, True), (101, True)])
 def test_heparin_flush_of_at_most_100_units_per_ml_is_not_an_anticoagulant(strength, order):
+    # 500 U per administration, no rate: §19.4 step 3 at <= 100 U/mL
     assert bool(run(heparin_with_strength(strength)).orders) is order
 
 
 @pytest.mark.parametrize("text", ["Heparin lock flush after each use", "flush line", "LOCK: 3 mL"])
-def test_heparin_order_whose_dosage_text_says_flush_or_lock_is_not_an_anticoagulant(text):
+def test_heparin_order_whose_dosage_text_says_flush_or_lock_is_still_an_anticoagulant(text):
+    """§19.4 changes this (v2 made any order whose text said flush or lock a flush): text never
+    overrides step 5, so 5,000 U q12h of unknown concentration is anticoagulant exposure."""
     r = med_request("5224", dose=qty(5000, "[iU]"), timing=every(12, "h"), dosage_extra={"text": text})
-    assert run(r).orders == ()
+    assert len(run(r).orders) == 1
 
 
 def test_prophylactic_heparin_whose_text_says_nothing_of_flushes_counts():
@@ -372,13 +376,18 @@ def circuit_infusion():
 
 
 @pytest.mark.parametrize("circuit", ["233573008", "714749008"])
-def test_circuit_heparin_during_ecmo_or_crrt_is_not_an_order(circuit):
-    assert run(circuit_infusion(), procedure(circuit)).orders == ()
-    assert len(run(circuit_infusion()).orders) == 1
-    assert len(run(circuit_infusion(), procedure(circuit, status="completed",
-                                                 end="2024-03-10T10:00:00Z")).orders) == 1
-    # an infusion not ordered for the circuit stays an anticoagulant (review of issue 11)
-    assert len(run(heparin_infusion(), procedure(circuit)).orders) == 1
+def test_circuit_heparin_during_ecmo_or_crrt_is_exposure_marked_circuit(circuit):
+    """§19.4 changes this (v2 dropped circuit heparin from exposure): it counts, with `circuit`."""
+    [order] = run(circuit_infusion(), procedure(circuit)).orders
+    assert order.circuit is True
+    # the order says it is for the circuit: circuit even with no Procedure in progress (contract v3)
+    [order] = run(circuit_infusion()).orders
+    assert order.circuit is True
+    # any UFH order while an ECMO/CRRT Procedure is in progress is circuit heparin (contract v3)
+    [order] = run(heparin_infusion(), procedure(circuit)).orders
+    assert order.circuit is True
+    [order] = run(heparin_infusion(), procedure(circuit, status="completed", end="2024-03-10T10:00:00Z")).orders
+    assert order.circuit is False
 
 
 def administration(code="5224", at="2024-03-05T08:00:00Z", status="completed", aid=None, dose=None, **extra):
@@ -412,10 +421,12 @@ def test_heparin_start_from_the_earliest_active_order_when_nothing_was_given():
     assert run(med_request("1364445", authoredOn="2024-02-01T00:00:00Z")).heparin_started is None
 
 
-def test_heparin_flush_administration_is_not_exposure():
-    flush = administration("5224", dosage={"text": "heparin lock flush", "dose": qty(300, "[iU]")})
+def test_heparin_flush_administration_is_heparin_for_hit_never_exposure():
+    """§19.4 changes this: a flush given still counts as heparin for HIT (the hit_suspected start)."""
+    flush = administration("1442414", dosage={"text": "heparin lock flush", "dose": qty(3, "mL")})
     inputs = run(flush)
-    assert inputs.administrations == () and inputs.heparin_started is None
+    assert [a.flush for a in inputs.administrations] == [True]
+    assert inputs.heparin_started == t("2024-03-05T08:00:00Z") and inputs.orders == ()
 
 
 # ------------------------------------------------------------------ series
@@ -506,10 +517,11 @@ def test_lock_flush_product_code_is_never_an_anticoagulant():
     assert run(med_request("1442414", dose=qty(3, "mL"))).orders == ()
 
 
-@pytest.mark.parametrize("strength,order", [(100, True), (50, True), (10, False), (2, False)])
-def test_premixed_heparin_infusion_with_a_rate_is_not_a_flush(strength, order):
-    """A 25,000 U/250 mL (100 U/mL) or /500 mL (50 U/mL) bag run at a rate is therapeutic heparin;
-    a 2-10 U/mL bag is a line flush even with a rate."""
+@pytest.mark.parametrize("strength", [100, 50, 10, 2])
+def test_premixed_heparin_infusion_with_a_weight_based_rate_is_not_a_flush(strength):
+    """A 25,000 U/250 mL (100 U/mL) or /500 mL (50 U/mL) bag run at a rate is therapeutic heparin.
+    §19.4 changes the 2-10 U/mL case (v2 called it a flush at any rate): with a rate, a flush only
+    below 50 U/h, and 18 U/kg/h cannot be shown to be below 50 U/h (fails closed)."""
     r = heparin_with_strength(strength)
     r["dosageInstruction"][0]["doseAndRate"] = [{"rateQuantity": qty(18, "[iU]/(kg.h)")}]
-    assert bool(run(r).orders) is order
+    assert len(run(r).orders) == 1

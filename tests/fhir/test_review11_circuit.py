@@ -1,6 +1,7 @@
-"""Circuit heparin (clinical rules §10.4 v2), from the rule text: "a heparin infusion while an
-ECMO or renal-replacement Procedure is in progress, ordered for the circuit" is not
-anticoagulant exposure. Independent clinical review of issue 11."""
+"""Circuit heparin. v2 (§10.4): "ordered for the circuit" was not anticoagulant exposure.
+§19.4 changes this: circuit heparin is systemic exposure [ELSO 2021], marked `circuit` (contract
+v3: UFH while an ECMO or CRRT Procedure is in progress, or an order that says it is for the
+circuit) so that it never triggers escalation, deescalate or review_therapeutic."""
 from __future__ import annotations
 
 import pytest
@@ -29,15 +30,18 @@ def test_rules_10_4_systemic_heparin_infusion_during_crrt_or_ecmo_is_still_an_an
     # on CRRT or ECMO is anticoagulation; dropping it made the service suggest prophylaxis on top.
     orders = run(infusion(), procedure(circuit)).orders
     assert [o.ingredient for o in orders] == ["heparin"] and orders[0].continuous
+    assert orders[0].circuit is True   # contract v3: any UFH during ECMO/CRRT
 
 
 @pytest.mark.parametrize("text", ["Heparin into the CRRT circuit, pre-filter", "ECMO circuit heparin",
                                   "prefilter heparin 500 units/h", "CVVHDF filter anticoagulation"])
 @pytest.mark.parametrize("circuit", [CRRT, ECMO])
-def test_rules_10_4_heparin_ordered_for_the_circuit_is_not_an_anticoagulant(text, circuit):
-    assert run(infusion(text, 500), procedure(circuit)).orders == ()
-    # no circuit in progress: the same order is an infusion like any other
-    assert len(run(infusion(text, 500)).orders) == 1
+def test_rules_19_4_heparin_ordered_for_the_circuit_is_exposure_marked_circuit(text, circuit):
+    [order] = run(infusion(text, 500), procedure(circuit)).orders
+    assert order.circuit is True
+    # no circuit in progress: the text alone still marks it (contract v3 "or the order says so")
+    [order] = run(infusion(text, 500)).orders
+    assert order.circuit is True
 
 
 def test_rules_10_1_circuit_heparin_given_is_heparin_exposure_for_hit_suspected():
@@ -50,6 +54,6 @@ def test_rules_10_1_circuit_heparin_given_is_heparin_exposure_for_hit_suspected(
              "dosage": {"rateQuantity": qty(500, "[iU]/h"), "text": "CRRT circuit, pre-filter"}}
     inputs = run(admin, infusion("CRRT circuit, pre-filter", 500),
                  procedure(CRRT, start="2024-03-03T07:00:00Z"))
-    assert inputs.orders == ()
+    assert [o.circuit for o in inputs.orders] == [True]   # §19.4: exposure now
     assert inputs.heparin_started is not None and inputs.heparin_started.isoformat().startswith("2024-03-03")
     assert [a.ingredient for a in inputs.administrations] == ["heparin"]

@@ -61,7 +61,7 @@ def test_hit_history_with_a_heparin_active_deletes_it_and_creates_fondaparinux_i
     assert card["summary"].endswith("but enoxaparin 40 mg SC daily is active")
     (s,) = card["suggestions"]
     assert [a["type"] for a in s["actions"]] == ["create", "delete"]
-    assert medication(s["actions"][0]["resource"]) == ("321208", 2.5, "mg", (1, 1, "d"))
+    assert medication(s["actions"][0]["resource"]) == ("861360", 2.5, "mg", (1, 1, "d"))   # §19.13: the product SCD, not the ingredient
     assert deletes(card) == ["MedicationRequest/enox-hit-1"]
 
 
@@ -72,8 +72,8 @@ def test_hit_history_with_nothing_active_is_heparin_avoidance_with_fondaparinux(
     assert card["summary"] == "HIT history: avoid heparins; consider fondaparinux 2.5 mg SC daily" or \
         card["summary"].endswith(": avoid heparins; consider fondaparinux 2.5 mg SC daily")
     (resource,) = creates(card)
-    assert medication(resource) == ("321208", 2.5, "mg", (1, 1, "d"))
-    assert NEURAXIAL_LINE not in card["detail"]      # fondaparinux is not a heparin
+    assert medication(resource) == ("861360", 2.5, "mg", (1, 1, "d"))   # §19.13: the product SCD, not the ingredient
+    assert NEURAXIAL_LINE in card["detail"]      # §19.13 changes this: every anticoagulant suggestion
 
 
 # -- duplicates ---------------------------------------------------------------------------------------
@@ -153,7 +153,8 @@ def test_signal_with_nothing_active_is_a_prophylaxis_suggestion(client):
     card = only_card(payload)
     # ICU (HFNC), SIC 5, D-dimer 3.6 / 0.5 = 7.2x ULN, BMI 88 / 1.7^2 = 30.4 -> 60 mg daily
     assert (card["indicator"], kind(card)) == ("warning", "prophylaxis_suggestion")
-    assert card["summary"] == "SIC 5, D-dimer 7.2× ULN: consider enoxaparin 60 mg SC daily"
+    # §19.13 changes this: the summary names the dose reason (BMI), the signal moves to the why line
+    assert card["summary"] == "No prophylaxis ordered; BMI 30.4: consider enoxaparin 60 mg SC daily"
     assert [medication(r)[1:] for r in creates(card) if r["resourceType"] == "MedicationRequest"] == \
         [(60, "mg", (1, 1, "d"))]
     assert "ServiceRequest" in [r["resourceType"] for r in creates(card)]    # anti-Xa: BMI tier dose
@@ -164,7 +165,7 @@ def test_no_signal_nothing_active_is_standard_prophylaxis(client):
     _, payload = pv(client, "standard-prophylaxis", lambda b: drop(b, "procedures", "nasal"))
     card = only_card(payload)
     assert (card["indicator"], kind(card)) == ("info", "standard_prophylaxis")
-    assert card["summary"] == "No VTE prophylaxis ordered: consider enoxaparin 40 mg SC daily"
+    assert card["summary"] == "No prophylaxis ordered; BMI 22: consider enoxaparin 40 mg SC daily"   # §19.13
     (resource,) = creates(card)
     assert medication(resource) == ("854235", 40, "mg", (1, 1, "d"))
 

@@ -57,5 +57,6 @@ def test_d_dimer_just_above_6x_is_shown_with_3_decimals(client):
         b["prefetch"]["procedures"]["entry"] = []
     _, payload = run(client, "d-dimer-ward", mutate=mutate)
     card = only_card(payload)
-    assert card["summary"].startswith("D-dimer 6.002× ULN: consider")
+    # §19.13 changes this: the summary names the dose reason; the signal is in the why line
+    assert card["summary"].startswith("No prophylaxis ordered; BMI ") and card["indicator"] == "warning"
     assert "6.002× ULN" in card["detail"]

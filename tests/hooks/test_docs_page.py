@@ -53,7 +53,8 @@ def test_evidence_links_are_real_https_pages():
     for label, url, citation, _verified in vocab.SOURCES.values():
         assert label and citation
         assert re.match(r"https://(doi\.org/10\.|pubmed\.ncbi\.nlm\.nih\.gov/|pmc\.ncbi\.nlm\.nih\.gov/|"
-                        r"www\.ncbi\.nlm\.nih\.gov/books/|ashpublications\.org/|dailymed\.nlm\.nih\.gov/)", url), url
+                        r"www\.ncbi\.nlm\.nih\.gov/books/|ashpublications\.org/|dailymed\.nlm\.nih\.gov/|"
+                        r"www\.rcog\.org\.uk/guidance/)", url), url   # v3: RCOG Green-top 37a
 
 
 def test_card_source_points_at_its_rule_on_this_service(client):

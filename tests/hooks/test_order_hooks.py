@@ -87,7 +87,7 @@ def test_hit_switch_is_create_then_delete_of_the_draft(client):
                       "resourceId": "MedicationRequest/draft-enox-hit"}
     new = create["resource"]
     assert new["id"] != "draft-enox-hit"
-    assert medication(new) == ("321208", 2.5, "mg", (1, 1, "d"))
+    assert medication(new) == ("861360", 2.5, "mg", (1, 1, "d"))   # §19.13: the product SCD, not the ingredient
     assert new["subject"] == draft_entries(body)["MedicationRequest/draft-enox-hit"]["subject"]
 
 

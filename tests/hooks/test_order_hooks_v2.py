@@ -85,7 +85,7 @@ def test_hit_history_heparin_draft_is_a_warning_switch_to_fondaparinux(client):
     assert (card["indicator"], kind(card)) == ("warning", "product_switch")
     (s,) = card["suggestions"]
     assert [a["type"] for a in s["actions"]] == ["create", "delete"]
-    assert medication(s["actions"][0]["resource"]) == ("321208", 2.5, "mg", (1, 1, "d"))
+    assert medication(s["actions"][0]["resource"]) == ("861360", 2.5, "mg", (1, 1, "d"))   # §19.13: the product SCD, not the ingredient
     assert s["actions"][1]["resourceId"] == "MedicationRequest/draft-enox-hit"
     assert "CrCl" not in card["summary"]                       # v1 blamed CrCl: wrong
 
@@ -234,7 +234,8 @@ def test_home_medicine_makes_a_draft_a_duplicate(client):
 
 def test_heparin_flush_is_not_an_anticoagulant(client):
     def edit(body):
-        draft = set_draft(body, rxnorm="1658690", dose=None, text="heparin lock flush 100 units/mL")
+        # §19.4 step 3 needs the dose: 3 mL of a lock-flush product (<= 100 U/mL) is <= 300 U
+        draft = set_draft(body, rxnorm="1658690", dose=3, unit="mL", code="mL", text="heparin lock flush 100 units/mL")
         draft["dosageInstruction"][0]["text"] = "flush line"
         add_order(body, "enox-active-4", "enoxaparin", dose=40)
     assert cards_for(client, draft_body("dose-ok", edit)) == []

@@ -22,7 +22,8 @@ def test_sic_positive_icu_patient_gets_bmi_dose_and_anti_xa(client):
     card = only_card(payload)
     # SIC: platelets 95 (<100) 2 + INR 1.3 1 + SOFA-4 2 = 5, positive. D-dimer 3.6 / 0.5 = 7.2x.
     # BMI 88 / 1.70^2 = 30.45 -> 60 mg once daily (bmi_ge_30). HFNC: critically ill.
-    assert card["summary"] == "SIC 5, D-dimer 7.2× ULN: consider enoxaparin 60 mg SC daily"
+    # §19.13 changes this: the summary names the dose reason (BMI), the signal moves to the why line
+    assert card["summary"] == "No prophylaxis ordered; BMI 30.4: consider enoxaparin 60 mg SC daily"
     assert card["indicator"] == "warning" and kind(card) == "prophylaxis_suggestion"
     assert card["selectionBehavior"] == "any"
     drug, lab = card["suggestions"]
@@ -44,8 +45,9 @@ def test_sic_positive_icu_patient_gets_bmi_dose_and_anti_xa(client):
     assert "BMI 30.4" in detail and "CrCl 69.9 mL/min" in detail
     assert "**Scores**" not in detail and "| Platelets |" not in detail and "Sources" not in detail
     # critically ill (HFNC): the evidence line is the critical-illness one, and it is linked
-    assert "prophylactic dose in critical illness" in detail
-    assert {link["url"] for link in card["links"]} >= {vocab.EVIDENCE["inspiration_2021"][1]}
+    # §19.13 changes this: current evidence (ASH 2022 / ISTH 2022 + 2023 update / CHEST 2022)
+    assert "ASH 2022 (critically ill: prophylactic dose)" in detail and "ISTH 2022 and its 2023 update" in detail
+    assert {link["url"] for link in card["links"]} >= {vocab.EVIDENCE["ash_2022_critical"][1]}
 
 
 def test_d_dimer_ward_patient_is_a_therapeutic_candidate(client):
@@ -82,7 +84,7 @@ def test_hit_history_offers_fondaparinux_not_heparin(client):
     assert card["summary"].endswith(": avoid heparins; consider fondaparinux 2.5 mg SC daily")
     (suggestion,) = card["suggestions"]
     mr = suggestion["actions"][0]["resource"]
-    assert medication(mr) == ("321208", 2.5, "mg", (1, 1, "d"))
+    assert medication(mr) == ("861360", 2.5, "mg", (1, 1, "d"))   # §19.13: the product SCD, not the ingredient
     assert mr["medicationCodeableConcept"]["coding"][0]["system"] == RXNORM
     assert "CrCl 87.5 mL/min" in card["detail"]
     text = json.dumps(card["suggestions"]).lower()
@@ -145,7 +147,8 @@ def test_renal_policy_preferring_heparin_suggests_ufh_in_units(tmp_path):
     _, payload = run(client, "crcl-22", mutate=as_patient_view)
     card = only_card(payload)
     assert kind(card) == "standard_prophylaxis"
-    assert card["summary"] == "No VTE prophylaxis ordered: consider heparin (UFH) 5,000 units SC q12h"
+    # §19.13 changes this: the summary names the dose reason
+    assert card["summary"] == "No prophylaxis ordered; CrCl 22.4 mL/min: consider heparin (UFH) 5,000 units SC q12h"
     (suggestion,) = card["suggestions"]   # no LMWH in play: no anti-Xa
     mr = suggestion["actions"][0]["resource"]
     assert medication(mr) == ("2121591", 5000, "[iU]", (1, 12, "h"))

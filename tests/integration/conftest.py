@@ -39,15 +39,22 @@ def _node_major(node: str) -> int:
 
 
 def _install(npm: str) -> None:
-    """npm ci from the lock file, once: skipped when the pinned packages are already there."""
+    """npm ci from the lock file, once: skipped when the pinned packages are already there.
+    Under pytest-xdist every worker starts its own server (session fixture per worker), so the
+    install is serialised with a file lock: two `npm ci` in one directory break each other."""
+    import fcntl
     marker = SERVER_DIR / "node_modules" / "@medplum" / "fhir-router" / "package.json"
     if marker.exists():
         return
-    command = "ci" if (SERVER_DIR / "package-lock.json").exists() else "install"
-    proc = subprocess.run([npm, command, "--no-audit", "--no-fund", "--loglevel=error"], cwd=SERVER_DIR,
-                          capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
-    if proc.returncode != 0 or not marker.exists():
-        pytest.fail(f"npm {command} in {SERVER_DIR} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    with open(SERVER_DIR / ".npm-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes
+        if marker.exists():                # another worker installed it while we waited
+            return
+        command = "ci" if (SERVER_DIR / "package-lock.json").exists() else "install"
+        proc = subprocess.run([npm, command, "--no-audit", "--no-fund", "--loglevel=error"], cwd=SERVER_DIR,
+                              capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+        if proc.returncode != 0 or not marker.exists():
+            pytest.fail(f"npm {command} in {SERVER_DIR} failed ({proc.returncode}): {proc.stderr[-2000:]}")
 
 
 def _unavailable(reason: str):

@@ -198,6 +198,24 @@ PATIENTS: list[Patient] = [
     P("cov-home-doac", 68, "F", 64, 25.0, 0.8, 60.6, possible_other=True, inr=1.3,
       active=(Active("apixaban", "therapeutic", statement=True, per_day=10),)),
     P("cov-pregnant", 31, "F", 78, 28.7, 0.6, 140.2, pregnant=True),
+    # Issue 20's ten patients (facts from their README workings; circuit heparin counts as exposure, §19.4).
+    P("cov-flush-infusion", 54, "F", 70, 25.7, 0.8, 78.9, pathway="keep_therapeutic", regimen=None,
+      active=(Active("heparin", "therapeutic"),)),
+    P("cov-pressure-bag", 67, "M", 82, 25.9, 1.1, 67.5, critically_ill=True, bilirubin=1.0, inr=1.5),
+    P("cov-ecmo-no-heparin", 67, "M", 82, 25.9, 1.1, 67.5, critically_ill=True, ecmo=True, bilirubin=1.0, inr=1.5),
+    P("cov-ecmo-heparin", 67, "M", 82, 25.9, 1.1, 67.5, critically_ill=True, ecmo=True, pathway="keep_therapeutic",
+      regimen=None, bilirubin=1.0, inr=1.5, active=(Active("heparin", "therapeutic"),)),
+    P("cov-crrt-prefilter", 67, "M", 82, 25.9, 1.1, 67.5, critically_ill=True, rrt="crrt",
+      pathway="keep_therapeutic", regimen=None, bilirubin=1.0, inr=1.5, active=(Active("heparin", "therapeutic"),)),
+    P("cov-alteplase", 38, "F", 64, 22.7, 0.7, 102.6),
+    P("cov-partial-birth", 18, "M", 70, 25.7, 0.8, 130.1),
+    P("cov-hx-pe", 61, "M", 84, 27.4, 0.9, 85.9, critically_ill=True, pathway="deescalate", regimen=None,
+      possible_other=True, active=(ENOX_THER,)),
+    P("cov-apixaban-continued", 68, "F", 64, 25.0, 0.8, 60.6, pathway="keep_therapeutic", regimen=None,
+      possible_other=True, inr=1.3, active=(Active("apixaban", "therapeutic", statement=True, per_day=10),
+                                             Active("apixaban", "therapeutic", per_day=10))),
+    P("cov-bmi-55", 48, "M", 159, 55.0, 0.9, 146.5, regimen=("enoxaparin", 80, 1),
+      active=(Active("enoxaparin", "prophylactic", per_day=120),)),
 ]
 PATIENT = {p.pid: p for p in PATIENTS}
 # INR of the patients not listed above (all < 2): the §10.4 VKA bridge reads it.
@@ -635,7 +653,7 @@ def readme_block() -> str:
               "D200 = 200 IU/kg rounded down to 100 IU, at most 18,000 IU; `cov-no-weight` is dosed on its last "
               "weight on file (95 kg, 40 days old).", ""]
     vol = alert_volume()
-    lines += ["Alert volume the matrix implies (headline card per cell, 25 patients):", "",
+    lines += [f"Alert volume the matrix implies (headline card per cell, {len(PATIENTS)} patients):", "",
               "| Draft | critical | warning | info | no card |", "|---|---|---|---|---|"]
     tot = {"critical": 0, "warning": 0, "info": 0, "none": 0}
     for d in DRAFTS:

@@ -24,7 +24,7 @@ from cds_service.fhir.orders import ingredients_of, medication_codings
 from cds_service.fhir.templates import prefetch_templates
 from cds_service.integration.fire import fire
 from cds_service.integration.fixtures import DEFAULT_DIR, load_fixtures, load_template, template_paths
-from integration.expected_patients import EXPECTED, ORDER_SELECT, cards_v2_merged, mismatches
+from integration.expected_patients import CARD_NEEDS, EXPECTED, ORDER_SELECT, cards_v2_merged, mismatches
 
 pytestmark = pytest.mark.integration
 
@@ -248,7 +248,9 @@ def test_patient_view_assessment_by_prefetch_and_self_fetch(loaded, cds_service_
 
 
 @NEEDS_CARDS_V2
-@pytest.mark.parametrize("pid", sorted(EXPECTED))
+@pytest.mark.parametrize("pid", [
+    pytest.param(pid, marks=pytest.mark.xfail(strict=True, reason=CARD_NEEDS[pid])) if pid in CARD_NEEDS else pid
+    for pid in sorted(EXPECTED)])
 def test_patient_view_card_v2(loaded, cds_service_url, cds_database, pid):
     """The one §18.1 catalogue card (kind and indicator, as the audit records them), or none."""
     expected = EXPECTED[pid]["card"]

@@ -122,8 +122,21 @@ def test_default_matches_clinical_rules_16(key):
     assert Policy.default()[key] == RULES_16[key]
 
 
+# §19.16 (v3) keys of the v3-exposure half (copied by hand from clinical-rules.md §19.16).
+RULES_19_16_EXPOSURE = {
+    "orders.flush_max_units_per_hour": 50,
+    "cards.disabled_kinds": [], "cards.silent_kinds": [], "cards.silent": False,
+    "governance.owner": None, "governance.review_by": None,
+}
+
+
+@pytest.mark.parametrize("key", sorted(RULES_19_16_EXPOSURE))
+def test_default_matches_clinical_rules_19_16(key):
+    assert Policy.default()[key] == RULES_19_16_EXPOSURE[key]
+
+
 def test_every_policy_key_is_from_16_or_documented_as_added():
-    added = set(DEFAULTS) - set(RULES_16)
+    added = set(DEFAULTS) - set(RULES_16) - set(RULES_19_16_EXPOSURE)
     # Keys the product added (README "Policy file" marks them): card choice and §10.3/§11 numbers.
     assert added == {
         "cards.not_determinable", "dosing.info_mg_per_kg",

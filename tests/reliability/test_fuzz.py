@@ -22,6 +22,8 @@ from bench import synth
 from cds_service import create_app
 from conftest import assert_valid_cds_response
 
+pytestmark = pytest.mark.slow  # property-based: left out by dev.py test --fast
+
 PROFILE = os.environ.get("CDS_FUZZ_PROFILE", "ci")
 # Per-test example counts; the ci total across this module is >= 2,000, deep >= 10,000.
 SCALE = {"ci": 1, "deep": 5}[PROFILE]

@@ -17,6 +17,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from cds_service import create_app
 from cds_service.schemas import errors as schema_errors
 
+pytestmark = pytest.mark.slow  # schemathesis property tests: left out by dev.py test --fast
+
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "conformance" / "openapi.yaml"
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.server  # granian in a subprocess: left out by dev.py test --fast
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 from werkzeug.test import Client
 
@@ -57,3 +58,16 @@ def test_a_body_within_the_limit_reaches_the_app(tmp_path):
     c = client(tmp_path, body_timeout=5)
     resp = c.post(HOOK, data=b"[1]", headers={"Content-Type": "application/json"})
     assert resp.status_code == 400 and "must be a JSON object" in resp.json["issue"][0]["diagnostics"]
+
+
+def test_a_declared_length_over_the_limit_is_413_before_reading(tmp_path):
+    """L8: Content-Length 10^15 was read until the 15 s deadline, then 408."""
+    c = client(tmp_path, body_timeout=5)
+    stalled = StalledInput()
+    try:
+        t0 = time.monotonic()
+        resp = c.post(HOOK, headers={"Content-Type": "application/json"},
+                      environ_overrides={"wsgi.input": stalled, "CONTENT_LENGTH": str(10 ** 15)})
+        assert resp.status_code == 413 and time.monotonic() - t0 < 1
+    finally:
+        stalled.release.set()

@@ -178,6 +178,7 @@ def test_without_auth_the_advice_is_not_withheld(tmp_path):
     assert client.get("/readyz").status_code == 503
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("fault", ["locked", "unwritable"])
 def test_a_server_worker_boots_with_the_database_down(tmp_path, fault):
     """The worker's import (cds_service.wsgi, what every server worker runs at boot) succeeds

@@ -89,6 +89,7 @@ def execv(monkeypatch):
         calls.append({"argv": argv, "CDS_ENV": os.environ.get("CDS_ENV")})
 
     monkeypatch.setattr(cli.os, "execv", fake_execv)
+    monkeypatch.setattr(cli, "_port_in_use", lambda host, port: None)  # whatever runs on :8000 here
     return calls
 
 
@@ -108,9 +109,11 @@ def test_serve_production_override_execs_gunicorn(clean_env, execv, capsys):
     clean_env.setenv("CDS_ALLOW_INSECURE_PRODUCTION", "true")
     cli.main(["serve", "--production"])
     assert len(execv) == 1
-    assert execv[0]["argv"][-1] == "cds_service.wsgi:app"
+    assert execv[0]["argv"][-1] == "cds_service.asgi:app"
     assert execv[0]["CDS_ENV"] == "production"  # so the workers re-check it
-    assert "WARNING: CDS_AUTH=off" in capsys.readouterr().err
+    err = capsys.readouterr().err   # issue 22: JSON lines
+    assert any(line["level"] == "WARNING" and line["msg"].startswith("CDS_AUTH=off")
+               for line in map(json.loads, err.splitlines()))
 
 
 def test_serve_production_with_auth_execs_gunicorn(clean_env, execv, tmp_path, jwks):

@@ -3,6 +3,8 @@ fixture), the synthetic patients loaded into it, the test authorization server i
 and the service on a free loopback port with the SMART view."""
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 
 import pytest
@@ -55,8 +57,49 @@ def view_service(auth_server, loaded_fhir, tmp_path_factory):
     FHIR server itself (open mode)."""
     database = tmp_path_factory.mktemp("smart") / "cds.sqlite3"
     app = create_app({"fhir_allowlist": f"{auth_server.iss},{loaded_fhir}", "database": str(database),
-                      "fhir_timeout": 20.0})
+                      "fhir_timeout": 20.0,
+                      # every test here launches from 127.0.0.1; the limit has its own test
+                      "smart_launch_rate": 0})
     server, thread, base = serve(app)
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+CHROMIUM = os.environ.get("CDS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CDS_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless chromium per test session (per xdist worker): starting it costs ~1 s."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("browser test needs the playwright package (pip install -e '.[test]')")
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
+        _unavailable(f"browser test needs chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture(scope="session")
+def dev_service(tmp_path_factory):
+    """The service on a free loopback port; loopback FHIR servers are allowed by default."""
+    database = tmp_path_factory.mktemp("devfhir") / "cds.sqlite3"
+    server, thread, base = serve(create_app({"database": str(database), "fhir_timeout": 20.0}))
     try:
         yield base
     finally:

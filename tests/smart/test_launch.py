@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import re
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import pytest
 import requests
@@ -52,7 +52,8 @@ def test_full_launch_discovers_authorizes_exchanges_and_reads_with_the_token(vie
     to_callback = _step(browser, location)          # the authorization server approves at once
     assert to_callback.status_code == 302
     callback = _step(browser, to_callback.headers["Location"])
-    assert callback.status_code == 303 and callback.headers["Location"].endswith("/smart/view")
+    # Issue 21 M1: the page has its own URL per launch (tab), with a cookie scoped to it.
+    assert callback.status_code == 303 and re.search(r"/smart/view/[\w-]{16,64}$", callback.headers["Location"])
     assert "code=" not in callback.headers["Location"]
     [token_request] = auth.seen.token
     # PKCE: the verifier sent at the token endpoint is the one behind the challenge
@@ -60,7 +61,7 @@ def test_full_launch_discovers_authorizes_exchanges_and_reads_with_the_token(vie
     assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == query["code_challenge"]
     assert "client_secret" not in token_request
 
-    page = browser.get(view_service + "/smart/view", timeout=60)
+    page = browser.get(urljoin(view_service, callback.headers["Location"]), timeout=60)
     assert page.status_code == 200
     html = page.text
     assert "Beatriz Almeida" in html and "Recommendation" in html
@@ -123,10 +124,11 @@ def test_iss_not_on_the_allowlist_gets_no_request(view_service, auth, iss):
 def test_expired_session_gives_a_clear_page(view_service, auth, monkeypatch):
     auth.expires_in = 120
     browser, location, _ = _to_authorize(view_service, auth)
-    assert browser.get(location, timeout=60).status_code == 200
+    first = browser.get(location, timeout=60)
+    assert first.status_code == 200
     real = sessions.time.time
     monkeypatch.setattr(sessions.time, "time", lambda: real() + 121)   # the token has expired
-    page = browser.get(view_service + "/smart/view", timeout=30)
+    page = browser.get(first.url, timeout=30)
     assert page.status_code == 401 and "Session expired" in page.text and "Traceback" not in page.text
     assert page.headers["Content-Type"].startswith("text/html")
 
@@ -139,7 +141,7 @@ def test_no_session_cookie_gives_a_clear_page(view_service):
 def test_open_server_is_read_without_a_token(view_service, loaded_fhir, auth):
     browser = requests.Session()
     page = browser.get(_launch_url(view_service, loaded_fhir, patient="cov-trend-ward"), timeout=60)
-    assert page.status_code == 200 and page.url == view_service + "/smart/view"
+    assert page.status_code == 200 and page.url.startswith(view_service + "/smart/view/")
     assert "Tomas Trendwell" in page.text and "Read from an open FHIR server" in page.text
 
 
@@ -185,8 +187,11 @@ def test_unknown_patient_is_a_clear_page(view_service, loaded_fhir):
     assert page.status_code == 404 and "Patient not found" in page.text and "Scores" not in page.text
 
 
-def test_no_patient_banner_when_the_ehr_shows_its_own(view_service, auth):
+def test_the_name_is_shown_even_when_the_ehr_shows_its_own_banner(view_service, auth):
+    # Issue 21 M1 changes this: with the EHR's banner off no name was shown at all, and a
+    # switched tab could not be told apart. Name, birth date and read time are always shown.
     auth.need_banner = False
     browser, location, _ = _to_authorize(view_service, auth)
     page = browser.get(location, timeout=60)
-    assert page.status_code == 200 and "Beatriz Almeida" not in page.text and "54 y" in page.text
+    assert page.status_code == 200 and "Beatriz Almeida" in page.text and "54 y" in page.text
+    assert "born " in page.text and "Data read from the EHR at" in page.text
