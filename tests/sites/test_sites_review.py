@@ -268,3 +268,12 @@ def test_a_deep_or_unbounded_referenced_file_is_refused_in_one_line(tmp_path, ke
     with pytest.raises(SitesFileError) as exc:
         load_policies(read_sites_file(str(path))[1])
     assert "\n" not in str(exc.value) and "hospital-b" in str(exc.value)
+
+
+def test_sites_check_flags_what_production_would_refuse(tmp_path, keys, capsys, monkeypatch):
+    from cds_service.cli import main as cli_main
+    monkeypatch.delenv("CDS_ENV", raising=False)
+    path = write_sites(tmp_path, keys)
+    assert cli_main(["sites", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: fhir_allowlist entry http://127.0.0.1:8090/fhir is plain http (refused with CDS_ENV=production)" in out
