@@ -112,8 +112,9 @@ def _reload(args: argparse.Namespace) -> int:
               "CDS_DATABASE (--database)", file=sys.stderr)
         return 2
     try:
+        from .sites.model import file_digests
         publish(open_storage(database), raw, path, str(Path(path).resolve().parent),
-                os.environ.get("CDS_SITES_RELOAD_KEY", ""))
+                os.environ.get("CDS_SITES_RELOAD_KEY", ""), file_digests(parsed))
     except StorageError as exc:
         print(f"cds-service sites: not recorded: {exc}", file=sys.stderr)
         return 2

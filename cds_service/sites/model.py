@@ -51,6 +51,7 @@ class SiteIssuer:
     trusted: TrustedIssuer           # keys / jwks_url / jku / tenants, as the trust file has them
     algorithms: tuple[str, ...]
     signature: str                   # what must agree when two sites share the iss
+    jwks_file: str = ""              # the file its keys came from, if any
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,8 @@ def _issuer(entry: Any, base: Path) -> SiteIssuer:
     keys = sorted((k.kid, k.kty, k.crv or "", k.alg or "", key_thumbprint(k.key))
                   for k in (trusted.keys or {}).values())
     signature = json.dumps([keys, trusted.jwks_url, sorted(trusted.jku), sorted(algorithms)])
-    return SiteIssuer(trusted=trusted, algorithms=algorithms, signature=signature)
+    return SiteIssuer(trusted=trusted, algorithms=algorithms, signature=signature,
+                      jwks_file=str(path) if "jwks_file" in entry else "")
 
 
 def _weak_url(raw: str, *, jwks: bool = False) -> str | None:
@@ -292,6 +294,27 @@ def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None,
     except ValueError as exc:
         raise SitesFileError(f"{where}: {_one_line(exc)}") from None
     return SitesFile(sites=sites, sha256=hashlib.sha256(raw).hexdigest(), source=source)
+
+
+def referenced_files(parsed: SitesFile) -> list[str]:
+    """The policy and jwks files a sites file names (read by path on each host)."""
+    out: list[str] = []
+    for site in parsed.sites.values():
+        for path in [site.policy_path, *(i.jwks_file for i in site.issuers)]:
+            if path and path not in out:
+                out.append(path)
+    return out
+
+
+def file_digests(parsed: SitesFile) -> dict[str, str]:
+    """path -> sha256 of each referenced file as this host has it ("unreadable" if not)."""
+    out = {}
+    for path in referenced_files(parsed):
+        try:
+            out[path] = hashlib.sha256(read_capped(Path(path))).hexdigest()
+        except OSError:
+            out[path] = "unreadable"
+    return out
 
 
 def read_sites_file(path: str, production: bool | None = None) -> tuple[bytes, SitesFile]:

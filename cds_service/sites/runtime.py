@@ -49,7 +49,7 @@ from ..security.jwks import JwksClient
 from ..security.replay import ReplayStoreUnavailable
 from ..security.tokens import MAX_TOKEN_CHARS, AuthError, TokenValidator
 from . import silent
-from .model import Site, SitesFile, SitesFileError, parse_sites, read_sites_file
+from .model import Site, SitesFile, SitesFileError, file_digests, parse_sites, read_sites_file
 
 log = logging.getLogger("cds_service.sites")
 
@@ -212,6 +212,7 @@ class SitesRuntime:
     def from_record(self, record: dict) -> Built:
         built = build(record["text"].encode("utf-8"), record["source"], record["base"], self.state, self.jwks)
         built.reload_id = record["id"]
+        check_files(built.file, record)
         return built
 
     def attach(self) -> None:
@@ -231,6 +232,7 @@ class SitesRuntime:
             return
         if record is not None and record.get("sha256") == self.current.file.sha256:
             self.current.reload_id = record["id"]
+            check_files(self.current.file, record)
             return
         if record is not None:
             # The accepted record wins over a local file that differs (README "Sites", "Which
@@ -253,7 +255,8 @@ class SitesRuntime:
             return
         try:
             self.current.reload_id = publish(self._storage(), self.current.raw, self.path,
-                                             self.current.base, self._key()) if self._storage() else ""
+                                             self.current.base, self._key(),
+                                             file_digests(self.current.file)) if self._storage() else ""
         except Exception as exc:
             log_event(log, logging.WARNING, "sites: accepted configuration not recorded", error=str(exc)[:300])
 
@@ -360,9 +363,24 @@ def _poll(ref) -> None:
         del runtime
 
 
+def check_files(parsed: SitesFile, record: dict) -> None:
+    """Log (ERROR) each policy or jwks file whose copy on this host differs from the one the
+    accepted configuration was published with: this worker would run another policy or other
+    keys than its siblings. Copy the file to every host, then `sites reload` (README "Sites")."""
+    accepted = record.get("files") or {}
+    if not isinstance(accepted, dict):
+        return
+    for path, digest in file_digests(parsed).items():
+        if path in accepted and accepted[path] != digest:
+            log_event(log, logging.ERROR, "sites: a policy or jwks file differs from the accepted one on this "
+                      "host; copy it to every host and run `cds-service sites reload`", path=path,
+                      sha256=digest[:12], accepted=str(accepted[path])[:12])
+
+
 def record_mac(key: str, record: dict) -> str:
     """HMAC-SHA256 of the fields a worker builds from, under CDS_SITES_RELOAD_KEY."""
-    message = orjson.dumps([record.get(k) for k in ("id", "sha256", "text", "source", "base", "at")])
+    message = orjson.dumps([record.get(k) for k in ("id", "sha256", "text", "source", "base", "at", "files")],
+                           option=orjson.OPT_SORT_KEYS)
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
@@ -375,13 +393,14 @@ def verified(record: dict | None, key: str) -> bool:
     return isinstance(mac, str) and hmac.compare_digest(mac, record_mac(key, record))
 
 
-def publish(store, raw: bytes, source: str, base: str, key: str = "") -> str:
+def publish(store, raw: bytes, source: str, base: str, key: str = "", files: dict | None = None) -> str:
     """Record `raw` as the accepted sites file (every worker and replica applies it); the id.
-    `key` (CDS_SITES_RELOAD_KEY) signs it."""
+    `key` (CDS_SITES_RELOAD_KEY) signs it; `files` (path -> sha256 of each policy and jwks file
+    it names, as the publishing host has them) lets every worker say when its copy differs."""
     reload_id = uuid.uuid4().hex
     record = {"id": reload_id, "sha256": hashlib.sha256(raw).hexdigest(),
               "text": raw.decode("utf-8"), "source": source, "base": base,
-              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "files": files or {}}
     if key:
         record["mac"] = record_mac(key, record)
     value = orjson.dumps(record).decode()

@@ -277,3 +277,16 @@ def test_sites_check_flags_what_production_would_refuse(tmp_path, keys, capsys, 
     assert cli_main(["sites", "check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "warning: fhir_allowlist entry http://127.0.0.1:8090/fhir is plain http (refused with CDS_ENV=production)" in out
+
+
+# -- #3 (related): a policy or jwks file edited on one host is said loudly
+
+def test_a_worker_whose_policy_file_differs_from_the_accepted_one_logs_it(tmp_path, keys, caplog):
+    import logging
+    path = write_sites(tmp_path, keys)
+    app_for(path, tmp_path)  # publishes, with the digests of the files it names
+    (tmp_path / "policy-b.json").write_text(json.dumps({"dosing.bmi_tier2": 42}))
+    with caplog.at_level(logging.ERROR, logger="cds_service.sites"):
+        app_for(path, tmp_path)  # a respawned worker, or a replica with another copy
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("a policy or jwks file differs from the accepted one" in m for m in messages), messages
