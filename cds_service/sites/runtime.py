@@ -54,6 +54,16 @@ from .model import Site, SitesFile, SitesFileError, file_digests, parse_sites, r
 log = logging.getLogger("cds_service.sites")
 
 CHECK_INTERVAL_S = 2.0
+_START_LOCK = threading.Lock()
+
+
+def _new_start_lock() -> None:
+    global _START_LOCK
+    _START_LOCK = threading.Lock()  # a forked child never inherits it held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_start_lock)
 META_KEY = "sites_config"
 PROTECTED = frozenset({"call_service", "feedback"})
 
@@ -264,10 +274,10 @@ class SitesRuntime:
         """Start this process's reload thread (again after a fork: threads do not survive it)."""
         if self._poller_pid == os.getpid():
             return
-        self._lock = threading.Lock()  # a lock held at fork time would never be released here
-        with self._lock:
+        with _START_LOCK:  # one lock for the check and the start: two threads start one poller
             if self._poller_pid == os.getpid():
                 return
+            self._lock = threading.Lock()  # a lock held at fork time would never be released here
             self._poller_pid = os.getpid()
             threading.Thread(target=_poll, args=(weakref.ref(self),), name="cds-sites-reload",
                              daemon=True).start()

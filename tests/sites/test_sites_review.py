@@ -290,3 +290,49 @@ def test_a_worker_whose_policy_file_differs_from_the_accepted_one_logs_it(tmp_pa
         app_for(path, tmp_path)  # a respawned worker, or a replica with another copy
     messages = [r.getMessage() for r in caplog.records]
     assert any("a policy or jwks file differs from the accepted one" in m for m in messages), messages
+
+
+# -- review note: two threads racing into ensure_poller after a fork start one reload thread
+
+def test_racing_requests_after_a_fork_start_one_reload_thread(tmp_path, keys, monkeypatch):
+    import threading
+    import time
+    path = write_sites(tmp_path, keys)
+    runtime = app_for(path, tmp_path).extensions["cds"].extensions["sites"]
+    started = []
+    real = threading.Thread.start
+
+    def slow_start(self):
+        if self.name == "cds-sites-reload":
+            started.append(self)
+            time.sleep(0.05)  # widen the window between the check and the start
+        return real(self)
+
+    monkeypatch.setattr(threading.Thread, "start", slow_start)
+    import os as real_os
+
+    import cds_service.sites.runtime as runtime_module
+
+    class SlowOs:  # widen the window between the pid check and the pid being set
+        def __getattr__(self, name):
+            return getattr(real_os, name)
+
+        @staticmethod
+        def getpid():
+            time.sleep(0.01)
+            return real_os.getpid()
+
+    monkeypatch.setattr(runtime_module, "os", SlowOs())
+    runtime._poller_pid = -1  # as in a freshly forked worker
+    barrier = threading.Barrier(8)
+
+    def request():
+        barrier.wait()
+        runtime.ensure_poller()
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for t in threads:
+        real(t)
+    for t in threads:
+        t.join()
+    assert len(started) == 1
