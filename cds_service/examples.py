@@ -203,7 +203,7 @@ _ALL = [
         drafts=(Draft("draft-enox-renal", "enoxaparin_40", dose_mg=40),)),
     Scenario(
         "q12h-renal", "order-select", "Ward patient, draft enoxaparin 1 mg/kg every 12 h at CrCl 28.5 mL/min",
-        ("warning", "dose_correction"),
+        ("critical", "dose_above_maximum"),
         "example-renal-tx", "male", 70,
         (Obs("d_dimer_feu", 2.2, 10, ref_high=0.5),)
         + _labs(10, platelets=210, inr=1.1, fibrinogen=3.9, creatinine_mass=2.4, hemoglobin_mass=12.0)
@@ -266,7 +266,7 @@ EXPECT_V2: dict[str, tuple[str, str] | None] = {
     "nothing-to-say": None,
     "bmi-42": ("warning", "dose_correction"),               # BMI 42.2 >= 40: 40 mg -> 80 mg, warning
     "crcl-22": ("warning", "dose_correction"),              # CrCl 22.4: 40 mg -> 30 mg
-    "q12h-renal": ("warning", "dose_correction"),           # CrCl 28.5: therapeutic once daily, not q12h
+    "q12h-renal": ("critical", "dose_above_maximum"),     # §19.3: twice daily above 30 mg at CrCl 15-<30 is critical; 1 mg/kg once daily
     "hit-switch": ("warning", "product_switch"),            # §18.4: hit_history + heparin draft is a warning
     "escalation-icu": ("warning", "escalation_warning"),    # IMV, 80 mg q12h (0.98 mg/kg)
     "dose-ok": None,

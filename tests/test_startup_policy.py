@@ -12,12 +12,12 @@ from cds_service.logic.policy import PolicyError
 
 def test_serve_refuses_a_policy_with_an_unknown_key(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "policy.json"
-    bad.write_text(json.dumps({"dosing.bmi_tier3": 50}))
+    bad.write_text(json.dumps({"dosing.bmi_tier9": 50}))
     monkeypatch.setenv("CDS_POLICY", str(bad))
     monkeypatch.setattr("os.execv", lambda *a: pytest.fail("gunicorn must not start"))
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
-    assert "dosing.bmi_tier3" in err and len(err.strip().splitlines()) == 1
+    assert "dosing.bmi_tier9" in err and len(err.strip().splitlines()) == 1
 
 
 def test_serve_refuses_an_ill_typed_value(tmp_path, monkeypatch, capsys):

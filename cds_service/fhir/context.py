@@ -74,6 +74,9 @@ OBS_SPECS: dict[str, ObsSpec] = {
     "sofa_cns": ObsSpec("recorded_sofa.cns", "sofa_subscore", "window.sofa_score_hours"),
     "sofa_renal": ObsSpec("recorded_sofa.renal", "sofa_subscore", "window.sofa_score_hours"),
     "room_air": ObsSpec("room_air", None, "window.respiratory_support_hours"),
+    # v3 §19.6 (data requirements §8a): a site's 4Ts score code (codes.extra_file; no LOINC code is
+    # verified), read within hit.four_ts_clear_hours: an older score clears nothing.
+    "four_ts": ObsSpec("four_ts", "four_ts", "hit.four_ts_clear_hours"),
     "on_oxygen": ObsSpec("on_oxygen", None, "window.respiratory_support_hours"),
     "weight": ObsSpec("weight", "weight", "window.weight_days"),
     "height": ObsSpec("height", "height", "window.height_days"),

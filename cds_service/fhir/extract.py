@@ -43,6 +43,7 @@ from ..logic.policy import Policy
 from .codes import Codes, load_codes
 from .context import OBS_SPECS, Checker, Context, StrictChecker, code_sets, preload_models
 from .context import window_span
+from .interactions import interacting_drugs, renal_replacement_mode
 from .exposure import (_Problems, heparin_started, in_progress_circuit, read_administrations, read_orders,
                        read_statements, renal_replacement)
 from .flags import ConditionFindings, pregnancy_flag, read_allergies, read_conditions
@@ -215,6 +216,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     platelet_trend = series(cands, ctx, "platelets")
     creatinine_series = series(cands, ctx, "creatinine")
 
+    rrt_flag = renal_replacement(procedures, flags.get("eskd"), ctx)
     return PatientInputs(
         now=now, patient_id=patient_id, age_years=ctx.age, sex=ctx.sex,  # type: ignore[arg-type]
         birth_date=birth if isinstance(birth, str) else None,
@@ -230,9 +232,12 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         hit_records=tuple(found_v2.hit_records),
         other_anticoagulation_indication=flags.get("other_anticoagulation_indication"),
         recent_intracranial_haemorrhage=flags.get("recent_intracranial_haemorrhage"),
-        renal_replacement=renal_replacement(procedures, flags.get("eskd"), ctx),
+        renal_replacement=rrt_flag,
         statements=tuple(statements), administrations=tuple(administrations),
         platelet_trend=platelet_trend, creatinine_series=creatinine_series,
+        interacting_drugs=interacting_drugs(requests, [r for _, r in mine("MedicationStatement")], meds,
+                                            ctx.codes),
+        renal_replacement_mode=renal_replacement_mode(procedures, rrt_flag),
         heparin_started=heparin_started(administrations, orders, flushes),
         heparin_flushes=tuple(flushes),
         birth_date_partial=partial_birth, age_uncertain=age_uncertain,

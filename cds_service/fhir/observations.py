@@ -265,7 +265,7 @@ def _applies_to_patient(entry: Mapping[str, Any], ctx: Context) -> bool:
 def read_observations(cands: dict[str, list[Candidate]], ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {}
     simple = ("platelets", "inr", "fibrinogen", "creatinine", "bilirubin", "hemoglobin", "anti_xa",
-              "map", "gcs", "urine_output_24h", "weight", "height", "recorded_bmi")
+              "map", "gcs", "urine_output_24h", "weight", "height", "recorded_bmi", "four_ts")
     for name in simple:
         picked = pick(name, cands.get(name, []), ctx)
         if picked:

@@ -101,6 +101,7 @@ TABLES: dict[str, Table] = {
                   low=0.20, high=1.0, percent_above_one=True),   # v2: room air 20.9 % is 0.209
     "map": Table("mm[Hg]", {"mm[Hg]": 1.0}, low=0, low_inclusive=False, high=300),
     "gcs": Table("{score}", _SCORE, low=3, high=15, integer=True),
+    "four_ts": Table("{score}", _SCORE, low=0, high=8, integer=True),   # v3 §19.6
     "urine_output_24h": Table("mL", {"mL": 1.0, "mL/(24.h)": 1.0, "mL/d": 1.0, "L": 1000.0},
                               low=0, high=20000),
     "weight": Table("kg", {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237},

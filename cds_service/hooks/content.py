@@ -84,6 +84,7 @@ ANTI_XA_REASON_TEXT = {
     "weight_gt_120kg": "weight > {trigger_weight_high_kg} kg",
     "weight_lt_50kg": "weight < {trigger_weight_low_kg} kg",
     "crcl_lt_30": "CrCl < {crcl_cutoff} mL/min",
+    "renal_replacement": "renal replacement",
     "pregnancy": "pregnancy",
     "escalated_dose": "BMI-escalated dose",
     "current_intermediate_dose": "intermediate-dose LMWH",
@@ -204,6 +205,7 @@ def shown(kind: str, value: float | None, dp: int, policy: Policy | None) -> str
 
 BASIS_WORDS = {"standard": "standard dose", "bmi_ge_30": "BMI-adjusted dose, BMI {bmi_tier1} or more",
                "bmi_ge_40": "BMI-adjusted dose, BMI {bmi_tier2} or more",
+               "bmi_ge_50": "BMI-adjusted dose, BMI {bmi_tier3} or more (site option)",
                "crcl_lt_30": "renal dose, CrCl below {crcl_cutoff} mL/min",
                "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux",
                "crcl_lt_15": "UFH, CrCl below {severe_crcl_cutoff} mL/min or renal replacement",

@@ -1,29 +1,35 @@
-"""anticoagulant-order-check (order-select) and anticoagulant-order-sign (order-sign), v2
-(clinical-rules §18.4, §10.4, §11).
+"""anticoagulant-order-check (order-select) and anticoagulant-order-sign (order-sign), v3
+(clinical-rules §19, which overrides §18.4, §10.4 and §11 where they differ).
 
 Which drafts: order-select checks the MedicationRequests named in `selections`; order-sign every
-MedicationRequest in `draftOrders` (fhir-data-requirements §9). A draft of any anticoagulant
-(DOACs and VKAs too) is checked for duplicates; enoxaparin, dalteparin, tinzaparin, heparin and
-fondaparinux drafts also for dose, product and contraindications (`logic.order_check`). Flushes
-and locks are not anticoagulants (fhir/orders.py never maps them). With no draft left the answer
-is `{"cards": []}` and no FHIR data is read. Order-hook cards are never snoozed (§18.3).
+MedicationRequest in `draftOrders` (fhir-data-requirements §9). Drafts with status stopped or
+cancelled are discontinuations (§19.9), not drafts. EVERY anticoagulant draft is checked
+(`logic.order_check` + `logic.order_safety`): heparins, dalteparin, tinzaparin, fondaparinux, DOACs,
+VKAs, argatroban, bivalirudin. With no draft left the answer is `{"cards": []}` and no FHIR data is
+read. Order-hook cards are never snoozed (§18.3).
 
-One card per draft, first that applies:
+Scope (§19.0): the safety layer runs for every adult inpatient; out of COVID-19 scope (only
+`no_covid_evidence`) it still runs while `orders.safety_checks_ignore_covid_scope` is true, and the
+COVID-19 guidance parts (regimen updates, the above-prophylactic warning) do not.
+
+One card per finding (each §19 check is a card), the duplicate card among them, most severe first.
+Silence means every check found nothing for the inputs that were known (§19.0):
 
 | Finding | Kind, indicator | Suggestion |
 |---|---|---|
-| `hit_acute` / `hit_recent` / `hit_suspected` and a heparin draft | hit_acute / contraindicated / hit_suspected, critical | delete the draft |
-| a heparin draft while argatroban, bivalirudin or therapeutic fondaparinux runs | contraindicated, critical | none |
-| active bleeding, platelets < 25, fibrinogen < 0.5 | contraindicated, critical | none |
-| fondaparinux draft below 50 kg or at CrCl < 30 | contraindicated, warning | none |
-| `hit_history` / heparin allergy, fondaparinux not possible | heparin_avoidance, warning | delete the draft |
-| another anticoagulant active (orders and home medicines) or drafted (§10.4) | duplicate_anticoagulant, §10.4 urgency | none |
-| product switch (HIT history -> fondaparinux; CrCl < 15 or RRT -> UFH) | product_switch, warning | create the product, then delete the draft |
-| dose not checkable | not_determinable, info (or none: `cards.not_determinable`) | none |
-| above-prophylactic dose, critically ill or with a caution (never with ECMO, another indication, or a therapeutic draft for a therapeutic candidate) | escalation_warning, warning | update the draft to the regimen |
-| dose or frequency differs (BMI-tier urgency from the policy; equivalents and low-weight doses accepted) | dose_correction, the finding's urgency | update the draft; anti-Xa when indicated |
-| anti-Xa indicated only | anti_xa, info | anti-Xa ServiceRequest |
+| §10.1 stop (bleeding, platelets < 25, fibrinogen < 0.5) | contraindicated, critical | delete the draft, unless HIT, another (or a possible other) indication or ECMO: then "review with haematology today" |
+| heparin draft in acute / suspected / recent HIT; HIT history or allergy by intensity (§19.6) | hit_acute critical; hit_suspected warning (critical at 4Ts >= 4); product_switch (create fondaparinux 2.5 mg, or the treatment band for a therapeutic draft, + delete) or heparin_avoidance | as stated |
+| VKA in acute/suspected HIT; prophylactic non-heparin in HIT (§19.1) | hit_acute / hit_suspected | delete the VKA draft |
+| pregnancy with a VKA / DOAC (§19.1) | contraindicated critical / order_caution warning | delete the VKA draft unless another indication |
+| ceilings (§19.2) and the CrCl 15-<30 / < 15 rows (§19.3) | dose_above_maximum, critical | update to the labelled dose, delete, or none (text names the maximum) |
+| renal (§19.3): prophylactic LMWH at CrCl 15-<30 -> 30 mg; < 15 or RRT -> UFH 5,000 U | dose_correction / product_switch, warning | update |
+| weight or renal function unknown / changing (§19.2); a dose that cannot be read | not_determinable, warning | none |
+| liver, argatroban start dose, ECMO, CYP3A4/P-gp inhibitors, DOAC renal rules, dalteparin at CrCl < 30, fondaparinux below its band | order_caution, warning | none |
+| above prophylactic with no indication (§19.2) | escalation_warning, warning | update only for an intermediate heparin draft in the critically ill |
+| another anticoagulant active or drafted (§10.4, §19.9; replacement and continuation are not duplicates) | duplicate_anticoagulant, §19.9 urgency | none |
+| below the §11 regimen (BMI tiers; §19.11 equivalents accepted, never corrected down) | dose_correction, the BMI-tier urgency | update |
 
+Anti-Xa advice is one line inside another card, never a card of its own (§19.7).
 The sandbox applies only the first actionable action of a suggestion: creates and updates lead.
 """
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from ..fhir.bundle import bundle_resources
@@ -39,18 +46,20 @@ from ..fhir.context import Validator, loggable_reason
 from ..logging_setup import log_event
 from ..fhir.orders import first_dosage, normalise_order
 from ..logic import safety as safety_mod
-from ..logic.order_check import CHECKED, Finding, Proposed, check_order
+from ..logic.order_check import check_order
 from ..logic.safety import HEPARINS
 from . import templates as t
 from .cards import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
                     product, product_key, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, codes_for, evaluate, respond
+from .content import shown
 
 log = logging.getLogger("cds_service.hooks.order_check")
-from .content import anti_xa_suggestion, shown
 from .registry import HookCall, Service
 
 HIT_CRITICAL = ("hit_acute", "hit_recent", "hit_suspected")
+INHIBITOR_NAMES = {"nirmatrelvir": "nirmatrelvir/ritonavir", "ritonavir": "ritonavir", "ketoconazole": "ketoconazole",
+                   "itraconazole": "itraconazole", "clarithromycin": "clarithromycin"}
 STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
 FONDAPARINUX_FLOORS = ("fondaparinux_crcl_lt_30", "fondaparinux_weight_lt_50")
 
@@ -61,17 +70,69 @@ def handle(call: HookCall) -> dict:
     if not drafts:
         return respond(call, [])
     ev = evaluate(call)
-    if not ev.in_scope():
+    if not ev.in_scope() and not _safety_layer_applies(ev):
         return respond(call, [], ev)
     others = all_drafts(call, codes)
+    replaced = replaced_orders(call)
     cards, checks = [], []
+    pair_done = False
     for resource, order in drafts:
-        check = check_order(order, ev.assessment, ev.policy) if order.ingredient in CHECKED else None
-        if check is not None:
-            checks.append(check.to_json())
-        cards.extend(draft_cards(ev, resource, order, check, [o for r, o in others if r is not resource]))
+        check = check_order(order, ev.assessment, ev.policy)
+        checks.append(check.to_json())
+        for problem in _dose_problems(order, check):
+            # said in the call's `problems` (assessment view, audit) and in a card, never guessed
+            ev.extra_audit.setdefault("draft_problems", []).append(problem)
+            if isinstance(getattr(ev.data, "problems", None), dict):
+                ev.data.problems[f"draft {resource.get('id') if isinstance(resource.get('id'), str) else ''}"[:80]] = problem
+        other = [o for r, o in others if r is not resource]
+        got = draft_cards(ev, resource, order, check, other, replaced)
+        if call.service.hook == "order-sign" and any(c.kind == "duplicate_anticoagulant" for c in got) \
+                and other and not _has_active(ev, order, replaced):
+            # §19.9: two anticoagulant drafts at order-sign give one duplicate card naming both
+            if pair_done:
+                got = [c for c in got if c.kind != "duplicate_anticoagulant"]
+            pair_done = True
+        cards.extend(got)
     ev.extra_audit["order_checks"] = checks
     return respond(call, cards, ev)
+
+
+def _safety_layer_applies(ev: Evaluation) -> bool:
+    """§19.0: the order-check safety layer runs for every adult inpatient, whatever the COVID-19
+    scope (`orders.safety_checks_ignore_covid_scope`); the guidance parts stay in scope only."""
+    scope = ev.assessment.scope
+    return bool(ev.policy["orders.safety_checks_ignore_covid_scope"]) \
+        and set(scope.reasons) == {"no_covid_evidence"}
+
+
+def _dose_problems(order, check) -> list[str]:
+    """Malformed dose, rate or unit of a checked draft: said in `problems`, never guessed."""
+    f = check.finding("undeterminable") if check is not None and check.checked else None
+    if f is None or not any(r.endswith("_unreadable") for r in f.reasons):
+        return []
+    return [f"draft {order.ingredient}: {', '.join(m for m in f.missing)} not readable"]
+
+
+def _has_active(ev: Evaluation, order, replaced: set[str]) -> bool:
+    return any(e.source is None or (e.source != order.source and e.source not in replaced)
+               for e in getattr(ev.assessment.safety, "anticoagulants_active", ()))
+
+
+def replaced_orders(call: HookCall) -> set[str]:
+    """§19.9: active orders a draft replaces ("MedicationRequest/<id>"): a draft's
+    `priorPrescription`, or an order discontinued in the same draftOrders (status stopped or
+    cancelled). A replacement is a dose change, never a duplicate."""
+    out: set[str] = set()
+    for r in bundle_resources(call.context["draftOrders"]):
+        if r.get("resourceType") != "MedicationRequest":
+            continue
+        prior = r.get("priorPrescription")
+        if isinstance(prior, dict) and isinstance(prior.get("reference"), str):
+            ref = prior["reference"]
+            out.add(ref if ref.startswith("MedicationRequest/") else "MedicationRequest/" + ref.rsplit("/", 1)[-1])
+        if r.get("status") in ("stopped", "cancelled") and isinstance(r.get("id"), str):
+            out.add(f"MedicationRequest/{r['id']}")
+    return out
 
 
 def _anticoagulant(order) -> bool:
@@ -92,6 +153,8 @@ def _drafts(call: HookCall, codes: Codes, only_selected: bool) -> list[tuple[dic
     for resource in resources:
         if resource["resourceType"] != "MedicationRequest":
             continue
+        if resource.get("status") in ("stopped", "cancelled", "entered-in-error"):
+            continue   # §19.9: a discontinuation in the same order set, not a new anticoagulant
         if wanted is not None and f"MedicationRequest/{resource.get('id')}" not in wanted:
             continue
         order = normalise_order(resource, codes, medications)
@@ -113,30 +176,38 @@ def all_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
 
 
 # -- one card per draft -------------------------------------------------------------------------------
-def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list) -> list:
-    """The draft's card, first finding that applies; a contraindication card is followed by the
-    duplicate card when another anticoagulant is active or drafted too (the prescriber must know
-    both: the draft is contraindicated, and the other agent needs review)."""
-    b = _DraftCards(ev, resource, order, check, other_drafts)
-    first = b.choose()
-    if first is None:
-        return []
-    out = [first]
-    if first.kind == "duplicate_anticoagulant" and check is not None and check.checked \
-            and (f := check.finding("switch_product")) is not None \
-            and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
-        # HIT history or allergy must not hide behind the duplicate; no switch (a create) while
-        # another anticoagulant is active: delete the draft, say why.
-        out.insert(0, b.avoid(f.reasons, "warning", "another anticoagulant is already active"))
-    if first.kind != "duplicate_anticoagulant" and check is not None and check.finding("contraindicated"):
-        duplicate = b.duplicate()
-        if duplicate is not None:
-            out.append(duplicate)
+def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list,
+                replaced: set[str] | None = None) -> list:
+    """v3 (§19): one card per finding of the draft (each §19 check is a card of its own), the
+    duplicate card (§10.4, §19.9) among them, most severe first. Silence means every check found
+    nothing (§19.0). A HIT switch (a create) is never offered while another anticoagulant is
+    active: the draft is deleted instead, and the duplicate card says why."""
+    b = _DraftCards(ev, resource, order, check, other_drafts, replaced or set())
+    out = []
+    duplicate = b.duplicate()
+    findings = [f for f in check.findings if f.kind != "already_anticoagulated"] \
+        if check is not None and check.checked else []
+    for f in findings:
+        if f.kind == "undeterminable" and f.urgency is None and ev.policy["cards.not_determinable"] == "none":
+            continue
+        if f.kind == "switch_product" and duplicate is not None \
+                and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
+            out.append(b.avoid(f.reasons, "warning", "another anticoagulant is already active"))
+            continue
+        issued = b.render(f)
+        if issued is not None:
+            out.append(issued)
+    if duplicate is not None and not any(c.kind == "duplicate_anticoagulant" for c in out):
+        out.append(duplicate)
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    out.sort(key=lambda c: rank.get(c.card.get("indicator"), 3))   # stable: finding order within
     return out
 
 
 class _DraftCards:
-    def __init__(self, ev, resource, order, check, other_drafts):
+    def __init__(self, ev, resource, order, check, other_drafts, replaced=frozenset()):
+        self.replaced = set(replaced)
+        self.shown: object = None
         self.ev, self.a, self.p = ev, ev.assessment, ev.policy
         self.t = t.for_policy(ev.policy)
         self.resource, self.order, self.check = resource, order, check
@@ -146,33 +217,25 @@ class _DraftCards:
         self.draft_ref = f"MedicationRequest/{resource['id']}" if isinstance(resource.get("id"), str) \
             and resource["id"] else None
 
-    def choose(self):
-        check = self.check
-        found = check.finding("contraindicated") if check is not None else None
-        if found is not None:
-            return self.contraindicated(found)
-        duplicate = self.duplicate()
-        if duplicate is not None:
-            return duplicate
-        if check is None or not check.checked:
-            return None
-        if (f := check.finding("switch_product")):
+    def render(self, f):
+        self.shown = f
+        if f.kind == "contraindicated":
+            return self.contraindicated(f)
+        if f.kind == "switch_product" and f.action != "update":
             return self.switch(f)
-        if (f := check.finding("undeterminable")):
-            return None if self.p["cards.not_determinable"] == "none" else self.undeterminable(f)
-        escalation = check.finding("escalation_in_critically_ill") or check.finding("escalation_with_caution")
-        if escalation:
-            return self.escalation(escalation)
-        if (f := check.finding("dose_change")):
+        if f.kind == "undeterminable":
+            return self.undeterminable(f)
+        if f.kind == "above_prophylactic":
+            return self.escalation(f)
+        if f.kind == "dose_change":
             return self.dose_change(f)
-        if check.anti_xa is not None and check.anti_xa.indicated is True:
-            return self.anti_xa_only()
-        return None
+        return self.v3(f)
 
-    # -- pieces --------------------------------------------------------------------------------------
     def finish(self, kind, indicator, summary, why, action, evidence, *, suggestions=(), selection="any",
                gives_heparin=False, recommendation=None):
-        extra = [t.NEURAXIAL] if gives_heparin else []
+        extra = self.anti_xa_lines(kind)
+        if gives_heparin or any(a.get("type") == "create" for s in suggestions for a in s.get("actions", ())):
+            extra.append(t.NEURAXIAL)   # §19.13: any anticoagulant a suggestion gives
         issued = card(kind, indicator, summary, t.detail(why, action, self.missing_line(), extra, evidence),
                       suggestions=suggestions, selection=selection, evidence=evidence.keys)
         from .patient_view import _with_recommendation
@@ -180,6 +243,28 @@ class _DraftCards:
 
     def missing_line(self):
         return None
+
+    def anti_xa_lines(self, kind) -> list[str]:
+        """§19.7: in order hooks the anti-Xa advice is one line inside another card, never a card
+        of its own, and none with a §19.3 switch card."""
+        ax = self.check.anti_xa if self.check is not None and self.check.checked else None
+        if ax is None or ax.indicated is not True or kind in ("product_switch", "dose_above_maximum", "hit_acute",
+                                                                   "contraindicated", "duplicate_anticoagulant"):
+            return []
+        target = (f"{num(ax.target_low, 2)}-{num(ax.target_high, 2)} IU/mL" if ax.target_low is not None
+                  else "none validated: discuss with haematology")
+        if ax.sampling is not None and ax.sampling.trough:
+            target += f"; trough < {num(self.p['antixa.trough_max'], 1)} before the next dose"
+        return [t.V3_ACTION["anti_xa_line"].format(hours=num(self.p["antixa.peak_hours_post_dose"], 1),
+                                                   nth=_ordinal(self.p["antixa.steady_state_after_dose"]),
+                                                   target=target)]
+
+    def renal_phrase(self) -> str:
+        """§19.3: never a CrCl as the reason on renal replacement."""
+        r = self.a.renal
+        if r.renal_replacement is True:
+            return t.rrt_phrase(self.a.inputs)
+        return self.crcl()
 
     def delete_draft(self, label: str):
         if self.draft_ref is None:
@@ -201,36 +286,51 @@ class _DraftCards:
         recs = [r for r in getattr(self.a.inputs, "hit_records", ()) if r.onset is not None]
         return max(recs, key=lambda r: r.onset) if recs else None
 
-    # -- contraindications (§18.4) -------------------------------------------------------------------
+    # -- contraindications (§18.4, §19.1, §19.6) ------------------------------------------------------
     def contraindicated(self, f):
         reasons = tuple(f.reasons)
         urgency = getattr(f, "urgency", None) or "critical"
         i = self.a.inputs
         hit = next((c for c in HIT_CRITICAL if c in reasons), None)
+        delete = self.delete_draft(f"Remove the draft {self.current}") if f.action == "delete" else []
+        bleeding = any(c in reasons for c in STOPS)
         if hit and self.order.ingredient in HEPARINS:
             rec = self.hit_record()
             onset = f"onset {t.when(rec.onset)}" if rec else "dated onset"
+            ecmo = f" {t.V3_ACTION['ecmo_hit'][:1].upper()}{t.V3_ACTION['ecmo_hit'][1:]}" if self.a.inputs.respiratory.ecmo else ""
             if hit == "hit_acute":
-                kind, summary = "hit_acute", f"Acute HIT: do not give {self.name}; therapeutic non-heparin agent"
+                verb = "stop" if bleeding else "do not give"
+                kind, summary = "hit_acute", f"Acute HIT: {verb} {self.name}; therapeutic non-heparin agent"
                 why = f"**Why:** HIT {onset}; platelets {t.reported(i.platelets, 0)}, not recovered."
-                action = ("**Action:** therapeutic-intensity non-heparin anticoagulation (argatroban, bivalirudin, "
-                          "treatment-dose fondaparinux or a DOAC) with haematology; stop every heparin.")
+                if bleeding:
+                    summary = f"Acute HIT with {self.reason_text([c for c in reasons if c in STOPS])}: stop all heparin"
+                    action = ("**Action:** stop all heparin, including flushes and locks; urgent haematology; no "
+                              "anticoagulant while bleeding.")
+                else:
+                    action = ("**Action:** therapeutic-intensity non-heparin anticoagulation (argatroban, bivalirudin, "
+                              "treatment-dose fondaparinux or a DOAC) with haematology; stop every heparin, including "
+                              "flushes." + ecmo)
             elif hit == "hit_recent":
                 days = num(self.p["safety.hit_acute_days"], 0)
                 kind, summary = "contraindicated", f"HIT within {days} days: do not give {self.name}"
                 why = f"**Why:** HIT {onset}, platelets {t.reported(i.platelets, 0)}."
                 if i.platelets is None:
                     action = "**Action:** obtain a platelet count and haematology advice before any anticoagulant."
+                elif f.value("intensity") == "therapeutic":
+                    action = "**Action:** no heparin; " + t.V3_ACTION["hit_treatment_delete"]
                 else:
                     action = "**Action:** no heparin; a non-heparin anticoagulant with haematology advice."
             else:
-                kind, summary = "hit_suspected", f"Platelet fall on heparin: do not give {self.name}; assess 4Ts"
+                four = f.value("four_ts")
+                kind = "hit_suspected"
+                summary = f"Platelet fall on heparin: assess 4Ts before more {self.name}"
                 why = (f"**Why:** platelets {t.reported(i.platelets, 0)} after at least "
-                       f"{num(self.p['safety.hit_suspected_heparin_days'], 0)} days of heparin.")
-                action = "**Action:** a 4Ts assessment; if intermediate or high, HIT immunoassay and a non-heparin agent."
-            return self.finish(kind, "critical", summary, why, action, self.t.evidence_for("hit_acute" if hit == "hit_acute" else "hit_suspected" if hit == "hit_suspected" else "heparin_specific"),
-                               suggestions=self.delete_draft(f"Remove the draft {self.current}"),
-                               recommendation=("order", hit, self.order.ingredient))
+                       f"{num(self.p['safety.hit_suspected_heparin_days'], 0)} days of heparin"
+                       + (f"; 4Ts {four}." if four is not None else "."))
+                action = ("**Action:** if 4Ts ≥ 4: stop all heparin, including flushes; therapeutic-intensity "
+                          "non-heparin anticoagulant unless bleeding risk is high; HIT immunoassay; haematology." + ecmo)
+            return self.finish(kind, urgency, summary, why, action, self.t.evidence_for("hit_acute" if hit == "hit_acute" else "hit_suspected" if hit == "hit_suspected" else "heparin_specific"),
+                               suggestions=delete, recommendation=("order", hit, self.order.ingredient))
         if "non_heparin_anticoagulant_running" in reasons:
             running = t.names([t.DRUG.get(x, x) for x in self.a.safety.non_heparin_running]) or "a non-heparin anticoagulant"
             summary = f"{self.capital(self.name)} drafted while {running} runs: no heparin"
@@ -244,9 +344,16 @@ class _DraftCards:
         if stops:
             summary = f"{self.capital(self.current)} contraindicated ({self.reason_text(stops)})"
             why = f"**Why:** {self.stop_why(stops)}"
-            action = "**Action:** consider not signing this order; consider mechanical prophylaxis."
+            if f.action == "delete":
+                action = "**Action:** " + t.V3_ACTION["stop_delete"]
+            else:
+                action = "**Action:** " + t.V3_ACTION["stop_review"].format(
+                    stop=self.capital(self.reason_text(stops)))
+                if getattr(self.a.safety, "possible_other_indication", False):
+                    action += " " + self.capital(t.V3_ACTION["possible_other"])
             return self.finish("contraindicated", "critical", summary, why, action,
-                               self.t.evidence_for("contraindicated"), recommendation=("order", *stops))
+                               self.t.evidence_for("contraindicated"), suggestions=delete,
+                               recommendation=("order", *stops))
         floors = [c for c in reasons if c in FONDAPARINUX_FLOORS]
         if floors:
             summary = f"Fondaparinux contraindicated ({self.reason_text(floors)})"
@@ -254,25 +361,13 @@ class _DraftCards:
             action = "**Action:** consider not signing; a non-heparin alternative with haematology advice."
             return self.finish("contraindicated", urgency, summary, why, action,
                                self.t.evidence_for("fondaparinux_label"), recommendation=("order", *floors))
-        if "hit_acute" in reasons:
-            # A non-heparin draft in acute HIT (§10.1, §13.1): prophylaxis is not enough.
-            rec = self.hit_record()
-            onset = f"onset {t.when(rec.onset)}" if rec else "dated onset"
-            summary = f"Acute HIT: {self.current} is not enough; therapeutic non-heparin agent"
-            why = f"**Why:** HIT {onset}; platelets {t.reported(i.platelets, 0)}, not recovered."
-            action = ("**Action:** therapeutic-intensity non-heparin anticoagulation (argatroban, bivalirudin, "
-                      "treatment-dose fondaparinux or a DOAC) with haematology; stop every heparin.")
-            return self.finish("hit_acute", "critical", summary, why, action, self.t.evidence_for("hit_acute"),
-                               recommendation=("order", "hit_acute"))
-        # hit_history / heparin_allergy (§18.4): warning; the switch to fondaparinux when §11 row 1
-        # gives it (whatever the drafted dose), else delete the draft with the specialist text
+        # hit_history / heparin_allergy (§18.4, §19.6): warning; the logic offered no fondaparinux
+        # (switch_product otherwise): delete the draft with the specialist text
         specific = [c for c in reasons if c in ("hit_history", "heparin_allergy", "hit_recent")]
-        reg = self.a.regimen
-        if reg.drug == "fondaparinux" and self.order.ingredient in HEPARINS:
-            return self.switch(Finding("switch_product", tuple(specific),
-                                       Proposed("fondaparinux", reg.dose_mg, None, reg.doses_per_day or 1),
-                                       urgency="warning"))
-        return self.avoid(specific, urgency, f"fondaparinux not possible ({self.weight()}, {self.crcl()})")
+        because = f"fondaparinux not possible ({self.weight()}, {self.crcl()})"
+        if f.value("intensity") == "therapeutic":
+            because = "a treatment dose is drafted: " + t.V3_ACTION["hit_treatment_delete"].rstrip(".")
+        return self.avoid(specific, urgency, because)
 
     def avoid(self, specific, urgency, because: str):
         """Heparin-specific contraindication, no switch offered: delete the draft only."""
@@ -283,6 +378,9 @@ class _DraftCards:
                 else f"undated or over {num(self.p['safety.hit_acute_days'], 0)} days")
         why = f"**Why:** {label} ({when}); {because}."
         action = "**Action:** remove the draft; a non-heparin anticoagulant with haematology advice."
+        w = self.a.anthropometrics.weight_kg
+        if w is not None and w < self.p["hit.fondaparinux_min_weight_kg"]:
+            action += " " + self.capital(t.V3_ACTION["hit_mechanical"])   # §19.6 remote HIT < 50 kg
         return self.finish("heparin_avoidance", urgency if urgency != "critical" else "warning", summary, why, action,
                            self.t.evidence_for("heparin_specific"),
                            suggestions=self.delete_draft(f"Remove the draft {self.current}"),
@@ -299,10 +397,34 @@ class _DraftCards:
         s = self.a.safety
         own = self.order.source
         active = [e for e in getattr(s, "anticoagulants_active", ()) if e.source is None or e.source != own]
+        # §19.9: a replaced order (priorPrescription, or stopped in the same order set) is a dose change
+        active = [e for e in active if e.source is None or e.source not in self.replaced]
+        # §19.9: continuation of a home medicine (same ingredient, same or lower daily dose)
+        self.reconcile = None
+        kept = []
+        for e in active:
+            if e.kind == "statement" and e.ingredient == self.order.ingredient:
+                home = next((m for m in self.a.inputs.statements if m.source == e.source), None)
+                home_day = _daily(home)
+                mine = _daily(self.order)
+                if home_day is None:
+                    self.reconcile = e
+                    continue
+                if mine is not None and mine <= home_day + 1e-9:
+                    continue
+            kept.append(e)
+        active = kept
         drafted = [o for o in self.other_drafts if o.source != own]
         if not active and not drafted:
+            if self.reconcile is not None:
+                home = t.DRUG.get(self.reconcile.ingredient, self.reconcile.ingredient)
+                return self.finish("duplicate_anticoagulant", "info", f"Home {home} dose unknown: reconcile",
+                                   f"**Why:** {md(home)} (home medicine) is recorded without a readable dose.",
+                                   f"**Action:** reconcile the home {md(home)} dose with {md(self.current)}.",
+                                   self.t.evidence_for("duplicate_anticoagulant"),
+                                   recommendation=("order", "reconcile", self.order.ingredient))
             return None
-        draft_class = self.check.draft_class if self.check is not None else None
+        draft_class = (self.check.intensity or self.check.draft_class) if self.check is not None else None
         exposure_cls = getattr(safety_mod, "Exposure", None)
         urgency = "warning"
         if exposure_cls is not None and hasattr(safety_mod, "duplicate_urgency"):
@@ -313,16 +435,42 @@ class _DraftCards:
                                                              self.a.renal.crcl_lt_30, self.p), o.source)
                       for o in drafted]
             urgency = safety_mod.duplicate_urgency(items, self.a.inputs.inr, self.p) or "warning"
+            ingredients = {e.ingredient for e in items}
+            if urgency == "info" and "argatroban" in ingredients:
+                # §19.9: argatroban raises the INR: no "INR < 2 = bridge" while it runs
+                urgency = "critical" if sum(1 for e in items if e.order_class == "therapeutic") >= 2 else "warning"
         names = [self.exposure_text(e) for e in active] + [t.order_text(o) + " (draft)" for o in drafted]
         summary = f"{self.capital(self.current)} drafted while {t.names(names)} is active"
         if drafted and not active:
             summary = f"Two anticoagulants drafted: {self.current} and {t.names([t.order_text(o) for o in drafted])}"
         why = f"**Why:** {md(t.names(names))} already {'is' if len(names) == 1 else 'are'} active or drafted."
-        if urgency == "info":
+        if "argatroban" in {e.ingredient for e in active} | {o.ingredient for o in drafted} | {self.order.ingredient} \
+                and ("warfarin" in {e.ingredient for e in active} | {o.ingredient for o in drafted} | {self.order.ingredient}):
+            action = ("**Action:** overlap per the argatroban label (stop argatroban when INR > 4 on combined "
+                      "therapy); confirm the plan with haematology.")
+        elif urgency == "info":
             action = (f"**Action:** a VKA bridge while INR is below {num(self.p['safety.bridge_inr_below'], 1)}: "
                       "confirm the parenteral agent stops when INR is in range.")
         else:
             action = "**Action:** confirm that the other agent stops; combined anticoagulants add bleeding risk."
+        # §19.9: a home DOAC/VKA with a therapeutic parenteral draft; a DOAC given in the last 24 h
+        intensity = self.check.intensity if self.check is not None else None
+        parenteral = self.order.ingredient in safety_mod.PARENTERAL or self.order.drug_class == "dti"
+        home = [e for e in active if e.kind == "statement" and e.drug_class in ("doac", "vka")]
+        if intensity == "therapeutic" and parenteral:
+            since = self.ev.now - timedelta(hours=24)
+            given = [x for x in self.a.inputs.administrations
+                     if x.drug_class == "doac" and x.time is not None and x.time >= since]
+            if given:
+                urgency = "critical"
+                action = (f"**Action:** {md(t.DRUG.get(given[-1].ingredient, given[-1].ingredient))} was given "
+                          f"{t.when(given[-1].time)}: start {md(self.current)} only when the next dose would be due.")
+            elif home:
+                h = home[0]
+                name = t.DRUG.get(h.ingredient, h.ingredient)
+                when = "when INR < 2" if h.drug_class == "vka" else f"when the next {name} dose would be due"
+                action = (f"**Action:** confirm the last {md(name)} dose (the home list may be stale); start "
+                          f"{md(self.current)} {when}.")
         return self.finish("duplicate_anticoagulant", urgency, summary, why, action,
                            self.t.evidence_for("duplicate_anticoagulant"),
                            recommendation=("order", "duplicate", self.order.ingredient,
@@ -342,13 +490,17 @@ class _DraftCards:
         proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
         hit = any(r in ("hit_history", "heparin_allergy", "hit_recent") for r in f.reasons)
         if hit:
-            label = "HIT history" if "heparin_allergy" not in f.reasons else "Heparin allergy"
+            label = ("Recent HIT" if "hit_recent" in f.reasons else "HIT history") \
+                if "heparin_allergy" not in f.reasons else "Heparin allergy"
             summary = f"{label}: replace {self.current} with {proposed}"
             why = f"**Why:** {label} recorded; fondaparinux allowed ({self.weight()}, {self.crcl()})."
             evidence = self.t.evidence_for("heparin_specific")
         else:
-            summary = f"{self.crcl()}: replace {self.current} with {proposed}"
-            why = f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}, or renal replacement: UFH."
+            summary = f"{self.renal_phrase()}: replace {self.current} with {proposed}"
+            if a.renal.renal_replacement is True:
+                why = f"**Why:** {self.renal_phrase()}: LMWH accumulates; UFH."
+            else:
+                why = f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}: UFH."
             evidence = self.t.evidence_for("product_switch_renal")
         suggestions = []
         if self.draft_ref is not None:
@@ -363,10 +515,11 @@ class _DraftCards:
                                           action_delete(f"Remove the draft {self.current}", self.draft_ref),
                                           recommended=True))
         action = f"**Action:** {proposed} instead of the draft."
-        draft_class = safety_mod.classify_order(self.order, self.a.anthropometrics.weight_kg,
-                                                self.a.renal.crcl_lt_30, self.p)
-        if draft_class in ("intermediate", "therapeutic"):
-            action += " If a treatment dose is intended: a non-heparin agent with haematology advice."
+        intensity = f.value("intensity") or (self.check.intensity if self.check is not None else None)
+        if hit and intensity == "intermediate":
+            action += " " + self.capital(t.V3_ACTION["hit_intermediate"])
+        elif hit and f.value("treatment"):
+            action = f"**Action:** treatment-dose {proposed} (weight band) instead of the draft, with haematology."
         return self.finish("product_switch", getattr(f, "urgency", None) or "warning", summary, why, action, evidence,
                            suggestions=suggestions, selection="at-most-one",
                            gives_heparin=target.ingredient in HEPARINS,
@@ -380,42 +533,244 @@ class _DraftCards:
         summary = f"Cannot check {self.current}: no recent {missing}"
         why = f"**Why:** the dose depends on {missing}, none usable in its window."
         action = "**Action:** record it, then re-check the order."
-        return self.finish("not_determinable", "info", summary, why, action, self.t.evidence_for("not_determinable"))
+        if any(r.endswith("_unreadable") for r in f.reasons):
+            # §18.2/§19.0: a dose that cannot be read is said, never passed as fine
+            summary = f"{self.capital(t.DRUG.get(self.order.ingredient, self.order.ingredient))}: dose not readable; not checked"
+            why = f"**Why:** the draft's {missing} could not be read (unit or value not understood)."
+            action = "**Action:** re-enter the dose in mg or units, with a frequency, then re-check the order."
+        return self.finish("not_determinable", f.urgency or "info", summary, why, action,
+                           self.t.evidence_for("not_determinable"))
 
     # -- escalation ----------------------------------------------------------------------------------
     def escalation(self, f):
-        a, reg = self.a, self.a.regimen
-        dose_class = self.check.draft_class or "above-prophylactic"
-        if f.kind == "escalation_in_critically_ill":
-            criteria = ", ".join(md(c.replace("vasoactive:", "")) for c in a.critical_illness.criteria) or "organ support"
-            summary = f"{self.capital(dose_class)}-dose {self.name} while critically ill: prophylactic dose only"
-            why = f"**Why:** critically ill ({criteria}); draft {md(self.current)} is a {dose_class} dose."
+        """§19.2 above-prophylactic with no indication (warning). One-click update only for an
+        intermediate heparin draft in the critically ill (the finding's action)."""
+        a = self.a
+        intensity = f.value("intensity") or "above-prophylactic"
+        critical = "critically_ill" in f.reasons
+        cautions = [c for c in f.reasons if c in self.t.caution]
+        caution_text = t.names([self.t.caution[c].format(
+            platelets=t.reported(a.inputs.platelets, 0), hemoglobin=t.reported(a.inputs.hemoglobin, 1),
+            fibrinogen=t.reported(a.inputs.fibrinogen, 2)) for c in cautions])
+        if critical:
+            criteria = ", ".join(md(c.replace("vasoactive:", "").replace("_", " ")) for c in a.critical_illness.criteria) \
+                or "organ support"
+            summary = f"{self.capital(intensity)}-dose {self.name} while critically ill: prophylactic dose unless VTE"
+            why = f"**Why:** critically ill ({criteria}); draft {md(self.current)} is {intensity} intensity"
+            action = "**Action:** " + self.capital(t.V3_ACTION["above_critical"])
+            evidence = t.V3_EVIDENCE["above_critical"]
         else:
-            cautions = t.names([self.t.caution.get(c, c.replace('_', ' ')).format(
-                platelets=t.reported(a.inputs.platelets, 0, dated=False),
-                hemoglobin=t.reported(a.inputs.hemoglobin, 1, dated=False),
-                fibrinogen=t.reported(a.inputs.fibrinogen, 2, dated=False)) for c in f.reasons])
-            summary = f"{self.capital(dose_class)}-dose {self.name} with {cautions}: prophylactic dose"
-            why = f"**Why:** {cautions}; draft {md(self.current)} is a {dose_class} dose."
+            summary = f"{self.capital(intensity)}-dose {self.name} and no indication recorded"
+            why = f"**Why:** draft {md(self.current)} is {intensity} intensity; no VTE, AF, valve or thrombus recorded"
+            action = "**Action:** above-prophylactic dose and no indication recorded: " + t.V3_ACTION["above_ward"]
+            evidence = t.V3_EVIDENCE["above_ward"]
+        why += f"; {caution_text}." if caution_text else "."
+        if f.value("possible_other_indication"):
+            action += " " + self.capital(t.V3_ACTION["possible_other"])
         suggestions = []
-        target = None
-        if reg.drug == self.order.ingredient and reg.drug is not None:
-            target = Proposed(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
-            proposed = t.dose_text(reg.drug, reg.dose_mg, reg.dose_units, reg.doses_per_day)
+        target = f.proposed if f.action == "update" else None
+        if target is not None:
+            proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
             updated = updated_draft(self.ev.codes, self.resource, self.order, target)
             if updated is not None:
                 suggestions.append(suggestion(f"Change to prophylactic {proposed}",
                                               action_update(f"Change the draft to {proposed}", updated)))
-            action = f"**Action:** unless VTE or another indication: {proposed}."
-        else:
-            action = "**Action:** unless VTE or another indication: a prophylactic dose."
-        renal = self.check.finding("dose_change")
-        if renal is not None and renal.proposed is not None:
-            action += f" If intended, give it once daily at CrCl below {num(self.p['renal.crcl_cutoff'], 0)}."
-        return self.finish("escalation_warning", "warning", summary, why, action, self.t.evidence_for("escalation"),
+        return self.finish("escalation_warning", "warning", summary, why, action, evidence,
                            suggestions=suggestions, gives_heparin=bool(suggestions),
-                           recommendation=("order", "escalation", reg.drug, reg.dose_mg or reg.dose_units,
-                                           reg.doses_per_day))
+                           recommendation=("order", "escalation", self.order.ingredient, intensity))
+
+    # -- v3 findings (§19.1-§19.3) ---------------------------------------------------------------------
+    def v3_action(self, f) -> str:
+        A, r0 = t.V3_ACTION, (f.reasons[0] if f.reasons else "")
+        name = self.name
+        if f.kind == "hit_vka":
+            return self.capital(A["hit_vka"])
+        if f.kind == "hit_prophylactic_intensity":
+            return self.capital(A["hit_prophylactic_acute" if r0 == "hit_acute" else "hit_prophylactic_suspected"])
+        if f.kind in ("pregnancy_vka", "pregnancy_doac", "liver", "argatroban_start"):
+            return self.capital(A[f.kind])
+        if f.kind == "ecmo_oral":
+            return self.capital(A["ecmo_oral" if r0 == "oral" else "ecmo_lmwh"])
+        if f.kind == "interaction":
+            inhibitor = t.names([INHIBITOR_NAMES.get(x, x) for x in f.reasons])
+            key = "interaction_halve" if f.value("halve") else "interaction_avoid"
+            return self.capital(A[key].format(inhibitor=inhibitor, drug=name))
+        if f.kind == "weight_unknown":
+            return "Weight needed to check this dose (no weight in the last " \
+                   f"{num(self.p['window.weight_days'], 0)} days): " + A["weight_unknown"]
+        if f.kind == "renal_unknown":
+            state = "changing" if r0 == "renal_changing" else "unknown"
+            return self.capital(A["renal_unknown"].format(
+                state=state, creatinine="last creatinine " + t.reported(self.a.inputs.creatinine, 2)))
+        if f.kind == "fondaparinux_band":
+            return self.capital(A["fondaparinux_band"].format(band=num(f.value("band_mg"), 1)))
+        if f.kind == "switch_product":
+            return f"{self.renal_phrase()}: UFH 5,000 U SC instead of LMWH (HEP-COVID excluded CrCl < 15)."
+        if f.kind == "renal_dose":
+            if r0 == "crcl_lt_15":
+                return f"{self.renal_phrase()}: " + (A["renal_ufh_protocol"] if f.action == "delete"
+                                                     else "UFH 5,000 U SC instead of LMWH.")
+            if r0 == "crcl_lt_30" and "renal_obesity" in f.reasons:
+                return self.capital(A["renal_obesity"])
+            if r0 == "crcl_lt_30":
+                return f"{self.renal_phrase()}: {num(self.p['renal.enoxaparin_mg'], 0)} mg once daily."
+            if r0 == "apixaban_dose_criteria":
+                return "At least two of age ≥ 80, weight ≤ 60 kg, creatinine ≥ 1.5 mg/dL: check the indication-specific label dose."
+            return self.capital(A.get(r0, "check the renal dose."))
+        if f.kind == "dose_above_maximum":
+            if r0 == "doac_max":
+                return self.capital(A["doac_max"].format(per_dose=num(f.value("per_dose"), 1),
+                                                         per_day=num(f.value("per_day"), 1)))
+            if r0 in ("dalteparin_max", "tinzaparin_max"):
+                return self.capital(A["lmwh_iu_max"].format(max_iu=f"{f.value('max_iu'):,.0f}"))
+            if r0 == "crcl_lt_15":
+                return f"{self.renal_phrase()}: twice-daily LMWH is not studied. " + A["renal_ufh_protocol"]
+            if f.proposed is not None:
+                p = f.proposed
+                return "Above the labelled maximum: " + t.dose_text(p.ingredient, p.dose_mg, p.dose_units,
+                                                                     p.doses_per_day) + "."
+            return "Above the labelled maximum."
+        return ""
+
+    V3_CARD = {  # finding kind -> (card kind, evidence key)
+        "hit_vka": ("hit_acute", "hit"), "hit_prophylactic_intensity": ("hit_acute", "hit"),
+        "pregnancy_vka": ("contraindicated", "pregnancy"), "pregnancy_doac": ("order_caution", "pregnancy"),
+        "dose_above_maximum": ("dose_above_maximum", "enoxaparin"), "renal_dose": ("dose_correction", "enoxaparin"),
+        "weight_unknown": ("not_determinable", "unknown"), "renal_unknown": ("not_determinable", "unknown"),
+        "fondaparinux_band": ("order_caution", "fondaparinux"), "liver": ("order_caution", "doac"),
+        "argatroban_start": ("order_caution", "argatroban"), "ecmo_oral": ("order_caution", "ecmo"),
+        "interaction": ("order_caution", "doac"),
+        "switch_product": ("product_switch", "renal_severe"),
+    }
+
+    def v3(self, f):
+        kind, ev_key = self.V3_CARD.get(f.kind, ("order_caution", "doac"))
+        r0 = f.reasons[0] if f.reasons else ""
+        name = self.order.ingredient
+        if f.kind == "hit_vka" or f.kind == "hit_prophylactic_intensity":
+            kind = "hit_acute" if "hit_acute" in f.reasons else "hit_suspected"
+        if f.kind == "dose_above_maximum":
+            ev_key = {"fondaparinux": "fondaparinux", "dalteparin": "lmwh_iu", "tinzaparin": "lmwh_iu"}.get(
+                name, "doac" if r0 == "doac_max" else "renal_severe" if r0 == "crcl_lt_15" else "enoxaparin")
+        if f.kind == "renal_dose":
+            if r0 == "crcl_lt_15" and f.action == "switch" and f.proposed is not None:
+                return self.switch(f)
+            if r0 == "crcl_lt_15":
+                ev_key = "renal_severe"
+            elif r0 in ("lmwh_iu_crcl_lt_30",):
+                kind, ev_key = "order_caution", "lmwh_iu"
+            elif name not in ("enoxaparin",) or "renal_obesity" in f.reasons:
+                kind, ev_key = "order_caution", "doac" if name not in ("enoxaparin",) else "enoxaparin"
+        line = self.v3_action(f)
+        summary = self.v3_summary(f)
+        why = self.v3_why(f)
+        suggestions = []
+        if f.action == "delete":
+            suggestions = self.delete_draft(f"Remove the draft {self.current}")
+        elif f.action == "update" and f.proposed is not None:
+            target = f.proposed
+            kind = "product_switch" if target.ingredient != name else kind
+            proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
+            updated = updated_draft(self.ev.codes, self.resource, self.order, target)
+            if updated is not None:
+                suggestions.append(suggestion(f"Change to {proposed}",
+                                              action_update(f"Change the draft to {proposed}", updated),
+                                              recommended=True))
+        return self.finish(kind, f.urgency or "warning", summary, why, "**Action:** " + line,
+                           t.V3_EVIDENCE[ev_key], suggestions=suggestions,
+                           gives_heparin=bool(suggestions) and f.action == "update" and name in HEPARINS,
+                           recommendation=("order", f.kind, name, *f.reasons))
+
+    def v3_summary(self, f) -> str:
+        cur, r0 = self.capital(self.current), (f.reasons[0] if f.reasons else "")
+        if f.kind == "hit_vka":
+            label = "Acute HIT" if "hit_acute" in f.reasons else "Suspected HIT"
+            return f"{label}: do not start {self.name} now"
+        if f.kind == "hit_prophylactic_intensity":
+            if r0 == "hit_acute":
+                return f"Acute HIT: {self.current} is not enough; therapeutic non-heparin agent"
+            return f"Possible HIT: {self.current} is prophylactic intensity; check 4Ts"
+        if f.kind == "pregnancy_vka":
+            return f"{self.capital(self.name)} in pregnancy: LMWH is the agent of choice"
+        if f.kind == "pregnancy_doac":
+            return f"{self.capital(self.name)} in pregnancy: not recommended; LMWH"
+        if f.kind == "dose_above_maximum":
+            if f.proposed is not None and f.action == "update":
+                p = f.proposed
+                short = t.dose_text(p.ingredient, p.dose_mg, p.dose_units, p.doses_per_day)
+                if p.ingredient == self.order.ingredient:
+                    short = short.removeprefix(t.DRUG.get(p.ingredient, p.ingredient) + " ")
+                if r0 == "crcl_lt_30":
+                    return f"{cur} at {self.crcl()}: consider {short}"
+                return f"{cur} above the maximum at {self.weight_short()}: consider {short}"
+            if r0 == "crcl_lt_15":
+                return f"{cur}: twice-daily LMWH, {self.renal_phrase().lower().replace('on ', 'on ', 1)}"
+            return f"{cur} above the labelled maximum"
+        if f.kind == "renal_dose":
+            if r0 == "crcl_lt_30" and f.proposed is not None:
+                return f"{cur} at {self.crcl()}: consider enoxaparin {num(self.p['renal.enoxaparin_mg'], 0)} mg SC daily"
+            if r0 == "crcl_lt_15":
+                return f"{cur}: {self.renal_phrase()}; UFH per protocol"
+            return f"{cur} at {self.crcl_actual()}: check the renal dose"
+        if f.kind == "switch_product":
+            p = f.proposed
+            short = t.dose_text(p.ingredient, p.dose_mg, p.dose_units, p.doses_per_day) if p else "UFH"
+            return f"{self.renal_phrase()}: change {self.current} to {short}"
+        if f.kind == "weight_unknown":
+            return f"Weigh the patient today: {self.current} cannot be checked"
+        if f.kind == "renal_unknown":
+            state = "changing" if r0 == "renal_changing" else "unknown"
+            return f"Renal function {state}: check before {self.current}"
+        if f.kind == "fondaparinux_band":
+            return f"{cur}: not a labelled regimen at {self.weight_short()}"
+        if f.kind == "liver":
+            return f"{cur} with severe liver disease markers: check the agent"
+        if f.kind == "argatroban_start":
+            return f"{cur}: start at 0.5 µg/kg/min ({'bilirubin raised' if r0 == 'bilirubin_high' else 'critically ill'})"
+        if f.kind == "ecmo_oral":
+            return f"On ECMO: {self.current} drafted; anticoagulation by the ECMO protocol"
+        if f.kind == "interaction":
+            inhibitor = t.names([INHIBITOR_NAMES.get(x, x) for x in f.reasons])
+            return f"{cur} with {inhibitor}: {'halve the dose' if f.value('halve') else 'avoid or follow the label'}"
+        return f"{cur}: check before signing"
+
+    def v3_why(self, f) -> str:
+        i, r0 = self.a.inputs, (f.reasons[0] if f.reasons else "")
+        if f.kind in ("hit_vka", "hit_prophylactic_intensity"):
+            rec = self.hit_record()
+            onset = f"onset {t.when(rec.onset)}" if rec else "platelet fall on heparin"
+            return f"**Why:** HIT ({onset}); platelets {t.reported(i.platelets, 0)}."
+        if f.kind in ("pregnancy_vka", "pregnancy_doac"):
+            return "**Why:** pregnancy recorded."
+        if f.kind in ("dose_above_maximum", "fondaparinux_band", "weight_unknown"):
+            return f"**Why:** draft {md(self.current)}; {self.weight()}; {self.renal_phrase()}."
+        if f.kind == "switch_product":
+            return f"**Why:** {self.renal_phrase()}; creatinine {t.reported(i.creatinine, 2)}: LMWH accumulates."
+        if f.kind in ("renal_dose", "renal_unknown"):
+            if r0 in ("rivaroxaban_crcl_lt_50", "dabigatran_renal", "edoxaban_crcl_15_50", "edoxaban_crcl_lt_15",
+                      "edoxaban_crcl_gt_95"):
+                return f"**Why:** {self.crcl_actual()} (Cockcroft-Gault on actual weight, as the label); draft {md(self.current)}."
+            return f"**Why:** {self.renal_phrase()}; creatinine {t.reported(i.creatinine, 2)}; draft {md(self.current)}."
+        if f.kind == "liver":
+            return f"**Why:** INR {t.reported(i.inr, 1)}, bilirubin {t.reported(i.bilirubin, 1)}."
+        if f.kind == "argatroban_start":
+            return f"**Why:** bilirubin {t.reported(i.bilirubin, 1)}; critically ill: {'yes' if self.a.critical_illness.critically_ill else 'no'}."
+        if f.kind == "ecmo_oral":
+            return "**Why:** ECMO in progress."
+        if f.kind == "interaction":
+            return "**Why:** a strong CYP3A4/P-gp inhibitor is active (nirmatrelvir/ritonavir is expected in COVID-19)."
+        return f"**Why:** draft {md(self.current)}."
+
+    def weight_short(self) -> str:
+        w = self.a.anthropometrics.weight_kg
+        return f"{num(w, 1)} kg" if w is not None else "unknown weight"
+
+    def crcl_actual(self) -> str:
+        r = self.a.renal
+        if r.renal_replacement is True:
+            return self.renal_phrase()
+        v = r.crcl_actual_weight_ml_min
+        return f"CrCl {num(v, 1)} mL/min" if v is not None else "CrCl unknown"
 
     # -- dose ----------------------------------------------------------------------------------------
     def dose_change(self, f):
@@ -439,8 +794,7 @@ class _DraftCards:
         if updated is not None:
             suggestions.append(suggestion(f"Change to {proposed}", action_update(f"Change the draft to {proposed}", updated),
                                           recommended=True))
-        if self.check.anti_xa is not None and self.check.anti_xa.indicated is True:
-            suggestions.append(anti_xa_suggestion(self.ev, self.check.anti_xa))
+        # §19.7: in order hooks the anti-Xa advice is a line of this card (finish), not an order
         renal = any(r in ("crcl_lt_30", "renal_frequency", "crcl_lt_15") for r in f.reasons)
         evidence = self.t.evidence_for("renal_dose" if renal else "dose_review")
         return self.finish("dose_correction", getattr(f, "urgency", None) or "warning", summary, why, action, evidence,
@@ -459,23 +813,15 @@ class _DraftCards:
             return f" at BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
         return ""
 
-    def anti_xa_only(self):
-        ax = self.check.anti_xa
-        from .content import ANTI_XA_REASON_TEXT, labels
-        reasons = t.names(labels(ANTI_XA_REASON_TEXT, ax.reasons, self.p))
-        summary = f"{self.capital(self.current)}: anti-Xa monitoring indicated ({reasons})"
-        why = f"**Why:** {reasons}; the dose itself matches the recommendation."
-        target = (f"target {num(ax.target_low, 2)}-{num(ax.target_high, 2)} IU/mL"
-                  if ax.target_low is not None else "no validated target: discuss with haematology")
-        action = (f"**Check:** peak anti-Xa {num(self.p['antixa.peak_hours_post_dose'], 1)} h after a dose, from the "
-                  f"{_ordinal(self.p['antixa.steady_state_after_dose'])} dose on; {target}.")
-        return self.finish("anti_xa", "info", summary, why, action, self.t.evidence_for("anti_xa"),
-                           suggestions=[anti_xa_suggestion(self.ev, ax)],
-                           recommendation=("order", "anti_xa", self.order.ingredient))
-
-
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _daily(order) -> float | None:
+    if order is None or order.doses_per_day is None:
+        return None
+    dose = order.dose_mg if order.dose_mg is not None else order.dose_units
+    return None if dose is None else dose * order.doses_per_day
 
 
 # -- the updated draft --------------------------------------------------------------------------------
@@ -505,7 +851,8 @@ def updated_draft(codes: Codes, resource: dict, order, proposed) -> dict | None:
             target["route"] = new["route"]
         else:
             target.setdefault("route", new["route"])
-    if _strength_changes(codes, resource, order, proposed) or not _codeable_ok(codes, updated):
+    if proposed.ingredient != order.ingredient or _strength_changes(codes, resource, order, proposed) \
+            or not _codeable_ok(codes, updated):
         updated.pop("medicationReference", None)
         updated["medicationCodeableConcept"] = product(
             codes, product_key(proposed.ingredient, proposed.dose_mg, proposed.dose_units, codes))
@@ -580,9 +927,9 @@ SELECT_SERVICE = Service(
     id="anticoagulant-order-check",
     hook="order-select",
     title="Anticoagulant dose check (order entry)",
-    description=("Checks a drafted enoxaparin, dalteparin, tinzaparin, heparin or fondaparinux "
-                 "order against weight, BMI, renal function and contraindications, and offers a "
-                 "corrected draft and an anti-Xa order when indicated."),
+    description=("Checks every drafted anticoagulant (heparins, fondaparinux, DOACs, VKAs, argatroban, "
+                 "bivalirudin) against dose ceilings, renal function, HIT, bleeding stops, pregnancy and "
+                 "duplicates (clinical-rules §19); offers a corrected draft where the rules give one."),
     handler=handle,
     prefetch=PREFETCH,
     usage_requirements=USAGE,

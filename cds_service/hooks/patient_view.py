@@ -77,6 +77,8 @@ class _Builder:
             return self.contraindicated()
         if rec.pathway == "hit_acute" and (self.heparins or self.flushes or not self.non_heparin):
             return self.hit_acute()
+        if rec.pathway == "hit_acute" and any(e.drug_class == "vka" and e.kind == "order" for e in self.active):
+            return self.hit_acute_vka()     # v3 §19.1 (v3-orders)
         if "hit_suspected" in self.ci:
             return self.hit_suspected()
         specific = [c for c in self.ci if c in HEPARIN_SPECIFIC_ROW]
@@ -86,6 +88,9 @@ class _Builder:
             return self.duplicate()
         if specific and not self.active:
             return self.heparin_avoidance(specific)
+        severe = self.severe_renal_review()     # v3 §19.3 (v3-orders)
+        if severe is not None:
+            return severe
         if self.ecmo:   # §19.4 ECMO guard: no prophylaxis, standard, candidate or deescalate card
             if not self.active:
                 return self.ecmo_card()
@@ -283,6 +288,23 @@ class _Builder:
         return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
                             suggestions=suggestions, recommendation=("hit_acute",))
 
+    def hit_acute_vka(self):
+        """§19.1 (v3): an active VKA order in acute HIT: critical, stop warfarin, give vitamin K
+        [Cuker 2018: venous limb gangrene]. One suggestion deleting the VKA order."""
+        i = self.a.inputs
+        vkas = [e for e in self.active if e.drug_class == "vka" and e.kind == "order"]
+        rec = self.hit_record()
+        onset = t.when(rec.onset, time=False) if rec else "recent"
+        summary = f"Acute HIT (onset {onset}) and warfarin active: stop warfarin; give vitamin K"
+        why = (f"**Why:** HIT with onset {t.when(rec.onset) if rec else 'recent'}, platelets "
+               f"{t.reported(i.platelets, 0)}: warfarin in acute HIT risks venous limb gangrene.")
+        dose = ("**Action:** stop warfarin and give vitamin K; a therapeutic non-heparin anticoagulant with "
+                "haematology; restart warfarin only once platelets are ≥ 150 ×10⁹/L, overlapping ≥ 5 days.")
+        deletes = self.deletes(vkas)
+        suggestions = [suggestion("Stop warfarin", *deletes)] if deletes else []
+        return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
+                            suggestions=suggestions, recommendation=("hit_acute", "vka"))
+
     def hit_suspected(self):
         i = self.a.inputs
         trend = [m for m in i.platelet_trend if i.heparin_started is None or m.time is None
@@ -316,18 +338,42 @@ class _Builder:
         indicator = "critical" if "hit_recent" in specific else "warning"
         why = f"**Why:** {self.specific_why(specific)}"
         actions = []
-        # §19.6 / v2 review: the label and the Action line describe exactly the actions carried; no
-        # create while a non-heparin anticoagulant is active (a home DOAC) or on ECMO (§18.1, §19.4)
-        creates = reg.drug == "fondaparinux" and not self.non_heparin and not self.ecmo
-        if creates:
-            actions.append(self.create_regimen(reg, "HIT or allergy"))
-            dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
+        # §19.6 (v3-orders): by the intensity of the active heparin, as the order check reads a draft:
+        # prophylactic/intermediate -> fondaparinux 2.5 mg (row 1); therapeutic -> the treatment band
+        # when CrCl >= 30, no renal replacement and weight known; otherwise stop, no create.
+        # (v3-exposure) no create while a non-heparin anticoagulant is active or on ECMO (§18.1, §19.4);
+        # the label and the Action line describe exactly the actions carried.
+        rank = {"prophylactic": 1, "intermediate": 2, "therapeutic": 3}
+        checks = [check_order(self.orders[e.source][0], self.a, self.p) for e in self.heparins
+                  if e.kind == "order" and e.source in self.orders]
+        top = max(checks, key=lambda c: rank.get(c.intensity or "", 0), default=None)
+        intensity = top.intensity if top is not None else None
+        switch = top.finding("switch_product") if top is not None else None
+        may_create = not self.non_heparin and not self.ecmo
+        if may_create and switch is not None and switch.proposed is not None \
+                and switch.proposed.ingredient == "fondaparinux":
+            p_ = switch.proposed
+            actions.append(self.create("fondaparinux", p_.dose_mg, None, p_.doses_per_day,
+                                       "Replaces a heparin (HIT or allergy) (coagulopathy-risk service)."))
+            text = t.dose_text("fondaparinux", p_.dose_mg, None, p_.doses_per_day)
+            dose = f"**Action:** stop the heparin; consider {md(text)} ({self.body_facts()})."
+            if intensity == "therapeutic":
+                dose = (f"**Action:** stop the heparin; treatment-dose {md(text)} (weight band) with haematology "
+                        f"({self.body_facts()}).")
+            elif intensity == "intermediate":
+                dose += " " + t.V3_ACTION["hit_intermediate"][:1].upper() + t.V3_ACTION["hit_intermediate"][1:]
         elif self.non_heparin:
             others = t.names([self.exposure_text(e) for e in self.non_heparin])
             dose = f"**Action:** stop the heparin; {md(others)} is also active: review anticoagulation with haematology."
+        elif intensity == "therapeutic":
+            dose = "**Action:** stop the heparin; " + t.V3_ACTION["hit_treatment_delete"]
+        elif may_create and reg.drug == "fondaparinux" and top is None:
+            actions.append(self.create_regimen(reg, "HIT or allergy"))
+            dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
         else:
             dose = "**Action:** stop the heparin; a non-heparin agent with haematology advice."
         actions += self.deletes(self.heparins)
+        creates = any(a.get("type") == "create" for a in actions)
         label = "Replace with fondaparinux" if creates else "Stop the heparin"
         suggestions = [suggestion(label, *actions)] if actions else []
         return self._finish("contraindicated", indicator, summary, why, dose,
@@ -614,8 +660,8 @@ class _Builder:
                 continue
             order = self.orders[e.source][0]
             check = check_order(order, a, self.p)
-            finding = check.finding("dose_change")
-            if finding is None or finding.proposed is None:
+            finding = check.finding("dose_change") or check.finding("renal_dose")
+            if finding is None or finding.proposed is None or finding.action not in (None, "update"):
                 continue
             target = finding.proposed
             proposed = t.dose_text(target.ingredient, target.dose_mg, target.dose_units, target.doses_per_day)
@@ -630,6 +676,43 @@ class _Builder:
                                 recommendation=("dose_review", target.ingredient, target.dose_mg or target.dose_units,
                                                 target.doses_per_day))
         return None
+
+    def severe_renal_review(self):
+        """§19.3 (v3): an ACTIVE LMWH of intermediate or therapeutic intensity at CrCl < 15 or on
+        renal replacement: `dose_review` with the order check's urgency and text (critical twice
+        daily, warning once daily). No suggestion: the treating team decides the UFH plan."""
+        a = self.a
+        for e in self.heparins:
+            if e.kind != "order" or e.source not in self.orders:
+                continue
+            order = self.orders[e.source][0]
+            if order.ingredient not in ("enoxaparin", "dalteparin", "tinzaparin"):
+                continue
+            check = check_order(order, a, self.p)
+            f = next((f for f in check.findings if f.kind in ("dose_above_maximum", "renal_dose")
+                      and f.reasons and f.reasons[0] == "crcl_lt_15" and f.action == "delete"), None)
+            if f is None:
+                continue
+            renal = self.renal_phrase()
+            twice = f.kind == "dose_above_maximum"
+            summary = (f"{t.order_text(order)} active; {renal}: "
+                       + ("twice-daily LMWH not studied" if twice else "review LMWH"))
+            summary = summary[0].upper() + summary[1:]
+            why = f"**Why:** {md(t.order_text(order))} is active; {renal}: LMWH accumulates."
+            dose = "**Action:** " + t.V3_ACTION["renal_ufh_protocol"]
+            return self._finish("dose_review", f.urgency or "warning", summary, why, dose,
+                                t.V3_EVIDENCE["renal_severe"],
+                                recommendation=("dose_review", "crcl_lt_15", order.ingredient,
+                                                order.dose_mg, order.doses_per_day))
+        return None
+
+    def renal_phrase(self) -> str:
+        """§19.3: "On renal replacement (last session D)", never a post-dialysis CrCl."""
+        r = self.a.renal
+        if r.renal_replacement is True:
+            phrase = t.rrt_phrase(self.a.inputs)
+            return phrase[:1].lower() + phrase[1:]
+        return f"CrCl {shown('crcl', r.crcl_ml_min, 1, self.p)} mL/min" if r.crcl_ml_min is not None else "CrCl unknown"
 
     def review_context(self, reasons) -> str:
         a = self.a

@@ -162,6 +162,25 @@ RULES: tuple[Rule, ...] = (
           "an info card naming what is missing, unless the policy turns it off. Nothing is guessed."),
          ("cards.not_determinable", "window.labs_hours", "window.weight_days"),
          ("isth_interim_2020",)),
+    Rule("dose_above_maximum", "§19.2, §19.3 (v3)", "order-select, order-sign",
+         ("A drafted anticoagulant above the labelled maximum: enoxaparin more than twice a day, above 1 mg/kg twice "
+          "daily or 1.5 mg/kg once daily (weight-based maximum rounded up to the 10 mg step), or at CrCl below 30 "
+          "mL/min above 30 mg twice daily or 1 mg/kg once daily; twice-daily therapeutic LMWH at CrCl below 15 or on "
+          "renal replacement; fondaparinux above its weight band (5 / 7.5 / 10 mg); dalteparin above 200 IU/kg or "
+          "18,000 IU a day; tinzaparin above 175 IU/kg; a DOAC above its maximum per dose or per day. Critical; the "
+          "draft is updated to the labelled dose where there is one, else the text names the maximum."),
+         ("orders.enoxaparin_max_mg_kg_q12h", "orders.enoxaparin_max_mg_kg_daily", "orders.doac_max",
+          "hit.fondaparinux_treatment_bands", "renal.rrt_equivalent_crcl"),
+         ("enoxaparin_label", "fondaparinux_label", "doac_labels")),
+    Rule("order_caution", "§19.1, §19.3, §19.4 (v3)", "order-select, order-sign",
+         ("A drafted anticoagulant with a caution that does not change the dose by one click (warning): a DOAC in "
+          "pregnancy; a VKA or DOAC with severe liver disease; argatroban with bilirubin above 1.5 mg/dL or in "
+          "critical illness (start at 0.5 µg/kg/min); a DOAC or VKA on ECMO, an LMWH or fondaparinux on ECMO; a "
+          "strong CYP3A4/P-gp inhibitor (nirmatrelvir/ritonavir, ketoconazole, itraconazole, clarithromycin) with "
+          "a DOAC; the DOAC renal label rules on actual-weight CrCl; dalteparin or tinzaparin at CrCl below 30; "
+          "renal impairment with obesity; a fondaparinux dose between 2.5 mg and the weight band's dose."),
+         ("safety.argatroban_bilirubin_caution_mg_dl", "hit.fondaparinux_treatment_bands"),
+         ("doac_labels", "bates_2018", "argatroban_label", "witt_2018")),
 )
 
 # v3-exposure (clinical-rules §19.4)

@@ -249,6 +249,7 @@ class Templates:
             "standard": f"standard dose (BMI below {val('dosing.bmi_tier1')})",
             "bmi_ge_30": f"BMI {val('dosing.bmi_tier1')} or more",
             "bmi_ge_40": f"BMI {val('dosing.bmi_tier2')} or more",
+            "bmi_ge_50": f"BMI {val('dosing.bmi_tier3')} or more (site option)",
             "crcl_lt_30": f"renal dose, CrCl below {val('renal.crcl_cutoff', 0)} mL/min",
             "crcl_lt_15": f"CrCl below {val('renal.severe_crcl_cutoff', 0, 15)} mL/min or renal replacement: UFH",
             "pending_weight": "no recorded weight or height yet: standard dose until one is",
@@ -304,3 +305,83 @@ def stop_reasons(inputs, codes) -> str:
         elif c == "fibrinogen_lt_0.5":
             parts.append(f"fibrinogen {reported(inputs.fibrinogen, 2)}")
     return "; ".join(parts) + "."
+
+
+# -- v3 order check (clinical-rules §19.1-§19.3, §19.6, §19.7; v3-orders) ----------------------------
+# Action lines of the v3 findings, by finding kind and first reason; {fields} filled per card.
+V3_ACTION = {
+    "stop_review": "{stop}: review anticoagulation with haematology today.",
+    "stop_delete": "do not sign this order; consider mechanical prophylaxis.",
+    "hit_vka": ("do not start warfarin until platelets ≥ 150 ×10⁹/L and a therapeutic non-heparin "
+                "anticoagulant is running; overlap ≥ 5 days."),
+    "hit_prophylactic_acute": ("prophylactic intensity is not enough; therapeutic-intensity non-heparin "
+                               "anticoagulant with haematology."),
+    "hit_prophylactic_suspected": "if 4Ts ≥ 4: therapeutic intensity unless bleeding risk is high.",
+    "pregnancy_vka": ("LMWH is the agent of choice in pregnancy (warfarin only for some mechanical valves, "
+                      "with specialist advice)."),
+    "pregnancy_doac": "DOACs are not recommended in pregnancy: LMWH.",
+    "liver": ("avoid rivaroxaban and edoxaban in Child-Pugh B/C and apixaban in C; check the cause of the "
+              "raised INR (DIC, sepsis, liver)."),
+    "argatroban_start": ("start at 0.5 µg/kg/min (hepatic impairment or critical illness; label and ASH 2018) "
+                         "or prefer bivalirudin."),
+    "ecmo_oral": "on ECMO: anticoagulation by the ECMO protocol (a titratable parenteral agent).",
+    "ecmo_lmwh": "on ECMO: anticoagulation by the ECMO protocol (usually a UFH infusion).",
+    "ecmo_hit": "on ECMO with HIT: bivalirudin or argatroban by the ECMO protocol.",
+    "interaction_halve": "{inhibitor} with apixaban: halve the dose (label).",
+    "interaction_avoid": "{inhibitor} with {drug}: avoid, or follow the label.",
+    "renal_ufh_protocol": ("UFH per protocol: an infusion if a therapeutic indication is confirmed, otherwise "
+                           "5,000 U SC."),
+    "renal_obesity": "renal impairment with obesity: anti-Xa-guided dose or UFH 7,500 U q8h.",
+    "lmwh_iu_crcl_lt_30": "renal impairment: anti-Xa-guided dose or UFH.",
+    "rivaroxaban_crcl_lt_50": ("above 15 mg a day at CrCl below 50 mL/min (actual weight): check the "
+                               "indication-specific label dose (the first 21 days of VTE treatment excepted)."),
+    "dabigatran_renal": "dabigatran at this CrCl (actual weight) is outside the label: check the dose or the agent.",
+    "edoxaban_crcl_15_50": "edoxaban 60 mg at CrCl 15-50 mL/min (actual weight): the label dose is 30 mg.",
+    "edoxaban_crcl_lt_15": "edoxaban is not recommended at CrCl below 15 mL/min or on renal replacement.",
+    "edoxaban_crcl_gt_95": "edoxaban above CrCl 95 mL/min: reduced efficacy (boxed warning); another agent.",
+    "weight_unknown": "weigh the patient today; then re-check this dose.",
+    "renal_unknown": "renal function {state} ({creatinine}): check before this dose.",
+    "fondaparinux_band": "not a labelled regimen for this weight (treatment dose {band} mg daily).",
+    "doac_max": "above the labelled maximum ({per_dose} mg per dose, {per_day} mg a day). Loading dose: confirm the start date.",
+    "lmwh_iu_max": "above the labelled maximum (about {max_iu} IU a day at this weight).",
+    "above_ward": ("record the indication (VTE, AF, valve, ACS, arterial thrombus) or use the prophylactic "
+                   "dose."),
+    "above_critical": ("critically ill COVID-19: prophylactic dose is recommended unless VTE or another "
+                       "indication [ASH 2021/2022; NIH 2024]."),
+    "possible_other": "possible other indication (history of VTE / long-term anticoagulant): confirm.",
+    "hit_intermediate": "intermediate dosing is not recommended; discuss obesity dosing with pharmacy.",
+    "hit_treatment_delete": ("treatment-intensity non-heparin agent (argatroban at CrCl < 30) with "
+                             "haematology."),
+    "hit_mechanical": "mechanical prophylaxis until a non-heparin plan is agreed.",
+    "anti_xa_line": ("Anti-Xa (expert opinion and institutional practice; no guideline recommendation): peak "
+                     "{hours} h after a dose from the {nth} dose on, target {target}."),
+}
+V3_EVIDENCE = {
+    "hit": Evidence("ASH 2018 HIT guideline (Cuker 2018).", ("ash_hit_2018",)),
+    "pregnancy": Evidence("ASH 2018 VTE in pregnancy (Bates 2018); warfarin label.", ("bates_2018", "warfarin_label")),
+    "doac": Evidence("DOAC labels; ASH 2018 anticoagulation management (Witt 2018).", ("doac_labels", "witt_2018")),
+    "argatroban": Evidence("argatroban label; ASH 2018 HIT guideline.", ("argatroban_label", "ash_hit_2018")),
+    "enoxaparin": Evidence("enoxaparin label (treatment 1 mg/kg q12h or 1.5 mg/kg q24h; 1 mg/kg q24h and 30 mg "
+                           "at CrCl < 30).", ("enoxaparin_label",)),
+    "fondaparinux": Evidence("fondaparinux label (treatment 5 / 7.5 / 10 mg by weight).", ("fondaparinux_label",)),
+    "lmwh_iu": Evidence("dalteparin / tinzaparin labels (unverified).", ("lmwh_labels",)),
+    "renal_severe": Evidence("enoxaparin label (not studied in dialysis); HEP-COVID excluded CrCl < 15.",
+                             ("enoxaparin_label", "hep_covid_2021")),
+    "ecmo": Evidence("ECMO protocol; ASH 2021/2022 exclude circuit anticoagulation.", ("ash_2021",)),
+    "above_ward": Evidence("NIH 2024 (final, archived); ACTION trial: no therapeutic DOACs.", ("nih_2024",)),
+    "above_critical": Evidence("ASH 2021/2022; NIH 2024 (final, archived).", ("ash_2022_critical", "nih_2024")),
+    "unknown": Evidence("enoxaparin label; fail-closed order check (§19.2).", ("enoxaparin_label",)),
+}
+
+
+def rrt_phrase(inputs) -> str:
+    """§19.3 (v3): "On haemodialysis (last session D)", "On CRRT", ... never a post-dialysis CrCl."""
+    flag = getattr(inputs, "renal_replacement", None)
+    moment = when(getattr(flag, "time", None)) if flag is not None else ""
+    mode = getattr(inputs, "renal_replacement_mode", None)
+    if mode == "crrt":
+        return "On CRRT"
+    if mode == "eskd":
+        return "End-stage kidney disease (renal replacement)"
+    name = {"haemodialysis": "haemodialysis", "peritoneal": "peritoneal dialysis"}.get(mode, "dialysis")
+    return f"On {name} (last session {moment})" if moment else f"On {name}"

@@ -45,6 +45,9 @@ CARD_KINDS = {
     "product_switch": "Draft anticoagulant should be a different product",
     "escalation_warning": "Above-prophylactic dose drafted without an indication for it",
     "anti_xa": "Anti-Xa monitoring indicated",
+    # v3 order check (clinical-rules §19.2, §19.3)
+    "dose_above_maximum": "Draft anticoagulant dose above the labelled maximum",
+    "order_caution": "Draft anticoagulant: a caution to check before signing",
     # v3 (clinical-rules §19.4)
     "ecmo": "On ECMO: anticoagulation by the ECMO protocol",
 }
@@ -91,6 +94,9 @@ KIND_OVERRIDE_REASONS = {
     "escalation_warning": ("therapeutic-indication", "specialist-advice", "data-inaccurate",
                            "clinical-judgement"),
     "anti_xa": ("already-addressed", "specialist-advice", "clinical-judgement"),
+    "dose_above_maximum": ("therapeutic-indication", "specialist-advice", "data-inaccurate", "clinical-judgement"),
+    "order_caution": ("already-addressed", "specialist-advice", "therapeutic-indication", "data-inaccurate",
+                      "clinical-judgement"),
     "ecmo": ("already-addressed", "specialist-advice", "clinical-judgement"),
 }
 
@@ -155,6 +161,27 @@ SOURCES = {
     "dose_classes_2023": ("Trial-pooled heparin dose classes (Clin Transl Sci 2023)",
                           "https://pmc.ncbi.nlm.nih.gov/articles/PMC10499427/",
                           "Clin Transl Sci 2023, PMC10499427, Table 1", False),
+    # v3 order check (v3-orders; clinical-rules §19.1-§19.3, §19.6, §19.7, §19.11)
+    "witt_2018": ("ASH 2018 guideline: optimal management of anticoagulation therapy (Blood Adv)",
+                  "https://doi.org/10.1182/bloodadvances.2018024893", "Witt DM et al. Blood Adv 2018;2:3257-3291",
+                  False),
+    "bates_2018": ("ASH 2018 guideline: VTE in the context of pregnancy (Blood Adv)",
+                   "https://doi.org/10.1182/bloodadvances.2018024802", "Bates SM et al. Blood Adv 2018;2:3317-3359",
+                   False),
+    "doac_labels": ("Apixaban, rivaroxaban, dabigatran, edoxaban prescribing information (DailyMed)",
+                    "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=apixaban",
+                    "DOAC prescribing information (maximum doses, renal limits, interactions)", False),
+    "warfarin_label": ("Warfarin prescribing information (DailyMed)",
+                       "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=warfarin",
+                       "Warfarin prescribing information (pregnancy, HIT)", False),
+    "argatroban_label": ("Argatroban prescribing information (DailyMed)",
+                         "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=argatroban",
+                         "Argatroban prescribing information (hepatic impairment)", False),
+    "lmwh_labels": ("Dalteparin and tinzaparin prescribing information (DailyMed)",
+                    "https://dailymed.nlm.nih.gov/dailymed/search.cfm?labeltype=all&query=dalteparin",
+                    "Dalteparin / tinzaparin prescribing information (maximum doses, renal impairment)", False),
+    "wang_2014": ("Wang 2014: enoxaparin and UFH prophylaxis in obesity (Thromb Haemost)",
+                  "https://doi.org/10.1160/TH13-07-0540", "Wang TF et al. Thromb Haemost 2014;111:88-93", False),
 }
 
 # v3-exposure citations (clinical-rules §19.4, §19.13). NIH is cited as "final (archived)".

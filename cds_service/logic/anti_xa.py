@@ -20,6 +20,12 @@ Rubric
 - Sampling: peak antixa.peak_hours_post_dose h after an SC dose, no earlier than after dose
   number antixa.steady_state_after_dose; with CrCl < 30 also a trough just before the next
   dose, target < antixa.trough_max. LMWH-calibrated assay.
+v3 (§19.7): therapeutic LMWH gets no routine anti-Xa [Witt 2018, ASH anticoagulation
+management]; `current_intermediate_dose` / `current_therapeutic_dose` are no longer reasons;
+`escalated_dose` only for the BMI >= 40 tiers (the 60 mg BMI 30-<40 tier is removed);
+`renal_replacement` while an LMWH continues. The prophylactic reasons are expert opinion and
+institutional practice, not a guideline recommendation. The target follows the intent: the order
+check passes the §19.0 intensity as the class.
 Sources: Piagnerelli 2020 letter (peak for escalated doses, trough in renal failure); Quest
 Diagnostics FAQ; UW Medicine anticoagulation services.
 """
@@ -33,8 +39,8 @@ from . import numeric as nm
 from .policy import Policy
 from .safety import CLASS_RANK, LMWH, OrderClass
 
-REASONS = ("bmi_ge_40", "weight_gt_120kg", "weight_lt_50kg", "crcl_lt_30", "pregnancy",
-           "escalated_dose", "current_intermediate_dose", "current_therapeutic_dose")
+REASONS = ("bmi_ge_40", "weight_gt_120kg", "weight_lt_50kg", "crcl_lt_30", "renal_replacement",
+           "pregnancy", "escalated_dose", "current_intermediate_dose", "current_therapeutic_dose")
 
 
 @dataclass(frozen=True)
@@ -81,10 +87,11 @@ def _target(lmwh: list[tuple[MedicationOrder, OrderClass | None]], recommends_lm
 def assess_anti_xa(*, recommended_drug: str | None, recommended_basis: str | None,
                    lmwh_orders: Iterable[tuple[MedicationOrder, OrderClass | None]],
                    bmi: float | None, weight_kg: float | None, crcl_lt_30: bool | None,
-                   pregnant: bool, policy: Policy) -> AntiXa:
+                   pregnant: bool, policy: Policy, renal_replacement: bool | None = None) -> AntiXa:
     """`lmwh_orders`: (order, class) pairs; non-LMWH orders are ignored."""
     p = policy
-    lmwh = [(o, c) for o, c in lmwh_orders if o.ingredient in LMWH]
+    # §19.7: therapeutic LMWH, no routine anti-Xa (in obesity and renal impairment too)
+    lmwh = [(o, c) for o, c in lmwh_orders if o.ingredient in LMWH and c != "therapeutic"]
     recommends_lmwh = recommended_drug == "enoxaparin"
     if not (recommends_lmwh or lmwh):
         return AntiXa(False)
@@ -97,9 +104,10 @@ def assess_anti_xa(*, recommended_drug: str | None, recommended_basis: str | Non
         and nm.cmp_lt(weight_kg, p["antixa.trigger_weight_low_kg"], p),
         "crcl_lt_30": crcl_lt_30 is True,
         "pregnancy": pregnant and p["antixa.pregnancy_trigger"],   # v2: off by default
-        "escalated_dose": recommends_lmwh and recommended_basis in ("bmi_ge_30", "bmi_ge_40"),
-        "current_intermediate_dose": "intermediate" in classes,
-        "current_therapeutic_dose": "therapeutic" in classes,
+        "renal_replacement": renal_replacement is True and bool(lmwh),
+        "escalated_dose": recommends_lmwh and recommended_basis in ("bmi_ge_40", "bmi_ge_50"),
+        "current_intermediate_dose": False,    # §19.7: no longer a reason
+        "current_therapeutic_dose": False,
     }
     reasons = tuple(r for r in REASONS if hits[r])
     if not reasons:

@@ -38,7 +38,7 @@ from .recommendation import Recommendation, recommend
 from .regimen import Regimen, recommend_regimen
 from .scope import Scope, assess_scope
 from .renal import Renal
-from .safety import (CAUTIONS, Safety, assess_safety, hit_platelets_known, hit_status, hit_suspected,
+from .safety import (CAUTIONS, Safety, assess_safety, four_ts_clears, hit_platelets_known, hit_status, hit_suspected,
                      is_heparin, present)
 from .sic import Sic
 from .sofa import Sofa
@@ -226,6 +226,8 @@ def assess(inputs: PatientInputs, policy: Policy, *, hook: str = "patient-view",
         last_heparin_given=max((a.time for a in inputs.administrations
                                 if a.time is not None and is_heparin(a.ingredient, a.drug_class)),
                                default=None))
+    if suspected and four_ts_clears(inputs.four_ts, inputs.platelet_trend, inputs.now, p):
+        suspected = False      # v3 §19.6: a 4Ts <= 3 after the fall clears hit_suspected for 72 h
     safety = assess_safety(
         active_bleeding=present(inputs.active_bleeding),
         recent_bleeding=present(inputs.recent_bleeding),

@@ -268,5 +268,14 @@ class PatientInputs:
     # `possible_other_indication` is judged in logic/safety.py).
     possible_other_indication: Flag | None = None
 
+    # v3 (clinical rules §19.3, §19.6; data requirements §8a), read by v3-orders:
+    # active strong CYP3A4/P-gp inhibitors (orders or statements), by ingredient name;
+    interacting_drugs: tuple[str, ...] = ()
+    # the modality of the renal replacement evidence (§19.3 card text): "haemodialysis", "crrt",
+    # "peritoneal", "dialysis" or "eskd"; None without renal replacement.
+    renal_replacement_mode: str | None = None
+    # the latest 4Ts score (site code via codes.extra_file) in the platelet-trend window.
+    four_ts: Measurement | None = None
+
     # Why inputs were dropped (unknown unit, absurd value, ...): input name -> reason.
     rejected: dict[str, str] = field(default_factory=dict)

@@ -18,6 +18,8 @@ NUM, INT, BOOL, STR, NUM_OR_NULL, INT_OR_NULL, STR_OR_NULL = (
     "number", "integer", "boolean", "string", "number|null", "integer|null", "string|null")
 RANGE_OR_NULL, STR_LIST = "[low, high]|null", "list[string]"
 NUM_LIST, DOSE_PAIRS = "list[number]", "list[[mg, doses/day]]"
+# v3 (§19.16): structured values
+EQUIVALENTS, BANDS, DOAC_MAX = "list[equivalent]", "list[weight band]", "{drug: {per_dose, per_day}}"
 
 # v1 key names still accepted in a policy file, and the key each one now sets (§16).
 ALIASES = {"scope.require_covid_condition": "scope.require_covid"}
@@ -120,7 +122,10 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "safety.bridge_inr_below": (2.0, NUM, None),
     "safety.severe_liver_bilirubin_mg_dl": (2.0, NUM, None),
     "orders.low_weight_accepted_mg": ([30, 40], NUM_LIST, None),
-    "orders.bmi_tier2_equivalents": ([[80, 1], [40, 2]], DOSE_PAIRS, None),
+    # §19.11 / §19.16 (v3): dicts; the v2 [mg, doses/day] pairs are still accepted (enoxaparin).
+    "orders.bmi_tier2_equivalents": ([{"mg": 80, "per_day": 1}, {"mg": 40, "per_day": 2},
+                                      {"drug": "heparin", "units": 7500, "per_day": 3, "min_weight_kg": 100},
+                                      {"mg": 60, "per_day": 2, "min_bmi": 50}], EQUIVALENTS, None),
     "orders.q12h_therapeutic_mg_kg": (0.7, NUM, None),
     "orders.q12h_intermediate_mg_kg": (0.4, NUM, None),
     "orders.daily_therapeutic_above_mg_kg": (1.4, NUM, None),
@@ -177,6 +182,31 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "cards.info_repeat_hours": (24, NUM, None),
     "cards.override_snooze_hours": ({"info": 72, "warning": 24, "critical": 4}, INDICATOR_HOURS, None),
     # -- end card lifecycle --
+    # -- v3 order check (clinical-rules §19.16; v3-orders) --
+    "orders.safety_checks_ignore_covid_scope": (True, BOOL, None),
+    "renal.rrt_equivalent_crcl": (10.0, NUM, None),
+    "orders.enoxaparin_max_mg_kg_q12h": (1.0, NUM, None),
+    "orders.enoxaparin_max_mg_kg_daily": (1.5, NUM, None),
+    "orders.doac_max": ({"apixaban": {"per_dose": 10, "per_day": 20},
+                         "rivaroxaban": {"per_dose": 20, "per_day": 30},
+                         "dabigatran": {"per_dose": 220, "per_day": 300},
+                         "edoxaban": {"per_dose": 60, "per_day": 60}}, DOAC_MAX, None),
+    "hit.fondaparinux_treatment_bands": ([{"below_kg": 50, "mg": 5}, {"max_kg_inclusive": 100, "mg": 7.5},
+                                          {"above_kg": 100, "mg": 10}], BANDS, None),
+    "hit.four_ts_clear_hours": (72, NUM, None),
+    "safety.argatroban_bilirubin_caution_mg_dl": (1.5, NUM, None),
+    "dosing.accept_0_5_mg_kg_bid": (False, BOOL, None),
+    "dosing.bmi_tier3_enabled": (False, BOOL, None),
+    "dosing.bmi_tier3": (50.0, NUM, None),
+    "dosing.bmi_tier3_mg": (60, NUM, None),
+    "dosing.bmi_tier3_doses_per_day": (2, INT, None),
+    # Added keys: numbers §19.2 and §19.11 state without a key.
+    "dosing.accept_0_5_mg_kg_bid_cap_mg": (60, NUM, None),
+    "orders.dalteparin_max_iu_kg_daily": (200, NUM, None),
+    "orders.dalteparin_max_iu_day": (18000, NUM, None),
+    "orders.tinzaparin_max_iu_kg_daily": (175, NUM, None),
+    "orders.enoxaparin_max_doses_per_day": (2, NUM, None),
+    # -- end v3 order check --
     # -- v3 exposure and governance (clinical-rules §19.4, §19.14, §19.16) --
     "orders.flush_max_units_per_hour": (50, NUM, None),
     "cards.disabled_kinds": ([], STR_LIST, None),
@@ -201,6 +231,30 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _equivalent_ok(x: Any) -> bool:
+    """An obesity equivalent (§19.16): {"mg"|"units", "per_day", optional "drug", "min_bmi",
+    "min_weight_kg"}; a v2 [mg, doses/day] pair means enoxaparin."""
+    if isinstance(x, list):
+        return len(x) == 2 and all(map(_is_num, x)) and x[0] > 0 and x[1] > 0
+    if not isinstance(x, Mapping) or not set(x) <= {"drug", "mg", "units", "per_day", "min_bmi",
+                                                    "min_weight_kg"}:
+        return False
+    amount = [x[k] for k in ("mg", "units") if k in x]
+    return (len(amount) == 1 and _is_num(amount[0]) and amount[0] > 0 and _is_num(x.get("per_day"))
+            and x["per_day"] > 0 and isinstance(x.get("drug", "enoxaparin"), str)
+            and all(_is_num(x[k]) for k in ("min_bmi", "min_weight_kg") if k in x))
+
+
+def bmi_tier2_equivalents(policy: "Policy") -> list[dict]:
+    """`orders.bmi_tier2_equivalents` as dicts (a v2 pair is enoxaparin mg per dose, doses/day)."""
+    out = []
+    for x in policy["orders.bmi_tier2_equivalents"]:
+        if isinstance(x, list):
+            x = {"mg": x[0], "per_day": x[1]}
+        out.append({"drug": "enoxaparin", **x})
+    return out
+
+
 def _check(key: str, value: Any) -> Any:
     _, kind, allowed = DEFAULTS[key]
     nullable = kind.endswith("|null")
@@ -221,6 +275,15 @@ def _check(key: str, value: Any) -> Any:
         "list[[mg, doses/day]]": isinstance(value, list) and all(
             isinstance(x, list) and len(x) == 2 and all(map(_is_num, x)) and x[0] > 0 and x[1] > 0
             for x in value),
+        EQUIVALENTS: isinstance(value, list) and all(_equivalent_ok(x) for x in value),
+        BANDS: isinstance(value, list) and bool(value) and all(
+            isinstance(x, Mapping) and _is_num(x.get("mg")) and x["mg"] > 0
+            and sum(k in x for k in ("below_kg", "max_kg_inclusive", "above_kg")) == 1
+            and all(_is_num(x[k]) for k in ("below_kg", "max_kg_inclusive", "above_kg") if k in x)
+            for x in value),
+        DOAC_MAX: isinstance(value, Mapping) and all(
+            isinstance(v, Mapping) and set(v) == {"per_dose", "per_day"} and all(map(_is_num, v.values()))
+            and min(v.values()) > 0 for v in value.values()),
         INDICATOR_HOURS: isinstance(value, Mapping) and set(value) == {"info", "warning", "critical"}
         and all(_is_num(v) and v >= 0 for v in value.values()),
     }[base]
@@ -403,6 +466,21 @@ SOURCES: dict[str, str] = {
     "governance.owner": "§19.14, §19.16 v3 governance: clinical owner (shown on /docs/rules and in the overdue-review warning)",
     "governance.review_by": "§19.14, §19.16 v3 governance: next review date, YYYY-MM-DD (start-up log and /docs/rules warn when past)",
     "critical.": "§9 ATTACC/ACTIV-4a/REMAP-CAP, N Engl J Med 2021;385:777 (organ support)",
+    # v3 (§19.16)
+    "orders.safety_checks_ignore_covid_scope": "§19.0 v3: the order-check safety layer runs for every adult inpatient (an overdose or HIT re-exposure is not a COVID-19 question)",
+    "renal.rrt_equivalent_crcl": "§19.0 v3: renal replacement counts as CrCl < 15 (a post-dialysis creatinine overstates clearance)",
+    "orders.enoxaparin_max_": "§19.2 v3 enoxaparin label: treatment 1 mg/kg q12h or 1.5 mg/kg q24h (ceilings)",
+    "orders.enoxaparin_max_doses_per_day": "§19.2 v3 enoxaparin label: more than 2 doses a day is above any labelled regimen (added key)",
+    "orders.doac_max": "§19.2 v3 apixaban, rivaroxaban, dabigatran, edoxaban labels (maximum per dose and per day; verify before go-live)",
+    "orders.dalteparin_max_": "§19.2 v3 dalteparin label: 200 IU/kg once daily, 18,000 IU a day (unverified; added key)",
+    "orders.tinzaparin_max_": "§19.2 v3 tinzaparin label: 175 IU/kg once daily (unverified; added key)",
+    "hit.fondaparinux_treatment_bands": "§19.2 v3 fondaparinux (Arixtra) label: treatment 5 / 7.5 / 10 mg by weight (< 50, 50-100, > 100 kg)",
+    "hit.four_ts_clear_hours": "§19.6 v3 Cuker 2018 ASH HIT: a low 4Ts score (<= 3) makes HIT unlikely; heparin may continue",
+    "safety.argatroban_bilirubin_caution_mg_dl": "§19.1 v3 argatroban label and ASH 2018 HIT: reduced start dose in hepatic impairment",
+    "orders.bmi_tier2_equivalents": "§19.11 v3 Wang 2014 (Thromb Haemost 2014;111:88-93): 40 mg twice daily or UFH 7,500 U q8h above 100 kg; 60 mg twice daily at BMI >= 50 local policy (unverified)",
+    "dosing.accept_0_5_mg_kg_bid": "§19.11 v3 site option: accept 0.5 mg/kg twice daily in obesity (capped at 60 mg per dose)",
+    "dosing.accept_0_5_mg_kg_bid_cap_mg": "§19.11 v3: 0.5 mg/kg twice daily is capped at 60 mg per dose (added key)",
+    "dosing.bmi_tier3": "§19.11 v3 optional row 6a (site decision): enoxaparin 60 mg twice daily at BMI >= 50 (local policy, unverified)",
     "escalation.": "§13 ATTACC/ACTIV-4a/REMAP-CAP non-critically ill, N Engl J Med 2021;385:790; NIH 2022",
     "vocabulary.system_base": "issue 23: base our code systems are minted under (null: CDS_PUBLIC_BASE_URL); served at BASE/fhir/CodeSystem/NAME",
     "governance.developer": "issue 23: ONC HTI-1 45 CFR 170.315(b)(11)(iv)(A)(2) developer of the intervention (site fills in)",

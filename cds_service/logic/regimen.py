@@ -15,6 +15,8 @@ Rubric: evaluate top to bottom, the first matching row wins (6-dp compares).
 | 4 | crcl_lt_30 | enoxaparin renal.enoxaparin_mg, or with renal.preferred_agent = "heparin"
       heparin renal.ufh_units U | 1, or renal.ufh_doses_per_day | crcl_lt_30 |
 | 5 | BMI null | enoxaparin dosing.pending_weight_mg | dosing.doses_per_day | pending_weight |
+| 6a | (v3, site option dosing.bmi_tier3_enabled) BMI >= dosing.bmi_tier3 | enoxaparin
+      dosing.bmi_tier3_mg | dosing.bmi_tier3_doses_per_day | bmi_ge_50 |
 | 6 | BMI >= dosing.bmi_tier2 | enoxaparin dosing.bmi_tier2_mg | " | bmi_ge_40 |
 | 7 | BMI >= dosing.bmi_tier1 | enoxaparin dosing.bmi_tier1_mg | " | bmi_ge_30 |
 | 8 | otherwise | enoxaparin dosing.standard_mg | " | standard |
@@ -53,7 +55,7 @@ NOTE_ORDER = ("mechanical_prophylaxis", "hit_non_heparin_agent", "hit_needs_plat
               "renal_trough_anti_xa", "weight_lt_50kg", "weight_gt_120kg")
 # US enoxaparin prefilled syringe strengths, mg (clinical-rules.md §11, enoxaparin label).
 SYRINGE_STRENGTHS_MG = (30, 40, 60, 80, 100, 120, 150)
-BMI_BASES = ("standard", "bmi_ge_30", "bmi_ge_40", "pending_weight")
+BMI_BASES = ("standard", "bmi_ge_30", "bmi_ge_40", "bmi_ge_50", "pending_weight")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ def _row(contraindications: tuple[str, ...], already_therapeutic: bool,
                                                         int | None, str]:
     if "hit_acute" in contraindications:                                   # row 0 (v2)
         return None, None, None, None, "hit_acute"
+    if "hit_suspected" in contraindications:                               # row 0b (v3 §19.6)
+        # if 4Ts >= 4: therapeutic non-heparin agent; never a fondaparinux prophylaxis create
+        return None, None, None, None, "hit_suspected"
     if contraindications and all(c in HEPARIN_SPECIFIC for c in contraindications):  # row 1
         basis = "hit_history" if any(c in HIT_BASIS_CODES for c in contraindications) \
             else "heparin_allergy"
@@ -119,7 +124,9 @@ def _row(contraindications: tuple[str, ...], already_therapeutic: bool,
     tier = None
     if bmi is not None:
         value = nm.display(bmi, 1) if p["dosing.round_bmi_before_compare"] else bmi
-        if nm.cmp_ge(value, p["dosing.bmi_tier2"], p):
+        if p["dosing.bmi_tier3_enabled"] and nm.cmp_ge(value, p["dosing.bmi_tier3"], p):   # row 6a (v3)
+            tier = ("enoxaparin", p["dosing.bmi_tier3_mg"], None, p["dosing.bmi_tier3_doses_per_day"], "bmi_ge_50")
+        elif nm.cmp_ge(value, p["dosing.bmi_tier2"], p):
             tier = ("enoxaparin", p["dosing.bmi_tier2_mg"], None, per_day, "bmi_ge_40")
         elif nm.cmp_ge(value, p["dosing.bmi_tier1"], p):
             tier = ("enoxaparin", p["dosing.bmi_tier1_mg"], None, per_day, "bmi_ge_30")

@@ -170,6 +170,19 @@ def hit_suspected(*, heparin_started: datetime | None, platelet_trend: Iterable[
     return fall or to_low
 
 
+def four_ts_clears(four_ts: Measurement | None, platelet_trend: Iterable[Measurement], now: datetime,
+                   policy: Policy) -> bool:
+    """§19.6 (v3): a recorded 4Ts score <= 3, dated after the latest platelet count (the fall) and
+    within hit.four_ts_clear_hours of now, clears hit_suspected [Cuker 2018: low 4Ts, heparin
+    continues]."""
+    if four_ts is None or four_ts.time is None or four_ts.value > 3:
+        return False
+    if now - four_ts.time > timedelta(hours=policy["hit.four_ts_clear_hours"]):
+        return False
+    counts = [m.time for m in platelet_trend if m.time is not None]
+    return not counts or four_ts.time >= max(counts)
+
+
 def contraindications(*, active_bleeding: bool, platelets: Measurement | None,
                       fibrinogen_g_l: Measurement | None, hit_history: bool,
                       heparin_allergy: bool, policy: Policy, hit: str | None = None,
@@ -280,9 +293,19 @@ def classify_order(order: MedicationOrder, weight_kg: float | None, crcl_lt_30: 
     p, name = policy, order.ingredient
     if weight_kg is not None and weight_kg <= 0:  # absurd; fhir/ should have rejected it
         weight_kg = None
+    # v3 §19.0: the intensity list decides first; §10.3's mg/kg classes only where it does not
+    # (40 mg once daily under 57 kg is prophylactic, not "intermediate"/"therapeutic")
+    mg, n = order.dose_mg, order.doses_per_day
+    if name == "dabigatran" and mg is not None and n is not None and nm.cmp_le(n, 1, p) \
+            and any(round(mg, 6) == v for v in (110.0, 220.0)):
+        return "prophylactic"
+    if name == "edoxaban" and mg is not None and n is not None and nm.cmp_le(n, 1, p) and nm.cmp_le(mg, 30, p):
+        return "prophylactic"
     if name in ALWAYS_THERAPEUTIC or order.drug_class in ("vka", "dti"):
         return "therapeutic"
     if name == "enoxaparin":
+        if mg is not None and n is not None and nm.cmp_le(n, 1, p) and nm.cmp_le(mg * n, p["dosing.standard_mg"], p):
+            return "prophylactic"
         return _enoxaparin(order, weight_kg, crcl_lt_30, p)
     if name in ("dalteparin", "tinzaparin"):
         return _iu_lmwh(order, weight_kg, p)
@@ -357,6 +380,30 @@ def anticoagulant_exposure(classed: Iterable[tuple[MedicationOrder, OrderClass |
     out = [Exposure(o.ingredient, o.drug_class, "order", c, o.source) for o, c in classed]
     out += [Exposure(s.ingredient, s.drug_class, "statement", None, s.source)
             for s in statements if s.status == "active" and is_anticoagulant(s)]
+    return tuple(out)
+
+
+def _daily_dose(order: MedicationOrder) -> float | None:
+    dose = order.dose_mg if order.dose_mg is not None else order.dose_units
+    return None if dose is None or order.doses_per_day is None else dose * order.doses_per_day
+
+
+def without_continuations(exposure: Iterable[Exposure], classed: Iterable[tuple[MedicationOrder, OrderClass | None]],
+                          statements: Iterable[MedicationOrder]) -> tuple[Exposure, ...]:
+    """§19.9 (v3): a home statement continued by an inpatient order of the same ingredient at the
+    same or a lower daily dose is a continuation, not a duplicate (the statement drops out)."""
+    orders = [o for o, _ in classed]
+    by_source = {s.source: s for s in statements}
+    out = []
+    for e in exposure:
+        if e.kind == "statement":
+            home = by_source.get(e.source)
+            home_day = _daily_dose(home) if home is not None else None
+            if home_day is not None and any(
+                    o.ingredient == e.ingredient and _daily_dose(o) is not None and _daily_dose(o) <= home_day + 1e-9
+                    for o in orders):
+                continue
+        out.append(e)
     return tuple(out)
 
 
@@ -456,7 +503,7 @@ def assess_safety(*, active_bleeding: bool, recent_bleeding: bool, bleeding_diso
         possible_other_indication=possible_other_indication or home_anticoagulant,
         non_heparin_running=running_non_heparin_therapeutic(orders, policy),
         anticoagulants_active=exposure,
-        duplicate=duplicate_urgency(exposure, inr, policy),
+        duplicate=duplicate_urgency(without_continuations(exposure, classed, statements), inr, policy),
         current_order_class=highest_class(c for _, c in classed),
         orders=classed,
         undetermined=tuple(code for code, m, key in (

@@ -124,13 +124,15 @@ FREQ = {1: "once daily", 2: "every 12 hours", 3: "every 8 hours", 4: "every 6 ho
 BASIS = {"standard": "standard dose (BMI below {dosing.bmi_tier1})",
          "bmi_ge_30": "BMI-adjusted dose (BMI {dosing.bmi_tier1} or more)",
          "bmi_ge_40": "BMI-adjusted dose (BMI {dosing.bmi_tier2} or more)",
+         "bmi_ge_50": "BMI-adjusted dose (BMI {dosing.bmi_tier3} or more, site option)",
          "crcl_lt_30": "renal dose (CrCl below {renal.crcl_cutoff} mL/min)",
          "pending_weight": "dose pending a recorded weight", "hit_history": "HIT history: fondaparinux"}
 CARD_KINDS = {"prophylaxis_suggestion": "prophylaxis suggestion", "standard_prophylaxis": "standard prophylaxis",
               "contraindicated": "contraindication", "not_determinable": "not determinable",
               "dose_correction": "dose correction", "product_switch": "product switch",
               "escalation_warning": "escalation warning", "anti_xa": "anti-Xa monitoring",
-              "duplicate_anticoagulant": "duplicate anticoagulant"}
+              "duplicate_anticoagulant": "duplicate anticoagulant", "dose_above_maximum": "dose above maximum",
+              "order_caution": "order caution"}
 
 
 def fill(template: str, policy) -> str:

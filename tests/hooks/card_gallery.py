@@ -87,13 +87,40 @@ GALLERY = [
     ("dose_correction", "bmi-42", "as the example", []),
     ("product_switch", "hit-switch", "as the example", []),
     ("escalation_warning", "escalation-icu", "as the example", []),
-    ("anti_xa", "bmi-42", "draft 80 mg daily (the right dose at BMI 42.2)",
-     [lambda b: _set_draft_dose(b, 80)]),
+    # v3 (§19.2, §19.3): ceilings; a caution without a one-click change
+    ("dose_above_maximum", "q12h-renal", "as the example", []),
+    ("order_caution", "dose-ok", "draft apixaban 5 mg twice daily, nirmatrelvir/ritonavir active",
+     [lambda b: _set_draft_drug(b, "1364430", "apixaban 5 mg tablet", 5, 2),
+      lambda b: _add_active(b, "gallery-paxlovid", "J05AE30", "http://www.whocc.no/atc", "nirmatrelvir/ritonavir")]),
     ("not_determinable", "dose-ok", "draft 60 mg daily, no weight or height recorded, site policy "
      "cards.not_determinable = info_card",
      [_drop_body_size, lambda b: _set_draft_dose(b, 60, "854238", "enoxaparin 60 mg/0.6 mL prefilled syringe")]),
     ("ecmo", "standard-prophylaxis", "ECMO in progress, no anticoagulant seen (v3 §19.4)", [_ecmo]),
 ]
+
+
+# Kinds kept in the vocabulary for stored audit and feedback rows but no longer issued:
+# "anti_xa" (§19.7: in order hooks the anti-Xa advice is a line inside another card).
+RETIRED = {"anti_xa"}
+
+
+def _set_draft_drug(body, rxnorm, text, mg, per_day):
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["medicationCodeableConcept"] = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                      "code": rxnorm}], "text": text}
+    dosage = draft["dosageInstruction"][0]
+    dosage["doseAndRate"][0]["doseQuantity"]["value"] = mg
+    dosage.pop("route", None)
+    dosage["timing"] = {"repeat": {"frequency": 1, "period": 24 / per_day, "periodUnit": "h"}}
+
+
+def _add_active(body, rid, code, system, text):
+    pid = body["context"]["patientId"]
+    body["prefetch"]["medications"].setdefault("entry", []).append({"resource": {
+        "resourceType": "MedicationRequest", "id": rid, "status": "active", "intent": "order",
+        "subject": {"reference": f"Patient/{pid}"},
+        "medicationCodeableConcept": {"coding": [{"system": system, "code": code}], "text": text}},
+        "search": {"mode": "match"}})
 
 
 def _set_draft_dose(body, mg, rxnorm="854241", text="enoxaparin 80 mg/0.8 mL prefilled syringe"):

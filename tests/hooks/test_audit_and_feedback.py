@@ -37,7 +37,8 @@ def test_audit_row_holds_the_cards_and_assessment_but_no_token(app, client, app_
     assessment = json.loads(assessment)
     # The same assessment the card was built from: 60 mg (BMI tier), SIC 5, anti-Xa indicated.
     assert assessment["regimen"]["dose_mg"] == 60 and assessment["regimen"]["basis"] == "bmi_ge_30"
-    assert assessment["sic"]["total"] == 5 and assessment["anti_xa"]["indicated"] is True
+    # §19.7 changes anti-Xa: escalated_dose is removed for the BMI 30-<40 tier (60 mg daily)
+    assert assessment["sic"]["total"] == 5 and assessment["anti_xa"]["indicated"] is False
     assert db_rows(db, "SELECT uuid, call_id, kind, indicator, summary FROM card") == [
         (card["uuid"], call_id, "prophylaxis_suggestion", "warning", card["summary"])]
     assert sorted(r[0] for r in db_rows(db, "SELECT uuid FROM suggestion WHERE card_uuid = ?", card["uuid"])) \

@@ -108,7 +108,7 @@ V2_EXPECT = {
     "nothing-to-say": None,
     "bmi-42": ("warning", "dose_correction"),
     "crcl-22": ("warning", "dose_correction"),
-    "q12h-renal": ("warning", "dose_correction"),
+    "q12h-renal": ("critical", "dose_above_maximum"),   # §19.3 changes this (v2: warning dose_correction)
     "hit-switch": ("warning", "product_switch"),               # §18.4: hit_history + heparin: warning
     "escalation-icu": ("warning", "escalation_warning"),
     "dose-ok": None,

@@ -157,7 +157,8 @@ def test_signal_with_nothing_active_is_a_prophylaxis_suggestion(client):
     assert card["summary"] == "No prophylaxis ordered; BMI 30.4: consider enoxaparin 60 mg SC daily"
     assert [medication(r)[1:] for r in creates(card) if r["resourceType"] == "MedicationRequest"] == \
         [(60, "mg", (1, 1, "d"))]
-    assert "ServiceRequest" in [r["resourceType"] for r in creates(card)]    # anti-Xa: BMI tier dose
+    # §19.7 changes v2: no anti-Xa for the BMI 30-<40 tier (escalated_dose removed)
+    assert "ServiceRequest" not in [r["resourceType"] for r in creates(card)]
     assert NEURAXIAL_LINE in card["detail"]
 
 

@@ -43,9 +43,9 @@ def test_bmi_42_40mg_becomes_80mg_with_anti_xa(client):
     # The 40 mg syringe no longer fits: the product coding follows the new strength (SCD 80 mg).
     assert medication(updated) == ("854241", 80, "mg", (1, 1, "d"))
     assert updated["medicationCodeableConcept"]["text"] == "enoxaparin 80 mg/0.8 mL prefilled syringe"
-    lab = card["suggestions"][1]["actions"][0]["resource"]
-    assert lab["resourceType"] == "ServiceRequest" and lab["code"]["coding"][0]["code"] == "32684-3"
-    assert lab["code"]["coding"][0]["system"] == LOINC
+    # §19.7 changes v2's anti-Xa order: in order hooks the advice is one line of this card
+    assert len(card["suggestions"]) == 1
+    assert "Anti-Xa (expert opinion" in card["detail"] and "0.2-0.5 IU/mL" in card["detail"]
 
 
 def test_crcl_22_40mg_becomes_30mg(client):
@@ -57,8 +57,8 @@ def test_crcl_22_40mg_becomes_30mg(client):
     updated = _update(card)
     _assert_only_dose_changed(body, updated, medication_changed=True)
     assert medication(updated) == ("854228", 30, "mg", (1, 1, "d"))
-    # Renal impairment: anti-Xa with a trough as well.
-    assert "trough" in card["suggestions"][1]["actions"][0]["resource"]["note"][0]["text"]
+    # Renal impairment: anti-Xa with a trough as well (§19.7: a line, not an order).
+    assert len(card["suggestions"]) == 1 and "trough < 0.5" in card["detail"]
 
 
 def test_1mg_per_kg_q12h_at_crcl_below_30_becomes_q24h(client):
@@ -67,6 +67,8 @@ def test_1mg_per_kg_q12h_at_crcl_below_30_becomes_q24h(client):
     # IBW 50 + 0.9055 x 22.6 = 70.46; TBW 80 <= 84.6 -> IBW; (140 - 70) x 70.46 / (72 x 2.4) = 28.5.
     # 80 mg q12h = 1 mg/kg per dose (therapeutic, ward patient): same mg once daily (label).
     assert card["summary"] == "Enoxaparin 80 mg SC q12h at CrCl 28.5 mL/min: consider 80 mg SC daily"
+    # §19.3 changes the urgency: any twice-daily dose above 30 mg at CrCl 15-<30 is critical
+    assert (card["indicator"], kind(card)) == ("critical", "dose_above_maximum")
     updated = _update(card)
     draft = _assert_only_dose_changed(body, updated, medication_changed=False)
     assert updated["medicationCodeableConcept"] == draft["medicationCodeableConcept"]   # same syringe
@@ -105,7 +107,10 @@ def test_contraindicated_draft_is_critical_without_suggestions(client):
     assert card["indicator"] == "critical" and kind(card) == "contraindicated"
     assert card["summary"] == "Enoxaparin 40 mg SC daily contraindicated (active bleeding)"
     assert "mechanical prophylaxis" in card["detail"]
-    assert "suggestions" not in card and card["overrideReasons"]
+    # §19.1 changes v2: with no HIT, no other indication and no ECMO the stop deletes the draft
+    (s,) = card["suggestions"]
+    assert [(a["type"], a["resourceId"]) for a in s["actions"]] == [("delete", "MedicationRequest/draft-enox-obese")]
+    assert card["overrideReasons"]
 
 
 def test_therapeutic_draft_in_critically_ill_warns_with_evidence(client):
@@ -113,12 +118,23 @@ def test_therapeutic_draft_in_critically_ill_warns_with_evidence(client):
     card = only_card(payload)
     # 80 mg q12h at 82 kg = 0.98 mg/kg per dose (>= 0.7: therapeutic); IMV -> critically ill.
     assert kind(card) == "escalation_warning" and card["indicator"] == "warning"
-    assert card["summary"] == "Therapeutic-dose enoxaparin while critically ill: prophylactic dose only"
-    assert "critically ill (IMV)" in card["detail"] and "INSPIRATION" in card["detail"]
-    # BMI 82 / 1.78^2 = 25.9 -> the prophylactic regimen is 40 mg once daily.
+    assert card["summary"] == "Therapeutic-dose enoxaparin while critically ill: prophylactic dose unless VTE"
+    assert "critically ill (IMV)" in card["detail"] and "ASH 2021/2022" in card["detail"]
+    # §19.2 changes v2: no one-click update of a therapeutic draft (an uncoded PE must never be
+    # under-treated by one click)
+    assert "suggestions" not in card
+
+
+def test_intermediate_heparin_draft_in_critically_ill_is_updated_to_the_regimen(client):
+    # §19.2: the one exception: 40 mg twice daily at 82 kg (0.49 mg/kg, intermediate), IMV
+    def bid40(body):
+        _draft(body)["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 40
+    body, payload = run(client, "escalation-icu", mutate=bid40)
+    card = only_card(payload)
+    assert kind(card) == "escalation_warning" and card["indicator"] == "warning"
     updated = _update(card)
     _assert_only_dose_changed(body, updated, medication_changed=True)
-    assert medication(updated) == ("854235", 40, "mg", (1, 1, "d"))
+    assert medication(updated)[1:] == (40, "mg", (1, 1, "d"))
 
 
 def test_right_dose_no_medication_and_unselected_drafts_give_no_cards(client):
@@ -174,12 +190,9 @@ def test_right_dose_with_anti_xa_indicated_gives_an_info_card_with_the_lab_order
         _draft(body)["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 80
 
     _, payload = run(client, "bmi-42", mutate=already_80)
-    card = only_card(payload)
-    # 80 mg once daily is the BMI >= 40 dose; anti-Xa is indicated at BMI 42.2.
-    assert card["indicator"] == "info" and kind(card) == "anti_xa"
-    assert card["summary"].startswith("Enoxaparin 80 mg SC daily: anti-Xa monitoring indicated (BMI ≥ 40")
-    (suggestion,) = card["suggestions"]
-    assert [a["resource"]["resourceType"] for a in suggestion["actions"]] == ["ServiceRequest"]
+    # 80 mg once daily is the BMI >= 40 dose; §19.7 changes v2's anti-Xa card: in order hooks the
+    # advice is a line inside another card, never a card of its own, so the right dose is silent
+    assert payload["cards"] == []
 
 
 def test_draft_on_top_of_an_active_therapeutic_order_warns_of_duplication(client):
@@ -227,9 +240,18 @@ def test_iv_heparin_changed_to_prophylaxis_gets_the_subcutaneous_route(tmp_path)
     _, payload = run(client, "escalation-icu", mutate=mutate)
     card = only_card(payload)
     assert kind(card) == "escalation_warning"
-    dose = _update(card)["dosageInstruction"][0]
-    assert dose["route"]["coding"][0] == {"system": SNOMED, "code": "34206005"}   # subcutaneous
-    assert medication(_update(card))[1:] == (5000, "[iU]", (1, 12, "h"))
+    # §19.2 changes v2: a UFH infusion is therapeutic intensity: no one-click update at all
+    assert "suggestions" not in card
+    # the route rule itself (an IV draft updated to SC prophylaxis drops the IV route)
+    from cds_service.fhir.codes import load_codes
+    from cds_service.hooks.order_check import updated_draft
+    from cds_service.logic.order_check import Proposed
+    from cds_service.fhir.orders import normalise_order
+    body = run(client, "escalation-icu", mutate=mutate)[0]
+    resource = body["context"]["draftOrders"]["entry"][0]["resource"]
+    codes = load_codes(None)
+    new = updated_draft(codes, resource, normalise_order(resource, codes, {}), Proposed("heparin", None, 5000, 2))
+    assert new["dosageInstruction"][0]["route"]["coding"][0] == {"system": SNOMED, "code": "34206005"}
 
 
 

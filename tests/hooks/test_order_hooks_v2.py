@@ -57,8 +57,9 @@ def test_a_doac_draft_is_checked_for_duplicates_too(client):
     def edit(body):
         set_draft(body, rxnorm="1364430", dose=5, per_day=2, text="apixaban 5 mg tablet")
         add_order(body, "enox-active-3", "enoxaparin", dose=40)
-    card = only_card(post(client, draft_body("dose-ok", edit)))
-    assert kind(card) == "duplicate_anticoagulant"
+    # §19.1/§19.2: the DOAC draft is also checked (above prophylactic, no indication: its own card)
+    cards = post(client, draft_body("dose-ok", edit))["cards"]
+    (card,) = [c for c in cards if kind(c) == "duplicate_anticoagulant"]
     assert card["summary"].startswith("Apixaban 5 mg") and "enoxaparin 40 mg SC daily" in card["summary"]
 
 
@@ -66,7 +67,7 @@ def test_two_therapeutic_anticoagulants_drafted_and_active_are_critical(client):
     def edit(body):
         set_draft(body, dose=80, per_day=2)                  # 78 kg: 80 mg q12h is therapeutic
         add_order(body, "apix-ther-3", "apixaban", dose=5, per_day=2, route=None)
-    card = only_card(post(client, draft_body("dose-ok", edit)))
+    card = post(client, draft_body("dose-ok", edit))["cards"][0]   # §19.2 escalation card follows
     assert (card["indicator"], kind(card)) == ("critical", "duplicate_anticoagulant")
 
 
@@ -95,7 +96,10 @@ def test_hit_history_with_a_therapeutic_heparin_draft_still_switches_to_fondapar
     card = only_card(post(client, draft_body("hit-switch", lambda b: set_draft(b, dose=60, per_day=2))))
     assert (card["indicator"], kind(card)) == ("warning", "product_switch")
     assert [a["type"] for a in actions(card)] == ["create", "delete"]
-    assert "If a treatment dose is intended" in card["detail"]
+    # §19.6 changes v2 (2.5 mg + "if a treatment dose is intended"): 60 mg q12h at 64 kg is therapeutic
+    # intensity, so the create is treatment-dose fondaparinux (50-100 kg band: 7.5 mg)
+    assert medication(actions(card)[0]["resource"])[1:3] == (7.5, "mg")
+    assert "treatment-dose" in card["detail"]
 
 
 def test_hit_history_without_fondaparinux_deletes_the_draft_with_specialist_text(client):
@@ -217,7 +221,8 @@ def test_platelet_fall_on_heparin_and_a_heparin_draft_asks_for_4ts(client):
         set_lab(body, "platelets", 110)
         platelet_history(body, [(260, 6)])
     card, duplicate = post(client, draft_body("dose-ok", edit))["cards"]
-    assert (card["indicator"], kind(card)) == ("critical", "hit_suspected")
+    # §19.6 changes v2: a heparin draft in hit_suspected is a warning (critical once 4Ts >= 4)
+    assert (card["indicator"], kind(card)) == ("warning", "hit_suspected")
     assert "4Ts" in card["detail"]
     # the enoxaparin already active is also named: the draft would duplicate it (§10.4)
     assert kind(duplicate) == "duplicate_anticoagulant"

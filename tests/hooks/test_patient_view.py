@@ -26,7 +26,8 @@ def test_sic_positive_icu_patient_gets_bmi_dose_and_anti_xa(client):
     assert card["summary"] == "No prophylaxis ordered; BMI 30.4: consider enoxaparin 60 mg SC daily"
     assert card["indicator"] == "warning" and kind(card) == "prophylaxis_suggestion"
     assert card["selectionBehavior"] == "any"
-    drug, lab = card["suggestions"]
+    # §19.7 changes v2: no anti-Xa at the BMI 30-<40 tier (escalated_dose removed): one suggestion
+    (drug,) = card["suggestions"]
     (create,) = drug["actions"]
     mr = create["resource"]
     assert medication(mr) == ("854238", 60, "mg", (1, 1, "d"))
@@ -34,10 +35,6 @@ def test_sic_positive_icu_patient_gets_bmi_dose_and_anti_xa(client):
     assert mr["dosageInstruction"][0]["route"]["coding"][0] == {"system": SNOMED, "code": "34206005"}
     assert mr["subject"] == {"reference": "Patient/example-sic"}
     assert mr["encounter"] == {"reference": "Encounter/enc-sic"}
-    (order_lab,) = lab["actions"]
-    sr = order_lab["resource"]
-    assert sr["code"]["coding"][0] == {"system": LOINC, "code": "32684-3"}
-    assert "0.2–0.5 IU/mL" in sr["note"][0]["text"]
     detail = card["detail"]
     # §18.2 order: why (values as reported), dose, (check), evidence; nothing else
     assert detail.index("**Why:**") < detail.index("**Dose:**") < detail.index("**Evidence:**")

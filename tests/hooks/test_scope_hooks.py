@@ -38,11 +38,26 @@ def _no_covid(body):
 def test_out_of_scope_gives_no_cards_and_audits_the_reasons(tmp_path, name, mutate, reasons):
     db = str(tmp_path / "cds.sqlite3")
     client = create_app({"database": db}).test_client()
-    _, payload = run(client, name, mutate=mutate)
-    assert payload == {"cards": []}
+    body, payload = run(client, name, mutate=mutate)
+    if reasons == ["no_covid_evidence"] and body["hook"] != "patient-view":
+        # §19.0 changes this for the order hooks: the safety layer (§19.1-§19.6, §19.9: HIT, the
+        # renal table) runs for every adult inpatient, whatever the COVID-19 scope
+        assert payload["cards"]
+    else:
+        assert payload == {"cards": []}
     ((assessment,),) = db_rows(db, "SELECT assessment FROM hook_call")
     scope = json.loads(assessment)["scope"]
     assert scope == {"in_scope": False, "reasons": reasons}
+
+
+@pytest.mark.parametrize("name", ["hit-switch", "crcl-22"])
+def test_safety_layer_out_of_covid_scope_is_a_policy_choice(tmp_path, name):
+    """orders.safety_checks_ignore_covid_scope = false: out of COVID-19 scope, no order-hook card."""
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"orders.safety_checks_ignore_covid_scope": false}')
+    client = create_app({"database": str(tmp_path / "c.sqlite3"), "policy": str(policy)}).test_client()
+    _, payload = run(client, name, mutate=_no_covid)
+    assert payload == {"cards": []}
 
 
 @pytest.mark.parametrize("name", ["sic-positive", "hit-switch", "crcl-22"])

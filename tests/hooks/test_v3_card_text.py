@@ -97,7 +97,6 @@ def _draft_60_bid(weight_kg):
     return mutate
 
 
-@pytest.mark.xfail(strict=True, reason="needs v3-orders §19.11")
 def test_bmi_50_draft_of_60_mg_twice_daily_is_an_accepted_equivalent(client):
     """§19.11: at BMI >= 50, 60 mg twice daily is accepted: no correction, no escalation; §19.7: the
     anti-Xa advice is never a card of its own in the order hooks."""
@@ -105,7 +104,6 @@ def test_bmi_50_draft_of_60_mg_twice_daily_is_an_accepted_equivalent(client):
     assert payload["cards"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="needs v3-orders §19.11")
 def test_bmi_49_9_draft_of_60_mg_twice_daily_is_above_prophylactic(client):
     """§19.11: below BMI 50 60 mg twice daily is not an accepted equivalent; 0.44 mg/kg per dose is
     intermediate (§10.3) -> §19.2 escalation warning, no one-click update (not critically ill)."""

@@ -82,10 +82,9 @@ EXPECTED: dict[str, dict] = {
                            contraindications=("active_bleeding",), cautions=("hemoglobin_lt_8",),
                            numbers={"crcl": 84.4, "ddimer_x": 5.6}, card=("contraindicated", "warning")),
     "cov-on-therapeutic": _p(pathway="keep_therapeutic", regimen=(None, None, None, None, "already_therapeutic"),
-                             anti_xa=True, numbers={"crcl": 109.0, "ddimer_x": 5.0},
-                             extra={"safety.current_order_class": "therapeutic", "safety.already_therapeutic": True,
-                                    "anti_xa.reasons": ["current_therapeutic_dose"],
-                                    "anti_xa.target_low": 0.5, "anti_xa.target_high": 1.0},
+                             # §19.7: no routine anti-Xa for therapeutic LMWH (v2: current_therapeutic_dose)
+                             anti_xa=False, numbers={"crcl": 109.0, "ddimer_x": 5.0},
+                             extra={"safety.current_order_class": "therapeutic", "safety.already_therapeutic": True},
                              card=None),
     "cov-ddu-norange": _p(pathway="therapeutic_candidate", therapeutic=("enoxaparin", 70, 2),
                           numbers={"bmi": 24.8, "crcl": 64.2, "ddimer_x": 7.2},
@@ -117,7 +116,7 @@ EXPECTED: dict[str, dict] = {
                                    numbers={"bmi": 18.7, "crcl": 48.6, "ddimer_x": 2.4},
                                    card=("heparin_avoidance", "warning")),
     "cov-plt-fall": _p(ntb=("heparin_specific_contraindication",),
-                       regimen=("fondaparinux", 2.5, None, 1, "hit_history"),
+                       regimen=(None, None, None, None, "hit_suspected"),   # §19.6 row 0b (v2: fondaparinux)
                        contraindications=("hit_suspected",), numbers={"bmi": 26.5, "crcl": 75.2, "ddimer_x": 4.4},
                        extra={"safety.current_order_class": "prophylactic"},
                        card=("hit_suspected", "warning")),
@@ -135,13 +134,12 @@ EXPECTED: dict[str, dict] = {
                                numbers={"bmi": 28.4, "crcl": 104.8, "ddimer_x": 2.5}, extra=NO_RRT_NO_OTHER,
                                card=("therapeutic_candidate", "warning")),
     "cov-icu-therapeutic": _p(pathway="deescalate", regimen=(None, None, None, None, "already_therapeutic"),
-                              anti_xa=True, numbers={"bmi": 27.4, "crcl": 85.9, "ddimer_x": 5.8},
+                              anti_xa=False, numbers={"bmi": 27.4, "crcl": 85.9, "ddimer_x": 5.8},   # §19.7
                               extra={**NO_RRT_NO_OTHER, "safety.current_order_class": "therapeutic",
-                                     "critical_illness.critically_ill": True, "critical_illness.oxygen": "IMV",
-                                     "anti_xa.target_low": 0.5, "anti_xa.target_high": 1.0},
+                                     "critical_illness.critically_ill": True, "critical_illness.oxygen": "IMV"},
                               card=("deescalate", "warning")),
     "cov-icu-therapeutic-af": _p(pathway="keep_therapeutic", regimen=(None, None, None, None, "already_therapeutic"),
-                                 anti_xa=True, numbers={"crcl": 54.0, "ddimer_x": 5.8},
+                                 anti_xa=False, numbers={"crcl": 54.0, "ddimer_x": 5.8},   # §19.7
                                  extra={"safety.other_anticoagulation_indication": True,
                                         "safety.current_order_class": "therapeutic"},
                                  card=None),
@@ -176,7 +174,7 @@ EXPECTED: dict[str, dict] = {
                         extra={"safety.anticoagulants_active": []}, card=("standard_prophylaxis", "info")),
     "cov-partial-birth": _p(ntb=("age_uncertain",), numbers={"bmi": 25.7, "crcl": 130.1, "ddimer_x": 7.2},
                             extra={"inputs.age_years": 18}, card=("prophylaxis_suggestion", "warning")),
-    "cov-hx-pe": _p(pathway="deescalate", regimen=(None, None, None, None, "already_therapeutic"), anti_xa=True,
+    "cov-hx-pe": _p(pathway="deescalate", regimen=(None, None, None, None, "already_therapeutic"), anti_xa=False,  # §19.7
                     numbers={"bmi": 27.4, "crcl": 85.9, "ddimer_x": 5.8},
                     extra={"safety.possible_other_indication": True,
                            "safety.other_anticoagulation_indication": False},
@@ -191,10 +189,7 @@ EXPECTED: dict[str, dict] = {
 
 # Patient-view cards that can only be right once the other v3 branch lands (CONTRACT-v3.md):
 # the test is xfail(strict=True) with this reason, so after the merge it turns XPASS.
-CARD_NEEDS = {
-    "cov-apixaban-continued": "needs v3-orders §19.9",   # continuation, not a duplicate
-    "cov-bmi-55": "needs v3-orders §19.11",              # 60 mg twice daily accepted at BMI >= 50
-}
+CARD_NEEDS: dict[str, str] = {}
 
 # order-select on the patient with a draft from conformance/patients/draft-orders/ (§18.4).
 # when: "now" = must hold as soon as v2 data and logic are merged (issue 11), "cards_v2" = the
@@ -207,7 +202,8 @@ D40, D60Q12, D90Q12 = "enoxaparin-40mg-daily.json", "enoxaparin-60mg-q12h.json",
 ORDER_SELECT: list[tuple[str, str, dict]] = [
     ("cov-bmi-40", D40, {"when": "now", "indicator": "warning", "update": (80, 1)}),
     ("cov-renal-umol", D40, {"when": "now", "indicator": "warning", "update": (30, 1)}),
-    ("cov-renal-umol", D60Q12, {"when": "now", "indicator": "warning", "update": (60, 1)}),
+    # §19.3 changes the urgency: twice daily above 30 mg at CrCl 15-<30 is critical (update 1 mg/kg daily)
+    ("cov-renal-umol", D60Q12, {"when": "now", "indicator": "critical", "update": (60, 1)}),
     ("cov-healthy-control", D40, {"when": "now", "indicator": None}),
     ("cov-child", D40, {"when": "now", "indicator": None}),
     ("cov-outpatient", D40, {"when": "now", "indicator": None}),
@@ -223,7 +219,8 @@ ORDER_SELECT: list[tuple[str, str, dict]] = [
                             "never": {"fondaparinux", "enoxaparin", "heparin"}, "kinds": {"duplicate_anticoagulant"}}),
     ("cov-hit-remote-lowweight", D40, {"when": "cards_v2", "indicator": "warning", "delete_draft": True,
                                        "never": {"fondaparinux", "enoxaparin", "heparin"}}),
-    ("cov-plt-fall", D40, {"when": "cards_v2", "indicator": "critical", "delete_draft": True,
+    # §19.6: a heparin draft in hit_suspected is a warning (critical once 4Ts >= 4)
+    ("cov-plt-fall", D40, {"when": "cards_v2", "indicator": "warning", "delete_draft": True,
                            "never": {"fondaparinux", "enoxaparin", "heparin"}, "kinds": {"duplicate_anticoagulant"}}),
     ("cov-argatroban", D40, {"when": "cards_v2", "indicator": "critical", "delete_draft": True,
                              "never": {"enoxaparin", "heparin"}}),

@@ -132,6 +132,6 @@ def test_installed_wheel_loads_the_synthetic_patients(installed, fhir_server):
     out = _run([str(bin_dir / "cds-service"), "load-fixtures", "--fhir-server", fhir_server],
                env=env, cwd=work, timeout=300)
     packaged = len(list((Path(__file__).resolve().parents[2] / "cds_service" / "data" / "patients").glob("*.json")))
-    assert packaged == 25 and f"{packaged} loaded, 0 failed" in out.stdout, out.stdout
+    assert packaged == 35 and f"{packaged} loaded, 0 failed" in out.stdout, out.stdout  # 25 + issue 20's ten
     patient = requests.get(f"{fhir_server}/Patient/cov-sic-imv", timeout=10)
     assert patient.status_code == 200 and json.loads(patient.text)["id"] == "cov-sic-imv"

@@ -22,7 +22,7 @@ def enox(dose, per_day):
 @pytest.mark.parametrize("kw, reasons", [
     (dict(), ()),
     (dict(bmi=40.0, recommended_basis="bmi_ge_40"), ("bmi_ge_40", "escalated_dose")),
-    (dict(bmi=39.9, recommended_basis="bmi_ge_30"), ("escalated_dose",)),
+    (dict(bmi=39.9, recommended_basis="bmi_ge_30"), ()),      # §19.7: escalated_dose at BMI 30-<40 removed
     (dict(bmi=115.6 / 1.70 ** 2, recommended_basis="crcl_lt_30", crcl_lt_30=True),
      ("bmi_ge_40", "crcl_lt_30")),
     (dict(weight_kg=120.0), ()),
@@ -35,10 +35,10 @@ def enox(dose, per_day):
     (dict(pregnant=True, policy=P.with_overrides({"antixa.pregnancy_trigger": True})),
      ("pregnancy",)),
     (dict(recommended_drug=None, recommended_basis="already_therapeutic",
-          lmwh_orders=[(enox(60, 2), "intermediate")]), ("current_intermediate_dose",)),
+          lmwh_orders=[(enox(60, 2), "intermediate")]), ()),     # §19.7: no longer a reason
     (dict(recommended_drug=None, recommended_basis="already_therapeutic",
           lmwh_orders=[(enox(80, 2), "therapeutic"), (enox(40, 1), "prophylactic")]),
-     ("current_therapeutic_dose",)),
+     ()),                                                      # §19.7: no longer a reason
     (dict(bmi=45.0, weight_kg=130.0, recommended_basis="bmi_ge_40", pregnant=True,
           policy=P.with_overrides({"antixa.pregnancy_trigger": True})),
      ("bmi_ge_40", "weight_gt_120kg", "pregnancy", "escalated_dose")),
@@ -84,23 +84,11 @@ def test_reason_still_found_with_other_inputs_missing():
     # all other indicated cases (prophylactic, 30/60/80 mg)
     (dict(bmi=45.0, recommended_basis="bmi_ge_40"), (0.2, 0.5)),
     (dict(crcl_lt_30=True, recommended_basis="crcl_lt_30"), (0.2, 0.5)),
-    # therapeutic enoxaparin: q12h vs once daily
-    (dict(recommended_drug=None, recommended_basis="already_therapeutic",
-          lmwh_orders=[(enox(80, 2), "therapeutic")]), (0.5, 1.0)),
-    (dict(recommended_drug=None, recommended_basis="already_therapeutic",
-          lmwh_orders=[(enox(120, 1), "therapeutic")]), (1.0, 2.0)),
-    # therapeutic dalteparin/tinzaparin: product-specific, no range
-    (dict(recommended_drug=None, recommended_basis="already_therapeutic",
-          lmwh_orders=[(MedicationOrder("dalteparin", "lmwh", dose_units=10000, doses_per_day=1),
-                        "therapeutic")]), (None, None)),
-    (dict(recommended_drug=None, recommended_basis="already_therapeutic",
-          lmwh_orders=[(MedicationOrder("tinzaparin", "lmwh", dose_units=12000, doses_per_day=1),
-                        "therapeutic")]), (None, None)),
     # intermediate order and no LMWH recommended: antixa.target_intermediate (null)
     (dict(recommended_drug="heparin", recommended_basis="crcl_lt_30", crcl_lt_30=True,
           lmwh_orders=[(enox(60, 2), "intermediate")]), (None, None)),
     # intermediate order while enoxaparin is recommended: the prophylactic row
-    (dict(lmwh_orders=[(enox(60, 2), "intermediate")]), (0.2, 0.5)),
+    (dict(lmwh_orders=[(enox(60, 2), "intermediate")], crcl_lt_30=True), (0.2, 0.5)),
 ])
 def test_targets(kw, target):
     result = axa(**kw)
@@ -108,11 +96,25 @@ def test_targets(kw, target):
     assert (result.target_low, result.target_high) == target
 
 
+@pytest.mark.parametrize("order", [enox(80, 2), enox(120, 1),
+                                   MedicationOrder("dalteparin", "lmwh", dose_units=10000, doses_per_day=1)])
+def test_therapeutic_lmwh_gets_no_routine_anti_xa(order):
+    # §19.7 (Witt 2018): in obesity and renal impairment too (v2 gave 0.5-1.0 / 1.0-2.0)
+    result = axa(recommended_drug=None, recommended_basis="already_therapeutic",
+                 lmwh_orders=[(order, "therapeutic")], bmi=45.0, weight_kg=130.0, crcl_lt_30=True)
+    assert result.indicated is False
+
+
+def test_renal_replacement_is_a_reason_while_an_lmwh_continues():
+    result = axa(recommended_drug=None, lmwh_orders=[(enox(30, 1), "prophylactic")], renal_replacement=True)
+    assert result.reasons == ("renal_replacement",) and (result.target_low, result.target_high) == (0.2, 0.5)
+
+
 def test_target_overrides():
     p = P.with_overrides({"antixa.target_intermediate": [0.3, 0.5],
                           "antixa.target_prophylactic": [0.2, 0.4]})
     result = axa(p, recommended_drug=None, recommended_basis="contraindicated",
-                 lmwh_orders=[(enox(60, 2), "intermediate")])
+                 lmwh_orders=[(enox(60, 2), "intermediate")], crcl_lt_30=True)
     assert (result.target_low, result.target_high) == (0.3, 0.5)
     assert axa(p, bmi=41.0, recommended_basis="bmi_ge_40").target_high == 0.4
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cds_service.logic.inputs import MedicationOrder
-from cds_service.logic.order_check import check_draft
+from cds_service.logic.order_check import Proposed, check_draft
 from cds_service.logic.policy import Policy
 from order_helpers import DRAFT, ctx, enox
 
@@ -108,7 +108,7 @@ def test_no_escalation_warning(kw):
 
 
 def test_escalation_warning_still_given_otherwise():
-    assert "escalation_in_critically_ill" in kinds(check_draft(enox(80, 2), ctx(critically_ill=True), P))
+    assert "above_prophylactic" in kinds(check_draft(enox(80, 2), ctx(critically_ill=True), P))
 
 
 def test_therapeutic_draft_for_a_therapeutic_candidate():
@@ -120,9 +120,20 @@ def test_therapeutic_draft_for_a_therapeutic_candidate():
 @pytest.mark.parametrize("code", ["hit_acute", "hit_recent", "hit_suspected"])
 @pytest.mark.parametrize("draft", [enox(40, 1), ufh(5000, 2)])
 def test_recent_hit_and_heparin_draft_is_critical(code, draft):
+    # §19.6 changes two rows: hit_suspected with a heparin draft is a warning (critical only with
+    # 4Ts >= 4), and hit_recent with platelets known and a prophylactic draft gets fondaparinux
+    # 2.5 mg (create + delete in one suggestion)
     r = check_draft(draft, ctx(contraindications=(code,)), P)
+    if code == "hit_recent":
+        f = r.finding("switch_product")
+        assert f.urgency == "critical" and f.proposed == Proposed("fondaparinux", 2.5, None, 1)
+        return
     f = r.finding("contraindicated")
-    assert f.urgency == "critical" and code in f.reasons and r.finding("switch_product") is None
+    assert f.urgency == ("warning" if code == "hit_suspected" else "critical") and code in f.reasons
+    assert f.action == "delete" and r.finding("switch_product") is None
+    if code == "hit_suspected":
+        r = check_draft(draft, ctx(contraindications=(code,), four_ts=4), P)
+        assert r.finding("contraindicated").urgency == "critical"
 
 
 @pytest.mark.parametrize("running", ["argatroban", "bivalirudin", "fondaparinux"])
@@ -146,9 +157,11 @@ def test_hit_history_switch_only_when_row_1_gives_fondaparinux():
 
 def test_hit_history_therapeutic_draft_does_not_blame_crcl_when_crcl_is_fine():
     # v1 said "fondaparinux not possible (CrCl below 30 or unknown)" at CrCl 66
+    # §19.6 changes the v2 delete: a therapeutic draft gets treatment-dose fondaparinux (75 kg: 7.5 mg)
     r = check_draft(enox(60, 2), ctx(contraindications=("hit_history",), crcl_ml_min=66.0), P)
-    assert r.finding("contraindicated").urgency == "warning"
-    assert "hit_non_heparin_agent" not in r.notes and "hit_avoid_heparin" in r.notes
+    f = r.finding("switch_product")
+    assert f.urgency == "warning" and f.proposed == Proposed("fondaparinux", 7.5, None, 1)
+    assert "hit_non_heparin_agent" not in r.notes
 
 
 def test_hit_history_at_low_crcl_names_the_renal_reason():

@@ -79,7 +79,10 @@ RULES_16 = {
     'renal.severe_crcl_cutoff': 15.0,
     'therapeutic.enoxaparin_mg_per_kg': 1.0,
     'orders.low_weight_accepted_mg': [30, 40],
-    'orders.bmi_tier2_equivalents': [[80, 1], [40, 2]],
+    # §19.16 (v3) replaces the v2 pairs
+    'orders.bmi_tier2_equivalents': [{"mg": 80, "per_day": 1}, {"mg": 40, "per_day": 2},
+                                     {"drug": "heparin", "units": 7500, "per_day": 3, "min_weight_kg": 100},
+                                     {"mg": 60, "per_day": 2, "min_bmi": 50}],
     'cards.bmi_tier1_indicator': 'info',
     'cards.bmi_tier2_indicator': 'warning',
     'safety.platelets_abs_min': 25,
@@ -114,6 +117,27 @@ RULES_16 = {
     'cards.info_repeat_hours': 24,
     'cards.override_snooze_hours': {'info': 72, 'warning': 24, 'critical': 4},
 }
+
+
+# §19.16 (v3) keys of the order check (v3-orders), copied by hand from the rules.
+RULES_19_16 = {
+    'orders.safety_checks_ignore_covid_scope': True,
+    'renal.rrt_equivalent_crcl': 10,
+    'orders.enoxaparin_max_mg_kg_q12h': 1.0,
+    'orders.enoxaparin_max_mg_kg_daily': 1.5,
+    'orders.doac_max': {"apixaban": {"per_dose": 10, "per_day": 20}, "rivaroxaban": {"per_dose": 20, "per_day": 30},
+                        "dabigatran": {"per_dose": 220, "per_day": 300}, "edoxaban": {"per_dose": 60, "per_day": 60}},
+    'hit.fondaparinux_treatment_bands': [{"below_kg": 50, "mg": 5}, {"max_kg_inclusive": 100, "mg": 7.5},
+                                         {"above_kg": 100, "mg": 10}],
+    'hit.four_ts_clear_hours': 72,
+    'safety.argatroban_bilirubin_caution_mg_dl': 1.5,
+    'dosing.accept_0_5_mg_kg_bid': False,
+    'dosing.bmi_tier3_enabled': False,
+    'dosing.bmi_tier3': 50.0,
+    'dosing.bmi_tier3_mg': 60,
+    'dosing.bmi_tier3_doses_per_day': 2,
+}
+RULES_16.update(RULES_19_16)
 
 
 @pytest.mark.parametrize("key", sorted(RULES_16))
@@ -152,6 +176,9 @@ def test_every_policy_key_is_from_16_or_documented_as_added():
         "safety.severe_liver_bilirubin_mg_dl", "safety.bridge_inr_below",
         "renal.creatinine_change_mg_dl", "renal.creatinine_change_hours",
         "therapeutic.round_to_mg", "therapeutic.max_dose_mg",
+        # v3: numbers §19.2 and §19.11 state without a key (v3-orders)
+        "dosing.accept_0_5_mg_kg_bid_cap_mg", "orders.dalteparin_max_iu_kg_daily", "orders.dalteparin_max_iu_day",
+        "orders.tinzaparin_max_iu_kg_daily", "orders.enoxaparin_max_doses_per_day",
         # issue 23 (not clinical): code system base, HTI-1 developer and funding
         "vocabulary.system_base", "governance.developer", "governance.funding",
     }
@@ -176,6 +203,11 @@ ADDED_FROM_RULES = {
     "safety.severe_liver_bilirubin_mg_dl": 2.0, "safety.bridge_inr_below": 2,
     "renal.creatinine_change_mg_dl": 0.3, "renal.creatinine_change_hours": 48,
     "therapeutic.round_to_mg": 10, "therapeutic.max_dose_mg": 150,
+    # v3 §19.2 (dalteparin 200 IU/kg or 18,000 IU a day; tinzaparin 175 IU/kg; enoxaparin more than
+    # 2 doses a day) and §19.11 (0.5 mg/kg twice daily capped at 60 mg)
+    "dosing.accept_0_5_mg_kg_bid_cap_mg": 60, "orders.dalteparin_max_iu_kg_daily": 200,
+    "orders.dalteparin_max_iu_day": 18000, "orders.tinzaparin_max_iu_kg_daily": 175,
+    "orders.enoxaparin_max_doses_per_day": 2,
 }
 
 

@@ -62,11 +62,28 @@ def test_hit_recent_without_platelets_gives_no_drug():
 
 @pytest.mark.parametrize("codes, basis", [
     (("heparin_allergy",), "heparin_allergy"),
-    (("hit_suspected",), "hit_history"),
     (("hit_history", "heparin_allergy"), "hit_history"),
 ])
 def test_row1_basis(codes, basis):
     assert reg(contraindications=codes).basis == basis
+
+
+def test_hit_suspected_is_row_0b_with_no_drug():
+    # §19.6 changes v2 (row 1, fondaparinux): hit_suspected -> drug null, basis "hit_suspected"
+    r = reg(contraindications=("hit_suspected",))
+    assert (r.drug, r.dose_mg, r.doses_per_day, r.basis) == (None, None, None, "hit_suspected")
+
+
+@pytest.mark.parametrize("bmi, enabled, expected", [
+    (50.0, False, ("enoxaparin", 80, 1, "bmi_ge_40")),      # row 6a off by default: row 6 stays
+    (50.0, True, ("enoxaparin", 60, 2, "bmi_ge_50")),
+    (49.9, True, ("enoxaparin", 80, 1, "bmi_ge_40")),
+])
+def test_optional_row_6a(bmi, enabled, expected):
+    from cds_service.logic.policy import Policy
+    p = Policy.default().with_overrides({"dosing.bmi_tier3_enabled": enabled})
+    r = reg(p, bmi=bmi, weight_kg=150.0)
+    assert (r.drug, r.dose_mg, r.doses_per_day, r.basis) == expected
 
 
 def test_heparin_specific_with_a_general_stop_is_row2():

@@ -128,7 +128,7 @@ def mg(name, dose, per_day, drug_class):
     (enox(140, 1), 100, False, "intermediate"),       # 1.4 exactly is not > 1.4
     (enox(140.1, 1), 100, False, "therapeutic"),      # 1.401
     (enox(150, 1), 100, False, "therapeutic"),        # 1.5 mg/kg daily
-    (enox(40, 1), 56, False, "intermediate"),         # 0.714: 40 mg under 57 kg
+    (enox(40, 1), 56, False, "prophylactic"),         # §19.0 changes v2 (0.714 mg/kg: "intermediate"): 40 mg once daily is prophylactic by the list
     (enox(40, 1), 57.2, False, "prophylactic"),       # 0.699
     # renal: once daily >= 0.7 mg/kg is therapeutic when CrCl < 30
     (enox(70, 1), 100, True, "therapeutic"),
