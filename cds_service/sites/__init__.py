@@ -137,6 +137,18 @@ def discovery_body(state) -> dict[str, Any] | None:
     return {"services": _runtime(state).current.open_services}
 
 
+def _stamp(path: str | None):
+    """What changes when a file is edited or replaced (None: no file, or gone)."""
+    if not path:
+        return None
+    import os
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def readiness(state) -> dict[str, str]:
     """/readyz: every site's policy file and codes still load (503 if not), and its keys'
     state. Unauthenticated, so no network (review #7): a jwks_url is judged by the JWKS cache
@@ -149,12 +161,22 @@ def readiness(state) -> dict[str, str]:
     from ..fhir.codes import load_codes
     from ..logic.policy import Policy
     failed = degraded = 0
+    seen = rt.__dict__.setdefault("_ready_files", {})  # site id -> (file stamps, codes path, problems)
     for built in rt.current.sites.values():
         problems, key_problems = [], []
-        try:
-            load_codes(Policy.load(built.site.policy_path or None)["codes.extra_file"])
-        except Exception as exc:  # PolicyError, CodeDataError, a file gone since the load
-            problems.append(f"policy: {' '.join(str(exc).split())[:200]}")
+        path = built.site.policy_path or None
+        cached = seen.get(built.site.id)
+        if cached is not None and cached[0] == (_stamp(path), _stamp(cached[1])):
+            problems = list(cached[2])  # unchanged files: not parsed again per unauthenticated call
+        else:
+            codes_path = None
+            try:
+                policy = Policy.load(path)
+                codes_path = policy["codes.extra_file"] or None
+                load_codes(codes_path)
+            except Exception as exc:  # PolicyError, CodeDataError, a file gone since the load
+                problems.append(f"policy: {' '.join(str(exc).split())[:200]}")
+            seen[built.site.id] = ((_stamp(path), _stamp(codes_path)), codes_path, tuple(problems))
         for issuer in built.site.issuers:
             url = issuer.trusted.jwks_url
             if url and rt.jwks.status(url) == "failed":

@@ -336,3 +336,23 @@ def test_racing_requests_after_a_fork_start_one_reload_thread(tmp_path, keys, mo
     for t in threads:
         t.join()
     assert len(started) == 1
+
+
+def test_readyz_parses_a_sites_policy_again_only_when_its_file_changed(tmp_path, keys, monkeypatch):
+    """Review #7 (also): an unauthenticated probe must not re-parse every site's policy each time."""
+    from cds_service.logic.policy import Policy
+    path = write_sites(tmp_path, keys)
+    client = app_for(path, tmp_path).test_client()
+    loads = []
+    real = Policy.load.__func__
+
+    def counting(cls, source=None, *args, **kwargs):
+        loads.append(source)
+        return real(cls, source, *args, **kwargs)
+
+    monkeypatch.setattr(Policy, "load", classmethod(counting))
+    for _ in range(5):
+        assert client.get("/readyz").status_code == 200
+    assert len(loads) == 3  # once per site
+    (tmp_path / "policy-b.json").write_text("{ broken")
+    assert client.get("/readyz").status_code == 503 and len(loads) == 4
