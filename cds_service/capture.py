@@ -190,8 +190,19 @@ def init_app(app: Flask, state) -> None:
         return
     directory = Path(cfg.capture_dir)
     _own_directory(directory)
-    pseudo = Pseudonymiser(site_key(cfg, directory))
+    key = site_key(cfg, directory)
+    pseudo = Pseudonymiser(key)
     state.extensions["capture"] = pseudo
+    by_site: dict[str, Pseudonymiser] = {}
+
+    def pseudonymiser_for(site: str) -> Pseudonymiser:
+        """With CDS_SITES each site's ids get their own key (derived from the site key), so one
+        hospital's pseudonyms never link to another's; the implicit site keeps the key itself."""
+        if site in ("default", "none", ""):
+            return pseudo
+        if site not in by_site:
+            by_site[site] = Pseudonymiser(hmac.new(key, f"site\x00{site}".encode(), hashlib.sha256).hexdigest().encode())
+        return by_site[site]
     log.warning("request capture is ON: pseudonymised hook requests are written to %s", directory)
 
     @app.after_request
@@ -200,13 +211,16 @@ def init_app(app: Flask, state) -> None:
         if body is None or resp.status_code not in (200, 412) or not isinstance(body, dict):
             return resp
         try:
-            write(directory, pseudo, request.view_args.get("service_id", ""), body, resp)
+            site = str(g.get("cds_site_id", "default"))
+            write(directory, pseudonymiser_for(site), request.view_args.get("service_id", ""), body, resp,
+                  site=site)
         except Exception as exc:  # never fail a hook call for the capture
             log.error("request capture failed: %s", type(exc).__name__)
         return resp
 
 
-def write(directory: Path, pseudo: Pseudonymiser, service_id: str, body: dict, resp: Response) -> Path:
+def write(directory: Path, pseudo: Pseudonymiser, service_id: str, body: dict, resp: Response,
+          site: str = "default") -> Path:
     now = datetime.now(timezone.utc)
     try:
         answer = orjson.loads(resp.get_data())
@@ -214,6 +228,8 @@ def write(directory: Path, pseudo: Pseudonymiser, service_id: str, body: dict, r
         answer = None
     record = {"service": service_id, "hook": body.get("hook"), "captured_at": now.isoformat(),
               "status": resp.status_code, "request": pseudo.request(body), "response": pseudo.response(answer)}
+    if site not in ("default", "none", ""):
+        record["site"] = site  # CDS_SITES: whose call it was (replay it with that site's token)
     name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{service_id}-{secrets.token_hex(4)}.json"
     tmp = directory / f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # still patient data: owner only

@@ -356,3 +356,24 @@ def test_readyz_parses_a_sites_policy_again_only_when_its_file_changed(tmp_path,
     assert len(loads) == 3  # once per site
     (tmp_path / "policy-b.json").write_text("{ broken")
     assert client.get("/readyz").status_code == 503 and len(loads) == 4
+
+
+# -- #10 (also): with CDS_SITES a capture names its site and each site has its own pseudonyms
+
+def test_capture_records_carry_the_site_and_per_site_pseudonyms(tmp_path, keys):
+    from cds_service.examples import build
+    from sites_helpers import PV
+    path = write_sites(tmp_path, keys)
+    capture = tmp_path / "capture"
+    client = app_for(path, tmp_path, capture_dir=str(capture), capture_key="c" * 32).test_client()
+    for who, tenant in (("a", "a-main"), ("b", "b-1")):
+        body = build("standard-prophylaxis")
+        body.pop("fhirServer", None)
+        body.pop("fhirAuthorization", None)
+        body["hookInstance"] = str(uuid.uuid4())
+        assert client.post(PV, data=json.dumps(body), content_type="application/json", headers={
+            "Authorization": "Bearer " + keys.token(who, BASE + PV, tenant=tenant)}).status_code == 200
+    records = [json.loads(p.read_text()) for p in sorted(capture.glob("*.json"))]
+    assert sorted(r["site"] for r in records) == ["hospital-a", "hospital-b"]
+    # The same raw patient id at two hospitals: two unrelated pseudonyms.
+    assert len({r["request"]["context"]["patientId"] for r in records}) == 2
