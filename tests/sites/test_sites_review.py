@@ -38,7 +38,6 @@ def test_open_discovery_never_offers_a_template_without_an_open_sites_local_code
     # Only B open: its own templates, with its local code.
     path.write_text(sites_toml().replace('[sites.hospital-a]\nmode = "live"',
                                          '[sites.hospital-a]\nmode = "live"\ndiscovery_open = false'))
-    (tmp_path / "cds.sqlite3").unlink()
     services = create_app({"sites": str(path), "database": str(tmp_path / "cds2.sqlite3")}).test_client().get(
         "/cds-services").get_json()["services"]
     assert {s["id"] for s in services} == {"coagulopathy-risk", "anticoagulant-order-check"}
