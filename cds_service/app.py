@@ -373,6 +373,11 @@ def _log_startup(state: AppState) -> None:
               services=[service.id for service in state.registry])
 
 
+def _readiness_failed(check: str, exc: Exception) -> None:
+    """/readyz is unauthenticated (review #18): its body says which check failed, the log why."""
+    log.warning("readiness check failed", extra={"fields": {"check": check, "error": str(exc)[:300]}})
+
+
 def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
     """(ready, check -> "ok" or the reason). The database check is a real write (see
     Storage.check_writable); policy and codes loaded; schemas compiled."""
@@ -384,34 +389,44 @@ def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
         try:
             store.check_writable()
             checks["database"] = "ok"
-        except StorageError as exc:
-            checks["database"] = f"not writable ({exc})"
+        except StorageError as exc:  # the cause (host, user, path) goes to the log, not the body
+            _readiness_failed("database", exc)
+            text = str(exc).lower()  # a fixed phrase per known cause: no host, user or path
+            cause = next((c for k, c in (("readonly", "readonly"), ("read-only", "readonly"), ("locked", "locked"),
+                                         ("disk", "disk full"), ("full", "disk full")) if k in text), "the log says why")
+            checks["database"] = f"not writable ({cause})"
         writer = getattr(store, "writer", None)
         failing = getattr(writer, "failing", None)
         if failing and checks["database"] == "ok":
             # Issue 21 M6: a full disk let the one-row check pass while audit batches failed.
+            # Review #18: the writer's error text goes to the log, not the unauthenticated body.
+            _readiness_failed("database", RuntimeError(failing))
             checks["database"] = (f"audit writer failing ({writer.waiting} rows waiting, "
-                                  f"{writer.dropped} lost): {failing[:200]}")
+                                  f"{writer.dropped} lost; the log says why)")
     replay = state.extensions.get("replay_store")
     if hasattr(replay, "check"):  # a jti store outside the database (Redis, issue 16)
         try:
             replay.check()
             checks["replay_store"] = "ok"
         except Exception as exc:  # ReplayStoreUnavailable
-            checks["replay_store"] = f"unavailable ({exc})"
+            _readiness_failed("replay_store", exc)
+            checks["replay_store"] = "unavailable (the log says why)"
     checks["policy"] = "ok" if state.policy is not None else "not loaded"
     checks.update(sites.readiness(state))  # every site's policy file and keys (issue 24)
     try:
         load_codes(state.policy["codes.extra_file"])
         checks["codes"] = "ok"
     except Exception as exc:  # CodeDataError, or a file gone since start
-        checks["codes"] = f"not loaded ({exc})"
+        _readiness_failed("codes", exc)
+        checks["codes"] = "not loaded (the log says why)"
     try:
         schemas.compile_all()
         checks["schemas"] = "ok"
     except Exception as exc:
-        checks["schemas"] = f"not compiled ({exc})"
-    return all(v == "ok" for v in checks.values()), checks
+        _readiness_failed("schemas", exc)
+        checks["schemas"] = "not compiled (the log says why)"
+    # "degraded" (one site's keys, sites/__init__.py) is reported, not a reason to leave rotation.
+    return all(v == "ok" or v.startswith("degraded") for v in checks.values()), checks
 
 
 _LOOPBACK = ("127.", "::1", "::ffff:127.")
