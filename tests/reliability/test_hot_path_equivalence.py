@@ -134,6 +134,7 @@ def _record_all(make_app, mint, monkeypatch, tmp_path) -> dict:
     monkeypatch.setattr(registry, "datetime", _FixedDatetime)
     monkeypatch.setattr(templates, "datetime", _FixedDatetime)
     monkeypatch.setattr(base, "_now", lambda: base.utc_iso(NOW))
+    monkeypatch.setattr(base, "full_version", lambda: "equivalence")  # the git commit otherwise
     app = make_app(audit_pepper="equivalence-test", cors_origins=ORIGIN)
     state = app.extensions["cds"]
     front = Front(app, max_body_bytes=state.config.max_body_bytes, body_timeout=5.0, threads=2)
