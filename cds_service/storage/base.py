@@ -97,6 +97,41 @@ def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
     return walk(value)
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')  # one JSON string literal, escapes included
+
+
+def _scrub_json(value: Any, patient_id: str, marker: str, ref_hash=None) -> str:
+    """orjson.dumps(_scrub(value, ...)).decode(), done on the serialised text (issue 25): the
+    JSON is written once, and only the string literals that hold the id (escaped as JSON writes
+    it) are decoded, scrubbed by `_scrub`'s rule and written back. A value that holds the id
+    nowhere costs one substring search; otherwise one regex pass, in C, over the text.
+
+    Identical output: orjson writes a string the same way inside a tree or alone, and every
+    literal outside a key is a value. A key that holds the id falls back to the tree walk (two
+    keys scrubbed alike merge in a dict, which text cannot do)."""
+    text = orjson.dumps(value).decode()
+    needle = orjson.dumps(patient_id).decode()[1:-1]
+    if needle not in text:
+        return text
+    fallback = False
+
+    def literal(match: re.Match) -> str:
+        nonlocal fallback
+        found = match.group()
+        if needle not in found:
+            return found
+        original = orjson.loads(found)
+        scrubbed = _scrub(original, patient_id, marker, ref_hash)
+        if scrubbed == original:
+            return found
+        if text.startswith(":", match.end()):
+            fallback = True
+        return orjson.dumps(scrubbed).decode()
+
+    out = _JSON_STRING.sub(literal, text)
+    return orjson.dumps(_scrub(value, patient_id, marker, ref_hash)).decode() if fallback else out
+
+
 @dataclass(frozen=True)
 class IssuedCard:
     """A card as the audit trail keeps it: its kind code and the card JSON (uuids, text).
@@ -217,10 +252,9 @@ class BaseStorage:
             self._writer.lost(1, "unwritable")
             raise
         marker = f"[patient:{hashed[:16]}]"
-        assessment_json = (orjson.dumps(_scrub(assessment, patient_id, marker, self.patient_hash)).decode()
+        assessment_json = (_scrub_json(assessment, patient_id, marker, self.patient_hash)
                            if assessment is not None else None)
-        origin_json = (orjson.dumps(_scrub(data_origin, patient_id, marker, self.patient_hash)).decode()
-                       if data_origin else None)
+        origin_json = _scrub_json(data_origin, patient_id, marker, self.patient_hash) if data_origin else None
         call_row = (hook_instance, service_id, hook, hashed, utc_iso(evaluated_at), _now(), origin_json,
                     assessment_json, full_version(), site_id)
         card_rows, suggestion_rows = [], []
