@@ -383,26 +383,33 @@ class BaseStorage:
                        and row["encounter_hash"] == key["encounter_hash"] and row["fingerprint"] in fps]
 
             def read(conn):
-                # Two queries whatever the number of fingerprints (one round trip each).
+                # One statement whatever the number of fingerprints (one round trip, issue 25): part 0
+                # is each fingerprint's latest card shown by another call, part 1 the overrides on
+                # shown cards of those fingerprints, newest feedback first (at most 50 each).
                 history: dict[str, dict[str, list]] = {fp: {"shown": [], "overrides": []} for fp in fps}
                 marks = ", ".join("?" for _ in fps)
                 args = (key["patient_hash"], key["user_hash"], key["encounter_hash"], *fps)
-                for fp, at in conn.execute(
-                        "SELECT fingerprint, MAX(at_epoch) FROM card_lifecycle WHERE patient_hash = ? AND user_hash = ?"
-                        f" AND encounter_hash = ? AND fingerprint IN ({marks}) AND status = 'shown'"
-                        f" AND hook_instance {self.IS_NOT} ? GROUP BY fingerprint", (*args, hook_instance)).fetchall():
-                    history[fp]["shown"] = [at]
                 for r in conn.execute(
-                        "SELECT l.fingerprint, l.indicator, l.situation, f.outcome_timestamp, f.received_at,"
-                        " f.override_code, f.override_display, f.override_comment"
+                        "SELECT 0, fingerprint, MAX(at_epoch), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+                        " FROM card_lifecycle WHERE patient_hash = ? AND user_hash = ?"
+                        f" AND encounter_hash = ? AND fingerprint IN ({marks}) AND status = 'shown'"
+                        f" AND hook_instance {self.IS_NOT} ? GROUP BY fingerprint"
+                        " UNION ALL SELECT * FROM ("
+                        "SELECT 1, l.fingerprint, CAST(NULL AS DOUBLE PRECISION), l.indicator, l.situation,"
+                        " f.outcome_timestamp, f.received_at,"
+                        " f.override_code, f.override_display, f.override_comment, f.id"
                         " FROM card_lifecycle l JOIN feedback f"
                         "   ON f.card_uuid = l.card_uuid AND f.service_id = l.service_id"
                         " WHERE l.patient_hash = ? AND l.user_hash = ? AND l.encounter_hash = ?"
                         f"   AND l.fingerprint IN ({marks}) AND l.status = 'shown' AND f.outcome = 'overridden'"
-                        " ORDER BY f.id DESC LIMIT ?", (*args, 50 * len(fps))).fetchall():
-                    history[r[0]]["overrides"].append(
-                        {"indicator": r[1], "situation": r[2], "outcome_timestamp": r[3], "received_at": r[4],
-                         "reason_given": bool(r[5] or r[6] or r[7]), "reason_code": r[5]})
+                        " ORDER BY f.id DESC LIMIT ?) AS overrides"
+                        " ORDER BY 1, 11 DESC", (*args, hook_instance, *args, 50 * len(fps))).fetchall():
+                    if r[0] == 0:
+                        history[r[1]]["shown"] = [r[2]]
+                        continue
+                    history[r[1]]["overrides"].append(
+                        {"indicator": r[3], "situation": r[4], "outcome_timestamp": r[5], "received_at": r[6],
+                         "reason_given": bool(r[7] or r[8] or r[9]), "reason_code": r[7]})
                 # Pending rows (not committed yet): their shown times, and committed feedback on them.
                 shown_pending = [r for r in pending if r["status"] == "shown"]
                 for row in shown_pending:
