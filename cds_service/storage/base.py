@@ -65,7 +65,10 @@ def _now() -> str:
     return utc_iso(datetime.now(timezone.utc))
 
 
-def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
+_SPACE = re.compile(r"\s")  # exactly str.isspace (checked over every code point)
+
+
+def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None, token: re.Pattern | None = None) -> Any:
     """The JSON value with every string that contains the raw patient id pseudonymised.
 
     - the id alone -> `marker`;
@@ -76,7 +79,7 @@ def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
     - free text (with spaces) -> each occurrence of the id replaced by `marker`.
     "Whole token": not preceded or followed by a letter or digit, so a short id never
     mangles numbers or longer ids (`p1` leaves `p10` alone)."""
-    token = re.compile(r"(?<![A-Za-z0-9])" + re.escape(patient_id) + r"(?![A-Za-z0-9])")
+    token = token or _token(patient_id)
     ref_hash = ref_hash or (lambda text: marker)
 
     def walk(v: Any) -> Any:
@@ -85,7 +88,7 @@ def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
                 return marker
             if not token.search(v):
                 return v
-            if any(ch.isspace() for ch in v):
+            if _SPACE.search(v):
                 return token.sub(marker, v)
             return f"[ref:{ref_hash(v)[:16]}]"
         if isinstance(v, dict):
@@ -97,39 +100,47 @@ def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
     return walk(value)
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')  # one JSON string literal, escapes included
+def _token(patient_id: str) -> re.Pattern:
+    return re.compile(r"(?<![A-Za-z0-9])" + re.escape(patient_id) + r"(?![A-Za-z0-9])")
 
 
 def _scrub_json(value: Any, patient_id: str, marker: str, ref_hash=None) -> str:
     """orjson.dumps(_scrub(value, ...)).decode(), done on the serialised text (issue 25): the
-    JSON is written once, and only the string literals that hold the id (escaped as JSON writes
-    it) are decoded, scrubbed by `_scrub`'s rule and written back. A value that holds the id
-    nowhere costs one substring search; otherwise one regex pass, in C, over the text.
+    JSON is written once, the id is searched in the text, and only the string literals that
+    hold it are decoded, scrubbed by `_scrub`'s rule and written back. A value that holds the
+    id nowhere costs one substring search.
 
-    Identical output: orjson writes a string the same way inside a tree or alone, and every
-    literal outside a key is a value. A key that holds the id falls back to the tree walk (two
-    keys scrubbed alike merge in a dict, which text cannot do)."""
+    Identical output: orjson writes a string the same way inside a tree or alone. Without a
+    backslash in the text every `"` delimits a literal, so an occurrence is inside a string
+    when an odd number of quotes precede it (else it is in a number: left alone). Text with
+    escapes, or an id in a key (two keys scrubbed alike merge in a dict), takes the tree walk."""
     text = orjson.dumps(value).decode()
-    needle = orjson.dumps(patient_id).decode()[1:-1]
-    if needle not in text:
+    if orjson.dumps(patient_id).decode()[1:-1] not in text:  # the id as JSON writes it
         return text
-    fallback = False
-
-    def literal(match: re.Match) -> str:
-        nonlocal fallback
-        found = match.group()
-        if needle not in found:
-            return found
-        original = orjson.loads(found)
-        scrubbed = _scrub(original, patient_id, marker, ref_hash)
-        if scrubbed == original:
-            return found
-        if text.startswith(":", match.end()):
-            fallback = True
-        return orjson.dumps(scrubbed).decode()
-
-    out = _JSON_STRING.sub(literal, text)
-    return orjson.dumps(_scrub(value, patient_id, marker, ref_hash)).decode() if fallback else out
+    if "\\" in text:
+        return orjson.dumps(_scrub(value, patient_id, marker, ref_hash)).decode()
+    token = _token(patient_id)
+    spans: dict[int, int] = {}
+    quotes, counted = 0, 0
+    at = text.find(patient_id)
+    while at != -1:
+        quotes, counted = quotes + text.count('"', counted, at), at
+        if quotes % 2:  # inside a literal
+            opening = text.rfind('"', 0, at)
+            spans[opening] = text.find('"', at)
+        at = text.find(patient_id, at + 1)
+    out, last = [], 0
+    for opening, closing in spans.items():
+        found = text[opening:closing + 1]
+        scrubbed = _scrub(found[1:-1], patient_id, marker, ref_hash, token)
+        if scrubbed == found[1:-1]:
+            continue
+        if text.startswith(":", closing + 1):
+            return orjson.dumps(_scrub(value, patient_id, marker, ref_hash)).decode()
+        out += (text[last:opening], orjson.dumps(scrubbed).decode())
+        last = closing + 1
+    out.append(text[last:])
+    return "".join(out)
 
 
 @dataclass(frozen=True)

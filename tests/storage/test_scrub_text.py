@@ -24,6 +24,8 @@ def ref_hash(text: str) -> str:
     ("p1", {"Patient/p1": 1, "Patient/p1 ": 2}),
     ("é1", {"a": "é1", "b": "Patient/é1", "c": "x é1 y"}),
     ("p1", {"nothing": "here", "list": [1.5, None, True]}),
+    ("p1", {"a": "p1 and p1", "b": ["p1", "Patient/p1", "x"], "c": "p1p1", "d": "say \"p1\""}),   # a backslash: the walk
+    ("ab", {"a": "xab ab", "b": "ab", "c": 1, "d": "zz ab", "e": "aab"}),
 ])
 def test_the_text_scrub_equals_the_tree_walk(pid, value):
     assert _scrub_json(value, pid, MARK, ref_hash) == orjson.dumps(_scrub(value, pid, MARK, ref_hash)).decode()
