@@ -323,7 +323,7 @@ class Front:
         from .app import _as_response, answer_hook, error_answer, json_response
         app = self.flask_app
         ctx = app.request_context(environ)
-        ctx.url_adapter = None  # the route is known: push() does not match the URL again
+        ctx.match_request = lambda: None  # the route is known: push() does not match the URL (url_for still works)
         ctx.request.url_rule, ctx.request.view_args = self.hook_rule, {"service_id": service_id}
         with ctx:
             try:
