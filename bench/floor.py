@@ -1,8 +1,14 @@
-"""The floor: a bare Flask app that parses the same JSON body (orjson) and returns a fixed
-small cards response. Served by granian exactly like the service, it is the baseline the
-benchmark divides by (HTTP, WSGI, body read and parse, response), so results are machine-independent.
+"""The floors: bare Flask apps that parse the same JSON body and return a fixed small cards
+response. Served by granian like the service (the same command line, WSGI interface: a bare
+Flask app is WSGI), they are the baseline the benchmark divides by (HTTP, body read and parse,
+response), so results are machine-independent.
+
+- `app`: the floor of issue 25, parsing with the standard library's `json`;
+- `app_orjson`: the same with orjson (the service's parser), reported next to it.
 """
 from __future__ import annotations
+
+import json
 
 import orjson
 from flask import Flask, Response, request
@@ -14,17 +20,23 @@ CARDS = orjson.dumps({"cards": [{
     "source": {"label": "Benchmark floor"},
 }]})
 
-app = Flask("floor")
+
+def make(loads) -> Flask:
+    floor = Flask("floor")
+
+    @floor.post("/cds-services/<service_id>")
+    def hook(service_id: str) -> Response:
+        body = loads(request.get_data())
+        if not isinstance(body, dict):
+            return Response(b'{"resourceType":"OperationOutcome"}', status=400, mimetype="application/json")
+        return Response(CARDS, mimetype="application/json")
+
+    @floor.get("/healthz")
+    def healthz() -> Response:
+        return Response(b'{"status":"ok"}', mimetype="application/json")
+
+    return floor
 
 
-@app.post("/cds-services/<service_id>")
-def hook(service_id: str) -> Response:
-    body = orjson.loads(request.get_data())
-    if not isinstance(body, dict):
-        return Response(b'{"resourceType":"OperationOutcome"}', status=400, mimetype="application/json")
-    return Response(CARDS, mimetype="application/json")
-
-
-@app.get("/healthz")
-def healthz() -> Response:
-    return Response(b'{"status":"ok"}', mimetype="application/json")
+app = make(json.loads)
+app_orjson = make(orjson.loads)

@@ -153,6 +153,83 @@ def _service_or_404(state: AppState, service_id: str):
     return service
 
 
+def answer_hook(state: AppState, service_id: str) -> dict:
+    """The hook POST's answer (200), or a CDSError: one implementation for the Flask view and
+    the ASGI front (serving.Front, issue 25). Runs under a request context (`request`, `g`),
+    after the caller is known (security/sites) and `g.t0` is set."""
+    service = _service_or_404(state, service_id)
+    body = parse_json_body()
+    security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
+    if "capture" in state.extensions:  # issue 23: CDS_CAPTURE_DIR (capture.py, after the answer)
+        g.cds_capture_body = body
+    if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
+        g.hook_instance = body["hookInstance"][:256]
+    status = 500
+    try:
+        validate_hook_request(body, service)
+        call_state, service = sites.gate(state, service, body)  # unchanged without CDS_SITES
+        result = service.handler(HookCall(service=service, body=body, state=call_state))
+        status = 200
+        return result
+    except (CDSError, RecursionError) as exc:  # RecursionError: answered 400 by error_answer
+        status = getattr(exc, "status", 400)
+        raise
+    finally:
+        elapsed = time.perf_counter() - g.t0
+        log_event(log, logging.INFO, "hook call", service=service.id,
+                  hookInstance=getattr(g, "hook_instance", None), status=status,
+                  duration_ms=round(elapsed * 1000, 2),
+                  **({"site": g.cds_site_id} if "cds_site_id" in g else {}))  # the caller's own (issue 24)
+        metrics.hook_call(service.id, status, elapsed)
+
+
+Answer = tuple[int, Any, list[tuple[str, str]]]  # status, JSON body, extra headers
+
+
+def error_answer(state: AppState, exc: BaseException) -> Answer:
+    """The OperationOutcome answer to an error raised while serving a request, with its
+    logging: one implementation for Flask's error handlers and the ASGI front's hook path."""
+    if isinstance(exc, CDSError):
+        extra = [("Retry-After", str(exc.retry_after))] if getattr(exc, "retry_after", None) else []
+        return exc.status, exc.outcome(), extra  # Retry-After: ServiceUnavailable (audit store down)
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        if status == 404:
+            return 404, operation_outcome(404, f"No such endpoint: {request.path}"), []
+        if status == 405:
+            # Issue 21: GET on an unknown service id was 405 (README: 404), and every 405 listed
+            # GET, POST, OPTIONS, even the method it refused.
+            service_id = (request.view_args or {}).get("service_id")
+            if service_id is None and request.path.startswith("/cds-services/"):
+                service_id = request.path[len("/cds-services/"):].split("/", 1)[0]
+            if service_id is not None and state.registry.get(service_id) is None:
+                return 404, operation_outcome(404, f"Unknown CDS service {service_id[:100]!r}."), []
+            allowed = sorted(set(getattr(exc, "valid_methods", None) or ()) | {"OPTIONS"})
+            return (405, operation_outcome(405, f"Method {request.method} is not allowed on {request.path}."),
+                    [("Allow", ", ".join(allowed))])
+        if status == 413:
+            return 413, operation_outcome(413, f"Request body exceeds the {state.config.max_body_bytes}-byte limit."), []
+        return status, operation_outcome(status, exc.description or exc.name), []
+    if isinstance(exc, RecursionError):
+        # orjson parses up to 1,024 levels, deeper than Python code (jsonschema's error
+        # messages, recursive walks) can go: pathological input, not a fault of ours.
+        log.warning("request nested too deeply", exc_info=exc, extra={"fields": {"path": request.path}})
+        return 400, operation_outcome(400, "Request JSON is nested too deeply."), []
+    hook_instance = getattr(g, "hook_instance", None)
+    log.error("unhandled error", exc_info=exc,
+              extra={"fields": {"hookInstance": hook_instance, "path": request.path}})
+    return 500, operation_outcome(500, "Internal error; the event was logged"
+                                  + (f" with hookInstance {hook_instance}." if hook_instance else ".")), []
+
+
+def _as_response(answer: Answer) -> Response:
+    status, body, extra = answer
+    resp = json_response(body, status)
+    for name, value in extra:
+        resp.headers[name] = value
+    return resp
+
+
 def _governance_at_start(policy: Policy) -> None:
     """§19.14: name the silent/disabled switches and warn when the clinical review is overdue
     (/readyz stays green). An unknown card kind in a switch is a PolicyError: a typo must not
@@ -229,46 +306,19 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(CDSError)
     def _cds_error(exc: CDSError) -> Response:
-        resp = json_response(exc.outcome(), exc.status)
-        if getattr(exc, "retry_after", None):  # ServiceUnavailable: audit store down
-            resp.headers["Retry-After"] = str(exc.retry_after)
-        return resp
+        return _as_response(error_answer(state, exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        if status == 404:
-            return error_response(404, f"No such endpoint: {request.path}")
-        if status == 405:
-            # Issue 21: GET on an unknown service id was 405 (README: 404), and every 405 listed
-            # GET, POST, OPTIONS, even the method it refused.
-            service_id = (request.view_args or {}).get("service_id")
-            if service_id is None and request.path.startswith("/cds-services/"):
-                service_id = request.path[len("/cds-services/"):].split("/", 1)[0]
-            if service_id is not None and state.registry.get(service_id) is None:
-                return error_response(404, f"Unknown CDS service {service_id[:100]!r}.")
-            allowed = sorted(set(getattr(exc, "valid_methods", None) or ()) | {"OPTIONS"})
-            resp = error_response(405, f"Method {request.method} is not allowed on {request.path}.")
-            resp.headers["Allow"] = ", ".join(allowed)
-            return resp
-        if status == 413:
-            return error_response(413, f"Request body exceeds the {state.config.max_body_bytes}-byte limit.")
-        return error_response(status, exc.description or exc.name)
+        return _as_response(error_answer(state, exc))
 
     @app.errorhandler(RecursionError)
     def _too_deep(exc: RecursionError) -> Response:
-        # orjson parses up to 1,024 levels, deeper than Python code (jsonschema's error
-        # messages, recursive walks) can go: pathological input, not a fault of ours.
-        log.warning("request nested too deeply", exc_info=exc, extra={"fields": {"path": request.path}})
-        return error_response(400, "Request JSON is nested too deeply.")
+        return _as_response(error_answer(state, exc))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        hook_instance = getattr(g, "hook_instance", None)
-        log.error("unhandled error", exc_info=exc,
-                  extra={"fields": {"hookInstance": hook_instance, "path": request.path}})
-        return error_response(500, "Internal error; the event was logged"
-                              + (f" with hookInstance {hook_instance}." if hook_instance else "."))
+        return _as_response(error_answer(state, exc))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -301,30 +351,9 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
-        service = _service_or_404(state, service_id)
-        body = parse_json_body()
-        security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
-        if "capture" in state.extensions:  # issue 23: CDS_CAPTURE_DIR (capture.py, after the answer)
-            g.cds_capture_body = body
-        if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
-            g.hook_instance = body["hookInstance"][:256]
-        status = 500
-        try:
-            validate_hook_request(body, service)
-            call_state, service = sites.gate(state, service, body)  # unchanged without CDS_SITES
-            result = service.handler(HookCall(service=service, body=body, state=call_state))
-            status = 200
-            return json_response(result)
-        except (CDSError, RecursionError) as exc:  # RecursionError: answered 400 by _too_deep
-            status = getattr(exc, "status", 400)
-            raise
-        finally:
-            elapsed = time.perf_counter() - g.t0
-            log_event(log, logging.INFO, "hook call", service=service.id,
-                      hookInstance=getattr(g, "hook_instance", None), status=status,
-                      duration_ms=round(elapsed * 1000, 2),
-                      **({"site": g.cds_site_id} if "cds_site_id" in g else {}))  # the caller's own (issue 24)
-            metrics.hook_call(service.id, status, elapsed)
+        # Under `serve` the ASGI front answers this route itself (serving.Front, issue 25)
+        # with the same answer_hook; this view serves the WSGI entry point and the tests.
+        return json_response(answer_hook(state, service_id))
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
@@ -373,6 +402,11 @@ def _log_startup(state: AppState) -> None:
               services=[service.id for service in state.registry])
 
 
+def _readiness_failed(check: str, exc: Exception) -> None:
+    """/readyz is unauthenticated (review #18): its body says which check failed, the log why."""
+    log.warning("readiness check failed", extra={"fields": {"check": check, "error": str(exc)[:300]}})
+
+
 def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
     """(ready, check -> "ok" or the reason). The database check is a real write (see
     Storage.check_writable); policy and codes loaded; schemas compiled."""
@@ -384,34 +418,44 @@ def readiness(state: AppState) -> tuple[bool, dict[str, str]]:
         try:
             store.check_writable()
             checks["database"] = "ok"
-        except StorageError as exc:
-            checks["database"] = f"not writable ({exc})"
+        except StorageError as exc:  # the cause (host, user, path) goes to the log, not the body
+            _readiness_failed("database", exc)
+            text = str(exc).lower()  # a fixed phrase per known cause: no host, user or path
+            cause = next((c for k, c in (("readonly", "readonly"), ("read-only", "readonly"), ("locked", "locked"),
+                                         ("disk", "disk full"), ("full", "disk full")) if k in text), "the log says why")
+            checks["database"] = f"not writable ({cause})"
         writer = getattr(store, "writer", None)
         failing = getattr(writer, "failing", None)
         if failing and checks["database"] == "ok":
             # Issue 21 M6: a full disk let the one-row check pass while audit batches failed.
+            # Review #18: the writer's error text goes to the log, not the unauthenticated body.
+            _readiness_failed("database", RuntimeError(failing))
             checks["database"] = (f"audit writer failing ({writer.waiting} rows waiting, "
-                                  f"{writer.dropped} lost): {failing[:200]}")
+                                  f"{writer.dropped} lost; the log says why)")
     replay = state.extensions.get("replay_store")
     if hasattr(replay, "check"):  # a jti store outside the database (Redis, issue 16)
         try:
             replay.check()
             checks["replay_store"] = "ok"
         except Exception as exc:  # ReplayStoreUnavailable
-            checks["replay_store"] = f"unavailable ({exc})"
+            _readiness_failed("replay_store", exc)
+            checks["replay_store"] = "unavailable (the log says why)"
     checks["policy"] = "ok" if state.policy is not None else "not loaded"
     checks.update(sites.readiness(state))  # every site's policy file and keys (issue 24)
     try:
         load_codes(state.policy["codes.extra_file"])
         checks["codes"] = "ok"
     except Exception as exc:  # CodeDataError, or a file gone since start
-        checks["codes"] = f"not loaded ({exc})"
+        _readiness_failed("codes", exc)
+        checks["codes"] = "not loaded (the log says why)"
     try:
         schemas.compile_all()
         checks["schemas"] = "ok"
     except Exception as exc:
-        checks["schemas"] = f"not compiled ({exc})"
-    return all(v == "ok" for v in checks.values()), checks
+        _readiness_failed("schemas", exc)
+        checks["schemas"] = "not compiled (the log says why)"
+    # "degraded" (one site's keys, sites/__init__.py) is reported, not a reason to leave rotation.
+    return all(v == "ok" or v.startswith("degraded") for v in checks.values()), checks
 
 
 _LOOPBACK = ("127.", "::1", "::ffff:127.")

@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         if cfg.sites:  # issue 24: a bad sites file (or a site's policy) stops here, with one line
             from .sites.model import read_sites_file
             from .sites.runtime import load_policies
-            load_policies(read_sites_file(cfg.sites)[1])
+            load_policies(read_sites_file(cfg.sites, production=cfg.env == "production")[1])
     except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2

@@ -209,10 +209,13 @@ class Config:
     # Path of the sites file (TOML or JSON). Set, it replaces CDS_TRUSTED_ISSUERS, CDS_POLICY,
     # CDS_FHIR_ALLOWLIST and CDS_JWT_ALGORITHMS, and every hook call needs a site's token.
     sites: str = ""
+    # Secret (>= 16 chars) that signs the accepted sites file in the database (HMAC), so a
+    # database writer alone cannot add a trusted issuer (review #5). `sites reload` needs it too.
+    sites_reload_key: str = field(default="", repr=False)
     # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/capture.py) ---
     # Directory the service writes each hook request to (pseudonymised). Empty: off (default).
     capture_dir: str = ""
-    # Site key of the HMAC pseudonyms. Empty: a random key kept in <capture_dir>/.capture-key.
+    # Site key of the HMAC pseudonyms. Empty: a random key kept beside the capture directory.
     capture_key: str = field(default="", repr=False)
     # Capture is refused with CDS_ENV=production unless this is set.
     capture_allow_production: bool = False
@@ -258,6 +261,7 @@ class Config:
             redis_timeout_ms=_int("CDS_REDIS_TIMEOUT_MS", 100, 1, 60_000),
             redis_prefix=_env("CDS_REDIS_PREFIX", "cds:") or "cds:",
             sites=_env("CDS_SITES", "") or "",
+            sites_reload_key=_env("CDS_SITES_RELOAD_KEY", "") or "",
             # issue 23: request capture
             capture_dir=_env("CDS_CAPTURE_DIR", "") or "",
             capture_key=_env("CDS_CAPTURE_KEY", "") or "",
@@ -283,7 +287,12 @@ class Config:
         if self.sites and self.auth != "required":
             return replace(self, auth="required").validated()  # a site is known only by its token
         if self.sites:
-            for name, value in (("CDS_TRUSTED_ISSUERS", self.trusted_issuers), ("CDS_POLICY", self.policy)):
+            # Every variable the sites file replaces is refused when set (review #12b), so a
+            # narrowing value (discovery closed, fewer algorithms) cannot look as if it applied.
+            for name, value in (("CDS_TRUSTED_ISSUERS", self.trusted_issuers), ("CDS_POLICY", self.policy),
+                                ("CDS_DISCOVERY_OPEN", not self.discovery_open),
+                                ("CDS_JWT_ALGORITHMS", tuple(self.jwt_algorithms) != Config.jwt_algorithms),
+                                ("CDS_FHIR_ALLOWLIST", tuple(self.fhir_allowlist) != Config.fhir_allowlist)):
                 if value:
                     raise ConfigError(f"CDS_SITES replaces {name}: move it into the sites file "
                                       "(README \"Sites\") and unset it")
@@ -299,6 +308,8 @@ class Config:
             raise ConfigError("CDS_FHIR_ALLOWLIST='*' is accepted only with CDS_AUTH=off")
         if self.fhir_cache_ttl < 0:
             raise ConfigError("CDS_FHIR_CACHE_TTL must be >= 0 seconds (0 turns the FHIR cache off)")
+        if self.sites_reload_key and len(self.sites_reload_key) < 16:
+            raise ConfigError("CDS_SITES_RELOAD_KEY must be at least 16 characters")
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ConfigError("CDS_METRICS_TOKEN must be at least 16 characters")
         if self.smart_open_servers not in ("auto", "on", "off"):
@@ -439,6 +450,10 @@ def production_warnings(cfg: Config) -> list[str]:
     if set(cfg.fhir_allowlist) == set(Config.fhir_allowlist) and not cfg.sites:  # sites: per site
         warnings.append("CDS_FHIR_ALLOWLIST is the default (any loopback port): set it to your FHIR "
                         "server's base URL")
+    if cfg.sites and not cfg.sites_reload_key:
+        warnings.append("CDS_SITES_RELOAD_KEY is unset: whoever can write the audit database can "
+                        "change the accepted sites file (add a trusted issuer); set it on every "
+                        "replica and for `cds-service sites reload`")
     if not cfg.public_base_url:
         warnings.append("CDS_PUBLIC_BASE_URL is unset: the JWT aud check trusts the request's Host "
                         "header; set the public URL the EHR calls")

@@ -30,6 +30,8 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
+from . import synthetic
+
 _LATEST = """
 WITH ranked AS (
     SELECT card_uuid, service_id, outcome, override_code, override_system,
@@ -371,7 +373,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         conn = report_connection(path)
         try:
-            restrict_to_site(conn, getattr(args, "site", None))  # issue 24
+            restrict_to_site(conn, getattr(args, "site", None),  # issue 24; review #13
+                             include_synthetic=bool(getattr(args, "include_synthetic", False)))
             report = build_report(conn)
         finally:
             conn.close()
@@ -393,16 +396,27 @@ def run(args: argparse.Namespace) -> int:
 # (searched before the real tables, in SQLite and PostgreSQL) show only that site's rows.
 # Feedback joins its site through the card it answers; feedback naming no known card
 # (unmatched) belongs to no site and is left out.
-_SITE_VIEWS = {
-    "hook_call": "SELECT * FROM {m}hook_call WHERE site_id = {site}",
-    "card": "SELECT c.* FROM {m}card c JOIN {m}hook_call h ON h.id = c.call_id WHERE h.site_id = {site}",
-    "card_lifecycle": "SELECT l.* FROM {m}card_lifecycle l WHERE l.hook_instance IN "
-                      "(SELECT hook_instance FROM {m}hook_call WHERE site_id = {site})",
-    "feedback": "SELECT f.* FROM {m}feedback f WHERE f.card_uuid IN (SELECT c.uuid FROM {m}card c "
-                "JOIN {m}hook_call h ON h.id = c.call_id WHERE h.site_id = {site}) OR f.card_uuid IN "
-                "(SELECT l.card_uuid FROM {m}card_lifecycle l WHERE l.hook_instance IN "
-                "(SELECT hook_instance FROM {m}hook_call WHERE site_id = {site}))",
+# Review #19: a lifecycle row belongs to a site through its card when the card was shown (its
+# uuid is in `card`); a withheld card's row through its hookInstance, which the EHR chooses, so a
+# hookInstance that several sites' calls used is attributed to none of them (never to the
+# wrong one). Review #13: calls marked as synthetic (check/replay) are left out, with their
+# cards, lifecycle rows and feedback, unless --include-synthetic.
+_NOT_SYNTHETIC = "COALESCE(h.assessment, '') NOT LIKE '%\"" + synthetic.AUDIT_KEY + "\"%'"
+_VIEWS = {
+    "hook_call": "SELECT h.* FROM {m}hook_call h WHERE {where}",
+    "card": "SELECT c.* FROM {m}card c JOIN {m}hook_call h ON h.id = c.call_id WHERE {where}",
+    "card_lifecycle": "SELECT l.* FROM {m}card_lifecycle l WHERE l.card_uuid IN (SELECT c.uuid FROM {m}card c "
+                      "JOIN {m}hook_call h ON h.id = c.call_id WHERE {where}) OR (l.card_uuid NOT IN "
+                      "(SELECT c.uuid FROM {m}card c) AND l.hook_instance IN (SELECT h.hook_instance FROM "
+                      "{m}hook_call h WHERE {where}) AND l.hook_instance NOT IN (SELECT h.hook_instance FROM "
+                      "{m}hook_call h WHERE NOT ({where})))",
 }
+# Feedback: for one site, only feedback on its cards; for all sites, everything but feedback on
+# synthetic calls' cards (unmatched feedback stays, as before).
+_FEEDBACK_SITE = ("SELECT f.* FROM {m}feedback f WHERE f.card_uuid IN (SELECT c.uuid FROM card c) "
+                  "OR f.card_uuid IN (SELECT l.card_uuid FROM card_lifecycle l)")
+_FEEDBACK_ALL = ("SELECT f.* FROM {m}feedback f WHERE f.card_uuid NOT IN (SELECT c.uuid FROM {m}card c "
+                 "JOIN {m}hook_call h ON h.id = c.call_id WHERE NOT ({where}))")
 
 
 def site_id_argument(value: str) -> str:
@@ -415,20 +429,29 @@ def site_id_argument(value: str) -> str:
 def add_site_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", type=site_id_argument,
                         help="only this site's calls, cards and feedback (CDS_SITES; 'default' without it)")
+    parser.add_argument("--include-synthetic", action="store_true",
+                        help="also count the calls `cds-service check` and `replay` sent (left out by default)")
 
 
-def restrict_to_site(conn, site: str | None) -> None:
-    """Make `conn` show only `site`'s rows to the report's queries (temporary views)."""
-    if not site:
+def restrict_to_site(conn, site: str | None, include_synthetic: bool = False) -> None:
+    """Make `conn` show only `site`'s rows (all sites' if None), without synthetic traffic
+    unless `include_synthetic`, to the report's queries (temporary views)."""
+    if not site and include_synthetic:
         return
-    literal = "'" + site.replace("'", "''") + "'"  # site_id_argument allows no quote anyway
+    literal = "'" + (site or "").replace("'", "''") + "'"  # site_id_argument allows no quote anyway
+    where = " AND ".join(([f"h.site_id = {literal}"] if site else []) + ([] if include_synthetic else [_NOT_SYNTHETIC]))
     sqlite = isinstance(conn, sqlite3.Connection)
     prefix = "main." if sqlite else "public."
     if not sqlite:  # temporary views only: this session's pg_temp, no table is written
         conn.execute("SET default_transaction_read_only = off")
-    for name, select in _SITE_VIEWS.items():
-        if name == "card_lifecycle" and not _has_table(conn, name):
+    has_lifecycle = _has_table(conn, "card_lifecycle")
+    for name, select in _VIEWS.items():
+        if name == "card_lifecycle" and not has_lifecycle:
             continue
-        conn.execute(f"CREATE TEMP VIEW {name} AS " + select.format(m=prefix, site=literal))
+        conn.execute(f"CREATE TEMP VIEW {name} AS " + select.format(m=prefix, where=where))
+    feedback = _FEEDBACK_SITE if site else _FEEDBACK_ALL
+    if site and not has_lifecycle:
+        feedback = feedback.split(" OR f.card_uuid IN (SELECT l.card_uuid")[0]
+    conn.execute("CREATE TEMP VIEW feedback AS " + feedback.format(m=prefix, where=where))
     if not sqlite:
         conn.execute("SET default_transaction_read_only = on")

@@ -11,7 +11,10 @@ granian's event loop does all the waiting, Python threads only compute.
 - The body is read in the event loop under one total deadline (`body_timeout`, 408): a
   slow client holds a socket and a coroutine, never a thread; how many threads there are
   does not change how long a slow body may take. Reading stops one byte past the limit (413).
-- Then the Flask app runs on a thread of a fixed pool with the whole body in memory.
+- Then the Flask app runs on a thread of a fixed pool with the whole body in memory. The hook
+  POST (`POST /cds-services/<known id>`, issue 25) skips Flask's URL matching and WSGI round
+  trip (`Front._serve_hook`): the app's own before/after_request hooks, `app.answer_hook` and
+  `app.error_answer` run, the same functions the Flask route and error handlers call.
 - One JSON access line per request (logger `cds_service.access`, `log_access`).
 
 `ServingMiddleware` (WSGI, cds_service.wsgi:app) is kept for other WSGI servers and the
@@ -206,6 +209,7 @@ class Front:
         self.routes = flask_app.url_map.bind("localhost")  # Flask's own routing table, for the auth check
         self.auth_key, self.site_key = FRONT_AUTH_KEY, FRONT_SITE_KEY
         self.sites = self.state.extensions.get("sites")  # CDS_SITES (issue 24): it authenticates
+        self.hook_rule = next(r for r in flask_app.url_map.iter_rules() if r.endpoint == "call_service")
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
@@ -293,19 +297,54 @@ class Front:
             environ[self.auth_key] = identity
         if site is not _NOT_CHECKED:
             environ[self.site_key] = site
-        status, response_headers, payload = await loop.run_in_executor(
-            self.pool, contextvars.Context().run, _run_wsgi, self.flask_app, environ)
+        if self._hook_service(method, path) is not None:  # issue 25: the hook POST without Flask's routing
+            status, response_headers, payload = await loop.run_in_executor(
+                self.pool, contextvars.Context().run, self._serve_hook, environ, path[len(_HOOK_PREFIX):])
+        else:
+            status, response_headers, payload = await loop.run_in_executor(
+                self.pool, contextvars.Context().run, _run_wsgi, self.flask_app, environ)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response_headers]})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else payload})
 
+    def _hook_service(self, method: str, path: str) -> str | None:
+        """The service id of a POST to a known hook service (`/cds-services/<id>`), else None."""
+        if method != "POST" or not path.startswith(_HOOK_PREFIX):
+            return None
+        service_id = path[len(_HOOK_PREFIX):]
+        return service_id if "/" not in service_id and self.state.registry.get(service_id) is not None else None
+
+    def _serve_hook(self, environ: dict, service_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The hook POST (issue 25) on a pool thread: Flask's request context is pushed with the
+        route already known (no URL matching), then the app's own functions run in Flask's order:
+        the before_request hooks (security, sites: the identity the front checked is taken from the
+        environ), app.answer_hook, app.error_answer for any error, the after_request hooks (CORS,
+        WWW-Authenticate, capture) and the teardown (secrets forgotten). No WSGI response round trip."""
+        from .app import _as_response, answer_hook, error_answer, json_response
+        app = self.flask_app
+        ctx = app.request_context(environ)
+        ctx.match_request = lambda: None  # the route is known: push() does not match the URL (url_for still works)
+        ctx.request.url_rule, ctx.request.view_args = self.hook_rule, {"service_id": service_id}
+        with ctx:
+            try:
+                response = app.preprocess_request()
+                if response is None:
+                    response = json_response(answer_hook(self.state, service_id))
+            except Exception as exc:  # noqa: BLE001 - every error is an OperationOutcome (app.error_answer)
+                response = _as_response(error_answer(self.state, exc))
+            response = app.process_response(response)
+            return response.status_code, response.headers.to_wsgi_list(), response.get_data()
+
     def _needs_token(self, method: str, path: str) -> str | None:
         """"jwt" or "site" (CDS_SITES) when the route needs a token checked here, else None."""
         from .security import needs_token
-        try:
-            endpoint, _ = self.routes.match(path, method=method)
-        except HTTPException:  # 404/405: Flask answers them, no token needed to learn that
-            return None
+        if self._hook_service(method, path) is not None:
+            endpoint = "call_service"
+        else:
+            try:
+                endpoint, _ = self.routes.match(path, method=method)
+            except HTTPException:  # 404/405: Flask answers them, no token needed to learn that
+                return None
         if self.sites is not None:
             from .sites.runtime import PROTECTED
             # Discovery keeps its own rules (open sites) in Flask: a GET has no body to wait for.
@@ -379,6 +418,7 @@ class _Disconnected(Exception):
 
 
 _NOT_CHECKED = object()
+_HOOK_PREFIX = "/cds-services/"
 
 
 def _header_dict(raw: list) -> dict[str, str]:

@@ -40,6 +40,7 @@ def _policy_changes(policy) -> str:
 
 
 def describe(parsed, policies: dict | None = None) -> list[str]:
+    from .sites.model import _weak_url  # review #12: say what production would refuse
     lines = [f"sites file {parsed.source} (sha256:{parsed.sha256[:16]}): {len(parsed.sites)} site(s)"]
     for site in parsed.sites.values():
         lines += [f"site {site.id}",
@@ -49,6 +50,8 @@ def describe(parsed, policies: dict | None = None) -> list[str]:
                     if policies else []),
                   f"  services: {', '.join(site.services)}",
                   f"  fhir_allowlist: {', '.join(site.fhir_allowlist)}",
+                  *[f"  warning: fhir_allowlist entry {e} is {why} (refused with CDS_ENV=production)"
+                    for e in site.fhir_allowlist if (why := _weak_url(e))],
                   f"  discovery_open: {str(site.discovery_open).lower()}"]
         for issuer in site.issuers:
             trusted = issuer.trusted
@@ -60,6 +63,9 @@ def describe(parsed, policies: dict | None = None) -> list[str]:
                     lines.append(f"    key {key.kid}: {kind}, {key_fingerprint(key.key)}")
             else:
                 lines.append(f"    jwks_url: {trusted.jwks_url}")
+                why = _weak_url(trusted.jwks_url)
+                if why:
+                    lines.append(f"    warning: jwks_url is {why} (refused with CDS_ENV=production)")
                 extra = sorted(trusted.jku - {trusted.jwks_url})
                 if extra:
                     lines.append(f"    jku: {', '.join(extra)}")
@@ -106,12 +112,16 @@ def _reload(args: argparse.Namespace) -> int:
               "CDS_DATABASE (--database)", file=sys.stderr)
         return 2
     try:
-        publish(open_storage(database), raw, path, str(Path(path).resolve().parent))
+        from .sites.model import file_digests
+        publish(open_storage(database), raw, path, str(Path(path).resolve().parent),
+                os.environ.get("CDS_SITES_RELOAD_KEY", ""), file_digests(parsed))
     except StorageError as exc:
         print(f"cds-service sites: not recorded: {exc}", file=sys.stderr)
         return 2
     print(f"accepted sites file {path} (sha256:{parsed.sha256[:16]}, {len(parsed.sites)} site(s)); "
-          "every worker and replica on this database applies it within 10 s")
+          "every worker and replica on this database applies it within 10 s"
+          + ("" if os.environ.get("CDS_SITES_RELOAD_KEY") else
+             " (unsigned: workers with CDS_SITES_RELOAD_KEY set ignore it)"))
     return 0
 
 

@@ -117,6 +117,10 @@ INPUT_WINDOWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "other_anticoagulation_indication": ("another indication for anticoagulation (VTE, AF, valve, thrombus)", ()),
     "recent_intracranial_haemorrhage": ("intracranial haemorrhage", ("safety.recent_ich_days",)),
     "renal_replacement": ("dialysis or CRRT in progress or recent, or ESKD", ()),
+    "renal_replacement_mode": ("which renal replacement (haemodialysis, CRRT, peritoneal) for card text", ()),
+    "four_ts": ("a recorded 4Ts score (site code), clears or raises suspected HIT",
+                ("window.platelet_trend_days", "hit.four_ts_clear_hours")),
+    "interacting_drugs": ("active strong CYP3A4/P-gp inhibitors (orders or home medicines)", ()),
     "statements": ("home or reported anticoagulants (MedicationStatement)", ()),
     "administrations": ("anticoagulant administrations", ("window.platelet_trend_days",)),
     "platelet_trend": ("platelet counts over time", ("window.platelet_trend_days",)),
@@ -310,7 +314,10 @@ def build(policy, *, base_url: str = "", logic_root: Path | None = None) -> dict
                             "and its source so the clinician can review the basis independently.",
             "intended_users": "Physicians, pharmacists and nurses ordering or reviewing anticoagulants in hospital, "
                               "inside their EHR (CDS Hooks).",
-            "patient_population": f"Adults (>= {min_age:g} years) in a current inpatient encounter with COVID-19.",
+            "patient_population": f"Adults (>= {min_age:g} years) in a current inpatient encounter with COVID-19; "
+                                  "the order check's safety layer (dose ceilings, renal, HIT, pregnancy, bleeding, "
+                                  "duplicates) runs for every adult inpatient (clinical rules v3 §19.0, "
+                                  "orders.safety_checks_ignore_covid_scope).",
             "out_of_scope_use": out_of_scope,
             "inputs": inputs,
             "logic": {"by_pathway": by_hook,

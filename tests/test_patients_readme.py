@@ -40,13 +40,7 @@ def test_every_patient_has_a_row():
     assert sorted(pid for pid, _ in _rows()) == ids
 
 
-def _params():
-    # Rows the README marks as waiting for the v3 order check ("v3-orders") state what it will do.
-    return [pytest.param(pid, card, marks=pytest.mark.skip(reason="README: needs v3-orders"))
-            if "v3-orders" in card else pytest.param(pid, card) for pid, card in _rows()]
-
-
-@pytest.mark.parametrize("patient, expected", _params())
+@pytest.mark.parametrize("patient, expected", _rows())
 def test_the_card_is_the_one_the_readme_quotes(client, dev_fhir, patient, expected):
     body = {"hookInstance": str(uuid.uuid4()), "hook": "patient-view", "fhirServer": dev_fhir.iss,
             "context": {"userId": "Practitioner/readme", "patientId": patient}}

@@ -179,7 +179,8 @@ def test_capture_names_and_person_resources_are_removed():
     assert patient["birthDate"] == "1950-01-01" and patient["gender"] == "female"
     med = out["prefetch"]["meds"]
     assert med["subject"] == {"reference": f"Patient/{patient['id']}"}
-    assert med["requester"]["reference"] == f"https://ehr/fhir/Practitioner/{pseudo.pseudonym('Practitioner', '9')}"
+    # Review #10 changes this: the EHR's host and path never stay in an absolute reference.
+    assert med["requester"]["reference"] == f"https://fhir.invalid/Practitioner/{pseudo.pseudonym('Practitioner', '9')}"
     assert out["context"]["selections"] == [f"MedicationRequest/{med['id']}"]
     assert out["fhirServer"] == "https://fhir.invalid" and "fhirAuthorization" not in out
 
@@ -189,8 +190,65 @@ def test_the_generated_site_key_is_kept_and_shared(tmp_path):
 
     from cds_service.capture import site_key
     cfg = SimpleNamespace(capture_key="")
-    first, second = site_key(cfg, tmp_path), site_key(cfg, tmp_path)   # two workers, or a restart
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    first, second = site_key(cfg, capture), site_key(cfg, capture)   # two workers, or a restart
     assert first == second and len(first) == 64
-    assert ((tmp_path / ".capture-key").stat().st_mode & 0o777) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == [".capture-key"]
-    assert site_key(SimpleNamespace(capture_key="x" * 20), tmp_path) == b"x" * 20
+    # Review #10 changes this: the key is kept beside the capture directory, never in it.
+    assert list(capture.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name != "capture"] == [".capture.capture-key"]
+    assert ((tmp_path / ".capture.capture-key").stat().st_mode & 0o777) == 0o600
+    assert site_key(SimpleNamespace(capture_key="x" * 20), capture) == b"x" * 20
+
+
+def test_capture_leaves_no_id_or_name_in_links_narratives_extensions_notes_or_identifiers():
+    """Review #10: the places a raw id or a name survived the first pseudonymiser."""
+    pseudo = Pseudonymiser(b"k" * 32)
+    body = {"hook": "patient-view", "hookInstance": "h", "fhirServer": "https://ehr.hosp.org/fhir",
+            "context": {"patientId": "MRN123456", "userId": "Practitioner/dr77"},
+            "prefetch": {
+                "patient": {"resourceType": "Patient", "id": "MRN123456", "birthDate": "1950-01-01",
+                            "text": {"status": "generated", "div": "<div>Jane Q Public, MRN 123456</div>"},
+                            "name": [{"family": "Public", "given": ["Jane"]}],
+                            "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName",
+                                           "valueString": "Smith"}]},
+                "obs": {"resourceType": "Bundle", "type": "searchset",
+                        "link": [{"relation": "self", "url": "https://ehr.hosp.org/fhir/Observation?patient=MRN123456"}],
+                        "entry": [{"fullUrl": "https://ehr.hosp.org/fhir/Observation/o1",
+                                   "resource": {"resourceType": "Observation", "id": "o1", "status": "final",
+                                                "code": {"coding": [{"system": "http://loinc.org", "code": "26515-7",
+                                                                     "display": "Platelets"}]},
+                                                "subject": {"reference": "Patient/MRN123456", "display": "Jane Q Public"},
+                                                "note": [{"text": "Called daughter Mary Public on 555-0100"}],
+                                                "performer": [{"identifier": {"system": "urn:npi", "value": "1234567890"},
+                                                               "display": "Dr Who"}],
+                                                "encounter": {"reference": "Encounter?identifier=urn:visit|V998877"}},
+                                   "request": {"method": "GET", "url": "Patient/MRN123456/$everything"}}]},
+                "med": {"resourceType": "MedicationRequest", "id": "m1", "status": "active",
+                        "note": [{"text": "for the CRRT circuit, per Dr Jones"}]}}}
+    out = pseudo.request(body)
+    text = json.dumps(out)
+    for needle in ("MRN123456", "123456", "Jane", "Public", "Smith", "ehr.hosp.org", "1234567890",
+                   "V998877", "Dr Who", "555-0100", "Mary", "Jones", "dr77"):
+        assert needle not in text, needle
+    obs = out["prefetch"]["obs"]["entry"][0]["resource"]
+    assert obs["code"]["coding"][0]["display"] == "Platelets"  # a code's name is kept
+    assert obs["subject"] == {"reference": f"Patient/{out['context']['patientId']}"}
+    # The words a rule reads in a note (§10.4, circuit heparin) survive; the rest does not.
+    from cds_service.fhir.exposure import ordered_for_circuit
+    assert ordered_for_circuit(out["prefetch"]["med"])
+
+
+def test_capture_directory_is_closed_and_a_symlinked_key_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from cds_service.capture import _own_directory, site_key
+    capture = tmp_path / "cap"
+    capture.mkdir(mode=0o755)
+    capture.chmod(0o755)
+    _own_directory(capture)
+    assert (capture.stat().st_mode & 0o777) == 0o700
+    (tmp_path / "elsewhere").write_text("attacker-chosen-key")
+    (tmp_path / ".cap.capture-key").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        site_key(SimpleNamespace(capture_key=""), capture)

@@ -226,6 +226,15 @@ def metrics_card_suppressed(service_id: str, kind: str, indicator: str, reason: 
     metrics.card_suppressed(kind, reason)
 
 
+def _user_key(storage, site: str, user: str | None) -> str:
+    """The user part of the lifecycle key, scoped by site (every lookup matches on it): FHIR ids
+    are unique per EHR, not across hospitals, so site B's history must never withhold or
+    snooze site A's card. The implicit site "default" keeps the unscoped key of its rows."""
+    if site == "default":
+        return storage.pseudonym("user", user) if user else ANONYMOUS_USER
+    return storage.pseudonym("user", f"site\x00{site}\x00{user or ANONYMOUS_USER}")
+
+
 def apply(call, cards: Sequence[IssuedCard], evaluation: Any = None) -> tuple[list[IssuedCard], dict | None]:
     """(cards to show, the audit entry or None). Only patient-view cards with an evaluation and
     a storage are filtered; anything else passes unchanged."""
@@ -235,10 +244,11 @@ def apply(call, cards: Sequence[IssuedCard], evaluation: Any = None) -> tuple[li
         return cards, None
     now = now_of(call)
     user = call.context.get("userId")
+    site = getattr(call.state, "site", "default")
     try:
         # The keyed hashes need the audit key, which may live in an unreachable database.
         key = {
-            "user_hash": storage.pseudonym("user", user) if user else ANONYMOUS_USER,
+            "user_hash": _user_key(storage, site, user),
             "patient_hash": storage.patient_hash(call.patient_id),
             "encounter_hash": storage.pseudonym("encounter", call.encounter_id) if call.encounter_id else NO_ENCOUNTER,
         }

@@ -68,6 +68,14 @@ class JwksClient:
         keys = self._fetch(url, refresh=True)
         return keys.get(kid) if keys else None
 
+    def status(self, url: str) -> str:
+        """"ok" (a set is cached), "failed" (the last fetch failed and nothing is cached) or
+        "unknown" (not fetched yet). Never fetches: for /readyz, which anyone may call."""
+        with self._lock:
+            if self._sets.get(url) is not None:
+                return "ok"
+            return "failed" if url in self._failed else "unknown"
+
     def _fetch(self, url: str, refresh: bool = False) -> dict[str, VerificationKey] | None:
         with self._fetch_lock:
             if not refresh:  # another thread may have fetched it while we waited

@@ -137,32 +137,89 @@ def discovery_body(state) -> dict[str, Any] | None:
     return {"services": _runtime(state).current.open_services}
 
 
+def _stamp(path: str | None):
+    """What changes when a file is edited or replaced (None: no file, or gone)."""
+    if not path:
+        return None
+    import os
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def readiness(state) -> dict[str, str]:
-    """/readyz: every site's policy file and codes still load, and its keys are usable
-    (inline keys were checked at load; a jwks_url must answer). The body never names a site;
-    the log does (operators only)."""
+    """/readyz: every site's policy file and codes still load (503 if not), and its keys'
+    state. Unauthenticated, so no network (review #7): a jwks_url is judged by the JWKS cache
+    (a fetch that failed within the last minute, nothing cached); one site's EHR key endpoint
+    being down is "degraded" (still ready: the other sites are served), never a 503 for all.
+    The body never names a site; the log does."""
     rt = _runtime(state)
     if rt is None:
         return {}
     from ..fhir.codes import load_codes
     from ..logic.policy import Policy
-    failed = 0
+    failed = degraded = 0
+    seen = rt.__dict__.setdefault("_ready_files", {})  # site id -> (file stamps, codes path, problems)
     for built in rt.current.sites.values():
-        problems = []
-        try:
-            load_codes(Policy.load(built.site.policy_path or None)["codes.extra_file"])
-        except Exception as exc:  # PolicyError, CodeDataError, a file gone since the load
-            problems.append(f"policy: {' '.join(str(exc).split())[:200]}")
+        problems, key_problems = [], []
+        path = built.site.policy_path or None
+        cached = seen.get(built.site.id)
+        if cached is not None and cached[0] == (_stamp(path), _stamp(cached[1])):
+            problems = list(cached[2])  # unchanged files: not parsed again per unauthenticated call
+        else:
+            codes_path = None
+            try:
+                policy = Policy.load(path)
+                codes_path = policy["codes.extra_file"] or None
+                load_codes(codes_path)
+            except Exception as exc:  # PolicyError, CodeDataError, a file gone since the load
+                problems.append(f"policy: {' '.join(str(exc).split())[:200]}")
+            seen[built.site.id] = ((_stamp(path), _stamp(codes_path)), codes_path, tuple(problems))
         for issuer in built.site.issuers:
             url = issuer.trusted.jwks_url
-            if url and not rt.jwks._fetch(url):
-                problems.append(f"jwks_url of {issuer.trusted.iss[:100]!r} unusable")
-        if problems:
-            failed += 1
-            log_event(log, logging.WARNING, "site not ready", site=built.site.id, problems=problems)
-    if failed:
-        return {"sites": "a site has an unusable policy file or keys (the log names it)"}
-    return {"sites": "ok"}
+            if url and rt.jwks.status(url) == "failed":
+                key_problems.append(f"jwks_url of {issuer.trusted.iss[:100]!r} unusable")
+        failed += bool(problems)
+        degraded += bool(key_problems)
+        if problems or key_problems:
+            log_event(log, logging.WARNING, "site not ready", site=built.site.id, problems=problems + key_problems)
+    result = {"sites": "a site has an unusable policy file (the log names it)" if failed else "ok"}
+    if degraded:
+        result["sites_keys"] = "degraded: a site's JWKS could not be fetched (the log names it)"
+    return result
+
+
+def smart_allowlist(state) -> tuple[str, ...] | None:
+    """The assessment view's FHIR allowlist with CDS_SITES (None without): the union of the
+    allowlists of the sites not switched off, never the global CDS_FHIR_ALLOWLIST, whose
+    default admits any loopback port (review #9)."""
+    rt = _runtime(state)
+    if rt is None:
+        return None
+    out: list[str] = []
+    for built in rt.current.sites.values():
+        if built.site.mode != "off":
+            out += [e for e in built.site.fhir_allowlist if e not in out]
+    return tuple(out)
+
+
+def view_state(state, iss: str):
+    """The request state (policy, codes) the assessment view of a launch from `iss` runs with:
+    the site whose allowlist admits it. Several such sites must agree on the policy, else None
+    (the view refuses rather than show another site's dose). Without CDS_SITES: `state`."""
+    rt = _runtime(state)
+    if rt is None:
+        return state
+    found = [b for b in rt.current.sites.values()
+             if b.site.mode != "off" and refusal_reason(iss, b.site.fhir_allowlist) is None]
+    def rules(built):  # a silent site differs only by cards.silent*, which the view does not read
+        return {k: v for k, v in built.policy.values.items() if not k.startswith("cards.silent")}
+
+    if not found or any(rules(b) != rules(found[0]) for b in found[1:]):
+        return None
+    return found[0].state
 
 
 __all__ = ["SitesFileError", "SiteRefused", "check_feedback", "discovery_body", "enabled", "gate",

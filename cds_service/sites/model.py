@@ -21,7 +21,9 @@ verified (iss, tenant) picks exactly one site. Keys starting with "_" are commen
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ class SiteIssuer:
     trusted: TrustedIssuer           # keys / jwks_url / jku / tenants, as the trust file has them
     algorithms: tuple[str, ...]
     signature: str                   # what must agree when two sites share the iss
+    jwks_file: str = ""              # the file its keys came from, if any
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,26 @@ def _path(value: Any, what: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def read_capped(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A referenced file's bytes: a regular file of at most `limit` bytes (review #20: a
+    `jwks_file = "/dev/zero"` or a huge file must not be read until memory runs out)."""
+    import stat
+    with open(path, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(0, f"larger than {limit} bytes")
+    return data
+
+
+def key_thumbprint(key) -> str:
+    """sha256 of a public key's SubjectPublicKeyInfo (DER), hex."""
+    from cryptography.hazmat.primitives import serialization
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
 def _issuer(entry: Any, base: Path) -> SiteIssuer:
     if not isinstance(entry, dict):
         raise ValueError("each issuers entry must be a table/object")
@@ -106,7 +129,9 @@ def _issuer(entry: Any, base: Path) -> SiteIssuer:
             raise ValueError(f"{where}: give 'jwks' or 'jwks_file', not both")
         path = _path(entry["jwks_file"], f"{where}: 'jwks_file'", base)
         try:
-            trust_entry["jwks"] = json.loads(path.read_text(encoding="utf-8"))
+            trust_entry["jwks"] = json.loads(read_capped(path).decode("utf-8"))
+        except RecursionError:
+            raise ValueError(f"{where}: jwks_file {str(path)!r} is nested too deeply") from None
         except OSError as exc:
             raise ValueError(f"{where}: jwks_file {str(path)!r} cannot be read: "
                              f"{exc.strerror or type(exc).__name__}") from None
@@ -121,12 +146,38 @@ def _issuer(entry: Any, base: Path) -> SiteIssuer:
     bad = [a for a in algorithms if a not in ALG_KEY_TYPES]
     if bad:
         raise ValueError(f"{where}: 'algorithms' may list only {sorted(ALG_KEY_TYPES)}, not {bad[:5]}")
-    keys = sorted((k.kid, k.kty, k.crv or "", k.alg or "") for k in (trusted.keys or {}).values())
+    # The key material itself (SPKI sha256), not only kid/kty: two sites sharing an iss with a
+    # different key under the same kid must be refused, else one site's key signs in as the other.
+    keys = sorted((k.kid, k.kty, k.crv or "", k.alg or "", key_thumbprint(k.key))
+                  for k in (trusted.keys or {}).values())
     signature = json.dumps([keys, trusted.jwks_url, sorted(trusted.jku), sorted(algorithms)])
-    return SiteIssuer(trusted=trusted, algorithms=algorithms, signature=signature)
+    return SiteIssuer(trusted=trusted, algorithms=algorithms, signature=signature,
+                      jwks_file=str(path) if "jwks_file" in entry else "")
 
 
-def _site(site_id: str, entry: Any, base: Path) -> Site:
+def _weak_url(raw: str, *, jwks: bool = False) -> str | None:
+    """Why a URL must not be used with CDS_ENV=production (review #12), or None: plain http, or
+    a literal loopback, private, link-local (cloud metadata) or otherwise reserved address.
+    The EHR's bearer token is sent to a fhirServer; a jwks_url decides which keys are trusted."""
+    try:
+        server = parse_server_url(raw)
+    except ValueError:
+        return None  # the allowlist / trust parser refuses it with its own reason
+    if server.scheme != "https":
+        return "plain http"
+    if server.host == "localhost":
+        return "a loopback host"
+    try:
+        address = ipaddress.ip_address(server.host.strip("[]"))
+    except ValueError:
+        return None  # a DNS name
+    if address.is_loopback or address.is_link_local or address.is_private or address.is_reserved \
+            or address.is_unspecified or address.is_multicast:
+        return "a loopback, private, link-local or reserved address"
+    return None
+
+
+def _site(site_id: str, entry: Any, base: Path, production: bool = False) -> Site:
     if not isinstance(entry, dict):
         raise ValueError("must be a table/object")
     unknown = {k for k in entry if not str(k).startswith("_")} - _SITE_KEYS
@@ -152,6 +203,9 @@ def _site(site_id: str, entry: Any, base: Path) -> Site:
             parse_server_url(raw)  # the allowlist's own parser: an entry it cannot read admits nothing
         except ValueError as exc:
             raise ValueError(f"'fhir_allowlist' entry {raw[:200]!r} is unusable: {exc}") from None
+        weak = _weak_url(raw) if production else None
+        if weak:
+            raise ValueError(f"'fhir_allowlist' entry {raw[:200]!r} is {weak}: refused with CDS_ENV=production")
     discovery_open = entry.get("discovery_open", True)
     if not isinstance(discovery_open, bool):
         raise ValueError("'discovery_open' must be true or false")
@@ -159,6 +213,13 @@ def _site(site_id: str, entry: Any, base: Path) -> Site:
     if not isinstance(issuers, list) or not issuers:
         raise ValueError("'issuers' must list at least one issuer (deny by default)")
     parsed = tuple(_issuer(i, base) for i in issuers)
+    if production:
+        for issuer in parsed:
+            for url in sorted({*issuer.trusted.jku, *([issuer.trusted.jwks_url] if issuer.trusted.jwks_url else [])}):
+                weak = _weak_url(url)
+                if weak:
+                    raise ValueError(f"issuer {issuer.trusted.iss[:200]!r}: key URL {url[:200]!r} is {weak}: "
+                                     "refused with CDS_ENV=production")
     seen = [i.trusted.iss for i in parsed]
     if len(set(seen)) != len(seen):
         raise ValueError("an iss is listed twice; put its tenants in one entry")
@@ -187,8 +248,13 @@ def _cross_checks(sites: dict[str, Site]) -> None:
             seen |= issuer.trusted.tenants
 
 
-def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None) -> SitesFile:
-    """Parse and check a whole sites file (policy files are loaded by the runtime)."""
+def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None,
+                production: bool | None = None) -> SitesFile:
+    """Parse and check a whole sites file (policy files are loaded by the runtime).
+    `production` (default: CDS_ENV=production in the environment) also refuses plain-http,
+    loopback, private and link-local FHIR bases and key URLs."""
+    if production is None:
+        production = os.environ.get("CDS_ENV", "").strip().lower() == "production"
     where = f"sites file {source!r}"
     if len(raw) > MAX_FILE_BYTES:
         raise SitesFileError(f"{where} is larger than {MAX_FILE_BYTES} bytes")
@@ -220,7 +286,7 @@ def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None) -> 
         if not SITE_ID.fullmatch(site_id):
             raise SitesFileError(f"{where}: site id {site_id[:80]!r} must match {SITE_ID.pattern}")
         try:
-            sites[site_id] = _site(site_id, entry, base)
+            sites[site_id] = _site(site_id, entry, base, production)
         except (ValueError, TypeError, RecursionError) as exc:
             raise SitesFileError(f"{where}, site {site_id!r}: {_one_line(exc)}") from None
     try:
@@ -230,10 +296,31 @@ def parse_sites(raw: bytes, source: str, base: Path, fmt: str | None = None) -> 
     return SitesFile(sites=sites, sha256=hashlib.sha256(raw).hexdigest(), source=source)
 
 
-def read_sites_file(path: str) -> tuple[bytes, SitesFile]:
+def referenced_files(parsed: SitesFile) -> list[str]:
+    """The policy and jwks files a sites file names (read by path on each host)."""
+    out: list[str] = []
+    for site in parsed.sites.values():
+        for path in [site.policy_path, *(i.jwks_file for i in site.issuers)]:
+            if path and path not in out:
+                out.append(path)
+    return out
+
+
+def file_digests(parsed: SitesFile) -> dict[str, str]:
+    """path -> sha256 of each referenced file as this host has it ("unreadable" if not)."""
+    out = {}
+    for path in referenced_files(parsed):
+        try:
+            out[path] = hashlib.sha256(read_capped(Path(path))).hexdigest()
+        except OSError:
+            out[path] = "unreadable"
+    return out
+
+
+def read_sites_file(path: str, production: bool | None = None) -> tuple[bytes, SitesFile]:
     """(raw bytes, parsed file) of `path`, or SitesFileError."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise SitesFileError(f"sites file {path!r} cannot be read: {exc.strerror or type(exc).__name__}") from None
-    return raw, parse_sites(raw, path, Path(path).resolve().parent)
+    return raw, parse_sites(raw, path, Path(path).resolve().parent, production=production)

@@ -12,12 +12,17 @@ Reload: the accepted file (its text, sha256 and a reload id) is kept in the audi
 worker looks at it every CHECK_INTERVAL_S seconds and applies a new reload id after building it
 in full; a file that fails is logged in one line and the old configuration stays. The thread,
 not a request, does this, so no request waits for it and no log line written while serving a
-caller names another site. `cds-service sites reload` validates the file and writes that row;
-SIGHUP makes granian respawn the workers, which read the file again and, if it is bad, fall
-back to the row (so a bad file never stops a worker).
+caller names another site. `cds-service sites reload` validates the file and writes that row.
+
+Which configuration wins (one rule, whatever the boot order): once a record exists, it does.
+A worker that (re)starts with a local file differing from the record (a respawn, SIGHUP, a
+replica restarted with an older file) adopts the record and logs a WARNING; only `sites reload`
+publishes a file. The local file is published only when the database holds no record yet.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import threading
@@ -44,11 +49,21 @@ from ..security.jwks import JwksClient
 from ..security.replay import ReplayStoreUnavailable
 from ..security.tokens import MAX_TOKEN_CHARS, AuthError, TokenValidator
 from . import silent
-from .model import Site, SitesFile, SitesFileError, parse_sites, read_sites_file
+from .model import Site, SitesFile, SitesFileError, file_digests, parse_sites, read_sites_file
 
 log = logging.getLogger("cds_service.sites")
 
 CHECK_INTERVAL_S = 2.0
+_START_LOCK = threading.Lock()
+
+
+def _new_start_lock() -> None:
+    global _START_LOCK
+    _START_LOCK = threading.Lock()  # a forked child never inherits it held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_start_lock)
 META_KEY = "sites_config"
 PROTECTED = frozenset({"call_service", "feedback"})
 
@@ -80,7 +95,7 @@ class Built:
     raw: bytes
     base: str
     sites: dict[str, BuiltSite]
-    validators: dict[str, TokenValidator]                   # by iss
+    validators: dict[str, dict[str, TokenValidator]]        # iss -> site id -> validator
     tenants: dict[str, list[tuple[frozenset[str], str]]]    # iss -> [(tenants, site id)]
     open_services: list[dict] = field(default_factory=list)  # token-less discovery
     any_open: bool = False
@@ -93,7 +108,7 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
     from ..app import AppState  # the app and hooks modules import this package
     from ..hooks import Registry, build_registry
 
-    parsed = parse_sites(raw, source, Path(base))
+    parsed = parse_sites(raw, source, Path(base), production=state.config.env == "production")
     loaded = load_policies(parsed)
     sites: dict[str, BuiltSite] = {}
     for site in parsed.sites.values():
@@ -104,34 +119,61 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
         view = AppState(config=cfg, policy=policy, registry=registry,
                         extensions=ChainMap({}, state.extensions), site=site.id, site_mode=site.mode)
         sites[site.id] = BuiltSite(site=site, policy=policy, registry=registry, state=view)
-    validators: dict[str, TokenValidator] = {}
+    validators: dict[str, dict[str, TokenValidator]] = {}
     tenants: dict[str, list[tuple[frozenset[str], str]]] = {}
     for built in sites.values():
         for issuer in built.site.issuers:
             iss = issuer.trusted.iss
             tenants.setdefault(iss, []).append((issuer.trusted.tenants, built.site.id))
-            if iss not in validators:
-                # The tenant is matched to a site after the signature (a 403 naming that check).
-                validators[iss] = TokenValidator(
-                    issuers={iss: replace(issuer.trusted, tenants=frozenset())},
-                    algorithms=issuer.algorithms, max_lifetime=state.config.jwt_max_lifetime, jwks=jwks,
-                    replay_store=lambda: state.extensions["replay_store"])
-    open_ids: list[str] = []
+            # One validator per (iss, site), holding only that site's keys: a token is verified
+            # with the keys of the site its tenant names, so one site's key never signs in as
+            # another (model.py also refuses a shared iss whose keys differ). The tenant is
+            # matched after the signature (a 403 naming that check).
+            validators.setdefault(iss, {})[built.site.id] = TokenValidator(
+                issuers={iss: replace(issuer.trusted, tenants=frozenset())},
+                algorithms=issuer.algorithms, max_lifetime=state.config.jwt_max_lifetime, jwks=jwks,
+                replay_store=lambda: state.extensions["replay_store"])
+    # Token-less discovery lists each open site's own entry (its prefetch templates carry the
+    # site's codes.extra_file codes). A service whose entries differ between open sites is
+    # left out: an EHR configured from a template without its local codes would prefetch
+    # without them, and a present prefetch key is taken as complete (review #6).
+    entries: dict[str, list[dict]] = {}
     for built in sites.values():
         if built.site.discovery_open and built.site.mode != "off":
-            open_ids += [s for s in built.site.services if s not in open_ids]
-    open_services = [s.discovery() for s in state.registry if s.id in open_ids]
+            for service in built.registry:
+                entries.setdefault(service.id, []).append(service.discovery())
+    open_ids = list(entries)
+    open_services = []
+    for service in state.registry:
+        found = entries.get(service.id)
+        if not found:
+            continue
+        if any(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) != orjson.dumps(found[0], option=orjson.OPT_SORT_KEYS)
+               for e in found[1:]):
+            log_event(log, logging.WARNING, "sites: token-less discovery leaves out a service whose "
+                      "prefetch differs between open sites", service=service.id)
+            continue
+        open_services.append(found[0])
     return Built(file=parsed, raw=raw, base=base, sites=sites, validators=validators, tenants=tenants,
                  open_services=open_services, any_open=bool(open_ids))
 
 
 def load_policies(parsed: SitesFile) -> dict[str, tuple[Policy, Any]]:
     """site id -> (policy, codes); SitesFileError naming the site and its policy file."""
+    from .model import read_capped
     out = {}
     for site in parsed.sites.values():
         try:
+            if site.policy_path and os.path.exists(site.policy_path):
+                try:  # a regular file of bounded size (review #20); a missing one: Policy.load says so
+                    read_capped(Path(site.policy_path))
+                except OSError as exc:
+                    raise PolicyError(f"policy file {exc.strerror or type(exc).__name__}") from None
             policy = Policy.load(site.policy_path or None)
             out[site.id] = (policy, load_codes(policy["codes.extra_file"]))
+        except RecursionError:
+            raise SitesFileError(f"sites file {parsed.source!r}, site {site.id!r}: policy "
+                                 f"{site.policy_path!r} is nested too deeply") from None
         except (PolicyError, CodeDataError, OSError, ValueError, TypeError) as exc:
             raise SitesFileError(f"sites file {parsed.source!r}, site {site.id!r}: policy "
                                  f"{site.policy_path or '(defaults)'!r}: {' '.join(str(exc).split())[:300]}") from None
@@ -147,9 +189,10 @@ class SitesRuntime:
         self.boot_error: str | None = None
         self._poller_pid: int | None = None
         self._read_failing = False  # log a failing database once, not every check
+        self._unsigned_seen: str | None = None
         self._lock = threading.Lock()
         try:
-            raw, _ = read_sites_file(path)
+            raw, _ = read_sites_file(path, production=state.config.env == "production")
             self.current = build(raw, path, str(Path(path).resolve().parent), state, self.jwks)
         except SitesFileError as exc:
             self.boot_error = str(exc)  # init_app falls back to the accepted row, or fails
@@ -164,11 +207,22 @@ class SitesRuntime:
             return None
         rows = store._read(lambda conn: conn.execute(
             "SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchall())
-        return orjson.loads(rows[0][0]) if rows else None
+        record = orjson.loads(rows[0][0]) if rows else None
+        if record is not None and not verified(record, self._key()):
+            if record.get("id") != self._unsigned_seen:  # once per record, not every check
+                self._unsigned_seen = record.get("id")
+                log_event(log, logging.ERROR, "sites: the accepted configuration in the database is not "
+                          "signed with CDS_SITES_RELOAD_KEY; ignored", sha256=str(record.get("sha256", ""))[:12])
+            return None
+        return record
+
+    def _key(self) -> str:
+        return getattr(self.state.config, "sites_reload_key", "")
 
     def from_record(self, record: dict) -> Built:
         built = build(record["text"].encode("utf-8"), record["source"], record["base"], self.state, self.jwks)
         built.reload_id = record["id"]
+        check_files(built.file, record)
         return built
 
     def attach(self) -> None:
@@ -188,10 +242,31 @@ class SitesRuntime:
             return
         if record is not None and record.get("sha256") == self.current.file.sha256:
             self.current.reload_id = record["id"]
+            check_files(self.current.file, record)
+            return
+        if record is not None:
+            # The accepted record wins over a local file that differs (README "Sites", "Which
+            # configuration wins"): a respawned worker or a restarted replica must never undo a
+            # `sites reload` (an incident switch-off, a dropped key) with an older file on its
+            # disk. Only `cds-service sites reload` publishes a file.
+            try:
+                adopted = self.from_record(record)
+            except SitesFileError as exc:  # e.g. its policy paths do not resolve on this host
+                log_event(log, logging.ERROR, "sites: the accepted configuration cannot be built here; "
+                          "this worker runs its local sites file", error=str(exc), path=self.path,
+                          sha256=self.current.file.sha256[:12], accepted=str(record.get("sha256", ""))[:12])
+                self.current.reload_id = record.get("id", "")
+                return
+            log_event(log, logging.WARNING, "sites file differs from the accepted configuration; the "
+                      "accepted one is used (run `cds-service sites reload` to publish the file)",
+                      path=self.path, sha256=self.current.file.sha256[:12],
+                      accepted=str(record.get("sha256", ""))[:12], accepted_at=record.get("at", ""))
+            self.current = adopted
             return
         try:
             self.current.reload_id = publish(self._storage(), self.current.raw, self.path,
-                                             self.current.base) if self._storage() else ""
+                                             self.current.base, self._key(),
+                                             file_digests(self.current.file)) if self._storage() else ""
         except Exception as exc:
             log_event(log, logging.WARNING, "sites: accepted configuration not recorded", error=str(exc)[:300])
 
@@ -199,10 +274,10 @@ class SitesRuntime:
         """Start this process's reload thread (again after a fork: threads do not survive it)."""
         if self._poller_pid == os.getpid():
             return
-        self._lock = threading.Lock()  # a lock held at fork time would never be released here
-        with self._lock:
+        with _START_LOCK:  # one lock for the check and the start: two threads start one poller
             if self._poller_pid == os.getpid():
                 return
+            self._lock = threading.Lock()  # a lock held at fork time would never be released here
             self._poller_pid = os.getpid()
             threading.Thread(target=_poll, args=(weakref.ref(self),), name="cds-sites-reload",
                              daemon=True).start()
@@ -223,8 +298,9 @@ class SitesRuntime:
                 return
             try:
                 built = self.from_record(record)
-            except SitesFileError as exc:
-                log_event(log, logging.ERROR, "sites reload refused; the old configuration stays", error=str(exc))
+            except Exception as exc:  # SitesFileError, or anything unforeseen: logged once per record
+                error = str(exc) if isinstance(exc, SitesFileError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+                log_event(log, logging.ERROR, "sites reload refused; the old configuration stays", error=error)
                 self.current.reload_id = record.get("id", "")  # logged once, not every check
                 return
             self.current = built
@@ -249,9 +325,20 @@ class SitesRuntime:
         if not isinstance(iss, str) or iss not in built.validators:
             metrics.jwt_rejected("iss not trusted")
             log_event(log, logging.INFO, "site refused", check="issuer", path=request.path)
-            raise SiteRefused(401, "issuer", "the token's issuer is not trusted by this service.")
+            # The same answer as a bad signature (review #11): a caller must not learn which
+            # issuers (hospitals) this service trusts. The log keeps the reason.
+            raise SiteRefused(401, "token", "the credential was not accepted.")
         try:
-            identity = built.validators[iss].validate(header, audience)
+            claimed = jwt.decode(token, options={"verify_signature": False}).get("tenant")
+        except (PyJWTError, AttributeError, ValueError, TypeError):
+            claimed = None
+        claimed = claimed if isinstance(claimed, str) else None
+        # The site the (unverified) tenant names; its own keys verify the token. No match: any
+        # entry's keys verify it, then the tenant check below refuses it with 403.
+        candidates = built.tenants[iss]
+        chosen = next((sid for ts, sid in candidates if not ts or claimed in ts), candidates[0][1])
+        try:
+            identity = built.validators[iss][chosen].validate(header, audience)
         except AuthError as exc:
             metrics.jwt_rejected(exc.reason)
             log_event(log, logging.DEBUG, "authentication rejected", reason=exc.reason, path=request.path,
@@ -264,8 +351,8 @@ class SitesRuntime:
             raise ServiceUnavailable("Audit store unavailable: the request could not be recorded, so it "
                                      "was not processed. Retry later.") from None
         g.cds_client = identity
-        for tenants, site_id in built.tenants[iss]:
-            if not tenants or identity.tenant in tenants:
+        for tenants, site_id in candidates:
+            if site_id == chosen and (not tenants or identity.tenant in tenants):
                 return built.sites[site_id]
         metrics.jwt_rejected("tenant not allowed")
         log_event(log, logging.INFO, "site refused", check="tenant", path=request.path)
@@ -286,13 +373,47 @@ def _poll(ref) -> None:
         del runtime
 
 
-def publish(store, raw: bytes, source: str, base: str) -> str:
-    """Record `raw` as the accepted sites file (every worker and replica applies it); the id."""
-    import hashlib
+def check_files(parsed: SitesFile, record: dict) -> None:
+    """Log (ERROR) each policy or jwks file whose copy on this host differs from the one the
+    accepted configuration was published with: this worker would run another policy or other
+    keys than its siblings. Copy the file to every host, then `sites reload` (README "Sites")."""
+    accepted = record.get("files") or {}
+    if not isinstance(accepted, dict):
+        return
+    for path, digest in file_digests(parsed).items():
+        if path in accepted and accepted[path] != digest:
+            log_event(log, logging.ERROR, "sites: a policy or jwks file differs from the accepted one on this "
+                      "host; copy it to every host and run `cds-service sites reload`", path=path,
+                      sha256=digest[:12], accepted=str(accepted[path])[:12])
+
+
+def record_mac(key: str, record: dict) -> str:
+    """HMAC-SHA256 of the fields a worker builds from, under CDS_SITES_RELOAD_KEY."""
+    message = orjson.dumps([record.get(k) for k in ("id", "sha256", "text", "source", "base", "at", "files")],
+                           option=orjson.OPT_SORT_KEYS)
+    return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def verified(record: dict | None, key: str) -> bool:
+    """With a reload key, a record counts only if its MAC is right (review #5: a database
+    writer alone cannot make the workers trust an issuer); without one, every record does."""
+    if record is None or not key:
+        return record is not None
+    mac = record.get("mac")
+    return isinstance(mac, str) and hmac.compare_digest(mac, record_mac(key, record))
+
+
+def publish(store, raw: bytes, source: str, base: str, key: str = "", files: dict | None = None) -> str:
+    """Record `raw` as the accepted sites file (every worker and replica applies it); the id.
+    `key` (CDS_SITES_RELOAD_KEY) signs it; `files` (path -> sha256 of each policy and jwks file
+    it names, as the publishing host has them) lets every worker say when its copy differs."""
     reload_id = uuid.uuid4().hex
-    value = orjson.dumps({"id": reload_id, "sha256": hashlib.sha256(raw).hexdigest(),
-                          "text": raw.decode("utf-8"), "source": source, "base": base,
-                          "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}).decode()
+    record = {"id": reload_id, "sha256": hashlib.sha256(raw).hexdigest(),
+              "text": raw.decode("utf-8"), "source": source, "base": base,
+              "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "files": files or {}}
+    if key:
+        record["mac"] = record_mac(key, record)
+    value = orjson.dumps(record).decode()
     store._write(lambda conn: conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (META_KEY, value)))

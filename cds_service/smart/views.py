@@ -127,7 +127,9 @@ def open_read_allowed(iss: str) -> bool:
         return False
     if is_loopback(urlsplit(iss).hostname or ""):
         return True
-    explicit = tuple(e for e in cfg.fhir_allowlist if e.strip() != "*")
+    from .. import sites
+    site_list = sites.smart_allowlist(_state())
+    explicit = tuple(e for e in (cfg.fhir_allowlist if site_list is None else site_list) if e.strip() != "*")
     return bool(explicit) and refusal_reason(iss, explicit) is None
 
 
@@ -195,7 +197,10 @@ def launch() -> Response:
     if not iss:
         return _page(400, "Launch incomplete", "The launch URL has no iss (the EHR's FHIR server).",
                      "Open the assessment from the EHR, which adds iss and launch to the URL.")
-    if refusal_reason(iss, cfg.fhir_allowlist):
+    from .. import sites  # CDS_SITES: the sites' allowlists, not the global one (review #9)
+    site_list = sites.smart_allowlist(_state())
+    allowlist = cfg.fhir_allowlist if site_list is None else site_list
+    if refusal_reason(iss, allowlist):
         log_event(log, logging.WARNING, "assessment view: iss refused by the allowlist", iss=loggable_url(iss))
         return _page(403, "FHIR server not allowed",
                      "This service is not configured to read data from that EHR's FHIR server.",
@@ -209,7 +214,7 @@ def launch() -> Response:
     if server is None:
         return _open_launch(iss, args, app_context)
     for name, endpoint in (("authorize", server.authorize), ("token", server.token)):
-        why = oauth.endpoint_refusal(endpoint, iss, cfg.fhir_allowlist)
+        why = oauth.endpoint_refusal(endpoint, iss, allowlist)
         if why:
             log_event(log, logging.WARNING, "assessment view: SMART endpoint refused", endpoint=name,
                       url=loggable_url(endpoint), why=why)
@@ -322,7 +327,12 @@ def view(tab: str) -> Response:
         return _expired()
     if record.pop("unused", False):
         _store().put(request.cookies.get(VIEW_COOKIE), record, float(record.get("life_until") or time.time()))
-    state = _state()
+    from .. import sites
+    state = sites.view_state(_state(), record["iss"])  # CDS_SITES: that site's policy and codes
+    if state is None:
+        return _page(409, "Site not determined", "Several sites with different policies read from this "
+                     "EHR's FHIR server, so the assessment cannot say which site's rules apply.",
+                     "An administrator can give each site its own FHIR base in the sites file.")
     remember_secret(record.get("token"))
     try:
         ev = evaluate_for_view(state, iss=record["iss"], patient_id=record["patient"],

@@ -65,7 +65,10 @@ def _now() -> str:
     return utc_iso(datetime.now(timezone.utc))
 
 
-def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
+_SPACE = re.compile(r"\s")  # exactly str.isspace (checked over every code point)
+
+
+def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None, token: re.Pattern | None = None) -> Any:
     """The JSON value with every string that contains the raw patient id pseudonymised.
 
     - the id alone -> `marker`;
@@ -76,7 +79,7 @@ def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
     - free text (with spaces) -> each occurrence of the id replaced by `marker`.
     "Whole token": not preceded or followed by a letter or digit, so a short id never
     mangles numbers or longer ids (`p1` leaves `p10` alone)."""
-    token = re.compile(r"(?<![A-Za-z0-9])" + re.escape(patient_id) + r"(?![A-Za-z0-9])")
+    token = token or _token(patient_id)
     ref_hash = ref_hash or (lambda text: marker)
 
     def walk(v: Any) -> Any:
@@ -85,7 +88,7 @@ def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
                 return marker
             if not token.search(v):
                 return v
-            if any(ch.isspace() for ch in v):
+            if _SPACE.search(v):
                 return token.sub(marker, v)
             return f"[ref:{ref_hash(v)[:16]}]"
         if isinstance(v, dict):
@@ -95,6 +98,49 @@ def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None) -> Any:
         return v
 
     return walk(value)
+
+
+def _token(patient_id: str) -> re.Pattern:
+    return re.compile(r"(?<![A-Za-z0-9])" + re.escape(patient_id) + r"(?![A-Za-z0-9])")
+
+
+def _scrub_json(value: Any, patient_id: str, marker: str, ref_hash=None) -> str:
+    """orjson.dumps(_scrub(value, ...)).decode(), done on the serialised text (issue 25): the
+    JSON is written once, the id is searched in the text, and only the string literals that
+    hold it are decoded, scrubbed by `_scrub`'s rule and written back. A value that holds the
+    id nowhere costs one substring search.
+
+    Identical output: orjson writes a string the same way inside a tree or alone. Without a
+    backslash in the text every `"` delimits a literal, so an occurrence is inside a string
+    when an odd number of quotes precede it (else it is in a number: left alone). Text with
+    escapes, or an id in a key (two keys scrubbed alike merge in a dict), takes the tree walk."""
+    text = orjson.dumps(value).decode()
+    if orjson.dumps(patient_id).decode()[1:-1] not in text:  # the id as JSON writes it
+        return text
+    if "\\" in text:
+        return orjson.dumps(_scrub(value, patient_id, marker, ref_hash)).decode()
+    token = _token(patient_id)
+    spans: dict[int, int] = {}
+    quotes, counted = 0, 0
+    at = text.find(patient_id)
+    while at != -1:
+        quotes, counted = quotes + text.count('"', counted, at), at
+        if quotes % 2:  # inside a literal
+            opening = text.rfind('"', 0, at)
+            spans[opening] = text.find('"', at)
+        at = text.find(patient_id, at + 1)
+    out, last = [], 0
+    for opening, closing in spans.items():
+        found = text[opening:closing + 1]
+        scrubbed = _scrub(found[1:-1], patient_id, marker, ref_hash, token)
+        if scrubbed == found[1:-1]:
+            continue
+        if text.startswith(":", closing + 1):
+            return orjson.dumps(_scrub(value, patient_id, marker, ref_hash)).decode()
+        out += (text[last:opening], orjson.dumps(scrubbed).decode())
+        last = closing + 1
+    out.append(text[last:])
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -217,10 +263,9 @@ class BaseStorage:
             self._writer.lost(1, "unwritable")
             raise
         marker = f"[patient:{hashed[:16]}]"
-        assessment_json = (orjson.dumps(_scrub(assessment, patient_id, marker, self.patient_hash)).decode()
+        assessment_json = (_scrub_json(assessment, patient_id, marker, self.patient_hash)
                            if assessment is not None else None)
-        origin_json = (orjson.dumps(_scrub(data_origin, patient_id, marker, self.patient_hash)).decode()
-                       if data_origin else None)
+        origin_json = _scrub_json(data_origin, patient_id, marker, self.patient_hash) if data_origin else None
         call_row = (hook_instance, service_id, hook, hashed, utc_iso(evaluated_at), _now(), origin_json,
                     assessment_json, full_version(), site_id)
         card_rows, suggestion_rows = [], []
@@ -349,26 +394,33 @@ class BaseStorage:
                        and row["encounter_hash"] == key["encounter_hash"] and row["fingerprint"] in fps]
 
             def read(conn):
-                # Two queries whatever the number of fingerprints (one round trip each).
+                # One statement whatever the number of fingerprints (one round trip, issue 25): part 0
+                # is each fingerprint's latest card shown by another call, part 1 the overrides on
+                # shown cards of those fingerprints, newest feedback first (at most 50 each).
                 history: dict[str, dict[str, list]] = {fp: {"shown": [], "overrides": []} for fp in fps}
                 marks = ", ".join("?" for _ in fps)
                 args = (key["patient_hash"], key["user_hash"], key["encounter_hash"], *fps)
-                for fp, at in conn.execute(
-                        "SELECT fingerprint, MAX(at_epoch) FROM card_lifecycle WHERE patient_hash = ? AND user_hash = ?"
-                        f" AND encounter_hash = ? AND fingerprint IN ({marks}) AND status = 'shown'"
-                        f" AND hook_instance {self.IS_NOT} ? GROUP BY fingerprint", (*args, hook_instance)).fetchall():
-                    history[fp]["shown"] = [at]
                 for r in conn.execute(
-                        "SELECT l.fingerprint, l.indicator, l.situation, f.outcome_timestamp, f.received_at,"
-                        " f.override_code, f.override_display, f.override_comment"
+                        "SELECT 0, fingerprint, MAX(at_epoch), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+                        " FROM card_lifecycle WHERE patient_hash = ? AND user_hash = ?"
+                        f" AND encounter_hash = ? AND fingerprint IN ({marks}) AND status = 'shown'"
+                        f" AND hook_instance {self.IS_NOT} ? GROUP BY fingerprint"
+                        " UNION ALL SELECT * FROM ("
+                        "SELECT 1, l.fingerprint, CAST(NULL AS DOUBLE PRECISION), l.indicator, l.situation,"
+                        " f.outcome_timestamp, f.received_at,"
+                        " f.override_code, f.override_display, f.override_comment, f.id"
                         " FROM card_lifecycle l JOIN feedback f"
                         "   ON f.card_uuid = l.card_uuid AND f.service_id = l.service_id"
                         " WHERE l.patient_hash = ? AND l.user_hash = ? AND l.encounter_hash = ?"
                         f"   AND l.fingerprint IN ({marks}) AND l.status = 'shown' AND f.outcome = 'overridden'"
-                        " ORDER BY f.id DESC LIMIT ?", (*args, 50 * len(fps))).fetchall():
-                    history[r[0]]["overrides"].append(
-                        {"indicator": r[1], "situation": r[2], "outcome_timestamp": r[3], "received_at": r[4],
-                         "reason_given": bool(r[5] or r[6] or r[7]), "reason_code": r[5]})
+                        " ORDER BY f.id DESC LIMIT ?) AS overrides"
+                        " ORDER BY 1, 11 DESC", (*args, hook_instance, *args, 50 * len(fps))).fetchall():
+                    if r[0] == 0:
+                        history[r[1]]["shown"] = [r[2]]
+                        continue
+                    history[r[1]]["overrides"].append(
+                        {"indicator": r[3], "situation": r[4], "outcome_timestamp": r[5], "received_at": r[6],
+                         "reason_given": bool(r[7] or r[8] or r[9]), "reason_code": r[7]})
                 # Pending rows (not committed yet): their shown times, and committed feedback on them.
                 shown_pending = [r for r in pending if r["status"] == "shown"]
                 for row in shown_pending:

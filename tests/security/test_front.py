@@ -157,3 +157,42 @@ def test_a_fault_in_the_front_is_a_500_operation_outcome(tmp_path, monkeypatch):
     out = run(c.request("GET", "/cds-services", {"Host": "localhost", "Origin": "https://ehr.example"}))
     assert out["status"] == 500 and json.loads(out["body"])["issue"][0]["code"] == "exception"
     assert out["headers"]["access-control-allow-origin"]
+
+
+@pytest.mark.parametrize("case", ["ok", "content-type", "not-json", "empty", "invalid-hook", "wrong-hook",
+                                  "fault", "store-down"])
+def test_the_front_answers_the_hook_post_as_the_flask_route_does(tmp_path, monkeypatch, case):
+    """Issue 25: the front serves the hook POST itself (no Flask routing, no WSGI round trip).
+    Every answer, errors included, is the one the Flask route gives: same status, headers, body."""
+    from cds_service import create_app
+    from cds_service.errors import ServiceUnavailable
+    from cds_service.hooks import cards
+    app = create_app({"database": str(tmp_path / "db.sqlite3"), "cors_origins": "https://ehr.example"})
+    body = hook_body()
+    headers = dict(JSON)
+    raw = json.dumps(body).encode()
+    if case == "content-type":
+        headers["Content-Type"] = "text/plain"
+    elif case == "not-json":
+        raw = b'{"hook": '
+    elif case == "empty":
+        raw = b"  "
+    elif case == "invalid-hook":
+        raw = json.dumps({**body, "context": {"patientId": 7}}).encode()
+    elif case == "wrong-hook":
+        raw = json.dumps({**body, "hook": "order-sign"}).encode()
+    elif case in ("fault", "store-down"):
+        def fail(*_args):
+            raise ServiceUnavailable("Audit store unavailable.") if case == "store-down" else ZeroDivisionError
+        monkeypatch.setattr("cds_service.app.validate_hook_request", fail)
+    ids = iter(range(1, 1000))
+    monkeypatch.setattr(cards, "new_id", lambda: f"id-{next(ids)}")
+    via_flask = app.test_client().post(PV, data=raw, headers=headers)
+    ids = iter(range(1, 1000))
+    out = run(Client(front_for(app)).request("POST", PV, {**headers, "Content-Length": str(len(raw))},
+                                              chunks=[(0, raw)]))
+    assert out["status"] == via_flask.status_code
+    if case != "ok":
+        assert out["status"] >= 400 and json.loads(out["body"])["resourceType"] == "OperationOutcome"
+    assert json.loads(out["body"]) == via_flask.get_json()
+    assert out["headers"] == {k.lower(): v for k, v in via_flask.headers.items()}

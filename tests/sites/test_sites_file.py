@@ -120,3 +120,55 @@ def test_the_gate_fails_closed_without_a_site(tmp_path, keys):
         assert exc.value.status == 401
         with pytest.raises(SiteRefused):
             sites.check_feedback(state, [{"card": str(uuid.uuid4())}])
+
+
+def _shared_iss_other_key(tmp_path, keys):
+    """Sites 'first' and 'victim' on one iss, each with a different key under the same kid."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sites_helpers import FHIR_A, FHIR_B, ISS_A
+    other = ec.generate_private_key(ec.SECP384R1())
+    (tmp_path / "jwks-first.json").write_text(json.dumps({"keys": [public_jwk(other, "key-a", "ES384")]}))
+    (tmp_path / "jwks-victim.json").write_text(json.dumps({"keys": [public_jwk(keys.a, "key-a", "ES384")]}))
+    text = "".join(f'''
+[sites.{name}]
+mode = "live"
+fhir_allowlist = ["{fhir}"]
+[[sites.{name}.issuers]]
+iss = "{ISS_A}"
+jwks_file = "jwks-{name}.json"
+algorithms = ["ES384"]
+tenant = ["t-{name}"]
+''' for name, fhir in (("first", FHIR_A), ("victim", FHIR_B)))
+    (tmp_path / "sites.toml").write_text(text)
+    return other, text
+
+
+def test_a_shared_iss_with_other_key_material_under_the_same_kid_is_refused(tmp_path, keys):
+    """Review #1: kid/kty/crv agreeing is not "the same keys": the key material must too."""
+    _, text = _shared_iss_other_key(tmp_path, keys)
+    assert "different keys or algorithms" in refused(tmp_path, text)
+
+
+def test_one_sites_key_never_signs_in_as_another_site(tmp_path, keys, monkeypatch):
+    """Review #1, defence in depth: were such a file ever accepted, a token is verified with
+    the keys of the site its tenant names, so site 'first''s key cannot act as 'victim', and
+    the victim's own EHR is not locked out."""
+    import time
+    from cds_service.sites import model
+    from security_helpers import sign
+    from sites_helpers import ISS_A
+    other, _ = _shared_iss_other_key(tmp_path, keys)
+    monkeypatch.setattr(model, "key_thumbprint", lambda key: "same", raising=False)  # pre-fix check
+    client = create_app({"sites": str(tmp_path / "sites.toml"), "database": str(tmp_path / "cds.sqlite3"),
+                         "public_base_url": BASE}).test_client()
+
+    def token(key, tenant):
+        now = int(time.time())
+        return sign({"alg": "ES384", "typ": "JWT", "kid": "key-a"},
+                    {"iss": ISS_A, "aud": BASE + "/cds-services", "exp": now + 300, "iat": now,
+                     "jti": str(uuid.uuid4()), "tenant": tenant}, key, "ES384")
+
+    assert client.get("/cds-services", headers={"Authorization": "Bearer " + token(other, "t-victim")}).status_code == 401
+    assert client.get("/cds-services", headers={"Authorization": "Bearer " + token(keys.a, "t-victim")}).status_code == 200
+    assert client.get("/cds-services", headers={"Authorization": "Bearer " + token(other, "t-first")}).status_code == 200
+    assert client.get("/cds-services", headers={"Authorization": "Bearer " + token(keys.a, "t-first")}).status_code == 401
