@@ -532,6 +532,11 @@ class _DraftCards:
                       "confirm the parenteral agent stops when INR is in range.")
         else:
             action = "**Action:** confirm that the other agent stops; combined anticoagulants add bleeding risk."
+            circuit = [e for e in active if e.ingredient == "heparin" and self.a.inputs.respiratory.ecmo]
+            if circuit and self.order.ingredient != "heparin":
+                # review-v3 C9 (§19.4): on ECMO the heparin running is the circuit's: it must not stop
+                action = (f"**Action:** do not add {md(self.name)} to the ECMO heparin; keep the circuit "
+                          "anticoagulation by the ECMO protocol.")
         # §19.9: a home DOAC/VKA with a therapeutic parenteral draft; a DOAC given in the last 24 h
         intensity = self.check.intensity if self.check is not None else None
         parenteral = self.order.ingredient in safety_mod.PARENTERAL or self.order.drug_class == "dti"

@@ -564,3 +564,15 @@ def test_patient_view_platelet_fall_with_4ts_5_is_critical_and_stops_the_heparin
     # with 4Ts <= 3 after the fall, no HIT card (§19.6 clears it)
     cards = post(client, as_patient_view(_platelet_fall_with_four_ts(3)))["cards"]
     assert not any(kind(c) == "hit_suspected" for c in cards)
+
+
+# -- C9: ECMO heparin running + an LMWH draft: never "confirm that the other agent stops" (§19.4) ------------------------
+def test_ecmo_heparin_and_an_lmwh_draft_never_invites_stopping_the_circuit_heparin(client):
+    from v3_bodies import add_heparin
+    body = _on_ecmo(example())
+    add_heparin(body, "ufh-ecmo", units_per_ml=100, bag_ml=250, rate_u_h=1000)
+    draft(body, "enoxaparin", 40)
+    cards = post(client, body)["cards"]
+    dup = [c for c in cards if kind(c) == "duplicate_anticoagulant"]
+    assert dup and not any("other agent stops" in c["detail"] for c in dup)
+    assert any("ECMO heparin" in c["detail"] for c in dup)
