@@ -790,7 +790,9 @@ class _DraftCards:
                     return f"{cur} at {self.crcl()}: consider {short}"
                 return f"{cur} above the maximum at {self.weight_short()}: consider {short}"
             if r0 == "crcl_lt_15":
-                return f"{cur}: twice-daily LMWH, {self.renal_phrase().lower().replace('on ', 'on ', 1)}"
+                phrase = self.renal_phrase()   # review-v3 C1: only the first letter lowered ('On CRRT' -> 'on CRRT')
+                phrase = phrase[:1].lower() + phrase[1:] if phrase.startswith("On ") else phrase
+                return f"{cur}: twice-daily LMWH, {phrase}"
             return f"{cur} above the labelled maximum"
         if f.kind == "renal_dose":
             if r0 == "crcl_lt_30" and f.proposed is not None:

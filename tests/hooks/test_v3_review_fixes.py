@@ -576,3 +576,17 @@ def test_ecmo_heparin_and_an_lmwh_draft_never_invites_stopping_the_circuit_hepar
     dup = [c for c in cards if kind(c) == "duplicate_anticoagulant"]
     assert dup and not any("other agent stops" in c["detail"] for c in dup)
     assert any("ECMO heparin" in c["detail"] for c in dup)
+
+
+# -- C1: units and months keep their case in summaries ------------------------------------------------------------------
+def test_twice_daily_lmwh_at_crcl_below_15_summary_keeps_units_and_months(client):
+    from test_order_check_v3 import add_dialysis
+    body = example(creatinine=7.0)
+    draft(body, "enoxaparin", 40, per_day=2)
+    summary = post(client, body)["cards"][0]["summary"]
+    assert "CrCl" in summary and "mL/min" in summary
+    body = example()
+    add_dialysis(body)
+    draft(body, "enoxaparin", 40, per_day=2)
+    summary = post(client, body)["cards"][0]["summary"]
+    assert "haemodialysis" in summary and "UTC" in summary
