@@ -652,8 +652,11 @@ class _Builder:
         "no weight in 30 days"."""
         a, reg = self.a, self.a.regimen
         if reg.basis in ("crcl_lt_15", "crcl_lt_30"):
-            if a.renal.renal_replacement is True:
-                return "on renal replacement"
+            if a.renal.renal_replacement is True:   # §19.3 names the modality (review-v3 C2)
+                mode = getattr(a.inputs, "renal_replacement_mode", None)
+                return {"haemodialysis": "on haemodialysis", "crrt": "on CRRT",
+                        "peritoneal": "on peritoneal dialysis", "eskd": "end-stage kidney disease",
+                        "dialysis": "on dialysis"}.get(mode, "on renal replacement")
             if a.renal.crcl_ml_min is not None:
                 return f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
         if reg.basis == "pending_weight":

@@ -590,3 +590,13 @@ def test_twice_daily_lmwh_at_crcl_below_15_summary_keeps_units_and_months(client
     draft(body, "enoxaparin", 40, per_day=2)
     summary = post(client, body)["cards"][0]["summary"]
     assert "haemodialysis" in summary and "UTC" in summary
+
+
+# -- C2: the patient-view summary names the modality ("on haemodialysis"), not "on renal replacement" ---------------------
+def test_patient_view_prophylaxis_summary_names_haemodialysis(client):
+    from v2_bodies import as_patient_view
+    from test_order_check_v3 import add_dialysis
+    body = example(creatinine=2.2)
+    add_dialysis(body)
+    card = post(client, as_patient_view(body))["cards"][0]
+    assert "on haemodialysis" in card["summary"]
