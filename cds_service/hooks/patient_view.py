@@ -201,12 +201,15 @@ class _Builder:
                    if m is None]
         if self.a.renal.crcl_ml_min is None and self.a.regimen.drug is not None:
             lacking.append("creatinine clearance")
-        if i.weight is None:
-            lacking.append("weight")
-        if not lacking:
+        weight = i.weight is None
+        if not lacking and not weight:
             return None
+        # §19.13 'the window named is the one the rule used' (review-v3 C6): labs 72 h, weight 30 days
         hours = num(self.p["window.labs_hours"], 0)
-        return f"**Check:** no {t.names(lacking)} in the last {hours} h."
+        parts = [f"no {t.names(lacking)} in the last {hours} h"] if lacking else []
+        if weight:
+            parts.append(f"no weight in the last {num(self.p['window.weight_days'], 0)} days")
+        return f"**Check:** {'; '.join(parts)}."
 
     def labs_why(self) -> str:
         i = self.a.inputs

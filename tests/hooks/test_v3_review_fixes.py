@@ -600,3 +600,15 @@ def test_patient_view_prophylaxis_summary_names_haemodialysis(client):
     add_dialysis(body)
     card = post(client, as_patient_view(body))["cards"][0]
     assert "on haemodialysis" in card["summary"]
+
+
+# -- C6: the missing-inputs line names each input's own window (§19.13) -------------------------------------------------
+def test_missing_weight_is_named_with_its_30_day_window(client):
+    from v2_bodies import as_patient_view, drop
+    body = example()
+    drop(body, "body", "weight")
+    drop(body, "bedside", "weight")
+    cards = post(client, as_patient_view(body))["cards"]
+    checks = [line for c in cards for line in c["detail"].split("\n") if line.startswith("**Check:**")]
+    assert checks and all("weight in the last 72 h" not in line and "weight and" not in line for line in checks)
+    assert any("no weight in the last 30 days" in line for line in checks)
