@@ -647,6 +647,11 @@ class _DraftCards:
             summary = f"{self.capital(intensity)}-dose {self.name} and no indication recorded"
             why = f"**Why:** draft {md(self.current)} is {intensity} intensity; no VTE, AF, valve or thrombus recorded"
             action = "**Action:** above-prophylactic dose and no indication recorded: " + t.V3_ACTION["above_ward"]
+            if self.order.drug_class in ("vka", "dti") or self.order.ingredient in ("warfarin", "argatroban",
+                                                                                   "bivalirudin"):
+                # review-v3 C4: a VKA or direct thrombin inhibitor has no prophylactic dose
+                action = ("**Action:** above-prophylactic anticoagulant and no indication recorded: record the "
+                          "indication (VTE, AF, valve, ACS, arterial thrombus, HIT) or use a prophylactic agent.")
             evidence = t.V3_EVIDENCE["above_ward"]
         why += f"; {caution_text}." if caution_text else "."
         if f.value("possible_other_indication"):

@@ -612,3 +612,12 @@ def test_missing_weight_is_named_with_its_30_day_window(client):
     checks = [line for c in cards for line in c["detail"].split("\n") if line.startswith("**Check:**")]
     assert checks and all("weight in the last 72 h" not in line and "weight and" not in line for line in checks)
     assert any("no weight in the last 30 days" in line for line in checks)
+
+
+# -- C4: a VKA has no prophylactic dose: the escalation card never says "use the prophylactic dose" ---------------------
+def test_warfarin_escalation_never_says_use_the_prophylactic_dose(client):
+    body = example()
+    set_lab(body, "d-dimer", 0.4)
+    draft(body, "warfarin", 5, route_sc=False)
+    cards = [c for c in post(client, body)["cards"] if kind(c) == "escalation_warning"]
+    assert cards and not any("prophylactic dose" in c["detail"] for c in cards)
