@@ -155,7 +155,12 @@ def read_allergies(allergies: list[dict], ctx: Context, flags: dict[str, Flag],
         reactions = [r for r in items(allergy.get("reaction")) if isinstance(r, dict)]
         hit = any(sets["hit_reaction"].matches_any(codings(m))
                   for r in reactions for m in items(r.get("manifestation")))
-        if not (heparin or hit) or ctx.validator.problem(allergy):
+        if not (heparin or hit):
+            continue
+        problem = ctx.validator.problem(allergy)
+        if problem:   # §19.0 fails closed (review-v3 H10): said, never silence
+            ctx.reject("conditions.unreadable_safety",
+                       f"{'HIT' if hit else 'heparin allergy'} record: {problem}")
             continue
         status = _clinical(allergy)
         src = source_of(allergy)

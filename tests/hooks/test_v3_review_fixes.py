@@ -621,3 +621,20 @@ def test_warfarin_escalation_never_says_use_the_prophylactic_dose(client):
     draft(body, "warfarin", 5, route_sc=False)
     cards = [c for c in post(client, body)["cards"] if kind(c) == "escalation_warning"]
     assert cards and not any("prophylactic dose" in c["detail"] for c in cards)
+
+
+def test_a_heparin_allergy_record_that_must_be_dropped_is_said(client):
+    from v2_bodies import _entries, iso
+    from datetime import datetime, timedelta, timezone
+    body = example()
+    pid = body["context"]["patientId"]
+    key = next((k for k in body["prefetch"] if "allerg" in k.lower()), "allergies")
+    _entries(body, key).append({"resource": {
+        "resourceType": "AllergyIntolerance", "id": "hep-allergy", "patient": {"reference": f"Patient/{pid}"},
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                       "code": "active"}]},
+        "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5224"}]},
+        "onsetDateTime": "2020-13-01"}, "search": {"mode": "match"}})
+    draft(body, "enoxaparin", 40)
+    cards = post(client, body)["cards"]
+    assert any("heparin allergy record could not be read" in c["summary"] for c in cards)
