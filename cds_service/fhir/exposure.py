@@ -8,9 +8,12 @@ flushes/locks and circuit heparin.
      e.g. U/kg/h, or an unknown concentration, is exposure: the check fails closed);
   2. no rate, <= 5 U/mL and a bag of >= 100 mL: a pressure-bag flush;
   3. no rate, a lock/flush product code (<= 100 U/mL by definition) or <= 100 U/mL, and
-     <= 500 U per administration: a flush;
-  4. no rate, >= 1,000 U/mL with a lock route or "lock" in the text: a catheter lock
-     (haemodialysis catheter locks included);
+     <= 500 U per administration, and (when the schedule is readable) at most 4 a day: a flush;
+  4. no rate, >= 1,000 U/mL with a lock route or "lock" in the text, and (when readable) at most
+     once a day: a catheter lock (haemodialysis catheter locks included);
+  (The frequency limits of steps 3-4 are not in §19.4, which is silent on frequency: chosen
+  conservatively, more often is exposure. With no readable concentration, a dose in units over
+  dispenseRequest.quantity in mL gives it, data requirements §8a "units ÷ volume".)
   5. anything else is exposure. Text ("flush", "lock") never overrides steps 1 and 5.
   [Heparin lock-flush labelling "not for anticoagulant therapy", 10 or 100 U/mL; ISMP]
   A flush or lock is never anticoagulant exposure, but it is heparin for HIT: active flush
@@ -39,7 +42,7 @@ from typing import Any, Mapping
 from ..logic.inputs import Administration, Flag, MedicationOrder
 from .codes import Codes, Coding
 from .context import Context, first_time, source_of
-from .orders import (ORDER_CLASSES, _order_codes, find_medication, ingredients_of,
+from .orders import (ORDER_CLASSES, _order_codes, doses_per_day, find_medication, ingredients_of,
                      is_heparin_flush, medication_codings, order_dose, read_medication, _scd_for)
 from .read import codings, items, number, parse_datetime
 from .units import DOSE_UNITS, Table, UnitError, convert
@@ -55,6 +58,12 @@ PRESSURE_BAG_MIN_ML = 100.0              # step 2
 FLUSH_MAX_UNITS_PER_ML = 100.0           # step 3 (lock-flush products are 10 or 100 U/mL)
 FLUSH_MAX_UNITS_PER_DOSE = 500.0         # step 3
 LOCK_MIN_UNITS_PER_ML = 1000.0           # step 4
+# Steps 3-4 with a readable schedule: §19.4 is silent on frequency. A heparin flush is given every
+# 6-8 h or after each access, a high-strength lock after each dialysis session or at most daily
+# (lock-flush labelling; ISMP). More often than this is not plausibly a flush or lock: it is exposure
+# (chosen conservatively; review-v3 H9: an hourly "flush" of 500 U is 12,000 U a day).
+FLUSH_MAX_ADMINISTRATIONS_PER_DAY = 4.0  # step 3: at most every 6 h
+LOCK_MAX_ADMINISTRATIONS_PER_DAY = 1.0   # step 4: at most daily
 _LOCK_WORDS = re.compile(r"(?<![a-z])(lock|locks|locking)(?![a-z])", re.IGNORECASE)
 
 RATE_UNITS_PER_HOUR = Table("U/h", {"[iU]/h": 1.0, "[IU]/h": 1.0, "U/h": 1.0, "[iU]/min": 60.0,
@@ -156,10 +165,17 @@ def heparin_flush_kind(resource: Mapping[str, Any], found: list[Coding], dosage:
         volume = _quantity(BAG_VOLUME, dispense["quantity"])
         if volume is not None:
             volumes.append(volume)
+    rated, units_h, ml_h = _rate_of(dosage)
+    if not concentrations and not rated and volumes and isinstance(dispense.get("quantity"), dict):
+        # data requirements §8a: concentration from the strength map "or units ÷ volume": a dose in
+        # units over the dispensed bag (1,000 U, dispense 500 mL -> 2 U/mL; review-v3 H8)
+        units = _dose_units(dosage, None)
+        bag = _quantity(BAG_VOLUME, dispense["quantity"])
+        if units is not None and bag:
+            concentrations.append(units / bag)
     # the highest concentration decides (two readings that disagree never make a flush)
     per_ml = max(concentrations) if concentrations else None
-
-    rated, units_h, ml_h = _rate_of(dosage)
+    per_day = doses_per_day(dosage.get("timing"), codes)
     if rated:                                                                     # step 1
         if units_h is None and ml_h is not None and per_ml is not None:
             units_h = ml_h * per_ml
@@ -173,9 +189,11 @@ def heparin_flush_kind(resource: Mapping[str, Any], found: list[Coding], dosage:
     dose_units = _dose_units(dosage, per_ml if per_ml is not None else
                              (FLUSH_MAX_UNITS_PER_ML if product_flush else None))
     if (product_flush or (per_ml is not None and round(per_ml, 6) <= FLUSH_MAX_UNITS_PER_ML)) \
-            and dose_units is not None and round(dose_units, 6) <= FLUSH_MAX_UNITS_PER_DOSE:  # step 3
+            and dose_units is not None and round(dose_units, 6) <= FLUSH_MAX_UNITS_PER_DOSE \
+            and (per_day is None or round(per_day, 6) <= FLUSH_MAX_ADMINISTRATIONS_PER_DAY):  # step 3
         return "flush"
-    if per_ml is not None and round(per_ml, 6) >= LOCK_MIN_UNITS_PER_ML and _says_lock(resource, dosage):  # step 4
+    if per_ml is not None and round(per_ml, 6) >= LOCK_MIN_UNITS_PER_ML and _says_lock(resource, dosage) \
+            and (per_day is None or round(per_day, 6) <= LOCK_MAX_ADMINISTRATIONS_PER_DAY):  # step 4
         return "lock"
     return None                                                                    # step 5
 

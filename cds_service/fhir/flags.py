@@ -59,6 +59,11 @@ def _hit_in_lookback(time: datetime | None, ctx: Context) -> bool:
     return days is None or time is None or time >= ctx.now - timedelta(days=days)
 
 
+# Condition sets whose record, when unreadable, is said rather than dropped in silence (review-v3 H10)
+SAFETY_SETS = {"hit": "HIT", "bleeding": "bleeding", "intracranial_haemorrhage": "intracranial haemorrhage",
+               "pregnancy": "pregnancy"}
+
+
 def read_conditions(conditions: list[dict], ctx: Context, flags: dict[str, Flag],
                     found_v2: ConditionFindings | None = None) -> tuple[Flag | None, datetime | None]:
     """Condition flags (§6). Returns the latest active pregnancy Condition as a Flag and its
@@ -80,7 +85,16 @@ def read_conditions(conditions: list[dict], ctx: Context, flags: dict[str, Flag]
             continue
         found = list(codings(cond.get("code")))
         matched = [name for name, cs in sets.items() if cs.matches_any(found)]
-        if not matched or ctx.validator.problem(cond):
+        if not matched:
+            continue
+        problem = ctx.validator.problem(cond)
+        if problem:
+            # §19.0 fails closed (review-v3 H10): a HIT, bleeding or pregnancy record that must be
+            # dropped is said (hooks: 'could not be read'), never silence
+            safety = [m for m in matched if m in SAFETY_SETS]
+            if safety:
+                # (no resource id: it would reach card text)
+                ctx.reject("conditions.unreadable_safety", f"{SAFETY_SETS[safety[0]]} record: {problem}")
             continue
         status = _clinical(cond)
         active = bool(status & ACTIVE_CLINICAL)
@@ -141,7 +155,12 @@ def read_allergies(allergies: list[dict], ctx: Context, flags: dict[str, Flag],
         reactions = [r for r in items(allergy.get("reaction")) if isinstance(r, dict)]
         hit = any(sets["hit_reaction"].matches_any(codings(m))
                   for r in reactions for m in items(r.get("manifestation")))
-        if not (heparin or hit) or ctx.validator.problem(allergy):
+        if not (heparin or hit):
+            continue
+        problem = ctx.validator.problem(allergy)
+        if problem:   # §19.0 fails closed (review-v3 H10): said, never silence
+            ctx.reject("conditions.unreadable_safety",
+                       f"{'HIT' if hit else 'heparin allergy'} record: {problem}")
             continue
         status = _clinical(allergy)
         src = source_of(allergy)

@@ -47,6 +47,10 @@ Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 Code = Annotated[str, msgspec.Meta(pattern=r"^[^\s]+(\s[^\s]+)*$")]
 Uri = Annotated[str, msgspec.Meta(pattern=r"^\S*$")]
 String = Annotated[str, msgspec.Meta(min_length=1)]
+# Human-readable strings no rule reads (display, text, version): any string. An empty one is invalid
+# FHIR but must not drop the resource it sits in (a HIT Condition with display "" is still HIT;
+# review-v3 H10, HELPERS "validate exactly the fields you read").
+Text = str
 Decimal = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
 # (a JSON number, int or float; never a bool, a string, inf or nan)
 Integer = int
@@ -68,21 +72,21 @@ def _one_choice(struct: Any, names: tuple[str, ...], element: str) -> None:
 
 class Coding(_S, kw_only=True):
     system: Uri | None = None
-    version: String | None = None
+    version: Text | None = None
     code: Code | None = None
-    display: String | None = None
+    display: Text | None = None
     userSelected: bool | None = None
 
 
 class CodeableConcept(_S, kw_only=True):
     coding: list[Coding] | None = None
-    text: String | None = None
+    text: Text | None = None
 
 
 class Reference(_S, kw_only=True):
     reference: String | None = None
     type: Uri | None = None
-    display: String | None = None
+    display: Text | None = None
 
 
 class Quantity(_S, kw_only=True):
@@ -197,7 +201,7 @@ class _ClinicalStatement(_S, kw_only=True):
     onsetPeriod: Period | None = None
     onsetAge: Quantity | None = None
     onsetRange: Range | None = None
-    onsetString: String | None = None
+    onsetString: Text | None = None
     recordedDate: DateTime | None = None
 
     def _onset(self) -> None:
@@ -211,7 +215,7 @@ class Condition(_ClinicalStatement, kw_only=True):
     abatementPeriod: Period | None = None
     abatementAge: Quantity | None = None
     abatementRange: Range | None = None
-    abatementString: String | None = None
+    abatementString: Text | None = None
 
     def __post_init__(self) -> None:
         self._onset()

@@ -58,6 +58,7 @@ log = logging.getLogger("cds_service.hooks.order_check")
 from .registry import HookCall, Service
 
 HIT_CRITICAL = ("hit_acute", "hit_recent", "hit_suspected")
+HIT_CODES = HIT_CRITICAL + ("hit_history",)
 INHIBITOR_NAMES = {"nirmatrelvir": "nirmatrelvir/ritonavir", "ritonavir": "ritonavir", "ketoconazole": "ketoconazole",
                    "itraconazole": "itraconazole", "clarithromycin": "clarithromycin"}
 STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
@@ -187,18 +188,43 @@ def draft_cards(ev: Evaluation, resource: dict, order, check, other_drafts: list
     duplicate = b.duplicate()
     findings = [f for f in check.findings if f.kind != "already_anticoagulated"] \
         if check is not None and check.checked else []
+    # §19.4/§19.2 (review-v3 M16): with ECMO/CRRT circuit heparin running, an LMWH draft gets the
+    # duplicate card only: no one-click switch to SC UFH on top of the circuit heparin
+    circuit = any(getattr(o, "circuit", False) for o, _ in getattr(ev.assessment.safety, "orders", ()))
     for f in findings:
         if f.kind == "undeterminable" and f.urgency is None and ev.policy["cards.not_determinable"] == "none":
+            continue
+        if circuit and duplicate is not None and f.kind == "switch_product" and f.action == "update" \
+                and f.proposed is not None and f.proposed.ingredient == "heparin":
             continue
         if f.kind == "switch_product" and duplicate is not None \
                 and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
             out.append(b.avoid(f.reasons, "warning", "another anticoagulant is already active"))
+            continue
+        if f.kind == "switch_product" and ev.assessment.inputs.respiratory.ecmo \
+                and set(f.reasons) & {"hit_history", "hit_recent", "heparin_allergy"}:
+            # §19.4: on ECMO no one-click switch of (circuit) heparin to SC fondaparinux: delete the
+            # draft, circuit anticoagulation with bivalirudin or argatroban by the ECMO protocol
+            out.append(b.avoid(f.reasons, f.urgency or "warning", "ECMO in progress", ecmo=True))
             continue
         issued = b.render(f)
         if issued is not None:
             out.append(issued)
     if duplicate is not None and not any(c.kind == "duplicate_anticoagulant" for c in out):
         out.append(duplicate)
+    unreadable = (getattr(ev.assessment.inputs, "rejected", None) or {}).get("conditions.unreadable_safety")
+    if unreadable:   # §19.0 fails closed (review-v3 H10): a dropped safety record is said
+        out.append(b.unreadable_safety(unreadable))
+    # §19.1: an active VKA order in acute HIT is stopped (vitamin K) whatever is drafted; a heparin
+    # draft's hit_acute card already names it and deletes it (contraindicated)
+    vkas = b.active_vkas() if "hit_acute" in b.contraindications() else []
+    if vkas and order.ingredient not in HEPARINS and order.drug_class != "vka":
+        out.append(b.hit_acute_vka(vkas))
+        others = [e for e in getattr(ev.assessment.safety, "anticoagulants_active", ())
+                  if e.source != order.source]
+        if all(e in vkas for e in others) and not [o for o in other_drafts if o.source != order.source]:
+            # the VKA is being stopped: no 'overlap with the VKA' duplicate card beside it
+            out = [c for c in out if c.kind != "duplicate_anticoagulant"]
     rank = {"critical": 0, "warning": 1, "info": 2}
     out.sort(key=lambda c: rank.get(c.card.get("indicator"), 3))   # stable: finding order within
     return out
@@ -233,7 +259,9 @@ class _DraftCards:
 
     def finish(self, kind, indicator, summary, why, action, evidence, *, suggestions=(), selection="any",
                gives_heparin=False, recommendation=None):
-        extra = self.anti_xa_lines(kind)
+        # §19.7 (review-v3 M12): no anti-Xa line on a card that deletes or replaces the LMWH
+        deletes = any(a.get("type") == "delete" for s in suggestions for a in s.get("actions", ()))
+        extra = [] if deletes or kind in ("heparin_avoidance", "hit_suspected") else self.anti_xa_lines(kind)
         if gives_heparin or any(a.get("type") == "create" for s in suggestions for a in s.get("actions", ())):
             extra.append(t.NEURAXIAL)   # §19.13: any anticoagulant a suggestion gives
         issued = card(kind, indicator, summary, t.detail(why, action, self.missing_line(), extra, evidence),
@@ -265,6 +293,45 @@ class _DraftCards:
         if r.renal_replacement is True:
             return t.rrt_phrase(self.a.inputs)
         return self.crcl()
+
+    def renal_why(self) -> str:
+        """The renal facts of a why line: on renal replacement the modality only (§19.3: never the
+        post-dialysis CrCl or creatinine; review-v3 M2), else CrCl and the creatinine as reported."""
+        if self.a.renal.renal_replacement is True:
+            return self.renal_phrase()
+        return f"{self.crcl()}, creatinine {t.reported(self.a.inputs.creatinine, 2)}"
+
+    def unreadable_safety(self, reason: str):
+        what = reason.split(" record", 1)[0]
+        summary = f"A {what} record could not be read: review it before {self.current}"
+        why = f"**Why:** {md(reason[:200])}; it was left out of this check."
+        action = f"**Action:** review the {what} record in the chart before signing (HIT: no heparin until reviewed)."
+        return self.finish("not_determinable", "warning", summary, why, action, self.t.evidence_for("not_determinable"),
+                           recommendation=("order", "unreadable_safety", self.order.ingredient))
+
+    def contraindications(self) -> tuple:
+        return tuple(getattr(self.a.safety, "contraindications", ()) or ())
+
+    def active_vkas(self) -> list:
+        return [e for e in getattr(self.a.safety, "anticoagulants_active", ())
+                if e.drug_class == "vka" and e.kind == "order" and isinstance(e.source, str)
+                and e.source.startswith("MedicationRequest/")]
+
+    def hit_acute_vka(self, vkas):
+        """§19.1: an active VKA order with hit_acute: critical, stop warfarin, give vitamin K
+        [Cuker 2018: venous limb gangrene]. Text only: an order hook may delete only draftOrders
+        entries (CDS Hooks notes §12), so the active VKA order is named, not deleted."""
+        i = self.a.inputs
+        rec = self.hit_record()
+        onset = f"onset {t.when(rec.onset)}" if rec else "dated onset"
+        names = t.names(sorted({t.DRUG.get(e.ingredient, e.ingredient) for e in vkas}))
+        summary = f"Acute HIT and {names} active: stop {names}; give vitamin K"
+        why = (f"**Why:** HIT {onset}; platelets {t.reported(i.platelets, 0)}: a VKA in acute HIT risks venous "
+               "limb gangrene.")
+        action = (f"**Action:** stop {md(names)} and give vitamin K; therapeutic non-heparin anticoagulant with "
+                  "haematology; restart a VKA only once platelets are ≥ 150 ×10⁹/L, overlapping ≥ 5 days.")
+        return self.finish("hit_acute", "critical", summary, why, action, self.t.evidence_for("hit_acute"),
+                           recommendation=("order", "hit_acute", "vka"))
 
     def delete_draft(self, label: str):
         if self.draft_ref is None:
@@ -302,14 +369,19 @@ class _DraftCards:
                 verb = "stop" if bleeding else "do not give"
                 kind, summary = "hit_acute", f"Acute HIT: {verb} {self.name}; therapeutic non-heparin agent"
                 why = f"**Why:** HIT {onset}; platelets {t.reported(i.platelets, 0)}, not recovered."
+                vkas = self.active_vkas()   # §19.1: an active VKA stops too (vitamin K)
+                vka_names = t.names(sorted({t.DRUG.get(e.ingredient, e.ingredient) for e in vkas}))
+                vka_line = f" Stop {md(vka_names)} and give vitamin K (venous limb gangrene)." if vkas else ""
                 if bleeding:
                     summary = f"Acute HIT with {self.reason_text([c for c in reasons if c in STOPS])}: stop all heparin"
                     action = ("**Action:** stop all heparin, including flushes and locks; urgent haematology; no "
-                              "anticoagulant while bleeding.")
+                              "anticoagulant while bleeding." + vka_line)
                 else:
                     action = ("**Action:** therapeutic-intensity non-heparin anticoagulation (argatroban, bivalirudin, "
                               "treatment-dose fondaparinux or a DOAC) with haematology; stop every heparin, including "
-                              "flushes." + ecmo)
+                              "flushes." + vka_line + ecmo)
+                if vkas:   # the active VKA is not a draftOrders entry: named, not deleted (CDS Hooks notes §12)
+                    summary = f"Acute HIT: {verb} {self.name}; stop {vka_names}, give vitamin K"
             elif hit == "hit_recent":
                 days = num(self.p["safety.hit_acute_days"], 0)
                 kind, summary = "contraindicated", f"HIT within {days} days: do not give {self.name}"
@@ -369,15 +441,19 @@ class _DraftCards:
             because = "a treatment dose is drafted: " + t.V3_ACTION["hit_treatment_delete"].rstrip(".")
         return self.avoid(specific, urgency, because)
 
-    def avoid(self, specific, urgency, because: str):
+    def avoid(self, specific, urgency, because: str, ecmo: bool = False):
         """Heparin-specific contraindication, no switch offered: delete the draft only."""
-        label = "HIT history" if "hit_history" in specific else "Heparin allergy"
+        label = "Recent HIT" if "hit_recent" in specific else "HIT history" if "hit_history" in specific \
+            else "Heparin allergy"
         summary = f"{label}: avoid {self.name}; non-heparin agent with specialist advice"
         rec = self.hit_record()
         when = ("onset " + t.when(rec.onset) if rec
                 else f"undated or over {num(self.p['safety.hit_acute_days'], 0)} days")
         why = f"**Why:** {label} ({when}); {because}."
         action = "**Action:** remove the draft; a non-heparin anticoagulant with haematology advice."
+        if ecmo:
+            action = ("**Action:** remove the draft; on ECMO: bivalirudin or argatroban by the ECMO protocol, with "
+                      "haematology (no SC agent for the circuit).")
         w = self.a.anthropometrics.weight_kg
         if w is not None and w < self.p["hit.fondaparinux_min_weight_kg"]:
             action += " " + self.capital(t.V3_ACTION["hit_mechanical"])   # §19.6 remote HIT < 50 kg
@@ -439,6 +515,9 @@ class _DraftCards:
             if urgency == "info" and "argatroban" in ingredients:
                 # §19.9: argatroban raises the INR: no "INR < 2 = bridge" while it runs
                 urgency = "critical" if sum(1 for e in items if e.order_class == "therapeutic") >= 2 else "warning"
+            if urgency == "info" and set(self.contraindications()) & {"hit_acute", "hit_recent", "hit_suspected"}:
+                # review-v3 M7: no §10.4 'VKA bridge' in HIT (the heparin must stop now): at least a warning
+                urgency = "warning"
         names = [self.exposure_text(e) for e in active] + [t.order_text(o) + " (draft)" for o in drafted]
         summary = f"{self.capital(self.current)} drafted while {t.names(names)} is active"
         if drafted and not active:
@@ -453,6 +532,11 @@ class _DraftCards:
                       "confirm the parenteral agent stops when INR is in range.")
         else:
             action = "**Action:** confirm that the other agent stops; combined anticoagulants add bleeding risk."
+            circuit = [e for e in active if e.ingredient == "heparin" and self.a.inputs.respiratory.ecmo]
+            if circuit and self.order.ingredient != "heparin":
+                # review-v3 C9 (§19.4): on ECMO the heparin running is the circuit's: it must not stop
+                action = (f"**Action:** do not add {md(self.name)} to the ECMO heparin; keep the circuit "
+                          "anticoagulation by the ECMO protocol.")
         # §19.9: a home DOAC/VKA with a therapeutic parenteral draft; a DOAC given in the last 24 h
         intensity = self.check.intensity if self.check is not None else None
         parenteral = self.order.ingredient in safety_mod.PARENTERAL or self.order.drug_class == "dti"
@@ -563,6 +647,11 @@ class _DraftCards:
             summary = f"{self.capital(intensity)}-dose {self.name} and no indication recorded"
             why = f"**Why:** draft {md(self.current)} is {intensity} intensity; no VTE, AF, valve or thrombus recorded"
             action = "**Action:** above-prophylactic dose and no indication recorded: " + t.V3_ACTION["above_ward"]
+            if self.order.drug_class in ("vka", "dti") or self.order.ingredient in ("warfarin", "argatroban",
+                                                                                   "bivalirudin"):
+                # review-v3 C4: a VKA or direct thrombin inhibitor has no prophylactic dose
+                action = ("**Action:** above-prophylactic anticoagulant and no indication recorded: record the "
+                          "indication (VTE, AF, valve, ACS, arterial thrombus, HIT) or use a prophylactic agent.")
             evidence = t.V3_EVIDENCE["above_ward"]
         why += f"; {caution_text}." if caution_text else "."
         if f.value("possible_other_indication"):
@@ -590,6 +679,8 @@ class _DraftCards:
         if f.kind in ("pregnancy_vka", "pregnancy_doac", "liver", "argatroban_start"):
             return self.capital(A[f.kind])
         if f.kind == "ecmo_oral":
+            if set(self.contraindications()) & set(HIT_CODES):   # §19.4: never 'usually a UFH infusion' in HIT
+                return self.capital(A["ecmo_hit"])
             return self.capital(A["ecmo_oral" if r0 == "oral" else "ecmo_lmwh"])
         if f.kind == "interaction":
             inhibitor = t.names([INHIBITOR_NAMES.get(x, x) for x in f.reasons])
@@ -704,13 +795,17 @@ class _DraftCards:
                     return f"{cur} at {self.crcl()}: consider {short}"
                 return f"{cur} above the maximum at {self.weight_short()}: consider {short}"
             if r0 == "crcl_lt_15":
-                return f"{cur}: twice-daily LMWH, {self.renal_phrase().lower().replace('on ', 'on ', 1)}"
+                phrase = self.renal_phrase()   # review-v3 C1: only the first letter lowered ('On CRRT' -> 'on CRRT')
+                phrase = phrase[:1].lower() + phrase[1:] if phrase.startswith("On ") else phrase
+                return f"{cur}: twice-daily LMWH, {phrase}"
             return f"{cur} above the labelled maximum"
         if f.kind == "renal_dose":
             if r0 == "crcl_lt_30" and f.proposed is not None:
                 return f"{cur} at {self.crcl()}: consider enoxaparin {num(self.p['renal.enoxaparin_mg'], 0)} mg SC daily"
             if r0 == "crcl_lt_15":
                 return f"{cur}: {self.renal_phrase()}; UFH per protocol"
+            if r0 == "crcl_lt_30":   # the enoxaparin table uses the policy-weight CrCl of the why line
+                return f"{cur} at {self.renal_phrase()}: check the renal dose"
             return f"{cur} at {self.crcl_actual()}: check the renal dose"
         if f.kind == "switch_product":
             p = f.proposed
@@ -745,12 +840,12 @@ class _DraftCards:
         if f.kind in ("dose_above_maximum", "fondaparinux_band", "weight_unknown"):
             return f"**Why:** draft {md(self.current)}; {self.weight()}; {self.renal_phrase()}."
         if f.kind == "switch_product":
-            return f"**Why:** {self.renal_phrase()}; creatinine {t.reported(i.creatinine, 2)}: LMWH accumulates."
+            return f"**Why:** {self.renal_why()}: LMWH accumulates."
         if f.kind in ("renal_dose", "renal_unknown"):
             if r0 in ("rivaroxaban_crcl_lt_50", "dabigatran_renal", "edoxaban_crcl_15_50", "edoxaban_crcl_lt_15",
                       "edoxaban_crcl_gt_95"):
                 return f"**Why:** {self.crcl_actual()} (Cockcroft-Gault on actual weight, as the label); draft {md(self.current)}."
-            return f"**Why:** {self.renal_phrase()}; creatinine {t.reported(i.creatinine, 2)}; draft {md(self.current)}."
+            return f"**Why:** {self.renal_why()}; draft {md(self.current)}."
         if f.kind == "liver":
             return f"**Why:** INR {t.reported(i.inr, 1)}, bilirubin {t.reported(i.bilirubin, 1)}."
         if f.kind == "argatroban_start":
@@ -781,16 +876,18 @@ class _DraftCards:
         context = self.context(f.reasons)
         summary = f"{self.capital(self.current)}{context}: consider {short}"
         if "renal_frequency" in f.reasons:
-            why = (f"**Why:** {self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}: the label gives a "
+            why = (f"**Why:** {self.renal_why()}: the label gives a "
                    "therapeutic dose once daily below 30 mL/min.")
         else:
             parts = [f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}" if a.anthropometrics.bmi is not None else None,
-                     self.weight(), f"{self.crcl()}, creatinine {t.reported(a.inputs.creatinine, 2)}"]
+                     self.weight(), self.renal_why()]
             why = "**Why:** " + "; ".join(x for x in parts if x) + "."
         basis = self.t.basis.get(a.regimen.basis, "") if target.ingredient == a.regimen.drug else ""
         action = f"**Dose:** {proposed}" + (f" ({basis})." if basis else ".")
         suggestions = []
-        updated = updated_draft(self.ev.codes, self.resource, self.order, target)
+        updated = updated_draft(self.ev.codes, self.resource, self.order, target) if f.action == "update" else None
+        if f.action != "update":   # §19.11: a lower daily dose at BMI >= 40 is never one click
+            action += " No one-click change: a higher obesity regimen may be intended; confirm the intent."
         if updated is not None:
             suggestions.append(suggestion(f"Change to {proposed}", action_update(f"Change the draft to {proposed}", updated),
                                           recommended=True))
@@ -807,6 +904,9 @@ class _DraftCards:
         kinds = {"bmi_ge_40": "bmi", "bmi_ge_30": "bmi", "standard": "bmi", "crcl_lt_30": "crcl",
                  "renal_frequency": "crcl", "crcl_lt_15": "crcl"}
         found = {kinds.get(r) for r in reasons}
+        if "crcl" in found and a.renal.renal_replacement is True:
+            phrase = self.renal_phrase()
+            return f" ({phrase[:1].lower()}{phrase[1:]})"
         if "crcl" in found and a.renal.crcl_ml_min is not None:
             return f" at CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
         if "bmi" in found and a.anthropometrics.bmi is not None:

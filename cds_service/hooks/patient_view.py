@@ -73,14 +73,27 @@ class _Builder:
     # first row that applies (§18.1)
     def choose(self):
         a, rec = self.a, self.a.recommendation
+        acute = rec.pathway == "hit_acute"
         if rec.pathway == "contraindicated":
-            return self.contraindicated()
-        if rec.pathway == "hit_acute" and (self.heparins or self.flushes or not self.non_heparin):
+            # §19.1 (overrides the v2 §13.1 order): in acute HIT, platelets < 25 alone is the disease,
+            # not a stop: the hit_acute card (therapeutic non-heparin agent). Bleeding or fibrinogen stop.
+            if "hit_acute" in self.ci and [c for c in self.ci if c in STOPS] == ["platelets_lt_25"]:
+                acute = True
+            else:
+                return self.contraindicated()
+        if acute and (self.heparins or self.flushes or not self.non_heparin):
             return self.hit_acute()
-        if rec.pathway == "hit_acute" and any(e.drug_class == "vka" and e.kind == "order" for e in self.active):
+        if acute and any(e.drug_class == "vka" and e.kind == "order" for e in self.active):
             return self.hit_acute_vka()     # v3 §19.1 (v3-orders)
         if "hit_suspected" in self.ci:
             return self.hit_suspected()
+        unreadable = (getattr(a.inputs, "rejected", None) or {}).get("conditions.unreadable_safety")
+        if unreadable:   # §19.0 fails closed (review-v3 H10): before any dose or candidate card
+            what = unreadable.split(" record", 1)[0]
+            return self._finish("not_determinable", "warning", f"A {what} record could not be read: review it",
+                                f"**Why:** {md(unreadable[:200])}; it was left out of this assessment.",
+                                "**Action:** review the record in the chart before any anticoagulant decision.",
+                                self.t.evidence_for("not_determinable"), recommendation=("unreadable_safety",))
         specific = [c for c in self.ci if c in HEPARIN_SPECIFIC_ROW]
         if specific and self.heparins:
             return self.heparin_specific_active(specific)
@@ -188,12 +201,15 @@ class _Builder:
                    if m is None]
         if self.a.renal.crcl_ml_min is None and self.a.regimen.drug is not None:
             lacking.append("creatinine clearance")
-        if i.weight is None:
-            lacking.append("weight")
-        if not lacking:
+        weight = i.weight is None
+        if not lacking and not weight:
             return None
+        # §19.13 'the window named is the one the rule used' (review-v3 C6): labs 72 h, weight 30 days
         hours = num(self.p["window.labs_hours"], 0)
-        return f"**Check:** no {t.names(lacking)} in the last {hours} h."
+        parts = [f"no {t.names(lacking)} in the last {hours} h"] if lacking else []
+        if weight:
+            parts.append(f"no weight in the last {num(self.p['window.weight_days'], 0)} days")
+        return f"**Check:** {'; '.join(parts)}."
 
     def labs_why(self) -> str:
         i = self.a.inputs
@@ -216,7 +232,9 @@ class _Builder:
             parts.append(f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}")
         if a.inputs.weight is not None:
             parts.append(f"weight {t.reported(a.inputs.weight, 1, dated=False)}")
-        if a.renal.crcl_ml_min is not None:
+        if a.renal.renal_replacement is True:   # §19.3: the modality, never a post-dialysis CrCl (review-v3 M2)
+            parts.append(self.renal_phrase())
+        elif a.renal.crcl_ml_min is not None:
             parts.append(f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min, creatinine {t.reported(a.inputs.creatinine, 2)}")
         basis = self.t.basis.get(reg.basis, "")
         lead = "; ".join(parts) or "no weight or renal function recorded"
@@ -242,15 +260,16 @@ class _Builder:
                 if deletes:
                     suggestions = [suggestion("Stop " + t.names([self.exposure_text(e) for e in self.active
                                                                    if e.kind == "order"]), *deletes)]
-            if "hit_acute" in self.ci:
-                dose += " Acute HIT too: stop all heparin, urgent haematology, no anticoagulant."
+            if "hit_acute" in self.ci:   # §19.6: in acute HIT the heparin stops, it is not 'consider'
+                dose = dose.replace("consider stopping the anticoagulant", "stop the anticoagulant")
+                dose += " Acute HIT too: stop all heparin, urgent haematology, no anticoagulant while this lasts."
             return self._finish("contraindicated", "critical", summary, why, dose,
                                 self.t.evidence_for("contraindicated"), suggestions=suggestions,
                                 recommendation=("contraindicated", *codes))
         summary = self.t.summary["contraindicated_none"].format(reason=self.reason_text(codes))
         dose = "**Action:** no pharmacological prophylaxis; intermittent pneumatic compression."
         if "hit_acute" in self.ci:
-            dose += " Acute HIT too: urgent haematology, no anticoagulant."
+            dose += " Acute HIT too: urgent haematology, no anticoagulant while this lasts."
         return self._finish("contraindicated", "warning", summary, why, dose,
                             self.t.evidence_for("contraindicated"), recommendation=("contraindicated", *codes))
 
@@ -263,6 +282,8 @@ class _Builder:
         why = ("**Why:** ECMO in progress and no anticoagulant order seen; the COVID-19 dose "
                "recommendations do not apply to ECMO circuits.")
         dose = "**Action:** follow the ECMO anticoagulation protocol (usually a UFH infusion)."
+        if any(c.startswith("hit") for c in self.ci):   # §19.4: with HIT, never a UFH infusion
+            dose = "**Action:** on ECMO with HIT: bivalirudin or argatroban by the ECMO protocol."
         return self._finish("ecmo", "info", summary, why, dose, self.t.evidence_for("ecmo"),
                             recommendation=("ecmo",))
 
@@ -275,16 +296,25 @@ class _Builder:
         rec = self.hit_record()
         onset_text = t.when(rec.onset, time=False) if rec else "recent"
         platelets = t.reported(i.platelets, 0, dated=False) if i.platelets else "unknown"
-        summary = self.t.summary["hit_acute"].format(onset=onset_text, platelets=platelets)
+        # §19.1: an active VKA order in acute HIT is stopped with the heparin (venous limb gangrene)
+        vkas = [e for e in self.active if e.drug_class == "vka" and e.kind == "order"]
+        if vkas:
+            summary = (f"Acute HIT (onset {onset_text}, platelets {platelets}): stop all heparin and warfarin; "
+                       "give vitamin K")
+        else:
+            summary = self.t.summary["hit_acute"].format(onset=onset_text, platelets=platelets)
         why = (f"**Why:** HIT with onset {t.when(rec.onset) if rec else 'recent'} and platelets "
                f"{t.reported(i.platelets, 0)}: not recovered.")
         agents = ("bivalirudin or argatroban by the ECMO protocol" if self.ecmo else
                   "argatroban, bivalirudin, treatment-dose fondaparinux or a DOAC")
-        dose = ("**Action:** stop all heparin, including flushes and locks; start a therapeutic-intensity "
-                f"non-heparin anticoagulant ({agents}) with haematology. No prophylactic dose.")
+        dose = ("**Action:** stop all heparin, including flushes and locks; "
+                + ("stop warfarin and give vitamin K (venous limb gangrene); " if vkas else "")
+                + f"start a therapeutic-intensity non-heparin anticoagulant ({agents}) with haematology. "
+                "No prophylactic dose.")
         deletes = self.deletes(self.heparins) + [
-            action_delete("Stop heparin flush/lock", o.source) for o in self.flushes]
-        suggestions = [suggestion("Stop every heparin", *deletes)] if deletes else []
+            action_delete("Stop heparin flush/lock", o.source) for o in self.flushes] + self.deletes(vkas)
+        label = "Stop every heparin and warfarin" if vkas and self.deletes(vkas) else "Stop every heparin"
+        suggestions = [suggestion(label, *deletes)] if deletes else []
         return self._finish("hit_acute", "critical", summary, why, dose, self.t.evidence_for("hit_acute"),
                             suggestions=suggestions, recommendation=("hit_acute",))
 
@@ -317,8 +347,24 @@ class _Builder:
                                                   else f"≥ {num(100 * self.p['safety.hit_suspected_fall_fraction'], 0)}")
         why = (f"**Why:** platelets {t.reported(latest, 0)}, highest since heparin started "
                f"{t.reported(highest, 0)}; heparin since {t.when(i.heparin_started) or 'at least ' + num(self.p['safety.hit_suspected_heparin_days'], 0) + ' days'}.")
-        dose = ("**Action:** assess the 4Ts score; if intermediate or high, stop heparin, send an HIT "
-                "immunoassay and start a non-heparin anticoagulant.")
+        score = getattr(i, "four_ts", None)
+        four = int(score.value) if score is not None and score.value is not None else None
+        if four is not None and four >= 4:
+            # §19.6 (review-v3 M8), as the order hooks read it: 4Ts >= 4 -> critical, stop all heparin
+            # including flushes; therapeutic-intensity non-heparin agent; immunoassay; haematology
+            why = why[:-1] + f"; 4Ts {four}."
+            dose = ("**Action:** stop all heparin, including flushes; therapeutic-intensity non-heparin "
+                    "anticoagulant unless bleeding risk is high; HIT immunoassay; haematology.")
+            deletes = self.deletes(self.heparins) + [
+                action_delete("Stop heparin flush/lock", o.source) for o in self.flushes]
+            return self._finish("hit_suspected", "critical", f"Platelets fell {fall if fall is not None else '≥ 50'} % "
+                                f"on heparin, 4Ts {four}: stop all heparin", why, dose,
+                                self.t.evidence_for("hit_suspected"),
+                                suggestions=[suggestion("Stop every heparin", *deletes)] if deletes else [],
+                                recommendation=("hit_suspected", "4ts_high"))
+        dose = ("**Action:** assess the 4Ts score; if 4 or more: stop all heparin, including flushes; "
+                "therapeutic-intensity non-heparin anticoagulant unless bleeding risk is high; HIT immunoassay; "
+                "haematology.")
         return self._finish("hit_suspected", "warning", summary, why, dose, self.t.evidence_for("hit_suspected"),
                             recommendation=("hit_suspected",))
 
@@ -350,7 +396,12 @@ class _Builder:
         intensity = top.intensity if top is not None else None
         switch = top.finding("switch_product") if top is not None else None
         may_create = not self.non_heparin and not self.ecmo
-        if may_create and switch is not None and switch.proposed is not None \
+        if self.ecmo:
+            # §19.4: the heparin on ECMO is the circuit's anticoagulant: never a one-click stop or an SC
+            # replacement; bivalirudin or argatroban by the ECMO protocol (review H6)
+            dose = ("**Action:** on ECMO: replace the heparin with bivalirudin or argatroban by the ECMO protocol, "
+                    "with haematology; do not stop it without a replacement.")
+        elif may_create and switch is not None and switch.proposed is not None \
                 and switch.proposed.ingredient == "fondaparinux":
             p_ = switch.proposed
             actions.append(self.create("fondaparinux", p_.dose_mg, None, p_.doses_per_day,
@@ -372,7 +423,7 @@ class _Builder:
             dose = f"**Action:** stop the heparin; consider {self.regimen_dose()} ({self.body_facts()})."
         else:
             dose = "**Action:** stop the heparin; a non-heparin agent with haematology advice."
-        actions += self.deletes(self.heparins)
+        actions += [] if self.ecmo else self.deletes(self.heparins)
         creates = any(a.get("type") == "create" for a in actions)
         label = "Replace with fondaparinux" if creates else "Stop the heparin"
         suggestions = [suggestion(label, *actions)] if actions else []
@@ -604,8 +655,11 @@ class _Builder:
         "no weight in 30 days"."""
         a, reg = self.a, self.a.regimen
         if reg.basis in ("crcl_lt_15", "crcl_lt_30"):
-            if a.renal.renal_replacement is True:
-                return "on renal replacement"
+            if a.renal.renal_replacement is True:   # §19.3 names the modality (review-v3 C2)
+                mode = getattr(a.inputs, "renal_replacement_mode", None)
+                return {"haemodialysis": "on haemodialysis", "crrt": "on CRRT",
+                        "peritoneal": "on peritoneal dialysis", "eskd": "end-stage kidney disease",
+                        "dialysis": "on dialysis"}.get(mode, "on renal replacement")
             if a.renal.crcl_ml_min is not None:
                 return f"CrCl {shown('crcl', a.renal.crcl_ml_min, 1, self.p)} mL/min"
         if reg.basis == "pending_weight":
@@ -691,6 +745,23 @@ class _Builder:
             check = check_order(order, a, self.p)
             f = next((f for f in check.findings if f.kind in ("dose_above_maximum", "renal_dose")
                       and f.reasons and f.reasons[0] == "crcl_lt_15" and f.action == "delete"), None)
+            switch = next((f for f in check.findings if f.kind == "switch_product" and f.reasons
+                           and f.reasons[0] == "crcl_lt_15" and f.proposed is not None), None)
+            if f is None and switch is not None:
+                # §19.3 row 'CrCl < 15 or renal replacement | prophylactic intent | warning; update to
+                # UFH': the order check would change this order, so patient-view says so (§18.1
+                # dose_review, warning, no suggestion; review H5)
+                renal = self.renal_phrase()
+                ufh = t.dose_text(switch.proposed.ingredient, switch.proposed.dose_mg, switch.proposed.dose_units,
+                                  switch.proposed.doses_per_day)
+                summary = f"{t.order_text(order)} active; {renal}: consider {ufh}"
+                summary = summary[0].upper() + summary[1:]
+                why = f"**Why:** {md(t.order_text(order))} is active; {renal}: LMWH accumulates."
+                dose = f"**Action:** consider {md(ufh)} instead of the LMWH (renal replacement or CrCl < 15)."
+                return self._finish("dose_review", switch.urgency or "warning", summary, why, dose,
+                                    t.V3_EVIDENCE["renal_severe"],
+                                    recommendation=("dose_review", "crcl_lt_15", order.ingredient,
+                                                    order.dose_mg, order.doses_per_day))
             if f is None:
                 continue
             renal = self.renal_phrase()

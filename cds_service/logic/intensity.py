@@ -90,8 +90,9 @@ def draft_intensity(order: MedicationOrder, *, weight_kg: float | None, bmi: flo
         return "prophylactic" if eq(mg, 2.5) and eq(n, 2) else "therapeutic"
     if name == "dabigatran":
         return "prophylactic" if eq(n, 1) and (eq(mg, 110) or eq(mg, 220)) else "therapeutic"
-    if name == "edoxaban":
-        return "prophylactic" if le(daily, 30) and le(n, 1) else "therapeutic"
+    if name == "edoxaban":   # §19.0: prophylactic only where a prophylactic regimen is labelled (policy)
+        return "prophylactic" if p["orders.edoxaban_prophylactic_regimen"] and le(daily, 30) and le(n, 1) \
+            else "therapeutic"
     return _by_class(order, weight_kg, crcl_lt_30, p)
 
 

@@ -262,6 +262,9 @@ def _obesity_equivalent(draft: MedicationOrder, ctx: OrderContext, p: Policy) ->
     return False
 
 
+UFH_HIGH_WEIGHT_KG = 100   # §19.0 "7,500 U q8h at weight > 100 kg" (as logic/intensity.py reads it)
+
+
 def _accepted_equivalent(draft: MedicationOrder, ctx: OrderContext, regimen: Regimen,
                          p: Policy) -> bool:
     """§11 v2 / §19.11: an obesity equivalent at BMI >= 40, or a low-weight dose under 50 kg
@@ -269,6 +272,12 @@ def _accepted_equivalent(draft: MedicationOrder, ctx: OrderContext, regimen: Reg
     if draft.ingredient not in ("enoxaparin", "heparin"):
         return False
     if _obesity_equivalent(draft, ctx, p):
+        return True
+    # §19.0: prophylactic UFH is '7,500 U q8h at weight > 100 kg or BMI >= 40' (Wang 2014, §19.11);
+    # §19.11's list is headed 'at BMI >= 40' only, §19.0's wording is the safer one (review-v3 M17)
+    if draft.ingredient == "heparin" and ctx.weight_kg is not None \
+            and nm.cmp_gt(ctx.weight_kg, UFH_HIGH_WEIGHT_KG, p) and _same(draft.dose_units, 7500, p) \
+            and _same(draft.doses_per_day, 3, p):
         return True
     renal_low = ctx.crcl_lt_30 is True or ctx.renal_replacement is True
     return draft.ingredient == "enoxaparin" and not renal_low and _weight_low(ctx, p) \
@@ -473,6 +482,11 @@ def _above_prophylactic(draft: MedicationOrder, ctx: OrderContext, p: Policy, in
     if ctx.other_indication:
         notes.add("other_anticoagulation_indication")
         return None
+    if name not in HEPARINS and set(ctx.contraindications) & {"hit_acute", "hit_recent", "hit_suspected"}:
+        # §19.1/§19.2: HIT within hit.acute_days (or suspected) is the indication for a therapeutic
+        # non-heparin agent; never 'use the prophylactic dose' (review H4)
+        notes.add("hit_indication")
+        return None
     if ctx.ecmo and name not in DOACS:
         notes.add("ecmo")       # circuit heparin; an LMWH/fondaparinux draft gets the ECMO card
         return None
@@ -528,9 +542,13 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
     matches = accepted or (target is not None and _matches(draft, target, p))
     obesity = _obesity_equivalent(draft, ctx, p)
     intent_normal = normal is not None and _matches(draft, normal, p)
-    if ctx.bmi is None and name == "enoxaparin" and _same(draft.doses_per_day, 1, p) and any(
+    if ctx.bmi is None and ctx.weight_kg is not None and name == "enoxaparin" \
+            and _same(draft.doses_per_day, 1, p) and any(
             _same(draft.dose_mg, mg, p) for mg in (p["dosing.bmi_tier1_mg"], p["dosing.bmi_tier2_mg"])):
-        intent_normal = True    # a BMI-tier dose while BMI is unknown: prophylactic intent, BMI needed
+        # a BMI-tier dose while only the height is missing: prophylactic intent, BMI needed. With the
+        # weight unknown too, §10.3's no-weight table decides (60-80 mg daily is intermediate), so
+        # the renal-unknown and escalation cards speak (review H7: it was silent).
+        intent_normal = True
     intensity = draft_intensity(draft, weight_kg=ctx.weight_kg, bmi=ctx.bmi, crcl_lt_30=ctx.crcl_lt_30,
                                 policy=p, accepted=matches or obesity or intent_normal)
     prophylactic_intent = intensity == "prophylactic"
@@ -608,7 +626,14 @@ def check_draft(draft: MedicationOrder, ctx: OrderContext, policy: Policy) -> Or
                        "bmi_ge_40": p["cards.bmi_tier2_indicator"],
                        "bmi_ge_50": p["cards.bmi_tier2_indicator"]}.get(reasons[0], "warning") \
                 if reasons else "warning"
-            findings.append(Finding("dose_change", reasons, ptarget, urgency=urgency, action="update"))
+            # §19.11 'never corrects an accepted higher obesity regimen down': at BMI >= 40 a target
+            # with a LOWER daily dose is said, never one click (review-v3 M3: 60 mg q12h at BMI 49.9
+            # is 0.39 mg/kg, "prophylactic" by §10.3, and was cut to 80 mg daily)
+            lowers = ctx.bmi is not None and nm.cmp_ge(ctx.bmi, p["dosing.bmi_tier2"], p) \
+                and _daily(draft) is not None and _daily(ptarget) is not None \
+                and nm.cmp_lt(_daily(ptarget), _daily(draft), p)
+            findings.append(Finding("dose_change", reasons, ptarget, urgency=urgency,
+                                    action=None if lowers else "update"))
             resulting = replace(draft, dose_mg=ptarget.dose_mg, dose_units=ptarget.dose_units,
                                 doses_per_day=ptarget.doses_per_day, route=ptarget.route,
                                 continuous=False)

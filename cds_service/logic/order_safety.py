@@ -127,15 +127,30 @@ def safety_findings(draft: MedicationOrder, ctx: Any, p: Policy, *, intensity: I
     return out
 
 
+# Dalteparin single-dose prefilled syringes (dalteparin label; the treatment weight bands use 12,500,
+# 15,000 and 18,000 IU); 18,000 is also orders.dalteparin_max_iu_day.
+UFH_SC_STEP_UNITS = 5000   # SC UFH doses are rounded to 5,000 U steps (review-v3 M14)
+DALTEPARIN_SYRINGES_IU = (2500, 5000, 7500, 10000, 12500, 15000, 18000)
+
+
+def _treatment_context(ctx) -> bool:
+    """A treatment dose is plausibly meant: another indication recorded, or the therapeutic-candidate
+    pathway (§19.2)."""
+    return bool(getattr(ctx, "other_indication", False)) or getattr(ctx, "pathway", None) == "therapeutic_candidate"
+
+
 def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regimen_match) -> list:
     out = _dose_findings_raw(draft, ctx, p, intensity=intensity, renal=renal,
                              prophylactic_intent=prophylactic_intent, regimen_match=regimen_match)
     heparin = draft.ingredient in LMWH or draft.ingredient == "heparin"
     if heparin and (set(ctx.contraindications) & {"hit_acute", "hit_suspected", "hit_recent", "hit_history",
                                                   "heparin_allergy"} or ctx.non_heparin_running):
-        # the HIT card replaces the heparin: no one-click heparin update or switch beside it
+        # the HIT card replaces the heparin: no one-click heparin update or switch beside it. A
+        # `dose_change`/`switch_product` is nothing but its proposal, so it goes (the HIT or
+        # non-heparin card deletes the draft); other findings keep their text without the proposal.
         from dataclasses import replace as _replace
-        out = [_replace(f, proposed=None, action=None) if f.action in ("update", "switch") else f for f in out]
+        out = [_replace(f, proposed=None, action=None) if f.action in ("update", "switch") else f for f in out
+               if not (f.kind in ("dose_change", "switch_product") and f.action in ("update", "switch"))]
     return out
 
 
@@ -149,6 +164,24 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
     below30 = renal.below(p["renal.crcl_cutoff"], p)
     obese = (ctx.bmi is not None and nm.cmp_ge(ctx.bmi, p["antixa.trigger_bmi"], p)) or \
         (w is not None and nm.cmp_gt(w, p["antixa.trigger_weight_high_kg"], p))
+    if name == "heparin" and units is not None and w is not None and not draft.continuous \
+            and draft.route != "intravenous":
+        # review-v3 M14: SC UFH above 250 U/kg per dose (rounded up to 5,000 U) is above any SC regimen
+        ceiling = round_up_to_step(p["orders.ufh_sc_max_units_kg_dose"] * w, UFH_SC_STEP_UNITS)
+        if nm.cmp_gt(units, ceiling, p):
+            out.append(Finding("dose_above_maximum", ("ufh_sc_max",), urgency="critical",
+                               values=(("max_units", ceiling),)))
+    if n is None and mg is not None:
+        # review-v3 M15: frequency unreadable, but one dose already above any labelled regimen's
+        # single dose (enoxaparin 1.5 mg/kg once daily; the DOAC per-dose maximum) is said as such;
+        # the 'frequency not readable' card still follows
+        if name == "enoxaparin" and w is not None and nm.cmp_gt(
+                mg, round_up_to_step(p["orders.enoxaparin_max_mg_kg_daily"] * w, p["therapeutic.round_to_mg"]), p):
+            out.append(Finding("dose_above_maximum", ("enoxaparin_max", "frequency_unreadable"), urgency="critical"))
+        cap = p["orders.doac_max"].get(name) if name in DOACS else None
+        if cap is not None and nm.cmp_gt(mg, cap["per_dose"], p):
+            out.append(Finding("dose_above_maximum", ("doac_max", "frequency_unreadable"), urgency="critical",
+                               values=(("per_dose", cap["per_dose"]), ("per_day", cap["per_day"]))))
     if name == "enoxaparin" and mg is not None and n is not None:
         step = p["therapeutic.round_to_mg"]
         per_kg = p["therapeutic.enoxaparin_mg_per_kg"]
@@ -169,7 +202,12 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
             over_bid = nm.cmp_ge(n, 2, p) and nm.cmp_gt(mg, p["renal.enoxaparin_mg"], p)
             over_daily = w is not None and nm.cmp_le(n, 1, p) and \
                 nm.cmp_gt(daily, round_up_to_step(per_kg * w, step), p)
-            if over_bid or over_daily or nm.cmp_gt(n, 2, p):
+            if over_bid and prophylactic_intent and obese and not nm.cmp_gt(n, 2, p):
+                # review-v3 M6: §19.3 row 2 has no obesity exception, but row 1 and §11 renal_obesity
+                # say a fixed 30 mg can be far below 0.5 mg/kg at BMI >= 40: the card stays
+                # (critical, row 2), the one-click 30 mg daily does not
+                out.append(Finding("renal_dose", ("crcl_lt_30", "renal_obesity"), urgency="critical"))
+            elif over_bid or over_daily or nm.cmp_gt(n, 2, p):
                 if intensity == "therapeutic" and w is not None:
                     target = Proposed("enoxaparin", round_to_step(per_kg * w, step), None, 1)
                 else:
@@ -196,6 +234,10 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
                 # never a one-click INCREASE of the daily dose (20 mg four times daily at 64 kg is
                 # 80 mg a day; 1 mg/kg twice daily would be 120): then the text names the maximum
                 raises = nm.cmp_gt(target.dose_mg * 2, daily, p)
+                # review-v3 M4 (a rule-level deviation from §19.2's literal 'update to 1 mg/kg twice
+                # daily'): a prophylactic strength (<= 40 mg) given too often, with no indication and
+                # no therapeutic-candidate pathway, is a frequency slip: no one-click treatment dose
+                raises = raises or (nm.cmp_le(mg, p["dosing.standard_mg"], p) and not _treatment_context(ctx))
                 out.append(Finding("dose_above_maximum", ("more_than_2_a_day",) if too_often else ("enoxaparin_max",),
                                    None if raises else target, urgency="critical",
                                    action=None if raises else "update"))
@@ -215,7 +257,12 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
             per_kg_max = p[f"orders.{name}_max_iu_kg_daily"]
             over = nm.cmp_gt(daily, per_kg_max * w, p)
             if name == "dalteparin":
-                over = over or nm.cmp_gt(daily, p["orders.dalteparin_max_iu_day"], p)
+                # §19.2: 'above' = above the weight-based maximum rounded up to the next product step
+                # (review-v3 M5: 15,000 IU at 70 kg is the label's syringe for 200 IU/kg)
+                ceiling = next((x for x in DALTEPARIN_SYRINGES_IU if x >= per_kg_max * w - 1e-6),
+                               p["orders.dalteparin_max_iu_day"])
+                ceiling = min(ceiling, p["orders.dalteparin_max_iu_day"])
+                over = nm.cmp_gt(daily, ceiling, p) or nm.cmp_gt(daily, p["orders.dalteparin_max_iu_day"], p)
             if over:
                 out.append(Finding("dose_above_maximum", (f"{name}_max",), urgency="critical",
                                    values=(("max_iu", per_kg_max * w),)))
@@ -230,6 +277,10 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
             if band is not None and (nm.cmp_gt(mg, band, p) or nm.cmp_gt(n, 1, p)):
                 # no one-click to another contraindicated dose at CrCl < 30 or unknown (label)
                 renal_ok = below30 is False
+                # review-v3 M4: 2.5 mg (the prophylactic strength) more than once a day with no
+                # indication is a frequency slip, not a request for the treatment band: no one click
+                if nm.cmp_le(mg, p["hit.fondaparinux_mg"], p) and not _treatment_context(ctx):
+                    renal_ok = False
                 out.append(Finding("dose_above_maximum", ("fondaparinux_band",),
                                    Proposed("fondaparinux", band, None, 1) if renal_ok else None,
                                    urgency="critical", action="update" if renal_ok else None))

@@ -206,6 +206,10 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "orders.dalteparin_max_iu_day": (18000, NUM, None),
     "orders.tinzaparin_max_iu_kg_daily": (175, NUM, None),
     "orders.enoxaparin_max_doses_per_day": (2, NUM, None),
+    "orders.edoxaban_prophylactic_regimen": (False, BOOL, None),
+    "orders.ufh_sc_therapeutic_units": (15000, NUM, None),
+    "orders.ufh_sc_therapeutic_units_day": (35000, NUM, None),
+    "orders.ufh_sc_max_units_kg_dose": (250, NUM, None),
     # -- end v3 order check --
     # -- v3 exposure and governance (clinical-rules §19.4, §19.14, §19.16) --
     "orders.flush_max_units_per_hour": (50, NUM, None),
@@ -471,6 +475,10 @@ SOURCES: dict[str, str] = {
     "renal.rrt_equivalent_crcl": "§19.0 v3: renal replacement counts as CrCl < 15 (a post-dialysis creatinine overstates clearance)",
     "orders.enoxaparin_max_": "§19.2 v3 enoxaparin label: treatment 1 mg/kg q12h or 1.5 mg/kg q24h (ceilings)",
     "orders.enoxaparin_max_doses_per_day": "§19.2 v3 enoxaparin label: more than 2 doses a day is above any labelled regimen (added key)",
+    "orders.ufh_sc_therapeutic_units": "review-v3 M14 (rules silent: §10.3 has no SC UFH therapeutic class): SC UFH >= 15,000 U per dose is treatment intensity (CHEST 2012: SC UFH 17,500 U q12h or 250 U/kg q12h for VTE) (added key)",
+    "orders.ufh_sc_therapeutic_units_day": "review-v3 M14: SC UFH >= 35,000 U a day is treatment intensity (CHEST 2012 weight-adjusted SC UFH) (added key)",
+    "orders.ufh_sc_max_units_kg_dose": "review-v3 M14: SC UFH above 250 U/kg per dose (rounded up to 5,000 U) is above any SC treatment regimen: critical (CHEST 2012; Kearon 2006 FIDO) (added key)",
+    "orders.edoxaban_prophylactic_regimen": "§19.0 v3 'edoxaban <= 30 mg daily only as a prophylactic regimen where labelled': the US and EU labels have none (30 mg daily is the reduced AF/VTE treatment dose), so false; a site where one is labelled sets true (added key, review-v3 M18)",
     "orders.doac_max": "§19.2 v3 apixaban, rivaroxaban, dabigatran, edoxaban labels (maximum per dose and per day; verify before go-live)",
     "orders.dalteparin_max_": "§19.2 v3 dalteparin label: 200 IU/kg once daily, 18,000 IU a day (unverified; added key)",
     "orders.tinzaparin_max_": "§19.2 v3 tinzaparin label: 175 IU/kg once daily (unverified; added key)",

@@ -299,7 +299,8 @@ def classify_order(order: MedicationOrder, weight_kg: float | None, crcl_lt_30: 
     if name == "dabigatran" and mg is not None and n is not None and nm.cmp_le(n, 1, p) \
             and any(round(mg, 6) == v for v in (110.0, 220.0)):
         return "prophylactic"
-    if name == "edoxaban" and mg is not None and n is not None and nm.cmp_le(n, 1, p) and nm.cmp_le(mg, 30, p):
+    if name == "edoxaban" and p["orders.edoxaban_prophylactic_regimen"] and mg is not None and n is not None \
+            and nm.cmp_le(n, 1, p) and nm.cmp_le(mg, 30, p):   # §19.0: only where labelled (policy)
         return "prophylactic"
     if name in ALWAYS_THERAPEUTIC or order.drug_class in ("vka", "dti"):
         return "therapeutic"
@@ -314,6 +315,9 @@ def classify_order(order: MedicationOrder, weight_kg: float | None, crcl_lt_30: 
             return "therapeutic"
         if order.dose_units is None or order.doses_per_day is None:
             return None
+        if nm.cmp_ge(order.dose_units, p["orders.ufh_sc_therapeutic_units"], p) or nm.cmp_ge(
+                order.dose_units * order.doses_per_day, p["orders.ufh_sc_therapeutic_units_day"], p):
+            return "therapeutic"   # review-v3 M14: 25,000 U SC q12h is not "intermediate"
         return ("intermediate" if nm.cmp_ge(order.dose_units, p["orders.ufh_sc_intermediate_units"], p)
                 else "prophylactic")
     if order.dose_mg is None or order.doses_per_day is None:

@@ -20,7 +20,11 @@ def run(*resources, pol=None):
     return extract_inputs(list(resources), now=NOW, policy=pol or policy())
 
 
-def heparin(per_ml, *, dose=None, rate=None, text=None, bag_ml=None, dispense_ml=None, route="47625008"):
+_Q8H = object()
+
+
+def heparin(per_ml, *, dose=None, rate=None, text=None, bag_ml=None, dispense_ml=None, route="47625008",
+            timing=_Q8H):
     """A heparin order whose contained Medication states `per_ml` U/mL (as units over 1 mL, or
     over the bag volume when `bag_ml` is given)."""
     volume = bag_ml or 1
@@ -29,7 +33,7 @@ def heparin(per_ml, *, dose=None, rate=None, text=None, bag_ml=None, dispense_ml
                            "strength": {"numerator": qty(per_ml * volume, "[iU]"),
                                         "denominator": qty(volume, "mL")}}]}
     r = med_request(None, medicationReference={"reference": "#med"}, contained=[med], route=route,
-                    dose=dose, timing=None if rate else every(8, "h"))
+                    dose=dose, timing=None if rate else every(8, "h") if timing is _Q8H else timing)
     if rate is not None:
         r["dosageInstruction"][0]["doseAndRate"] = [{"rateQuantity": rate}]
     if text:
@@ -114,14 +118,19 @@ def test_step3_lock_flush_product_code_with_a_small_volume():
 
 @pytest.mark.parametrize("per_ml,expected", [(999, True), (1000, False)])
 def test_step4_lock_of_1000_u_per_ml_is_not_exposure_999_is(per_ml, expected):
-    r = heparin(per_ml, dose=qty(2, "mL"), text="haemodialysis catheter lock, each lumen")
+    # a lock is given after each session (no schedule) or at most daily: review-v3 H9 made a lock
+    # given more often (this helper's default q8h) exposure, so these locks carry no schedule
+    r = heparin(per_ml, dose=qty(2, "mL"), text="haemodialysis catheter lock, each lumen", timing=None)
     assert exposure(r) is expected
 
 
 def test_step4_haemodialysis_catheter_lock_5000_u_per_ml_times_2_ml():
-    assert exposure(heparin(5000, dose=qty(2, "mL"), text="HD catheter lock")) is False
+    assert exposure(heparin(5000, dose=qty(2, "mL"), text="HD catheter lock", timing=None)) is False
+    assert exposure(heparin(5000, dose=qty(2, "mL"), text="HD catheter lock", timing=every(1, "d"))) is False
     # the same product without lock route or text is 10,000 U of heparin: exposure (step 5)
-    assert exposure(heparin(5000, dose=qty(2, "mL"))) is True
+    assert exposure(heparin(5000, dose=qty(2, "mL"), timing=None)) is True
+    # review-v3 H9 (§19.4 silent on frequency, chosen conservatively): a "lock" every 8 h is exposure
+    assert exposure(heparin(5000, dose=qty(2, "mL"), text="HD catheter lock")) is True
 
 
 def test_step4_no_lock_with_a_rate():

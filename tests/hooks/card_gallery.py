@@ -92,9 +92,11 @@ GALLERY = [
     ("order_caution", "dose-ok", "draft apixaban 5 mg twice daily, nirmatrelvir/ritonavir active",
      [lambda b: _set_draft_drug(b, "1364430", "apixaban 5 mg tablet", 5, 2),
       lambda b: _add_active(b, "gallery-paxlovid", "J05AE30", "http://www.whocc.no/atc", "nirmatrelvir/ritonavir")]),
-    ("not_determinable", "dose-ok", "draft 60 mg daily, no weight or height recorded, site policy "
+    # (with no weight either, §10.3 makes 60 mg daily intermediate and §19.2 warns instead: review-v3 H7)
+    ("not_determinable", "dose-ok", "draft 60 mg daily, no height recorded, site policy "
      "cards.not_determinable = info_card",
-     [_drop_body_size, lambda b: _set_draft_dose(b, 60, "854238", "enoxaparin 60 mg/0.6 mL prefilled syringe")]),
+     [lambda b: drop(b, "body", "height"),
+      lambda b: _set_draft_dose(b, 60, "854238", "enoxaparin 60 mg/0.6 mL prefilled syringe")]),
     ("ecmo", "standard-prophylaxis", "ECMO in progress, no anticoagulant seen (v3 §19.4)", [_ecmo]),
 ]
 

@@ -164,21 +164,36 @@ def _no_body_60_mg(body):
     draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 60
 
 
+def _no_height_60_mg(body):
+    bundle = body["prefetch"]["body"]
+    bundle["entry"] = [e for e in bundle.get("entry", []) if "height" not in e["resource"]["id"]]
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 60
+
+
 def test_undeterminable_draft_gives_no_card_by_default(client):
-    """§16 (v2): cards.not_determinable defaults to "none"."""
-    _, payload = run(client, "bmi-42", mutate=_no_body_60_mg)
+    """§16 (v2): cards.not_determinable defaults to "none" (weight known, height missing: the BMI
+    tier of 60 mg daily cannot be checked)."""
+    _, payload = run(client, "bmi-42", mutate=_no_height_60_mg)
     assert payload["cards"] == []
 
 
-def test_undeterminable_draft_names_the_missing_weight(tmp_path):
+def test_no_weight_60_mg_daily_is_intermediate_and_said(client):
+    """§19.0/§19.2 change v2's silence here (review-v3 H7): with no weight, §10.3 classes 60 mg once
+    daily as intermediate, so renal function unknown and the escalation warning are said."""
+    _, payload = run(client, "bmi-42", mutate=_no_body_60_mg)
+    assert payload["cards"] and all(c["indicator"] == "warning" for c in payload["cards"])
+
+
+def test_undeterminable_draft_names_the_missing_height(tmp_path):
     policy = tmp_path / "policy.json"
     policy.write_text('{"cards.not_determinable": "info_card"}')   # the site turned it on
     client = create_app({"database": str(tmp_path / "cds.sqlite3"), "policy": str(policy)}).test_client()
-    _, payload = run(client, "bmi-42", mutate=_no_body_60_mg)
+    _, payload = run(client, "bmi-42", mutate=_no_height_60_mg)
     card = only_card(payload)
-    # 60 mg once daily with no weight or height: BMI unknown, so the BMI tier cannot be checked.
+    # 60 mg once daily with no height: BMI unknown, so the BMI tier cannot be checked.
     assert kind(card) == "not_determinable" and card["indicator"] == "info"
-    assert "body weight" in card["summary"] and "height" in card["summary"]
+    assert "height" in card["summary"]
 
 
 def _draft(body):

@@ -377,8 +377,12 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
         renal_low = crcl is not None and crcl < 30
         if crcl is not None and crcl < 15:
             prophylactic_intent = d.per_day == 1 and dose <= 40   # the regimen/equivalent at normal renal function
-            if prophylactic_intent:
-                add(Card("renal", "warning", "-" if in_hit else "u", "LMWH at CrCl < 15 / RRT → UFH 5,000 U (§19.3)"))
+            # review-v3 M16: with CRRT circuit heparin running, no one-click SC UFH on top (duplicate card only)
+            circuit = p.rrt == "crrt" and any(a.drug == "heparin" and not a.statement for a in p.active)
+            if prophylactic_intent and not in_hit and not circuit:   # in HIT the HIT card deletes it
+                add(Card("renal", "warning", "u", "LMWH at CrCl < 15 / RRT → UFH 5,000 U (§19.3)"))
+                switch_card = True
+            elif prophylactic_intent:
                 switch_card = True
             elif d.per_day == 1:
                 add(Card("renal", "warning", "d", "LMWH ≥ intermediate once daily at CrCl < 15 / RRT (§19.3)"))
@@ -392,13 +396,18 @@ def expect(p: Patient, d: Draft, *, extra_drafts: tuple = (), interacting: bool 
                 add(Card("dose_above_maximum", "critical", "-" if in_hit else "u", "CrCl 15–< 30 ceiling (§19.3)"))
             elif d.per_day == 1 and dose > 30:
                 obese = (p.bmi or 0) >= 40 or (w or 0) > 120
-                add(Card("renal", "warning", "-" if (obese or in_hit) else "u", "CrCl 15–< 30: 30 mg daily (§19.3)"))
+                if obese or not in_hit:   # review H1: in HIT the card was only its update (the HIT card deletes)
+                    add(Card("renal", "warning", "-" if obese else "u", "CrCl 15–< 30: 30 mg daily (§19.3)"))
         else:
             if d.per_day > 2:
                 # v3-orders (code kept, table fixed): no one-click update that RAISES the daily dose
                 # (40 mg x 4 = 160 mg a day; 1 mg/kg twice daily at 135 kg would be 280 mg)
                 raises = w is not None and 2 * round_10(w) > dose * d.per_day
-                add(Card("dose_above_maximum", "critical", "u" if (w is not None and not in_hit and not raises) else "-",
+                # review-v3 M4: a prophylactic strength (<= 40 mg) too often is a frequency slip: the
+                # 1 mg/kg update only with another indication or on the therapeutic-candidate pathway
+                slip = dose <= 40 and not (p.other_indication or p.pathway == "therapeutic_candidate")
+                add(Card("dose_above_maximum", "critical", "u" if (w is not None and not in_hit and not raises
+                                                                   and not slip) else "-",
                          "more than 2 doses a day (§19.2)"))
             elif w is not None and d.per_day == 2 and dose > _ceil10(1.0 * w):
                 add(Card("dose_above_maximum", "critical", "-" if in_hit else "u", "above 1 mg/kg q12h (§19.2)"))
@@ -572,7 +581,7 @@ SITUATIONS: list[Situation] = [
               ("E40", "Hiv", "A5"), {"rrt": "crrt", "active": (Active("heparin", "therapeutic"),)}),
     Situation("pressure-bag", "cov-sic-imv",
               "add an active heparin order 1,000 U in 500 mL (2 U/mL) for an arterial-line pressure bag, no rate",
-              ("E40", "Hiv"), xfail="needs v3-exposure §19.4", xfail_drafts=("E40",)),
+              ("E40", "Hiv")),
     Situation("hd-catheter-lock", "cov-haemodialysis",
               "add an active heparin order 5,000 U/mL × 2 mL per lumen, route/text \"catheter lock\", no rate",
               ("E40", "H5b")),
@@ -580,6 +589,8 @@ SITUATIONS: list[Situation] = [
               ("E40", "E1kg", "Hiv", "F2.5", "A5", "W5"), {"ecmo": True}),
     Situation("hit-acute-plt20-argatroban", "cov-hit-acute", "latest platelet count 20 ×10⁹/L (was 60)",
               ("Arg", "A5", "E40"), {"stops": ("platelets_lt_25",)}),
+    Situation("hit-history-crcl-lt30", "cov-hit-history", "latest creatinine 3.0 mg/dL (was 0.9): CrCl 19.8 mL/min "
+              "(review H1: was an HTTP 500)", ("E40", "Hiv"), {"scr": 3.0, "crcl": 19.8}),
     Situation("warfarin-hit-acute", "cov-hit-acute", "none: `cov-hit-acute` × W5 in the main table", ()),
     Situation("nirmatrelvir-apixaban", "cov-ddimer-ward",
               "add an active nirmatrelvir/ritonavir order (RxNorm 2587892 + ritonavir 85762, ATC J05AE30; unverified)",

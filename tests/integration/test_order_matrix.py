@@ -105,6 +105,10 @@ def mutate(key: str, resources: list[dict], pid: str, now: datetime) -> list[dic
     out = copy.deepcopy(resources)
     if key == "no-creatinine":
         out = [r for r in out if not (r["resourceType"] == "Observation" and _codes(r) & CREATININE)]
+    elif key == "hit-history-crcl-lt30":
+        latest = max((r for r in out if r["resourceType"] == "Observation" and "2160-0" in _codes(r)),
+                     key=lambda r: r["effectiveDateTime"])
+        latest["valueQuantity"] = {**latest["valueQuantity"], "value": 3.0}
     elif key == "rising-creatinine":
         latest = next(r for r in out if r["resourceType"] == "Observation" and "2160-0" in _codes(r))
         later = copy.deepcopy(latest)
@@ -354,6 +358,8 @@ def test_situation_cell(matrix_client, skey, key):
     assert problems(expected, cards) == [], describe(cards)
     if situation.hook == "order-sign":   # §19.9: one duplicate card naming both drafts
         assert sum(kind_of(c) == "duplicate_anticoagulant" for c in cards) == 1, describe(cards)
+    if skey == "crrt-prefilter-heparin" and key in ("E40", "Hiv"):   # §19.2/§19.4 circuit heparin (extra cards are tolerated)
+        assert not any(kind_of(c) == "escalation_warning" or "u" in actions_of(c) for c in cards), describe(cards)
 
 
 def test_mutations_change_what_they_say():

@@ -288,13 +288,20 @@ def test_escalated_draft_on_the_ward():
     (iu("heparin", None, 2, "anticoagulant"), ctx(), ("dose",)),
     # BMI unknown: only the pending-weight dose can be judged
     (enox(60, 1), ctx(height_cm=None, bmi=None), ("height",)),
-    (enox(60, 1), ctx(weight_kg=None, height_cm=None, bmi=None, crcl_ml_min=None,
-                      crcl_lt_30=None), ("weight", "height")),
 ])
 def test_undeterminable(draft, context, missing):
     result = check_draft(draft, context, P)
     assert kinds(result) == ["undeterminable"]
     assert result.findings[0].missing == missing
+
+
+def test_no_weight_60_mg_daily_is_intermediate_not_undeterminable():
+    # §10.3 weight unknown: <= 80 mg once daily is intermediate; §19.0/§19.2 change v2's silent
+    # "undeterminable" (review-v3 H7): the escalation warning applies
+    result = check_draft(enox(60, 1), ctx(weight_kg=None, height_cm=None, bmi=None, crcl_ml_min=None,
+                                          crcl_lt_30=None), P)
+    assert result.intensity == "intermediate"
+    assert "above_prophylactic" in kinds(result)
 
 
 def test_pending_weight_dose_is_accepted_with_a_note():

@@ -267,10 +267,19 @@ def test_half_mg_per_kg_twice_daily_only_when_the_site_accepts_it():
 
 @pytest.mark.parametrize("mg, weight, update", [(40, 64.0, True), (20, 64.0, False), (40, 135.0, False)])
 def test_more_than_two_doses_a_day_never_updates_to_a_higher_daily_dose(mg, weight, update):
-    r = check_draft(enox(mg, 4), ctx(weight_kg=weight), P)
+    # review-v3 M4: the 1 mg/kg update of a prophylactic strength needs a treatment context (here the
+    # therapeutic-candidate pathway); without one see the test below
+    r = check_draft(enox(mg, 4), ctx(weight_kg=weight, pathway="therapeutic_candidate"), P)
     f = r.findings[0]
     assert (f.kind, f.urgency) == ("dose_above_maximum", "critical")
     assert (f.action == "update") is update
+
+
+def test_prophylactic_strength_four_times_daily_without_indication_is_not_updated_to_a_treatment_dose():
+    # review-v3 M4 (deviation from §19.2's literal 'update to 1 mg/kg twice daily', reported)
+    r = check_draft(enox(40, 4), ctx(weight_kg=64.0), P)
+    f = r.findings[0]
+    assert (f.kind, f.urgency, f.action, f.proposed) == ("dose_above_maximum", "critical", None, None)
 
 
 def test_ufh_infusion_draft_on_crrt_is_circuit_heparin_not_an_escalation():

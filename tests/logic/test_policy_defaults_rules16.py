@@ -179,6 +179,10 @@ def test_every_policy_key_is_from_16_or_documented_as_added():
         # v3: numbers §19.2 and §19.11 state without a key (v3-orders)
         "dosing.accept_0_5_mg_kg_bid_cap_mg", "orders.dalteparin_max_iu_kg_daily", "orders.dalteparin_max_iu_day",
         "orders.tinzaparin_max_iu_kg_daily", "orders.enoxaparin_max_doses_per_day",
+        # v3 §19.0 'edoxaban <= 30 mg daily only as a prophylactic regimen where labelled' (review-v3 M18)
+        "orders.edoxaban_prophylactic_regimen",
+        # review-v3 M14: SC UFH therapeutic class and ceiling (the rules are silent)
+        "orders.ufh_sc_therapeutic_units", "orders.ufh_sc_therapeutic_units_day", "orders.ufh_sc_max_units_kg_dose",
         # issue 23 (not clinical): code system base, HTI-1 developer and funding
         "vocabulary.system_base", "governance.developer", "governance.funding",
     }
@@ -208,6 +212,11 @@ ADDED_FROM_RULES = {
     "dosing.accept_0_5_mg_kg_bid_cap_mg": 60, "orders.dalteparin_max_iu_kg_daily": 200,
     "orders.dalteparin_max_iu_day": 18000, "orders.tinzaparin_max_iu_kg_daily": 175,
     "orders.enoxaparin_max_doses_per_day": 2,
+    # v3 §19.0: edoxaban has no labelled prophylactic regimen (US, EU): false
+    "orders.edoxaban_prophylactic_regimen": False,
+    # review-v3 M14 (CHEST 2012: SC UFH 17,500 U q12h or 250 U/kg q12h for VTE)
+    "orders.ufh_sc_therapeutic_units": 15000, "orders.ufh_sc_therapeutic_units_day": 35000,
+    "orders.ufh_sc_max_units_kg_dose": 250,
 }
 
 
