@@ -9,21 +9,12 @@ import logging
 from pathlib import Path
 
 from cds_service import create_app
-from cds_service.logging_setup import JsonFormatter, log_event
+from cds_service.logging_setup import log_event
+from log_lines import Lines
 from conftest import in_scope
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAME = "Jane Q Doe MRN-998877"
-
-
-class Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.setFormatter(JsonFormatter())
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(self.format(record))
 
 
 def test_malformed_prefetch_values_are_logged_by_key_and_kind_only(tmp_path):

@@ -7,19 +7,10 @@ import logging
 import uuid
 
 from cds_service import create_app
-from cds_service.logging_setup import JsonFormatter, log_event
+from cds_service.logging_setup import log_event
+from log_lines import Lines
 
 COMMENT = "Pt MRN-445566 Jane Roe refused heparin. " * 200   # 8,000 characters
-
-
-class Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.setFormatter(JsonFormatter())
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(self.format(record))
 
 
 def test_a_long_comment_is_capped_said_and_never_logged(tmp_path):
