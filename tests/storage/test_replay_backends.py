@@ -35,13 +35,18 @@ def test_a_jti_is_accepted_once_across_stores(stores):
 
 def test_concurrent_sends_of_one_jti_have_exactly_one_winner(stores):
     exp = time.time() + 300
-    results, barrier = [], threading.Barrier(8)
+    results, barrier, opening = [], threading.Barrier(8), threading.Lock()
 
-    def send(store):
+    def send(store, i):
+        # Each thread opens its own connection first, one at a time: the race under test is the
+        # insert, not eight first opens of a fresh SQLite file (which may fail closed when the
+        # machine is loaded: "database is locked" while setting WAL, answered 503 in service).
+        with opening:
+            assert store.check_and_add("iss", f"warm-{i}", exp) is True
         barrier.wait()
         results.append(store.check_and_add("iss", "raced", exp))
 
-    threads = [threading.Thread(target=send, args=(stores[i % 2],)) for i in range(8)]
+    threads = [threading.Thread(target=send, args=(stores[i % 2], i)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
