@@ -44,7 +44,7 @@ from ..fhir.bundle import bundle_resources
 from ..fhir.codes import Codes
 from ..fhir.context import Validator, loggable_reason
 from ..logging_setup import log_event
-from ..fhir.orders import first_dosage, normalise_order
+from ..fhir.orders import first_dosage, normalise_orders
 from ..logic import safety as safety_mod
 from ..logic.order_check import check_order
 from ..logic.safety import HEPARINS
@@ -137,10 +137,7 @@ def replaced_orders(call: HookCall) -> set[str]:
 
 
 def _anticoagulant(order) -> bool:
-    is_ac = getattr(safety_mod, "is_anticoagulant", None)
-    if is_ac is not None:
-        return bool(is_ac(order))
-    return order.drug_class not in ("antiplatelet", "vasoactive")
+    return safety_mod.is_anticoagulant(order)
 
 
 def _drafts(call: HookCall, codes: Codes, only_selected: bool) -> list[tuple[dict, Any]]:
@@ -150,6 +147,8 @@ def _drafts(call: HookCall, codes: Codes, only_selected: bool) -> list[tuple[dic
                    if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
     wanted = set(call.context.get("selections") or ()) \
         if only_selected and call.service.hook == "order-select" else None
+    # §19.4 step 1 reads the site's flush limit, as patient-view's extraction does.
+    flush_limit = float(call.state.policy["orders.flush_max_units_per_hour"])
     out = []
     for resource in resources:
         if resource["resourceType"] != "MedicationRequest":
@@ -158,7 +157,7 @@ def _drafts(call: HookCall, codes: Codes, only_selected: bool) -> list[tuple[dic
             continue   # §19.9: a discontinuation in the same order set, not a new anticoagulant
         if wanted is not None and f"MedicationRequest/{resource.get('id')}" not in wanted:
             continue
-        order = normalise_order(resource, codes, medications)
+        order = next(iter(normalise_orders(resource, codes, medications, flush_max_units_per_hour=flush_limit)), None)
         if order is not None and _anticoagulant(order):
             if order.source is None and isinstance(resource.get("id"), str):
                 order = replace(order, source=f"MedicationRequest/{resource['id']}")
