@@ -19,6 +19,7 @@ from .config import Config, load_config
 from .fhir import data
 from .fhir.bundle import bundle_resources
 from .fhir.codes import load_codes
+from .fhir.typed import decode_hook_body, observation_keys
 from .errors import BadRequest, CDSError, NotFound, operation_outcome
 from .hooks import HookCall, Registry, build_registry
 from .logging_setup import configure_logging, log_event
@@ -83,8 +84,9 @@ def _state() -> AppState:
     return current_app.extensions["cds"]
 
 
-def parse_json_body() -> Any:
-    """The request body as JSON, or a 400/413/415 CDSError."""
+def parse_json_body(typed_keys: frozenset[str] = frozenset()) -> Any:
+    """The request body as JSON, or a 400/413/415 CDSError. `typed_keys`: prefetch keys
+    searching Observations, decoded into typed structs (fhir/typed.py, the hook POST)."""
     ctype = (request.mimetype or "").lower()
     if ctype and ctype not in JSON_TYPES:
         raise CDSError(f"Content-Type must be application/json or application/fhir+json, not {ctype!r}.",
@@ -104,6 +106,10 @@ def parse_json_body() -> Any:
         raise CDSError(f"Request body exceeds the {limit}-byte limit.", status=413)
     if not raw.strip():
         raise BadRequest("Request body is empty; a JSON object is required.")
+    if typed_keys:
+        body = decode_hook_body(raw, typed_keys)
+        if body is not None:
+            return body
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -158,7 +164,10 @@ def answer_hook(state: AppState, service_id: str) -> dict:
     the ASGI front (serving.Front, issue 25). Runs under a request context (`request`, `g`),
     after the caller is known (security/sites) and `g.t0` is set."""
     service = _service_or_404(state, service_id)
-    body = parse_json_body()
+    # The Observation searches decoded typed (fhir/typed.py), unless the request is captured
+    # (capture.py writes the body as sent).
+    body = parse_json_body(frozenset() if "capture" in state.extensions
+                           else observation_keys(tuple(service.prefetch.items())))
     security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
     if "capture" in state.extensions:  # issue 23: CDS_CAPTURE_DIR (capture.py, after the answer)
         g.cds_capture_body = body
