@@ -22,13 +22,13 @@ from .fhir.codes import load_codes
 from .fhir.typed import decode_hook_body, observation_keys
 from .errors import BadRequest, CDSError, NotFound, operation_outcome
 from .hooks import HookCall, Registry, build_registry
-from .logging_setup import configure_logging, log_event
+from .logging_setup import bounded, configure_logging, log_event, redact_value
 from .logic.policy import Policy
 from .logic.scope import loosened_keys
 from .schemas import first_error
 from .storage import StorageError
 from .version import full_version
-from .serving import BODY_ERROR_KEY
+from .serving import ACCESS_FIELDS_KEY, BODY_ERROR_KEY
 
 log = logging.getLogger("cds_service.app")
 
@@ -185,10 +185,14 @@ def answer_hook(state: AppState, service_id: str) -> dict:
         raise
     finally:
         elapsed = time.perf_counter() - g.t0
-        log_event(log, logging.INFO, "hook call", service=service.id,
-                  hookInstance=getattr(g, "hook_instance", None), status=status,
-                  duration_ms=round(elapsed * 1000, 2),
-                  **({"site": g.cds_site_id} if "cds_site_id" in g else {}))  # the caller's own (issue 24)
+        fields = {"service": service.id, "hookInstance": getattr(g, "hook_instance", None), "status": status,
+                  "duration_ms": round(elapsed * 1000, 2),
+                  **({"site": g.cds_site_id} if "cds_site_id" in g else {})}  # the caller's own (issue 24)
+        access = request.environ.get(ACCESS_FIELDS_KEY)
+        if access is None:  # no access line will be written (CDS_ACCESS_LOG=false, the test client)
+            log_event(log, logging.INFO, "hook call", **fields)
+        else:  # one line per call (issue 25): the access line; redacted now, while this request's secrets are known
+            access.update(bounded(redact_value(fields)))
         metrics.hook_call(service.id, status, elapsed)
 
 
