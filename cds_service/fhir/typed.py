@@ -15,8 +15,9 @@ refuses. (The body's members are then in this module's order, not the sender's: 
 that order.) A prefetch value that is not a
 searchset of well-typed entries (a field the pass reads of another JSON type than FHIR gives it,
 an entry or resource that is not an object) is decoded with orjson alone, and read as before.
-Left: JSON that only orjson's implementation limits refuse (a number beyond the double range,
-nesting past 1,024 levels) inside an Observation no rule uses is no longer a 400.
+Left: a number beyond the double range (1e400, which orjson refuses and msgspec skips unread)
+inside a field of an Observation the pass does not read, in an Observation no rule then uses, is no
+longer a 400. (Nesting too deep, a lone surrogate and invalid UTF-8 still go to orjson.)
 """
 from __future__ import annotations
 
