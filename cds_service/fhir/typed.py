@@ -15,9 +15,10 @@ refuses. (The body's members are then in this module's order, not the sender's: 
 that order.) A prefetch value that is not a
 searchset of well-typed entries (a field the pass reads of another JSON type than FHIR gives it,
 an entry or resource that is not an object) is decoded with orjson alone, and read as before.
-Left: a number beyond the double range (1e400, which orjson refuses and msgspec skips unread)
-inside a field of an Observation the pass does not read, in an Observation no rule then uses, is no
-longer a 400. (Nesting too deep, a lone surrogate and invalid UTF-8 still go to orjson.)
+Left: a number beyond the double range (1e400, which orjson refuses and msgspec skips unread) in a
+field of an Observation the pass does not read is a 400 only if a rule then uses that Observation
+(its diagnostics count the position from the Observation's start), and not otherwise. (Nesting too
+deep, a lone surrogate and invalid UTF-8 still go to orjson.)
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from typing import Any, Iterable
 import msgspec
 import orjson
 
+from ..errors import BadRequest
 from .bundle import next_link
 from .templates import query_resource_type
 
@@ -95,7 +97,7 @@ class TypedObservation:
     def resource(self) -> dict:
         resource = self._resource
         if resource is None:
-            resource = self._resource = orjson.loads(memoryview(self.raw))
+            resource = self._resource = _loads(self.raw)
         return resource
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -118,7 +120,17 @@ class TypedBundle(dict):
 
     def as_json(self) -> Any:
         """The value as orjson reads it (for a reader other than the Observation search)."""
-        return orjson.loads(memoryview(self.raw))
+        return _loads(self.raw)
+
+
+def _loads(raw: msgspec.Raw) -> Any:
+    """orjson's reading of a part of the body; what orjson refuses (a number beyond the double
+    range, the one thing the typed decode skips unread) is the 400 it was when orjson read the
+    whole body, the position then counted from the start of the part."""
+    try:
+        return orjson.loads(memoryview(raw))
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Request body is not valid JSON: {str(exc)[:200]}") from None
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, gc=False):

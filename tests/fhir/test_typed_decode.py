@@ -118,3 +118,29 @@ def test_a_search_that_is_not_a_bundle_is_left_to_orjson():
     body["prefetch"]["labs"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}
     decoded = typed.decode_hook_body(orjson.dumps(body), KEYS)
     assert decoded["prefetch"]["labs"] == body["prefetch"]["labs"]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from cds_service import create_app
+    return create_app({"database": str(tmp_path_factory.mktemp("typed") / "cds.sqlite3"),
+                       "log_level": "ERROR"}).test_client()
+
+
+def _newest_platelets(body: dict) -> dict:
+    return next(e["resource"] for e in body["prefetch"]["labs"]["entry"]
+                if e["resource"]["code"]["text"] == "platelets")
+
+
+def test_a_number_orjson_refuses_in_a_used_observation_is_a_400(client):
+    """1e400 in a field the pass skips (valueQuantity.value): the typed decode reads the body, and
+    the Observation, once a rule uses it, is the 400 the whole body was (never a 500)."""
+    body = synth.hook_request("patient-view", "typed-p", n_obs=40)
+    _newest_platelets(body)["valueQuantity"]["value"] = 123456.0
+    raw = orjson.dumps(body).replace(b"123456.0", b"1e400")
+    assert typed.decode_hook_body(raw, KEYS) is not None
+    resp = client.post(synth.SERVICE_PATH["patient-view"], data=raw, content_type="application/json")
+    assert resp.status_code == 400
+    outcome = resp.get_json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["diagnostics"].startswith("Request body is not valid JSON: ")
