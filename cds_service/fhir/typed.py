@@ -82,7 +82,7 @@ class _Entry(msgspec.Struct, gc=False):
 class _Bundle(msgspec.Struct, gc=False):
     resourceType: str | None = None
     entry: list[_Entry] | None = None
-    link: Any = None
+    link: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET   # read by orjson: msgspec reads numbers orjson refuses
 
 
 class TypedObservation:
@@ -209,7 +209,8 @@ def _typed_bundle(raw: msgspec.Raw) -> TypedBundle | None:
             head = decode(resource)
             if head.resourceType == "Observation":
                 resources.append(TypedObservation(head, resource))
+        link = orjson.loads(memoryview(bundle.link)) if bundle.link is not msgspec.UNSET else None
     except _FAIL:
         return None
-    next_url = next_link({"link": bundle.link}) if bundle.link is not None else None
+    next_url = next_link({"link": link}) if link is not None else None
     return TypedBundle(resources, next_url, raw)
