@@ -102,7 +102,8 @@ def test_dev_py_serve_adds_the_dev_profile(monkeypatch):
 
 def test_dev_py_test_runs_in_parallel_unless_told_otherwise():
     import dev
-    assert dev.test_args(["--fast"]) == ["-n", "auto", "--maxprocesses", "4", "--fast"]
+    assert dev.test_args(["--fast"]) == ["-n", "auto", "--maxprocesses", "4", "--dist", "worksteal", "--fast"]
+    assert dev.test_args(["--dist", "loadfile"]) == ["-n", "auto", "--maxprocesses", "4", "--dist", "loadfile"]
     assert dev.test_args(["-n", "0", "tests/x.py"]) == ["-n", "0", "tests/x.py"]
     assert dev.test_args(["-n2"]) == ["-n2"] and dev.test_args(["--numprocesses=3"]) == ["--numprocesses=3"]
 
