@@ -327,6 +327,22 @@ def pytest_addoption(parser):
 
 
 FAST_LEAVES_OUT = ("integration", "server", "slow")
+# `pytestmark = pytest.mark.slow` (or a list that starts with one of these): every test of the
+# module is left out by --fast, so the module is not even imported (schemathesis builds its
+# cases at collection: seconds per xdist worker for tests that --fast deselects anyway).
+_WHOLE_MODULE_LEFT_OUT = re.compile(
+    r"^pytestmark\s*=\s*(?:pytest\.mark\.(?:%s)\s*(?:#.*)?$|\[\s*pytest\.mark\.(?:%s)\s*,)"
+    % ("|".join(FAST_LEAVES_OUT), "|".join(FAST_LEAVES_OUT)), re.M)
+
+
+def pytest_ignore_collect(collection_path, config):
+    if config.getoption("--fast") and collection_path.suffix == ".py" \
+            and collection_path.name.startswith("test_"):
+        try:
+            return bool(_WHOLE_MODULE_LEFT_OUT.search(collection_path.read_text(encoding="utf-8"))) or None
+        except OSError:
+            return None
+    return None
 
 
 def _uses_served_instance(item) -> bool:

@@ -102,6 +102,25 @@ def test_dev_py_serve_adds_the_dev_profile(monkeypatch):
 
 def test_dev_py_test_runs_in_parallel_unless_told_otherwise():
     import dev
-    assert dev.test_args(["--fast"]) == ["-n", "auto", "--maxprocesses", "4", "--fast"]
+    assert dev.test_args(["--fast"]) == ["-n", "auto", "--maxprocesses", "4", "--dist", "worksteal", "--fast"]
+    assert dev.test_args(["--dist", "loadfile"]) == ["-n", "auto", "--maxprocesses", "4", "--dist", "loadfile"]
     assert dev.test_args(["-n", "0", "tests/x.py"]) == ["-n", "0", "tests/x.py"]
     assert dev.test_args(["-n2"]) == ["-n2"] and dev.test_args(["--numprocesses=3"]) == ["--numprocesses=3"]
+
+
+def test_dev_py_test_keeps_bytecode_outside_the_checkout(monkeypatch):
+    """Issue 22: with PYTHONDONTWRITEBYTECODE set every worker recompiled everything; dev.py test
+    sends compiled files to the venv instead, and leaves a prefix the user chose alone."""
+    import dev
+    monkeypatch.setattr(dev, "ensure_venv", lambda extras: None)
+    monkeypatch.setattr(dev, "run", lambda cmd: 0)
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.delenv("PYTHONPYCACHEPREFIX", raising=False)
+    dev.main(["test", "--fast"])
+    import os
+    assert "PYTHONDONTWRITEBYTECODE" not in os.environ
+    assert os.environ["PYTHONPYCACHEPREFIX"] == str(dev.VENV / "pycache")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", "/elsewhere")
+    dev.main(["test"])
+    assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1" and os.environ["PYTHONPYCACHEPREFIX"] == "/elsewhere"

@@ -2,12 +2,18 @@
 200 and every hook call 500 (the JSON Schemas and the synthetic patients were not package
 data), and `load-fixtures` failed the same way.
 
-The wheel is built from a copy of just the package sources (pyproject.toml, README.md,
-cds_service/), installed with its dependencies (pip's cache keeps this fast; no --no-deps)
-into a fresh venv outside the checkout, and run from a directory outside it with no CDS_*
-variable set: `cds-service serve` on a free port must give a 200 hook answer with cards for a
-generated example, /readyz 200, /metrics counting the call across workers, and
-`cds-service load-fixtures` must load every synthetic patient into a real FHIR server.
+The wheel is built (pip's isolated PEP 517 build, as a user's `pip install .` does) from a copy of
+just the package sources (pyproject.toml, README.md, cds_service/), installed into a fresh venv
+outside the checkout, and run from a directory outside it with no CDS_* variable set:
+`cds-service serve` on a free port must give a 200 hook answer with cards for a generated example,
+/readyz 200, /metrics counting the call across workers, and `cds-service load-fixtures` must load
+every synthetic patient into a real FHIR server.
+
+The wheel's dependencies are not downloaded again (that took ~30 s, most of this module's time,
+issue 22): the venv sees exactly the distributions the wheel's Requires-Dist names, transitively,
+taken from the test environment (one symlink per top-level name, through a .pth file), and none of
+the test tools; `pip check` in it must find every requirement met. So a runtime import the
+metadata does not declare still fails here, as it would in a user's venv.
 It is an integration test (it needs the FHIR server), so CI runs it (CDS_REQUIRE_INTEGRATION=1).
 """
 from __future__ import annotations
@@ -20,10 +26,15 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
+from email.parser import Parser
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
 import requests
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +55,47 @@ def _run(argv, **kwargs) -> subprocess.CompletedProcess:
     return out
 
 
+def _requires(wheel: Path) -> list[str]:
+    """The wheel's own Requires-Dist (not the checkout's editable install's)."""
+    with zipfile.ZipFile(wheel) as zf:
+        [name] = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        return Parser().parsestr(zf.read(name).decode()).get_all("Requires-Dist") or []
+
+
+def _runtime_closure(requires: list[str]) -> dict:
+    """{canonical name: Distribution} of `requires` (no extra), transitively, with the extras each
+    names (PyJWT[crypto] brings cryptography), resolved in this (the test) environment."""
+    found: dict = {}
+    todo = [(Requirement(r), frozenset()) for r in requires]
+    seen: set = set()
+    while todo:
+        req, parent_extras = todo.pop()
+        env = [{"extra": e} for e in parent_extras] or [{"extra": ""}]
+        if req.marker is not None and not any(req.marker.evaluate(e) for e in env):
+            continue
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = distribution(req.name)
+        except PackageNotFoundError:
+            pytest.fail(f"{req} (a runtime dependency of the wheel) is not installed in the test environment")
+        found[key[0]] = dist
+        todo += [(Requirement(r), frozenset(req.extras)) for r in dist.requires or ()]
+    return found
+
+
+def _link_dependencies(dists: dict, target: Path) -> None:
+    """One symlink per top-level file or package of each distribution (and its .dist-info)."""
+    target.mkdir()
+    for dist in dists.values():
+        root = Path(dist.locate_file(""))
+        for top in {Path(f).parts[0] for f in dist.files or () if not str(f).startswith("..")}:
+            if top != "__pycache__" and not (target / top).exists():
+                (target / top).symlink_to(root / top)
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(venv bin directory, working directory outside the checkout, environment)."""
@@ -55,24 +107,33 @@ def installed(tmp_path_factory):
     shutil.copytree(ROOT / "cds_service", src / "cds_service",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = base / "dist"
-    # Building our own wheel needs no dependencies installed; installing it does (below).
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(src)],
          timeout=PIP_TIMEOUT_S)
     [wheel] = dist.glob("cds_service-*.whl")
     venv = base / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], timeout=120)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], timeout=120)
     bin_dir = venv / "bin"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CDS_", "PYTHON", "VIRTUAL_ENV", "PROMETHEUS_"))}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    _run([str(bin_dir / "pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+    deps = base / "deps"
+    _link_dependencies(_runtime_closure(_requires(wheel)), deps)
+    [site] = (venv / "lib").glob("python*/site-packages")
+    (site / "runtime-dependencies.pth").write_text(f"{deps}\n")
+    pip = [sys.executable, "-m", "pip", "--python", str(bin_dir / "python"), "--disable-pip-version-check"]
+    _run([*pip, "install", "--quiet", "--no-deps", "--no-index", "--no-compile", str(wheel)],
          timeout=PIP_TIMEOUT_S, env=env, cwd=base)
+    _run([*pip, "check"], timeout=120, env=env, cwd=base)   # every Requires-Dist met, transitively
     work = base / "run"
     work.mkdir()
-    # The package that runs is the installed one, not the checkout's.
+    # The package that runs is the installed one, not the checkout's; no test tool is importable.
     where = _run([str(bin_dir / "python"), "-c", "import cds_service; print(cds_service.__file__)"],
                  env=env, cwd=work).stdout.strip()
     assert where.startswith(str(venv)), where
+    probe = _run([str(bin_dir / "python"), "-c", "import importlib.util as u; "
+                  "print([m for m in ('pytest', 'hypothesis', 'playwright') if u.find_spec(m)])"],
+                 env=env, cwd=work).stdout.strip()
+    assert probe == "[]", probe
     return bin_dir, work, env
 
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.reliability.test_serving import ROOT, running_server
 
 
@@ -19,6 +21,7 @@ def _serve(port: int, tmp_path) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.server   # granian in a subprocess (running_server): left out by dev.py test --fast
 def test_serve_refuses_a_port_that_is_already_bound(tmp_path):
     with running_server(tmp_path, "--workers", "1") as (port, _):
         second = _serve(port, tmp_path)
@@ -52,6 +55,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.server
 def test_workers_stop_when_the_main_process_is_killed(tmp_path):
     with running_server(tmp_path, "--workers", "2") as (port, proc):
         deadline = time.monotonic() + 30

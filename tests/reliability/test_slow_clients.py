@@ -28,6 +28,10 @@ from jwt.algorithms import ECAlgorithm
 from conftest import in_scope
 from tests.reliability.test_serving import HOOK, running_server
 
+# A granian subprocess for 30 s per test: left out by dev.py test --fast (the marker of
+# test_serving.py, whose running_server this uses, is that module's own).
+pytestmark = pytest.mark.server
+
 DURATION = float(os.environ.get("SLOW_CLIENT_SECONDS", "30"))
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ISS = "https://ehr.example.org"
