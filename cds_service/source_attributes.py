@@ -15,6 +15,7 @@ support interventions); (5)-(13) refer to the data as expressed in USCDI (§ 170
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import re
 import subprocess
@@ -142,8 +143,21 @@ def input_fields() -> list[str]:
 
 
 def logic_reads(root: Path | None = None) -> dict[str, list[str]]:
-    """Input field -> the logic modules that read it (`<expr>.<field>`), from their source."""
-    root = root or LOGIC
+    """Input field -> the logic modules that read it (`<expr>.<field>`), from their source.
+
+    The installed package's own source does not change while it runs: read once per process
+    (another root, as the tests' edited copies, is read each time)."""
+    if root is None or root == LOGIC:
+        return copy.deepcopy(_installed_logic_reads())  # the caller may keep or change it
+    return _logic_reads(root)
+
+
+@lru_cache(maxsize=1)
+def _installed_logic_reads() -> dict[str, list[str]]:
+    return _logic_reads(LOGIC)
+
+
+def _logic_reads(root: Path) -> dict[str, list[str]]:
     fields = set(input_fields()) | {f for *_, fs in ATTRIBUTES for f in fs}
     found: dict[str, set[str]] = {}
     for path in sorted(root.glob("*.py")):
@@ -197,6 +211,7 @@ def _citations() -> list[dict[str, Any]]:
     return rows
 
 
+@lru_cache(maxsize=1)  # one parse of the test tree per process, not one per page build
 def _count_tests(root: Path = TESTS) -> dict[str, Any] | None:
     """Test functions in the test tree, by directory, and the band-edge tests among them
     (named for an edge, band, boundary or threshold). None when the tests are not installed."""
@@ -322,7 +337,7 @@ def build(policy, *, base_url: str = "", logic_root: Path | None = None) -> dict
             "inputs": inputs,
             "logic": {"by_pathway": by_hook,
                       "card_kinds": {k: v for k, v in vocab.CARD_KINDS.items()}},
-            "validation": {"tests": _count_tests(), "reference_patients": _reference_patients()},
+            "validation": {"tests": copy.deepcopy(_count_tests()), "reference_patients": _reference_patients()},
             "known_limitations": {
                 "unverified_codes": {"count": len(unverified_codes), "codes": unverified_codes},
                 "rules_marked_unverified": unverified_rules,
