@@ -55,6 +55,7 @@ def _odd(rng: random.Random):
                    for _ in range(rng.randint(0, 12)))
 
 
+@pytest.mark.slow  # a 10,000-body fuzz: left out by dev.py test --fast, run by dev.py test (CI)
 def test_ten_thousand_bodies_with_odd_tokens_get_no_5xx():
     client = make_app(fhir_timeout=0.5, log_level="ERROR").test_client()
     rng = random.Random(21)
