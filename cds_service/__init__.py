@@ -1,6 +1,11 @@
 """CDS Hooks 2.0 service for COVID-19 coagulopathy and heparin prophylaxis."""
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
 __version__ = "0.3.0"
 
 
@@ -9,5 +14,31 @@ def create_app(config=None):
     from .app import create_app as _create_app
     return _create_app(config)
 
+
+# Module paths from before the issue-26 layout (ARCHITECTURE.md), for code outside the package
+# that imports them (scripts, notebooks, older tests). The old name is the same module object,
+# so a monkeypatch through it reaches the code that runs. Code inside the package uses the new
+# paths (tests/test_layers.py refuses an import of a name listed here).
+MOVED = {
+    "cds_service.hooks.registry": "cds_service.evaluation.state",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name in MOVED else None
+
+    def create_module(self, spec):
+        module = importlib.import_module(MOVED[spec.name])
+        spec.loader_state = module.__spec__  # the import system is about to overwrite it
+        return module
+
+    def exec_module(self, module):
+        module.__spec__ = module.__spec__.loader_state
+
+
+# After the ordinary finders: a module that exists under its name is always found first.
+if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
 
 __all__ = ["create_app", "__version__"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -20,7 +19,8 @@ from .fhir import data
 from .fhir.bundle import bundle_resources
 from .fhir.codes import load_codes
 from .errors import BadRequest, CDSError, NotFound, operation_outcome
-from .hooks import HookCall, Registry, build_registry
+from .evaluation.state import AppState, HookCall
+from .hooks import build_registry
 from .logging_setup import configure_logging, log_event
 from .logic.policy import Policy
 from .logic.scope import loosened_keys
@@ -34,21 +34,6 @@ log = logging.getLogger("cds_service.app")
 JSON_TYPES = ("application/json", "application/fhir+json")
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Content-Type, Accept"
-
-
-@dataclass
-class AppState:
-    """Everything a request needs, built once per process."""
-
-    config: Config
-    policy: Policy
-    registry: Registry
-    # Filled in by the data, storage and security layers when they are configured.
-    extensions: dict[str, Any] = field(default_factory=dict)
-    # Site profiles (issue 24, cds_service/sites): the calling site's id and mode (live,
-    # silent, off); "default"/"live" is the implicit site of the single-site variables.
-    site: str = "default"
-    site_mode: str = "live"
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

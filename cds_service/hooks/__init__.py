@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from ..fhir.codes import Codes
 from ..fhir.templates import prefetch_templates
-from .registry import HookCall, Registry, Service
+from ..evaluation.state import HookCall, Registry, Service
 
 # The card catalogue version: 2 = clinical-rules §18 (v2 cards). Tests of other branches gate their
 # card expectations on it (tests/integration/expected_patients.py).

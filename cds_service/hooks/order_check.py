@@ -55,7 +55,7 @@ from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, codes_for, evalu
 from .content import shown
 
 log = logging.getLogger("cds_service.hooks.order_check")
-from .registry import HookCall, Service
+from ..evaluation.state import HookCall, Service
 
 HIT_CRITICAL = ("hit_acute", "hit_recent", "hit_suspected")
 HIT_CODES = HIT_CRITICAL + ("hit_history",)

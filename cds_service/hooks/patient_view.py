@@ -36,7 +36,7 @@ from . import templates as t
 from .cards import (action_create, action_delete, card, md, medication_request, num, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, evaluate, respond
 from .content import anti_xa_suggestion, shown
-from .registry import HookCall, Service
+from ..evaluation.state import HookCall, Service
 
 HEPARIN_SPECIFIC_ROW = ("hit_recent", "hit_history", "heparin_allergy")
 STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")

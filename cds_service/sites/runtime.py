@@ -105,7 +105,7 @@ class Built:
 def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
     """Parse, load every site's policy and codes, and make its request state; SitesFileError
     (one line) on any problem."""
-    from ..app import AppState  # the app and hooks modules import this package
+    from ..evaluation.state import AppState
     from ..hooks import Registry, build_registry
 
     parsed = parse_sites(raw, source, Path(base), production=state.config.env == "production")

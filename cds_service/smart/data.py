@@ -3,7 +3,7 @@ trend series over the stay.
 
 `evaluate_for_view` builds a patient-view HookCall for the launched patient (fhirServer =
 iss, fhirAuthorization = the SMART token when there is one, no prefetch) and runs the hooks'
-own pipeline (`hooks.common.evaluate`: DataLayer.gather -> extract_inputs -> assess), so the
+own pipeline (`evaluation.pipeline.evaluate`: DataLayer.gather -> extract_inputs -> assess), so the
 page shows exactly what a card would be built from at this moment.
 
 `trend_series` reads the gathered Observations again, over the trend window instead of the
@@ -26,10 +26,11 @@ from ..fhir.observations import _reference_high, observation_time
 from ..fhir.orders import ingredients_of, medication_codings
 from ..fhir.read import codings, items, parse_datetime
 from ..fhir.units import TABLES, UnitError, convert
-from ..hooks.registry import HookCall
+from ..evaluation.state import HookCall
 from ..logic import d_dimer as d_dimer_mod
 from ..logic import renal as renal_mod
 from ..logic.inputs import DDimer, Measurement
+from ..evaluation.pipeline import evaluate
 
 TREND_DAYS = 14
 SERIES = ("d_dimer", "platelets", "inr", "fibrinogen", "creatinine", "weight")
@@ -56,7 +57,6 @@ class Dose:
 def evaluate_for_view(state, *, iss: str, patient_id: str, encounter_id: str | None,
                       access_token: str | None, scope: str | None):
     """The hooks' Evaluation for this patient now (PreconditionFailed when data is missing)."""
-    from ..hooks.common import evaluate   # the hooks' pipeline, unchanged
     service = state.registry.get(VIEW_SERVICE)
     context: dict[str, Any] = {"patientId": patient_id, "userId": "Practitioner/assessment-view"}
     if encounter_id:

@@ -1,12 +1,15 @@
-"""Service declarations: each service is declared once, and discovery is generated here."""
+"""The state a hook call carries: the process's AppState, the service declarations and their
+registry (discovery is generated here), and HookCall, one request on its way through
+data -> assessment -> cards. Below hooks/, smart/ and web/ so that none of them imports another
+for it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..app import AppState
+from ..config import Config
+from ..logic.policy import Policy
 
 
 @dataclass
@@ -83,3 +86,18 @@ class Registry:
 
     def discovery(self) -> dict[str, Any]:
         return {"services": [s.discovery() for s in self]}
+
+
+@dataclass
+class AppState:
+    """Everything a request needs, built once per process."""
+
+    config: Config
+    policy: Policy
+    registry: Registry
+    # Filled in by the data, storage and security layers when they are configured.
+    extensions: dict[str, Any] = field(default_factory=dict)
+    # Site profiles (issue 24, cds_service/sites): the calling site's id and mode (live,
+    # silent, off); "default"/"live" is the implicit site of the single-site variables.
+    site: str = "default"
+    site_mode: str = "live"
