@@ -21,6 +21,12 @@ def create_app(config=None):
 # paths (tests/test_layers.py refuses an import of a name listed here).
 MOVED = {
     "cds_service.hooks.registry": "cds_service.evaluation.state",
+    "cds_service.hooks.cards": "cds_service.cards.build",
+    "cds_service.hooks.templates": "cds_service.cards.templates",
+    "cds_service.hooks.content": "cds_service.cards.content",
+    "cds_service.hooks.vocabulary": "cds_service.cards.vocabulary",
+    "cds_service.hooks.rulebook": "cds_service.cards.rulebook",
+    "cds_service.terminology": "cds_service.cards.terminology",
 }
 
 

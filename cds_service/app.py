@@ -222,7 +222,7 @@ def _governance_at_start(policy: Policy) -> None:
     from datetime import datetime, timezone
 
     from .hooks import governance
-    from .hooks.vocabulary import CARD_KINDS
+    from .cards.vocabulary import CARD_KINDS
     from .logic.policy import PolicyError
     for key in ("cards.disabled_kinds", "cards.silent_kinds"):
         unknown = sorted(set(policy[key]) - set(CARD_KINDS))
@@ -266,8 +266,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     capture.init_app(app, state)
     from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
     app.register_blueprint(docs_blueprint)
-    from .terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
-    from .terminology import check_policy as check_terminology_policy
+    from .web.terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
+    from .cards.terminology import check_policy as check_terminology_policy
     check_terminology_policy(policy)
     app.register_blueprint(terminology_blueprint)
     from .docs_page.source_attributes import bp as attributes_blueprint  # issue 23: HTI-1 / FDA basis

@@ -46,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
         from .schemas import check_startup as check_schemas
         check_schemas()  # CDS_SCHEMA_DIR pointing nowhere: stop here, not 500 on every hook
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
-        from .terminology import check_policy
+        from .cards.terminology import check_policy
         check_policy(policy)  # issue 23: vocabulary.system_base is a URL
         load_codes(policy["codes.extra_file"])
         if cfg.sites:  # issue 24: a bad sites file (or a site's policy) stops here, with one line

@@ -309,7 +309,7 @@ def _observation(codes: Codes, pid: str, index: int, obs: Obs, now: datetime) ->
 
 def _medication_request(codes: Codes, pid: str, encounter_id: str | None, draft: Draft, status: str,
                         now: datetime) -> dict:
-    from .hooks.cards import dosage, product, references  # the same shapes the service suggests
+    from .cards.build import dosage, product, references  # the same shapes the service suggests
 
     resource: dict[str, Any] = {"resourceType": "MedicationRequest", "id": draft.id, "status": status,
                                 "intent": "order", **references(pid, encounter_id),

@@ -227,14 +227,14 @@ NO_REASON = "(no reason given)"
 
 
 def _category_map() -> dict[str, str]:
-    from .terminology import reason_categories
+    from .cards.terminology import reason_categories
     return reason_categories()
 
 
 def _reason_label(system: str | None, code: str | None) -> str | None:
     """The reason as reported: our code, or "code (system)" for a coding from elsewhere."""
-    from .hooks.vocabulary import OVERRIDE_REASON
-    from .terminology import our_code
+    from .cards.vocabulary import OVERRIDE_REASON
+    from .cards.terminology import our_code
     if not code:
         return None
     ours = our_code(OVERRIDE_REASON, system, code)
@@ -242,8 +242,8 @@ def _reason_label(system: str | None, code: str | None) -> str | None:
 
 
 def _category_of(categories: dict[str, str], system: str | None, code: str | None) -> str:
-    from .hooks.vocabulary import OVERRIDE_REASON
-    from .terminology import NON_ADHERENCE_SYSTEM, our_code
+    from .cards.vocabulary import OVERRIDE_REASON
+    from .cards.terminology import NON_ADHERENCE_SYSTEM, our_code
     if not code:
         return NO_REASON
     if system == NON_ADHERENCE_SYSTEM:
@@ -260,7 +260,7 @@ def _count_category(group: dict[str, Any], categories: dict[str, str], system, c
 def _tally_category(totals: dict[str, dict[str, Any]], categories: dict[str, str], system, code,
                     reason: str) -> None:
     """One overridden card into the report-wide table: its 3.0 category and, under it, our reason."""
-    from .terminology import NON_ADHERENCE_CATEGORIES, NON_ADHERENCE_SYSTEM
+    from .cards.terminology import NON_ADHERENCE_CATEGORIES, NON_ADHERENCE_SYSTEM
     category = _category_of(categories, system, code)
     row = totals.setdefault(category, {
         "category": category,

@@ -5,7 +5,7 @@ Nothing here is hand-copied from the rules:
 - which patient attributes the logic uses is found by reading the source of cds_service/logic/
   (every attribute of the engine's inputs, `PatientInputs`, that a logic module reads); a change
   in what the logic reads changes the page (tests/test_source_attributes.py);
-- citations come from hooks/vocabulary.SOURCES and the rule book; developer and funding from the
+- citations come from cards/vocabulary.SOURCES and the rule book; developer and funding from the
   policy's `governance.*` keys; windows, scope and limits from the policy; unverified codes from
   the code data file; validation counts from the test tree when it is installed.
 
@@ -182,8 +182,8 @@ def _revision_date() -> str | None:
 
 
 def _citations() -> list[dict[str, Any]]:
-    from .hooks import rulebook
-    from .hooks import vocabulary as vocab
+    from .cards import rulebook
+    from .cards import vocabulary as vocab
     cited_by: dict[str, list[str]] = {}
     for rule in rulebook.RULES:
         for key in rule.evidence:
@@ -240,8 +240,8 @@ def _reference_patients() -> dict[str, Any]:
 def build(policy, *, base_url: str = "", logic_root: Path | None = None) -> dict[str, Any]:
     """The whole document for this service version and `policy`."""
     from .fhir.codes import load_codes
-    from .hooks import rulebook
-    from .hooks import vocabulary as vocab
+    from .cards import rulebook
+    from .cards import vocabulary as vocab
     from .logic.policy import SOURCES as POLICY_SOURCES
     from .logic.policy import source_of
     from .version import full_version, package_version

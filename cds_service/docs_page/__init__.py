@@ -1,7 +1,7 @@
 """GET /docs/rules: the rule behind each card kind, served by the service itself.
 
-Every card's `source.url` is `<public base URL>/docs/rules#<card kind>` (hooks/vocabulary.py), so
-a clinician who opens a card's source sees, for that kind: the rule (hooks/rulebook.py, condensed
+Every card's `source.url` is `<public base URL>/docs/rules#<card kind>` (cards/vocabulary.py), so
+a clinician who opens a card's source sees, for that kind: the rule (cards/rulebook.py, condensed
 from clinical-rules.md v2), the policy keys that decide it with THIS site's current values (the
 policy the service runs with), and its citations with their DOI / PubMed / publisher links.
 
@@ -15,8 +15,9 @@ from html import escape
 
 from flask import Blueprint, Response, current_app
 
-from ..hooks import governance, rulebook
-from ..hooks import vocabulary as vocab
+from ..hooks import governance
+from ..cards import rulebook
+from ..cards import vocabulary as vocab
 
 bp = Blueprint("docs", __name__)
 

@@ -22,7 +22,7 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem aut
 
 
 def _document() -> dict[str, Any]:
-    from ..hooks.cards import public_base_url
+    from ..cards.build import public_base_url
     state = current_app.extensions["cds"]
     return build(state.policy, base_url=public_base_url())
 

@@ -36,7 +36,7 @@ def _link_assessment_view(call: HookCall, cards: Sequence[IssuedCard]) -> None:
     """Every card links to the assessment view (SMART app, cds_service/smart/), once."""
     from flask import has_request_context, request
 
-    from ..smart import assessment_link
+    from ..cards.build import assessment_link
     base = call.state.config.public_base_url or (request.url_root.rstrip("/") if has_request_context() else "")
     if not base:
         return
@@ -51,7 +51,7 @@ def _with_age_line(cards: Sequence[IssuedCard], evaluation: Evaluation | None) -
     "Age uncertain (birth date YYYY-MM)"; with a partial date that does not straddle 18, a card that
     shows a CrCl says "age approximate". Inserted before the evidence line; the first (why)
     paragraph is shortened at a word if the detail would pass the §18.2 limit."""
-    from . import templates as t
+    from ..cards import templates as t
 
     inputs = evaluation.inputs if evaluation is not None else None
     if not cards or not getattr(inputs, "birth_date_partial", False):

@@ -48,11 +48,11 @@ from ..fhir.orders import first_dosage, normalise_orders
 from ..logic import safety as safety_mod
 from ..logic.order_check import check_order
 from ..logic.safety import HEPARINS
-from . import templates as t
-from .cards import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
+from ..cards import templates as t
+from ..cards.build import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
                     product, product_key, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, codes_for, evaluate, respond
-from .content import shown
+from ..cards.content import shown
 
 log = logging.getLogger("cds_service.hooks.order_check")
 from ..evaluation.state import HookCall, Service
@@ -611,7 +611,7 @@ class _DraftCards:
 
     # -- not determinable ----------------------------------------------------------------------------
     def undeterminable(self, f):
-        from .content import INPUT_LABELS
+        from ..cards.content import INPUT_LABELS
         missing = t.names([INPUT_LABELS.get(m, m.replace("_", " ")) for m in f.missing]) or "weight or height"
         summary = f"Cannot check {self.current}: no recent {missing}"
         why = f"**Why:** the dose depends on {missing}, none usable in its window."

@@ -32,10 +32,10 @@ from typing import Any
 from ..logic.order_check import check_order, context_from_assessment
 from ..logic.regimen import recommend_regimen
 from ..logic.safety import HEPARINS
-from . import templates as t
-from .cards import (action_create, action_delete, card, md, medication_request, num, suggestion)
+from ..cards import templates as t
+from ..cards.build import (action_create, action_delete, card, md, medication_request, num, suggestion)
 from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, evaluate, respond
-from .content import anti_xa_suggestion, shown
+from ..cards.content import anti_xa_suggestion, shown
 from ..evaluation.state import HookCall, Service
 
 HEPARIN_SPECIFIC_ROW = ("hit_recent", "hit_history", "heparin_allergy")
@@ -551,7 +551,7 @@ class _Builder:
         return actions, text
 
     def anti_xa_action(self, low: float, high: float) -> dict:
-        from .cards import anti_xa_request
+        from ..cards.build import anti_xa_request
         call = self.ev.call
         hours = num(self.p["antixa.peak_hours_post_dose"], 1)
         sampling = f"Peak level {hours} h after a subcutaneous dose, from the 3rd dose on"

@@ -9,8 +9,8 @@ import pytest
 
 from cds_service.cli import main as cli_main
 from cds_service.examples import SCENARIOS, STATIC_NOW, build
-from cds_service.hooks import content
-from cds_service.hooks.cards import card, md, prune, summary_text
+from cds_service.cards import content
+from cds_service.cards.build import card, md, prune, summary_text
 from cds_service.logic import regimen
 from cds_service.logic.policy import Policy
 from conftest import EXAMPLES, assert_no_empty

@@ -272,7 +272,7 @@ def test_iv_heparin_changed_to_prophylaxis_gets_the_subcutaneous_route(tmp_path)
 
 def test_dose_and_cutoff_in_notes_follow_the_policy():
     """Note text names dosing.pending_weight_mg and renal.crcl_cutoff, never a fixed 40 mg / 30."""
-    from cds_service.hooks import content as c
+    from cds_service.cards import content as c
     from cds_service.logic.policy import Policy
 
     policy = Policy.default().with_overrides({"dosing.pending_weight_mg": 30, "renal.crcl_cutoff": 35.0})

@@ -344,7 +344,7 @@ def test_cors_origins_join_frame_ancestors(tmp_path):
 
 
 def test_every_source_is_listed_with_a_link():
-    from cds_service.hooks.vocabulary import CITATIONS, EVIDENCE
+    from cds_service.cards.vocabulary import CITATIONS, EVIDENCE
     from cds_service.smart import page
     sources = page._sources()
     assert len(sources) == len(EVIDENCE) + len([k for k in CITATIONS if k not in EVIDENCE])

@@ -1,9 +1,10 @@
 """Our code systems as FHIR R4 CodeSystem resources, served where their URIs point (issue 23).
 
-- `GET /fhir/CodeSystem/card-kind` and `/fhir/CodeSystem/override-reason` answer the CodeSystem
-  (application/fhir+json) whose `url` is the URI our cards carry: <base>/fhir/CodeSystem/<name>,
-  <base> being the policy's `vocabulary.system_base` or the public base URL (hooks/cards.py).
-- The content is derived from hooks/vocabulary.py, the one place card kinds and override
+- `GET /fhir/CodeSystem/card-kind` and `/fhir/CodeSystem/override-reason` (web/terminology.py)
+  answer the CodeSystem (application/fhir+json) whose `url` is the URI our cards carry:
+  <base>/fhir/CodeSystem/<name>, <base> being the policy's `vocabulary.system_base` or the
+  public base URL (cards/build.py).
+- The content is derived from cards/vocabulary.py, the one place card kinds and override
   reasons are declared, so a kind added there is listed here without another edit.
 - Each override reason carries the property `non-adherence-category`: the CDS Hooks 3.0
   (ballot) category of http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes it
@@ -18,9 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app
-
-from .hooks import vocabulary as vocab
+from . import vocabulary as vocab
 
 NON_ADHERENCE_SYSTEM = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
 # The six top-level categories of the CDS Hooks 3.0.0-ballot code system (ValueSet
@@ -55,7 +54,7 @@ REASON_CATEGORY = {
     "comfort-care": "does-not-align-preferences",
 }
 
-_TITLES = {
+TITLES = {
     vocab.CARD_KIND: ("CardKind", "COVID-19 coagulopathy CDS: card kinds",
                       "What a card of this service is about; the card's source.topic. The rule behind each "
                       "kind is on the service's /docs/rules page."),
@@ -68,9 +67,9 @@ _TITLES = {
 
 def code_system(name: str, base_url: str, *, version: str = "", publisher: str | None = None) -> dict[str, Any]:
     """The CodeSystem resource (R4 JSON) of our system `name` minted under `base_url`."""
-    if name not in _TITLES:
+    if name not in TITLES:
         raise KeyError(name)
-    resource_name, title, description = _TITLES[name]
+    resource_name, title, description = TITLES[name]
     if name == vocab.CARD_KIND:
         concepts = [{"code": code, "display": display,
                      "definition": f"{display}. Rule and evidence: {vocab.source_url(code, base_url)}"}
@@ -134,7 +133,7 @@ def check_policy(policy) -> None:
     code system URI); a PolicyError at start-up otherwise."""
     from urllib.parse import urlsplit
 
-    from .logic.policy import PolicyError
+    from ..logic.policy import PolicyError
     base = policy.values.get("vocabulary.system_base")
     if base is None:
         return
@@ -142,24 +141,3 @@ def check_policy(policy) -> None:
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise PolicyError(f"policy key 'vocabulary.system_base' must be an absolute http(s) URL without "
                           f"query or fragment, such as https://terminology.hospital.org, got {base!r}")
-
-
-bp = Blueprint("terminology", __name__)
-
-
-@bp.get(f"{vocab.CODE_SYSTEM_PATH}/<name>")
-def serve_code_system(name: str) -> Response:
-    from .errors import NotFound
-    from .hooks.cards import code_system_base
-    from .version import package_version
-
-    if name not in _TITLES:
-        raise NotFound(f"No CodeSystem {name!r}: this service serves "
-                       f"{', '.join(sorted(_TITLES))}.")
-    policy = current_app.extensions["cds"].policy
-    resource = code_system(name, code_system_base(), version=package_version(),
-                           publisher=policy.values.get("governance.developer"))
-    import orjson
-    resp = Response(orjson.dumps(resource), mimetype="application/fhir+json")
-    resp.headers["Cache-Control"] = "public, max-age=300"
-    return resp

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 from ..logic.inputs import Measurement
 from ..logic.policy import Policy
-from .cards import md, num
+from .build import md, num
 
 DETAIL_MAX = 600
 

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from ..logic.inputs import MedicationOrder
 from ..logic.policy import Policy
-from .cards import FREQUENCY_TEXT, action_create, anti_xa_request, md, num, num_edge, suggestion
+from .build import FREQUENCY_TEXT, action_create, anti_xa_request, md, num, num_edge, suggestion
 
 # -- names ---------------------------------------------------------------------------------------
 DRUG_NAMES = {"enoxaparin": "enoxaparin", "heparin": "heparin (UFH)", "fondaparinux": "fondaparinux",

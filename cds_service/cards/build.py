@@ -13,6 +13,7 @@ Rules held here (CDS Hooks notes §1, §7, §12):
 """
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import datetime, timezone
@@ -131,6 +132,18 @@ def public_base_url() -> str:
     state = current_app.extensions.get("cds")
     configured = getattr(getattr(state, "config", None), "public_base_url", "") if state else ""
     return (configured or request.host_url).rstrip("/")
+
+
+# -- the link every card carries to the assessment view (smart/, issue 13) --------------------------
+LINK_LABEL = "Open coagulopathy assessment"
+
+
+def assessment_link(kind: str, hook_instance: str, base_url: str) -> dict:
+    """The card's `smart` link to the view. appContext (a JSON string) names the card kind and
+    the hookInstance so the view can say which card it was opened from; the view works
+    without it (Oracle Health ignores appContext)."""
+    return {"label": LINK_LABEL, "url": base_url.rstrip("/") + "/smart/launch", "type": "smart",
+            "appContext": json.dumps({"kind": kind, "hookInstance": hook_instance}, separators=(",", ":"))}
 
 
 def code_system_base(base_url: str | None = None) -> str:

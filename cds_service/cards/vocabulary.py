@@ -16,8 +16,8 @@ DOCS_PATH = "/docs/rules"
 
 # Code systems of our own codings (card kind as source.topic, override reasons), minted under
 # the service's public base (issue 23): <base>/fhir/CodeSystem/<name>, where the service serves
-# each as a FHIR R4 CodeSystem (cds_service/terminology.py). The base is the policy's
-# `vocabulary.system_base` when a site sets one, else CDS_PUBLIC_BASE_URL (hooks/cards.py).
+# each as a FHIR R4 CodeSystem (cds_service/cards/terminology.py). The base is the policy's
+# `vocabulary.system_base` when a site sets one, else CDS_PUBLIC_BASE_URL (cards/build.py).
 CODE_SYSTEM_PATH = "/fhir/CodeSystem"
 CARD_KIND = "card-kind"
 OVERRIDE_REASON = "override-reason"
@@ -223,7 +223,7 @@ def system_url(name: str, base_url: str) -> str:
 
 def _base(base_url: str | None) -> str:
     if base_url is None:  # callers without a base: the one cards use (policy, public URL or request)
-        from .cards import code_system_base
+        from .build import code_system_base
         return code_system_base()
     return base_url
 
