@@ -27,6 +27,7 @@ MOVED = {
     "cds_service.hooks.vocabulary": "cds_service.cards.vocabulary",
     "cds_service.hooks.rulebook": "cds_service.cards.rulebook",
     "cds_service.terminology": "cds_service.cards.terminology",
+    "cds_service.hooks.order_check": "cds_service.hooks.orders",  # its cards: cards/orders.py
 }
 
 

@@ -1,5 +1,5 @@
 """The service registry: every CDS service this product offers, declared once."""
-from .order_check import SELECT_SERVICE, SIGN_SERVICE
+from .orders import SELECT_SERVICE, SIGN_SERVICE
 from .patient_view import SERVICE as PATIENT_VIEW_SERVICE
 from dataclasses import replace
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from typing import Sequence
 
-from ..evaluation.pipeline import Evaluation, codes_for, evaluate
+from ..evaluation.pipeline import Evaluation
 from ..evaluation.state import HookCall
 from ..fhir.templates import prefetch_templates
 from .. import metrics

@@ -259,7 +259,7 @@ def test_iv_heparin_changed_to_prophylaxis_gets_the_subcutaneous_route(tmp_path)
     assert "suggestions" not in card
     # the route rule itself (an IV draft updated to SC prophylaxis drops the IV route)
     from cds_service.fhir.codes import load_codes
-    from cds_service.hooks.order_check import updated_draft
+    from cds_service.cards.orders import updated_draft
     from cds_service.logic.order_check import Proposed
     from cds_service.fhir.orders import normalise_order
     body = run(client, "escalation-icu", mutate=mutate)[0]

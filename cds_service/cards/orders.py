@@ -1,16 +1,6 @@
-"""anticoagulant-order-check (order-select) and anticoagulant-order-sign (order-sign), v3
-(clinical-rules §19, which overrides §18.4, §10.4 and §11 where they differ).
-
-Which drafts: order-select checks the MedicationRequests named in `selections`; order-sign every
-MedicationRequest in `draftOrders` (fhir-data-requirements §9). Drafts with status stopped or
-cancelled are discontinuations (§19.9), not drafts. EVERY anticoagulant draft is checked
-(`logic.order_check` + `logic.order_safety`): heparins, dalteparin, tinzaparin, fondaparinux, DOACs,
-VKAs, argatroban, bivalirudin. With no draft left the answer is `{"cards": []}` and no FHIR data is
-read. Order-hook cards are never snoozed (§18.3).
-
-Scope (§19.0): the safety layer runs for every adult inpatient; out of COVID-19 scope (only
-`no_covid_evidence`) it still runs while `orders.safety_checks_ignore_covid_scope` is true, and the
-COVID-19 guidance parts (regimen updates, the above-prophylactic warning) do not.
+"""The order hooks' card family (anticoagulant-order-check, anticoagulant-order-sign; v3,
+clinical-rules §19): `draft_cards` turns one checked draft (logic/order_check.py) into its cards.
+The hooks (hooks/orders.py) choose the drafts and hand each here.
 
 One card per finding (each §19 check is a card), the duplicate card among them, most severe first.
 Silence means every check found nothing for the inputs that were known (§19.0):
@@ -31,31 +21,28 @@ Silence means every check found nothing for the inputs that were known (§19.0):
 
 Anti-Xa advice is one line inside another card, never a card of its own (§19.7).
 The sandbox applies only the first actionable action of a suggestion: creates and updates lead.
+
 """
 from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
-from ..fhir.bundle import bundle_resources
+from ..evaluation.pipeline import Evaluation
 from ..fhir.codes import Codes
 from ..fhir.context import Validator, loggable_reason
+from ..fhir.orders import first_dosage
 from ..logging_setup import log_event
-from ..fhir.orders import first_dosage, normalise_orders
 from ..logic import safety as safety_mod
-from ..logic.order_check import check_order
 from ..logic.safety import HEPARINS
-from ..cards import templates as t
-from ..cards.build import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
+from . import templates as t
+from .build import (action_create, action_delete, action_update, card, dosage, md, medication_request, num,
                     product, product_key, suggestion)
-from .common import PREFETCH, REQUIRED_KEYS, USAGE, Evaluation, codes_for, evaluate, respond
-from ..cards.content import shown
+from .content import shown
+from .patient_view import with_recommendation
 
-log = logging.getLogger("cds_service.hooks.order_check")
-from ..evaluation.state import HookCall, Service
+log = logging.getLogger("cds_service.hooks.order_check")  # the name the log lines have always had
 
 HIT_CRITICAL = ("hit_acute", "hit_recent", "hit_suspected")
 HIT_CODES = HIT_CRITICAL + ("hit_history",)
@@ -63,116 +50,6 @@ INHIBITOR_NAMES = {"nirmatrelvir": "nirmatrelvir/ritonavir", "ritonavir": "riton
                    "itraconazole": "itraconazole", "clarithromycin": "clarithromycin"}
 STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
 FONDAPARINUX_FLOORS = ("fondaparinux_crcl_lt_30", "fondaparinux_weight_lt_50")
-
-
-def handle(call: HookCall) -> dict:
-    codes = codes_for(call)
-    drafts = select_drafts(call, codes)
-    if not drafts:
-        return respond(call, [])
-    ev = evaluate(call)
-    if not ev.in_scope() and not _safety_layer_applies(ev):
-        return respond(call, [], ev)
-    others = all_drafts(call, codes)
-    replaced = replaced_orders(call)
-    cards, checks = [], []
-    pair_done = False
-    for resource, order in drafts:
-        check = check_order(order, ev.assessment, ev.policy)
-        checks.append(check.to_json())
-        for problem in _dose_problems(order, check):
-            # said in the call's `problems` (assessment view, audit) and in a card, never guessed
-            ev.extra_audit.setdefault("draft_problems", []).append(problem)
-            if isinstance(getattr(ev.data, "problems", None), dict):
-                ev.data.problems[f"draft {resource.get('id') if isinstance(resource.get('id'), str) else ''}"[:80]] = problem
-        other = [o for r, o in others if r is not resource]
-        got = draft_cards(ev, resource, order, check, other, replaced)
-        if call.service.hook == "order-sign" and any(c.kind == "duplicate_anticoagulant" for c in got) \
-                and other and not _has_active(ev, order, replaced):
-            # §19.9: two anticoagulant drafts at order-sign give one duplicate card naming both
-            if pair_done:
-                got = [c for c in got if c.kind != "duplicate_anticoagulant"]
-            pair_done = True
-        cards.extend(got)
-    ev.extra_audit["order_checks"] = checks
-    return respond(call, cards, ev)
-
-
-def _safety_layer_applies(ev: Evaluation) -> bool:
-    """§19.0: the order-check safety layer runs for every adult inpatient, whatever the COVID-19
-    scope (`orders.safety_checks_ignore_covid_scope`); the guidance parts stay in scope only."""
-    scope = ev.assessment.scope
-    return bool(ev.policy["orders.safety_checks_ignore_covid_scope"]) \
-        and set(scope.reasons) == {"no_covid_evidence"}
-
-
-def _dose_problems(order, check) -> list[str]:
-    """Malformed dose, rate or unit of a checked draft: said in `problems`, never guessed."""
-    f = check.finding("undeterminable") if check is not None and check.checked else None
-    if f is None or not any(r.endswith("_unreadable") for r in f.reasons):
-        return []
-    return [f"draft {order.ingredient}: {', '.join(m for m in f.missing)} not readable"]
-
-
-def _has_active(ev: Evaluation, order, replaced: set[str]) -> bool:
-    return any(e.source is None or (e.source != order.source and e.source not in replaced)
-               for e in getattr(ev.assessment.safety, "anticoagulants_active", ()))
-
-
-def replaced_orders(call: HookCall) -> set[str]:
-    """§19.9: active orders a draft replaces ("MedicationRequest/<id>"): a draft's
-    `priorPrescription`, or an order discontinued in the same draftOrders (status stopped or
-    cancelled). A replacement is a dose change, never a duplicate."""
-    out: set[str] = set()
-    for r in bundle_resources(call.context["draftOrders"]):
-        if r.get("resourceType") != "MedicationRequest":
-            continue
-        prior = r.get("priorPrescription")
-        if isinstance(prior, dict) and isinstance(prior.get("reference"), str):
-            ref = prior["reference"]
-            out.add(ref if ref.startswith("MedicationRequest/") else "MedicationRequest/" + ref.rsplit("/", 1)[-1])
-        if r.get("status") in ("stopped", "cancelled") and isinstance(r.get("id"), str):
-            out.add(f"MedicationRequest/{r['id']}")
-    return out
-
-
-def _anticoagulant(order) -> bool:
-    return safety_mod.is_anticoagulant(order)
-
-
-def _drafts(call: HookCall, codes: Codes, only_selected: bool) -> list[tuple[dict, Any]]:
-    bundle = call.context["draftOrders"]
-    resources = list(bundle_resources(bundle))
-    medications = {f"Medication/{r['id']}": r for r in resources
-                   if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)}
-    wanted = set(call.context.get("selections") or ()) \
-        if only_selected and call.service.hook == "order-select" else None
-    # §19.4 step 1 reads the site's flush limit, as patient-view's extraction does.
-    flush_limit = float(call.state.policy["orders.flush_max_units_per_hour"])
-    out = []
-    for resource in resources:
-        if resource["resourceType"] != "MedicationRequest":
-            continue
-        if resource.get("status") in ("stopped", "cancelled", "entered-in-error"):
-            continue   # §19.9: a discontinuation in the same order set, not a new anticoagulant
-        if wanted is not None and f"MedicationRequest/{resource.get('id')}" not in wanted:
-            continue
-        order = next(iter(normalise_orders(resource, codes, medications, flush_max_units_per_hour=flush_limit)), None)
-        if order is not None and _anticoagulant(order):
-            if order.source is None and isinstance(resource.get("id"), str):
-                order = replace(order, source=f"MedicationRequest/{resource['id']}")
-            out.append((resource, order))
-    return out
-
-
-def select_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
-    """(draft resource, MedicationOrder) for each checked draft: an anticoagulant of any class."""
-    return _drafts(call, codes, only_selected=True)
-
-
-def all_drafts(call: HookCall, codes: Codes) -> list[tuple[dict, Any]]:
-    """Every anticoagulant draft of draftOrders (a duplicate may be drafted in the same order set)."""
-    return _drafts(call, codes, only_selected=False)
 
 
 # -- one card per draft -------------------------------------------------------------------------------
@@ -265,8 +142,7 @@ class _DraftCards:
             extra.append(t.NEURAXIAL)   # §19.13: any anticoagulant a suggestion gives
         issued = card(kind, indicator, summary, t.detail(why, action, self.missing_line(), extra, evidence),
                       suggestions=suggestions, selection=selection, evidence=evidence.keys)
-        from .patient_view import _with_recommendation
-        return _with_recommendation(issued, recommendation)
+        return with_recommendation(issued, recommendation)
 
     def missing_line(self):
         return None
@@ -611,7 +487,7 @@ class _DraftCards:
 
     # -- not determinable ----------------------------------------------------------------------------
     def undeterminable(self, f):
-        from ..cards.content import INPUT_LABELS
+        from .content import INPUT_LABELS
         missing = t.names([INPUT_LABELS.get(m, m.replace("_", " ")) for m in f.missing]) or "weight or height"
         summary = f"Cannot check {self.current}: no recent {missing}"
         why = f"**Why:** the dose depends on {missing}, none usable in its window."
@@ -1020,29 +896,3 @@ def _codeable_ok(codes: Codes, resource: dict) -> bool:
         return False
     first = (concept.get("coding") or [None])[0]
     return isinstance(first, dict) and first.get("system") == codes.systems["RXNORM"] and bool(first.get("code"))
-
-
-SELECT_SERVICE = Service(
-    id="anticoagulant-order-check",
-    hook="order-select",
-    title="Anticoagulant dose check (order entry)",
-    description=("Checks every drafted anticoagulant (heparins, fondaparinux, DOACs, VKAs, argatroban, "
-                 "bivalirudin) against dose ceilings, renal function, HIT, bleeding stops, pregnancy and "
-                 "duplicates (clinical-rules §19); offers a corrected draft where the rules give one."),
-    handler=handle,
-    prefetch=PREFETCH,
-    usage_requirements=USAGE,
-    required_keys=REQUIRED_KEYS,
-)
-
-SIGN_SERVICE = Service(
-    id="anticoagulant-order-sign",
-    hook="order-sign",
-    title="Anticoagulant dose check (before signing)",
-    description=("Runs the anticoagulant dose, renal and contraindication checks on every draft "
-                 "anticoagulant order before signing."),
-    handler=handle,
-    prefetch=PREFETCH,
-    usage_requirements=USAGE,
-    required_keys=REQUIRED_KEYS,
-)
