@@ -28,6 +28,17 @@ MOVED = {
     "cds_service.hooks.rulebook": "cds_service.cards.rulebook",
     "cds_service.terminology": "cds_service.cards.terminology",
     "cds_service.hooks.order_check": "cds_service.hooks.orders",  # its cards: cards/orders.py
+    "cds_service.assess_cli": "cds_service.cli.assess",
+    "cds_service.examples": "cds_service.cli.examples",
+    "cds_service.feedback_report": "cds_service.cli.feedback_report",
+    "cds_service.check": "cds_service.cli.check",
+    "cds_service.replay": "cds_service.cli.replay",
+    "cds_service.sites_cli": "cds_service.cli.sites",
+    "cds_service.client_jwt": "cds_service.cli.client_jwt",
+    "cds_service.integration": "cds_service.cli.integration",
+    "cds_service.integration.devfhir": "cds_service.cli.integration.devfhir",
+    "cds_service.integration.fire": "cds_service.cli.integration.fire",
+    "cds_service.integration.fixtures": "cds_service.cli.integration.fixtures",
 }
 
 
@@ -44,8 +55,9 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__spec__ = module.__spec__.loader_state
 
 
-# After the ordinary finders: a module that exists under its name is always found first.
+# First: a moved package's submodules must not be found again, as second copies, under the old
+# name through the package's __path__. No module exists under an old name (tests/test_layers.py).
 if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
-    sys.meta_path.append(_MovedModules())
+    sys.meta_path.insert(0, _MovedModules())
 
 __all__ = ["create_app", "__version__"]

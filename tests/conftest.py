@@ -146,7 +146,7 @@ def _serve_in_process_isolated(request, monkeypatch):
 def dev_fhir():
     """`cds-service dev-fhir` in a thread on a free port (issue 22): the synthetic patients in
     memory, dated at the start of this session (per xdist worker), and the SMART launcher."""
-    from cds_service.integration.devfhir import DevFhir, Running
+    from cds_service.cli.integration.devfhir import DevFhir, Running
     running = Running(DevFhir()).start()
     running.app.load_synthetic()
     try:

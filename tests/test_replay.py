@@ -16,8 +16,8 @@ import requests
 from cds_service.capture import Pseudonymiser
 from cds_service.cli import main
 from cds_service.config import ConfigError, load_config
-from cds_service.examples import SCENARIOS, build
-from cds_service.replay import diff, prepare, shift_dates
+from cds_service.cli.examples import SCENARIOS, build
+from cds_service.cli.replay import diff, prepare, shift_dates
 from served_instance import Instance
 
 SERVICE = {"patient-view": "coagulopathy-risk", "order-select": "anticoagulant-order-check",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from cds_service.examples import SCENARIOS, build
+from cds_service.cli.examples import SCENARIOS, build
 from cds_service.cards import vocabulary as vocab
 from conftest import assert_valid_cds_response, in_scope
 

@@ -11,7 +11,7 @@ import pytest
 from fhir.resources.R4B.codesystem import CodeSystem  # R4B's CodeSystem is R4's (no R4 module in 8.x)
 
 from cds_service import create_app
-from cds_service.feedback_report import build_report, format_report, report_connection
+from cds_service.cli.feedback_report import build_report, format_report, report_connection
 from cds_service.cards import vocabulary as vocab
 from cds_service.cards.terminology import NON_ADHERENCE_CATEGORIES, NON_ADHERENCE_SYSTEM, REASON_CATEGORY
 from hook_helpers import SCENARIO_NAMES, run

@@ -16,7 +16,7 @@ import pytest
 import responses
 
 from cds_service import create_app
-from cds_service.examples import build as example
+from cds_service.cli.examples import build as example
 from cds_service.fhir.templates import fill_template, prefetch_templates
 from cds_service.smart import assessment_link, charts, oauth
 from cds_service.smart.data import Point

@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from .. import data
+from ... import data
 
 # Package data (cds_service/data/patients; conformance/patients links to it), so an installed
 # wheel loads them too.

@@ -30,7 +30,7 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from . import synthetic
+from .. import synthetic
 
 _LATEST = """
 WITH ranked AS (
@@ -136,7 +136,7 @@ def _has_table(conn, name: str) -> bool:
 def report_connection(target: str):
     """A read-only connection for the report: a SQLite file (opened mode=ro) or a
     postgresql:// URL (issue 16; a read-only transaction). Both answer `execute(sql)`."""
-    from .storage import is_postgres
+    from ..storage import is_postgres
     if is_postgres(target):
         import psycopg
         conn = psycopg.connect(target, autocommit=True, connect_timeout=10,
@@ -227,14 +227,14 @@ NO_REASON = "(no reason given)"
 
 
 def _category_map() -> dict[str, str]:
-    from .cards.terminology import reason_categories
+    from ..cards.terminology import reason_categories
     return reason_categories()
 
 
 def _reason_label(system: str | None, code: str | None) -> str | None:
     """The reason as reported: our code, or "code (system)" for a coding from elsewhere."""
-    from .cards.vocabulary import OVERRIDE_REASON
-    from .cards.terminology import our_code
+    from ..cards.vocabulary import OVERRIDE_REASON
+    from ..cards.terminology import our_code
     if not code:
         return None
     ours = our_code(OVERRIDE_REASON, system, code)
@@ -242,8 +242,8 @@ def _reason_label(system: str | None, code: str | None) -> str | None:
 
 
 def _category_of(categories: dict[str, str], system: str | None, code: str | None) -> str:
-    from .cards.vocabulary import OVERRIDE_REASON
-    from .cards.terminology import NON_ADHERENCE_SYSTEM, our_code
+    from ..cards.vocabulary import OVERRIDE_REASON
+    from ..cards.terminology import NON_ADHERENCE_SYSTEM, our_code
     if not code:
         return NO_REASON
     if system == NON_ADHERENCE_SYSTEM:
@@ -260,7 +260,7 @@ def _count_category(group: dict[str, Any], categories: dict[str, str], system, c
 def _tally_category(totals: dict[str, dict[str, Any]], categories: dict[str, str], system, code,
                     reason: str) -> None:
     """One overridden card into the report-wide table: its 3.0 category and, under it, our reason."""
-    from .cards.terminology import NON_ADHERENCE_CATEGORIES, NON_ADHERENCE_SYSTEM
+    from ..cards.terminology import NON_ADHERENCE_CATEGORIES, NON_ADHERENCE_SYSTEM
     category = _category_of(categories, system, code)
     row = totals.setdefault(category, {
         "category": category,
@@ -353,7 +353,7 @@ def _format_alert_rates(rates: dict[str, Any] | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
+    from ..config import ConfigError, load_config
 
     path = args.database
     if not path:
@@ -362,10 +362,10 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"cds-service feedback-report: {exc}", file=sys.stderr)
             return 2
-    from .storage import is_postgres
+    from ..storage import is_postgres
     shown = path
     if is_postgres(path):
-        from .storage.postgres import _redact
+        from ..storage.postgres import _redact
         shown = _redact(path)
     elif not os.path.isfile(path):
         print(f"cds-service feedback-report: no database at {path!r}", file=sys.stderr)
@@ -420,7 +420,7 @@ _FEEDBACK_ALL = ("SELECT f.* FROM {m}feedback f WHERE f.card_uuid NOT IN (SELECT
 
 
 def site_id_argument(value: str) -> str:
-    from .sites.model import SITE_ID
+    from ..sites.model import SITE_ID
     if not SITE_ID.fullmatch(value):
         raise argparse.ArgumentTypeError(f"a site id matches {SITE_ID.pattern}")
     return value

@@ -63,7 +63,7 @@ def bundle_inputs(bundle: dict[str, Any]) -> tuple[list[dict], dict[str, str], s
     """(resources, fullUrl aliases, patient id) of a Bundle. A resource without an id but with
     a `urn:uuid:` fullUrl (usual in transactions) gets the uuid as id, so references to it
     resolve. More than one distinct Patient is an input error."""
-    from .fhir.bundle import bundle_entries
+    from ..fhir.bundle import bundle_entries
 
     resources: list[dict] = []
     aliases: dict[str, str] = {}
@@ -82,8 +82,8 @@ def bundle_inputs(bundle: dict[str, Any]) -> tuple[list[dict], dict[str, str], s
 
 
 def run(args: argparse.Namespace) -> int:
-    from .fhir.codes import CodeDataError, load_codes
-    from .logic.policy import Policy, PolicyError
+    from ..fhir.codes import CodeDataError, load_codes
+    from ..logic.policy import Policy, PolicyError
 
     try:
         now = parse_now(args.now)
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}".replace("\n", " "), file=sys.stderr)
         return 2
 
-    from .fhir.extract import extract_inputs
-    from .logic.assessment import assess
+    from ..fhir.extract import extract_inputs
+    from ..logic.assessment import assess
 
     inputs = extract_inputs(resources, now=now, policy=policy, codes=codes, patient_id=patient_id,
                             aliases=aliases, encounter_id=getattr(args, "encounter", None) or None,

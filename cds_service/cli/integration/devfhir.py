@@ -44,7 +44,7 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from ..fhir.allowlist import is_loopback
+from ...fhir.allowlist import is_loopback
 from .fixtures import DEFAULT_DIR, render
 
 FHIR_JSON = "application/fhir+json"

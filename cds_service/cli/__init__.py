@@ -11,16 +11,17 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEV_POLICY = Path(__file__).resolve().parent / "data" / "dev-policy.toml"  # issue 22: the dev profile
+PACKAGE = Path(__file__).resolve().parent.parent  # cds_service/
+EXAMPLES = PACKAGE.parent / "examples"
+DEV_POLICY = PACKAGE / "data" / "dev-policy.toml"  # issue 22: the dev profile
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .config import (ConfigError, ServerConfig, check_database_path, load_config,
+    from ..config import (ConfigError, ServerConfig, check_database_path, load_config,
                          production_warnings, unknown_variables)
-    from .fhir.codes import CodeDataError, load_codes
-    from .logic.policy import Policy, PolicyError
-    from .security import check_startup
+    from ..fhir.codes import CodeDataError, load_codes
+    from ..logic.policy import Policy, PolicyError
+    from ..security import check_startup
 
     if args.production:
         os.environ["CDS_ENV"] = "production"  # granian's workers re-check it (wsgi.py)
@@ -43,15 +44,15 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = load_config()
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
         check_database_path(cfg.database)
-        from .schemas import check_startup as check_schemas
+        from ..schemas import check_startup as check_schemas
         check_schemas()  # CDS_SCHEMA_DIR pointing nowhere: stop here, not 500 on every hook
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
-        from .cards.terminology import check_policy
+        from ..cards.terminology import check_policy
         check_policy(policy)  # issue 23: vocabulary.system_base is a URL
         load_codes(policy["codes.extra_file"])
         if cfg.sites:  # issue 24: a bad sites file (or a site's policy) stops here, with one line
-            from .sites.model import read_sites_file
-            from .sites.runtime import load_policies
+            from ..sites.model import read_sites_file
+            from ..sites.runtime import load_policies
             load_policies(read_sites_file(cfg.sites, production=cfg.env == "production")[1])
     except (ConfigError, PolicyError, CodeDataError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
@@ -93,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
     })
     # With several workers, /metrics must add up every worker's counters (prometheus_client
     # multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py). Set before granian forks.
-    from . import metrics
+    from .. import metrics
     metrics.prepare_multiprocess(server.workers)
     os.environ["CDS_SERVE_PID"] = str(os.getpid())  # the workers watch it (serving.watch_parent)
     os.execv(sys.executable, granian_argv(server))
@@ -103,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _say(level: int, msg: str, **fields) -> None:
     """One JSON log line on stderr, in the workers' format (logging_setup.JsonFormatter), before
     logging is configured: every line the service writes is JSON, the first one too."""
-    from .logging_setup import JsonFormatter
+    from ..logging_setup import JsonFormatter
     record = logging.LogRecord("cds_service.cli", level, __file__, 0, msg, None, None)
     record.fields = fields
     print(JsonFormatter().format(record), file=sys.stderr, flush=True)
@@ -156,12 +157,12 @@ def granian_argv(server) -> list[str]:
             "--workers-kill-timeout", str(server.shutdown_timeout),
             "--respawn-failed-workers", "--no-access-log",
             # granian's own lines (start, workers, errors) as JSON on stderr, like the app's
-            "--log-config", str(Path(__file__).resolve().parent / "granian_logging.json"),
+            "--log-config", str(PACKAGE / "granian_logging.json"),
             "cds_service.asgi:app"]
 
 
 def _check_server_flags(server) -> None:
-    from .config import ConfigError
+    from ..config import ConfigError
 
     checks = [("--port", server.port, 0 <= server.port <= 65535, "0 to 65535"),
               ("--workers", server.workers, 1 <= server.workers <= 64, "1 to 64"),
@@ -184,7 +185,7 @@ def check_schema_version(cfg) -> str | None:
     only a database from a newer release is refused. A database that cannot be reached at
     start is not refused here: the workers boot, /readyz reports it, and the check runs again
     on the first connection (storage answers 503 until the version is right)."""
-    from .storage import StorageError, open_storage
+    from ..storage import StorageError, open_storage
     store = open_storage(cfg.database, pepper=cfg.audit_pepper, sync=cfg.database_sync, config=cfg)
     try:
         if store.backend == "sqlite" and not os.path.exists(cfg.database):
@@ -204,8 +205,8 @@ def check_schema_version(cfg) -> str | None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
-    from .storage import StorageError, open_storage
+    from ..config import ConfigError, load_config
+    from ..storage import StorageError, open_storage
     try:
         cfg = load_config({"database": args.database} if args.database else None)
     except ConfigError as exc:
@@ -268,7 +269,7 @@ def _add_serve(sub) -> None:
 
 
 def _add_assess(sub) -> None:
-    from .assess_cli import add_parser
+    from .assess import add_parser
     add_parser(sub)
 
 
@@ -353,7 +354,7 @@ COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
 COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
 COMMANDS += [_add_dev_fhir]  # issue 22: the Sandbox tester's FHIR server and SMART launcher
-from .sites_cli import add_parser as _add_sites  # noqa: E402  issue 24: site profiles
+from .sites import add_parser as _add_sites  # noqa: E402  issue 24: site profiles
 COMMANDS += [_add_sites]
 
 
@@ -372,7 +373,7 @@ COMMANDS += [_add_replay, _add_check]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__.splitlines()[0])
-    from .version import full_version  # issue 14 part B: package version + git describe
+    from ..version import full_version  # issue 14 part B: package version + git describe
     parser.add_argument("--version", action="version", version=f"cds-service {full_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:

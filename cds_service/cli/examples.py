@@ -30,9 +30,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .fhir.codes import Codes, load_codes
-from .fhir.templates import prefetch_templates
-from .fhir.units import UCUM
+from ..fhir.codes import Codes, load_codes
+from ..fhir.templates import prefetch_templates
+from ..fhir.units import UCUM
 
 STATIC_NOW = datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc)
 _NAMESPACE = uuid.UUID("6f1c8a4e-3b7d-4c1a-9e2f-5d8b7a6c4e30")
@@ -309,7 +309,7 @@ def _observation(codes: Codes, pid: str, index: int, obs: Obs, now: datetime) ->
 
 def _medication_request(codes: Codes, pid: str, encounter_id: str | None, draft: Draft, status: str,
                         now: datetime) -> dict:
-    from .cards.build import dosage, product, references  # the same shapes the service suggests
+    from ..cards.build import dosage, product, references  # the same shapes the service suggests
 
     resource: dict[str, Any] = {"resourceType": "MedicationRequest", "id": draft.id, "status": status,
                                 "intent": "order", **references(pid, encounter_id),

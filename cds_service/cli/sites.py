@@ -33,14 +33,14 @@ def _file_digest(path: str) -> str:
 def _policy_changes(policy) -> str:
     """The keys of a site's policy that differ from the defaults: its committee's choices."""
     import json
-    from .logic.policy import Policy
+    from ..logic.policy import Policy
     default = Policy.default().values
     changed = [f"{k} = {json.dumps(v)[:80]}" for k, v in sorted(policy.values.items()) if v != default.get(k)]
     return "; ".join(changed) if changed else "none"
 
 
 def describe(parsed, policies: dict | None = None) -> list[str]:
-    from .sites.model import _weak_url  # review #12: say what production would refuse
+    from ..sites.model import _weak_url  # review #12: say what production would refuse
     lines = [f"sites file {parsed.source} (sha256:{parsed.sha256[:16]}): {len(parsed.sites)} site(s)"]
     for site in parsed.sites.values():
         lines += [f"site {site.id}",
@@ -74,14 +74,14 @@ def describe(parsed, policies: dict | None = None) -> list[str]:
 
 
 def _validated(path: str):
-    from .sites.model import read_sites_file
-    from .sites.runtime import load_policies
+    from ..sites.model import read_sites_file
+    from ..sites.runtime import load_policies
     raw, parsed = read_sites_file(path)
     return raw, parsed, load_policies(parsed)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .sites.model import SitesFileError
+    from ..sites.model import SitesFileError
     try:
         _, parsed, policies = _validated(args.file)
     except SitesFileError as exc:
@@ -92,9 +92,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _reload(args: argparse.Namespace) -> int:
-    from .sites.model import SitesFileError
-    from .sites.runtime import publish
-    from .storage import StorageError, open_storage
+    from ..sites.model import SitesFileError
+    from ..sites.runtime import publish
+    from ..storage import StorageError, open_storage
     path = args.file or os.environ.get("CDS_SITES", "")
     if not path:
         print("cds-service sites: no sites file (give FILE or set CDS_SITES)", file=sys.stderr)
@@ -105,14 +105,14 @@ def _reload(args: argparse.Namespace) -> int:
         print(f"cds-service sites: refused, the running configuration stays: {exc}", file=sys.stderr)
         return 2
     database = args.database or os.environ.get("CDS_DATABASE", "") or "cds_service.sqlite3"
-    from .storage import is_postgres
+    from ..storage import is_postgres
     if not is_postgres(database) and not os.path.isfile(database):
         # Never create a database the running service does not use and report success.
         print(f"cds-service sites: no database at {database!r}: give the running service's "
               "CDS_DATABASE (--database)", file=sys.stderr)
         return 2
     try:
-        from .sites.model import file_digests
+        from ..sites.model import file_digests
         publish(open_storage(database), raw, path, str(Path(path).resolve().parent),
                 os.environ.get("CDS_SITES_RELOAD_KEY", ""), file_digests(parsed))
     except StorageError as exc:

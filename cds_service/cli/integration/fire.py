@@ -21,8 +21,8 @@ from typing import Any
 
 import requests
 
-from ..fhir.templates import TemplateError
-from ..fhir.templates import fill_template as _fill
+from ...fhir.templates import TemplateError
+from ...fhir.templates import fill_template as _fill
 
 from .fixtures import FHIR_JSON, outcome_text
 
@@ -55,7 +55,7 @@ class Fired:
 
 def default_timeout() -> float:
     """CDS_FHIR_TIMEOUT as the service reads it (checked the same way), else 3 s."""
-    from ..config import ConfigError, _number
+    from ...config import ConfigError, _number
 
     try:
         return _number("CDS_FHIR_TIMEOUT", DEFAULT_TIMEOUT_S, low=0.0, low_open=True, high=600.0)
