@@ -39,6 +39,10 @@ MOVED = {
     "cds_service.integration.devfhir": "cds_service.cli.integration.devfhir",
     "cds_service.integration.fire": "cds_service.cli.integration.fire",
     "cds_service.integration.fixtures": "cds_service.cli.integration.fixtures",
+    "cds_service.errors": "cds_service.runtime.errors",
+    "cds_service.metrics": "cds_service.runtime.metrics",
+    "cds_service.synthetic": "cds_service.storage.synthetic",
+    "cds_service.sites.silent": "cds_service.hooks.silent",
 }
 
 

@@ -13,12 +13,13 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import metrics, schemas, security, sites, smart, storage
+from .runtime import metrics
+from . import schemas, security, sites, smart, storage
 from .config import Config, load_config
 from .fhir import data
 from .fhir.bundle import bundle_resources
 from .fhir.codes import load_codes
-from .errors import BadRequest, CDSError, NotFound, operation_outcome
+from .runtime.errors import BadRequest, CDSError, NotFound, operation_outcome
 from .evaluation.state import AppState, HookCall
 from .hooks import build_registry
 from .logging_setup import configure_logging, log_event

@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable
 import orjson
 from werkzeug.exceptions import HTTPException
 
-from .errors import CDSError, operation_outcome
+from .runtime.errors import CDSError, operation_outcome
 from .logging_setup import log_event
 
 access_log = logging.getLogger("cds_service.access")

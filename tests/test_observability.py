@@ -19,7 +19,8 @@ import pytest
 import responses
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds_service import create_app, metrics
+from cds_service import create_app
+from cds_service.runtime import metrics
 from cds_service.cli import main as cli_main
 from cds_service.cli.examples import build
 from cds_service.version import full_version, package_version

@@ -94,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
     })
     # With several workers, /metrics must add up every worker's counters (prometheus_client
     # multiprocess mode, PROMETHEUS_MULTIPROC_DIR; see metrics.py). Set before granian forks.
-    from .. import metrics
+    from ..runtime import metrics
     metrics.prepare_multiprocess(server.workers)
     os.environ["CDS_SERVE_PID"] = str(os.getpid())  # the workers watch it (serving.watch_parent)
     os.execv(sys.executable, granian_argv(server))

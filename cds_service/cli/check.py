@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import synthetic  # marks our calls: feedback-report leaves them out (review #13)
+from ..storage import synthetic  # marks our calls: feedback-report leaves them out (review #13)
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 

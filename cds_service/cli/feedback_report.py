@@ -30,7 +30,7 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from .. import synthetic
+from ..storage import synthetic
 
 _LATEST = """
 WITH ranked AS (
@@ -365,8 +365,8 @@ def run(args: argparse.Namespace) -> int:
     from ..storage import is_postgres
     shown = path
     if is_postgres(path):
-        from ..storage.postgres import _redact
-        shown = _redact(path)
+        from ..storage.postgres import redacted_url
+        shown = redacted_url(path)
     elif not os.path.isfile(path):
         print(f"cds-service feedback-report: no database at {path!r}", file=sys.stderr)
         return 2

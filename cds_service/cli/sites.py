@@ -40,7 +40,7 @@ def _policy_changes(policy) -> str:
 
 
 def describe(parsed, policies: dict | None = None) -> list[str]:
-    from ..sites.model import _weak_url  # review #12: say what production would refuse
+    from ..sites.model import weak_url  # review #12: say what production would refuse
     lines = [f"sites file {parsed.source} (sha256:{parsed.sha256[:16]}): {len(parsed.sites)} site(s)"]
     for site in parsed.sites.values():
         lines += [f"site {site.id}",
@@ -51,7 +51,7 @@ def describe(parsed, policies: dict | None = None) -> list[str]:
                   f"  services: {', '.join(site.services)}",
                   f"  fhir_allowlist: {', '.join(site.fhir_allowlist)}",
                   *[f"  warning: fhir_allowlist entry {e} is {why} (refused with CDS_ENV=production)"
-                    for e in site.fhir_allowlist if (why := _weak_url(e))],
+                    for e in site.fhir_allowlist if (why := weak_url(e))],
                   f"  discovery_open: {str(site.discovery_open).lower()}"]
         for issuer in site.issuers:
             trusted = issuer.trusted
@@ -63,7 +63,7 @@ def describe(parsed, policies: dict | None = None) -> list[str]:
                     lines.append(f"    key {key.kid}: {kind}, {key_fingerprint(key.key)}")
             else:
                 lines.append(f"    jwks_url: {trusted.jwks_url}")
-                why = _weak_url(trusted.jwks_url)
+                why = weak_url(trusted.jwks_url)
                 if why:
                     lines.append(f"    warning: jwks_url is {why} (refused with CDS_ENV=production)")
                 extra = sorted(trusted.jku - {trusted.jwks_url})

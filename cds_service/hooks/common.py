@@ -10,11 +10,11 @@ from typing import Sequence
 from ..evaluation.pipeline import Evaluation
 from ..evaluation.state import HookCall
 from ..fhir.templates import prefetch_templates
-from .. import metrics
+from ..runtime import metrics
 from ..storage import IssuedCard, StorageError
 from . import governance, lifecycle
-from ..sites import silent
-from .. import synthetic
+from . import silent
+from ..storage import synthetic
 
 log = logging.getLogger("cds_service.hooks")
 

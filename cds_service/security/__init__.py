@@ -21,9 +21,9 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from .. import metrics
+from ..runtime import metrics
 from ..config import Config, ConfigError
-from ..errors import ServiceUnavailable, Unauthorized
+from ..runtime.errors import ServiceUnavailable, Unauthorized
 from ..logging_setup import forget_secrets, log_event, remember_secret
 from .jwks import JwksClient
 from .replay import InMemoryReplayStore, ReplayStoreUnavailable

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 
-from ..errors import BadRequest
+from ..runtime.errors import BadRequest
 from ..version import full_version
 from .writer import BatchWriter
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app
 from ..cards import vocabulary as vocab
 from ..cards.build import code_system_base
 from ..cards.terminology import TITLES, code_system
-from ..errors import NotFound
+from ..runtime.errors import NotFound
 from ..version import package_version
 
 bp = Blueprint("terminology", __name__)

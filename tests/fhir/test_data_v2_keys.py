@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cds_service.cli import main
-from cds_service.errors import PreconditionFailed
+from cds_service.runtime.errors import PreconditionFailed
 from cds_service.fhir.codes import load_codes
 from cds_service.fhir.templates import prefetch_templates
 from cds_service.hooks import HookCall

@@ -165,7 +165,7 @@ def test_the_front_answers_the_hook_post_as_the_flask_route_does(tmp_path, monke
     """Issue 25: the front serves the hook POST itself (no Flask routing, no WSGI round trip).
     Every answer, errors included, is the one the Flask route gives: same status, headers, body."""
     from cds_service import create_app
-    from cds_service.errors import ServiceUnavailable
+    from cds_service.runtime.errors import ServiceUnavailable
     from cds_service.cards import build as cards
     app = create_app({"database": str(tmp_path / "db.sqlite3"), "cors_origins": "https://ehr.example"})
     body = hook_body()

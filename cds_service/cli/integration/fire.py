@@ -55,10 +55,10 @@ class Fired:
 
 def default_timeout() -> float:
     """CDS_FHIR_TIMEOUT as the service reads it (checked the same way), else 3 s."""
-    from ...config import ConfigError, _number
+    from ...config import ConfigError, env_number
 
     try:
-        return _number("CDS_FHIR_TIMEOUT", DEFAULT_TIMEOUT_S, low=0.0, low_open=True, high=600.0)
+        return env_number("CDS_FHIR_TIMEOUT", DEFAULT_TIMEOUT_S, low=0.0, low_open=True, high=600.0)
     except ConfigError as exc:
         raise FireError(str(exc)) from None
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .. import metrics
-from ..hooks import lifecycle
+from ..runtime import metrics
+from . import lifecycle
 
 
 def governance_landed(policy) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .logging_setup import redact
+from ..logging_setup import redact
 
 # status -> OperationOutcome issue.code
 ISSUE_CODES = {
