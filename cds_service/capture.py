@@ -54,9 +54,9 @@ def _redacted_note(note: Any) -> Any:
     §10.4: the words that mark heparin ordered for the circuit, fhir/exposure.py)."""
     if not isinstance(note, dict):
         return None
-    from .fhir.exposure import _CIRCUIT_WORDS
+    from .fhir.exposure import CIRCUIT_WORDS
     text = note.get("text")
-    kept = _CIRCUIT_WORDS.findall(text) if isinstance(text, str) else []
+    kept = CIRCUIT_WORDS.findall(text) if isinstance(text, str) else []
     return {"text": "[note removed]" + (" " + " ".join(kept) if kept else "")}
 FHIR_SERVER = "https://fhir.invalid"
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..fhir.context import OBS_SPECS, OBSERVATION_OK, Context, Validator, code_sets
-from ..fhir.observations import _reference_high, observation_time
+from ..fhir.observations import reference_high, observation_time
 from ..fhir.orders import ingredients_of, medication_codings
 from ..fhir.read import codings, items, parse_datetime
 from ..fhir.units import TABLES, UnitError, convert
@@ -176,7 +176,7 @@ def _point(spec, key: str, holder: dict, when: datetime, ctx: Context, policy, i
         return Point(when, conv.value, shown, conv.comparator, conv.reported_value, conv.reported_unit)
     if conv.basis and conv.basis not in shown:
         shown += f" {conv.basis}"   # the unit's own {FEU}/{DDU} annotation, as reported
-    reference = _reference_high(holder, "d_dimer", quantity, ctx)
+    reference = reference_high(holder, "d_dimer", quantity, ctx)
     m = Measurement(value=conv.value, unit=conv.unit, time=when, comparator=conv.comparator)
     dd_inputs = replace(inputs, now=when, d_dimer=DDimer(
         value=m, basis_from_code=ctx.sets.basis.get(key), basis_from_unit=conv.basis,  # type: ignore[arg-type]
