@@ -352,7 +352,7 @@ def _lazy(module: str, args: argparse.Namespace) -> int:
 # (name, function adding the subparser). Later layers append their commands here.
 COMMANDS = [_add_serve, _add_assess, _add_feedback_report, _add_example]
 COMMANDS += [_add_migrate]  # issue 16: numbered schema migrations (storage/migrations)
-COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cds_service/integration/)
+COMMANDS += [_add_load_fixtures, _add_fire]  # integration kit (cli/integration/)
 COMMANDS += [_add_dev_fhir]  # issue 22: the Sandbox tester's FHIR server and SMART launcher
 from .sites import add_parser as _add_sites  # noqa: E402  issue 24: site profiles
 COMMANDS += [_add_sites]
