@@ -43,8 +43,14 @@ STOPS = ("active_bleeding", "platelets_lt_25", "fibrinogen_lt_0.5")
 
 # -- the catalogue ----------------------------------------------------------------------------------
 def build_cards(ev: Evaluation) -> list:
+    """The card of the first row of SITUATIONS that applies (none when its card is None)."""
     b = _Builder(ev)
-    return [c for c in [b.choose()] if c is not None]
+    for _situation, applies, write in SITUATIONS:
+        if applies(b):
+            card = write(b)
+            if card is not NEXT:
+                return [] if card is None else [card]
+    return []
 
 
 class _Builder:
@@ -62,58 +68,36 @@ class _Builder:
                         if isinstance(o.source, str) and o.source.startswith("MedicationRequest/")]
         self.ecmo = bool(ev.assessment.inputs.respiratory.ecmo)
         self.possible_other = bool(getattr(s, "possible_other_indication", False))
+        self.pathway = self.a.recommendation.pathway
+        # §19.1 (overrides the v2 §13.1 order): in acute HIT, platelets < 25 alone is the disease,
+        # not a stop: the hit_acute card (therapeutic non-heparin agent). Bleeding or fibrinogen stop.
+        self.acute = self.pathway == "hit_acute" or (
+            self.pathway == "contraindicated" and "hit_acute" in self.ci
+            and [c for c in self.ci if c in STOPS] == ["platelets_lt_25"])
+        self.specific = [c for c in self.ci if c in HEPARIN_SPECIFIC_ROW]
+        self.unreadable = (getattr(self.a.inputs, "rejected", None) or {}).get("conditions.unreadable_safety")
 
-    # first row that applies (§18.1)
-    def choose(self):
-        a, rec = self.a, self.a.recommendation
-        acute = rec.pathway == "hit_acute"
-        if rec.pathway == "contraindicated":
-            # §19.1 (overrides the v2 §13.1 order): in acute HIT, platelets < 25 alone is the disease,
-            # not a stop: the hit_acute card (therapeutic non-heparin agent). Bleeding or fibrinogen stop.
-            if "hit_acute" in self.ci and [c for c in self.ci if c in STOPS] == ["platelets_lt_25"]:
-                acute = True
-            else:
-                return self.contraindicated()
-        if acute and (self.heparins or self.flushes or not self.non_heparin):
-            return self.hit_acute()
-        if acute and any(e.drug_class == "vka" and e.kind == "order" for e in self.active):
-            return self.hit_acute_vka()     # v3 §19.1 (v3-orders)
-        if "hit_suspected" in self.ci:
-            return self.hit_suspected()
-        unreadable = (getattr(a.inputs, "rejected", None) or {}).get("conditions.unreadable_safety")
-        if unreadable:   # §19.0 fails closed (review-v3 H10): before any dose or candidate card
-            what = unreadable.split(" record", 1)[0]
-            return self._finish("not_determinable", "warning", f"A {what} record could not be read: review it",
-                                f"**Why:** {md(unreadable[:200])}; it was left out of this assessment.",
-                                "**Action:** review the record in the chart before any anticoagulant decision.",
-                                self.t.evidence_for("not_determinable"), recommendation=("unreadable_safety",))
-        specific = [c for c in self.ci if c in HEPARIN_SPECIFIC_ROW]
-        if specific and self.heparins:
-            return self.heparin_specific_active(specific)
-        if a.safety.duplicate:
-            return self.duplicate()
-        if specific and not self.active:
-            return self.heparin_avoidance(specific)
+    # -- the rows of SITUATIONS that need more than one line ----------------------------------------
+    def unreadable_safety(self):
+        what = self.unreadable.split(" record", 1)[0]
+        return self._finish("not_determinable", "warning", f"A {what} record could not be read: review it",
+                            f"**Why:** {md(self.unreadable[:200])}; it was left out of this assessment.",
+                            "**Action:** review the record in the chart before any anticoagulant decision.",
+                            self.t.evidence_for("not_determinable"), recommendation=("unreadable_safety",))
+
+    def severe_renal_or_next(self):
         severe = self.severe_renal_review()     # v3 §19.3 (v3-orders)
-        if severe is not None:
-            return severe
-        if self.ecmo:   # §19.4 ECMO guard: no prophylaxis, standard, candidate or deescalate card
-            if not self.active:
-                return self.ecmo_card()
-            return self.dose_review() if rec.pathway == "prophylaxis" else None
-        if rec.pathway in ("deescalate", "review_therapeutic"):
-            return self.deescalate()
-        if rec.pathway == "therapeutic_candidate":
-            if not self.active:
-                return self.candidate_none()
-            on = [e for e in self.heparins if e.kind == "order" and e.order_class in ("prophylactic", "intermediate")]
-            return self.candidate_on(on[0]) if on and len(self.active) == 1 else None
-        if rec.pathway == "prophylaxis":
-            if not self.active:
-                signal = a.seed_trigger.triggered is True and not a.pregnant
-                return self.prophylaxis(signal)
-            return self.dose_review()
-        return None
+        return NEXT if severe is None else severe
+
+    def ecmo_active(self):
+        return self.dose_review() if self.pathway == "prophylaxis" else None
+
+    def candidate_on_one(self):
+        on = [e for e in self.heparins if e.kind == "order" and e.order_class in ("prophylactic", "intermediate")]
+        return self.candidate_on(on[0]) if on and len(self.active) == 1 else None
+
+    def prophylaxis_none(self):
+        return self.prophylaxis(self.a.seed_trigger.triggered is True and not self.a.pregnant)
 
     # -- shared pieces ---------------------------------------------------------------------------
     def _finish(self, kind: str, indicator: str, summary: str, why: str | None, dose: str | None,
@@ -785,6 +769,37 @@ class _Builder:
         if a.anthropometrics.bmi is not None:
             return f"BMI {shown('bmi', a.anthropometrics.bmi, 1, self.p)}"
         return "weight and renal function"
+
+
+# -- the catalogue as data ----------------------------------------------------------------------------
+NEXT = object()   # a card function's "this row does not apply after all": the next row is tried
+
+# (situation, applies, card): §18.1 in order, the first row that applies gives the card (the
+# module docstring's table). A card of None: no card at all.
+SITUATIONS = (
+    ("contraindicated", lambda b: b.pathway == "contraindicated" and not b.acute, _Builder.contraindicated),
+    ("hit_acute", lambda b: b.acute and bool(b.heparins or b.flushes or not b.non_heparin), _Builder.hit_acute),
+    ("hit_acute_vka",                                   # v3 §19.1 (v3-orders)
+     lambda b: b.acute and any(e.drug_class == "vka" and e.kind == "order" for e in b.active),
+     _Builder.hit_acute_vka),
+    ("hit_suspected", lambda b: "hit_suspected" in b.ci, _Builder.hit_suspected),
+    # §19.0 fails closed (review-v3 H10): before any dose or candidate card
+    ("unreadable_safety", lambda b: bool(b.unreadable), _Builder.unreadable_safety),
+    ("heparin_specific_active", lambda b: bool(b.specific and b.heparins),
+     lambda b: b.heparin_specific_active(b.specific)),
+    ("duplicate_anticoagulant", lambda b: bool(b.a.safety.duplicate), _Builder.duplicate),
+    ("heparin_avoidance", lambda b: bool(b.specific and not b.active), lambda b: b.heparin_avoidance(b.specific)),
+    ("severe_renal_review", lambda b: True, _Builder.severe_renal_or_next),
+    # §19.4 ECMO guard: no prophylaxis, standard, candidate or deescalate card
+    ("ecmo", lambda b: b.ecmo and not b.active, _Builder.ecmo_card),
+    ("ecmo_active", lambda b: b.ecmo, _Builder.ecmo_active),
+    ("deescalate", lambda b: b.pathway in ("deescalate", "review_therapeutic"), _Builder.deescalate),
+    ("therapeutic_candidate_none", lambda b: b.pathway == "therapeutic_candidate" and not b.active,
+     _Builder.candidate_none),
+    ("therapeutic_candidate_on", lambda b: b.pathway == "therapeutic_candidate", _Builder.candidate_on_one),
+    ("prophylaxis", lambda b: b.pathway == "prophylaxis" and not b.active, _Builder.prophylaxis_none),
+    ("dose_review", lambda b: b.pathway == "prophylaxis", _Builder.dose_review),
+)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
