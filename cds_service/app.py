@@ -19,16 +19,17 @@ from .config import Config, load_config
 from .fhir import data
 from .fhir.bundle import bundle_resources
 from .fhir.codes import load_codes
+from .fhir.typed import decode_hook_body, observation_keys
 from .runtime.errors import BadRequest, CDSError, NotFound, operation_outcome
 from .evaluation.state import AppState, HookCall
 from .hooks import build_registry
-from .logging_setup import configure_logging, log_event
+from .logging_setup import bounded, configure_logging, log_event, redact_value
 from .logic.policy import Policy
 from .logic.scope import loosened_keys
 from .schemas import first_error
 from .storage import StorageError
 from .version import full_version
-from .serving import BODY_ERROR_KEY
+from .serving import ACCESS_FIELDS_KEY, BODY_ERROR_KEY
 
 log = logging.getLogger("cds_service.app")
 
@@ -69,8 +70,9 @@ def _state() -> AppState:
     return current_app.extensions["cds"]
 
 
-def parse_json_body() -> Any:
-    """The request body as JSON, or a 400/413/415 CDSError."""
+def parse_json_body(typed_keys: frozenset[str] = frozenset()) -> Any:
+    """The request body as JSON, or a 400/413/415 CDSError. `typed_keys`: prefetch keys
+    searching Observations, decoded into typed structs (fhir/typed.py, the hook POST)."""
     ctype = (request.mimetype or "").lower()
     if ctype and ctype not in JSON_TYPES:
         raise CDSError(f"Content-Type must be application/json or application/fhir+json, not {ctype!r}.",
@@ -90,6 +92,10 @@ def parse_json_body() -> Any:
         raise CDSError(f"Request body exceeds the {limit}-byte limit.", status=413)
     if not raw.strip():
         raise BadRequest("Request body is empty; a JSON object is required.")
+    if typed_keys:
+        body = decode_hook_body(raw, typed_keys)
+        if body is not None:
+            return body
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -144,7 +150,10 @@ def answer_hook(state: AppState, service_id: str) -> dict:
     the ASGI front (serving.Front, issue 25). Runs under a request context (`request`, `g`),
     after the caller is known (security/sites) and `g.t0` is set."""
     service = _service_or_404(state, service_id)
-    body = parse_json_body()
+    # The Observation searches decoded typed (fhir/typed.py), unless the request is captured
+    # (capture.py writes the body as sent).
+    body = parse_json_body(frozenset() if "capture" in state.extensions
+                           else observation_keys(tuple(service.prefetch.items())))
     security.note_request_tokens(body)  # fhirAuthorization.access_token: never logged
     if "capture" in state.extensions:  # issue 23: CDS_CAPTURE_DIR (capture.py, after the answer)
         g.cds_capture_body = body
@@ -162,10 +171,14 @@ def answer_hook(state: AppState, service_id: str) -> dict:
         raise
     finally:
         elapsed = time.perf_counter() - g.t0
-        log_event(log, logging.INFO, "hook call", service=service.id,
-                  hookInstance=getattr(g, "hook_instance", None), status=status,
-                  duration_ms=round(elapsed * 1000, 2),
-                  **({"site": g.cds_site_id} if "cds_site_id" in g else {}))  # the caller's own (issue 24)
+        fields = {"service": service.id, "hookInstance": getattr(g, "hook_instance", None), "status": status,
+                  "duration_ms": round(elapsed * 1000, 2),
+                  **({"site": g.cds_site_id} if "cds_site_id" in g else {})}  # the caller's own (issue 24)
+        access = request.environ.get(ACCESS_FIELDS_KEY)
+        if access is None:  # no access line will be written (CDS_ACCESS_LOG=false, the test client)
+            log_event(log, logging.INFO, "hook call", **fields)
+        else:  # one line per call (issue 25): the access line; redacted now, while this request's secrets are known
+            access.update(bounded(redact_value(fields)))
         metrics.hook_call(service.id, status, elapsed)
 
 

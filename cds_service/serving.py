@@ -15,7 +15,8 @@ granian's event loop does all the waiting, Python threads only compute.
   POST (`POST /cds-services/<known id>`, issue 25) skips Flask's URL matching and WSGI round
   trip (`Front._serve_hook`): the app's own before/after_request hooks, `app.answer_hook` and
   `app.error_answer` run, the same functions the Flask route and error handlers call.
-- One JSON access line per request (logger `cds_service.access`, `log_access`).
+- One JSON access line per request (logger `cds_service.access`, `log_access`); a hook call's
+  line also carries the call's own fields (service, hookInstance, duration_ms, site: issue 25).
 
 `ServingMiddleware` (WSGI, cds_service.wsgi:app) is kept for other WSGI servers and the
 benchmarks; it reads bodies on a helper thread and is not slow-body safe at scale.
@@ -54,6 +55,9 @@ from .logging_setup import log_event
 access_log = logging.getLogger("cds_service.access")
 
 BODY_ERROR_KEY = "cds.body_error"  # environ key read by app.parse_json_body
+# environ key: a dict the hook call fills with its own log fields (app.answer_hook), written in the
+# request's access line; absent when no access line will be written (the call then logs its own).
+ACCESS_FIELDS_KEY = "cds.access_fields"
 _NO_BODY_METHODS = ("GET", "HEAD", "OPTIONS", "DELETE", "TRACE")
 _CHUNK = 64 * 1024
 
@@ -69,12 +73,22 @@ def too_long_message(limit: int) -> str:
 
 
 def log_access(method: str | None, path: str | None, status: int, sent: int, t0: float,
-               remote: str | None, protocol: str | None) -> None:
+               remote: str | None, protocol: str | None, call: dict | None = None) -> None:
+    """The access line. `call`: a hook call's own fields (app.answer_hook, already redacted and
+    bounded), one line per call (issue 25); its status is the answer's, so it is kept apart
+    (`hook_status`) only if the HTTP status differs."""
     # The path only: no query string (nothing here takes one, and a stray ?access_token=
     # must not reach a log). No header is logged. Every field is bounded.
-    log_event(access_log, logging.INFO, "access", method=(method or "")[:16], path=(path or "")[:256],
-              status=status, bytes=sent, ms=round((time.perf_counter() - t0) * 1000, 1),
-              remote=(remote or "")[:64], protocol=(protocol or "")[:16])
+    fields = {"method": (method or "")[:16], "path": (path or "")[:256], "status": status, "bytes": sent,
+              "ms": round((time.perf_counter() - t0) * 1000, 1), "remote": (remote or "")[:64],
+              "protocol": (protocol or "")[:16]}
+    if call:
+        call = dict(call)
+        hook_status = call.pop("status", status)
+        fields.update(call)
+        if hook_status != status:
+            fields["hook_status"] = hook_status
+    log_event(access_log, logging.INFO, "access", **fields)
 
 
 class _Reader(threading.Thread):
@@ -149,6 +163,7 @@ class ServingMiddleware:
             self._buffer_body(environ)
         if not self.access_log_enabled:
             return self.app(environ, start_response)
+        environ[ACCESS_FIELDS_KEY] = {}
         seen: dict[str, Any] = {}
 
         def _start(status: str, headers, exc_info=None):
@@ -182,7 +197,7 @@ class _Logged:
             status = str(self.seen.get("status", "0")).split(" ", 1)[0]
             log_access(env.get("REQUEST_METHOD"), env.get("PATH_INFO"),
                        int(status) if status.isdigit() else 0, self.sent, self.t0,
-                       env.get("REMOTE_ADDR"), env.get("SERVER_PROTOCOL"))
+                       env.get("REMOTE_ADDR"), env.get("SERVER_PROTOCOL"), env.get(ACCESS_FIELDS_KEY))
 
 
 # --- ASGI front (issue 21) ------------------------------------------------------------------
@@ -219,6 +234,7 @@ class Front:
             return  # served with --no-ws
         t0 = time.perf_counter()
         sent = {"status": 0, "bytes": 0}
+        call: dict[str, Any] = {}  # a hook call's own log fields (ACCESS_FIELDS_KEY)
 
         async def _send(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -228,7 +244,7 @@ class Front:
             await send(message)
 
         try:
-            await self._handle(scope, receive, _send)
+            await self._handle(scope, receive, _send, call)
         except Exception as exc:  # a fault of ours outside Flask's own handlers: still an OperationOutcome
             logging.getLogger("cds_service.serving").error(
                 "unhandled error in the serving front", extra={"fields": {"error": type(exc).__name__,
@@ -240,7 +256,7 @@ class Front:
             if self.access_log_enabled:
                 client = scope.get("client") or ("", 0)
                 log_access(scope.get("method"), scope.get("path"), sent["status"], sent["bytes"], t0,
-                           client[0], f"HTTP/{scope.get('http_version', '1.1')}")
+                           client[0], f"HTTP/{scope.get('http_version', '1.1')}", call)
 
     async def _lifespan(self, receive: Callable, send: Callable) -> None:
         while True:
@@ -254,7 +270,7 @@ class Front:
                 return
 
     # -- one request -----------------------------------------------------------------------
-    async def _handle(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def _handle(self, scope: dict, receive: Callable, send: Callable, call: dict) -> None:
         from .app import healthz_payload
         method, path = scope["method"].upper(), scope["path"]
         headers = _header_dict(scope["headers"])
@@ -297,6 +313,8 @@ class Front:
             environ[self.auth_key] = identity
         if site is not _NOT_CHECKED:
             environ[self.site_key] = site
+        if self.access_log_enabled:
+            environ[ACCESS_FIELDS_KEY] = call
         if self._hook_service(method, path) is not None:  # issue 25: the hook POST without Flask's routing
             status, response_headers, payload = await loop.run_in_executor(
                 self.pool, contextvars.Context().run, self._serve_hook, environ, path[len(_HOOK_PREFIX):])

@@ -23,6 +23,7 @@ from ..logic.policy import Policy
 from . import model
 from .codes import CodeSet, Codes, Coding
 from .read import parse_datetime, reference_target
+from .typed import TypedObservation
 
 log = logging.getLogger("cds_service.fhir.extract")
 
@@ -274,13 +275,37 @@ def window_span(policy: Policy, key: str) -> timedelta | None:
     return timedelta(days=value) if key.endswith("_days") else timedelta(hours=value)
 
 
-@dataclass(slots=True)
 class Candidate:
-    key: str                      # codes.json observation key
-    resource: dict
-    holder: dict                  # the Observation or the component carrying the value
-    time: datetime
-    order: tuple[datetime, int, int]
+    """One value an Observation may give an input: `key` (codes.json observation key), the
+    Observation, the `holder` carrying the value (the Observation itself or its component
+    number order[2]; found when first read), the time and the tie-break `order`
+    (issued, position, component number). The Observation of a typed prefetch
+    (typed.TypedObservation) is decoded to its dict when first read."""
+
+    __slots__ = ("key", "_resource", "_holder", "time", "order")
+
+    def __init__(self, key: str, resource: Any, holder: dict | None, time: datetime,
+                 order: tuple[datetime, int, int]):
+        self.key, self._resource, self._holder, self.time, self.order = key, resource, holder, time, order
+
+    @property
+    def resource(self) -> dict:
+        resource = self._resource
+        if type(resource) is TypedObservation:
+            resource = self._resource = resource.resource
+        return resource
+
+    @property
+    def holder(self) -> dict:
+        holder = self._holder
+        if holder is None:
+            n = self.order[2]
+            resource = self.resource
+            holder = self._holder = resource if n == 0 else resource["component"][n - 1]
+        return holder
+
+    def __repr__(self) -> str:
+        return f"Candidate({self.key!r}, time={self.time.isoformat()}, order={self.order!r})"
 
 
 @dataclass

@@ -49,6 +49,7 @@ from .allowlist import loggable_url, refusal_reason, same_base
 from .bundle import bundle_resources, next_link
 from .client import MAX_RESPONSE_BYTES, DeadlineExceeded, FetchError, FhirClient
 from .templates import TemplateError, fill_template, query_resource_type
+from .typed import TypedBundle, TypedObservation
 
 log = logging.getLogger("cds_service.fhir.data")
 
@@ -64,8 +65,9 @@ class GatheredData:
     """Everything one hook call could read. Treat the resources as read-only."""
 
     # Every usable resource, de-duplicated by (resourceType, id); order: declared keys in
-    # order, entries in server order, then referenced Medications.
-    resources: list[dict]
+    # order, entries in server order, then referenced Medications. A JSON dict, or for a
+    # prefetched Observation search a typed.TypedObservation (its `resource` is the dict).
+    resources: list[Any]
     by_key: dict[str, list[dict]]
     # key -> "prefetch" | "fetched" | "cache" (had data) or "null" | "empty" (had none).
     origin: dict[str, str]
@@ -246,6 +248,13 @@ class DataLayer:
 
     def _take(self, key: _Key, value: Any) -> bool:
         """Put the first answer for `key` (a resource or a Bundle) into it."""
+        if type(value) is TypedBundle:  # an Observation searchset read by typed.decode_hook_body
+            if key.rtype == "Observation" and not key.is_read:
+                key.resources = list(value.resources)
+                key.next_url = value.next_url
+                key.pages = 1
+                return True
+            value = value.as_json()
         if not isinstance(value, dict):
             return False
         if value.get("resourceType") == "Bundle":
@@ -389,8 +398,12 @@ class DataLayer:
             seen: set = set()
             kept: list[dict] = []
             for res in group:
-                rid = res.get("id")
-                ident = (res.get("resourceType"), rid) if type(rid) is str and rid else _identity(res)
+                if type(res) is TypedObservation:
+                    rid = res.head.id
+                    ident = ("Observation", rid) if rid else id(res)
+                else:
+                    rid = res.get("id")
+                    ident = (res.get("resourceType"), rid) if type(rid) is str and rid else _identity(res)
                 if ident in seen:
                     continue
                 seen.add(ident)

@@ -52,6 +52,7 @@ from .orders import is_current_order
 from .scope import covid_test_span, read_covid_tests, read_encounters
 from .read import aware, parse_date, reference_target
 from .support import read_vasoactives, respiratory_support
+from .typed import TypedObservation
 
 __all__ = ["extract_inputs", "preload_models", "observation_time", "OBS_SPECS"]
 
@@ -105,6 +106,10 @@ class _Scope:
         literal = ref.get("reference") if type(ref) is dict else None
         if type(literal) is not str:
             return True   # missing subject (or identifier only): the Bundle is one patient's
+        return self.verdict(literal)
+
+    def verdict(self, literal: str) -> bool:
+        """Whether a subject/patient literal reference points to this patient (memoised)."""
         verdict = self._verdicts.get(literal)
         if verdict is None:
             rtype, rid = self.target({"reference": literal})
@@ -140,6 +145,8 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
                 if group is None:
                     group = by_type[rtype] = []
                 group.append((position, resource))
+        elif type(resource) is TypedObservation:   # from a typed prefetch (typed.py)
+            by_type.setdefault("Observation", []).append((position, resource))
 
     ctx = Context(now=now, policy=policy, codes=codes, sets=code_sets(codes),
                   validator=StrictChecker() if strict else Checker(), aliases=aliases)
@@ -184,10 +191,12 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
         if target in meds:
             meds.setdefault(literal, meds[target])
 
-    # The single pass over the Observations: window candidates, the v2 series, SARS-CoV-2 tests.
+    # The single pass over the Observations: status, patient scope, window candidates, the v2
+    # series, SARS-CoV-2 tests.
     trend_span = timedelta(days=ctx.policy["window.platelet_trend_days"])
     labs_span = window_span(policy, "window.labs_hours") or timedelta(days=36500)
-    cands = collect(mine("Observation"), ctx, series_spans={"platelets": trend_span, "creatinine": labs_span},
+    cands = collect(by_type.get("Observation", []), ctx, scope.verdict,
+                    series_spans={"platelets": trend_span, "creatinine": labs_span},
                     covid_span=covid_test_span(ctx))
     values = read_observations(cands, ctx)
 

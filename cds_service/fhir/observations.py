@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..logic.inputs import DDimer, Measurement, ProthrombinTime, RecordedSofa
 from .codes import CodeSet
 from .context import (MIN_TIME, OBS_SPECS, OBSERVATION_OK, SARS_COV_2, Candidate, Context, source_of,
                       window_span)
 from .read import codings, items, number, parse_datetime
+from .typed import TypedObservation
 from .units import TABLES, UnitError, convert
 
 # A bound is meaningless for these (a weight of "> 80 kg" cannot be dosed on).
@@ -51,10 +52,10 @@ class Collected(dict):
     covid: list[tuple[dict, list[dict], datetime]]
 
 
-def _add_holders(holders: list[tuple[str, dict, int]], index: Mapping[tuple[str, str], Any],
-                 concept: Any, holder: dict, n: int) -> None:
-    """Append (key, holder, n) for every codes.json key whose (system, code) is one of the
-    codings of `concept` (a CodeableConcept JSON object; anything else matches nothing)."""
+def _dict_holders(holders: list[tuple[str, int]], index: Mapping[tuple[str, str], Any],
+                  concept: Any, n: int) -> None:
+    """Append (key, n) for every codes.json key whose (system, code) is one of the codings of
+    `concept` (a CodeableConcept JSON object; anything else matches nothing)."""
     if type(concept) is dict and type(coding_list := concept.get("coding")) is list:
         for coding in coding_list:
             if type(coding) is dict:
@@ -62,16 +63,33 @@ def _add_holders(holders: list[tuple[str, dict, int]], index: Mapping[tuple[str,
                 if type(system) is str and type(value) is str:
                     keys = index.get((system, value))
                     if keys:
-                        holders.extend((key, holder, n) for key in keys)
+                        holders.extend((key, n) for key in keys)
 
 
-def collect(observations: list[tuple[int, dict]], ctx: Context,
+def _typed_holders(holders: list[tuple[str, int]], index: Mapping[tuple[str, str], Any],
+                   concept: Any, n: int) -> None:
+    """_dict_holders for a typed.ObservationHead's concept (str or None leaves; the index
+    holds (str, str) keys only, so a None system or code matches nothing)."""
+    if concept is not None and concept.coding is not None:
+        for coding in concept.coding:
+            keys = index.get((coding.system, coding.code))
+            if keys:
+                holders.extend((key, n) for key in keys)
+
+
+def _holder(resource: dict, n: int) -> dict:
+    return resource if n == 0 else resource["component"][n - 1]
+
+
+def collect(observations: list[tuple[int, Any]], ctx: Context, scope: Callable[[str], bool] | None = None,
             series_spans: Mapping[str, timedelta] | None = None,
             covid_span: timedelta | None = None) -> Collected:
-    """ONE pass over the Observations (issue 15): status filter, codes matched through the
-    precomputed (system, code) -> keys index, the time parsed once per Observation (`issued`
-    only once a holder is in a window). Candidates only for matching holders; nothing is
-    validated here (see usable_values)."""
+    """ONE pass over the Observations (issue 15; fused in issue 25): status filter, patient
+    scope (`scope`: the verdict on a subject's literal reference; a missing one is accepted),
+    codes matched through the precomputed (system, code) -> keys index, the time parsed once
+    per Observation (`issued` only once a holder is in a window). Candidates only for matching
+    holders; nothing is validated here (see usable_values). An Observation is a JSON dict or a
+    typed.TypedObservation (its head read here, its dict decoded only if a candidate is used)."""
     index = ctx.sets.obs_index
     specs = OBS_SPECS
     out = Collected()
@@ -87,34 +105,67 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
         if spec.window not in window_from:
             span = window_span(ctx.policy, spec.window)
             window_from[spec.window] = None if span is None else ctx.now - span
+    verdicts: dict[str, bool] = {}
+    # Times by their text, once per call: a panel's results, and series sampled together, share one.
+    times: dict[str, datetime | None] = {}
     for position, obs in observations:
-        status = obs.get("status")
+        typed = type(obs) is TypedObservation
+        if typed:
+            head = obs.head
+            status = head.status
+            subject = head.subject
+            literal = subject.reference if subject is not None else None
+        else:
+            status = obs.get("status")
+            ref = obs.get("subject")
+            literal = ref.get("reference") if type(ref) is dict else None
         if type(status) is not str or status not in OBSERVATION_OK:
             continue
-        holders: list[tuple[str, dict, int]] = []
-        _add_holders(holders, index, obs.get("code"), obs, 0)
-        components = obs.get("component")
-        if type(components) is list:
-            for n, component in enumerate(components, start=1):
-                if type(component) is dict:
-                    _add_holders(holders, index, component.get("code"), component, n)
-        if not holders:
-            continue
-        raw = obs.get("effectiveDateTime")
-        time = parse_datetime(raw) if raw is not None else observation_time(obs)
+        if scope is not None and type(literal) is str:
+            verdict = verdicts.get(literal)
+            if verdict is None:
+                verdict = verdicts[literal] = scope(literal)
+            if not verdict:
+                continue
+        holders: list[tuple[str, int]] = []
+        if typed:
+            _typed_holders(holders, index, head.code, 0)
+            if head.component is not None:
+                for n, component in enumerate(head.component, start=1):
+                    _typed_holders(holders, index, component.code, n)
+            if not holders:
+                continue
+            raw = head.effectiveDateTime
+            if raw is None:
+                time = _head_time(head)
+            else:
+                time = times.get(raw, _UNPARSED)
+                if time is _UNPARSED:
+                    time = times[raw] = parse_datetime(raw)
+        else:
+            _dict_holders(holders, index, obs.get("code"), 0)
+            components = obs.get("component")
+            if type(components) is list:
+                for n, component in enumerate(components, start=1):
+                    if type(component) is dict:
+                        _dict_holders(holders, index, component.get("code"), n)
+            if not holders:
+                continue
+            raw = obs.get("effectiveDateTime")
+            time = parse_datetime(raw) if raw is not None else observation_time(obs)
         if time is None:
             continue
         issued: datetime | None = None  # a tie-breaker only: parsed once a holder is in window
         seen: set[tuple[str, int]] | None = set() if len(holders) > 1 else None
-        covid_holders: list[dict] | None = None
-        first_series: dict[str, tuple[str, dict, int]] | None = None
-        for key, holder, n in holders:
+        covid_holders: list[int] | None = None
+        first_series: dict[str, tuple[str, int]] | None = None
+        for key, n in holders:
             name = SERIES_OF.get(key)
             if name is not None and name in series_from:
                 # The first holder: the Observation's own code before its components.
                 if first_series is None:
                     first_series = {}
-                first_series.setdefault(name, (key, holder, n))
+                first_series.setdefault(name, (key, n))
             if seen is not None:
                 if (key, n) in seen:
                     continue
@@ -124,28 +175,58 @@ def collect(observations: list[tuple[int, dict]], ctx: Context,
                 if key == SARS_COV_2 and covid_from is not None:
                     if covid_holders is None:
                         covid_holders = []
-                    covid_holders.append(holder)   # (key, n) is seen once: each holder once
+                    covid_holders.append(n)   # (key, n) is seen once: each holder once
                 continue
             earliest = window_from[spec.window]
             if time > latest or (earliest is not None and time < earliest):
                 continue
-            if key == "urine_period" and not _spans_a_day(obs):
+            if key == "urine_period" and not (_head_spans_a_day(head) if typed else _spans_a_day(obs)):
                 continue
             if issued is None:
-                issued = parse_datetime(obs.get("issued")) or MIN_TIME
-            out.setdefault(spec.input, []).append(Candidate(key, obs, holder, time, (issued, position, n)))
+                raw = head.issued if typed else obs.get("issued")
+                if type(raw) is str:
+                    issued = times.get(raw, _UNPARSED)
+                    if issued is _UNPARSED:
+                        issued = times[raw] = parse_datetime(raw)
+                    issued = issued or MIN_TIME
+                else:
+                    issued = parse_datetime(raw) or MIN_TIME
+            out.setdefault(spec.input, []).append(Candidate(key, obs, None, time, (issued, position, n)))
         if first_series is not None:
-            for name, (key, holder, n) in first_series.items():
+            for name, (key, n) in first_series.items():
                 if series_from[name] <= time <= latest:
-                    series_out[name].append(Candidate(key, obs, holder, time, (MIN_TIME, position, n)))
+                    series_out[name].append(Candidate(key, obs, None, time, (MIN_TIME, position, n)))
         if covid_holders and covid_from <= time <= latest:  # type: ignore[operator]
-            covid.append((obs, covid_holders, time))
+            resource = obs.resource if typed else obs
+            covid.append((resource, [_holder(resource, n) for n in covid_holders], time))
     for candidates in out.values():
         if len(candidates) > 1:
             candidates.sort(key=_newest, reverse=True)
     out.series = series_out
     out.covid = covid
     return out
+
+
+_UNPARSED: Any = object()
+
+
+def _head_time(head: Any) -> datetime | None:
+    """observation_time of a typed.ObservationHead."""
+    period = head.effectivePeriod
+    for raw in (head.effectiveDateTime, period.end if period is not None else None,
+                period.start if period is not None else None, head.effectiveInstant, head.issued):
+        if raw is not None:
+            return parse_datetime(raw)
+    return None
+
+
+def _head_spans_a_day(head: Any) -> bool:
+    """_spans_a_day of a typed.ObservationHead."""
+    period = head.effectivePeriod
+    if period is None:
+        return False
+    start, end = parse_datetime(period.start), parse_datetime(period.end)
+    return bool(start and end and end - start >= timedelta(hours=24))
 
 
 def _newest(c: Candidate) -> tuple:

@@ -68,7 +68,7 @@ def _now() -> str:
 _SPACE = re.compile(r"\s")  # exactly str.isspace (checked over every code point)
 
 
-def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None, token: re.Pattern | None = None) -> Any:
+def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None, token: Any = None) -> Any:
     """The JSON value with every string that contains the raw patient id pseudonymised.
 
     - the id alone -> `marker`;
@@ -100,8 +100,45 @@ def _scrub(value: Any, patient_id: str, marker: str, ref_hash=None, token: re.Pa
     return walk(value)
 
 
-def _token(patient_id: str) -> re.Pattern:
-    return re.compile(r"(?<![A-Za-z0-9])" + re.escape(patient_id) + r"(?![A-Za-z0-9])")
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+class _Token:
+    """`patient_id` as a whole token: what re.compile(r"(?<![A-Za-z0-9])" + re.escape(patient_id)
+    + r"(?![A-Za-z0-9])") finds and replaces, with str.find (a new patient per call made every
+    call compile a pattern: issue 25)."""
+
+    __slots__ = ("word", "size")
+
+    def __init__(self, word: str):
+        self.word, self.size = word, len(word)
+
+    def _find(self, text: str, start: int) -> int:
+        word, size, end = self.word, self.size, len(text)
+        at = text.find(word, start)
+        while at != -1:
+            if (at == 0 or text[at - 1] not in _ALNUM) and (at + size >= end or text[at + size] not in _ALNUM):
+                return at
+            at = text.find(word, at + 1)
+        return -1
+
+    def search(self, text: str) -> bool:
+        return self._find(text, 0) != -1
+
+    def sub(self, repl: str, text: str) -> str:
+        out, last = [], 0
+        at = self._find(text, 0)
+        while at != -1:
+            out += (text[last:at], repl)
+            last = at + self.size
+            at = self._find(text, last)
+        return "".join(out) + text[last:] if out else text
+
+
+def _token(patient_id: str) -> Any:
+    if not patient_id:  # an empty id matches everywhere; the pattern says how
+        return re.compile(r"(?<![A-Za-z0-9])(?![A-Za-z0-9])")
+    return _Token(patient_id)
 
 
 def _scrub_json(value: Any, patient_id: str, marker: str, ref_hash=None) -> str:
