@@ -11,7 +11,7 @@ __version__ = "0.3.0"
 
 def create_app(config=None):
     """App factory; `config` is a Config, a dict of Config field overrides, or None."""
-    from .app import create_app as _create_app
+    from .web.app import create_app as _create_app
     return _create_app(config)
 
 
@@ -43,6 +43,13 @@ MOVED = {
     "cds_service.metrics": "cds_service.runtime.metrics",
     "cds_service.synthetic": "cds_service.storage.synthetic",
     "cds_service.sites.silent": "cds_service.hooks.silent",
+    "cds_service.app": "cds_service.web.app",
+    "cds_service.serving": "cds_service.web.serving",
+    "cds_service.schemas": "cds_service.web.schemas",
+    "cds_service.capture": "cds_service.web.capture",
+    "cds_service.docs_page": "cds_service.web.docs_page",
+    "cds_service.docs_page.source_attributes": "cds_service.web.docs_page.source_attributes",
+    "cds_service.source_attributes": "cds_service.web.docs_page.attributes",
 }
 
 

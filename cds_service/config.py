@@ -212,7 +212,7 @@ class Config:
     # Secret (>= 16 chars) that signs the accepted sites file in the database (HMAC), so a
     # database writer alone cannot add a trusted issuer (review #5). `sites reload` needs it too.
     sites_reload_key: str = field(default="", repr=False)
-    # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/capture.py) ---
+    # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/web/capture.py) ---
     # Directory the service writes each hook request to (pseudonymised). Empty: off (default).
     capture_dir: str = ""
     # Site key of the HMAC pseudonyms. Empty: a random key kept beside the capture directory.

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from card_limits import card_problems
 from cds_service import create_app
 from cds_service.fhir.data import DataLayer
-from cds_service.schemas import errors as schema_errors
+from cds_service.web.schemas import errors as schema_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

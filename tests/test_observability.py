@@ -265,7 +265,8 @@ def test_an_older_database_gets_the_version_column_on_first_write(tmp_path):
 # --- package data --------------------------------------------------------------------------------
 
 def test_schemas_and_patients_are_package_data_with_conformance_links():
-    from cds_service import data, schemas
+    from cds_service import data
+    from cds_service.web import schemas
     from cds_service.cli.integration.fixtures import DEFAULT_DIR
     packaged = data.path("schemas")
     assert sorted(p.name for p in packaged.glob("*.schema.json")) == sorted(

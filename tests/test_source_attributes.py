@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cds_service import create_app
-from cds_service import source_attributes as sa
+from cds_service.web.docs_page import attributes as sa
 from cds_service.logic.policy import DEFAULTS, Policy
 
 WORDING = {  # 45 CFR 170.315(b)(11)(iv)(A)(1)-(13)

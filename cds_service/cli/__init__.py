@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = load_config()
         check_startup(cfg)  # production without auth, a broken trust file: stop here, clearly
         check_database_path(cfg.database)
-        from ..schemas import check_startup as check_schemas
+        from ..web.schemas import check_startup as check_schemas
         check_schemas()  # CDS_SCHEMA_DIR pointing nowhere: stop here, not 500 on every hook
         policy = Policy.load(cfg.policy)  # a bad policy file stops here, not in every worker
         from ..cards.terminology import check_policy
@@ -137,7 +137,7 @@ def granian_argv(server) -> list[str]:
       bodies are read, and /healthz answered, in the event loop, never on a thread.
     - SIGTERM: granian stops accepting, lets in-flight calls finish, and kills workers still
       busy after shutdown_timeout. A worker that dies is started again.
-    - granian's own access log is off: the app writes JSON lines (serving.py).
+    - granian's own access log is off: the app writes JSON lines (web/serving.py).
     """
     # glibc gives each thread (the FHIR pool has 32) its own malloc arena, and freed memory
     # stays fragmented there: RSS crept from 150 to 190 MB over 10,000 soak requests; with

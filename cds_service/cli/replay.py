@@ -5,7 +5,7 @@ the answers (issue 23).
     cds-service replay --capture-dir DIR --base URL_A --answers DIR2     # a saved answer set
     cds-service replay --capture-dir DIR --base URL_A --save-answers DIR2
 
-Input: the files CDS_CAPTURE_DIR writes (capture.py), already pseudonymised. Each request is
+Input: the files CDS_CAPTURE_DIR writes (web/capture.py), already pseudonymised. Each request is
 sent with a fresh hookInstance (and a fresh userId, see fresh_call), every FHIR date and dateTime shifted by one fixed offset (the
 time since the capture, or --shift-days), no fhirAuthorization and no fhirServer: prefetch only,
 so no FHIR server is needed (a key the capture did not prefetch gives the same 412 on both sides).

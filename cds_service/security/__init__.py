@@ -32,7 +32,7 @@ from .trust import ALG_KEY_TYPES, TrustedIssuer, load_trust_file
 
 log = logging.getLogger("cds_service.security")
 
-# Flask endpoints (app.py view names) that always need a token when auth is required.
+# Flask endpoints (web/app.py view names) that always need a token when auth is required.
 PROTECTED_ENDPOINTS = frozenset({"call_service", "feedback"})
 DISCOVERY_ENDPOINT = "discovery"
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.cli import main as cli_main
 from cds_service.cli.feedback_report import build_report, report_connection
 from cds_service.hooks import lifecycle

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from hook_helpers import LOINC, draft_entries, kind, medication, only_card, run
 
 

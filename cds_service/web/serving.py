@@ -49,8 +49,8 @@ from typing import Any, Callable, Iterable
 import orjson
 from werkzeug.exceptions import HTTPException
 
-from .runtime.errors import CDSError, operation_outcome
-from .logging_setup import log_event
+from ..runtime.errors import CDSError, operation_outcome
+from ..logging_setup import log_event
 
 access_log = logging.getLogger("cds_service.access")
 
@@ -213,7 +213,7 @@ class Front:
 
     def __init__(self, flask_app, *, max_body_bytes: int, body_timeout: float, threads: int,
                  access_log_enabled: bool = True):
-        from .security import FRONT_AUTH_KEY, FRONT_SITE_KEY
+        from ..security import FRONT_AUTH_KEY, FRONT_SITE_KEY
         self.flask_app = flask_app
         self.state = flask_app.extensions["cds"]
         self.cfg = self.state.config
@@ -338,7 +338,7 @@ class Front:
         the before_request hooks (security, sites: the identity the front checked is taken from the
         environ), app.answer_hook, app.error_answer for any error, the after_request hooks (CORS,
         WWW-Authenticate, capture) and the teardown (secrets forgotten). No WSGI response round trip."""
-        from .app import _as_response, answer_hook, error_answer, json_response
+        from .app import as_response, answer_hook, error_answer, json_response
         app = self.flask_app
         ctx = app.request_context(environ)
         ctx.match_request = lambda: None  # the route is known: push() does not match the URL (url_for still works)
@@ -349,13 +349,13 @@ class Front:
                 if response is None:
                     response = json_response(answer_hook(self.state, service_id))
             except Exception as exc:  # noqa: BLE001 - every error is an OperationOutcome (app.error_answer)
-                response = _as_response(error_answer(self.state, exc))
+                response = as_response(error_answer(self.state, exc))
             response = app.process_response(response)
             return response.status_code, response.headers.to_wsgi_list(), response.get_data()
 
     def _needs_token(self, method: str, path: str) -> str | None:
         """"jwt" or "site" (CDS_SITES) when the route needs a token checked here, else None."""
-        from .security import needs_token
+        from ..security import needs_token
         if self._hook_service(method, path) is not None:
             endpoint = "call_service"
         else:
@@ -364,7 +364,7 @@ class Front:
             except HTTPException:  # 404/405: Flask answers them, no token needed to learn that
                 return None
         if self.sites is not None:
-            from .sites.runtime import PROTECTED
+            from ..sites.runtime import PROTECTED
             # Discovery keeps its own rules (open sites) in Flask: a GET has no body to wait for.
             return "site" if endpoint in PROTECTED else None
         return "jwt" if needs_token(self.cfg, endpoint) else None
@@ -373,8 +373,8 @@ class Front:
         """(identity, site) by the sites layer's own authenticate (issue 24), in a request
         context made of the headers only (it logs the path and counts by site)."""
         from flask import g
-        from .logging_setup import forget_secrets
-        from .security import invoked_url, mask_credential
+        from ..logging_setup import forget_secrets
+        from ..security import invoked_url, mask_credential
         mask_credential(header)
         try:
             with self.flask_app.test_request_context(path, method=method, base_url=base_url[:-len(path) or None],
@@ -386,8 +386,8 @@ class Front:
             forget_secrets()
 
     def _authenticate(self, header: str | None, base_url: str, path: str):
-        from .logging_setup import forget_secrets
-        from .security import authenticate, invoked_url, mask_credential
+        from ..logging_setup import forget_secrets
+        from ..security import authenticate, invoked_url, mask_credential
         validator = self.state.extensions["jwt_validator"]
         mask_credential(header)
         try:

@@ -25,7 +25,7 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from . import data
+from .. import data
 
 SCHEMA_DIR = Path(os.environ.get("CDS_SCHEMA_DIR") or data.path("schemas"))
 SCHEMA_NAMES = ("request", "response", "discovery", "feedback", "context-patient-view",
@@ -85,7 +85,7 @@ def check_startup() -> None:
     """Compile every schema now, or raise ConfigError naming CDS_SCHEMA_DIR (issue 21: pointing
     nowhere, the service started, /healthz stayed 200 and every hook answered 500). Called by
     `serve` before it binds and by every worker at import, like every other setting."""
-    from .config import ConfigError
+    from ..config import ConfigError
     try:
         compile_all()
     except Exception as exc:  # missing directory, no schemas, unreadable or invalid JSON

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[2]  # cds_service/
 LOGIC = PACKAGE / "logic"
 TESTS = PACKAGE.parent / "tests"
 REGULATION = "45 CFR 170.315(b)(11)(iv)(A)"
@@ -137,7 +137,7 @@ INPUT_WINDOWS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def input_fields() -> list[str]:
-    from .logic.inputs import PatientInputs
+    from ...logic.inputs import PatientInputs
     return [f.name for f in dataclasses.fields(PatientInputs)]
 
 
@@ -182,8 +182,8 @@ def _revision_date() -> str | None:
 
 
 def _citations() -> list[dict[str, Any]]:
-    from .cards import rulebook
-    from .cards import vocabulary as vocab
+    from ...cards import rulebook
+    from ...cards import vocabulary as vocab
     cited_by: dict[str, list[str]] = {}
     for rule in rulebook.RULES:
         for key in rule.evidence:
@@ -239,12 +239,12 @@ def _reference_patients() -> dict[str, Any]:
 
 def build(policy, *, base_url: str = "", logic_root: Path | None = None) -> dict[str, Any]:
     """The whole document for this service version and `policy`."""
-    from .fhir.codes import load_codes
-    from .cards import rulebook
-    from .cards import vocabulary as vocab
-    from .logic.policy import SOURCES as POLICY_SOURCES
-    from .logic.policy import source_of
-    from .version import full_version, package_version
+    from ...fhir.codes import load_codes
+    from ...cards import rulebook
+    from ...cards import vocabulary as vocab
+    from ...logic.policy import SOURCES as POLICY_SOURCES
+    from ...logic.policy import source_of
+    from ...version import full_version, package_version
 
     values = policy.values
     reads = logic_reads(logic_root)

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
-from ..source_attributes import build
+from .attributes import build
 
 bp = Blueprint("source_attributes", __name__)
 PATH = "/docs/source-attributes"
@@ -22,7 +22,7 @@ _STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem aut
 
 
 def _document() -> dict[str, Any]:
-    from ..cards.build import public_base_url
+    from ...cards.build import public_base_url
     state = current_app.extensions["cds"]
     return build(state.policy, base_url=public_base_url())
 

@@ -15,9 +15,9 @@ from html import escape
 
 from flask import Blueprint, Response, current_app
 
-from ..hooks import governance
-from ..cards import rulebook
-from ..cards import vocabulary as vocab
+from ...hooks import governance
+from ...cards import rulebook
+from ...cards import vocabulary as vocab
 
 bp = Blueprint("docs", __name__)
 

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 from flask import Flask, Response, g, request
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cds_service.capture")  # its name before web/ (log fields)
 
 PERSON_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson")
 _REF = re.compile(r"^(?P<prefix>.*?)(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})"
@@ -54,7 +54,7 @@ def _redacted_note(note: Any) -> Any:
     §10.4: the words that mark heparin ordered for the circuit, fhir/exposure.py)."""
     if not isinstance(note, dict):
         return None
-    from .fhir.exposure import CIRCUIT_WORDS
+    from ..fhir.exposure import CIRCUIT_WORDS
     text = note.get("text")
     kept = CIRCUIT_WORDS.findall(text) if isinstance(text, str) else []
     return {"text": "[note removed]" + (" " + " ".join(kept) if kept else "")}
@@ -174,7 +174,7 @@ def _own_directory(directory: Path) -> None:
     someone else made (or opened) would let them read or plant files."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = os.lstat(directory)
-    from .config import ConfigError
+    from ..config import ConfigError
     import stat
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"CDS_CAPTURE_DIR={str(directory)!r} is not a directory (a symlink is refused)")

@@ -13,22 +13,23 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .runtime import metrics
-from . import schemas, security, sites, smart, storage
-from .config import Config, load_config
-from .fhir import data
-from .fhir.bundle import bundle_resources
-from .fhir.codes import load_codes
-from .fhir.typed import decode_hook_body, observation_keys
-from .runtime.errors import BadRequest, CDSError, NotFound, operation_outcome
-from .evaluation.state import AppState, HookCall
-from .hooks import build_registry
-from .logging_setup import bounded, configure_logging, log_event, redact_value
-from .logic.policy import Policy
-from .logic.scope import loosened_keys
+from ..runtime import metrics
+from . import schemas
+from .. import security, sites, smart, storage
+from ..config import Config, load_config
+from ..fhir import data
+from ..fhir.bundle import bundle_resources
+from ..fhir.codes import load_codes
+from ..fhir.typed import decode_hook_body, observation_keys
+from ..runtime.errors import BadRequest, CDSError, NotFound, operation_outcome
+from ..evaluation.state import AppState, HookCall
+from ..hooks import build_registry
+from ..logging_setup import bounded, configure_logging, log_event, redact_value
+from ..logic.policy import Policy
+from ..logic.scope import loosened_keys
 from .schemas import first_error
-from .storage import StorageError
-from .version import full_version
+from ..storage import StorageError
+from ..version import full_version
 from .serving import ACCESS_FIELDS_KEY, BODY_ERROR_KEY
 
 log = logging.getLogger("cds_service.app")
@@ -221,7 +222,7 @@ def error_answer(state: AppState, exc: BaseException) -> Answer:
                                   + (f" with hookInstance {hook_instance}." if hook_instance else ".")), []
 
 
-def _as_response(answer: Answer) -> Response:
+def as_response(answer: Answer) -> Response:
     status, body, extra = answer
     resp = json_response(body, status)
     for name, value in extra:
@@ -235,9 +236,9 @@ def _governance_at_start(policy: Policy) -> None:
     leave a kind the committee meant to silence reaching the EHR."""
     from datetime import datetime, timezone
 
-    from .hooks import governance
-    from .cards.vocabulary import CARD_KINDS
-    from .logic.policy import PolicyError
+    from ..hooks import governance
+    from ..cards.vocabulary import CARD_KINDS
+    from ..logic.policy import PolicyError
     for key in ("cards.disabled_kinds", "cards.silent_kinds"):
         unknown = sorted(set(policy[key]) - set(CARD_KINDS))
         if unknown:
@@ -280,8 +281,8 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     capture.init_app(app, state)
     from .docs_page import bp as docs_blueprint  # the rule page each card's source.url opens
     app.register_blueprint(docs_blueprint)
-    from .web.terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
-    from .cards.terminology import check_policy as check_terminology_policy
+    from .terminology import bp as terminology_blueprint  # issue 23: our code systems resolve
+    from ..cards.terminology import check_policy as check_terminology_policy
     check_terminology_policy(policy)
     app.register_blueprint(terminology_blueprint)
     from .docs_page.source_attributes import bp as attributes_blueprint  # issue 23: HTI-1 / FDA basis
@@ -305,19 +306,19 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     @app.errorhandler(CDSError)
     def _cds_error(exc: CDSError) -> Response:
-        return _as_response(error_answer(state, exc))
+        return as_response(error_answer(state, exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        return _as_response(error_answer(state, exc))
+        return as_response(error_answer(state, exc))
 
     @app.errorhandler(RecursionError)
     def _too_deep(exc: RecursionError) -> Response:
-        return _as_response(error_answer(state, exc))
+        return as_response(error_answer(state, exc))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        return _as_response(error_answer(state, exc))
+        return as_response(error_answer(state, exc))
 
     @app.get("/healthz")
     def healthz() -> Response:
