@@ -18,7 +18,7 @@ COPY examples ./examples
 ENV CDS_SCHEMA_DIR=/app/conformance/schemas \
     CDS_DATABASE=/data/cds_service.sqlite3 \
     MALLOC_ARENA_MAX=2
-# MALLOC_ARENA_MAX: glibc arenas per thread fragment memory; see cds_service/cli.py (serve)
+# MALLOC_ARENA_MAX: glibc arenas per thread fragment memory; see cds_service/cli/__init__.py (serve)
 
 RUN useradd --system --uid 10001 --home-dir /app cds && mkdir /data && chown cds /data
 USER cds

@@ -1,7 +1,7 @@
 """ASGI entry point: `granian --interface asgi cds_service.asgi:app` (what `cds-service serve`
 runs). The Flask app and its start-up checks are wsgi.py's; `app` wraps it in serving.Front
 (JWT on the headers, bodies read in granian's event loop, /healthz in the loop; issue 21)."""
-from .serving import Front, watch_parent
+from .web.serving import Front, watch_parent
 from .wsgi import flask_app, server_cfg
 
 app = Front(flask_app, max_body_bytes=flask_app.extensions["cds"].config.max_body_bytes,

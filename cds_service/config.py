@@ -62,7 +62,7 @@ def _int(name: str, default: int, low: int, high: int) -> int:
     return number
 
 
-def _number(name: str, default: float, low: float, high: float, low_open: bool = False) -> float:
+def env_number(name: str, default: float, low: float, high: float, low_open: bool = False) -> float:
     value = _env(name, None)
     if value is None:
         return default
@@ -212,7 +212,7 @@ class Config:
     # Secret (>= 16 chars) that signs the accepted sites file in the database (HMAC), so a
     # database writer alone cannot add a trusted issuer (review #5). `sites reload` needs it too.
     sites_reload_key: str = field(default="", repr=False)
-    # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/capture.py) ---
+    # --- issue 23: pseudonymised request capture for `cds-service replay` (cds_service/web/capture.py) ---
     # Directory the service writes each hook request to (pseudonymised). Empty: off (default).
     capture_dir: str = ""
     # Site key of the HMAC pseudonyms. Empty: a random key kept beside the capture directory.
@@ -233,8 +233,8 @@ class Config:
             jwt_algorithms=_split(_env("CDS_JWT_ALGORITHMS", None)) or cls.jwt_algorithms,
             jwt_max_lifetime=_int("CDS_JWT_MAX_LIFETIME", 3600, 60, 86400),
             fhir_allowlist=_allowlist("CDS_FHIR_ALLOWLIST") or cls.fhir_allowlist,
-            fhir_timeout=_number("CDS_FHIR_TIMEOUT", 3.0, low=0.0, low_open=True, high=600.0),
-            fhir_cache_ttl=_number("CDS_FHIR_CACHE_TTL", 60.0, low=0.0, high=86400.0),
+            fhir_timeout=env_number("CDS_FHIR_TIMEOUT", 3.0, low=0.0, low_open=True, high=600.0),
+            fhir_cache_ttl=env_number("CDS_FHIR_CACHE_TTL", 60.0, low=0.0, high=86400.0),
             fhir_cache_size=_int("CDS_FHIR_CACHE_SIZE", 512, 0, 1_000_000),
             database=_env("CDS_DATABASE", "cds_service.sqlite3") or "cds_service.sqlite3",
             database_sync=_choice("CDS_DATABASE_SYNC", "normal", ("normal", "full")),
@@ -254,7 +254,7 @@ class Config:
             database_connect_timeout_ms=_int("CDS_DATABASE_CONNECT_TIMEOUT_MS", 2000, 1, 600_000),
             database_pool_size=_int("CDS_DATABASE_POOL_SIZE", 8, 1, 1000),
             audit_batch_rows=_int("CDS_AUDIT_BATCH_ROWS", 200, 1, 100_000),
-            audit_batch_ms=_number("CDS_AUDIT_BATCH_MS", 5.0, low=0.0, high=60_000.0),
+            audit_batch_ms=env_number("CDS_AUDIT_BATCH_MS", 5.0, low=0.0, high=60_000.0),
             audit_queue_max=_int("CDS_AUDIT_QUEUE_MAX", 10_000, 1, 10_000_000),
             replay=_env("CDS_REPLAY", "") or "",
             cache=_env("CDS_CACHE", "") or "",
@@ -405,8 +405,8 @@ class ServerConfig:
             port=_int("CDS_PORT", cls.port, 0, 65535),
             workers=_int("CDS_WORKERS", cls.workers, 1, 64),
             threads=_int("CDS_THREADS", cls.threads, 1, 512),
-            header_timeout=_number("CDS_HEADER_TIMEOUT", cls.header_timeout, low=0.001, high=60.0),
-            body_timeout=_number("CDS_BODY_TIMEOUT", cls.body_timeout, low=0.0, low_open=True, high=600.0),
+            header_timeout=env_number("CDS_HEADER_TIMEOUT", cls.header_timeout, low=0.001, high=60.0),
+            body_timeout=env_number("CDS_BODY_TIMEOUT", cls.body_timeout, low=0.0, low_open=True, high=600.0),
             shutdown_timeout=_int("CDS_SHUTDOWN_TIMEOUT", cls.shutdown_timeout, 1, 1800),
             access_log=_bool("CDS_ACCESS_LOG", cls.access_log),
         )

@@ -12,8 +12,8 @@ from .config import ConfigError, ServerConfig, check_database_path
 from .fhir.codes import CodeDataError
 from .fhir.extract import preload_models
 from .logic.policy import PolicyError
-from .schemas import check_startup as check_schemas
-from .serving import ServingMiddleware
+from .web.schemas import check_startup as check_schemas
+from .web.serving import ServingMiddleware
 
 try:
     server_cfg = ServerConfig.from_env()

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from card_limits import card_problems
 from cds_service import create_app
 from cds_service.fhir.data import DataLayer
-from cds_service.schemas import errors as schema_errors
+from cds_service.web.schemas import errors as schema_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -146,7 +146,7 @@ def _serve_in_process_isolated(request, monkeypatch):
 def dev_fhir():
     """`cds-service dev-fhir` in a thread on a free port (issue 22): the synthetic patients in
     memory, dated at the start of this session (per xdist worker), and the SMART launcher."""
-    from cds_service.integration.devfhir import DevFhir, Running
+    from cds_service.cli.integration.devfhir import DevFhir, Running
     running = Running(DevFhir()).start()
     running.app.load_synthetic()
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from bench import synth
 from cds_service import create_app
-from cds_service.serving import Front, ServingMiddleware
+from cds_service.web.serving import Front, ServingMiddleware
 
 PATH = synth.SERVICE_PATH["patient-view"]
 ACCESS_FIELDS = {"method", "path", "status", "bytes", "ms", "remote", "protocol"}

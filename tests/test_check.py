@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from werkzeug.wrappers import Request, Response
 from werkzeug.serving import make_server
 
-from cds_service.check import INVARIANTS
+from cds_service.cli.check import INVARIANTS
 from cds_service.cli import main
 from served_instance import Instance
 
@@ -175,7 +175,7 @@ def test_check_fails_naming_the_broken_check(mode, serve_broken, key_files, caps
 
 
 def test_integrator_requests_are_used_for_another_service(serve_broken, key_files, tmp_path, capsys):
-    from cds_service.examples import build
+    from cds_service.cli.examples import build
     plain = tmp_path / "request.json"
     plain.write_text(json.dumps(build("sic-positive")))
     captured = tmp_path / "capture.json"   # a CDS_CAPTURE_DIR file names its service

@@ -14,7 +14,7 @@ import pytest
 import responses
 
 from cds_service.cli import main
-from cds_service.integration import fire as fire_mod
+from cds_service.cli.integration import fire as fire_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "http://cds.test"

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from cds_service import create_app
-from cds_service.examples import SCENARIOS, build as build_example
+from cds_service.cli.examples import SCENARIOS, build as build_example
 from conftest import assert_no_empty, assert_operation_outcome, in_scope
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "hooks"))

@@ -13,11 +13,11 @@ import responses
 from fhir.resources.R4B import get_fhir_model_class
 
 from cds_service.cli import main
-from cds_service.examples import EXPECT_V2, SCENARIOS, build
-from cds_service.integration import fire as fire_mod
-from cds_service.integration.fixtures import (DEFAULT_DIR, FixtureError, load_fixtures, load_template, render,
+from cds_service.cli.examples import EXPECT_V2, SCENARIOS, build
+from cds_service.cli.integration import fire as fire_mod
+from cds_service.cli.integration.fixtures import (DEFAULT_DIR, FixtureError, load_fixtures, load_template, render,
                                               render_placeholder, template_paths)
-from cds_service.schemas import errors as schema_errors
+from cds_service.web.schemas import errors as schema_errors
 from integration.expected_patients import EXPECTED, ORDER_SELECT, cards_v2_merged, mismatches
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)

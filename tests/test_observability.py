@@ -19,9 +19,10 @@ import pytest
 import responses
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds_service import create_app, metrics
+from cds_service import create_app
+from cds_service.runtime import metrics
 from cds_service.cli import main as cli_main
-from cds_service.examples import build
+from cds_service.cli.examples import build
 from cds_service.version import full_version, package_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,8 +265,9 @@ def test_an_older_database_gets_the_version_column_on_first_write(tmp_path):
 # --- package data --------------------------------------------------------------------------------
 
 def test_schemas_and_patients_are_package_data_with_conformance_links():
-    from cds_service import data, schemas
-    from cds_service.integration.fixtures import DEFAULT_DIR
+    from cds_service import data
+    from cds_service.web import schemas
+    from cds_service.cli.integration.fixtures import DEFAULT_DIR
     packaged = data.path("schemas")
     assert sorted(p.name for p in packaged.glob("*.schema.json")) == sorted(
         f"{name}.schema.json" for name in schemas.SCHEMA_NAMES)

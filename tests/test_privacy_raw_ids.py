@@ -22,7 +22,7 @@ import pytest
 import responses
 
 from cds_service import create_app
-from cds_service.examples import SCENARIOS, build
+from cds_service.cli.examples import SCENARIOS, build
 
 SERVICE_OF = {"patient-view": "coagulopathy-risk", "order-select": "anticoagulant-order-check",
               "order-sign": "anticoagulant-order-sign"}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cds_service.schemas import errors as schema_errors
+from cds_service.web.schemas import errors as schema_errors
 from conftest import assert_operation_outcome, assert_valid_cds_response, load_example
 
 PV = "/cds-services/coagulopathy-risk"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from cds_service.capture import Pseudonymiser
+from cds_service.web.capture import Pseudonymiser
 from cds_service.cli import main
 from cds_service.config import ConfigError, load_config
-from cds_service.examples import SCENARIOS, build
-from cds_service.replay import diff, prepare, shift_dates
+from cds_service.cli.examples import SCENARIOS, build
+from cds_service.cli.replay import diff, prepare, shift_dates
 from served_instance import Instance
 
 SERVICE = {"patient-view": "coagulopathy-risk", "order-select": "anticoagulant-order-check",
@@ -188,7 +188,7 @@ def test_capture_names_and_person_resources_are_removed():
 def test_the_generated_site_key_is_kept_and_shared(tmp_path):
     from types import SimpleNamespace
 
-    from cds_service.capture import site_key
+    from cds_service.web.capture import site_key
     cfg = SimpleNamespace(capture_key="")
     capture = tmp_path / "capture"
     capture.mkdir()
@@ -242,7 +242,7 @@ def test_capture_leaves_no_id_or_name_in_links_narratives_extensions_notes_or_id
 def test_capture_directory_is_closed_and_a_symlinked_key_is_refused(tmp_path):
     from types import SimpleNamespace
 
-    from cds_service.capture import _own_directory, site_key
+    from cds_service.web.capture import _own_directory, site_key
     capture = tmp_path / "cap"
     capture.mkdir(mode=0o755)
     capture.chmod(0o755)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cds_service import create_app
-from cds_service import source_attributes as sa
+from cds_service.web.docs_page import attributes as sa
 from cds_service.logic.policy import DEFAULTS, Policy
 
 WORDING = {  # 45 CFR 170.315(b)(11)(iv)(A)(1)-(13)
@@ -81,7 +81,7 @@ def test_developer_and_funding_come_from_the_policy(served):
 
 
 def test_citations_and_release_come_from_the_code(served):
-    from cds_service.hooks import vocabulary as vocab
+    from cds_service.cards import vocabulary as vocab
     from cds_service.version import full_version
     _, client = served
     rows = _by_key(client.get("/docs/source-attributes.json").get_json())

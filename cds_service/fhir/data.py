@@ -42,8 +42,8 @@ from urllib.parse import urljoin, urlsplit
 import orjson
 from cachetools import TTLCache
 
-from .. import metrics
-from ..errors import PreconditionFailed
+from ..runtime import metrics
+from ..runtime.errors import PreconditionFailed
 from ..logging_setup import log_event
 from .allowlist import loggable_url, refusal_reason, same_base
 from .bundle import bundle_resources, next_link

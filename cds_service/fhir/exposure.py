@@ -42,8 +42,8 @@ from typing import Any, Mapping
 from ..logic.inputs import Administration, Flag, MedicationOrder
 from .codes import Codes, Coding
 from .context import Context, first_time, source_of
-from .orders import (ORDER_CLASSES, _order_codes, doses_per_day, find_medication, ingredients_of,
-                     is_heparin_flush, medication_codings, order_dose, read_medication, _scd_for)
+from .orders import (ORDER_CLASSES, order_codes, doses_per_day, find_medication, ingredients_of,
+                     is_heparin_flush, medication_codings, order_dose, read_medication, scd_for)
 from .read import codings, items, number, parse_datetime
 from .units import DOSE_UNITS, Table, UnitError, convert
 
@@ -135,7 +135,7 @@ def heparin_flush_kind(resource: Mapping[str, Any], found: list[Coding], dosage:
     Concentration: the strength map, else the Medication's ingredient strength; bag volume: the
     Medication's amount, the strength's volume (>= 1 mL), the strength map, or
     dispenseRequest.quantity in mL; dose per administration in U, or mL x concentration."""
-    oc = _order_codes(codes)
+    oc = order_codes(codes)
     dosage = dosage or {}
     product_flush = any(c in oc.flush_products for c in found)
     concentrations: list[float] = []
@@ -285,7 +285,7 @@ def renal_replacement(procedures: list[dict], eskd: Flag | None, ctx: Context) -
     return Flag(present=False)
 
 
-class _Problems:
+class Problems:
     """`rejected` entries named once per call."""
 
     def __init__(self, ctx: Context):
@@ -312,7 +312,7 @@ class _Problems:
 
 
 # "Ordered for the circuit": the order's own text names the circuit.
-_CIRCUIT_WORDS = re.compile(r"circuit|(?<![a-z])(?:pre|post)?-?\s?filter|crrt|cvvh[a-z]*|extracorporeal"
+CIRCUIT_WORDS = re.compile(r"circuit|(?<![a-z])(?:pre|post)?-?\s?filter|crrt|cvvh[a-z]*|extracorporeal"
                             r"|oxygenator|ha?emofilt[a-z]*|ecmo", re.IGNORECASE)
 
 
@@ -325,7 +325,7 @@ def ordered_for_circuit(resource: Mapping[str, Any]) -> bool:
             texts += [d.get("text"), d.get("patientInstruction")]
     texts += [n.get("text") for n in items(resource.get("note")) if isinstance(n, dict)]
     texts += [r.get("text") for r in items(resource.get("reasonCode")) if isinstance(r, dict)]
-    return any(isinstance(t, str) and _CIRCUIT_WORDS.search(t) for t in texts)
+    return any(isinstance(t, str) and CIRCUIT_WORDS.search(t) for t in texts)
 
 
 def _mark_circuit(order: MedicationOrder, circuit: bool, resource: Mapping[str, Any]) -> MedicationOrder:
@@ -341,7 +341,7 @@ def _flush_limit(ctx: Context) -> float:
 
 
 def read_orders(requests: list[dict], meds: Mapping[str, dict], circuit: bool, ctx: Context,
-                problems: _Problems, flushes: list[MedicationOrder] | None = None) -> list[MedicationOrder]:
+                problems: Problems, flushes: list[MedicationOrder] | None = None) -> list[MedicationOrder]:
     """Active anticoagulant/antiplatelet orders; heparin flushes/locks go to `flushes`."""
     orders: list[MedicationOrder] = []
     for request in requests:
@@ -357,7 +357,7 @@ def read_orders(requests: list[dict], meds: Mapping[str, dict], circuit: bool, c
 
 
 def read_statements(statements: list[dict], meds: Mapping[str, dict], circuit: bool, ctx: Context,
-                    problems: _Problems) -> list[MedicationOrder]:
+                    problems: Problems) -> list[MedicationOrder]:
     out: list[MedicationOrder] = []
     for st in statements:
         if st.get("status") != "active":
@@ -404,7 +404,7 @@ def read_administrations(admins: list[dict], meds: Mapping[str, dict], circuit: 
                        f"{source_of(admin) or 'MedicationAdministration'}: {problem}; dropped")
             continue
         for ingredient, cls in named:
-            dose_mg, dose_units = order_dose(dosage.get("dose"), ingredient, _scd_for(found, ingredient, ctx.codes))
+            dose_mg, dose_units = order_dose(dosage.get("dose"), ingredient, scd_for(found, ingredient, ctx.codes))
             out.append((time, position, Administration(
                 ingredient=ingredient, drug_class=cls, time=time, dose_mg=dose_mg, dose_units=dose_units,
                 source=source_of(admin), flush=flush)))

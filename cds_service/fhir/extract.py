@@ -44,7 +44,7 @@ from .codes import Codes, load_codes
 from .context import OBS_SPECS, Checker, Context, StrictChecker, code_sets, preload_models
 from .context import window_span
 from .interactions import interacting_drugs, renal_replacement_mode
-from .exposure import (_Problems, heparin_started, in_progress_circuit, read_administrations, read_orders,
+from .exposure import (Problems, heparin_started, in_progress_circuit, read_administrations, read_orders,
                        read_statements, renal_replacement)
 from .flags import ConditionFindings, pregnancy_flag, read_allergies, read_conditions
 from .observations import collect, observation_time, read_observations, series
@@ -215,7 +215,7 @@ def extract_inputs(resources: Iterable[dict], *, now: datetime, policy: Policy,
     vasoactives = read_vasoactives(admins, active, meds, values.get("weight"), ctx)
     # v2 (§8): flushes, circuit heparin, unmapped anticoagulants, statements, administrations.
     circuit = in_progress_circuit(procedures, ctx)
-    problems = _Problems(ctx)
+    problems = Problems(ctx)
     flushes: list[MedicationOrder] = []
     orders: list[MedicationOrder] = read_orders(active, meds, circuit, ctx, problems, flushes)
     statements = read_statements([r for _, r in mine("MedicationStatement")], meds, circuit, ctx, problems)

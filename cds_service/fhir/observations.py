@@ -299,7 +299,7 @@ def pick(name: str, candidates: list[Candidate], ctx: Context) -> _Value | None:
     return max(values, key=lambda v: sign * v.measurement.value)
 
 
-def _reference_high(holder: Mapping[str, Any], name: str, value_quantity: Mapping[str, Any],
+def reference_high(holder: Mapping[str, Any], name: str, value_quantity: Mapping[str, Any],
                     ctx: Context) -> float | None:
     """referenceRange.high in the canonical unit (data requirements §1.1 step 7)."""
     rr = ctx.sets.rr
@@ -358,14 +358,14 @@ def read_observations(cands: dict[str, list[Candidate]], ctx: Context) -> dict[s
         out["d_dimer"] = DDimer(
             value=picked.measurement, basis_from_code=ctx.sets.basis.get(cand.key),
             basis_from_unit=picked.basis,  # type: ignore[arg-type]
-            reference_high_mg_l=_reference_high(cand.holder, "d_dimer", cand.holder["valueQuantity"], ctx))
+            reference_high_mg_l=reference_high(cand.holder, "d_dimer", cand.holder["valueQuantity"], ctx))
 
     picked = pick("pt", cands.get("pt", []), ctx)
     if picked:
         control = pick("pt_normal_control", cands.get("pt_normal_control", []), ctx)
         out["pt"] = ProthrombinTime(
             seconds=picked.measurement,
-            reference_high_s=_reference_high(picked.candidate.holder, "pt",
+            reference_high_s=reference_high(picked.candidate.holder, "pt",
                                              picked.candidate.holder["valueQuantity"], ctx),
             normal_control_s=control.measurement.value if control else None)
 

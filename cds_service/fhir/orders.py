@@ -53,7 +53,7 @@ class _OrderCodes:
 
 
 @lru_cache(maxsize=8)
-def _order_codes(codes: Codes) -> _OrderCodes:
+def order_codes(codes: Codes) -> _OrderCodes:
     data = codes.data
     return _OrderCodes(
         ingredients=tuple((name, cls, cs) for name, (cls, cs) in codes.ingredients().items()),
@@ -92,7 +92,7 @@ def unmapped_anticoagulant(found: list[Coding], codes: Codes) -> Coding | None:
     """The first coding naming an anticoagulant class the data file cannot map to an
     ingredient (the §19.4 ATC fallback, or an RxNorm code listed as an anticoagulant product),
     or None."""
-    oc = _order_codes(codes)
+    oc = order_codes(codes)
     for coding in found:
         if coding[0] == oc.atc and anticoagulant_atc(coding[1]):
             return coding
@@ -102,7 +102,7 @@ def unmapped_anticoagulant(found: list[Coding], codes: Codes) -> Coding | None:
 
 
 def rxnorm_codes(found: list[Coding], codes: Codes) -> list[str]:
-    rx = _order_codes(codes).rxnorm
+    rx = order_codes(codes).rxnorm
     return [code for system, code in found if system == rx]
 
 
@@ -175,7 +175,7 @@ def medication_codings(resource: Mapping[str, Any], medications: Mapping[str, di
 
 def ingredients_of(found: list[Coding], codes: Codes) -> list[tuple[str, str]]:
     """Distinct (ingredient, class) named by the codings, in coding order."""
-    oc = _order_codes(codes)
+    oc = order_codes(codes)
     classes = {name: cls for name, cls, _ in oc.ingredients}
     out: list[tuple[str, str]] = []
 
@@ -226,7 +226,7 @@ def doses_per_day(timing: Any, codes: Codes) -> float | None:
             return None
         per_day = frequency * 24.0 / (period * PERIOD_HOURS[unit])
         return per_day if math.isfinite(per_day) else None  # 1e308 times a day is not a schedule
-    timing_codes = _order_codes(codes).timing
+    timing_codes = order_codes(codes).timing
     for coding in codings(timing.get("code")):
         if coding in timing_codes:
             return timing_codes[coding]
@@ -236,8 +236,8 @@ def doses_per_day(timing: Any, codes: Codes) -> float | None:
     return None
 
 
-def _scd_for(found: list[Coding], ingredient: str, codes: Codes) -> dict | None:
-    scd = _order_codes(codes).scd
+def scd_for(found: list[Coding], ingredient: str, codes: Codes) -> dict | None:
+    scd = order_codes(codes).scd
     for coding in found:
         spec = scd.get(coding)
         if spec and spec.get("ingredient") == ingredient:
@@ -344,7 +344,7 @@ def read_medication(resource: Mapping[str, Any], codes: Codes,
     quantity = dose_and_rate.get("doseQuantity")
     if not isinstance(quantity, dict) and isinstance(dose_and_rate.get("doseRange"), dict):
         quantity = dose_and_rate["doseRange"].get("high")
-    routes = _order_codes(codes).routes
+    routes = order_codes(codes).routes
     route_codes = list(codings(dosage.get("route")))
     route = next((name for name, cs in routes.items() if cs.matches_any(route_codes)), None)
     has_rate = any(isinstance(item, dict) and any(
@@ -353,7 +353,7 @@ def read_medication(resource: Mapping[str, Any], codes: Codes,
     per_day = doses_per_day(dosage.get("timing"), codes)
     orders = []
     for ingredient, cls in named:
-        dose_mg, dose_units = order_dose(quantity, ingredient, _scd_for(found, ingredient, codes))
+        dose_mg, dose_units = order_dose(quantity, ingredient, scd_for(found, ingredient, codes))
         orders.append(MedicationOrder(
             ingredient=ingredient, drug_class=cls, dose_mg=dose_mg, dose_units=dose_units,
             doses_per_day=per_day, route=route,

@@ -18,7 +18,7 @@ import time
 
 import orjson
 
-from .. import metrics
+from ..runtime import metrics
 
 log = logging.getLogger("cds_service.fhir.cache")
 

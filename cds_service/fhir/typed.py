@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import msgspec
 import orjson
 
-from ..errors import BadRequest
+from ..runtime.errors import BadRequest
 from .bundle import next_link
 from .templates import query_resource_type
 

@@ -1,11 +1,11 @@
 """The service registry: every CDS service this product offers, declared once."""
-from .order_check import SELECT_SERVICE, SIGN_SERVICE
+from .orders import SELECT_SERVICE, SIGN_SERVICE
 from .patient_view import SERVICE as PATIENT_VIEW_SERVICE
 from dataclasses import replace
 
 from ..fhir.codes import Codes
 from ..fhir.templates import prefetch_templates
-from .registry import HookCall, Registry, Service
+from ..evaluation.state import HookCall, Registry, Service
 
 # The card catalogue version: 2 = clinical-rules §18 (v2 cards). Tests of other branches gate their
 # card expectations on it (tests/integration/expected_patients.py).

@@ -1,24 +1,20 @@
-"""What the three services share: prefetch keys, the data they need, and the pipeline
-request -> data -> assessment -> cards -> audit."""
+"""What the three services share: prefetch keys, the data they need, and the end of the
+pipeline: cards -> governance -> lifecycle -> audit -> response (the evaluation before it is
+evaluation/pipeline.py)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Sequence
 
-from ..fhir.codes import Codes, load_codes
-from ..fhir.extract import extract_inputs
+from ..evaluation.pipeline import Evaluation
+from ..evaluation.state import HookCall
 from ..fhir.templates import prefetch_templates
-from ..logic.assessment import assess
-from ..logic.inputs import PatientInputs
-from ..logic.policy import Policy
-from .. import metrics
+from ..runtime import metrics
 from ..storage import IssuedCard, StorageError
 from . import governance, lifecycle
-from ..sites import silent
-from .. import synthetic
-from .registry import HookCall
+from . import silent
+from ..storage import synthetic
 
 log = logging.getLogger("cds_service.hooks")
 
@@ -36,68 +32,11 @@ USAGE = ("Needs FHIR R4 read access to Patient, Observation, Condition, Medicati
 REQUIRED_KEYS = frozenset(PREFETCH)
 
 
-# -- the pipeline shared by the three services: request -> data -> assessment -> cards -> audit --
-@dataclass
-class Evaluation:
-    """One hook call's data and assessment. Cards and the audit row both come from it."""
-
-    call: HookCall
-    data: Any                      # fhir.data.GatheredData
-    inputs: PatientInputs
-    assessment: Any                # logic.assessment.Assessment
-    codes: Codes
-    extra_audit: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def policy(self) -> Policy:
-        return self.call.state.policy
-
-    @property
-    def now(self) -> datetime:
-        return self.call.received_at
-
-    def patient_found(self) -> bool:
-        """The context's Patient resource was had (prefetch or read). A null prefetch value or
-        a 404 means the EHR or server has no such patient: nothing we say would be about them."""
-        pid = self.call.patient_id
-        return any(r.get("resourceType") == "Patient" and r.get("id") == pid for r in self.data.resources)
-
-    def in_scope(self) -> bool:
-        """Cards only for adult inpatients with COVID-19 (clinical rules §1a): the assessment's
-        `scope`. Out of scope the assessment is still audited, with its scope reasons."""
-        scope = self.assessment.scope
-        if not scope.in_scope:
-            log.info("no cards: out of scope", extra={"fields": {
-                "service": self.call.service.id, "hookInstance": self.call.hook_instance,
-                "reasons": list(scope.reasons)}})
-        return scope.in_scope
-
-    def audit_json(self) -> dict[str, Any]:
-        return {**self.assessment.to_json(), **self.extra_audit, "policy_source": self.policy.source}
-
-
-def codes_for(call: HookCall) -> Codes:
-    return load_codes(call.state.policy["codes.extra_file"])
-
-
-def evaluate(call: HookCall) -> Evaluation:
-    """Gather the FHIR data (412 if it cannot be had), extract the inputs at the request time,
-    and assess."""
-    data = call.state.extensions["data"].gather(call)
-    codes = codes_for(call)
-    inputs = extract_inputs(data.resources, now=call.received_at, policy=call.state.policy,
-                            codes=codes, patient_id=call.patient_id, encounter_id=call.encounter_id)
-    pid = call.patient_id
-    found = any(r.get("resourceType") == "Patient" and r.get("id") == pid for r in data.resources)
-    assessment = assess(inputs, call.state.policy, hook=call.service.hook, patient_found=found)
-    return Evaluation(call, data, inputs, assessment, codes)
-
-
 def _link_assessment_view(call: HookCall, cards: Sequence[IssuedCard]) -> None:
     """Every card links to the assessment view (SMART app, cds_service/smart/), once."""
     from flask import has_request_context, request
 
-    from ..smart import assessment_link
+    from ..cards.build import assessment_link
     base = call.state.config.public_base_url or (request.url_root.rstrip("/") if has_request_context() else "")
     if not base:
         return
@@ -112,7 +51,7 @@ def _with_age_line(cards: Sequence[IssuedCard], evaluation: Evaluation | None) -
     "Age uncertain (birth date YYYY-MM)"; with a partial date that does not straddle 18, a card that
     shows a CrCl says "age approximate". Inserted before the evidence line; the first (why)
     paragraph is shortened at a word if the detail would pass the §18.2 limit."""
-    from . import templates as t
+    from ..cards import templates as t
 
     inputs = evaluation.inputs if evaluation is not None else None
     if not cards or not getattr(inputs, "birth_date_partial", False):

@@ -47,7 +47,7 @@ from typing import Any, Sequence
 
 import orjson
 
-from .. import metrics
+from ..runtime import metrics
 from ..logging_setup import log_event
 from ..storage import IssuedCard, StorageError
 

@@ -2,7 +2,7 @@
 
 Pure: plain values in (`OrderContext`), findings out. `logic/order_check.py` calls `safety_findings`
 first for every anticoagulant draft (heparins, dalteparin, tinzaparin, fondaparinux, DOACs, VKAs,
-argatroban, bivalirudin); the hook turns each finding into a card (`hooks/order_check.py`).
+argatroban, bivalirudin); cards/orders.py turns each finding into a card.
 
 Findings (kind, urgency, action), in the order the hook shows them:
 - `contraindicated` (§19.1 row 1; critical): active bleeding, platelets < 25, fibrinogen < 0.5 for any

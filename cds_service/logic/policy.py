@@ -219,7 +219,7 @@ DEFAULTS: dict[str, tuple[Any, str, Any]] = {
     "governance.owner": (None, STR_OR_NULL, None),
     "governance.review_by": (None, STR_OR_NULL, None),
     # -- end v3 exposure and governance --
-    # -- standards and transparency (issue 23; cds_service/terminology.py, source_attributes.py) --
+    # -- standards and transparency (issue 23; cds_service/cards/terminology.py, web/docs_page/attributes.py) --
     "vocabulary.system_base": (None, STR_OR_NULL, None),
     "governance.developer": ("Not stated by this site (set governance.developer in the policy file)", STR, None),
     "governance.funding": ("Not stated by this site (set governance.funding in the policy file)", STR, None),

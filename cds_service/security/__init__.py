@@ -21,9 +21,9 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from .. import metrics
+from ..runtime import metrics
 from ..config import Config, ConfigError
-from ..errors import ServiceUnavailable, Unauthorized
+from ..runtime.errors import ServiceUnavailable, Unauthorized
 from ..logging_setup import forget_secrets, log_event, remember_secret
 from .jwks import JwksClient
 from .replay import InMemoryReplayStore, ReplayStoreUnavailable
@@ -32,7 +32,7 @@ from .trust import ALG_KEY_TYPES, TrustedIssuer, load_trust_file
 
 log = logging.getLogger("cds_service.security")
 
-# Flask endpoints (app.py view names) that always need a token when auth is required.
+# Flask endpoints (web/app.py view names) that always need a token when auth is required.
 PROTECTED_ENDPOINTS = frozenset({"call_service", "feedback"})
 DISCOVERY_ENDPOINT = "discovery"
 

@@ -119,7 +119,7 @@ def _check_url(url: Any, what: str) -> str:
     raise ValueError(f"{what} {url!r} must be an https URL (plain http only for loopback)")
 
 
-def _parse_entry(iss: str, entry: Any) -> TrustedIssuer:
+def parse_entry(iss: str, entry: Any) -> TrustedIssuer:
     if not isinstance(entry, dict):
         raise ValueError("must be a JSON object")
     unknown = {k for k in entry if not k.startswith("_")} - _ENTRY_KEYS
@@ -178,7 +178,7 @@ def load_trust_file(path: str) -> dict[str, TrustedIssuer]:
         if not iss.strip():
             raise TrustFileError(f"{where}: an issuer key is empty")
         try:
-            issuers[iss] = _parse_entry(iss, entry)
+            issuers[iss] = parse_entry(iss, entry)
         except ValueError as exc:
             raise TrustFileError(f"{where}, issuer {iss!r}: {exc}") from None
     if not issuers:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..config import Config, ConfigError
 from ..fhir.allowlist import parse_server_url
-from ..security.trust import ALG_KEY_TYPES, TrustedIssuer, _parse_entry
+from ..security.trust import ALG_KEY_TYPES, TrustedIssuer, parse_entry
 
 MODES = ("live", "silent", "off")
 SERVICE_IDS = ("coagulopathy-risk", "anticoagulant-order-check", "anticoagulant-order-sign")
@@ -138,7 +138,7 @@ def _issuer(entry: Any, base: Path) -> SiteIssuer:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ValueError(f"{where}: jwks_file {str(path)!r} is not valid JSON") from None
     try:
-        trusted = _parse_entry(iss, trust_entry)  # public keys only, https URLs, tenant shape
+        trusted = parse_entry(iss, trust_entry)  # public keys only, https URLs, tenant shape
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     algorithms = entry.get("algorithms", list(Config.jwt_algorithms))
@@ -155,7 +155,7 @@ def _issuer(entry: Any, base: Path) -> SiteIssuer:
                       jwks_file=str(path) if "jwks_file" in entry else "")
 
 
-def _weak_url(raw: str, *, jwks: bool = False) -> str | None:
+def weak_url(raw: str, *, jwks: bool = False) -> str | None:
     """Why a URL must not be used with CDS_ENV=production (review #12), or None: plain http, or
     a literal loopback, private, link-local (cloud metadata) or otherwise reserved address.
     The EHR's bearer token is sent to a fhirServer; a jwks_url decides which keys are trusted."""
@@ -203,7 +203,7 @@ def _site(site_id: str, entry: Any, base: Path, production: bool = False) -> Sit
             parse_server_url(raw)  # the allowlist's own parser: an entry it cannot read admits nothing
         except ValueError as exc:
             raise ValueError(f"'fhir_allowlist' entry {raw[:200]!r} is unusable: {exc}") from None
-        weak = _weak_url(raw) if production else None
+        weak = weak_url(raw) if production else None
         if weak:
             raise ValueError(f"'fhir_allowlist' entry {raw[:200]!r} is {weak}: refused with CDS_ENV=production")
     discovery_open = entry.get("discovery_open", True)
@@ -216,7 +216,7 @@ def _site(site_id: str, entry: Any, base: Path, production: bool = False) -> Sit
     if production:
         for issuer in parsed:
             for url in sorted({*issuer.trusted.jku, *([issuer.trusted.jwks_url] if issuer.trusted.jwks_url else [])}):
-                weak = _weak_url(url)
+                weak = weak_url(url)
                 if weak:
                     raise ValueError(f"issuer {issuer.trusted.iss[:200]!r}: key URL {url[:200]!r} is {weak}: "
                                      "refused with CDS_ENV=production")

@@ -40,15 +40,15 @@ import orjson
 from flask import g, request
 from jwt.exceptions import PyJWTError
 
-from .. import metrics
-from ..errors import CDSError, operation_outcome
+from ..runtime import metrics
+from ..runtime.errors import CDSError, operation_outcome
 from ..fhir.codes import CodeDataError, load_codes
 from ..logging_setup import log_event
 from ..logic.policy import Policy, PolicyError
 from ..security.jwks import JwksClient
 from ..security.replay import ReplayStoreUnavailable
 from ..security.tokens import MAX_TOKEN_CHARS, AuthError, TokenValidator
-from . import silent
+from ..hooks import silent
 from .model import Site, SitesFile, SitesFileError, file_digests, parse_sites, read_sites_file
 
 log = logging.getLogger("cds_service.sites")
@@ -105,7 +105,7 @@ class Built:
 def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
     """Parse, load every site's policy and codes, and make its request state; SitesFileError
     (one line) on any problem."""
-    from ..app import AppState  # the app and hooks modules import this package
+    from ..evaluation.state import AppState
     from ..hooks import Registry, build_registry
 
     parsed = parse_sites(raw, source, Path(base), production=state.config.env == "production")
@@ -345,7 +345,7 @@ class SitesRuntime:
                       **exc.context)
             raise SiteRefused(401, "token", "the credential was not accepted.") from None
         except ReplayStoreUnavailable as exc:
-            from ..errors import ServiceUnavailable
+            from ..runtime.errors import ServiceUnavailable
             log_event(log, logging.ERROR, "audit store unavailable: jti cannot be recorded, call refused",
                       path=request.path, error=str(exc))
             raise ServiceUnavailable("Audit store unavailable: the request could not be recorded, so it "

@@ -1,6 +1,6 @@
 """The assessment view: a SMART on FHIR app served by this service (issue 13).
 
-Cards link to it (`assessment_link`); the EHR launches it (`/smart/launch`, SMART App Launch
+Cards link to it (`assessment_link`, cards/build.py); the EHR launches it (`/smart/launch`, SMART App Launch
 2.0 EHR launch, public client with PKCE S256); it reads the patient's data through the same
 data layer and runs the same assessment as the hooks, and shows the scores, every input,
 the trends over the stay, the safety checks and the sources (`/smart/view`).
@@ -11,20 +11,10 @@ views.py (the Flask blueprint and its security headers).
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 
-LINK_LABEL = "Open coagulopathy assessment"
-
-
-def assessment_link(kind: str, hook_instance: str, base_url: str) -> dict:
-    """The card's `smart` link to the view. appContext (a JSON string) names the card kind and
-    the hookInstance so the view can say which card it was opened from; the view works
-    without it (Oracle Health ignores appContext)."""
-    return {"label": LINK_LABEL, "url": base_url.rstrip("/") + "/smart/launch", "type": "smart",
-            "appContext": json.dumps({"kind": kind, "hookInstance": hook_instance}, separators=(",", ":"))}
-
+from ..cards.build import LINK_LABEL, assessment_link  # noqa: F401  (a card's link to this view)
 
 _LAUNCH_QUERY = re.compile(r"(/smart/(?:launch|callback))\?[^\s\"']*")
 

@@ -3,7 +3,7 @@ trend series over the stay.
 
 `evaluate_for_view` builds a patient-view HookCall for the launched patient (fhirServer =
 iss, fhirAuthorization = the SMART token when there is one, no prefetch) and runs the hooks'
-own pipeline (`hooks.common.evaluate`: DataLayer.gather -> extract_inputs -> assess), so the
+own pipeline (`evaluation.pipeline.evaluate`: DataLayer.gather -> extract_inputs -> assess), so the
 page shows exactly what a card would be built from at this moment.
 
 `trend_series` reads the gathered Observations again, over the trend window instead of the
@@ -22,14 +22,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..fhir.context import OBS_SPECS, OBSERVATION_OK, Context, Validator, code_sets
-from ..fhir.observations import _reference_high, observation_time
+from ..fhir.observations import reference_high, observation_time
 from ..fhir.orders import ingredients_of, medication_codings
 from ..fhir.read import codings, items, parse_datetime
 from ..fhir.units import TABLES, UnitError, convert
-from ..hooks.registry import HookCall
+from ..evaluation.state import HookCall
 from ..logic import d_dimer as d_dimer_mod
 from ..logic import renal as renal_mod
 from ..logic.inputs import DDimer, Measurement
+from ..evaluation.pipeline import evaluate
 
 TREND_DAYS = 14
 SERIES = ("d_dimer", "platelets", "inr", "fibrinogen", "creatinine", "weight")
@@ -56,7 +57,6 @@ class Dose:
 def evaluate_for_view(state, *, iss: str, patient_id: str, encounter_id: str | None,
                       access_token: str | None, scope: str | None):
     """The hooks' Evaluation for this patient now (PreconditionFailed when data is missing)."""
-    from ..hooks.common import evaluate   # the hooks' pipeline, unchanged
     service = state.registry.get(VIEW_SERVICE)
     context: dict[str, Any] = {"patientId": patient_id, "userId": "Practitioner/assessment-view"}
     if encounter_id:
@@ -176,7 +176,7 @@ def _point(spec, key: str, holder: dict, when: datetime, ctx: Context, policy, i
         return Point(when, conv.value, shown, conv.comparator, conv.reported_value, conv.reported_unit)
     if conv.basis and conv.basis not in shown:
         shown += f" {conv.basis}"   # the unit's own {FEU}/{DDU} annotation, as reported
-    reference = _reference_high(holder, "d_dimer", quantity, ctx)
+    reference = reference_high(holder, "d_dimer", quantity, ctx)
     m = Measurement(value=conv.value, unit=conv.unit, time=when, comparator=conv.comparator)
     dd_inputs = replace(inputs, now=when, d_dimer=DDimer(
         value=m, basis_from_code=ctx.sets.basis.get(key), basis_from_unit=conv.basis,  # type: ignore[arg-type]

@@ -545,7 +545,7 @@ def _sources() -> list[tuple[str, str | None, str]]:
     """(label, url, kind): kind "" for a verified link, "search" for a search link, "none"."""
     from urllib.parse import quote_plus
 
-    from ..hooks import vocabulary
+    from ..cards import vocabulary
     evidence = getattr(vocabulary, "EVIDENCE", {})
     citations = getattr(vocabulary, "CITATIONS", {})
     out = [(label, url, "") for label, url in evidence.values()]

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import orjson
 from flask import Blueprint, Response, current_app, redirect, request
 
-from ..errors import CDSError
+from ..runtime.errors import CDSError
 from ..fhir.allowlist import is_loopback, loggable_url, refusal_reason
 from ..logging_setup import log_event, remember_secret
 from . import oauth

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import sqlite3  # noqa: F401 - tests patch storage.sqlite3.connect (a locked or read-only file)
 
-from ..errors import ServiceUnavailable
+from ..runtime.errors import ServiceUnavailable
 from .base import (BaseStorage, DatabaseReplayStore, IssuedCard, SqliteReplayStore, StorageError,  # noqa: F401
-                   _feedback_row, _scrub, utc_iso)
+                   utc_iso)
 from .sqlite import SqliteStorage, Storage  # noqa: F401
 
 log = logging.getLogger("cds_service.storage")

@@ -10,7 +10,7 @@ What is stored (CDS Hooks notes §7 "Storage", §8):
   of the patient id, the evaluation time, where the data came from, and the assessment JSON
   the cards were built from.
 - `card` / `suggestion`: every card and suggestion uuid issued, with the card kind (the
-  stable code of `hooks/vocabulary.py`), indicator and summary, joinable to the call.
+  stable code of `cards/vocabulary.py`), indicator and summary, joinable to the call.
 - `feedback`: every unique (card, outcome, outcomeTimestamp) once, with the accepted
   suggestion ids, override reason and comment, the receipt time, and whether the card uuid
   was one this service issued (`matched`).
@@ -39,7 +39,7 @@ from typing import Any, Iterable, Sequence
 
 import orjson
 
-from ..errors import BadRequest
+from ..runtime.errors import BadRequest
 from ..version import full_version
 from .writer import BatchWriter
 

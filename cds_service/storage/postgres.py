@@ -73,7 +73,8 @@ class _Conn:
             cur.executemany(_translate(sql), rows)
 
 
-def _redact(url: str) -> str:
+def redacted_url(url: str) -> str:
+    """The URL with its password replaced by ***: what logs and feedback-report may show."""
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
@@ -85,7 +86,7 @@ class PostgresStorage(BaseStorage):
     def __init__(self, url: str, pepper: str = "", *, timeout_ms: int = 250, connect_timeout_ms: int = 2000,
                  pool_size: int = 8, **batch):
         super().__init__(pepper, **batch)
-        self.path = _redact(url)  # what logs and the report may show
+        self.path = redacted_url(url)  # what logs and the report may show
         self._url = url
         self.timeout_ms, self.connect_timeout_ms, self.pool_size = timeout_ms, connect_timeout_ms, pool_size
         self._pool = None

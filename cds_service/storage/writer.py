@@ -131,7 +131,7 @@ class BatchWriter:
 
     def lost(self, count: int, reason: str) -> None:
         """Count rows that will never be stored (queue full, refused by the database, stop)."""
-        from .. import metrics
+        from ..runtime import metrics
         self._dropped += count
         metrics.audit_rows_lost(reason, count)
 

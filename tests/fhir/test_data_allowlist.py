@@ -7,7 +7,7 @@ import pytest
 import responses
 
 from cds_service.config import ConfigError
-from cds_service.errors import PreconditionFailed
+from cds_service.runtime.errors import PreconditionFailed
 from cds_service.fhir.allowlist import refusal_reason, same_base
 from _data_support import TOKEN, gather, make_app, request_body
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import responses
 
-from cds_service.errors import PreconditionFailed
+from cds_service.runtime.errors import PreconditionFailed
 from _data_support import (app, rsps,  # noqa: F401 (fixtures)
                            LABS, MEDICATION, FakeFhir, gather, make_app, queries, request_body,
                            server_answers, service_of)
@@ -154,7 +154,7 @@ def test_redis_down_calls_go_on_without_the_cache(rsps, caplog):
     """Nothing listens on the port (Redis unreachable): every call is a miss and goes to the
     FHIR server, the answer is right, the metric counts the errors, one log line."""
     import socket
-    from cds_service import metrics
+    from cds_service.runtime import metrics
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

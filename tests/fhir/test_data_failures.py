@@ -8,7 +8,7 @@ import pytest
 import requests
 import responses
 
-from cds_service.errors import PreconditionFailed
+from cds_service.runtime.errors import PreconditionFailed
 from cds_service.fhir.data import DataLayer
 from _data_support import (rsps,  # noqa: F401 (fixture)
                            BASE, LABS, MEDICATION, TOKEN, FakeFhir, gather, make_app, queries,

@@ -7,7 +7,7 @@ import json
 import pytest
 import responses
 
-from cds_service.errors import PreconditionFailed
+from cds_service.runtime.errors import PreconditionFailed
 from _data_support import (app, rsps,  # noqa: F401 (fixtures)
                            BASE, LABS, MED_REQUEST, MEDICATION, PATIENT, PID, TOKEN, FakeFhir,
                            gather, make_app, obs, patient_data, queries, request_body, searchset,

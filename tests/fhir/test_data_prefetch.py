@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import responses
 
-from cds_service.errors import PreconditionFailed
+from cds_service.runtime.errors import PreconditionFailed
 from _data_support import (app, rsps,  # noqa: F401 (fixtures)
                            BASE, CONDITION, LABS, MED_REQUEST, MEDICATION, PATIENT, FakeFhir,
                            gather, make_app, obs, patient_data, queries, request_body, searchset,

@@ -8,11 +8,12 @@ import json
 import pytest
 
 from cds_service.cli import main
-from cds_service.errors import PreconditionFailed
+from cds_service.runtime.errors import PreconditionFailed
 from cds_service.fhir.codes import load_codes
 from cds_service.fhir.templates import prefetch_templates
 from cds_service.hooks import HookCall
-from cds_service.hooks.common import REQUIRED_KEYS, evaluate
+from cds_service.evaluation.pipeline import evaluate
+from cds_service.hooks.common import REQUIRED_KEYS
 from _data_support import (app, rsps,  # noqa: F401 (fixtures)
                            PID, FakeFhir, gather, obs, patient_data, queries, request_body, searchset,
                            server_answers, service_of, state_of)

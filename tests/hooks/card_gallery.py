@@ -18,7 +18,7 @@ ROOT = HERE.parent.parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(ROOT)]
 
 from cds_service import create_app  # noqa: E402
-from cds_service.examples import build  # noqa: E402
+from cds_service.cli.examples import build  # noqa: E402
 from v2_bodies import (add_condition, add_encounter, add_hit, add_order, as_patient_view, drop,  # noqa: E402
                        platelet_history, set_lab)
 
@@ -164,7 +164,7 @@ def example_answers() -> list[tuple[str, str, list[dict]]]:
     """(example, hook, cards) for every `cds-service example NAME`, exactly as printed (fresh,
     dated now, no edit) and posted to a fresh service with the default policy: what the README's
     "Try it with curl" commands give (issue 22)."""
-    from cds_service.examples import SCENARIOS
+    from cds_service.cli.examples import SCENARIOS
     with tempfile.TemporaryDirectory() as tmp:
         client = create_app({"database": str(Path(tmp) / "examples.sqlite3"), "log_level": "ERROR"}).test_client()
         out = []

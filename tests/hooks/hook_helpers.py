@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from cds_service.examples import SCENARIOS, build
-from cds_service.hooks import vocabulary as vocab
+from cds_service.cli.examples import SCENARIOS, build
+from cds_service.cards import vocabulary as vocab
 from conftest import assert_valid_cds_response, in_scope
 
 # The data-layer tests' fake FHIR server (batch + GET on `responses`), reused as is.

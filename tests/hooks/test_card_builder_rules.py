@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.hooks.cards import action_delete, card, suggestion
+from cds_service.cards.build import action_delete, card, suggestion
 from conftest import assert_valid_cds_response
 
 

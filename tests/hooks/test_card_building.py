@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cds_service.cli import main as cli_main
-from cds_service.examples import SCENARIOS, STATIC_NOW, build
-from cds_service.hooks import content
-from cds_service.hooks.cards import card, md, prune, summary_text
+from cds_service.cli.examples import SCENARIOS, STATIC_NOW, build
+from cds_service.cards import content
+from cds_service.cards.build import card, md, prune, summary_text
 from cds_service.logic import regimen
 from cds_service.logic.policy import Policy
 from conftest import EXAMPLES, assert_no_empty
@@ -120,7 +120,7 @@ V2_EXPECT = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_each_example_gives_the_card_it_is_meant_to_show(client, name):
     """v2 cards (clinical-rules §18.1, §18.4): examples.EXPECT_V2 when the examples carry it."""
-    from cds_service import examples
+    from cds_service.cli import examples
     _, payload = run(client, name)
     expected = getattr(examples, "EXPECT_V2", V2_EXPECT)[name]
     if expected is None:

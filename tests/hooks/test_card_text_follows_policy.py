@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from cds_service import create_app
-from cds_service.examples import build as build_example
+from cds_service.cli.examples import build as build_example
 from conftest import in_scope
 
 

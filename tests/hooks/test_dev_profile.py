@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 import pytest
 
 from cds_service import cli
-from cds_service.app import create_app
-from cds_service.examples import build
+from cds_service.web.app import create_app
+from cds_service.cli.examples import build
 from conftest import in_scope
 from hook_helpers import post
 

@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 from cds_service import create_app
-from cds_service.hooks import rulebook
-from cds_service.hooks import vocabulary as vocab
+from cds_service.cards import rulebook
+from cds_service.cards import vocabulary as vocab
 from hook_helpers import kind, only_card, run
 
 

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.cli import main as cli_main
-from cds_service.feedback_report import build_report, report_connection
+from cds_service.cli.feedback_report import build_report, report_connection
 from cds_service.hooks import lifecycle
 from cds_service.storage import IssuedCard, StorageError
-from cds_service.examples import build
+from cds_service.cli.examples import build
 from conftest import in_scope
 from hook_helpers import LOINC, body_for, kind, medication, post
 
@@ -296,7 +296,7 @@ def test_a_new_anticoagulant_order_ends_the_snooze(workers):
     assert call(second, "contraindicated", T0 + H) == []
     # An enoxaparin order now active: the card changes (it concerns the order) or at least the
     # situation does; either way it is shown again.
-    from cds_service.examples import build
+    from cds_service.cli.examples import build
     order = next(e for e in build("hit-switch", datetime.now(timezone.utc))["context"]["draftOrders"]["entry"])
 
     def with_order(body):

@@ -392,7 +392,7 @@ def test_active_40_mg_daily_at_45_kg_crcl_18_is_prophylactic_not_therapeutic(tmp
 def test_treatment_dose_fondaparinux_create_is_coded_with_its_own_product():
     """The 7.5 mg create carries the 7.5 mg SCD and text, never the 2.5 mg syringe's text."""
     from cds_service.fhir.codes import load_codes
-    from cds_service.hooks.cards import product, product_key
+    from cds_service.cards.build import product, product_key
     codes = load_codes(None)
     concept = product(codes, product_key("fondaparinux", 7.5, None, codes))
     assert concept["coding"][0]["code"] == "861365" and "7.5 mg" in concept["text"]

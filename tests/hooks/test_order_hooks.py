@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from hook_helpers import LOINC, draft_entries, kind, medication, only_card, run
 
 
@@ -259,7 +259,7 @@ def test_iv_heparin_changed_to_prophylaxis_gets_the_subcutaneous_route(tmp_path)
     assert "suggestions" not in card
     # the route rule itself (an IV draft updated to SC prophylaxis drops the IV route)
     from cds_service.fhir.codes import load_codes
-    from cds_service.hooks.order_check import updated_draft
+    from cds_service.cards.orders import updated_draft
     from cds_service.logic.order_check import Proposed
     from cds_service.fhir.orders import normalise_order
     body = run(client, "escalation-icu", mutate=mutate)[0]
@@ -272,7 +272,7 @@ def test_iv_heparin_changed_to_prophylaxis_gets_the_subcutaneous_route(tmp_path)
 
 def test_dose_and_cutoff_in_notes_follow_the_policy():
     """Note text names dosing.pending_weight_mg and renal.crcl_cutoff, never a fixed 40 mg / 30."""
-    from cds_service.hooks import content as c
+    from cds_service.cards import content as c
     from cds_service.logic.policy import Policy
 
     policy = Policy.default().with_overrides({"dosing.pending_weight_mg": 30, "renal.crcl_cutoff": 35.0})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import responses
 
-from cds_service.examples import build as build_example
+from cds_service.cli.examples import build as build_example
 from conftest import assert_valid_cds_response, in_scope
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cds_service import create_app
-from cds_service.hooks import vocabulary as vocab
+from cds_service.cards import vocabulary as vocab
 from hook_helpers import LOINC, RXNORM, SNOMED, actions, kind, medication, only_card, run
 
 

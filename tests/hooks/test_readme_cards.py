@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from card_gallery import EX_BEGIN, EX_END, GALLERY, RETIRED, ROOT, masked, readme_block, render, render_examples
 
-from cds_service.hooks import vocabulary as vocab
+from cds_service.cards import vocabulary as vocab
 
 
 def test_readme_shows_one_real_card_of_each_kind_and_has_not_drifted():

@@ -8,7 +8,7 @@ import pytest
 
 from cds_service import create_app
 from cds_service.cli import main as cli_main
-from cds_service.feedback_report import build_report
+from cds_service.cli.feedback_report import build_report
 from cds_service.storage import IssuedCard, Storage, StorageError
 
 from audit_helpers import OS, PV, card as _card, fb as _fb, record as _record, write_concurrently

@@ -11,9 +11,9 @@ import pytest
 from fhir.resources.R4B.codesystem import CodeSystem  # R4B's CodeSystem is R4's (no R4 module in 8.x)
 
 from cds_service import create_app
-from cds_service.feedback_report import build_report, format_report, report_connection
-from cds_service.hooks import vocabulary as vocab
-from cds_service.terminology import NON_ADHERENCE_CATEGORIES, NON_ADHERENCE_SYSTEM, REASON_CATEGORY
+from cds_service.cli.feedback_report import build_report, format_report, report_connection
+from cds_service.cards import vocabulary as vocab
+from cds_service.cards.terminology import NON_ADHERENCE_CATEGORIES, NON_ADHERENCE_SYSTEM, REASON_CATEGORY
 from hook_helpers import SCENARIO_NAMES, run
 
 LEGACY_REASON = "https://cds.example.org/CodeSystem/override-reason"
@@ -160,7 +160,7 @@ def test_feedback_report_groups_by_3_0_category_and_reads_old_uris_as_the_same_c
 
 @pytest.mark.parametrize("system", [None, LEGACY_REASON, "https://a.test/fhir/CodeSystem/override-reason"])
 def test_our_code_reads_every_uri_we_ever_used(system):
-    from cds_service.terminology import our_code
+    from cds_service.cards.terminology import our_code
     assert our_code("override-reason", system, "bleeding-risk") == "bleeding-risk"
     assert our_code("override-reason", "http://loinc.org", "bleeding-risk") is None
     assert our_code("card-kind", LEGACY_REASON, "x") is None

@@ -12,8 +12,8 @@ import pytest
 
 from audit_helpers import OS, PV, card as _card, fb as _fb
 from cds_service import create_app
-from cds_service.docs_page import render
-from cds_service.feedback_report import build_report, format_report
+from cds_service.web.docs_page import render
+from cds_service.cli.feedback_report import build_report, format_report
 from cds_service.hooks.governance import card_mode
 from cds_service.logic.policy import Policy, PolicyError
 from cds_service.storage import IssuedCard, Storage

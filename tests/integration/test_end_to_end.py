@@ -22,8 +22,8 @@ from conftest import assert_valid_cds_response
 from cds_service.fhir.codes import load_codes
 from cds_service.fhir.orders import ingredients_of, medication_codings
 from cds_service.fhir.templates import prefetch_templates
-from cds_service.integration.fire import fire
-from cds_service.integration.fixtures import DEFAULT_DIR, load_fixtures, load_template, template_paths
+from cds_service.cli.integration.fire import fire
+from cds_service.cli.integration.fixtures import DEFAULT_DIR, load_fixtures, load_template, template_paths
 from integration.expected_patients import CARD_NEEDS, EXPECTED, ORDER_SELECT, cards_v2_merged, mismatches
 
 pytestmark = pytest.mark.integration

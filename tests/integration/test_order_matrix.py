@@ -26,8 +26,8 @@ from urllib.parse import parse_qsl
 import pytest
 
 from cds_service import create_app
-from cds_service.integration.fire import load_draft
-from cds_service.integration.fixtures import DEFAULT_DIR, load_template, render
+from cds_service.cli.integration.fire import load_draft
+from cds_service.cli.integration.fixtures import DEFAULT_DIR, load_template, render
 from integration.order_matrix import (BEGIN, DRAFT, DRAFTS, END, KIND_ALIASES, PATIENT, PATIENTS, RANK, SITUATIONS,
                                       Card, draft_dose, expect, readme_block, situation_cells, situation_patient)
 

@@ -11,7 +11,7 @@ import json
 import pytest
 import requests
 
-from cds_service.integration.fixtures import load_fixtures
+from cds_service.cli.integration.fixtures import load_fixtures
 from integration.order_matrix import DRAFT, PATIENT, expect
 from integration.test_order_matrix import PATHS, build_body, describe, draft_resource, needs_v3, problems
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from cds_service import create_app
-from cds_service.schemas import errors as schema_errors
+from cds_service.web.schemas import errors as schema_errors
 
 pytestmark = pytest.mark.slow  # schemathesis property tests: left out by dev.py test --fast
 

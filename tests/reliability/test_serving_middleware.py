@@ -9,7 +9,7 @@ import time
 from werkzeug.test import Client
 
 from cds_service import create_app
-from cds_service.serving import ServingMiddleware
+from cds_service.web.serving import ServingMiddleware
 
 HOOK = "/cds-services/coagulopathy-risk"
 

@@ -154,14 +154,14 @@ def test_the_log_names_the_audit_store_not_a_full_replay_store(tmp_path, make_ap
 def test_jti_store_unavailable_never_accepts_the_token(mint, jwks):
     """Fail closed at the validator: the error propagates, no identity is returned."""
     from cds_service.security.jwks import JwksClient
-    from cds_service.security.trust import _parse_entry
+    from cds_service.security.trust import parse_entry
     from security_helpers import BASE, ISS
 
     class Broken:
         def check_and_add(self, iss, jti, expires_at):
             raise ReplayStoreUnavailable("audit database write failed: database is locked")
 
-    validator = TokenValidator(issuers={ISS: _parse_entry(ISS, {"jwks": jwks})}, algorithms=("ES384",),
+    validator = TokenValidator(issuers={ISS: parse_entry(ISS, {"jwks": jwks})}, algorithms=("ES384",),
                                max_lifetime=3600, jwks=JwksClient(), replay_store=lambda: Broken())
     with pytest.raises(ReplayStoreUnavailable):
         validator.validate("Bearer " + mint(), BASE + PV)

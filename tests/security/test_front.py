@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cds_service.serving import Front
+from cds_service.web.serving import Front
 from security_helpers import BASE, PV, hook_body
 from security_helpers import es_key, jwks, make_app, mint, rs_key  # noqa: F401  (fixtures)
 
@@ -147,7 +147,8 @@ def test_other_routes_pass_through(tmp_path, path, method, status):
 
 
 def test_a_fault_in_the_front_is_a_500_operation_outcome(tmp_path, monkeypatch):
-    from cds_service import create_app, serving
+    from cds_service import create_app
+    from cds_service.web import serving
 
     def broken(app, environ):
         raise RuntimeError("boom")
@@ -165,8 +166,8 @@ def test_the_front_answers_the_hook_post_as_the_flask_route_does(tmp_path, monke
     """Issue 25: the front serves the hook POST itself (no Flask routing, no WSGI round trip).
     Every answer, errors included, is the one the Flask route gives: same status, headers, body."""
     from cds_service import create_app
-    from cds_service.errors import ServiceUnavailable
-    from cds_service.hooks import cards
+    from cds_service.runtime.errors import ServiceUnavailable
+    from cds_service.cards import build as cards
     app = create_app({"database": str(tmp_path / "db.sqlite3"), "cors_origins": "https://ehr.example"})
     body = hook_body()
     headers = dict(JSON)
@@ -184,7 +185,7 @@ def test_the_front_answers_the_hook_post_as_the_flask_route_does(tmp_path, monke
     elif case in ("fault", "store-down"):
         def fail(*_args):
             raise ServiceUnavailable("Audit store unavailable.") if case == "store-down" else ZeroDivisionError
-        monkeypatch.setattr("cds_service.app.validate_hook_request", fail)
+        monkeypatch.setattr("cds_service.web.app.validate_hook_request", fail)
     ids = iter(range(1, 1000))
     monkeypatch.setattr(cards, "new_id", lambda: f"id-{next(ids)}")
     via_flask = app.test_client().post(PV, data=raw, headers=headers)

@@ -10,7 +10,7 @@ import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds_service.errors import Unauthorized
+from cds_service.runtime.errors import Unauthorized
 from conftest import assert_operation_outcome
 from security_helpers import (BASE, FEEDBACK, ISS, JWKS_URL, OTHER_JKU, PV, RS_KID, bearer,
                               feedback_body, hook_body, public_jwk, sign)

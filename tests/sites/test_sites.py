@@ -15,7 +15,7 @@ import pytest
 from cds_service import create_app
 from cds_service.cli import main as cli_main
 from cds_service.config import ConfigError, load_config
-from cds_service.examples import build
+from cds_service.cli.examples import build
 import cds_service.sites.runtime as sites_runtime
 
 from sites_helpers import FHIR_A, FHIR_B, ISS_A, OS, PV, Keys, sites_toml, write_sites

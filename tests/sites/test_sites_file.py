@@ -13,7 +13,7 @@ import pytest
 import responses
 
 from cds_service import create_app
-from cds_service.examples import build
+from cds_service.cli.examples import build
 from cds_service.sites.model import SitesFileError, parse_sites
 from sites_helpers import OS, Keys, sites_toml, write_sites
 

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from cds_service import create_app
-from cds_service.examples import build
+from cds_service.cli.examples import build
 from sites_helpers import FHIR_A, PV, Keys, write_sites
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))

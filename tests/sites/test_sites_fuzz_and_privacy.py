@@ -14,7 +14,7 @@ import pytest
 import cds_service.sites.runtime as sites_runtime
 from cds_service import create_app
 from cds_service.cli import main as cli_main
-from cds_service.examples import build
+from cds_service.cli.examples import build
 from sites_helpers import FHIR_A, FHIR_B, OS, PV, Keys, write_sites
 
 BASE = "http://localhost"

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from cds_service import create_app
-from cds_service.examples import build
+from cds_service.cli.examples import build
 from sites_helpers import PV, Keys, write_sites
 
 BASE = "http://localhost"

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "storage"))
 from test_replicas import PUBLIC, replicas  # noqa: E402,F401  (the replicas fixture)
 
 from cds_service.cli import main as cli_main  # noqa: E402
-from cds_service.examples import build  # noqa: E402
+from cds_service.cli.examples import build  # noqa: E402
 from sites_helpers import FHIR_B, OS, PV, Keys, sites_toml, write_sites  # noqa: E402
 
 def fresh(name: str, **changes) -> dict:

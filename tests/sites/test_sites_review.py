@@ -59,7 +59,7 @@ def test_readyz_makes_no_outbound_fetch_and_a_sites_key_outage_does_not_fail_it(
             resp = client.get("/readyz")
             assert resp.status_code == 200 and resp.get_json()["checks"]["sites"] == "ok"
         assert len(mock.calls) == 0
-        from cds_service.examples import build
+        from cds_service.cli.examples import build
         body = build("bmi-42")
         body["hookInstance"] = str(uuid.uuid4())
         resp = client.post(OS, data=json.dumps(body), content_type="application/json",
@@ -156,10 +156,10 @@ def test_cds_sites_refuses_a_narrowing_single_site_variable(tmp_path, monkeypatc
 # -- #13: check and replay traffic is marked and left out of feedback-report
 
 def test_check_and_replay_traffic_is_marked_and_left_out_of_the_report(tmp_path, capsys):
-    from cds_service.check import Checker
+    from cds_service.cli.check import Checker
     from cds_service.cli import main as cli_main
-    from cds_service.examples import build
-    from cds_service.replay import _post
+    from cds_service.cli.examples import build
+    from cds_service.cli.replay import _post
     db = str(tmp_path / "cds.sqlite3")
     app = create_app({"database": db, "audit_batch_ms": 0})
     client = app.test_client()
@@ -201,7 +201,7 @@ def test_check_and_replay_traffic_is_marked_and_left_out_of_the_report(tmp_path,
 
 def test_a_reused_hook_instance_does_not_move_lifecycle_rows_between_sites(tmp_path, keys, capsys):
     from cds_service.cli import main as cli_main
-    from cds_service.examples import build
+    from cds_service.cli.examples import build
     from sites_helpers import PV
     path = write_sites(tmp_path, keys)
     app = app_for(path, tmp_path, audit_batch_ms=0)
@@ -360,7 +360,7 @@ def test_readyz_parses_a_sites_policy_again_only_when_its_file_changed(tmp_path,
 # -- #10 (also): with CDS_SITES a capture names its site and each site has its own pseudonyms
 
 def test_capture_records_carry_the_site_and_per_site_pseudonyms(tmp_path, keys):
-    from cds_service.examples import build
+    from cds_service.cli.examples import build
     from sites_helpers import PV
     path = write_sites(tmp_path, keys)
     capture = tmp_path / "capture"

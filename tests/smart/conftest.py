@@ -12,7 +12,7 @@ import requests
 from werkzeug.serving import make_server
 
 from cds_service import create_app
-from cds_service.integration.fixtures import load_fixtures, post_bundle
+from cds_service.cli.integration.fixtures import load_fixtures, post_bundle
 from integration.conftest import fhir_server  # noqa: F401  (the same session fixture)
 
 from .auth_server import AuthServer

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from cds_service.integration.devfhir import DevFhirRefused, check_allowed
+from cds_service.cli.integration.devfhir import DevFhirRefused, check_allowed
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_ORIGIN = "http://localhost:8080"

@@ -11,7 +11,7 @@ import pytest
 import responses
 
 from cds_service import create_app
-from cds_service.errors import CDSError
+from cds_service.runtime.errors import CDSError
 from cds_service.smart import views
 
 BASE = "http://127.0.0.1:9/fhir"

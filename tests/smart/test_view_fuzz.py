@@ -14,7 +14,7 @@ import pytest
 import responses
 
 from cds_service import create_app
-from cds_service.examples import build as example
+from cds_service.cli.examples import build as example
 from cds_service.fhir.templates import fill_template, prefetch_templates
 
 pytestmark = pytest.mark.slow  # fuzz over odd FHIR data and token answers: left out by dev.py test --fast

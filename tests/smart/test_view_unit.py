@@ -16,7 +16,7 @@ import pytest
 import responses
 
 from cds_service import create_app
-from cds_service.examples import build as example
+from cds_service.cli.examples import build as example
 from cds_service.fhir.templates import fill_template, prefetch_templates
 from cds_service.smart import assessment_link, charts, oauth
 from cds_service.smart.data import Point
@@ -344,7 +344,7 @@ def test_cors_origins_join_frame_ancestors(tmp_path):
 
 
 def test_every_source_is_listed_with_a_link():
-    from cds_service.hooks.vocabulary import CITATIONS, EVIDENCE
+    from cds_service.cards.vocabulary import CITATIONS, EVIDENCE
     from cds_service.smart import page
     sources = page._sources()
     assert len(sources) == len(EVIDENCE) + len([k for k in CITATIONS if k not in EVIDENCE])

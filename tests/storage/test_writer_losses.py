@@ -7,7 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from cds_service import create_app, metrics
+from cds_service import create_app
+from cds_service.runtime import metrics
 from cds_service.storage import StorageError
 from conftest import in_scope
 
