@@ -95,7 +95,7 @@ def private_attributes(source: str, module: str, is_package: bool, is_module) ->
             and n.attr.startswith("_") and not n.attr.startswith("__")]
 
 
-def violations(sources: dict[str, tuple[str, bool]], moved=frozenset()) -> list[str]:
+def violations(sources: dict[str, tuple[str, bool]]) -> list[str]:
     """Every broken rule in `sources` ({module name: (source, is package)})."""
     def is_module(name: str) -> bool:
         return name in sources
@@ -108,9 +108,6 @@ def violations(sources: dict[str, tuple[str, bool]], moved=frozenset()) -> list[
             continue
         for line, target, name in imports(source, module, is_package, is_module):
             where = f"{module}:{line}"
-            if target in moved or any(target.startswith(m + ".") for m in moved):
-                problems.append(f"{where} imports {target}, an old path (cds_service.MOVED): use the new one")
-                continue
             if name and name.startswith("_") and not name.startswith("__") and target != module:
                 problems.append(f"{where} imports the private name {name} of {target}")
             theirs = room(target)
@@ -142,7 +139,7 @@ def package_sources() -> dict[str, tuple[str, bool]]:
 
 
 def test_no_module_imports_a_higher_layer_or_a_private_name():
-    assert violations(package_sources(), moved=frozenset(cds_service.MOVED)) == []
+    assert violations(package_sources()) == []
 
 
 def test_the_package_root_holds_only_entry_points_and_runtime_settings():
@@ -151,21 +148,10 @@ def test_the_package_root_holds_only_entry_points_and_runtime_settings():
     assert loose == []
 
 
-def test_old_module_paths_are_the_moved_modules_and_not_files():
-    """cds_service.MOVED keeps old import paths working for code outside the package: the old
-    name gives the same module object (a monkeypatch through it reaches the running code), and
-    no file exists under an old name."""
-    import importlib
-    for old, new in cds_service.MOVED.items():
-        rel = Path(*old.split(".")[1:])
-        assert not (PACKAGE / rel).with_suffix(".py").exists() and not (PACKAGE / rel).is_dir(), old
-        assert importlib.import_module(old) is importlib.import_module(new), old
-
-
 # -- the checker can fail ---------------------------------------------------------------------------
 def _check(**modules: str) -> list[str]:
     sources = {name.replace("__", "."): (src, name.endswith("__init")) for name, src in modules.items()}
-    return violations({k.removesuffix(".init"): v for k, v in sources.items()}, moved=frozenset({"cds_service.old"}))
+    return violations({k.removesuffix(".init"): v for k, v in sources.items()})
 
 
 @pytest.mark.parametrize("modules, expected", [
@@ -192,8 +178,6 @@ def _check(**modules: str) -> list[str]:
      "smart must not import hooks"),
     # a loose module at the package root
     ({"cds_service__helpers": "x = 1\n"}, "room 'helpers' has no tier"),
-    # an old path inside the package
-    ({"cds_service__web__app": "from ..old import thing\n"}, "an old path"),
 ])
 def test_the_checker_reports_each_kind_of_bad_import(modules, expected):
     found = _check(**modules)

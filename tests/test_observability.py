@@ -186,12 +186,12 @@ def test_prepare_multiprocess_uses_an_empty_directory(tmp_path, monkeypatch):
 
 def test_multiprocess_exposition_adds_up_processes(tmp_path):
     """Two processes count into one directory; the exposition shows the sum."""
-    code = ("from cds_service import metrics\n"
+    code = ("from cds_service.runtime import metrics\n"
             "metrics.hook_call('coagulopathy-risk', 200, 0.01)\n")
     env = {**os.environ, metrics.MULTIPROC_ENV: str(tmp_path)}
     for _ in range(2):
         subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60, cwd=ROOT)
-    reader = ("from cds_service import metrics\n"
+    reader = ("from cds_service.runtime import metrics\n"
               "print(metrics.exposition()[0].decode())\n")
     text = subprocess.run([sys.executable, "-c", reader], env=env, check=True, timeout=60, cwd=ROOT,
                           capture_output=True, text=True).stdout

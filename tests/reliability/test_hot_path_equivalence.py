@@ -37,9 +37,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cds_service.integration.fire import load_draft  # noqa: E402
-from cds_service.integration.fixtures import DEFAULT_DIR, load_template, render  # noqa: E402
-from cds_service.serving import Front  # noqa: E402
+from cds_service.cli.integration.fire import load_draft  # noqa: E402
+from cds_service.cli.integration.fixtures import DEFAULT_DIR, load_template, render  # noqa: E402
+from cds_service.web.serving import Front  # noqa: E402
 from security_helpers import ISS, es_key, jwks, make_app, mint, rs_key  # noqa: E402,F401  (fixtures)
 from integration.test_order_matrix import prefetch_for  # noqa: E402
 
@@ -127,7 +127,8 @@ def _body(hook: str, pid: str, n: int, templates: dict[str, str]) -> dict:
 
 
 def _record_all(make_app, mint, monkeypatch, tmp_path) -> dict:
-    from cds_service.hooks import cards, registry, templates
+    from cds_service.cards import build as cards, templates
+    from cds_service.evaluation import state as registry
     from cds_service.storage import base
     counter = itertools.count(1)
     monkeypatch.setattr(cards, "new_id", lambda: str(uuid.UUID(int=next(counter))))

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from bench import synth
-from cds_service.serving import Front, ServingMiddleware
+from cds_service.web.serving import Front, ServingMiddleware
 from tests.test_access_line import _asgi, _lines, _wsgi, app, records  # noqa: F401 (fixtures)
 
 TOKEN = "tok-1234567890-secret"
@@ -28,8 +28,8 @@ def _case(kind: str, monkeypatch) -> tuple[bytes, int]:
         del body["prefetch"]["labs"]
         return orjson.dumps(body), 412
     if kind == "500":
-        import cds_service.hooks.common as common
-        monkeypatch.setattr(common, "extract_inputs", lambda *a, **k: 1 / 0)
+        import cds_service.evaluation.pipeline as pipeline
+        monkeypatch.setattr(pipeline, "extract_inputs", lambda *a, **k: 1 / 0)
         return orjson.dumps(body), 500
     return orjson.dumps(body), 200
 
