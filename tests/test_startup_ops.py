@@ -39,6 +39,7 @@ def serve(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedPro
     ("CDS_WORKERS", "two", "an integer from 1 to 64"),
     ("CDS_HEADER_TIMEOUT", "120", "<= 60"),
 ])
+@pytest.mark.server  # runs `python -m cds_service serve` in a subprocess: left out by --fast
 def test_a_bad_variable_stops_serve_with_one_line_and_exit_2(tmp_path, name, value, allowed):
     """Before: `CDS_LOG_LEVEL=LOUD` printed "Listening at" then worker tracebacks, and
     `CDS_FHIR_TIMEOUT=abc` gave an error that did not name the variable."""
@@ -50,6 +51,7 @@ def test_a_bad_variable_stops_serve_with_one_line_and_exit_2(tmp_path, name, val
     assert "Listening" not in done.stdout + done.stderr
 
 
+@pytest.mark.server  # runs `python -m cds_service serve` in a subprocess: left out by --fast
 def test_a_database_whose_directory_cannot_be_created_stops_serve(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -60,6 +62,7 @@ def test_a_database_whose_directory_cannot_be_created_stops_serve(tmp_path):
                                    f"{str(blocker)!r} is not a directory")
 
 
+@pytest.mark.server  # runs `python -m cds_service serve` in a subprocess: left out by --fast
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write any directory")
 def test_an_unwritable_database_directory_stops_serve(tmp_path):
     locked = tmp_path / "locked"
@@ -68,6 +71,7 @@ def test_an_unwritable_database_directory_stops_serve(tmp_path):
     assert done.returncode == 2 and "is not writable" in done.stderr
 
 
+@pytest.mark.server  # runs `python -m cds_service serve` in a subprocess: left out by --fast
 def test_bad_serve_flags_exit_2(tmp_path):
     done = serve({"CDS_DATABASE": str(tmp_path / "db")}, "--threads", "0")
     assert done.returncode == 2 and done.stderr.strip() == "cds-service: --threads=0 is not valid: 1 to 512"
@@ -139,6 +143,7 @@ def test_serve_help_describes_every_flag_with_its_default(capsys):
         assert action.help and "default" in action.help, action.option_strings
 
 
+@pytest.mark.server  # runs `python -m cds_service serve` in a subprocess: left out by --fast
 def test_dev_help_lists_every_subcommand():
     out = subprocess.run([sys.executable, str(ROOT / "dev.py"), "--help"], capture_output=True, text=True,
                          timeout=30).stdout
@@ -196,12 +201,14 @@ def test_dev_py_serve_passes_signals_to_the_server(tmp_path, sig):
     ("CDS_FHIR_ALLOWLIST", "https://fhir.example.org,ftp://x", "CDS_FHIR_ALLOWLIST entry 'ftp://x' is not valid"),
     ("CDS_CORS_ORIGINS", "https://sandbox.cds-hooks.org/", "CDS_CORS_ORIGINS entry 'https://sandbox.cds-hooks.org/' is not valid"),
 ])
+@pytest.mark.server  # runs `python -m cds_service serve` in a subprocess: left out by --fast
 def test_list_entries_that_would_silently_match_nothing_stop_serve(tmp_path, name, value, message):
     done = serve({"CDS_DATABASE": str(tmp_path / "db.sqlite3"), name: value})
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith(f"cds-service: {message}"), done.stderr
 
 
+@pytest.mark.server  # runs `python -m cds_service serve` in a subprocess: left out by --fast
 def test_serve_refuses_a_schema_dir_pointing_nowhere(tmp_path):
     """Issue 21: CDS_SCHEMA_DIR pointing nowhere started the service, /healthz stayed 200 and
     every hook answered 500. Now `serve` stops before binding, with one line and exit 2."""

@@ -102,6 +102,7 @@ def _regex_path(value: str):
         return None
 
 
+@pytest.mark.slow  # 400 hypothesis examples: left out by --fast
 @settings(max_examples=400, deadline=None)
 @given(FAST)
 def test_date_fast_path_agrees_with_the_general_parser(value):

@@ -102,10 +102,18 @@ def test_dev_py_serve_adds_the_dev_profile(monkeypatch):
 
 def test_dev_py_test_runs_in_parallel_unless_told_otherwise():
     import dev
-    assert dev.test_args(["--fast"]) == ["-n", "auto", "--maxprocesses", "4", "--dist", "worksteal", "--fast"]
-    assert dev.test_args(["--dist", "loadfile"]) == ["-n", "auto", "--maxprocesses", "4", "--dist", "loadfile"]
+    n = str(dev.workers())
+    assert dev.test_args(["--fast"]) == ["-n", n, "--dist", "worksteal", "--fast"]
+    assert dev.test_args(["--dist", "loadfile"]) == ["-n", n, "--dist", "loadfile"]
     assert dev.test_args(["-n", "0", "tests/x.py"]) == ["-n", "0", "tests/x.py"]
     assert dev.test_args(["-n2"]) == ["-n2"] and dev.test_args(["--numprocesses=3"]) == ["--numprocesses=3"]
+
+
+def test_dev_py_test_runs_one_worker_more_than_the_cores_and_at_most_four(monkeypatch):
+    import dev
+    for cores, expected in ((1, 2), (2, 3), (3, 4), (16, 4)):
+        monkeypatch.setattr(dev.os, "sched_getaffinity", lambda pid, c=cores: set(range(c)), raising=False)
+        assert dev.workers() == expected
 
 
 def test_dev_py_test_keeps_bytecode_outside_the_checkout(monkeypatch):

@@ -71,6 +71,7 @@ def _import_wsgi(env: dict) -> subprocess.CompletedProcess:
                           env={**base, **env}, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.server  # imports cds_service.wsgi in two subprocesses: left out by --fast
 def test_wsgi_import_refuses_production_without_auth_and_accepts_the_override(tmp_path):
     refused = _import_wsgi({"CDS_ENV": "production", "CDS_DATABASE": str(tmp_path / "db")})
     assert refused.returncode != 0

@@ -83,6 +83,7 @@ def _textual(text: str, rng: random.Random) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.slow  # a 500-file fuzz: left out by --fast
 def test_500_mutated_sites_files_are_refused_in_one_line_or_accepted(tmp_path, keys, capsys, monkeypatch):
     good = write_sites(tmp_path, keys)
     db = str(tmp_path / "cds.sqlite3")
