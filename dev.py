@@ -4,7 +4,7 @@
     python3 dev.py serve [serve options]   # create .venv, install, run the service (dev profile:
                                            # info cards repeat on every call; --production: not)
     python3 dev.py test  [pytest options]  # create .venv, install with test extras, run all tests
-                                           # (in parallel, one worker per core; what CI runs)
+                                           # (in parallel, cores + 1 workers; what CI runs)
     python3 dev.py test --fast             # unit tests only: no servers, no browser (edit loop)
     python3 dev.py <any cds-service subcommand ...>
 
