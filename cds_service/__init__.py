@@ -1,7 +1,7 @@
 """CDS Hooks 2.0 service for COVID-19 coagulopathy and heparin prophylaxis."""
 from __future__ import annotations
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 
 def create_app(config=None):
