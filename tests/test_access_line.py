@@ -3,7 +3,6 @@ access line carries the hook call's own fields; with the access log off the call
 "hook call" line (tests/test_protocol.py checks that line under the Flask test client)."""
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 
@@ -13,6 +12,7 @@ import pytest
 from bench import synth
 from cds_service import create_app
 from cds_service.web.serving import Front, ServingMiddleware
+from tests.run_async import run_async
 
 PATH = synth.SERVICE_PATH["patient-view"]
 ACCESS_FIELDS = {"method", "path", "status", "bytes", "ms", "remote", "protocol"}
@@ -70,7 +70,7 @@ def _asgi(front: Front, body: bytes) -> int:
     scope = {"type": "http", "method": "POST", "path": PATH, "raw_path": PATH.encode(), "query_string": b"",
              "root_path": "", "scheme": "http", "http_version": "1.1", "server": ("cds.example", 80),
              "client": ("127.0.0.1", 5555), "headers": [(b"content-type", b"application/json")]}
-    asyncio.run(front(scope, receive, send))
+    run_async(front(scope, receive, send))
     return out["status"]
 
 

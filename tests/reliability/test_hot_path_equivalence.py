@@ -21,7 +21,6 @@ Not a timed test: speed is measured in `python -m bench`.
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
@@ -42,6 +41,7 @@ from cds_service.cli.integration.fixtures import DEFAULT_DIR, load_template, ren
 from cds_service.web.serving import Front  # noqa: E402
 from security_helpers import ISS, es_key, jwks, make_app, mint, rs_key  # noqa: E402,F401  (fixtures)
 from integration.test_order_matrix import prefetch_for  # noqa: E402
+from tests.run_async import run_async
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "hot_path_equivalence.json"
 REGENERATE = os.environ.get("CDS_GOLDEN_REGENERATE") == "1"
@@ -93,7 +93,7 @@ def _asgi(front: Front, path: str, headers: dict[str, str], body: bytes) -> dict
              "root_path": "", "scheme": "https", "http_version": "1.1", "server": (HOST, 443),
              "client": ("127.0.0.1", 5555),
              "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
-    asyncio.run(front(scope, receive, send))
+    run_async(front(scope, receive, send))
     return out
 
 

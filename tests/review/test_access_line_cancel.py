@@ -10,6 +10,7 @@ import pytest
 
 from cds_service.web.serving import Front
 from tests.test_access_line import PATH, _body, _lines, app, records  # noqa: F401 (fixtures)
+from tests.run_async import run_async
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="review finding: the fields reach the call dict after the "
@@ -44,7 +45,7 @@ def test_a_cancelled_request_still_logs_the_hook_call(app, records, monkeypatch)
             pass
 
     try:
-        asyncio.run(main())
+        run_async(main())
     finally:
         front.pool.shutdown(wait=True)   # the call finishes in its thread
     lines = _lines(records)

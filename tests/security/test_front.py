@@ -16,6 +16,7 @@ import pytest
 from cds_service.web.serving import Front
 from security_helpers import BASE, PV, hook_body
 from security_helpers import es_key, jwks, make_app, mint, rs_key  # noqa: F401  (fixtures)
+from tests.run_async import run_async
 
 
 class Client:
@@ -63,7 +64,7 @@ def front_for(app, *, threads=4, body_timeout=0.3, max_body_bytes=None):
 
 
 def run(coro):
-    return asyncio.run(coro)
+    return run_async(coro)
 
 
 JSON = {"Content-Type": "application/json", "Host": "localhost", "Origin": "https://ehr.example"}
