@@ -148,6 +148,73 @@ def test_the_package_root_holds_only_entry_points_and_runtime_settings():
     assert loose == []
 
 
+# A circle inside one room that is not broken yet (each side imports the other inside a function):
+# fhir/orders.py reads a draft's heparin flush with exposure.heparin_flush_kind, which reads the
+# medication with orders' helpers. Breaking it means moving the §19.4 flush rule and the medication
+# readers into a module below both. Add nothing here.
+KNOWN_CIRCLES = {frozenset({"cds_service.fhir.exposure", "cds_service.fhir.orders"})}
+
+
+def import_circles(sources: dict[str, tuple[str, bool]]) -> list[list[str]]:
+    """Every set of modules that import one another, directly or through others (strongly
+    connected components of the import graph, lazy and TYPE_CHECKING imports included). Importing
+    a package's submodule (`from .. import sites`) counts as importing the submodule only."""
+    def is_module(name: str) -> bool:
+        return name in sources
+
+    def owner(name: str) -> str | None:
+        while name and name not in sources:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in sources}
+    for module, (source, is_package) in sources.items():
+        for _, target, _name in imports(source, module, is_package, is_module):
+            found = owner(target)
+            if found and found != module and found != "cds_service":
+                graph[module].add(found)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:   # Tarjan; the package has a few hundred modules, recursion is fine
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_import_circle_even_inside_a_room():
+    circles = [c for c in import_circles(package_sources()) if frozenset(c) not in KNOWN_CIRCLES]
+    assert circles == []
+
+
+def test_the_circle_finder_finds_a_circle_through_a_lazy_import():
+    sources = {"cds_service.web.a": ("from .b import x\n", False),
+               "cds_service.web.b": ("def f():\n    from .a import y\n", False),
+               "cds_service.web.c": ("from .a import x\n", False)}
+    assert import_circles(sources) == [["cds_service.web.a", "cds_service.web.b"]]
+
+
 # -- the checker can fail ---------------------------------------------------------------------------
 def _check(**modules: str) -> list[str]:
     sources = {name.replace("__", "."): (src, name.endswith("__init")) for name, src in modules.items()}

@@ -19,13 +19,12 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
-from flask import current_app, has_request_context, request
-
 from ..fhir.codes import Codes
 from ..fhir.units import UCUM
 from ..logic.numeric import display
 from ..storage import IssuedCard
 from . import vocabulary as vocab
+from .base_url import FALLBACK_BASE_URL, code_system_base, public_base_url  # noqa: F401 (used here and by callers)
 
 SUMMARY_MAX = 139
 
@@ -120,20 +119,6 @@ def summary_text(*candidates: str) -> str:
     return text[: SUMMARY_MAX - 1].rsplit(" ", 1)[0] + "…"
 
 
-# -- where the card's rule page lives ------------------------------------------------------------
-FALLBACK_BASE_URL = "http://127.0.0.1:8000"
-
-
-def public_base_url() -> str:
-    """The service's public base URL: CDS_PUBLIC_BASE_URL when set (behind a proxy), else the
-    request's own host URL; outside a request (builder unit tests) the local default."""
-    if not has_request_context():
-        return FALLBACK_BASE_URL
-    state = current_app.extensions.get("cds")
-    configured = getattr(getattr(state, "config", None), "public_base_url", "") if state else ""
-    return (configured or request.host_url).rstrip("/")
-
-
 # -- the link every card carries to the assessment view (smart/, issue 13) --------------------------
 LINK_LABEL = "Open coagulopathy assessment"
 
@@ -144,18 +129,6 @@ def assessment_link(kind: str, hook_instance: str, base_url: str) -> dict:
     without it (Oracle Health ignores appContext)."""
     return {"label": LINK_LABEL, "url": base_url.rstrip("/") + "/smart/launch", "type": "smart",
             "appContext": json.dumps({"kind": kind, "hookInstance": hook_instance}, separators=(",", ":"))}
-
-
-def code_system_base(base_url: str | None = None) -> str:
-    """The base our code systems are minted under (issue 23): the policy's
-    `vocabulary.system_base` when a site sets one, else `base_url` or the public base URL."""
-    if has_request_context():
-        state = current_app.extensions.get("cds")
-        policy = getattr(state, "policy", None)
-        configured = policy.values.get("vocabulary.system_base") if policy is not None else None
-        if configured:
-            return configured.rstrip("/")
-    return (base_url or public_base_url()).rstrip("/")
 
 
 # -- card shapes ------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ def system_url(name: str, base_url: str) -> str:
 
 def _base(base_url: str | None) -> str:
     if base_url is None:  # callers without a base: the one cards use (policy, public URL or request)
-        from .build import code_system_base
+        from .base_url import code_system_base
         return code_system_base()
     return base_url
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .anti_xa import AntiXa, assess_anti_xa
+from .findings import Finding, Kind, Proposed  # noqa: F401 (here and for callers of this module)
 from .inputs import MedicationOrder
 from . import numeric as nm
 from .intensity import DOACS, DTIS, VKAS, draft_intensity, renal_state
@@ -86,9 +87,6 @@ V3_KINDS = ("hit_vka", "hit_prophylactic_intensity", "pregnancy_vka", "dose_abov
 FINDING_KINDS = ("contraindicated", "switch_product", "undeterminable", "dose_change",
                  "escalation_in_critically_ill", "escalation_with_caution",
                  "already_anticoagulated") + V3_KINDS
-Kind = str
-
-
 @dataclass(frozen=True)
 class OrderContext:
     """What the check needs from the assessment, as plain values."""
@@ -125,46 +123,6 @@ class OrderContext:
     age_years: int | None = None                 # apixaban dose-reduction criteria (§19.3)
     rrt_mode: str | None = None                  # "crrt", "haemodialysis", ... (§19.2 circuit exemption)
     creatinine_mg_dl: float | None = None
-
-
-@dataclass(frozen=True)
-class Proposed:
-    """The order the service proposes instead of the draft (per administration)."""
-
-    ingredient: str
-    dose_mg: float | None
-    dose_units: float | None
-    doses_per_day: int
-    route: str = "subcutaneous"
-
-    def to_json(self) -> dict:
-        return {"ingredient": self.ingredient, "dose_mg": self.dose_mg,
-                "dose_units": self.dose_units, "doses_per_day": self.doses_per_day,
-                "route": self.route}
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: Kind
-    reasons: tuple[str, ...] = ()
-    proposed: Proposed | None = None
-    missing: tuple[str, ...] = ()
-    # v2: the card indicator the rules give this finding ("info" | "warning" | "critical");
-    # None leaves it to the card builder.
-    urgency: str | None = None
-    # v3: what the suggestion does: "update" (the draft to `proposed`), "delete" (the draft),
-    # "switch" (create `proposed` and delete the draft, one suggestion) or None (text only).
-    action: str | None = None
-    # v3: values the card text needs (name, value), e.g. the maximum a ceiling names.
-    values: tuple[tuple[str, Any], ...] = ()
-
-    def value(self, name: str, default: Any = None) -> Any:
-        return dict(self.values).get(name, default)
-
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "reasons": list(self.reasons),
-                "proposed": self.proposed.to_json() if self.proposed else None,
-                "missing": list(self.missing), "urgency": self.urgency, "action": self.action}
 
 
 @dataclass(frozen=True)

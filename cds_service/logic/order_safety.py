@@ -32,6 +32,7 @@ import math
 from typing import Any
 
 from . import numeric as nm
+from .findings import Finding, Proposed
 from .inputs import MedicationOrder
 from .intensity import DOACS, DTIS, VKAS, Intensity, RenalState
 from .policy import Policy, rounded
@@ -68,7 +69,6 @@ def safety_findings(draft: MedicationOrder, ctx: Any, p: Policy, *, intensity: I
                     renal: RenalState, prophylactic_intent: bool,
                     regimen_match: bool) -> list:
     """The §19 findings for `draft` (see the module docstring). `ctx` is an OrderContext."""
-    from .order_check import Finding, Proposed   # one dataclass for every finding
     out: list[Finding] = []
     name, drug_class = draft.ingredient, draft.drug_class
     ci = set(ctx.contraindications)
@@ -155,7 +155,6 @@ def _dose_findings(draft, ctx, p, *, intensity, renal, prophylactic_intent, regi
 
 
 def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, regimen_match) -> list:
-    from .order_check import Finding, Proposed
     name = draft.ingredient
     mg, units, n = draft.dose_mg, draft.dose_units, draft.doses_per_day
     w = ctx.weight_kg
@@ -314,7 +313,6 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
 
 def _doac_renal(draft, ctx, p, renal: RenalState) -> list:
     """§19.3 DOAC rules on actual-body-weight Cockcroft-Gault (warning, no update)."""
-    from .order_check import Finding
     name, mg, n = draft.ingredient, draft.dose_mg, draft.doses_per_day
     crcl = p["renal.rrt_equivalent_crcl"] if renal.rrt else ctx.crcl_actual_ml_min
     if crcl is None:

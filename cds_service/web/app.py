@@ -30,7 +30,7 @@ from ..logic.scope import loosened_keys
 from .schemas import first_error
 from ..storage import StorageError
 from ..version import full_version
-from .serving import ACCESS_FIELDS_KEY, BODY_ERROR_KEY
+from .environ import ACCESS_FIELDS_KEY, BODY_ERROR_KEY
 
 log = logging.getLogger("cds_service.app")
 

@@ -51,13 +51,10 @@ from werkzeug.exceptions import HTTPException
 
 from ..runtime.errors import CDSError, operation_outcome
 from ..logging_setup import log_event
+from .environ import ACCESS_FIELDS_KEY, BODY_ERROR_KEY
 
 access_log = logging.getLogger("cds_service.access")
 
-BODY_ERROR_KEY = "cds.body_error"  # environ key read by app.parse_json_body
-# environ key: a dict the hook call fills with its own log fields (app.answer_hook), written in the
-# request's access line; absent when no access line will be written (the call then logs its own).
-ACCESS_FIELDS_KEY = "cds.access_fields"
 _NO_BODY_METHODS = ("GET", "HEAD", "OPTIONS", "DELETE", "TRACE")
 _CHUNK = 64 * 1024
 
