@@ -136,3 +136,25 @@ def test_the_merged_line_masks_the_request_token(app, records):
         front.pool.shutdown()
     [line] = _lines(records)
     assert token not in str(line.fields) and "[REDACTED]" in line.fields["hookInstance"]
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_a_hook_instance_built_from_the_patient_id_is_logged_without_it(app, records, access_log):
+    """A client may build its hookInstance from the patient id ("access-p" in _body); no log line
+    carries a raw patient id, on the access line or the call's own line."""
+    front = Front(app, max_body_bytes=5_000_000, body_timeout=5, threads=1, access_log_enabled=access_log)
+    try:
+        assert _asgi(front, _body("visit/access-p/2")) == 200
+    finally:
+        front.pool.shutdown()
+    [line] = _lines(records)
+    assert line.fields["hookInstance"] == "visit/[patient]/2"
+    assert all("access-p" not in str(r.getMessage()) + str(getattr(r, "fields", "")) for r in records)
+
+
+def test_hide_patient_id_replaces_whole_tokens_only():
+    from cds_service.logging_setup import hide_patient_id
+    assert hide_patient_id("enc-1-pid-12", "12") == "enc-1-pid-[patient]"
+    assert hide_patient_id("5b0e3f1a-1111-4c2e", "1") == "5b0e3f1a-1111-4c2e"   # digits of another token
+    assert hide_patient_id("a.b*c", "b*c") == "a.[patient]"                        # no regex injection
+    assert hide_patient_id(None, "12") is None and hide_patient_id("x12", None) == "x12"

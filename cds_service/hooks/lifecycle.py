@@ -48,7 +48,7 @@ from typing import Any, Sequence
 import orjson
 
 from ..runtime import metrics
-from ..logging_setup import log_event
+from ..logging_setup import hide_patient_id, log_event
 from ..storage import IssuedCard, StorageError
 
 log = logging.getLogger("cds_service.hooks.lifecycle")
@@ -273,7 +273,7 @@ def apply(call, cards: Sequence[IssuedCard], evaluation: Any = None) -> tuple[li
         metrics_card_suppressed(call.service.id, row["kind"], row["indicator"], row["reason"])
         # One line per withheld card (issue 22: a tester saw "All clear!" and nothing said why).
         # The fingerprint is a hash of kind and recommendation: no patient data.
-        log_event(log, logging.INFO, "card withheld", service=call.service.id, hookInstance=call.hook_instance,
+        log_event(log, logging.INFO, "card withheld", service=call.service.id, hookInstance=hide_patient_id(call.hook_instance, call.patient_id),
                   kind=row["kind"], indicator=row["indicator"], reason=row["reason"], fingerprint=row["fingerprint"])
         suppressed.append({"uuid": row["card_uuid"], "kind": row["kind"], "indicator": row["indicator"],
                            "summary": issued.card.get("summary"), "fingerprint": row["fingerprint"],

@@ -24,7 +24,7 @@ from ..fhir.typed import decode_hook_body, observation_keys
 from ..runtime.errors import BadRequest, CDSError, NotFound, operation_outcome
 from ..evaluation.state import AppState, HookCall
 from ..hooks import build_registry
-from ..logging_setup import bounded, configure_logging, log_event, redact_value
+from ..logging_setup import bounded, configure_logging, hide_patient_id, log_event, redact_value
 from ..logic.policy import Policy
 from ..logic.scope import loosened_keys
 from .schemas import first_error
@@ -159,7 +159,9 @@ def answer_hook(state: AppState, service_id: str) -> dict:
     if "capture" in state.extensions:  # issue 23: CDS_CAPTURE_DIR (capture.py, after the answer)
         g.cds_capture_body = body
     if isinstance(body, dict) and isinstance(body.get("hookInstance"), str):
-        g.hook_instance = body["hookInstance"][:256]
+        context = body.get("context")
+        g.hook_instance = hide_patient_id(body["hookInstance"][:256],   # for log lines only
+                                          context.get("patientId") if isinstance(context, dict) else None)
     status = 500
     try:
         validate_hook_request(body, service)
