@@ -301,7 +301,10 @@ def _dose_findings_raw(draft, ctx, p, *, intensity, renal, prophylactic_intent, 
                 return out
         out.extend(_doac_renal(draft, ctx, p, renal))
     # unknown or changing renal function (§19.2)
-    if renal.unknown or renal.changing:
+    # a DOAC's label rules need CrCl on actual weight (§19.3); a creatinine known only as a bound
+    # ("> 8 mg/dL") leaves it unknown although RenalState holds a bound: said, never passed
+    doac_blind = name in DOACS and not renal.rrt and ctx.crcl_actual_ml_min is None
+    if renal.unknown or renal.changing or doac_blind:
         lmwh_high = name in LMWH and intensity in ("intermediate", "therapeutic")
         fonda_high = name == "fondaparinux" and mg is not None and n is not None and \
             nm.cmp_gt(mg * n, p["hit.fondaparinux_mg"], p)

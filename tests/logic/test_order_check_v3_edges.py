@@ -286,3 +286,16 @@ def test_ufh_infusion_draft_on_crrt_is_circuit_heparin_not_an_escalation():
     ufh = MedicationOrder("heparin", "anticoagulant", continuous=True, route="intravenous", status="draft", source=DRAFT)
     assert not has(check_draft(ufh, ctx(rrt_mode="crrt", renal_replacement=True), P), "above_prophylactic")
     assert has(check_draft(ufh, ctx(rrt_mode="haemodialysis", renal_replacement=True), P), "above_prophylactic")
+
+
+# -- §19.2/§19.3: a DOAC draft when the creatinine is only a bound (SCr "> 8 mg/dL") -------------------
+# Cockcroft-Gault on actual weight cannot be computed (crcl_actual is None) and the CrCl is only a
+# bound, so RenalState.unknown is false: the DOAC renal rules and the renal-unknown card were both
+# skipped, and dabigatran 150 mg twice daily at CrCl < 10 was answered with silence (pharmacist review).
+@pytest.mark.parametrize("name, mg, per_day", [("dabigatran", 150, 2), ("rivaroxaban", 20, 1),
+                                               ("edoxaban", 60, 1), ("apixaban", 5, 2)])
+def test_doac_draft_with_a_bounded_creatinine_is_never_silent(name, mg, per_day):
+    bounded = ctx(crcl_ml_min=None, crcl_lt_30=True, crcl_bound=("<", 9.0), crcl_actual_ml_min=None,
+                  other_indication=True)
+    result = check_draft(drug(name, "doac", mg, per_day), bounded, P)
+    assert has(result, "renal_unknown", "warning") or has(result, "renal_dose", "warning"), findings(result)
