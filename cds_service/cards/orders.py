@@ -169,6 +169,16 @@ class _DraftCards:
             return t.rrt_phrase(self.a.inputs)
         return self.crcl()
 
+    def at_renal(self, actual_weight: bool = False) -> str:
+        """The renal phrase after a dose: "at CrCl 12 mL/min", "on haemodialysis (last session D)"
+        (the DOAC rules' CrCl is on actual weight: `actual_weight`)."""
+        phrase = self.crcl_actual() if actual_weight else self.renal_phrase()
+        if phrase.startswith("On "):
+            return "on " + phrase[3:]
+        if self.a.renal.renal_replacement is True:   # "End-stage kidney disease (renal replacement)"
+            return "with " + phrase[0].lower() + phrase[1:]
+        return "at " + phrase
+
     def renal_why(self) -> str:
         """The renal facts of a why line: on renal replacement the modality only (§19.3: never the
         post-dialysis CrCl or creatinine; review-v3 M2), else CrCl and the creatinine as reported."""
@@ -680,8 +690,8 @@ class _DraftCards:
             if r0 == "crcl_lt_15":
                 return f"{cur}: {self.renal_phrase()}; UFH per protocol"
             if r0 == "crcl_lt_30":   # the enoxaparin table uses the policy-weight CrCl of the why line
-                return f"{cur} at {self.renal_phrase()}: check the renal dose"
-            return f"{cur} at {self.crcl_actual()}: check the renal dose"
+                return f"{cur} {self.at_renal()}: check the renal dose"
+            return f"{cur} {self.at_renal(actual_weight=True)}: check the renal dose"
         if f.kind == "switch_product":
             p = f.proposed
             short = t.dose_text(p.ingredient, p.dose_mg, p.dose_units, p.doses_per_day) if p else "UFH"

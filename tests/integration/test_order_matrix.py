@@ -380,3 +380,14 @@ def test_every_reference_patient_has_a_row():
     files = {p.stem for p in DEFAULT_DIR.glob("*.json")}
     assert files == {p.pid for p in PATIENTS}
     assert {p.name for p in DRAFT_DIR.glob("*.json")} >= {d.file for d in DRAFTS}
+
+
+def test_a_renal_replacement_summary_names_the_modality_in_a_sentence(matrix_client):
+    """§19.3: on renal replacement the card names the modality, never a CrCl; the summary read
+    "Rivaroxaban 10 mg daily at On haemodialysis (...)" (found reading the matrix's cards)."""
+    pid = "cov-haemodialysis"
+    cards = ask(matrix_client, "order-select", pid, [draft_resource("R10", pid, PATIENT[pid].dosing_weight)],
+                rendered(pid))
+    summaries = [c["summary"] for c in cards]
+    assert any(" on haemodialysis (last session " in s for s in summaries), summaries
+    assert not any(" at On " in s or "CrCl" in s for s in summaries), summaries
