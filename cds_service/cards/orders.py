@@ -581,11 +581,12 @@ class _DraftCards:
         if f.kind == "fondaparinux_band":
             return self.capital(A["fondaparinux_band"].format(band=num(f.value("band_mg"), 1)))
         if f.kind == "switch_product":
-            return f"{self.renal_phrase()}: UFH 5,000 U SC instead of LMWH (HEP-COVID excluded CrCl < 15)."
+            return (f"{self.renal_phrase()}: UFH {num(self.p['renal.ufh_units'], 0)} U SC instead of LMWH "
+                    "(HEP-COVID excluded CrCl < 15).")
         if f.kind == "renal_dose":
             if r0 == "crcl_lt_15":
                 return f"{self.renal_phrase()}: " + (A["renal_ufh_protocol"] if f.action == "delete"
-                                                     else "UFH 5,000 U SC instead of LMWH.")
+                                                     else f"UFH {num(self.p['renal.ufh_units'], 0)} U SC instead of LMWH.")
             if r0 == "crcl_lt_30" and "renal_obesity" in f.reasons:
                 return self.capital(A["renal_obesity"])
             if r0 == "crcl_lt_30":

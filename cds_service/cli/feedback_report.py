@@ -85,6 +85,17 @@ def _json(value) -> dict:
     return {}
 
 
+def _tally_outcome(g: dict[str, Any], outcome: str | None, reason: str | None) -> bool:
+    """Count an accepted/overridden outcome in group `g` and an override's reason; True if overridden."""
+    if outcome in ("accepted", "overridden"):
+        g[outcome] += 1
+    if outcome != "overridden":
+        return False
+    code = reason or NO_REASON
+    g["override_reasons"][code] = g["override_reasons"].get(code, 0) + 1
+    return True
+
+
 def alert_rates(conn) -> dict[str, Any]:
     """§19.14 alert rates per card kind and indicator (see the module docstring)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
@@ -97,11 +108,7 @@ def alert_rates(conn) -> dict[str, Any]:
     for kind, indicator, outcome, reason in conn.execute(_ALERT_LATEST):
         g = group(kind, indicator)
         g["shown"] += 1
-        if outcome in ("accepted", "overridden"):
-            g[outcome] += 1
-        if outcome == "overridden":
-            code = reason or "(no reason given)"
-            g["override_reasons"][code] = g["override_reasons"].get(code, 0) + 1
+        _tally_outcome(g, outcome, reason)
     if _has_table(conn, "card_lifecycle"):
         for kind, indicator in conn.execute(_ALERT_SUPPRESSED):
             group(kind, indicator)["suppressed"] += 1
@@ -176,11 +183,7 @@ def build_report(conn) -> dict[str, Any]:
         for key in keys:
             g = groups.setdefault(key, _new_group())
             g["cards"] += 1
-            if outcome in ("accepted", "overridden"):
-                g[outcome] += 1
-            if outcome == "overridden":
-                code = reason or "(no reason given)"
-                g["override_reasons"][code] = g["override_reasons"].get(code, 0) + 1
+            if _tally_outcome(g, outcome, reason):
                 _count_category(g, categories, reason_system, reason_code)
     suppressed_total, suppressed_by_reason = 0, {}
     if _has_table(conn, "card_lifecycle"):  # databases from before the card lifecycle have none

@@ -39,8 +39,7 @@ class Evaluation:
     def patient_found(self) -> bool:
         """The context's Patient resource was had (prefetch or read). A null prefetch value or
         a 404 means the EHR or server has no such patient: nothing we say would be about them."""
-        pid = self.call.patient_id
-        return any(r.get("resourceType") == "Patient" and r.get("id") == pid for r in self.data.resources)
+        return _patient_found(self.data.resources, self.call.patient_id)
 
     def in_scope(self) -> bool:
         """Cards only for adult inpatients with COVID-19 (clinical rules §1a): the assessment's
@@ -56,6 +55,10 @@ class Evaluation:
         return {**self.assessment.to_json(), **self.extra_audit, "policy_source": self.policy.source}
 
 
+def _patient_found(resources, pid) -> bool:
+    return any(r.get("resourceType") == "Patient" and r.get("id") == pid for r in resources)
+
+
 def codes_for(call: HookCall) -> Codes:
     return load_codes(call.state.policy["codes.extra_file"])
 
@@ -67,7 +70,6 @@ def evaluate(call: HookCall) -> Evaluation:
     codes = codes_for(call)
     inputs = extract_inputs(data.resources, now=call.received_at, policy=call.state.policy,
                             codes=codes, patient_id=call.patient_id, encounter_id=call.encounter_id)
-    pid = call.patient_id
-    found = any(r.get("resourceType") == "Patient" and r.get("id") == pid for r in data.resources)
+    found = _patient_found(data.resources, call.patient_id)
     assessment = assess(inputs, call.state.policy, hook=call.service.hook, patient_found=found)
     return Evaluation(call, data, inputs, assessment, codes)

@@ -30,8 +30,13 @@ WORST_HIGH = frozenset({"bilirubin"} | {f"recorded_sofa.{k}" for k in
 def observation_time(obs: Mapping[str, Any]) -> datetime | None:
     """Data requirements §1.1 step 2, first present wins."""
     period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
-    for raw in (obs.get("effectiveDateTime"), period.get("end"), period.get("start"),
-                obs.get("effectiveInstant"), obs.get("issued")):
+    return _first_time((obs.get("effectiveDateTime"), period.get("end"), period.get("start"),
+                        obs.get("effectiveInstant"), obs.get("issued")))
+
+
+def _first_time(raws: tuple) -> datetime | None:
+    """The first present of the §1.1 step 2 times, parsed (raw dict and typed reads share it)."""
+    for raw in raws:
         if raw is not None:
             return parse_datetime(raw)
     return None
@@ -213,11 +218,8 @@ _UNPARSED: Any = object()
 def _head_time(head: Any) -> datetime | None:
     """observation_time of a typed.ObservationHead."""
     period = head.effectivePeriod
-    for raw in (head.effectiveDateTime, period.end if period is not None else None,
-                period.start if period is not None else None, head.effectiveInstant, head.issued):
-        if raw is not None:
-            return parse_datetime(raw)
-    return None
+    return _first_time((head.effectiveDateTime, period.end if period is not None else None,
+                        period.start if period is not None else None, head.effectiveInstant, head.issued))
 
 
 def _head_spans_a_day(head: Any) -> bool:
@@ -225,8 +227,7 @@ def _head_spans_a_day(head: Any) -> bool:
     period = head.effectivePeriod
     if period is None:
         return False
-    start, end = parse_datetime(period.start), parse_datetime(period.end)
-    return bool(start and end and end - start >= timedelta(hours=24))
+    return _period_spans_a_day(period.start, period.end)
 
 
 def _newest(c: Candidate) -> tuple:
@@ -237,7 +238,12 @@ def _spans_a_day(obs: Mapping[str, Any]) -> bool:
     period = obs.get("effectivePeriod")
     if not isinstance(period, dict):
         return False
-    start, end = parse_datetime(period.get("start")), parse_datetime(period.get("end"))
+    return _period_spans_a_day(period.get("start"), period.get("end"))
+
+
+def _period_spans_a_day(start_raw: Any, end_raw: Any) -> bool:
+    """A collection period of 24 h or more (a 24-h urine), for the raw and the typed read alike."""
+    start, end = parse_datetime(start_raw), parse_datetime(end_raw)
     return bool(start and end and end - start >= timedelta(hours=24))
 
 

@@ -13,7 +13,6 @@ from ..fhir.templates import prefetch_templates
 from ..runtime import metrics
 from ..storage import IssuedCard, StorageError
 from . import governance, lifecycle
-from . import silent
 from ..storage import synthetic
 
 log = logging.getLogger("cds_service.hooks")
@@ -92,8 +91,6 @@ def respond(call: HookCall, cards: Sequence[IssuedCard], evaluation: Evaluation 
         audit["card_lifecycle"] = lifecycle_audit
     if audit is not None:
         audit["governance"] = governance_audit
-    # A silent site (issue 24): the cards go to the audit row, not to the EHR.
-    cards, audit = silent.withhold(call, cards, audit, evaluation)
     audit = synthetic.mark(audit)  # check/replay traffic, left out of feedback-report (review #13)
     storage = call.state.extensions.get("storage")
     if storage is not None:

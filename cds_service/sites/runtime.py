@@ -113,7 +113,7 @@ def build(raw: bytes, source: str, base: str, state, jwks: JwksClient) -> Built:
     sites: dict[str, BuiltSite] = {}
     for site in parsed.sites.values():
         policy, codes = loaded[site.id]
-        policy = silent.site_policy(policy, site.mode)  # §19.14 cards.silent, once it exists
+        policy = silent.site_policy(policy, site.mode)  # §19.14 cards.silent
         registry = Registry([s for s in build_registry(codes) if s.id in site.services])
         cfg = replace(state.config, fhir_allowlist=site.fhir_allowlist, policy=site.policy_path)
         view = AppState(config=cfg, policy=policy, registry=registry,
